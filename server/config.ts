@@ -1,0 +1,78 @@
+import { z } from 'zod';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+/**
+ * Every setting Sluice reads, with its default. Read once at start-up (environment variables, or
+ * flags that mirror them: `--sim-delay-ms 0` sets SIM_DELAY_MS), validated here and nowhere else.
+ */
+export const ConfigSchema = z
+  .object({
+    PORT: int(0, 65535).default(8000).describe('port for everything (HTTP, SSE, WebSocket)'),
+    HOST: z.string().min(1).default('127.0.0.1').describe('interface to listen on (0.0.0.0 in containers)'),
+    LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
+    SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),
+    OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream'),
+    OPENAI_API_KEY: z.string().optional().describe('API key for the upstream'),
+    LLM_MODEL: z.string().optional().describe('model name sent upstream'),
+    REDIS_URL: z.string().optional().describe('when set, history, stream logs and limits live in Redis'),
+    API_KEYS_FILE: z.string().optional().describe('file of API keys, one a line; when set every request needs one'),
+    RESUME_GRACE_MS: int(0, 3_600_000).default(5000).describe('how long a generation whose listeners all left keeps running, waiting for a resume (0: abort at once)'),
+    EVENT_LOG_TTL_MS: int(0, 86_400_000).default(300_000).describe('how long the event log of a finished generation stays resumable'),
+    MAX_BODY_BYTES: int(1, 64 * 1024 * 1024).default(64 * 1024).describe('largest accepted request body (413 above)'),
+    MAX_MESSAGE_CHARS: int(1, 10_000_000).default(32_000).describe('longest accepted user message'),
+    SSE_PING_MS: int(0, 3_600_000).default(15_000).describe('interval of keep-alive comments on SSE streams (0: none)'),
+    WS_ENABLED: bool.default(true).describe('accept tRPC over WebSocket at /trpc'),
+    SHUTDOWN_DRAIN_MS: int(0, 600_000).default(10_000).describe('on SIGTERM, how long running replies may take to finish'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino level'),
+  })
+  .superRefine((c, ctx) => {
+    if (c.LLM_PROVIDER === 'openai' && !c.OPENAI_BASE_URL) {
+      ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'is required when LLM_PROVIDER=openai' });
+    }
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** `--sim-delay-ms=0` or `--sim-delay-ms 0` → `SIM_DELAY_MS=0`; a bare `--flag` means `true`. */
+export function flagsToEnv(argv: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument "${arg}" (flags look like --port 8000)`);
+    const eq = arg.indexOf('=');
+    const name = (eq === -1 ? arg.slice(2) : arg.slice(2, eq)).replaceAll('-', '_').toUpperCase();
+    let value: string;
+    if (eq !== -1) value = arg.slice(eq + 1);
+    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) value = argv[++i]!;
+    else value = 'true';
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Parses configuration from environment-like input; throws a ConfigError naming each bad setting. */
+export function loadConfig(env: Record<string, string | undefined>, argv: readonly string[] = []): Config {
+  const flags = flagsToEnv(argv);
+  const known = new Set(Object.keys(ConfigSchema.shape));
+  for (const name of Object.keys(flags)) {
+    if (!known.has(name)) throw new ConfigError(`unknown flag --${name.toLowerCase().replaceAll('_', '-')}`);
+  }
+  const input: Record<string, string> = {};
+  for (const name of known) {
+    const value = flags[name] ?? env[name];
+    if (value !== undefined && value !== '') input[name] = value;
+  }
+  const parsed = ConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,277 @@
+import type { ChatMessage, TokenUsage } from '../../shared/messages.ts';
+import { formatEventId, type StreamEvent } from '../../shared/stream-events.ts';
+import { ERROR_INFO, isAbortError, SluiceError, toSluiceError } from './errors.ts';
+import type { Provider } from './providers/provider.ts';
+
+export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
+/** Why a generation was stopped from outside. */
+export type StopReason = 'cancelled' | 'no_listeners' | 'shutdown';
+
+export interface TrackedEvent {
+  /** `<generationId>:<seq>`, the id transports send so that a client can resume after it. */
+  readonly id: string;
+  readonly seq: number;
+  readonly event: StreamEvent;
+}
+
+export interface GenerationSummary {
+  readonly generationId: string;
+  readonly outcome: Outcome;
+  readonly chunks: number;
+  readonly durationMs: number;
+  readonly firstTokenMs: number | undefined;
+  readonly reply: ChatMessage;
+  /** The failure behind `failed`, with its internal cause, for logs. */
+  readonly error: SluiceError | undefined;
+}
+
+export interface GenerationOptions {
+  readonly id: string;
+  readonly owner: string;
+  readonly sessionId: string;
+  readonly sessionKey: string;
+  /** How long to keep running after the last listener left (0: stop at once). */
+  readonly resumeGraceMs: number;
+}
+
+/** A listener reads the event log from a position, then follows its live tail. */
+export interface Listener extends AsyncIterableIterator<TrackedEvent> {
+  /** Stops listening; the generation's resume window starts if this was the last listener. */
+  close(): void;
+}
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+
+/**
+ * One assistant reply being produced. It owns the provider call and writes every event into a log
+ * numbered from 1; clients never read the provider, they are listeners on the log. When the last
+ * listener leaves, a resume window starts; when it closes with nobody back, the provider is aborted.
+ */
+export class Generation {
+  readonly id: string;
+  readonly owner: string;
+  readonly sessionId: string;
+  readonly sessionKey: string;
+  readonly #resumeGraceMs: number;
+  readonly #events: StreamEvent[] = [];
+  readonly #wakers = new Set<() => void>();
+  readonly #controller = new AbortController();
+  #listeners = 0;
+  #graceTimer: NodeJS.Timeout | undefined;
+  #stopReason: StopReason | undefined;
+  #ended = false;
+  #finishedAt: number | undefined;
+
+  constructor(options: GenerationOptions) {
+    if (!Number.isInteger(options.resumeGraceMs) || options.resumeGraceMs < 0) {
+      throw new RangeError(`generation: resumeGraceMs must be a non-negative integer, got ${options.resumeGraceMs}`);
+    }
+    this.id = options.id;
+    this.owner = options.owner;
+    this.sessionId = options.sessionId;
+    this.sessionKey = options.sessionKey;
+    this.#resumeGraceMs = options.resumeGraceMs;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+  get finishedAt(): number | undefined {
+    return this.#finishedAt;
+  }
+  get listenerCount(): number {
+    return this.#listeners;
+  }
+  get eventCount(): number {
+    return this.#events.length;
+  }
+
+  /**
+   * Runs the provider to its end. `persist` stores the reply (whatever its outcome) before the
+   * terminal event is published, so a client that sees `done` finds the reply in history.
+   */
+  async run(
+    provider: Provider,
+    messages: readonly ChatMessage[],
+    persist: (reply: ChatMessage) => Promise<void>,
+  ): Promise<GenerationSummary> {
+    const signal = this.#controller.signal;
+    const startedAt = performance.now();
+    let firstTokenMs: number | undefined;
+    let text = '';
+    let chunks = 0;
+    let usage: TokenUsage | undefined;
+    let failure: SluiceError | undefined;
+    try {
+      const deltas = provider.stream({ messages, signal, reportUsage: (u) => (usage = u) });
+      for await (const delta of deltas) {
+        if (signal.aborted) break;
+        if (delta.length === 0) continue;
+        if (chunks === 0) firstTokenMs = performance.now() - startedAt;
+        chunks++;
+        text += delta;
+        this.#append({ type: 'delta', delta, index: chunks });
+      }
+    } catch (error) {
+      if (!isAbortError(error, signal)) failure = toSluiceError(error);
+    }
+
+    let outcome: Outcome;
+    let terminal: StreamEvent;
+    if (failure) {
+      outcome = 'failed';
+      terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
+    } else if (signal.aborted) {
+      outcome = this.#stopReason === 'cancelled' ? 'cancelled' : 'interrupted';
+      const code = outcome === 'cancelled' ? 'cancelled' : 'interrupted';
+      terminal = { type: 'error', code, message: ERROR_INFO[code].message, partial: text };
+    } else {
+      outcome = 'completed';
+      terminal = usage ? { type: 'done', totalChunks: chunks, usage } : { type: 'done', totalChunks: chunks };
+    }
+
+    const reply: ChatMessage = {
+      role: 'assistant',
+      content: text,
+      status: outcome === 'completed' ? 'complete' : outcome === 'failed' ? 'failed' : 'interrupted',
+      createdAt: new Date().toISOString(),
+      ...(usage ? { usage } : {}),
+    };
+    try {
+      await persist(reply);
+    } catch (error) {
+      failure = toSluiceError(error);
+      if (outcome === 'completed') {
+        outcome = 'failed';
+        terminal = { type: 'error', code: failure.code, message: 'The reply could not be saved', partial: text };
+      }
+    }
+    this.#append(terminal);
+    this.#end();
+    return {
+      generationId: this.id,
+      outcome,
+      chunks,
+      durationMs: performance.now() - startedAt,
+      firstTokenMs,
+      reply,
+      error: failure,
+    };
+  }
+
+  /** Stops the provider now. False when the generation had already ended or been stopped. */
+  stop(reason: StopReason): boolean {
+    if (this.#ended || this.#stopReason) return false;
+    this.#stopReason = reason;
+    this.#clearGrace();
+    this.#controller.abort(new SluiceError(reason === 'cancelled' ? 'cancelled' : 'interrupted'));
+    return true;
+  }
+
+  /**
+   * A new listener that gets the events after `afterSeq`, then the live tail; it ends after the
+   * terminal event or when `signal` aborts. It counts as a listener from this call on.
+   */
+  listen(afterSeq: number, signal?: AbortSignal): Listener {
+    if (!Number.isInteger(afterSeq) || afterSeq < 0) throw new RangeError(`listen: bad position ${afterSeq}`);
+    const generation = this;
+    const events = this.#events;
+    let pos = afterSeq;
+    let closed = false;
+    let pending: ((result: IteratorResult<TrackedEvent>) => void) | undefined;
+
+    const take = (): IteratorResult<TrackedEvent> | undefined => {
+      if (closed) return DONE;
+      if (pos < events.length) {
+        const event = events[pos++]!;
+        return { done: false, value: { id: formatEventId(generation.id, pos), seq: pos, event } };
+      }
+      if (generation.#ended) {
+        close();
+        return DONE;
+      }
+      return undefined;
+    };
+    const wake = (): void => {
+      const resolve = pending;
+      if (!resolve) return;
+      const result = take();
+      // take() may have closed the listener, which already settled `pending` with DONE.
+      if (!result || pending !== resolve) return;
+      pending = undefined;
+      generation.#wakers.delete(wake);
+      resolve(result);
+    };
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      signal?.removeEventListener('abort', close);
+      generation.#wakers.delete(wake);
+      const resolve = pending;
+      pending = undefined;
+      resolve?.(DONE);
+      generation.#listenerLeft();
+    };
+
+    this.#listenerJoined();
+    signal?.addEventListener('abort', close, { once: true });
+    if (signal?.aborted) close();
+
+    const listener: Listener = {
+      next() {
+        const result = take();
+        if (result) return Promise.resolve(result);
+        return new Promise((resolve) => {
+          pending = resolve;
+          generation.#wakers.add(wake);
+        });
+      },
+      return() {
+        close();
+        return Promise.resolve(DONE);
+      },
+      close,
+      [Symbol.asyncIterator]() {
+        return listener;
+      },
+    };
+    return listener;
+  }
+
+  #append(event: StreamEvent): void {
+    this.#events.push(event);
+    for (const wake of this.#wakers) wake();
+  }
+
+  #end(): void {
+    this.#ended = true;
+    this.#finishedAt = Date.now();
+    this.#clearGrace();
+    for (const wake of this.#wakers) wake();
+  }
+
+  #listenerJoined(): void {
+    this.#listeners++;
+    this.#clearGrace();
+  }
+
+  #listenerLeft(): void {
+    this.#listeners--;
+    if (this.#listeners > 0 || this.#ended || this.#stopReason) return;
+    if (this.#resumeGraceMs === 0) {
+      this.stop('no_listeners');
+      return;
+    }
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = undefined;
+      this.stop('no_listeners');
+    }, this.#resumeGraceMs);
+  }
+
+  #clearGrace(): void {
+    if (this.#graceTimer) {
+      clearTimeout(this.#graceTimer);
+      this.#graceTimer = undefined;
+    }
+  }
+}

@@ -1,0 +1,60 @@
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import type { ChatMessage } from '../../../shared/messages.ts';
+import type { Provider, ProviderRequest } from './provider.ts';
+
+/** The reply template of the original design note (../shared/spec/sse-format.md). */
+export function simulatedReply(prompt: string): string {
+  return (
+    `Based on your query about '${prompt}', here is the analysis: ` +
+    'This topic involves multiple key components that interact in complex ways. ' +
+    'The primary considerations include resource allocation, performance metrics, ' +
+    'and systematic evaluation of the underlying mechanisms at play.'
+  );
+}
+
+// Python's str.split() whitespace, so replies split exactly as the reference implementation's do.
+const PY_WHITESPACE = /[\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+
+/** The deltas the simulator yields for a prompt: each word plus a trailing space. */
+export function simulatedDeltas(prompt: string): string[] {
+  return simulatedReply(prompt)
+    .split(PY_WHITESPACE)
+    .filter((w) => w.length > 0)
+    .map((w) => `${w} `);
+}
+
+function lastUserMessage(messages: readonly ChatMessage[]): string {
+  for (let i = messages.length - 1; i >= 0; i--) {
+    if (messages[i]!.role === 'user') return messages[i]!.content;
+  }
+  return '';
+}
+
+// Without a delay the loop would never leave the microtask queue; yielding a turn now and then
+// keeps one fast generation from starving every socket on the process.
+const TURN_EVERY = 16;
+
+export interface SimulatedProviderOptions {
+  /** Delay before each token, in milliseconds (0: as fast as the event loop allows). */
+  readonly delayMs: number;
+}
+
+export function createSimulatedProvider(options: SimulatedProviderOptions): Provider {
+  if (!Number.isInteger(options.delayMs) || options.delayMs < 0) {
+    throw new RangeError(`simulated provider: delayMs must be a non-negative integer, got ${options.delayMs}`);
+  }
+  const { delayMs } = options;
+  return {
+    name: 'simulated',
+    async *stream({ messages, signal }: ProviderRequest): AsyncGenerator<string> {
+      const deltas = simulatedDeltas(lastUserMessage(messages));
+      for (let i = 0; i < deltas.length; i++) {
+        // timers/promises clears its timer when the signal aborts, so nothing is left behind.
+        if (delayMs > 0) await sleep(delayMs, undefined, { signal });
+        else if (i > 0 && i % TURN_EVERY === 0) await nextTurn(undefined, { signal });
+        signal.throwIfAborted();
+        yield deltas[i]!;
+      }
+    },
+  };
+}

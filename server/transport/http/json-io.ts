@@ -1,0 +1,80 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ZodType } from 'zod';
+import type { ErrorBody } from '../../../shared/errors.ts';
+import { SluiceError, toSluiceError } from '../../core/errors.ts';
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'Cache-Control': 'no-store',
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** Answers any caught error as `{"error": {"code", "message"}}` with its status. */
+export function sendError(res: ServerResponse, error: unknown): SluiceError {
+  const sluice = toSluiceError(error);
+  if (res.headersSent) {
+    res.destroy();
+    return sluice;
+  }
+  const body: ErrorBody = { error: { code: sluice.code, message: sluice.message } };
+  const headers: Record<string, string> = {};
+  if (sluice.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.ceil(sluice.retryAfterSeconds));
+  // A body we refused to read must not be parsed as the next request on this connection.
+  if (sluice.code === 'payload_too_large') headers['Connection'] = 'close';
+  sendJson(res, sluice.status, body, headers);
+  return sluice;
+}
+
+function isJsonContentType(header: string | undefined): boolean {
+  if (!header) return false;
+  const type = header.split(';', 1)[0]!.trim().toLowerCase();
+  return type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'));
+}
+
+/** Reads the whole body, refusing more than `maxBytes`. */
+export async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > maxBytes) {
+    throw new SluiceError('payload_too_large', `The request body must be at most ${maxBytes} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new SluiceError('payload_too_large', `The request body must be at most ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Reads a JSON body and validates it, with an error naming the problem (415, 413, 400, 422). */
+export async function readJsonBody<T>(req: IncomingMessage, schema: ZodType<T>, maxBytes: number): Promise<T> {
+  if (!isJsonContentType(req.headers['content-type'])) {
+    throw new SluiceError('unsupported_media_type', 'Content-Type must be application/json');
+  }
+  const raw = await readBody(req, maxBytes);
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw new SluiceError('invalid_json', 'The request body is not valid JSON');
+  }
+  return parseWith(schema, value);
+}
+
+/** Validates a value, turning the first problems into one readable `invalid_request` message. */
+export function parseWith<T>(schema: ZodType<T>, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.slice(0, 3).map((issue) => {
+    const where = issue.path.length > 0 ? issue.path.join('.') : 'body';
+    return `${where}: ${issue.message}`;
+  });
+  throw new SluiceError('invalid_request', problems.join('; '));
+}
+

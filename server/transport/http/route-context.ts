@@ -1,0 +1,15 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { ChatService } from '../../core/chat-service.ts';
+
+/** What a route handler needs besides the request. */
+export interface RouteDeps {
+  readonly service: ChatService;
+  readonly logger: Logger;
+  readonly maxBodyBytes: number;
+  readonly ssePingMs: number;
+  /** The tenant a request belongs to (`anonymous` when keys are off). */
+  readonly ownerOf: (req: IncomingMessage) => string;
+}
+
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse, deps: RouteDeps, params: readonly string[]) => Promise<void>;

@@ -1,0 +1,50 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { SseChatRequest } from '../../../shared/sse-route.ts';
+import { DEFAULT_SESSION_ID } from '../../../shared/session.ts';
+import type { Attachment } from '../../core/chat-service.ts';
+import { readJsonBody, sendError } from './json-io.ts';
+import type { RouteDeps } from './route-context.ts';
+import { encodeSseFrame, encodeSsePing, SSE_HEADERS } from './sse-frames.ts';
+import { writeRespectingBuffer } from './sse-writer.ts';
+
+/** `POST /v1/chat/stream`: the documented SSE route; with `Last-Event-ID` it resumes instead of starting. */
+export async function handleChatStream(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
+  const abort = new AbortController();
+  const onClose = (): void => abort.abort();
+  res.once('close', onClose);
+
+  let attachment: Attachment;
+  try {
+    const body = await readJsonBody(req, SseChatRequest, deps.maxBodyBytes);
+    const owner = deps.ownerOf(req);
+    const lastEventId = req.headers['last-event-id'];
+    attachment =
+      typeof lastEventId === 'string' && lastEventId.length > 0
+        ? deps.service.attach(owner, lastEventId, abort.signal)
+        : await deps.service.start(
+            { owner, sessionId: body.session_id ?? DEFAULT_SESSION_ID, message: body.message, transport: 'sse' },
+            abort.signal,
+          );
+  } catch (error) {
+    res.off('close', onClose);
+    sendError(res, error);
+    return;
+  }
+
+  const { listener } = attachment;
+  res.writeHead(200, SSE_HEADERS);
+  res.flushHeaders();
+  const ping =
+    deps.ssePingMs > 0 ? setInterval(() => res.write(encodeSsePing()), deps.ssePingMs) : undefined;
+  try {
+    for await (const { id, event } of listener) {
+      await writeRespectingBuffer(res, encodeSseFrame(event, id), abort.signal);
+      if (abort.signal.aborted) break;
+    }
+    res.end();
+  } finally {
+    clearInterval(ping);
+    listener.close();
+    res.off('close', onClose);
+  }
+}

@@ -1,0 +1,33 @@
+import { TRPCError } from '@trpc/server';
+import type { ErrorCode } from '../../../shared/errors.ts';
+import { toSluiceError } from '../../core/errors.ts';
+
+type TRPCCode = TRPCError['code'];
+
+// Codes that make httpSubscriptionLink reconnect silently are 5xx; only errors that are worth a
+// retry (nothing was started) map to them.
+const TRPC_CODES: Readonly<Record<ErrorCode, TRPCCode>> = {
+  invalid_json: 'PARSE_ERROR',
+  invalid_request: 'BAD_REQUEST',
+  payload_too_large: 'PAYLOAD_TOO_LARGE',
+  unsupported_media_type: 'UNSUPPORTED_MEDIA_TYPE',
+  unauthorized: 'UNAUTHORIZED',
+  not_found: 'NOT_FOUND',
+  session_busy: 'CONFLICT',
+  rate_limited: 'TOO_MANY_REQUESTS',
+  unavailable: 'SERVICE_UNAVAILABLE',
+  upstream_error: 'BAD_GATEWAY',
+  upstream_auth: 'BAD_GATEWAY',
+  upstream_rate_limited: 'TOO_MANY_REQUESTS',
+  upstream_timeout: 'GATEWAY_TIMEOUT',
+  cancelled: 'CLIENT_CLOSED_REQUEST',
+  interrupted: 'SERVICE_UNAVAILABLE',
+  internal: 'INTERNAL_SERVER_ERROR',
+};
+
+/** Any caught value as a TRPCError with a client-safe message; the SluiceError stays its cause. */
+export function toTRPCError(error: unknown): TRPCError {
+  if (error instanceof TRPCError) return error;
+  const sluice = toSluiceError(error);
+  return new TRPCError({ code: TRPC_CODES[sluice.code], message: sluice.message, cause: sluice });
+}

@@ -1,0 +1,6 @@
+export * from './errors.ts';
+export * from './session.ts';
+export * from './messages.ts';
+export * from './stream-events.ts';
+export * from './chat-request.ts';
+export * from './sse-route.ts';

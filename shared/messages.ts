@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { SessionId } from './session.ts';
+
+export const MessageRole = z.enum(['user', 'assistant']);
+export type MessageRole = z.infer<typeof MessageRole>;
+
+/** `interrupted`: the reply stopped early (client left, cancel, shutdown); `failed`: the provider failed. */
+export const MessageStatus = z.enum(['complete', 'interrupted', 'failed']);
+export type MessageStatus = z.infer<typeof MessageStatus>;
+
+export const TokenUsage = z.object({
+  promptTokens: z.number().int().nonnegative(),
+  completionTokens: z.number().int().nonnegative(),
+});
+export type TokenUsage = z.infer<typeof TokenUsage>;
+
+export const ChatMessage = z.object({
+  role: MessageRole,
+  content: z.string(),
+  status: MessageStatus,
+  /** ISO 8601, so the shape is the same over JSON and superjson. */
+  createdAt: z.iso.datetime(),
+  usage: TokenUsage.optional(),
+});
+export type ChatMessage = z.infer<typeof ChatMessage>;
+
+export const SessionHistory = z.object({
+  sessionId: SessionId,
+  messages: z.array(ChatMessage),
+});
+export type SessionHistory = z.infer<typeof SessionHistory>;

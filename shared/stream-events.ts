@@ -1,0 +1,52 @@
+import { z } from 'zod';
+import { ErrorCode } from './errors.ts';
+import { TokenUsage } from './messages.ts';
+
+/** One token delta; `index` counts deltas from 1. */
+export const DeltaEvent = z.object({
+  type: z.literal('delta'),
+  delta: z.string(),
+  index: z.number().int().positive(),
+});
+
+/** The last event of a completed reply. */
+export const DoneEvent = z.object({
+  type: z.literal('done'),
+  totalChunks: z.number().int().nonnegative(),
+  usage: TokenUsage.optional(),
+});
+
+/** A failure (or cancel) after the stream started; `partial` is the text produced so far. */
+export const ErrorEvent = z.object({
+  type: z.literal('error'),
+  code: ErrorCode,
+  message: z.string(),
+  partial: z.string(),
+});
+
+export const StreamEvent = z.discriminatedUnion('type', [DeltaEvent, DoneEvent, ErrorEvent]);
+export type StreamEvent = z.infer<typeof StreamEvent>;
+export type DeltaEvent = z.infer<typeof DeltaEvent>;
+export type DoneEvent = z.infer<typeof DoneEvent>;
+export type ErrorEvent = z.infer<typeof ErrorEvent>;
+
+/** True for the events after which a stream has nothing more to say. */
+export function isTerminalEvent(event: StreamEvent): event is DoneEvent | ErrorEvent {
+  return event.type !== 'delta';
+}
+
+/**
+ * Event ids name the generation and the position (`<generationId>:<seq>`), so an id alone says
+ * where to resume.
+ */
+export const EventId = z.string().regex(/^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,9}$/, 'must look like "<generation>:<seq>"');
+
+export function formatEventId(generationId: string, seq: number): string {
+  return `${generationId}:${seq}`;
+}
+
+export function parseEventId(id: string): { generationId: string; seq: number } | undefined {
+  if (!EventId.safeParse(id).success) return undefined;
+  const at = id.lastIndexOf(':');
+  return { generationId: id.slice(0, at), seq: Number(id.slice(at + 1)) };
+}
