@@ -1,0 +1,21 @@
+import { EventSource } from 'eventsource';
+import WebSocket from 'ws';
+import { createChatClient as createWithImpls, type ChatClient, type ChatClientOptions } from './create-chat-client.ts';
+
+export type { AppRouter } from '../server/router-type.ts';
+export type { ChatClient, ChatClientOptions, Transport } from './create-chat-client.ts';
+export { chatClientTransport, closeChatClient } from './create-chat-client.ts';
+export { streamChat, type StreamChatRequest } from './stream-chat.ts';
+export type { StreamEvent, ChatMessage, SessionHistory } from '../shared/index.ts';
+
+/**
+ * Node entry: fills in `ws` and the `eventsource` package where the runtime has no WebSocket or
+ * EventSource (Node 20 has neither).
+ */
+export function createChatClient(options: ChatClientOptions): ChatClient {
+  return createWithImpls({
+    ...options,
+    WebSocket: options.WebSocket ?? globalThis.WebSocket ?? WebSocket,
+    EventSource: options.EventSource ?? globalThis.EventSource ?? EventSource,
+  });
+}

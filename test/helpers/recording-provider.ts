@@ -1,0 +1,36 @@
+import type { ChatMessage } from '../../shared/messages.ts';
+import type { Provider, ProviderRequest } from '../../server/core/providers/provider.ts';
+
+export interface ProviderCall {
+  readonly messages: readonly ChatMessage[];
+  aborted: boolean;
+  /** The provider's generator has returned (normally or by abort): nothing of it is running. */
+  settled: boolean;
+  yielded: number;
+}
+
+/** Wraps a real provider and records what each call received and how it ended. */
+export function recordingProvider(inner: Provider): { provider: Provider; calls: ProviderCall[] } {
+  const calls: ProviderCall[] = [];
+  const provider: Provider = {
+    name: `recording(${inner.name})`,
+    async *stream(request: ProviderRequest) {
+      const call: ProviderCall = { messages: [...request.messages], aborted: false, settled: false, yielded: 0 };
+      calls.push(call);
+      const onAbort = (): void => {
+        call.aborted = true;
+      };
+      request.signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        for await (const delta of inner.stream(request)) {
+          call.yielded++;
+          yield delta;
+        }
+      } finally {
+        request.signal.removeEventListener('abort', onAbort);
+        call.settled = true;
+      }
+    },
+  };
+  return { provider, calls };
+}

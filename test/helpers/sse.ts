@@ -1,0 +1,88 @@
+import { request } from 'node:http';
+
+export interface SseFrame {
+  readonly event: string | undefined;
+  readonly data: string;
+  readonly id: string | undefined;
+}
+
+/** Parses SSE text into frames (any line end, comments skipped), as the SSE standard says. */
+export function parseSse(text: string): SseFrame[] {
+  const frames: SseFrame[] = [];
+  for (const block of text.split(/\r\n\r\n|\n\n|\r\r/)) {
+    let event: string | undefined;
+    let id: string | undefined;
+    const data: string[] = [];
+    for (const line of block.split(/\r\n|\n|\r/)) {
+      if (line === '' || line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon === -1 ? line : line.slice(0, colon);
+      let value = colon === -1 ? '' : line.slice(colon + 1);
+      if (value.startsWith(' ')) value = value.slice(1);
+      if (field === 'event') event = value;
+      else if (field === 'data') data.push(value);
+      else if (field === 'id') id = value;
+    }
+    if (data.length > 0) frames.push({ event, data: data.join('\n'), id });
+  }
+  return frames;
+}
+
+export interface RawResponse {
+  readonly status: number;
+  /** Header lines exactly as received, in order. */
+  readonly rawHeaders: readonly string[];
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Buffer;
+}
+
+/** A raw HTTP request (node:http), keeping the body's exact bytes. */
+export function rawRequest(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: options.method ?? 'POST', headers: options.headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, rawHeaders: res.rawHeaders, headers: res.headers, body: Buffer.concat(chunks) }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** POSTs to the documented route and yields frames as they arrive; stops reading when the loop breaks. */
+export async function* streamSseRoute(
+  baseUrl: string,
+  body: unknown,
+  options: { headers?: Record<string, string>; signal?: AbortSignal } = {},
+): AsyncGenerator<SseFrame> {
+  const controller = new AbortController();
+  options.signal?.addEventListener('abort', () => controller.abort(), { once: true });
+  const res = await fetch(`${baseUrl}/v1/chat/stream`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...options.headers },
+    body: JSON.stringify(body),
+    signal: controller.signal,
+  });
+  if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+  const decoder = new TextDecoder();
+  let buffer = '';
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end: number;
+      while ((end = buffer.indexOf('\r\n\r\n')) !== -1) {
+        const block = buffer.slice(0, end + 4);
+        buffer = buffer.slice(end + 4);
+        yield* parseSse(block);
+      }
+    }
+  } finally {
+    controller.abort();
+  }
+}

@@ -1,0 +1,67 @@
+import { createTRPCClient, createWSClient, httpBatchLink, httpSubscriptionLink, splitLink, wsLink, type TRPCClient } from '@trpc/client';
+import { EventSource } from 'eventsource';
+import superjson from 'superjson';
+import WebSocket from 'ws';
+import { afterEach } from 'vitest';
+import type { AppRouter } from '../../server/router-type.ts';
+import type { StreamEvent } from '../../shared/stream-events.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+export type Kind = 'ws' | 'sse';
+
+/** A stock tRPC client: wsLink, or httpSubscriptionLink (with the `eventsource` package) + httpBatchLink. */
+export function stockClient(baseUrl: string, kind: Kind): { client: TRPCClient<AppRouter>; close: () => Promise<void> } {
+  if (kind === 'ws') {
+    const wsClient = createWSClient({ url: `${baseUrl.replace(/^http/, 'ws')}/trpc`, WebSocket: WebSocket as never });
+    const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient, transformer: superjson })] });
+    const close = () => wsClient.close();
+    cleanups.push(close);
+    return { client, close };
+  }
+  const client = createTRPCClient<AppRouter>({
+    links: [
+      splitLink({
+        condition: (op) => op.type === 'subscription',
+        true: httpSubscriptionLink({ url: `${baseUrl}/trpc`, transformer: superjson, EventSource }),
+        false: httpBatchLink({ url: `${baseUrl}/trpc`, transformer: superjson }),
+      }),
+    ],
+  });
+  return { client, close: async () => undefined };
+}
+
+export interface Collected {
+  readonly ids: string[];
+  readonly events: StreamEvent[];
+}
+
+/** Subscribes to chat.stream and collects every event until the terminal one. */
+export function collectStream(
+  client: TRPCClient<AppRouter>,
+  input: { message: string; sessionId?: string },
+  onEvent?: (event: StreamEvent, unsubscribe: () => void) => void,
+): Promise<Collected> {
+  return new Promise((resolve, reject) => {
+    const ids: string[] = [];
+    const events: StreamEvent[] = [];
+    const sub = client.chat.stream.subscribe(input, {
+      onData: ({ id, data }) => {
+        ids.push(id);
+        events.push(data);
+        if (data.type !== 'delta') {
+          sub.unsubscribe();
+          resolve({ ids, events });
+        } else onEvent?.(data, () => {
+          sub.unsubscribe();
+          resolve({ ids, events });
+        });
+      },
+      onError: reject,
+      onComplete: () => resolve({ ids, events }),
+    });
+  });
+}
