@@ -1,4 +1,5 @@
 import { TRPCClientError } from '@trpc/client';
+import type { AppRouter } from '../server/router-type.ts';
 import { describe, expect, it } from 'vitest';
 import { ErrorBody } from '../shared/index.ts';
 import { rawRequest, streamSseRoute } from './helpers/sse.ts';
@@ -21,7 +22,7 @@ describe('one generation per session', () => {
     const { client } = stockClient(url, 'ws');
     const error = await collectStream(client, { message: 'again', sessionId: 'busy' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TRPCClientError);
-    expect((error as TRPCClientError<never>).data?.code).toBe('CONFLICT');
+    expect((error as TRPCClientError<AppRouter>).data?.code).toBe('CONFLICT');
 
     const other = await collectStream(client, { message: 'other', sessionId: 'free' });
     expect(other.events.at(-1)).toMatchObject({ type: 'done' });

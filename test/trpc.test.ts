@@ -1,4 +1,5 @@
 import { TRPCClientError } from '@trpc/client';
+import type { AppRouter } from '../server/router-type.ts';
 import { describe, expect, it } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { createSimulatedProvider } from '../server/core/providers/simulated.ts';
@@ -57,7 +58,7 @@ describe.each<Kind>(['ws', 'sse'])('tRPC over %s', (kind) => {
         (e: unknown) => e,
       );
       expect(error).toBeInstanceOf(TRPCClientError);
-      expect((error as TRPCClientError<never>).data?.code).toBe('BAD_REQUEST');
+      expect((error as TRPCClientError<AppRouter>).data?.code).toBe('BAD_REQUEST');
     }
     expect(await client.health.query()).toEqual({ status: 'ok' });
   });

@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../server/config.ts';
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({ PORT: 8000, HOST: '127.0.0.1', SIM_DELAY_MS: 50, LLM_PROVIDER: 'simulated', LOG_LEVEL: 'info' });
+    expect(c.RESUME_GRACE_MS).toBeGreaterThan(0);
+  });
+
+  it('reads flags that mirror the variables, flags first', () => {
+    const c = loadConfig({ PORT: '1' }, ['--port', '9000', '--sim-delay-ms=0', '--ws-enabled', 'false']);
+    expect(c).toMatchObject({ PORT: 9000, SIM_DELAY_MS: 0, WS_ENABLED: false });
+  });
+
+  it('stops with a message naming each bad setting', () => {
+    expect(() => loadConfig({ PORT: 'eighty' })).toThrow(ConfigError);
+    expect(() => loadConfig({ PORT: 'eighty' })).toThrow(/PORT/);
+    expect(() => loadConfig({ SIM_DELAY_MS: '-5', LOG_LEVEL: 'loud' })).toThrow(/SIM_DELAY_MS.*LOG_LEVEL/);
+    expect(() => loadConfig({ LLM_PROVIDER: 'openai' })).toThrow(/OPENAI_BASE_URL: is required/);
+    expect(() => loadConfig({}, ['--prot', '1'])).toThrow(/unknown flag --prot/);
+  });
+});

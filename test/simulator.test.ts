@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
+import type { ChatMessage } from '../shared/index.ts';
+import { expectTimersBackTo, timerCount } from './helpers/server.ts';
+
+const user = (content: string): ChatMessage => ({ role: 'user', content, status: 'complete', createdAt: new Date().toISOString() });
+
+describe('simulated provider', () => {
+  it('reproduces the documented template, one word and a space per delta', async () => {
+    expect(simulatedDeltas('explain caching')).toHaveLength(39);
+    expect(simulatedDeltas('explain caching').slice(0, 6)).toEqual(['Based ', 'on ', 'your ', 'query ', 'about ', "'explain "]);
+    // Runs of whitespace split like Python's str.split().
+    expect(simulatedDeltas('a \t\n b')).toHaveLength(39);
+    expect(simulatedDeltas('x')).toHaveLength(38);
+    const out: string[] = [];
+    const provider = createSimulatedProvider({ delayMs: 0 });
+    for await (const d of provider.stream({ messages: [user('hi there')], signal: new AbortController().signal })) out.push(d);
+    expect(out).toEqual(simulatedDeltas('hi there'));
+  });
+
+  it('answers the last user message of the session', async () => {
+    const provider = createSimulatedProvider({ delayMs: 0 });
+    const out: string[] = [];
+    const messages = [user('old'), { ...user('reply'), role: 'assistant' as const }, user('new')];
+    for await (const d of provider.stream({ messages, signal: new AbortController().signal })) out.push(d);
+    expect(out.join('')).toContain("'new'");
+  });
+
+  it('stops promptly on abort and leaves no timer behind', async () => {
+    const before = timerCount();
+    const provider = createSimulatedProvider({ delayMs: 10_000 });
+    const controller = new AbortController();
+    const iterator = provider.stream({ messages: [user('x')], signal: controller.signal })[Symbol.asyncIterator]();
+    const pending = iterator.next();
+    setImmediate(() => controller.abort());
+    const started = performance.now();
+    await expect(pending).rejects.toThrow(/abort/i);
+    expect(performance.now() - started).toBeLessThan(1000);
+    await expectTimersBackTo(before);
+  });
+
+  it('rejects a bad delay at construction', () => {
+    expect(() => createSimulatedProvider({ delayMs: -1 })).toThrow(/delayMs must be a non-negative integer/);
+  });
+});
