@@ -4,7 +4,7 @@ import { parseEventId } from '../../shared/stream-events.ts';
 import { SluiceError, toSluiceError } from './errors.ts';
 import { Generation, type Listener } from './generation.ts';
 import { newGenerationId } from './ids.ts';
-import type { Provider } from './providers/provider.ts';
+import type { Provider, ProviderMessage } from './providers/provider.ts';
 import type { Store } from './store/store.ts';
 
 export interface ChatServiceOptions {
@@ -22,6 +22,13 @@ export interface StartRequest {
   readonly sessionId: string;
   readonly message: string;
   /** The transport's name, for logs. */
+  readonly transport: string;
+}
+
+export interface StatelessRequest {
+  readonly owner: string;
+  /** The whole conversation, as the caller sends it (OpenAI-style): nothing is read or stored. */
+  readonly messages: readonly ProviderMessage[];
   readonly transport: string;
 }
 
@@ -113,7 +120,37 @@ export class ChatService {
     const listener = generation.listen(0, signal);
     this.#generations.set(id, generation);
     this.#running.set(sessionKey, generation);
-    const run = this.#run(generation, history, request.transport);
+    const run = this.#run(generation, history, request.transport, true);
+    this.#runs.add(run);
+    void run.finally(() => this.#runs.delete(run));
+    return { generation, listener };
+  }
+
+  /**
+   * Starts a reply that belongs to no session: the caller gives the whole context, nothing is
+   * stored, no session is locked. Limits, cancellation on disconnect and logging still apply.
+   */
+  startStateless(request: StatelessRequest, signal?: AbortSignal): Attachment {
+    if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down');
+    const last = request.messages.at(-1);
+    if (!last || last.role !== 'user') throw new SluiceError('invalid_request', 'messages: the last message must be from the user');
+    const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
+    if (chars > this.#o.maxMessageChars) {
+      throw new SluiceError('invalid_request', `messages: must be at most ${this.#o.maxMessageChars} characters in all`);
+    }
+    this.#expire();
+    const id = newGenerationId();
+    const generation = new Generation({
+      id,
+      owner: request.owner,
+      sessionId: `stateless:${id}`,
+      sessionKey: ChatService.sessionKey(request.owner, `stateless:${id}`),
+      resumeGraceMs: this.#o.resumeGraceMs,
+    });
+    const listener = generation.listen(0, signal);
+    this.#generations.set(id, generation);
+    this.#running.set(generation.sessionKey, generation);
+    const run = this.#run(generation, request.messages, request.transport, false);
     this.#runs.add(run);
     void run.finally(() => this.#runs.delete(run));
     return { generation, listener };
@@ -167,12 +204,16 @@ export class ChatService {
     clearTimeout(timer);
   }
 
-  async #run(generation: Generation, messages: ChatMessage[], transport: string): Promise<void> {
+  async #run(generation: Generation, messages: readonly ProviderMessage[], transport: string, stored: boolean): Promise<void> {
     const { store, provider, logger } = this.#o;
     try {
       // The session is free again before the terminal event goes out, so a client that reacts to
       // `done` with its next message never finds its own session busy.
       const summary = await generation.run(provider, messages, async (reply) => {
+        if (!stored) {
+          this.#running.delete(generation.sessionKey);
+          return;
+        }
         try {
           await store.appendMessage(generation.sessionKey, reply);
         } finally {
@@ -198,7 +239,7 @@ export class ChatService {
     } finally {
       if (this.#running.get(generation.sessionKey) === generation) {
         this.#running.delete(generation.sessionKey);
-        await this.#release(generation);
+        if (stored) await this.#release(generation);
       }
       this.#finished.push(generation);
     }

@@ -1,7 +1,7 @@
 import type { ChatMessage, TokenUsage } from '../../shared/messages.ts';
 import { formatEventId, type StreamEvent } from '../../shared/stream-events.ts';
 import { ERROR_INFO, isAbortError, SluiceError, toSluiceError } from './errors.ts';
-import type { Provider } from './providers/provider.ts';
+import type { Provider, ProviderMessage } from './providers/provider.ts';
 
 export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
 /** Why a generation was stopped from outside. */
@@ -92,7 +92,7 @@ export class Generation {
    */
   async run(
     provider: Provider,
-    messages: readonly ChatMessage[],
+    messages: readonly ProviderMessage[],
     persist: (reply: ChatMessage) => Promise<void>,
   ): Promise<GenerationSummary> {
     const signal = this.#controller.signal;

@@ -1,8 +1,7 @@
-import type { ChatMessage } from '../../shared/messages.ts';
-import type { Provider, ProviderRequest } from '../../server/core/providers/provider.ts';
+import type { Provider, ProviderMessage, ProviderRequest } from '../../server/core/providers/provider.ts';
 
 export interface ProviderCall {
-  readonly messages: readonly ChatMessage[];
+  readonly messages: readonly ProviderMessage[];
   aborted: boolean;
   /** The provider's generator has returned (normally or by abort): nothing of it is running. */
   settled: boolean;

@@ -1,8 +1,14 @@
-import type { ChatMessage, TokenUsage } from '../../../shared/messages.ts';
+import type { TokenUsage } from '../../../shared/messages.ts';
+
+/** What a provider sees of a conversation; stored history messages fit this shape as they are. */
+export interface ProviderMessage {
+  readonly role: 'system' | 'user' | 'assistant';
+  readonly content: string;
+}
 
 export interface ProviderRequest {
-  /** The whole session so far, oldest first, ending with the new user message. */
-  readonly messages: readonly ChatMessage[];
+  /** The whole conversation so far, oldest first, ending with the new user message. */
+  readonly messages: readonly ProviderMessage[];
   /** Aborted when nobody wants the reply any more; providers must stop promptly and leave nothing running. */
   readonly signal: AbortSignal;
   /** Providers that know token counts report them here before they finish. */

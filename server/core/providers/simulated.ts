@@ -1,6 +1,5 @@
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import type { ChatMessage } from '../../../shared/messages.ts';
-import type { Provider, ProviderRequest } from './provider.ts';
+import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
 
 /** The reply template of the original design note (../shared/spec/sse-format.md). */
 export function simulatedReply(prompt: string): string {
@@ -23,7 +22,7 @@ export function simulatedDeltas(prompt: string): string[] {
     .map((w) => `${w} `);
 }
 
-function lastUserMessage(messages: readonly ChatMessage[]): string {
+function lastUserMessage(messages: readonly ProviderMessage[]): string {
   for (let i = messages.length - 1; i >= 0; i--) {
     if (messages[i]!.role === 'user') return messages[i]!.content;
   }
