@@ -6,6 +6,7 @@ import type { Provider } from './core/providers/provider.ts';
 import { createProvider } from './core/providers/create-provider.ts';
 import { createStore } from './core/store/create-store.ts';
 import type { Store } from './core/store/store.ts';
+import { RedisStore } from './core/store/redis-store.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 
 export interface SluiceOverrides {
@@ -28,7 +29,7 @@ export interface Sluice {
 /** The composition root: configuration in, a wired server out. */
 export function createSluice(config: Config, overrides: SluiceOverrides = {}): Sluice {
   const logger = overrides.logger ?? pino({ level: config.LOG_LEVEL, base: { service: 'sluice' } });
-  const store = overrides.store ?? createStore(config);
+  const store = overrides.store ?? createStore(config, logger);
   const provider = overrides.provider ?? createProvider(config);
   const service = new ChatService({
     store,
@@ -52,8 +53,12 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     store,
     logger,
     http,
-    listen: () =>
-      new Promise((resolve, reject) => {
+    listen: async () => {
+      // Redis may be down at start-up: serve anyway (requests get 503s) and recover when it is back.
+      if (store instanceof RedisStore && !(await store.ready(3000))) {
+        logger.warn('redis is not reachable yet; requests get 503 until it is');
+      }
+      return new Promise((resolve, reject) => {
         http.server.once('error', reject);
         http.server.listen(config.PORT, config.HOST, () => {
           http.server.off('error', reject);
@@ -61,7 +66,8 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
           const host = config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;
           resolve({ port, url: `http://${host}:${port}` });
         });
-      }),
+      });
+    },
     close: () => {
       closing ??= (async () => {
         await service.close();

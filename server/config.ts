@@ -16,7 +16,12 @@ export const ConfigSchema = z
     OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream'),
     OPENAI_API_KEY: z.string().optional().describe('API key for the upstream'),
     LLM_MODEL: z.string().optional().describe('model name sent upstream'),
-    REDIS_URL: z.string().optional().describe('when set, history, stream logs and limits live in Redis'),
+    REDIS_URL: z
+      .string()
+      .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
+      .optional()
+      .describe('when set, history, stream logs and limits live in Redis (several instances can share it)'),
+    REDIS_PREFIX: z.string().min(1).default('sluice:').describe('prefix of every Redis key and channel'),
     API_KEYS_FILE: z.string().optional().describe('file of API keys, one a line; when set every request needs one'),
     RESUME_GRACE_MS: int(0, 3_600_000).default(5000).describe('how long a generation whose listeners all left keeps running, waiting for a resume (0: abort at once)'),
     EVENT_LOG_TTL_MS: int(0, 86_400_000).default(300_000).describe('how long the event log of a finished generation stays resumable'),

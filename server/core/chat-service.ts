@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import type { ChatMessage, SessionHistory } from '../../shared/messages.ts';
-import { parseEventId } from '../../shared/stream-events.ts';
+import { parseEventId, type StreamEvent } from '../../shared/stream-events.ts';
 import { SluiceError, toSluiceError } from './errors.ts';
 import { Generation, type Listener } from './generation.ts';
 import { newGenerationId } from './ids.ts';
 import type { Provider, ProviderMessage } from './providers/provider.ts';
-import type { Store } from './store/store.ts';
+import { endOrphan, remoteListener } from './remote-listener.ts';
+import type { GenerationRecord, Store } from './store/store.ts';
 
 export interface ChatServiceOptions {
   readonly store: Store;
@@ -14,6 +15,10 @@ export interface ChatServiceOptions {
   readonly resumeGraceMs: number;
   readonly eventLogTtlMs: number;
   readonly maxMessageChars: number;
+  /** A running generation's lock and liveness mark expire this long after its instance stops refreshing them. */
+  readonly livenessTtlMs?: number;
+  /** How long a remote listener's blocking read waits before it checks the generation's liveness. */
+  readonly remotePollMs?: number;
 }
 
 export interface StartRequest {
@@ -32,18 +37,25 @@ export interface StatelessRequest {
   readonly transport: string;
 }
 
-/** A transport's handle on a reply: the listener to read and the generation behind it. */
+/** A transport's handle on a reply: the listener to read, and the reply's id. */
 export interface Attachment {
-  readonly generation: Generation;
+  readonly generationId: string;
   readonly listener: Listener;
 }
 
 function checkOptions(o: ChatServiceOptions): void {
-  for (const name of ['resumeGraceMs', 'eventLogTtlMs', 'maxMessageChars'] as const) {
-    if (!Number.isInteger(o[name]) || o[name] < 0) {
-      throw new RangeError(`chat service: ${name} must be a non-negative integer, got ${o[name]}`);
+  for (const name of ['resumeGraceMs', 'eventLogTtlMs', 'maxMessageChars', 'livenessTtlMs', 'remotePollMs'] as const) {
+    const value = o[name];
+    if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
+      throw new RangeError(`chat service: ${name} must be a non-negative integer, got ${value}`);
     }
   }
+}
+
+/** A running generation's entry: the generation and what its instance must keep refreshing. */
+interface Running {
+  readonly generation: Generation;
+  readonly record: GenerationRecord;
 }
 
 /**
@@ -52,28 +64,38 @@ function checkOptions(o: ChatServiceOptions): void {
  */
 export class ChatService {
   readonly #o: ChatServiceOptions;
-  /** Running generations and finished ones kept for resume, by id. */
+  readonly #livenessTtlMs: number;
+  readonly #remotePollMs: number;
+  /** Generations of this instance, running or finished and still resumable, by id. */
   readonly #generations = new Map<string, Generation>();
-  readonly #running = new Map<string, Generation>();
+  /** Running generations of this instance, by session key. */
+  readonly #running = new Map<string, Running>();
   readonly #runs = new Set<Promise<unknown>>();
   /** Finished generations in the order they finished, so expiry looks only at the head. */
   readonly #finished: Generation[] = [];
+  readonly #unsubscribeCancel: () => void;
+  #heartbeat: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: ChatServiceOptions) {
     checkOptions(options);
     this.#o = options;
+    this.#livenessTtlMs = options.livenessTtlMs ?? 10_000;
+    this.#remotePollMs = options.remotePollMs ?? 1_000;
+    this.#unsubscribeCancel = options.store.onCancel((generationId) => {
+      this.#generations.get(generationId)?.stop('cancelled');
+    });
   }
 
-  /** How many generations are producing right now. */
+  /** How many generations are producing right now on this instance. */
   get runningCount(): number {
     return this.#running.size;
   }
 
-  /** How many listeners follow running generations right now. */
+  /** How many listeners follow this instance's running generations right now. */
   get listenerCount(): number {
     let n = 0;
-    for (const g of this.#running.values()) n += g.listenerCount;
+    for (const { generation } of this.#running.values()) n += generation.listenerCount;
     return n;
   }
 
@@ -83,15 +105,21 @@ export class ChatService {
 
   /** Starts a reply and attaches the caller as its first listener. */
   async start(request: StartRequest, signal?: AbortSignal): Promise<Attachment> {
-    if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down');
+    this.#checkOpen();
     if (request.message.length > this.#o.maxMessageChars) {
       throw new SluiceError('invalid_request', `message: must be at most ${this.#o.maxMessageChars} characters`);
     }
     this.#expire();
     const { store } = this.#o;
     const sessionKey = ChatService.sessionKey(request.owner, request.sessionId);
-    const id = newGenerationId();
-    if (!(await store.acquireSessionLock(sessionKey, id))) throw new SluiceError('session_busy');
+    const record: GenerationRecord = {
+      id: newGenerationId(),
+      owner: request.owner,
+      sessionId: request.sessionId,
+      sessionKey,
+      stored: true,
+    };
+    await this.#lockSession(record);
 
     let history: ChatMessage[];
     try {
@@ -102,28 +130,17 @@ export class ChatService {
         status: 'complete',
         createdAt: new Date().toISOString(),
       };
-      await store.appendMessage(sessionKey, userMessage);
+      await Promise.all([
+        store.appendMessage(sessionKey, userMessage),
+        store.saveGeneration(record, Math.max(this.#o.eventLogTtlMs, 24 * 60 * 60 * 1000)),
+        store.markAlive(record.id, this.#livenessTtlMs),
+      ]);
       history.push(userMessage);
     } catch (error) {
-      await store.releaseSessionLock(sessionKey, id).catch(() => undefined);
+      await store.releaseSessionLock(sessionKey, record.id).catch(() => undefined);
       throw toSluiceError(error);
     }
-
-    const generation = new Generation({
-      id,
-      owner: request.owner,
-      sessionId: request.sessionId,
-      sessionKey,
-      resumeGraceMs: this.#o.resumeGraceMs,
-    });
-    // Attach before the provider runs so that a client that is already gone stops it at once.
-    const listener = generation.listen(0, signal);
-    this.#generations.set(id, generation);
-    this.#running.set(sessionKey, generation);
-    const run = this.#run(generation, history, request.transport, true);
-    this.#runs.add(run);
-    void run.finally(() => this.#runs.delete(run));
-    return { generation, listener };
+    return this.#launch(record, history, request.transport, signal);
   }
 
   /**
@@ -131,7 +148,7 @@ export class ChatService {
    * stored, no session is locked. Limits, cancellation on disconnect and logging still apply.
    */
   startStateless(request: StatelessRequest, signal?: AbortSignal): Attachment {
-    if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down');
+    this.#checkOpen();
     const last = request.messages.at(-1);
     if (!last || last.role !== 'user') throw new SluiceError('invalid_request', 'messages: the last message must be from the user');
     const chars = request.messages.reduce((n, m) => n + m.content.length, 0);
@@ -140,39 +157,58 @@ export class ChatService {
     }
     this.#expire();
     const id = newGenerationId();
-    const generation = new Generation({
+    const sessionId = `stateless:${id}`;
+    const record: GenerationRecord = {
       id,
       owner: request.owner,
-      sessionId: `stateless:${id}`,
-      sessionKey: ChatService.sessionKey(request.owner, `stateless:${id}`),
-      resumeGraceMs: this.#o.resumeGraceMs,
-    });
-    const listener = generation.listen(0, signal);
-    this.#generations.set(id, generation);
-    this.#running.set(generation.sessionKey, generation);
-    const run = this.#run(generation, request.messages, request.transport, false);
-    this.#runs.add(run);
-    void run.finally(() => this.#runs.delete(run));
-    return { generation, listener };
+      sessionId,
+      sessionKey: ChatService.sessionKey(request.owner, sessionId),
+      stored: false,
+    };
+    return this.#launch(record, request.messages, request.transport, signal);
   }
 
-  /** Attaches to the generation named by an event id, after that event. */
-  attach(owner: string, lastEventId: string, signal?: AbortSignal): Attachment {
+  /** Attaches to the generation named by an event id, after that event, on this instance or any other. */
+  async attach(owner: string, lastEventId: string, signal?: AbortSignal): Promise<Attachment> {
+    this.#checkOpen();
     this.#expire();
     const parsed = parseEventId(lastEventId);
-    const generation = parsed && this.#generations.get(parsed.generationId);
-    // Another owner's generation looks exactly like a missing one.
-    if (!parsed || !generation || generation.owner !== owner) {
-      throw new SluiceError('not_found', 'No resumable reply for this event id');
+    if (!parsed) throw new SluiceError('invalid_request', 'Last-Event-ID: must look like "<generation>:<seq>"');
+    const notFound = new SluiceError('not_found', 'No resumable reply for this event id');
+    const local = this.#generations.get(parsed.generationId);
+    if (local) {
+      // Another owner's generation looks exactly like a missing one.
+      if (local.owner !== owner) throw notFound;
+      return { generationId: local.id, listener: local.listen(Math.min(parsed.seq, local.eventCount), signal) };
     }
-    const afterSeq = Math.min(parsed.seq, generation.eventCount);
-    return { generation, listener: generation.listen(afterSeq, signal) };
+    const record = await this.#o.store.loadGeneration(parsed.generationId);
+    if (!record || record.owner !== owner) throw notFound;
+    const listener = remoteListener({
+      store: this.#o.store,
+      record,
+      afterSeq: parsed.seq,
+      signal,
+      logger: this.#o.logger,
+      pollMs: this.#remotePollMs,
+      presenceTtlMs: this.#livenessTtlMs,
+      eventLogTtlMs: this.#o.eventLogTtlMs,
+    });
+    return { generationId: record.id, listener };
   }
 
-  /** Stops the session's running generation, if any. */
+  /** Stops the session's running generation, whichever instance runs it. */
   async cancel(owner: string, sessionId: string): Promise<boolean> {
-    const generation = this.#running.get(ChatService.sessionKey(owner, sessionId));
-    return generation ? generation.stop('cancelled') : false;
+    const sessionKey = ChatService.sessionKey(owner, sessionId);
+    const local = this.#running.get(sessionKey);
+    if (local) return local.generation.stop('cancelled');
+    try {
+      const holder = await this.#o.store.sessionLockHolder(sessionKey);
+      if (!holder) return false;
+      await this.#o.store.publishCancel(holder);
+      return true;
+    } catch (error) {
+      throw toSluiceError(error);
+    }
   }
 
   async history(owner: string, sessionId: string): Promise<SessionHistory> {
@@ -184,17 +220,6 @@ export class ChatService {
     }
   }
 
-  /** Stops every running generation (their partial replies are stored) and waits for them. Idempotent. */
-  close(): Promise<void> {
-    this.#closing ??= (async () => {
-      for (const generation of this.#running.values()) generation.stop('shutdown');
-      await Promise.allSettled([...this.#runs]);
-      this.#generations.clear();
-      this.#finished.length = 0;
-    })();
-    return this.#closing;
-  }
-
   /** Resolves once every running generation has ended by itself, or after `timeoutMs`. */
   async drain(timeoutMs: number): Promise<void> {
     if (this.#runs.size === 0) return;
@@ -204,21 +229,95 @@ export class ChatService {
     clearTimeout(timer);
   }
 
-  async #run(generation: Generation, messages: readonly ProviderMessage[], transport: string, stored: boolean): Promise<void> {
+  /** Stops every running generation (their partial replies are stored) and waits for them. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const { generation } of this.#running.values()) generation.stop('shutdown');
+      await Promise.allSettled([...this.#runs]);
+      this.#unsubscribeCancel();
+      this.#stopHeartbeat();
+      this.#generations.clear();
+      this.#finished.length = 0;
+    })();
+    return this.#closing;
+  }
+
+  #checkOpen(): void {
+    if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
+  }
+
+  /** Takes the session's lock; a lock left by a dead instance is repaired and taken over. */
+  async #lockSession(record: GenerationRecord): Promise<void> {
+    const { store } = this.#o;
+    try {
+      if (await store.acquireSessionLock(record.sessionKey, record.id, this.#livenessTtlMs)) return;
+      const holder = await store.sessionLockHolder(record.sessionKey);
+      if (holder && !this.#generations.has(holder) && !(await store.isAlive(holder))) {
+        const orphan = await store.loadGeneration(holder);
+        if (orphan) {
+          await endOrphan({ store, record: orphan, logger: this.#o.logger, eventLogTtlMs: this.#o.eventLogTtlMs });
+          if (await store.acquireSessionLock(record.sessionKey, record.id, this.#livenessTtlMs)) return;
+        }
+      }
+    } catch (error) {
+      throw toSluiceError(error);
+    }
+    throw new SluiceError('session_busy');
+  }
+
+  #launch(
+    record: GenerationRecord,
+    messages: readonly ProviderMessage[],
+    transport: string,
+    signal: AbortSignal | undefined,
+  ): Attachment {
+    const { store, logger } = this.#o;
+    let lastWrite: Promise<unknown> = Promise.resolve();
+    let writeFailed = false;
+    const generation = new Generation({
+      id: record.id,
+      owner: record.owner,
+      sessionId: record.sessionId,
+      sessionKey: record.sessionKey,
+      resumeGraceMs: this.#o.resumeGraceMs,
+      // Copies go out in order on one connection; only the last one needs waiting for.
+      onEvent: record.stored
+        ? (seq: number, event: StreamEvent) => {
+            lastWrite = store.appendEvent(record.id, seq, event).catch((error: unknown) => {
+              if (!writeFailed) logger.warn({ generationId: record.id, err: error }, 'could not log stream event');
+              writeFailed = true;
+            });
+          }
+        : undefined,
+      keepAlive: record.stored ? async () => (await store.countListeners(record.id)) > 0 : undefined,
+    });
+    // Attach before the provider runs so that a client that is already gone stops it at once.
+    const listener = generation.listen(0, signal);
+    this.#generations.set(record.id, generation);
+    this.#running.set(record.sessionKey, { generation, record });
+    this.#startHeartbeat();
+    const run = this.#run(generation, record, messages, transport, () => lastWrite);
+    this.#runs.add(run);
+    void run.finally(() => this.#runs.delete(run));
+    return { generationId: record.id, listener };
+  }
+
+  async #run(
+    generation: Generation,
+    record: GenerationRecord,
+    messages: readonly ProviderMessage[],
+    transport: string,
+    lastWrite: () => Promise<unknown>,
+  ): Promise<void> {
     const { store, provider, logger } = this.#o;
     try {
       // The session is free again before the terminal event goes out, so a client that reacts to
       // `done` with its next message never finds its own session busy.
       const summary = await generation.run(provider, messages, async (reply) => {
-        if (!stored) {
-          this.#running.delete(generation.sessionKey);
-          return;
-        }
         try {
-          await store.appendMessage(generation.sessionKey, reply);
+          if (record.stored) await store.appendMessage(record.sessionKey, reply);
         } finally {
-          this.#running.delete(generation.sessionKey);
-          await this.#release(generation);
+          await this.#finishRunning(record);
         }
       });
       const line = {
@@ -231,24 +330,50 @@ export class ChatService {
         firstTokenMs: summary.firstTokenMs === undefined ? undefined : Math.round(summary.firstTokenMs),
       };
       if (summary.error?.code === 'internal') logger.error({ ...line, err: summary.error.cause }, 'generation failed unexpectedly');
-      else if (summary.error) logger.warn({ ...line, code: summary.error.code }, 'generation failed');
+      else if (summary.error) logger.warn({ ...line, code: summary.error.code, err: summary.error.cause }, 'generation failed');
       else logger.info(line, 'generation finished');
     } catch (error) {
       // run() catches everything it can; this guards against a bug taking the process down.
       logger.error({ generationId: generation.id, err: error }, 'generation crashed');
     } finally {
-      if (this.#running.get(generation.sessionKey) === generation) {
-        this.#running.delete(generation.sessionKey);
-        if (stored) await this.#release(generation);
-      }
+      await this.#finishRunning(record);
       this.#finished.push(generation);
+      if (record.stored) {
+        // The liveness mark goes only after the final event is in the shared log (see remote-listener).
+        await lastWrite();
+        await store.expireGeneration(record.id, this.#o.eventLogTtlMs).catch((error: unknown) => {
+          logger.warn({ generationId: record.id, err: error }, 'could not expire generation log');
+        });
+      }
     }
   }
 
-  async #release(generation: Generation): Promise<void> {
-    await this.#o.store.releaseSessionLock(generation.sessionKey, generation.id).catch((error: unknown) => {
-      this.#o.logger.error({ generationId: generation.id, err: error }, 'could not release session lock');
+  async #finishRunning(record: GenerationRecord): Promise<void> {
+    if (this.#running.get(record.sessionKey)?.record !== record) return;
+    this.#running.delete(record.sessionKey);
+    if (this.#running.size === 0) this.#stopHeartbeat();
+    if (!record.stored) return;
+    await this.#o.store.releaseSessionLock(record.sessionKey, record.id).catch((error: unknown) => {
+      this.#o.logger.error({ generationId: record.id, err: error }, 'could not release session lock');
     });
+  }
+
+  // One timer for all running generations keeps their locks and liveness marks from expiring.
+  #startHeartbeat(): void {
+    if (this.#heartbeat) return;
+    this.#heartbeat = setInterval(() => {
+      for (const { record } of this.#running.values()) {
+        if (!record.stored) continue;
+        this.#o.store.refreshSessionLock(record.sessionKey, record.id, this.#livenessTtlMs).catch(() => undefined);
+        this.#o.store.markAlive(record.id, this.#livenessTtlMs).catch(() => undefined);
+      }
+    }, Math.max(100, Math.floor(this.#livenessTtlMs / 3)));
+    this.#heartbeat.unref();
+  }
+
+  #stopHeartbeat(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
   }
 
   #expire(): void {

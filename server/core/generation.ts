@@ -32,6 +32,10 @@ export interface GenerationOptions {
   readonly sessionKey: string;
   /** How long to keep running after the last listener left (0: stop at once). */
   readonly resumeGraceMs: number;
+  /** Called for each event as it enters the log (to copy it to a shared store). */
+  readonly onEvent?: (seq: number, event: StreamEvent) => void;
+  /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
+  readonly keepAlive?: () => Promise<boolean>;
 }
 
 /** A listener reads the event log from a position, then follows its live tail. */
@@ -53,6 +57,8 @@ export class Generation {
   readonly sessionId: string;
   readonly sessionKey: string;
   readonly #resumeGraceMs: number;
+  readonly #onEvent: ((seq: number, event: StreamEvent) => void) | undefined;
+  readonly #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #events: StreamEvent[] = [];
   readonly #wakers = new Set<() => void>();
   readonly #controller = new AbortController();
@@ -71,6 +77,8 @@ export class Generation {
     this.sessionId = options.sessionId;
     this.sessionKey = options.sessionKey;
     this.#resumeGraceMs = options.resumeGraceMs;
+    this.#onEvent = options.onEvent;
+    this.#keepAlive = options.keepAlive;
   }
 
   get ended(): boolean {
@@ -240,6 +248,7 @@ export class Generation {
 
   #append(event: StreamEvent): void {
     this.#events.push(event);
+    this.#onEvent?.(this.#events.length, event);
     for (const wake of this.#wakers) wake();
   }
 
@@ -258,13 +267,29 @@ export class Generation {
   #listenerLeft(): void {
     this.#listeners--;
     if (this.#listeners > 0 || this.#ended || this.#stopReason) return;
-    if (this.#resumeGraceMs === 0) {
+    if (this.#resumeGraceMs === 0 && !this.#keepAlive) {
       this.stop('no_listeners');
       return;
     }
+    this.#armGrace();
+  }
+
+  #armGrace(): void {
     this.#graceTimer = setTimeout(() => {
       this.#graceTimer = undefined;
-      this.stop('no_listeners');
+      if (!this.#keepAlive) {
+        this.stop('no_listeners');
+        return;
+      }
+      // A listener on another instance keeps the reply alive; a store we cannot ask does not.
+      this.#keepAlive().then(
+        (keep) => {
+          if (this.#listeners > 0 || this.#ended) return;
+          if (keep) this.#armGrace();
+          else this.stop('no_listeners');
+        },
+        () => this.stop('no_listeners'),
+      );
     }, this.#resumeGraceMs);
   }
 

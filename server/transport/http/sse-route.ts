@@ -20,7 +20,7 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
     const lastEventId = req.headers['last-event-id'];
     attachment =
       typeof lastEventId === 'string' && lastEventId.length > 0
-        ? deps.service.attach(owner, lastEventId, abort.signal)
+        ? await deps.service.attach(owner, lastEventId, abort.signal)
         : await deps.service.start(
             { owner, sessionId: body.session_id ?? DEFAULT_SESSION_ID, message: body.message, transport: 'sse' },
             abort.signal,

@@ -34,7 +34,7 @@ export function createAppRouter(options: RouterOptions) {
         let attachment;
         try {
           attachment = input.lastEventId
-            ? service.attach(owner, input.lastEventId, signal)
+            ? await service.attach(owner, input.lastEventId, signal)
             : await service.start(
                 { owner, sessionId: input.sessionId ?? DEFAULT_SESSION_ID, message: input.message, transport: ctx.transport },
                 signal,

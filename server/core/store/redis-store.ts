@@ -1,0 +1,267 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { ChatMessage } from '../../../shared/messages.ts';
+import { StreamEvent } from '../../../shared/stream-events.ts';
+import { SluiceError } from '../errors.ts';
+import type { GenerationRecord, LoggedEvent, Store } from './store.ts';
+
+export interface RedisStoreOptions {
+  readonly url: string;
+  readonly logger: Logger;
+  /** Prefix of every key and channel, so several deployments can share one Redis. */
+  readonly prefix?: string;
+}
+
+// Compare-and-set scripts: a lock is only touched by the generation that holds it.
+const REFRESH = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+// A log has a lifetime even while running, so that one abandoned by a dead instance cannot stay forever.
+const RUNNING_LOG_TTL_MS = 24 * 60 * 60 * 1000;
+const BLOCKING_POOL_SIZE = 16;
+
+/**
+ * History in lists, event logs in Redis Streams (entry ids `0-<seq>`), locks and liveness in keys
+ * with expiry, listener presence in sorted sets, and cancels over pub/sub.
+ */
+export class RedisStore implements Store {
+  readonly kind = 'redis';
+  readonly #redis: Redis;
+  readonly #sub: Redis;
+  readonly #idleReaders: Redis[] = [];
+  readonly #busyReaders = new Set<Redis>();
+  readonly #prefix: string;
+  readonly #logger: Logger;
+  readonly #cancelHandlers = new Set<(generationId: string) => void>();
+  #closing: Promise<void> | undefined;
+
+  constructor(options: RedisStoreOptions) {
+    if (!/^rediss?:\/\//.test(options.url)) {
+      throw new SluiceError('internal', `REDIS_URL must start with redis:// or rediss://, got "${options.url}"`);
+    }
+    this.#prefix = options.prefix ?? 'sluice:';
+    this.#logger = options.logger;
+    const common: RedisOptions = {
+      // Fail fast while Redis is away (a clear 503 instead of a hung request); reconnect forever.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 2000,
+      retryStrategy: (attempt) => Math.min(100 * attempt, 2000),
+    };
+    this.#redis = new Redis(options.url, { ...common, enableAutoPipelining: true });
+    this.#sub = new Redis(options.url, { ...common, enableOfflineQueue: true });
+    let down = false;
+    this.#redis.on('error', (error: Error) => {
+      if (!down) this.#logger.warn({ err: error }, 'redis unreachable');
+      down = true;
+    });
+    this.#redis.on('ready', () => {
+      if (down) this.#logger.info('redis reachable again');
+      down = false;
+    });
+    this.#sub.on('error', () => undefined);
+    const channel = this.#key('cancel');
+    this.#sub.subscribe(channel).catch(() => undefined);
+    this.#sub.on('message', (from: string, generationId: string) => {
+      if (from !== channel) return;
+      for (const handler of this.#cancelHandlers) handler(generationId);
+    });
+  }
+
+  /** Resolves once connected, or after `timeoutMs` (the store then reports `unavailable` until Redis is back). */
+  async ready(timeoutMs: number): Promise<boolean> {
+    if (this.#redis.status === 'ready') return true;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#redis.off('ready', onReady);
+        resolve(false);
+      }, timeoutMs);
+      const onReady = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.#redis.once('ready', onReady);
+    });
+  }
+
+  #key(...parts: string[]): string {
+    return this.#prefix + parts.join(':');
+  }
+
+  async #call<T>(run: () => Promise<T>): Promise<T> {
+    if (this.#closing) throw new SluiceError('unavailable', 'The session store is closed');
+    try {
+      return await run();
+    } catch (error) {
+      throw new SluiceError('unavailable', 'The session store is unavailable; try again shortly', { cause: error });
+    }
+  }
+
+  getMessages(sessionKey: string): Promise<ChatMessage[]> {
+    return this.#call(async () => {
+      const raw = await this.#redis.lrange(this.#key('h', sessionKey), 0, -1);
+      return raw.map((entry) => ChatMessage.parse(JSON.parse(entry)));
+    });
+  }
+
+  appendMessage(sessionKey: string, message: ChatMessage): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.rpush(this.#key('h', sessionKey), JSON.stringify(message));
+    });
+  }
+
+  acquireSessionLock(sessionKey: string, generationId: string, ttlMs: number): Promise<boolean> {
+    return this.#call(async () => (await this.#redis.set(this.#key('lock', sessionKey), generationId, 'PX', ttlMs, 'NX')) === 'OK');
+  }
+
+  refreshSessionLock(sessionKey: string, generationId: string, ttlMs: number): Promise<boolean> {
+    return this.#call(async () => (await this.#redis.eval(REFRESH, 1, this.#key('lock', sessionKey), generationId, ttlMs)) === 1);
+  }
+
+  releaseSessionLock(sessionKey: string, generationId: string): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.eval(RELEASE, 1, this.#key('lock', sessionKey), generationId);
+    });
+  }
+
+  sessionLockHolder(sessionKey: string): Promise<string | undefined> {
+    return this.#call(async () => (await this.#redis.get(this.#key('lock', sessionKey))) ?? undefined);
+  }
+
+  saveGeneration(record: GenerationRecord, ttlMs: number): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.set(this.#key('gen', record.id), JSON.stringify(record), 'PX', ttlMs);
+    });
+  }
+
+  loadGeneration(generationId: string): Promise<GenerationRecord | undefined> {
+    return this.#call(async () => {
+      const raw = await this.#redis.get(this.#key('gen', generationId));
+      return raw ? (JSON.parse(raw) as GenerationRecord) : undefined;
+    });
+  }
+
+  appendEvent(generationId: string, seq: number, event: StreamEvent): Promise<boolean> {
+    return this.#call(async () => {
+      const key = this.#key('ev', generationId);
+      try {
+        await this.#redis.xadd(key, `0-${seq}`, 'e', JSON.stringify(event));
+      } catch (error) {
+        // Redis refuses an id at or below the last one: the event is already there.
+        if (error instanceof Error && /equal or smaller/.test(error.message)) return false;
+        throw error;
+      }
+      if (seq === 1) await this.#redis.pexpire(key, RUNNING_LOG_TTL_MS);
+      return true;
+    });
+  }
+
+  async readEvents(generationId: string, afterSeq: number, waitMs: number, signal?: AbortSignal): Promise<LoggedEvent[]> {
+    const key = this.#key('ev', generationId);
+    const now = await this.#call(() => this.#redis.xrange(key, `(0-${afterSeq}`, '+'));
+    if (now.length > 0 || waitMs <= 0 || signal?.aborted) return now.map(toLogged);
+    // Blocking reads tie up a connection, so they get one of their own.
+    const reader = this.#idleReaders.pop() ?? this.#newReader();
+    this.#busyReaders.add(reader);
+    const onAbort = (): void => reader.disconnect();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const reply = await this.#call(() => reader.xread('BLOCK', waitMs, 'STREAMS', key, `0-${afterSeq}`));
+      return reply?.[0]?.[1].map(toLogged) ?? [];
+    } catch (error) {
+      if (signal?.aborted) return [];
+      throw error;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      this.#busyReaders.delete(reader);
+      if (!signal?.aborted && !this.#closing && this.#idleReaders.length < BLOCKING_POOL_SIZE && reader.status === 'ready') {
+        this.#idleReaders.push(reader);
+      } else reader.disconnect();
+    }
+  }
+
+  #newReader(): Redis {
+    const reader = this.#redis.duplicate({ enableOfflineQueue: true, enableAutoPipelining: false });
+    reader.on('error', noop);
+    return reader;
+  }
+
+  expireGeneration(generationId: string, ttlMs: number): Promise<void> {
+    return this.#call(async () => {
+      await Promise.all([
+        this.#redis.pexpire(this.#key('ev', generationId), Math.max(ttlMs, 1)),
+        this.#redis.pexpire(this.#key('gen', generationId), Math.max(ttlMs, 1)),
+        this.#redis.del(this.#key('alive', generationId), this.#key('ls', generationId)),
+      ]);
+    });
+  }
+
+  markAlive(generationId: string, ttlMs: number): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.set(this.#key('alive', generationId), '1', 'PX', ttlMs);
+    });
+  }
+
+  clearAlive(generationId: string): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.del(this.#key('alive', generationId));
+    });
+  }
+
+  isAlive(generationId: string): Promise<boolean> {
+    return this.#call(async () => (await this.#redis.exists(this.#key('alive', generationId))) === 1);
+  }
+
+  touchListener(generationId: string, listenerId: string, ttlMs: number): Promise<void> {
+    return this.#call(async () => {
+      const key = this.#key('ls', generationId);
+      await Promise.all([this.#redis.zadd(key, Date.now() + ttlMs, listenerId), this.#redis.pexpire(key, ttlMs * 2)]);
+    });
+  }
+
+  dropListener(generationId: string, listenerId: string): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.zrem(this.#key('ls', generationId), listenerId);
+    });
+  }
+
+  countListeners(generationId: string): Promise<number> {
+    return this.#call(async () => {
+      const key = this.#key('ls', generationId);
+      await this.#redis.zremrangebyscore(key, '-inf', Date.now());
+      return this.#redis.zcard(key);
+    });
+  }
+
+  publishCancel(generationId: string): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.publish(this.#key('cancel'), generationId);
+    });
+  }
+
+  onCancel(handler: (generationId: string) => void): () => void {
+    this.#cancelHandlers.add(handler);
+    return () => this.#cancelHandlers.delete(handler);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#cancelHandlers.clear();
+      for (const reader of [...this.#idleReaders, ...this.#busyReaders]) reader.disconnect();
+      this.#idleReaders.length = 0;
+      await Promise.allSettled([quit(this.#redis), quit(this.#sub)]);
+    })();
+    return this.#closing;
+  }
+}
+
+function noop(): void {}
+
+async function quit(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
+  else redis.disconnect();
+}
+
+function toLogged([id, fields]: [string, string[]]): LoggedEvent {
+  const seq = Number(id.slice(id.indexOf('-') + 1));
+  return { seq, event: StreamEvent.parse(JSON.parse(fields[1]!)) };
+}
