@@ -15,7 +15,19 @@ export const ConfigSchema = z
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),
     OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream'),
     OPENAI_API_KEY: z.string().optional().describe('API key for the upstream'),
-    LLM_MODEL: z.string().optional().describe('model name sent upstream'),
+    LLM_MODEL: z.string().min(1).optional().describe('model name sent upstream (required when LLM_PROVIDER=openai)'),
+    LLM_TEMPERATURE: z.coerce.number().min(0).max(2).optional().describe('sampling temperature sent upstream (unset: the upstream default)'),
+    LLM_MAX_TOKENS: int(1, 10_000_000).optional().describe('`max_tokens` sent upstream (unset: the upstream default)'),
+    LLM_SYSTEM_PROMPT: z.string().min(1).optional().describe('system message put before every conversation sent upstream'),
+    UPSTREAM_INCLUDE_USAGE: bool.default(true).describe('ask the upstream for token usage (`stream_options.include_usage`); turn off for servers that reject it'),
+    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: int(0, 3_600_000).default(60_000).describe('how long the upstream may take to send its first token (0: no limit)'),
+    UPSTREAM_STALL_TIMEOUT_MS: int(0, 3_600_000).default(30_000).describe('how long the upstream may go quiet between tokens (0: no limit)'),
+    UPSTREAM_RETRIES: int(0, 10).default(0).describe('retries of a failed upstream call before its first token (never after); 0 for non-idempotent setups'),
+    UPSTREAM_RETRY_BASE_MS: int(1, 60_000).default(500).describe('first retry delay; doubles each retry, with jitter'),
+    UPSTREAM_RETRY_MAX_DELAY_MS: int(0, 600_000).default(10_000).describe('longest wait before a retry; a 429 asking for longer is not retried, its hint is passed on'),
+    SIM_TOKENIZER: z.enum(['words', 'bpe']).default('words').describe("how the simulator splits its reply: `words` (the documented template) or `bpe` (real o200k_base tokens)"),
+    SIM_USAGE: bool.default(false).describe('the simulator reports token usage (prompt and completion counts)'),
+
     REDIS_URL: z
       .string()
       .regex(/^rediss?:\/\//, 'must start with redis:// or rediss://')
@@ -36,6 +48,13 @@ export const ConfigSchema = z
     if (c.LLM_PROVIDER === 'openai' && !c.OPENAI_BASE_URL) {
       ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'is required when LLM_PROVIDER=openai' });
     }
+    if (c.LLM_PROVIDER === 'openai' && !c.LLM_MODEL) {
+      ctx.addIssue({ code: 'custom', path: ['LLM_MODEL'], message: 'is required when LLM_PROVIDER=openai' });
+    }
+    if (c.OPENAI_BASE_URL && !/^https?:\/\//i.test(c.OPENAI_BASE_URL)) {
+      ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'must be an http:// or https:// URL' });
+    }
+
   });
 
 export type Config = z.infer<typeof ConfigSchema>;

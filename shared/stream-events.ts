@@ -22,7 +22,10 @@ export const ErrorEvent = z.object({
   code: ErrorCode,
   message: z.string(),
   partial: z.string(),
+  /** Seconds to wait before trying again, when the cause says so (an upstream's 429 `retry-after`). */
+  retryAfterSeconds: z.number().nonnegative().optional(),
 });
+
 
 export const StreamEvent = z.discriminatedUnion('type', [DeltaEvent, DoneEvent, ErrorEvent]);
 export type StreamEvent = z.infer<typeof StreamEvent>;

@@ -129,6 +129,9 @@ export class Generation {
     if (failure) {
       outcome = 'failed';
       terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
+      // The retry hint (an upstream's 429) travels with the event to the transports that can carry it.
+      if (failure.retryAfterSeconds !== undefined) terminal.retryAfterSeconds = failure.retryAfterSeconds;
+
     } else if (signal.aborted) {
       outcome = this.#stopReason === 'cancelled' ? 'cancelled' : 'interrupted';
       const code = outcome === 'cancelled' ? 'cancelled' : 'interrupted';
