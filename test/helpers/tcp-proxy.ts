@@ -1,0 +1,54 @@
+import { once } from 'node:events';
+import { createServer, connect, type Socket } from 'node:net';
+import { afterEach } from 'vitest';
+
+export interface TcpProxy {
+  readonly url: string;
+  /** Cuts every connection through the proxy at once, as a network blip would. */
+  dropAll(): void;
+  close(): Promise<void>;
+}
+
+const proxies = new Set<TcpProxy>();
+afterEach(async () => {
+  for (const proxy of [...proxies]) await proxy.close();
+});
+
+/** A TCP proxy in front of `targetUrl` (http://host:port), so tests can cut live connections. */
+export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
+  const target = new URL(targetUrl);
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  let closed: Promise<void> | undefined;
+  const proxy: TcpProxy = {
+    url: `http://127.0.0.1:${port}`,
+    dropAll: () => {
+      for (const s of sockets) s.destroy();
+    },
+    close: () => {
+      closed ??= new Promise<void>((resolve) => {
+        proxies.delete(proxy);
+        proxy.dropAll();
+        server.close(() => resolve());
+      });
+      return closed;
+    },
+  };
+  proxies.add(proxy);
+  return proxy;
+}
