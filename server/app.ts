@@ -38,6 +38,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     resumeGraceMs: config.RESUME_GRACE_MS,
     eventLogTtlMs: config.EVENT_LOG_TTL_MS,
     maxMessageChars: config.MAX_MESSAGE_CHARS,
+    livenessTtlMs: config.LIVENESS_TTL_MS,
   });
   const http = createHttpServer({
     service,

@@ -36,6 +36,7 @@ export const ConfigSchema = z
     REDIS_PREFIX: z.string().min(1).default('sluice:').describe('prefix of every Redis key and channel'),
     API_KEYS_FILE: z.string().optional().describe('file of API keys, one a line; when set every request needs one'),
     RESUME_GRACE_MS: int(0, 3_600_000).default(5000).describe('how long a generation whose listeners all left keeps running, waiting for a resume (0: abort at once)'),
+    LIVENESS_TTL_MS: int(300, 600_000).default(10_000).describe("a running reply's session lock and liveness mark expire this long after its instance stops refreshing them (a killed instance's replies are ended after it)"),
     EVENT_LOG_TTL_MS: int(0, 86_400_000).default(300_000).describe('how long the event log of a finished generation stays resumable'),
     MAX_BODY_BYTES: int(1, 64 * 1024 * 1024).default(64 * 1024).describe('largest accepted request body (413 above)'),
     MAX_MESSAGE_CHARS: int(1, 10_000_000).default(32_000).describe('longest accepted user message'),
