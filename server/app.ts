@@ -3,7 +3,8 @@ import { pino, type Logger } from 'pino';
 import type { Config } from './config.ts';
 import { ChatService } from './core/chat-service.ts';
 import type { Provider } from './core/providers/provider.ts';
-import { createProvider } from './core/providers/create-provider.ts';
+import { createProvider, servedModelId } from './core/providers/create-provider.ts';
+
 import { createStore } from './core/store/create-store.ts';
 import type { Store } from './core/store/store.ts';
 import { RedisStore } from './core/store/redis-store.ts';
@@ -30,7 +31,8 @@ export interface Sluice {
 export function createSluice(config: Config, overrides: SluiceOverrides = {}): Sluice {
   const logger = overrides.logger ?? pino({ level: config.LOG_LEVEL, base: { service: 'sluice' } });
   const store = overrides.store ?? createStore(config, logger);
-  const provider = overrides.provider ?? createProvider(config);
+  const provider = overrides.provider ?? createProvider(config, logger);
+
   const service = new ChatService({
     store,
     provider,
@@ -46,6 +48,8 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     maxBodyBytes: config.MAX_BODY_BYTES,
     ssePingMs: config.SSE_PING_MS,
     wsEnabled: config.WS_ENABLED,
+    modelId: servedModelId(config),
+
   });
 
   let closing: Promise<void> | undefined;

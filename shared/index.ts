@@ -4,3 +4,5 @@ export * from './messages.ts';
 export * from './stream-events.ts';
 export * from './chat-request.ts';
 export * from './sse-route.ts';
+export * from './openai.ts';
+

@@ -1,5 +1,7 @@
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { loadBpeTokenizer, type BpeTokenizer } from './bpe.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
+
 
 /** The reply template of the original design note (../shared/spec/sse-format.md). */
 export function simulatedReply(prompt: string): string {
@@ -33,20 +35,46 @@ function lastUserMessage(messages: readonly ProviderMessage[]): string {
 // keeps one fast generation from starving every socket on the process.
 const TURN_EVERY = 16;
 
+export type SimulatedTokenizer = 'words' | 'bpe';
+
 export interface SimulatedProviderOptions {
   /** Delay before each token, in milliseconds (0: as fast as the event loop allows). */
   readonly delayMs: number;
+  /**
+   * `words` (default): the documented template, one word and a space per delta. `bpe`: the same
+   * text split into real o200k_base tokens.
+   */
+  readonly tokenizer?: SimulatedTokenizer;
+  /** Report token usage when the reply is complete (default false). */
+  readonly usage?: boolean;
 }
+
+const countWords = (text: string): number => text.split(PY_WHITESPACE).filter((w) => w.length > 0).length;
 
 export function createSimulatedProvider(options: SimulatedProviderOptions): Provider {
   if (!Number.isInteger(options.delayMs) || options.delayMs < 0) {
     throw new RangeError(`simulated provider: delayMs must be a non-negative integer, got ${options.delayMs}`);
   }
+  const tokenizer = options.tokenizer ?? 'words';
+  if (tokenizer !== 'words' && tokenizer !== 'bpe') {
+    throw new RangeError(`simulated provider: tokenizer must be 'words' or 'bpe', got ${JSON.stringify(tokenizer)}`);
+  }
   const { delayMs } = options;
+  const usage = options.usage ?? false;
+  // Start loading the tables now, so that the first reply does not wait for them.
+  const bpe = tokenizer === 'bpe' ? loadBpeTokenizer() : undefined;
+  bpe?.catch(() => undefined);
+
   return {
     name: 'simulated',
-    async *stream({ messages, signal }: ProviderRequest): AsyncGenerator<string> {
-      const deltas = simulatedDeltas(lastUserMessage(messages));
+    async *stream({ messages, signal, reportUsage }: ProviderRequest): AsyncGenerator<string> {
+      const words = simulatedDeltas(lastUserMessage(messages));
+      let bpeTokenizer: BpeTokenizer | undefined;
+      let deltas = words;
+      if (bpe) {
+        bpeTokenizer = await bpe;
+        deltas = bpeTokenizer.split(words.join(''));
+      }
       for (let i = 0; i < deltas.length; i++) {
         // timers/promises clears its timer when the signal aborts, so nothing is left behind.
         if (delayMs > 0) await sleep(delayMs, undefined, { signal });
@@ -54,6 +82,15 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
         signal.throwIfAborted();
         yield deltas[i]!;
       }
+      if (usage && reportUsage) {
+        // Words mode counts words (one per delta); BPE mode counts real tokens.
+        const count = bpeTokenizer ? bpeTokenizer.count : countWords;
+        reportUsage({
+          promptTokens: messages.reduce((n, m) => n + count(m.content), 0),
+          completionTokens: bpeTokenizer ? bpeTokenizer.count(words.join('')) : deltas.length,
+        });
+      }
     },
   };
 }
+

@@ -8,6 +8,9 @@ export interface RouteDeps {
   readonly logger: Logger;
   readonly maxBodyBytes: number;
   readonly ssePingMs: number;
+  /** The model id the OpenAI-compatible routes serve. */
+  readonly modelId: string;
+
   /** The tenant a request belongs to (`anonymous` when keys are off). */
   readonly ownerOf: (req: IncomingMessage) => string;
 }

@@ -10,7 +10,9 @@ import type { TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
 import { sendError, sendJson } from './json-io.ts';
 import type { RouteDeps, RouteHandler } from './route-context.ts';
+import { handleChatCompletions, handleModel, handleModels } from './openai-route.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
+
 import { handleChatStream } from './sse-route.ts';
 
 export interface HttpServerOptions {
@@ -19,7 +21,10 @@ export interface HttpServerOptions {
   readonly maxBodyBytes: number;
   readonly ssePingMs: number;
   readonly wsEnabled: boolean;
+  /** The model id the OpenAI-compatible routes serve. */
+  readonly modelId: string;
 }
+
 
 export interface HttpServer {
   readonly server: Server;
@@ -38,6 +43,10 @@ const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: /^\/v1\/chat\/stream$/, handler: handleChatStream },
   { method: 'POST', pattern: /^\/v1\/chat\/cancel$/, handler: handleCancel },
   { method: 'GET', pattern: /^\/v1\/sessions\/([^/]+)\/messages$/, handler: handleHistory },
+  { method: 'POST', pattern: /^\/v1\/chat\/completions$/, handler: handleChatCompletions },
+  { method: 'GET', pattern: /^\/v1\/models$/, handler: handleModels },
+  { method: 'GET', pattern: /^\/v1\/models\/([^/]+)$/, handler: handleModel },
+
 ];
 
 const ANONYMOUS = 'anonymous';
@@ -51,7 +60,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     logger,
     maxBodyBytes: options.maxBodyBytes,
     ssePingMs: options.ssePingMs,
-    ownerOf: () => ANONYMOUS,
+    modelId: options.modelId,
+    ownerOf
+: () => ANONYMOUS,
   };
 
   const onTRPCError = ({ error, path }: { error: { code: string; cause?: unknown }; path?: string }): void => {

@@ -1,0 +1,190 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import type { OpenAIModelList } from '../../../shared/openai.ts';
+import type { ErrorEvent, StreamEvent } from '../../../shared/stream-events.ts';
+import type { Attachment } from '../../core/chat-service.ts';
+import { SluiceError, toSluiceError } from '../../core/errors.ts';
+import type { TrackedEvent } from '../../core/generation.ts';
+import { readJsonBody, sendJson } from './json-io.ts';
+import {
+  ChunkEncoder,
+  completionBody,
+  DONE_LINE,
+  errorLine,
+  openAIErrorBody,
+  openAIStatus,
+  type CompletionMeta,
+} from './openai-encoding.ts';
+import { InvalidParamError, newUserMessage, parseCompletionRequest, sessionFrom, toProviderMessages } from './openai-request.ts';
+import type { RouteDeps } from './route-context.ts';
+import { writeRespectingBuffer } from './sse-writer.ts';
+
+// OpenAI-compatible routes, so that OpenAI's SDKs and tools can use Sluice as their endpoint. They
+// are one more listener on the chat service, like the other transports: same limits, same history,
+// same cancellation when the client leaves.
+
+const STREAM_HEADERS: Readonly<Record<string, string>> = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache',
+  Connection: 'keep-alive',
+  'X-Accel-Buffering': 'no',
+};
+
+/** Answers an error in OpenAI's shape; a started stream is cut instead (there is no status to send). */
+function sendOpenAIError(res: ServerResponse, error: unknown): void {
+  const sluice = toSluiceError(error);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const param = error instanceof InvalidParamError ? error.param : null;
+  const headers: Record<string, string> = {};
+  if (sluice.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.ceil(sluice.retryAfterSeconds));
+  if (sluice.code === 'payload_too_large') headers['Connection'] = 'close';
+  sendJson(res, openAIStatus(sluice.code), openAIErrorBody(sluice.code, sluice.message, param), headers);
+}
+
+function eventError(event: ErrorEvent): SluiceError {
+  const options = event.retryAfterSeconds === undefined ? undefined : { retryAfterSeconds: event.retryAfterSeconds };
+  return new SluiceError(event.code, event.message, options);
+}
+
+/** `POST /v1/chat/completions`: `stream: true` answers chunks and `data: [DONE]`, otherwise one `chat.completion`. */
+export async function handleChatCompletions(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
+  const abort = new AbortController();
+  const onClose = (): void => abort.abort();
+  res.once('close', onClose);
+
+  let attachment: Attachment;
+  let meta: CompletionMeta;
+  let stream: boolean;
+  try {
+    const body = parseCompletionRequest(await readJsonBody(req, z.unknown(), deps.maxBodyBytes));
+    const owner = deps.ownerOf(req);
+    const sessionId = sessionFrom(req);
+    attachment =
+      sessionId === undefined
+        ? deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' }, abort.signal)
+        : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai' }, abort.signal);
+    stream = body.stream === true;
+    meta = {
+      id: `chatcmpl-${attachment.generationId}`,
+      created: Math.floor(Date.now() / 1000),
+      model: body.model,
+      includeUsage: stream && body.stream_options?.include_usage === true,
+    };
+  } catch (error) {
+    res.off('close', onClose);
+    sendOpenAIError(res, error);
+    return;
+  }
+
+  const { listener } = attachment;
+  try {
+    // Nothing is sent before the first event, so that a failure before the first token gets a real
+    // HTTP status (and Retry-After), which is what OpenAI's clients act on.
+    const first = await listener.next();
+    if (first.done || abort.signal.aborted) return;
+    if (first.value.event.type === 'error') {
+      sendOpenAIError(res, eventError(first.value.event));
+      return;
+    }
+    if (stream) await writeChunks(res, first.value, listener, meta, deps.ssePingMs, abort.signal);
+    else await writeCompletion(res, first.value, listener, meta);
+  } finally {
+    listener.close();
+    res.off('close', onClose);
+  }
+}
+
+async function writeChunks(
+  res: ServerResponse,
+  first: TrackedEvent,
+  rest: AsyncIterable<TrackedEvent>,
+  meta: CompletionMeta,
+  pingMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const encoder = new ChunkEncoder(meta);
+  res.writeHead(200, STREAM_HEADERS);
+  res.write(encoder.role());
+  // OpenAI's clients skip SSE comments; proxies see traffic on a quiet stream.
+  const ping = pingMs > 0 ? setInterval(() => res.write(': ping\n\n'), pingMs) : undefined;
+  const encode = (event: StreamEvent): string => {
+    switch (event.type) {
+      case 'delta':
+        return encoder.delta(event.delta);
+      case 'done':
+        return encoder.finish() + (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + DONE_LINE;
+      case 'error':
+        // As OpenAI does mid-stream: an error object as a data line, then the end (no [DONE]).
+        return errorLine(openAIErrorBody(event.code, event.message));
+      default: {
+        const unexpected: never = event;
+        throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);
+      }
+    }
+  };
+  try {
+    await writeRespectingBuffer(res, encode(first.event), signal);
+    if (first.event.type === 'delta') {
+      for await (const { event } of rest) {
+        await writeRespectingBuffer(res, encode(event), signal);
+        if (signal.aborted) break;
+      }
+    }
+    res.end();
+  } finally {
+    clearInterval(ping);
+  }
+}
+
+async function writeCompletion(res: ServerResponse, first: TrackedEvent, rest: AsyncIterable<TrackedEvent>, meta: CompletionMeta): Promise<void> {
+  let text = '';
+  let event: StreamEvent = first.event;
+  if (event.type === 'delta') {
+    text += event.delta;
+    for await (const tracked of rest) {
+      event = tracked.event;
+      if (event.type === 'delta') text += event.delta;
+    }
+  }
+  switch (event.type) {
+    case 'done':
+      sendJson(res, 200, completionBody(meta, text, event.usage));
+      return;
+    case 'error':
+      sendOpenAIError(res, eventError(event));
+      return;
+    case 'delta':
+      // The listener ended without a terminal event: the client left, nobody to answer.
+      return;
+    default: {
+      const unexpected: never = event;
+      throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);
+    }
+  }
+}
+
+const STARTED = Math.floor(Date.now() / 1000);
+
+/** `GET /v1/models`: the one model this Sluice serves. */
+export async function handleModels(_req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
+  const list: OpenAIModelList = { object: 'list', data: [{ id: deps.modelId, object: 'model', created: STARTED, owned_by: 'sluice' }] };
+  sendJson(res, 200, list);
+}
+
+/** `GET /v1/models/{model}`: that model, or OpenAI's 404. */
+export async function handleModel(_req: IncomingMessage, res: ServerResponse, deps: RouteDeps, params: readonly string[]): Promise<void> {
+  let id: string;
+  try {
+    id = decodeURIComponent(params[0] ?? '');
+  } catch {
+    id = '';
+  }
+  if (id !== deps.modelId) {
+    sendOpenAIError(res, new SluiceError('not_found', `The model '${id.slice(0, 200)}' does not exist`));
+    return;
+  }
+  sendJson(res, 200, { id, object: 'model', created: STARTED, owned_by: 'sluice' });
+}

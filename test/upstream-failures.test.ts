@@ -1,0 +1,149 @@
+import { describe, expect, it } from 'vitest';
+import { UPSTREAM_MESSAGES } from '../server/core/providers/upstream-errors.ts';
+import type { ErrorCode } from '../shared/errors.ts';
+import { SessionHistory, StreamEvent } from '../shared/index.ts';
+import { DEFAULT_TOKENS, refusedBaseURL, startFakeUpstream, UPSTREAM_SECRET, type UpstreamPlan } from './helpers/fake-upstream.ts';
+import { chunkText, postCompletion } from './helpers/openai-wire.ts';
+import { startServer } from './helpers/server.ts';
+import { parseSse, rawRequest } from './helpers/sse.ts';
+import { collectStream, stockClient } from './helpers/trpc-clients.ts';
+
+interface Failure {
+  readonly name: string;
+  /** A plan for the fake upstream, or `refused` for a port where nothing listens. */
+  readonly plan: UpstreamPlan | 'refused';
+  readonly code: ErrorCode;
+  readonly message: string;
+  /** Tokens the upstream sent before failing. */
+  readonly tokensBefore: number;
+  /** HTTP status on the OpenAI route when the failure comes before the first token. */
+  readonly status?: number;
+  readonly retryAfterSeconds?: number;
+}
+
+const FAILURES: readonly Failure[] = [
+  { name: 'bad key (401)', plan: { kind: 'status', status: 401 }, code: 'upstream_auth', message: UPSTREAM_MESSAGES.auth, tokensBefore: 0, status: 502 },
+  { name: 'forbidden (403)', plan: { kind: 'status', status: 403 }, code: 'upstream_auth', message: UPSTREAM_MESSAGES.auth, tokensBefore: 0, status: 502 },
+  {
+    name: 'rate limit (429 with retry-after)',
+    plan: { kind: 'status', status: 429, headers: { 'retry-after': '7' } },
+    code: 'upstream_rate_limited',
+    message: UPSTREAM_MESSAGES.rateLimited,
+    tokensBefore: 0,
+    status: 503,
+    retryAfterSeconds: 7,
+  },
+  { name: 'server error (500)', plan: { kind: 'status', status: 500 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.server, tokensBefore: 0, status: 502 },
+  { name: 'bad gateway (502)', plan: { kind: 'status', status: 502 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.server, tokensBefore: 0, status: 502 },
+  { name: 'connection refused', plan: 'refused', code: 'upstream_error', message: UPSTREAM_MESSAGES.connection, tokensBefore: 0, status: 502 },
+  { name: 'slow first token', plan: { kind: 'silent' }, code: 'upstream_timeout', message: UPSTREAM_MESSAGES.firstTokenTimeout, tokensBefore: 0, status: 504 },
+  { name: 'stall between tokens', plan: { kind: 'stall', after: 2 }, code: 'upstream_timeout', message: UPSTREAM_MESSAGES.stall, tokensBefore: 2 },
+  { name: 'malformed chunk', plan: { kind: 'malformed', after: 2 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.malformed, tokensBefore: 2 },
+  { name: 'error chunk in a 200 stream', plan: { kind: 'error-chunk', after: 2 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.errorInStream, tokensBefore: 2 },
+  { name: 'connection cut mid-stream', plan: { kind: 'drop', after: 3 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.server, tokensBefore: 3 },
+];
+
+type Way = 'sse-route' | 'trpc-ws' | 'trpc-sse' | 'openai-route';
+const WAYS: readonly Way[] = ['sse-route', 'trpc-ws', 'trpc-sse', 'openai-route'];
+
+async function sluiceInFrontOf(failure: Failure) {
+  let baseURL: string;
+  if (failure.plan === 'refused') baseURL = await refusedBaseURL();
+  else baseURL = (await startFakeUpstream(failure.plan)).baseURL;
+  return startServer({
+    LLM_PROVIDER: 'openai',
+    OPENAI_BASE_URL: baseURL,
+    LLM_MODEL: 'fake-model',
+    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: 300,
+    UPSTREAM_STALL_TIMEOUT_MS: 300,
+  });
+}
+
+async function historyOf(url: string, sessionId: string) {
+  return SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${sessionId}/messages`)).json());
+}
+
+describe.each(FAILURES)('upstream failure: $name', (failure) => {
+  const partial = DEFAULT_TOKENS.slice(0, failure.tokensBefore).join('');
+
+  it.each(WAYS)('on %s: the documented error, the partial kept as failed, nothing leaked or left running', async (way) => {
+    const server = await sluiceInFrontOf(failure);
+    const sessionId = `fail-${way}`;
+
+    if (way === 'sse-route') {
+      const res = await rawRequest(`${server.url}/v1/chat/stream`, {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'hello', session_id: sessionId }),
+      });
+      expect(res.status).toBe(200);
+      const text = res.body.toString('utf8');
+      const frames = parseSse(text);
+      const deltas = frames.filter((f) => f.event === 'message').map((f) => JSON.parse(f.data).delta as string);
+      expect(deltas.join('')).toBe(partial);
+      const last = frames.at(-1)!;
+      expect(last.event).toBe('error');
+      // The contract's exact layout: message and partial, nothing more (no code, no retry hint).
+      expect(last.data).toBe(`{"message": "${failure.message}", "partial": "${partial}"}`);
+      expect(text).not.toContain(UPSTREAM_SECRET);
+    } else if (way === 'trpc-ws' || way === 'trpc-sse') {
+      const { client } = stockClient(server.url, way === 'trpc-ws' ? 'ws' : 'sse');
+      const { events } = await collectStream(client, { message: 'hello', sessionId });
+      for (const event of events) StreamEvent.parse(event);
+      expect(events.slice(0, -1).map((e) => (e.type === 'delta' ? e.delta : '?'))).toEqual(DEFAULT_TOKENS.slice(0, failure.tokensBefore));
+      expect(events.at(-1)).toEqual({
+        type: 'error',
+        code: failure.code,
+        message: failure.message,
+        partial,
+        ...(failure.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: failure.retryAfterSeconds }),
+      });
+    } else {
+      const answer = await postCompletion(
+        server.url,
+        { model: 'fake-model', messages: [{ role: 'user', content: 'hello' }], stream: true },
+        { 'x-sluice-session': sessionId },
+      );
+      expect(answer.text).not.toContain(UPSTREAM_SECRET);
+      const expectedError = { error: { message: failure.message, type: expect.any(String), param: null, code: failure.code } };
+      if (failure.tokensBefore === 0) {
+        // Before the first token nothing was sent: a real status, OpenAI's error body, the retry hint.
+        expect(answer.status).toBe(failure.status);
+        expect(answer.errorBody).toEqual(expectedError);
+        expect(answer.headers.get('retry-after')).toBe(failure.retryAfterSeconds === undefined ? null : String(failure.retryAfterSeconds));
+      } else {
+        // Mid-stream, as OpenAI does: an error object as a data line, and no [DONE].
+        expect(answer.status).toBe(200);
+        expect(chunkText(answer.chunks)).toBe(partial);
+        expect(answer.error).toEqual(expectedError);
+        expect(answer.done).toBe(false);
+      }
+    }
+
+    const history = await historyOf(server.url, sessionId);
+    expect(history.messages.map((m) => [m.role, m.content, m.status])).toEqual([
+      ['user', 'hello', 'complete'],
+      ['assistant', partial, 'failed'],
+    ]);
+    // The test server's afterEach also checks that no generation or listener is left.
+    expect(server.sluice.service.runningCount).toBe(0);
+  });
+});
+
+describe('upstream failures on the stateless OpenAI route', () => {
+  it('a non-streaming request gets the status and OpenAI error body', async () => {
+    const upstream = await startFakeUpstream({ kind: 'status', status: 401 });
+    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm' });
+    const answer = await postCompletion(server.url, { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    expect(answer.status).toBe(502);
+    expect(answer.errorBody).toEqual({ error: { message: UPSTREAM_MESSAGES.auth, type: 'server_error', param: null, code: 'upstream_auth' } });
+    expect(answer.text).not.toContain(UPSTREAM_SECRET);
+  });
+
+  it('a non-streaming request whose upstream fails mid-reply gets the error, not a truncated completion', async () => {
+    const upstream = await startFakeUpstream({ kind: 'error-chunk', after: 2 });
+    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm' });
+    const answer = await postCompletion(server.url, { model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: false });
+    expect(answer.status).toBe(502);
+    expect(answer.errorBody?.error.code).toBe('upstream_error');
+  });
+});
