@@ -4,7 +4,8 @@ import type { Config } from './config.ts';
 import { ChatService } from './core/chat-service.ts';
 import type { Provider } from './core/providers/provider.ts';
 import { createProvider, servedModelId } from './core/providers/create-provider.ts';
-
+import { ApiKeys } from './core/api-keys.ts';
+import { RateLimiter } from './core/rate-limiter.ts';
 import { createStore } from './core/store/create-store.ts';
 import type { Store } from './core/store/store.ts';
 import { RedisStore } from './core/store/redis-store.ts';
@@ -23,13 +24,19 @@ export interface Sluice {
   readonly http: HttpServer;
   /** Starts listening; resolves with the bound port (useful with PORT=0). */
   listen(): Promise<{ port: number; url: string }>;
-  /** Stops new streams, ends running ones (partials stored), closes sockets and the store. Safe to call twice. */
+  /**
+   * Graceful stop (SIGTERM): new replies get 503 with Retry-After, WebSocket clients are told to
+   * reconnect, running replies get SHUTDOWN_DRAIN_MS to finish, then close(). Safe to call twice.
+   */
+  shutdown(): Promise<void>;
+  /** Ends running replies now (partials stored, listeners get the error event), closes sockets and the store. Safe to call twice. */
   close(): Promise<void>;
 }
 
 /** The composition root: configuration in, a wired server out. */
 export function createSluice(config: Config, overrides: SluiceOverrides = {}): Sluice {
   const logger = overrides.logger ?? pino({ level: config.LOG_LEVEL, base: { service: 'sluice' } });
+  const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
   const store = overrides.store ?? createStore(config, logger);
   const provider = overrides.provider ?? createProvider(config, logger);
 
@@ -41,18 +48,40 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     eventLogTtlMs: config.EVENT_LOG_TTL_MS,
     maxMessageChars: config.MAX_MESSAGE_CHARS,
     livenessTtlMs: config.LIVENESS_TTL_MS,
+    maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
+    maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
   });
   const http = createHttpServer({
     service,
+    store,
     logger,
+    keys,
+    rateLimiter: new RateLimiter(store, config.RATE_LIMIT_PER_MINUTE),
+    modelId: servedModelId(config),
     maxBodyBytes: config.MAX_BODY_BYTES,
     ssePingMs: config.SSE_PING_MS,
     wsEnabled: config.WS_ENABLED,
-    modelId: servedModelId(config),
-
+    wsMaxMessageBytes: config.WS_MAX_MESSAGE_BYTES,
+    wsPingMs: config.WS_PING_MS,
+    wsPongWaitMs: config.WS_PONG_WAIT_MS,
+    maxWsConnectionsPerKey: config.MAX_WS_CONNECTIONS_PER_KEY,
+    sendTimeoutMs: config.SEND_TIMEOUT_MS,
+    highWaterBytes: config.STREAM_HIGH_WATER_BYTES,
+    slotTtlMs: config.LIVENESS_TTL_MS,
+    isReady: async () => !service.draining && (await store.healthy()),
   });
 
   let closing: Promise<void> | undefined;
+  let shuttingDown: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      service.beginDrain();
+      await service.close();
+      await http.close();
+      await store.close();
+    })();
+    return closing;
+  };
   return {
     service,
     store,
@@ -73,13 +102,15 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
         });
       });
     },
-    close: () => {
-      closing ??= (async () => {
-        await service.close();
-        await http.close();
-        await store.close();
+    shutdown: () => {
+      shuttingDown ??= (async () => {
+        service.beginDrain();
+        http.notifyReconnect();
+        await service.drain(config.SHUTDOWN_DRAIN_MS);
+        await close();
       })();
-      return closing;
+      return shuttingDown;
     },
+    close,
   };
 }

@@ -10,13 +10,23 @@ try {
   process.exit(2);
 }
 
-const sluice = createSluice(config);
+let sluice;
+try {
+  sluice = createSluice(config);
+} catch (error) {
+  console.error(`sluice: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(2);
+}
 const { url } = await sluice.listen();
 sluice.logger.info({ url, provider: config.LLM_PROVIDER, store: sluice.store.kind }, `Sluice listening on ${url}`);
 
+// An error in one stream must never take the others down: log it and keep serving.
+process.on('unhandledRejection', (reason) => sluice.logger.error({ err: reason }, 'unhandled rejection'));
+process.on('uncaughtException', (error) => sluice.logger.error({ err: error }, 'uncaught exception'));
+
 const shutdown = (signal: string): void => {
-  sluice.logger.info({ signal }, 'shutting down');
-  sluice.close().then(
+  sluice.logger.info({ signal }, 'shutting down: draining running replies');
+  sluice.shutdown().then(
     () => process.exit(0),
     (error: unknown) => {
       sluice.logger.error({ err: error }, 'shutdown failed');
@@ -24,5 +34,6 @@ const shutdown = (signal: string): void => {
     },
   );
 };
-process.once('SIGTERM', () => shutdown('SIGTERM'));
-process.once('SIGINT', () => shutdown('SIGINT'));
+// A second signal while draining is harmless: shutdown() is idempotent.
+process.on('SIGTERM', () => shutdown('SIGTERM'));
+process.on('SIGINT', () => shutdown('SIGINT'));

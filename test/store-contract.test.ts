@@ -51,9 +51,9 @@ describe.each(backends)('store contract: $name', (backend) => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    await a.appendMessage('o/s1', message('one'));
-    await a.appendMessage('o/s1', message('two'));
-    await a.appendMessage('o/s2', message('other'));
+    await a.appendMessage('o/s1', message('one'), 100);
+    await a.appendMessage('o/s1', message('two'), 100);
+    await a.appendMessage('o/s2', message('other'), 100);
     expect((await b.getMessages('o/s1')).map((m) => m.content)).toEqual(['one', 'two']);
     expect(await b.getMessages('o/missing')).toEqual([]);
   });

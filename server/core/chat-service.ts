@@ -19,6 +19,10 @@ export interface ChatServiceOptions {
   readonly livenessTtlMs?: number;
   /** How long a remote listener's blocking read waits before it checks the generation's liveness. */
   readonly remotePollMs?: number;
+  /** Messages kept per session; older ones are trimmed. */
+  readonly maxHistoryMessages?: number;
+  /** Replies one owner may have running at once, across instances (0: no limit). */
+  readonly maxStreamsPerOwner?: number;
 }
 
 export interface StartRequest {
@@ -44,7 +48,7 @@ export interface Attachment {
 }
 
 function checkOptions(o: ChatServiceOptions): void {
-  for (const name of ['resumeGraceMs', 'eventLogTtlMs', 'maxMessageChars', 'livenessTtlMs', 'remotePollMs'] as const) {
+  for (const name of ['resumeGraceMs', 'eventLogTtlMs', 'maxMessageChars', 'livenessTtlMs', 'remotePollMs', 'maxHistoryMessages', 'maxStreamsPerOwner'] as const) {
     const value = o[name];
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
       throw new RangeError(`chat service: ${name} must be a non-negative integer, got ${value}`);
@@ -66,6 +70,7 @@ export class ChatService {
   readonly #o: ChatServiceOptions;
   readonly #livenessTtlMs: number;
   readonly #remotePollMs: number;
+  readonly #keepMessages: number;
   /** Generations of this instance, running or finished and still resumable, by id. */
   readonly #generations = new Map<string, Generation>();
   /** Running generations of this instance, by session key. */
@@ -75,6 +80,11 @@ export class ChatService {
   readonly #finished: Generation[] = [];
   readonly #unsubscribeCancel: () => void;
   #heartbeat: NodeJS.Timeout | undefined;
+  #openListeners = 0;
+  readonly #countListener = (delta: 1 | -1): void => {
+    this.#openListeners += delta;
+  };
+  #draining = false;
   #closing: Promise<void> | undefined;
 
   constructor(options: ChatServiceOptions) {
@@ -82,6 +92,7 @@ export class ChatService {
     this.#o = options;
     this.#livenessTtlMs = options.livenessTtlMs ?? 10_000;
     this.#remotePollMs = options.remotePollMs ?? 1_000;
+    this.#keepMessages = options.maxHistoryMessages || 1000;
     this.#unsubscribeCancel = options.store.onCancel((generationId) => {
       this.#generations.get(generationId)?.stop('cancelled');
     });
@@ -97,6 +108,11 @@ export class ChatService {
     let n = 0;
     for (const { generation } of this.#running.values()) n += generation.listenerCount;
     return n;
+  }
+
+  /** Listeners open on this instance, on any generation (running, finished, or remote). */
+  get openListeners(): number {
+    return this.#openListeners;
   }
 
   static sessionKey(owner: string, sessionId: string): string {
@@ -119,7 +135,13 @@ export class ChatService {
       sessionKey,
       stored: true,
     };
-    await this.#lockSession(record);
+    await this.#takeStreamSlot(record);
+    try {
+      await this.#lockSession(record);
+    } catch (error) {
+      await this.#releaseStreamSlot(record);
+      throw error;
+    }
 
     let history: ChatMessage[];
     try {
@@ -131,13 +153,14 @@ export class ChatService {
         createdAt: new Date().toISOString(),
       };
       await Promise.all([
-        store.appendMessage(sessionKey, userMessage),
+        store.appendMessage(sessionKey, userMessage, this.#keepMessages),
         store.saveGeneration(record, Math.max(this.#o.eventLogTtlMs, 24 * 60 * 60 * 1000)),
         store.markAlive(record.id, this.#livenessTtlMs),
       ]);
       history.push(userMessage);
     } catch (error) {
       await store.releaseSessionLock(sessionKey, record.id).catch(() => undefined);
+      await this.#releaseStreamSlot(record);
       throw toSluiceError(error);
     }
     return this.#launch(record, history, request.transport, signal);
@@ -147,7 +170,7 @@ export class ChatService {
    * Starts a reply that belongs to no session: the caller gives the whole context, nothing is
    * stored, no session is locked. Limits, cancellation on disconnect and logging still apply.
    */
-  startStateless(request: StatelessRequest, signal?: AbortSignal): Attachment {
+  async startStateless(request: StatelessRequest, signal?: AbortSignal): Promise<Attachment> {
     this.#checkOpen();
     const last = request.messages.at(-1);
     if (!last || last.role !== 'user') throw new SluiceError('invalid_request', 'messages: the last message must be from the user');
@@ -165,12 +188,14 @@ export class ChatService {
       sessionKey: ChatService.sessionKey(request.owner, sessionId),
       stored: false,
     };
+    await this.#takeStreamSlot(record);
     return this.#launch(record, request.messages, request.transport, signal);
   }
 
   /** Attaches to the generation named by an event id, after that event, on this instance or any other. */
   async attach(owner: string, lastEventId: string, signal?: AbortSignal): Promise<Attachment> {
-    this.#checkOpen();
+    // Resuming stays possible while draining: the reply being resumed is one that may finish.
+    if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
     this.#expire();
     const parsed = parseEventId(lastEventId);
     if (!parsed) throw new SluiceError('invalid_request', 'Last-Event-ID: must look like "<generation>:<seq>"');
@@ -190,6 +215,7 @@ export class ChatService {
       signal,
       logger: this.#o.logger,
       pollMs: this.#remotePollMs,
+      maxHistoryMessages: this.#keepMessages,
       presenceTtlMs: this.#livenessTtlMs,
       eventLogTtlMs: this.#o.eventLogTtlMs,
     });
@@ -220,6 +246,15 @@ export class ChatService {
     }
   }
 
+  /** From now on new replies are refused with a retryable `unavailable`; running ones go on. */
+  beginDrain(): void {
+    this.#draining = true;
+  }
+
+  get draining(): boolean {
+    return this.#draining || this.#closing !== undefined;
+  }
+
   /** Resolves once every running generation has ended by itself, or after `timeoutMs`. */
   async drain(timeoutMs: number): Promise<void> {
     if (this.#runs.size === 0) return;
@@ -243,7 +278,28 @@ export class ChatService {
   }
 
   #checkOpen(): void {
-    if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
+    if (this.#draining || this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
+  }
+
+  #slotKey(owner: string): string {
+    return `streams:${owner}`;
+  }
+
+  async #takeStreamSlot(record: GenerationRecord): Promise<void> {
+    const limit = this.#o.maxStreamsPerOwner ?? 0;
+    if (limit === 0) return;
+    let ok: boolean;
+    try {
+      ok = await this.#o.store.acquireSlot(this.#slotKey(record.owner), record.id, limit, this.#livenessTtlMs);
+    } catch (error) {
+      throw toSluiceError(error);
+    }
+    if (!ok) throw new SluiceError('rate_limited', `Too many replies running at once for this key (limit ${limit})`, { retryAfterSeconds: 1 });
+  }
+
+  async #releaseStreamSlot(record: GenerationRecord): Promise<void> {
+    if (!this.#o.maxStreamsPerOwner) return;
+    await this.#o.store.releaseSlot(this.#slotKey(record.owner), record.id).catch(() => undefined);
   }
 
   /** Takes the session's lock; a lock left by a dead instance is repaired and taken over. */
@@ -255,7 +311,13 @@ export class ChatService {
       if (holder && !this.#generations.has(holder) && !(await store.isAlive(holder))) {
         const orphan = await store.loadGeneration(holder);
         if (orphan) {
-          await endOrphan({ store, record: orphan, logger: this.#o.logger, eventLogTtlMs: this.#o.eventLogTtlMs });
+          await endOrphan({
+            store,
+            record: orphan,
+            logger: this.#o.logger,
+            eventLogTtlMs: this.#o.eventLogTtlMs,
+            maxHistoryMessages: this.#keepMessages,
+          });
           if (await store.acquireSessionLock(record.sessionKey, record.id, this.#livenessTtlMs)) return;
         }
       }
@@ -290,6 +352,7 @@ export class ChatService {
           }
         : undefined,
       keepAlive: record.stored ? async () => (await store.countListeners(record.id)) > 0 : undefined,
+      onListener: this.#countListener,
     });
     // Attach before the provider runs so that a client that is already gone stops it at once.
     const listener = generation.listen(0, signal);
@@ -315,7 +378,7 @@ export class ChatService {
       // `done` with its next message never finds its own session busy.
       const summary = await generation.run(provider, messages, async (reply) => {
         try {
-          if (record.stored) await store.appendMessage(record.sessionKey, reply);
+          if (record.stored) await store.appendMessage(record.sessionKey, reply, this.#keepMessages);
         } finally {
           await this.#finishRunning(record);
         }
@@ -352,6 +415,7 @@ export class ChatService {
     if (this.#running.get(record.sessionKey)?.record !== record) return;
     this.#running.delete(record.sessionKey);
     if (this.#running.size === 0) this.#stopHeartbeat();
+    await this.#releaseStreamSlot(record);
     if (!record.stored) return;
     await this.#o.store.releaseSessionLock(record.sessionKey, record.id).catch((error: unknown) => {
       this.#o.logger.error({ generationId: record.id, err: error }, 'could not release session lock');
@@ -363,6 +427,9 @@ export class ChatService {
     if (this.#heartbeat) return;
     this.#heartbeat = setInterval(() => {
       for (const { record } of this.#running.values()) {
+        if (this.#o.maxStreamsPerOwner) {
+          this.#o.store.refreshSlot(this.#slotKey(record.owner), record.id, this.#livenessTtlMs).catch(() => undefined);
+        }
         if (!record.stored) continue;
         this.#o.store.refreshSessionLock(record.sessionKey, record.id, this.#livenessTtlMs).catch(() => undefined);
         this.#o.store.markAlive(record.id, this.#livenessTtlMs).catch(() => undefined);

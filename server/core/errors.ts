@@ -45,6 +45,10 @@ export class SluiceError extends Error {
   get status(): number {
     return ERROR_INFO[this.code].status;
   }
+
+  static from(error: unknown): SluiceError {
+    return toSluiceError(error);
+  }
 }
 
 /** Turns anything caught into a SluiceError; unknown errors become `internal` with a generic message. */

@@ -36,6 +36,8 @@ export interface GenerationOptions {
   readonly onEvent?: (seq: number, event: StreamEvent) => void;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
+  /** Told when a listener joins (+1) or leaves (-1), for process-wide counts. */
+  readonly onListener?: (delta: 1 | -1) => void;
 }
 
 /** A listener reads the event log from a position, then follows its live tail. */
@@ -59,6 +61,7 @@ export class Generation {
   readonly #resumeGraceMs: number;
   readonly #onEvent: ((seq: number, event: StreamEvent) => void) | undefined;
   readonly #keepAlive: (() => Promise<boolean>) | undefined;
+  readonly #onListener: ((delta: 1 | -1) => void) | undefined;
   readonly #events: StreamEvent[] = [];
   readonly #wakers = new Set<() => void>();
   readonly #controller = new AbortController();
@@ -79,6 +82,7 @@ export class Generation {
     this.#resumeGraceMs = options.resumeGraceMs;
     this.#onEvent = options.onEvent;
     this.#keepAlive = options.keepAlive;
+    this.#onListener = options.onListener;
   }
 
   get ended(): boolean {
@@ -264,11 +268,13 @@ export class Generation {
 
   #listenerJoined(): void {
     this.#listeners++;
+    this.#onListener?.(1);
     this.#clearGrace();
   }
 
   #listenerLeft(): void {
     this.#listeners--;
+    this.#onListener?.(-1);
     if (this.#listeners > 0 || this.#ended || this.#stopReason) return;
     if (this.#resumeGraceMs === 0 && !this.#keepAlive) {
       this.stop('no_listeners');

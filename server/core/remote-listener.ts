@@ -17,6 +17,9 @@ export interface RemoteListenerOptions {
   readonly presenceTtlMs: number;
   /** How long a finished log stays readable. */
   readonly eventLogTtlMs: number;
+  readonly maxHistoryMessages: number;
+  /** Told when this listener starts (+1) and ends (-1). */
+  readonly onListener?: (delta: 1 | -1) => void;
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
@@ -33,6 +36,12 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
   options.signal?.addEventListener('abort', close, { once: true });
   if (options.signal?.aborted) close();
   const listenerId = randomBytes(8).toString('base64url');
+  options.onListener?.(1);
+  let counted = true;
+  const uncount = (): void => {
+    if (counted) options.onListener?.(-1);
+    counted = false;
+  };
 
   async function* follow(): AsyncGenerator<TrackedEvent, void, undefined> {
     let seq = options.afterSeq;
@@ -56,6 +65,7 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
         }
       }
     } finally {
+      uncount();
       clearInterval(presence);
       options.signal?.removeEventListener('abort', close);
       store.dropListener(record.id, listenerId).catch(() => undefined);
@@ -68,11 +78,15 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
     next: () => (controller.signal.aborted ? iterator.return(undefined) : iterator.next()),
     return: () => {
       close();
-      return iterator.return(undefined).then(() => DONE);
+      return iterator.return(undefined).then(() => {
+        uncount();
+        return DONE;
+      });
     },
     close: () => {
       close();
-      void iterator.return(undefined);
+      // A listener closed before it was ever read has no running generator to count it down.
+      void iterator.return(undefined).then(uncount);
     },
     [Symbol.asyncIterator]: () => listener,
   };
@@ -84,6 +98,7 @@ export interface OrphanContext {
   readonly record: GenerationRecord;
   readonly logger: Logger;
   readonly eventLogTtlMs: number;
+  readonly maxHistoryMessages: number;
 }
 
 /**
@@ -108,7 +123,7 @@ export async function endOrphan(options: OrphanContext): Promise<{ seq: number; 
           content: partial,
           status: 'interrupted',
           createdAt: new Date().toISOString(),
-        });
+        }, options.maxHistoryMessages);
       }
       await store.releaseSessionLock(record.sessionKey, record.id);
       await store.expireGeneration(record.id, options.eventLogTtlMs);

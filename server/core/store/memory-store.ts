@@ -21,16 +21,19 @@ export class MemoryStore implements Store {
   readonly #alive = new Map<string, number>();
   readonly #listeners = new Map<string, Map<string, number>>();
   readonly #cancelHandlers = new Set<(generationId: string) => void>();
+  readonly #windows = new Map<string, { count: number; endsAt: number }>();
+  readonly #slots = new Map<string, Map<string, number>>();
   #closed = false;
 
   async getMessages(sessionKey: string): Promise<ChatMessage[]> {
     return [...(this.#sessions.get(sessionKey) ?? [])];
   }
 
-  async appendMessage(sessionKey: string, message: ChatMessage): Promise<void> {
+  async appendMessage(sessionKey: string, message: ChatMessage, keepLast: number): Promise<void> {
     let messages = this.#sessions.get(sessionKey);
     if (!messages) this.#sessions.set(sessionKey, (messages = []));
     messages.push(message);
+    if (messages.length > keepLast) messages.splice(0, messages.length - keepLast);
   }
 
   async acquireSessionLock(sessionKey: string, generationId: string, ttlMs: number): Promise<boolean> {
@@ -156,6 +159,39 @@ export class MemoryStore implements Store {
     return listeners.size;
   }
 
+  async hitWindow(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }> {
+    const now = Date.now();
+    let window = this.#windows.get(key);
+    if (!window || expired(window.endsAt, now)) {
+      if (this.#windows.size > 10_000) for (const [k, w] of this.#windows) if (expired(w.endsAt, now)) this.#windows.delete(k);
+      window = { count: 0, endsAt: now + windowMs };
+      this.#windows.set(key, window);
+    }
+    window.count++;
+    return { count: window.count, resetInMs: window.endsAt - now };
+  }
+
+  async acquireSlot(key: string, member: string, limit: number, ttlMs: number): Promise<boolean> {
+    let slots = this.#slots.get(key);
+    if (!slots) this.#slots.set(key, (slots = new Map()));
+    const now = Date.now();
+    for (const [m, until] of slots) if (expired(until, now)) slots.delete(m);
+    if (!slots.has(member) && slots.size >= limit) return false;
+    slots.set(member, now + ttlMs);
+    return true;
+  }
+
+  async refreshSlot(key: string, member: string, ttlMs: number): Promise<void> {
+    const slots = this.#slots.get(key);
+    if (slots?.has(member)) slots.set(member, Date.now() + ttlMs);
+  }
+
+  async releaseSlot(key: string, member: string): Promise<void> {
+    const slots = this.#slots.get(key);
+    slots?.delete(member);
+    if (slots?.size === 0) this.#slots.delete(key);
+  }
+
   async publishCancel(generationId: string): Promise<void> {
     for (const handler of this.#cancelHandlers) handler(generationId);
   }
@@ -163,6 +199,10 @@ export class MemoryStore implements Store {
   onCancel(handler: (generationId: string) => void): () => void {
     this.#cancelHandlers.add(handler);
     return () => this.#cancelHandlers.delete(handler);
+  }
+
+  async healthy(): Promise<boolean> {
+    return !this.#closed;
   }
 
   async close(): Promise<void> {

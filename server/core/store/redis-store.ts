@@ -18,6 +18,13 @@ const RELEASE = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call
 // A log has a lifetime even while running, so that one abandoned by a dead instance cannot stay forever.
 const RUNNING_LOG_TTL_MS = 24 * 60 * 60 * 1000;
 const BLOCKING_POOL_SIZE = 16;
+// Count in a fixed window: the first hit starts the window's expiry.
+const HIT_WINDOW = `local n = redis.call('incr', KEYS[1]) if n == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end return {n, redis.call('pttl', KEYS[1])}`;
+// Slots are members of a sorted set scored by their expiry; expired ones are dropped first.
+const ACQUIRE_SLOT = `redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
+if redis.call('zscore', KEYS[1], ARGV[2]) or redis.call('zcard', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('zadd', KEYS[1], ARGV[4], ARGV[2]) redis.call('pexpire', KEYS[1], ARGV[5]) return 1 end
+return 0`;
 
 /**
  * History in lists, event logs in Redis Streams (entry ids `0-<seq>`), locks and liveness in keys
@@ -103,9 +110,10 @@ export class RedisStore implements Store {
     });
   }
 
-  appendMessage(sessionKey: string, message: ChatMessage): Promise<void> {
+  appendMessage(sessionKey: string, message: ChatMessage, keepLast: number): Promise<void> {
     return this.#call(async () => {
-      await this.#redis.rpush(this.#key('h', sessionKey), JSON.stringify(message));
+      const key = this.#key('h', sessionKey);
+      await this.#redis.multi().rpush(key, JSON.stringify(message)).ltrim(key, -keepLast, -1).exec();
     });
   }
 
@@ -232,6 +240,34 @@ export class RedisStore implements Store {
     });
   }
 
+  hitWindow(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }> {
+    return this.#call(async () => {
+      const [count, pttl] = (await this.#redis.eval(HIT_WINDOW, 1, this.#key('rl', key), windowMs)) as [number, number];
+      return { count, resetInMs: pttl > 0 ? pttl : windowMs };
+    });
+  }
+
+  acquireSlot(key: string, member: string, limit: number, ttlMs: number): Promise<boolean> {
+    return this.#call(async () => {
+      const now = Date.now();
+      const ok = await this.#redis.eval(ACQUIRE_SLOT, 1, this.#key('slot', key), now, member, limit, now + ttlMs, ttlMs * 2);
+      return ok === 1;
+    });
+  }
+
+  refreshSlot(key: string, member: string, ttlMs: number): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.zadd(this.#key('slot', key), 'XX', Date.now() + ttlMs, member);
+      await this.#redis.pexpire(this.#key('slot', key), ttlMs * 2);
+    });
+  }
+
+  releaseSlot(key: string, member: string): Promise<void> {
+    return this.#call(async () => {
+      await this.#redis.zrem(this.#key('slot', key), member);
+    });
+  }
+
   publishCancel(generationId: string): Promise<void> {
     return this.#call(async () => {
       await this.#redis.publish(this.#key('cancel'), generationId);
@@ -241,6 +277,14 @@ export class RedisStore implements Store {
   onCancel(handler: (generationId: string) => void): () => void {
     this.#cancelHandlers.add(handler);
     return () => this.#cancelHandlers.delete(handler);
+  }
+
+  async healthy(): Promise<boolean> {
+    if (this.#closing || this.#redis.status !== 'ready') return false;
+    return this.#redis.ping().then(
+      () => true,
+      () => false,
+    );
   }
 
   close(): Promise<void> {

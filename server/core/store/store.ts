@@ -27,7 +27,8 @@ export interface Store {
 
   // History
   getMessages(sessionKey: string): Promise<ChatMessage[]>;
-  appendMessage(sessionKey: string, message: ChatMessage): Promise<void>;
+  /** Appends a message, then keeps only the newest `keepLast` (oldest trimmed). */
+  appendMessage(sessionKey: string, message: ChatMessage, keepLast: number): Promise<void>;
 
   // One generation per session
   /** Takes the session's lock for `generationId`; false when another generation holds it. */
@@ -62,10 +63,21 @@ export interface Store {
   dropListener(generationId: string, listenerId: string): Promise<void>;
   countListeners(generationId: string): Promise<number>;
 
+  // Limits that hold across instances
+  /** Counts a hit in the fixed window `key` of `windowMs`; returns the count so far and when the window ends. */
+  hitWindow(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }>;
+  /** Takes one of `limit` slots of `key` for `member` (slots expire after `ttlMs` unless refreshed). */
+  acquireSlot(key: string, member: string, limit: number, ttlMs: number): Promise<boolean>;
+  refreshSlot(key: string, member: string, ttlMs: number): Promise<void>;
+  releaseSlot(key: string, member: string): Promise<void>;
+
   // Signals between instances
   publishCancel(generationId: string): Promise<void>;
   /** Calls `handler` for every cancel published by any instance; returns the unsubscribe function. */
   onCancel(handler: (generationId: string) => void): () => void;
+
+  /** True when the backing service answers (readiness). */
+  healthy(): Promise<boolean>;
 
   close(): Promise<void>;
 }

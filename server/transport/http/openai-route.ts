@@ -17,7 +17,7 @@ import {
 } from './openai-encoding.ts';
 import { InvalidParamError, newUserMessage, parseCompletionRequest, sessionFrom, toProviderMessages } from './openai-request.ts';
 import type { RouteDeps } from './route-context.ts';
-import { writeRespectingBuffer } from './sse-writer.ts';
+import type { Sink } from '../backpressure.ts';
 
 // OpenAI-compatible routes, so that OpenAI's SDKs and tools can use Sluice as their endpoint. They
 // are one more listener on the chat service, like the other transports: same limits, same history,
@@ -64,7 +64,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     const sessionId = sessionFrom(req);
     attachment =
       sessionId === undefined
-        ? deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' }, abort.signal)
+        ? await deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' }, abort.signal)
         : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai' }, abort.signal);
     stream = body.stream === true;
     meta = {
@@ -89,7 +89,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
       sendOpenAIError(res, eventError(first.value.event));
       return;
     }
-    if (stream) await writeChunks(res, first.value, listener, meta, deps.ssePingMs, abort.signal);
+    if (stream) await writeChunks(res, first.value, listener, meta, deps.ssePingMs, abort.signal, deps.sinkFor(res));
     else await writeCompletion(res, first.value, listener, meta);
   } finally {
     listener.close();
@@ -104,6 +104,7 @@ async function writeChunks(
   meta: CompletionMeta,
   pingMs: number,
   signal: AbortSignal,
+  sink: Sink,
 ): Promise<void> {
   const encoder = new ChunkEncoder(meta);
   res.writeHead(200, STREAM_HEADERS);
@@ -126,11 +127,12 @@ async function writeChunks(
     }
   };
   try {
-    await writeRespectingBuffer(res, encode(first.event), signal);
-    if (first.event.type === 'delta') {
+    res.write(encode(first.event));
+    if (first.event.type === 'delta' && (await sink.ready(signal))) {
       for await (const { event } of rest) {
-        await writeRespectingBuffer(res, encode(event), signal);
-        if (signal.aborted) break;
+        res.write(encode(event));
+        // A reader that cannot keep up is waited for, and cut off after the send timeout.
+        if (!(await sink.ready(signal))) break;
       }
     }
     res.end();

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ChatService } from '../../core/chat-service.ts';
+import type { Sink } from '../backpressure.ts';
 
 /** What a route handler needs besides the request. */
 export interface RouteDeps {
@@ -11,8 +12,10 @@ export interface RouteDeps {
   /** The model id the OpenAI-compatible routes serve. */
   readonly modelId: string;
 
-  /** The tenant a request belongs to (`anonymous` when keys are off). */
+  /** The tenant a request belongs to (`anonymous` when keys are off); set once the request is authenticated. */
   readonly ownerOf: (req: IncomingMessage) => string;
+  /** Flow control towards the client of a streaming response. */
+  readonly sinkFor: (res: ServerResponse) => Sink;
 }
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, deps: RouteDeps, params: readonly string[]) => Promise<void>;

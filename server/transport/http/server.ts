@@ -1,69 +1,97 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { TRPCError } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { applyWSSHandler } from '@trpc/server/adapters/ws';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
+import { bearerToken, type ApiKeys } from '../../core/api-keys.ts';
 import type { ChatService } from '../../core/chat-service.ts';
 import { SluiceError } from '../../core/errors.ts';
+import type { RateLimiter } from '../../core/rate-limiter.ts';
+import type { Store } from '../../core/store/store.ts';
+import { createSink } from '../backpressure.ts';
 import type { TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
 import { sendError, sendJson } from './json-io.ts';
-import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleChatCompletions, handleModel, handleModels } from './openai-route.ts';
+import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
-
 import { handleChatStream } from './sse-route.ts';
 
 export interface HttpServerOptions {
   readonly service: ChatService;
+  readonly store: Store;
   readonly logger: Logger;
+  readonly keys: ApiKeys;
+  readonly rateLimiter: RateLimiter;
+  /** The model id the OpenAI-compatible routes serve. */
+  readonly modelId: string;
   readonly maxBodyBytes: number;
   readonly ssePingMs: number;
   readonly wsEnabled: boolean;
-  /** The model id the OpenAI-compatible routes serve. */
-  readonly modelId: string;
+  readonly wsMaxMessageBytes: number;
+  readonly wsPingMs: number;
+  readonly wsPongWaitMs: number;
+  readonly maxWsConnectionsPerKey: number;
+  readonly sendTimeoutMs: number;
+  readonly highWaterBytes: number;
+  /** Slots (WebSocket connections per key) expire this long after their instance stops refreshing them. */
+  readonly slotTtlMs: number;
+  /** False while the store is unreachable or the server shuts down (`GET /ready`). */
+  readonly isReady: () => Promise<boolean>;
 }
-
 
 export interface HttpServer {
   readonly server: Server;
-  /** Stops accepting, closes every socket. Safe to call twice. */
-  close(): Promise<void>;
+  /** Asks every WebSocket client to reconnect (tRPC's reconnect notification), e.g. before a shutdown. */
+  notifyReconnect(): void;
+  /** Stops accepting, lets streaming responses end (up to `graceMs`), closes every socket. Safe to call twice. */
+  close(graceMs?: number): Promise<void>;
 }
 
 interface Route {
   readonly method: string;
   readonly pattern: RegExp;
   readonly handler: RouteHandler;
+  /** Served without an API key. */
+  readonly open?: boolean;
 }
 
 const ROUTES: readonly Route[] = [
-  { method: 'GET', pattern: /^\/health$/, handler: async (_req, res) => sendJson(res, 200, { status: 'ok' }) },
+  { method: 'GET', pattern: /^\/health$/, open: true, handler: async (_req, res) => sendJson(res, 200, { status: 'ok' }) },
   { method: 'POST', pattern: /^\/v1\/chat\/stream$/, handler: handleChatStream },
   { method: 'POST', pattern: /^\/v1\/chat\/cancel$/, handler: handleCancel },
   { method: 'GET', pattern: /^\/v1\/sessions\/([^/]+)\/messages$/, handler: handleHistory },
   { method: 'POST', pattern: /^\/v1\/chat\/completions$/, handler: handleChatCompletions },
   { method: 'GET', pattern: /^\/v1\/models$/, handler: handleModels },
   { method: 'GET', pattern: /^\/v1\/models\/([^/]+)$/, handler: handleModel },
-
 ];
-
-const ANONYMOUS = 'anonymous';
 
 /** One port for everything: Sluice's own routes, tRPC over HTTP/SSE under /trpc, tRPC over WebSocket at /trpc. */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
-  const { service, logger } = options;
+  const { service, logger, keys, store } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
+  const owners = new WeakMap<IncomingMessage, string>();
+  const sinkFor = (res: ServerResponse) =>
+    createSink({
+      buffered: () => res.writableLength,
+      drains: res,
+      cut: () => res.destroy(),
+      highWaterBytes: options.highWaterBytes,
+      sendTimeoutMs: options.sendTimeoutMs,
+    });
   const deps: RouteDeps = {
     service,
     logger,
     maxBodyBytes: options.maxBodyBytes,
     ssePingMs: options.ssePingMs,
     modelId: options.modelId,
-    ownerOf
-: () => ANONYMOUS,
+    ownerOf: (req) => owners.get(req) ?? 'anonymous',
+    sinkFor,
   };
+  const checkRate = (owner: string) => options.rateLimiter.check(owner);
 
   const onTRPCError = ({ error, path }: { error: { code: string; cause?: unknown }; path?: string }): void => {
     if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ path, err: error.cause ?? error }, 'tRPC procedure failed');
@@ -71,7 +99,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const trpcHandler = createHTTPHandler({
     router,
     basePath: '/trpc/',
-    createContext: (): TRPCContext => ({ service, owner: ANONYMOUS, transport: 'trpc-http' }),
+    createContext: ({ req, res }): TRPCContext => ({
+      service,
+      owner: keys.identify(bearerToken(req.headers.authorization)),
+      transport: 'trpc-http',
+      checkRate,
+      sink: sinkFor(res),
+    }),
     onError: onTRPCError,
   });
 
@@ -83,12 +117,27 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       trpcHandler(req, res);
       return;
     }
+    if (path === '/ready') {
+      const ready = await options.isReady();
+      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
+      return;
+    }
     for (const route of ROUTES) {
       const match = route.pattern.exec(path);
       if (!match) continue;
       if (req.method !== route.method) {
         sendError(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
         return;
+      }
+      if (!route.open) {
+        const owner = keys.identify(bearerToken(req.headers.authorization));
+        if (!owner) {
+          res.setHeader('WWW-Authenticate', 'Bearer');
+          sendError(res, new SluiceError('unauthorized'));
+          return;
+        }
+        await options.rateLimiter.check(owner);
+        owners.set(req, owner);
       }
       await route.handler(req, res, deps, match.slice(1));
       return;
@@ -98,8 +147,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   const server = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
-      logger.error({ err: error, url: req.url }, 'request handler failed');
-      sendError(res, error);
+      const sluice = SluiceError.from(error);
+      if (sluice.code === 'internal') logger.error({ err: error, url: req.url }, 'request handler failed');
+      sendError(res, sluice);
     });
   });
   // Malformed HTTP never reaches a handler; answer it and drop the socket.
@@ -108,12 +158,56 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     else socket.destroy();
   });
 
-  const wss = new WebSocketServer({ noServer: true });
+  // WebSocket connections per key: slots in the store, refreshed by one timer while any are open.
+  const wsSlots = new Map<WebSocket, { key: string; member: string }>();
+  let slotTimer: NodeJS.Timeout | undefined;
+  const refreshSlots = (): void => {
+    for (const { key, member } of wsSlots.values()) store.refreshSlot(key, member, options.slotTtlMs).catch(() => undefined);
+  };
+  const takeWsSlot = async (ws: WebSocket, owner: string): Promise<void> => {
+    const limit = options.maxWsConnectionsPerKey;
+    if (limit === 0 || wsSlots.has(ws)) return;
+    const slot = { key: `ws:${owner}`, member: randomBytes(8).toString('base64url') };
+    if (!(await store.acquireSlot(slot.key, slot.member, limit, options.slotTtlMs))) {
+      throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: `Too many WebSocket connections for this key (limit ${limit})` });
+    }
+    wsSlots.set(ws, slot);
+    slotTimer ??= setInterval(refreshSlots, Math.max(100, Math.floor(options.slotTtlMs / 3))).unref();
+    ws.once('close', () => {
+      wsSlots.delete(ws);
+      store.releaseSlot(slot.key, slot.member).catch(() => undefined);
+      if (wsSlots.size === 0) {
+        clearInterval(slotTimer);
+        slotTimer = undefined;
+      }
+    });
+  };
+
+  const wss = new WebSocketServer({ noServer: true, maxPayload: options.wsMaxMessageBytes });
   const wssHandler = applyWSSHandler({
     wss,
     router,
-    createContext: (): TRPCContext => ({ service, owner: ANONYMOUS, transport: 'trpc-ws' }),
-    keepAlive: { enabled: true, pingMs: 30_000, pongWaitMs: 10_000 },
+    createContext: async ({ req, res: ws, info }): Promise<TRPCContext> => {
+      const apiKey = info.connectionParams?.['apiKey'];
+      const owner = keys.identify(typeof apiKey === 'string' ? apiKey : undefined);
+      if (owner) await takeWsSlot(ws, owner);
+      return {
+        service,
+        owner,
+        transport: 'trpc-ws',
+        checkRate,
+        // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
+        sink: createSink({
+          buffered: () => ws.bufferedAmount,
+          drains: req.socket,
+          cut: () => ws.terminate(),
+          highWaterBytes: options.highWaterBytes,
+          sendTimeoutMs: options.sendTimeoutMs,
+        }),
+      };
+    },
+    // Half-open peers: a client that does not answer a ping within the wait is terminated.
+    keepAlive: { enabled: true, pingMs: options.wsPingMs, pongWaitMs: options.wsPongWaitMs },
     onError: onTRPCError,
   });
   wss.on('connection', (socket) => socket.on('error', (error) => logger.debug({ err: error }, 'websocket error')));
@@ -122,24 +216,39 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?', 1)[0];
     if (!options.wsEnabled || path !== '/trpc') {
-      socket.end(`HTTP/1.1 ${options.wsEnabled ? 404 : 403} ${options.wsEnabled ? 'Not Found' : 'Forbidden'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      const status = options.wsEnabled ? '404 Not Found' : '403 Forbidden';
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   });
 
   let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
+  const close = (graceMs = 2000): Promise<void> => {
     closing ??= (async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      wssHandler.broadcastReconnectNotification();
-      for (const client of wss.clients) client.terminate();
+      // Let every stream write its last event before sockets go.
+      const deadline = Date.now() + graceMs;
+      while (service.openListeners > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      // 1012: service restart. Frames already queued are flushed before the close frame.
+      for (const client of wss.clients) client.close(1012, 'server restarting');
       await new Promise<void>((resolve) => wss.close(() => resolve()));
+      server.closeIdleConnections();
+      while ((await connectionCount(server)) > 0 && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        server.closeIdleConnections();
+      }
       server.closeAllConnections();
+      for (const client of wss.clients) client.terminate();
+      clearInterval(slotTimer);
       await closed;
     })();
     return closing;
   };
 
-  return { server, close };
+  return { server, notifyReconnect: () => wssHandler.broadcastReconnectNotification(), close };
+}
+
+function connectionCount(server: Server): Promise<number> {
+  return new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count)));
 }

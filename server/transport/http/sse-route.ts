@@ -5,7 +5,6 @@ import type { Attachment } from '../../core/chat-service.ts';
 import { readJsonBody, sendError } from './json-io.ts';
 import type { RouteDeps } from './route-context.ts';
 import { encodeSseFrame, encodeSsePing, SSE_HEADERS } from './sse-frames.ts';
-import { writeRespectingBuffer } from './sse-writer.ts';
 
 /** `POST /v1/chat/stream`: the documented SSE route; with `Last-Event-ID` it resumes instead of starting. */
 export async function handleChatStream(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
@@ -32,14 +31,21 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
   }
 
   const { listener } = attachment;
+  const sink = deps.sinkFor(res);
   res.writeHead(200, SSE_HEADERS);
   res.flushHeaders();
+  // Keep-alive comments for proxies; a reader that is already behind does not need them.
   const ping =
-    deps.ssePingMs > 0 ? setInterval(() => res.write(encodeSsePing()), deps.ssePingMs) : undefined;
+    deps.ssePingMs > 0
+      ? setInterval(() => {
+          if (res.writableLength === 0) res.write(encodeSsePing());
+        }, deps.ssePingMs)
+      : undefined;
   try {
     for await (const { id, event } of listener) {
-      await writeRespectingBuffer(res, encodeSseFrame(event, id), abort.signal);
-      if (abort.signal.aborted) break;
+      res.write(encodeSseFrame(event, id));
+      // Never queue without bound for a slow reader: wait for it, and cut it off after the send timeout.
+      if (!(await sink.ready(abort.signal))) break;
     }
     res.end();
   } finally {

@@ -1,4 +1,4 @@
-import { initTRPC, tracked } from '@trpc/server';
+import { initTRPC, tracked, TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import { ChatStreamInput, SessionRef } from '../../../shared/chat-request.ts';
 import { DEFAULT_SESSION_ID } from '../../../shared/session.ts';
@@ -26,11 +26,22 @@ export function createAppRouter(options: RouterOptions) {
     },
   });
 
+  // Every chat procedure needs a valid key (when keys are on) and counts against the key's rate limit.
+  const authed = t.procedure.use(async ({ ctx, next }) => {
+    if (!ctx.owner) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'A valid API key is required' });
+    try {
+      await ctx.checkRate(ctx.owner);
+    } catch (error) {
+      throw toTRPCError(error);
+    }
+    return next({ ctx: { ...ctx, owner: ctx.owner } });
+  });
+
   return t.router({
     health: t.procedure.query(() => ({ status: 'ok' as const })),
     chat: t.router({
-      stream: t.procedure.input(ChatStreamInput).subscription(async function* ({ input, ctx, signal }) {
-        const { service, owner } = ctx;
+      stream: authed.input(ChatStreamInput).subscription(async function* ({ input, ctx, signal }) {
+        const { service, owner, sink } = ctx;
         let attachment;
         try {
           attachment = input.lastEventId
@@ -44,19 +55,23 @@ export function createAppRouter(options: RouterOptions) {
         }
         const { listener } = attachment;
         try {
-          for await (const { id, event } of listener) yield tracked(id, event);
+          for await (const { id, event } of listener) {
+            // A reader that cannot keep up is waited for, and cut off after the send timeout.
+            if (!(await sink.ready(signal))) break;
+            yield tracked(id, event);
+          }
         } finally {
           listener.close();
         }
       }),
-      history: t.procedure.input(SessionRef).query(async ({ input, ctx }) => {
+      history: authed.input(SessionRef).query(async ({ input, ctx }) => {
         try {
           return await ctx.service.history(ctx.owner, input.sessionId);
         } catch (error) {
           throw toTRPCError(error);
         }
       }),
-      cancel: t.procedure.input(SessionRef).mutation(async ({ input, ctx }) => {
+      cancel: authed.input(SessionRef).mutation(async ({ input, ctx }) => {
         try {
           return { cancelled: await ctx.service.cancel(ctx.owner, input.sessionId) };
         } catch (error) {

@@ -1,0 +1,69 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+export const ANONYMOUS_OWNER = 'anonymous';
+
+interface KnownKey {
+  readonly hash: Buffer;
+  /** The tenant id the key's sessions live under: derived from the hash, so it reveals nothing of the key. */
+  readonly owner: string;
+}
+
+const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest();
+
+/** Parses a keys file: one key a line; blank lines and `#` comments ignored. */
+export function parseKeysFile(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.replace(/#.*$/, '').trim())
+    .filter((line) => line.length > 0);
+}
+
+/**
+ * The configured API keys, held only as SHA-256 hashes. A presented key is hashed and compared with
+ * every known hash in constant time, so neither timing nor the answer tells whether a key exists.
+ */
+export class ApiKeys {
+  readonly #keys: readonly KnownKey[];
+
+  constructor(keys: readonly string[]) {
+    for (const key of keys) {
+      if (key.length < 16) throw new RangeError('API keys must be at least 16 characters long');
+      if (/\s/.test(key)) throw new RangeError('API keys must not contain whitespace');
+    }
+    this.#keys = [...new Set(keys)].map((key) => {
+      const hash = sha256(key);
+      return { hash, owner: `k_${hash.subarray(0, 12).toString('hex')}` };
+    });
+  }
+
+  static fromSources(sources: { file?: string | undefined; list?: string | undefined }): ApiKeys {
+    const keys: string[] = [];
+    if (sources.file) keys.push(...parseKeysFile(readFileSync(sources.file, 'utf8')));
+    if (sources.list) keys.push(...sources.list.split(',').map((k) => k.trim()).filter(Boolean));
+    if (sources.file && keys.length === 0) throw new RangeError(`API_KEYS_FILE ${sources.file} holds no keys`);
+    return new ApiKeys(keys);
+  }
+
+  get enabled(): boolean {
+    return this.#keys.length > 0;
+  }
+
+  /** The owner for a presented key; `anonymous` when keys are off; undefined when it is missing or wrong. */
+  identify(presented: string | undefined | null): string | undefined {
+    if (!this.enabled) return ANONYMOUS_OWNER;
+    if (!presented) return undefined;
+    const hash = sha256(presented);
+    let owner: string | undefined;
+    // No early exit: every known key is compared, whichever matches.
+    for (const key of this.#keys) if (timingSafeEqual(hash, key.hash)) owner = key.owner;
+    return owner;
+  }
+}
+
+/** The key in an `Authorization: Bearer <key>` header. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
