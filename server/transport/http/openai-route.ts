@@ -31,7 +31,7 @@ const STREAM_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /** Answers an error in OpenAI's shape; a started stream is cut instead (there is no status to send). */
-function sendOpenAIError(res: ServerResponse, error: unknown): void {
+export function sendOpenAIError(res: ServerResponse, error: unknown): void {
   const sluice = toSluiceError(error);
   if (res.headersSent) {
     res.destroy();

@@ -15,7 +15,7 @@ import { createSink } from '../backpressure.ts';
 import type { TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
 import { sendError, sendJson } from './json-io.ts';
-import { handleChatCompletions, handleModel, handleModels } from './openai-route.ts';
+import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } from './openai-route.ts';
 import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
 import { handleChatStream } from './sse-route.ts';
@@ -57,6 +57,8 @@ interface Route {
   readonly handler: RouteHandler;
   /** Served without an API key. */
   readonly open?: boolean;
+  /** How this route answers errors found before its handler runs (auth, rate limit); Sluice's shape by default. */
+  readonly sendError?: (res: ServerResponse, error: unknown) => void;
 }
 
 const ROUTES: readonly Route[] = [
@@ -64,9 +66,9 @@ const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: /^\/v1\/chat\/stream$/, handler: handleChatStream },
   { method: 'POST', pattern: /^\/v1\/chat\/cancel$/, handler: handleCancel },
   { method: 'GET', pattern: /^\/v1\/sessions\/([^/]+)\/messages$/, handler: handleHistory },
-  { method: 'POST', pattern: /^\/v1\/chat\/completions$/, handler: handleChatCompletions },
-  { method: 'GET', pattern: /^\/v1\/models$/, handler: handleModels },
-  { method: 'GET', pattern: /^\/v1\/models\/([^/]+)$/, handler: handleModel },
+  { method: 'POST', pattern: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: sendOpenAIError },
+  { method: 'GET', pattern: /^\/v1\/models$/, handler: handleModels, sendError: sendOpenAIError },
+  { method: 'GET', pattern: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },
 ];
 
 /** One port for everything: Sluice's own routes, tRPC over HTTP/SSE under /trpc, tRPC over WebSocket at /trpc. */
@@ -130,13 +132,19 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         return;
       }
       if (!route.open) {
+        const answer = route.sendError ?? sendError;
         const owner = keys.identify(bearerToken(req.headers.authorization));
         if (!owner) {
           res.setHeader('WWW-Authenticate', 'Bearer');
-          sendError(res, new SluiceError('unauthorized'));
+          answer(res, new SluiceError('unauthorized'));
           return;
         }
-        await options.rateLimiter.check(owner);
+        try {
+          await options.rateLimiter.check(owner);
+        } catch (error) {
+          answer(res, error);
+          return;
+        }
         owners.set(req, owner);
       }
       await route.handler(req, res, deps, match.slice(1));
