@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../server/config.ts';
+import { createProvider } from '../server/core/providers/create-provider.ts';
+import { createOpenAIProvider, type OpenAIProviderOptions } from '../server/core/providers/openai.ts';
+import { retryAfterSeconds } from '../server/core/providers/upstream-errors.ts';
+import { startFakeUpstream } from './helpers/fake-upstream.ts';
+import { startServer } from './helpers/server.ts';
+import { streamSseRoute } from './helpers/sse.ts';
+
+const BASE: OpenAIProviderOptions = {
+  baseURL: 'http://127.0.0.1:1/v1',
+  model: 'm',
+  includeUsage: true,
+  firstTokenTimeoutMs: 1000,
+  stallTimeoutMs: 1000,
+  retries: 0,
+  retryBaseMs: 100,
+  retryMaxDelayMs: 1000,
+};
+
+describe('openai provider options', () => {
+  it('are validated at construction, with messages naming the option', () => {
+    expect(() => createOpenAIProvider(BASE)).not.toThrow();
+    const bad: Array<[Partial<OpenAIProviderOptions>, RegExp]> = [
+      [{ baseURL: 'not a url' }, /baseURL must be an http:\/\/ or https:\/\/ URL, got "not a url"/],
+      [{ baseURL: 'ftp://host/v1' }, /baseURL must be an http/],
+      [{ model: ' ' }, /model must be a non-empty string/],
+      [{ apiKey: '' }, /apiKey must be a non-empty string when given, got "<hidden>"/],
+      [{ temperature: 3 }, /temperature must be a number from 0 to 2, got 3/],
+      [{ maxTokens: 0 }, /maxTokens must be a positive integer, got 0/],
+      [{ systemPrompt: '' }, /systemPrompt must be a non-empty string/],
+      [{ firstTokenTimeoutMs: -1 }, /firstTokenTimeoutMs must be a non-negative integer \(0: none\), got -1/],
+      [{ stallTimeoutMs: 1.5 }, /stallTimeoutMs must be a non-negative integer/],
+      [{ retries: 11 }, /retries must be an integer from 0 to 10, got 11/],
+      [{ retryBaseMs: 0 }, /retryBaseMs must be a positive integer, got 0/],
+    ];
+    for (const [patch, message] of bad) expect(() => createOpenAIProvider({ ...BASE, ...patch }), JSON.stringify(patch)).toThrow(message);
+  });
+
+  it('come from the environment, validated with the variable named', () => {
+    expect(() => loadConfig({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://h/v1' })).toThrow(/LLM_MODEL: is required when LLM_PROVIDER=openai/);
+    expect(() => loadConfig({ OPENAI_BASE_URL: 'ftp://h/v1' })).toThrow(/OPENAI_BASE_URL: must be an http/);
+    expect(() => loadConfig({ UPSTREAM_RETRIES: '11' })).toThrow(ConfigError);
+    expect(() => loadConfig({ UPSTREAM_RETRIES: '11' })).toThrow(/UPSTREAM_RETRIES/);
+    expect(() => loadConfig({ LLM_TEMPERATURE: 'hot' })).toThrow(/LLM_TEMPERATURE/);
+    expect(() => loadConfig({ SIM_TOKENIZER: 'chars' })).toThrow(/SIM_TOKENIZER/);
+    const config = loadConfig(
+      { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://h/v1', LLM_MODEL: 'llama' },
+      ['--llm-temperature', '0.2', '--upstream-retries', '2'],
+    );
+    expect(config).toMatchObject({
+      LLM_TEMPERATURE: 0.2,
+      UPSTREAM_RETRIES: 2,
+      UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: 60_000,
+      UPSTREAM_STALL_TIMEOUT_MS: 30_000,
+      UPSTREAM_RETRY_BASE_MS: 500,
+      UPSTREAM_INCLUDE_USAGE: true,
+      SIM_TOKENIZER: 'words',
+      SIM_USAGE: false,
+    });
+    expect(createProvider(config).name).toBe('openai');
+    expect(createProvider(loadConfig({})).name).toBe('simulated');
+  });
+});
+
+describe('the request sent upstream', () => {
+  it('carries the model, the defaults, the system prompt, include_usage and the key', async () => {
+    const upstream = await startFakeUpstream();
+    const { url } = await startServer({
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: upstream.baseURL,
+      OPENAI_API_KEY: 'sk-test-key',
+      LLM_MODEL: 'llama-3',
+      LLM_TEMPERATURE: 0.3,
+      LLM_MAX_TOKENS: 256,
+      LLM_SYSTEM_PROMPT: 'Answer in French.',
+    });
+    for await (const _ of streamSseRoute(url, { message: 'bonjour' }));
+    const [request] = upstream.requests;
+    expect(request!.headers.authorization).toBe('Bearer sk-test-key');
+    expect(request!.body).toEqual({
+      model: 'llama-3',
+      messages: [
+        { role: 'system', content: 'Answer in French.' },
+        { role: 'user', content: 'bonjour' },
+      ],
+      stream: true,
+      stream_options: { include_usage: true },
+      temperature: 0.3,
+      max_tokens: 256,
+    });
+  });
+
+  it('without a key sends no Authorization header; UPSTREAM_INCLUDE_USAGE=false leaves stream_options out', async () => {
+    const upstream = await startFakeUpstream();
+    const { url } = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'local', UPSTREAM_INCLUDE_USAGE: false });
+    for await (const _ of streamSseRoute(url, { message: 'hi' }));
+    expect(upstream.requests[0]!.headers.authorization).toBeUndefined();
+    expect(upstream.requests[0]!.body).toEqual({ model: 'local', messages: [{ role: 'user', content: 'hi' }], stream: true });
+  });
+
+  it("keeps the upstream's usage with the reply in history", async () => {
+    const upstream = await startFakeUpstream({ kind: 'ok', usage: { prompt: 11, completion: 5 } });
+    const { url } = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm' });
+    for await (const _ of streamSseRoute(url, { message: 'hi', session_id: 'usage' }));
+    const history = await (await fetch(`${url}/v1/sessions/usage/messages`)).json();
+    expect(history.messages[1]).toMatchObject({ status: 'complete', content: 'Hello from the upstream.', usage: { promptTokens: 11, completionTokens: 5 } });
+  });
+});
+
+describe('retry hints', () => {
+  it('are read from retry-after-ms, retry-after seconds, or an HTTP date', () => {
+    const now = Date.parse('2026-01-01T00:00:00Z');
+    expect(retryAfterSeconds(new Headers({ 'retry-after-ms': '1500' }), now)).toBe(1.5);
+    expect(retryAfterSeconds(new Headers({ 'retry-after': '7' }), now)).toBe(7);
+    expect(retryAfterSeconds(new Headers({ 'retry-after': 'Thu, 01 Jan 2026 00:00:30 GMT' }), now)).toBe(30);
+    expect(retryAfterSeconds(new Headers({ 'retry-after': 'soon' }), now)).toBeUndefined();
+    expect(retryAfterSeconds(new Headers(), now)).toBeUndefined();
+  });
+});

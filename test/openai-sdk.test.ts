@@ -1,0 +1,201 @@
+import OpenAI, { APIError, BadRequestError, ConflictError } from 'openai';
+import { describe, expect, it } from 'vitest';
+import { SIMULATED_MODEL_ID } from '../server/core/providers/create-provider.ts';
+import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
+import { ChatCompletion, OpenAIModelList, SessionHistory } from '../shared/index.ts';
+import { chunkText, postCompletion } from './helpers/openai-wire.ts';
+import { recordingProvider } from './helpers/recording-provider.ts';
+import { startServer } from './helpers/server.ts';
+import { streamSseRoute } from './helpers/sse.ts';
+
+/** The official SDK pointed at a Sluice; its own retries off, so that every failure shows. */
+const sdk = (url: string, options: { defaultHeaders?: Record<string, string> } = {}) =>
+  new OpenAI({ baseURL: `${url}/v1`, apiKey: 'not-checked', maxRetries: 0, ...options });
+
+async function sseRouteText(url: string, message: string, sessionId: string): Promise<string> {
+  let text = '';
+  for await (const frame of streamSseRoute(url, { message, session_id: sessionId })) {
+    const data = JSON.parse(frame.data) as { delta: string; done: boolean };
+    if (data.done) break;
+    text += data.delta;
+  }
+  return text;
+}
+
+describe('the official openai SDK against Sluice', () => {
+  it('streams a reply with stream: true, with the same text and deltas as the SSE route', async () => {
+    const { url } = await startServer();
+    const stream = await sdk(url).chat.completions.create({
+      model: SIMULATED_MODEL_ID,
+      messages: [{ role: 'user', content: 'explain caching' }],
+      stream: true,
+    });
+    const deltas: string[] = [];
+    let finish: string | null | undefined;
+    for await (const chunk of stream) {
+      expect(chunk.object).toBe('chat.completion.chunk');
+      expect(chunk.model).toBe(SIMULATED_MODEL_ID);
+      const choice = chunk.choices[0];
+      if (choice?.delta.content) deltas.push(choice.delta.content);
+      if (choice?.finish_reason) finish = choice.finish_reason;
+      expect(chunk.usage ?? undefined).toBeUndefined();
+    }
+    expect(finish).toBe('stop');
+    expect(deltas).toEqual(simulatedDeltas('explain caching'));
+    expect(deltas.join('')).toBe(await sseRouteText(url, 'explain caching', 'compare'));
+  });
+
+  it('gets usage when asked (stream_options.include_usage), and in a non-streamed completion', async () => {
+    const { url } = await startServer({ SIM_USAGE: true });
+    const client = sdk(url);
+    const stream = await client.chat.completions.create({
+      model: SIMULATED_MODEL_ID,
+      messages: [{ role: 'user', content: 'explain caching' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const last = chunks.at(-1)!;
+    expect(last.choices).toEqual([]);
+    // Word mode counts words: the prompt's 2, and one per delta.
+    expect(last.usage).toEqual({ prompt_tokens: 2, completion_tokens: 39, total_tokens: 41 });
+    expect(chunks.slice(0, -1).every((c) => c.usage === null)).toBe(true);
+
+    const completion = await client.chat.completions.create({ model: 'any-name', messages: [{ role: 'user', content: 'explain caching' }] });
+    ChatCompletion.parse(completion);
+    expect(completion.model).toBe('any-name');
+    expect(completion.choices[0]!.message).toMatchObject({ role: 'assistant', content: simulatedDeltas('explain caching').join('') });
+    expect(completion.choices[0]!.finish_reason).toBe('stop');
+    expect(completion.usage).toEqual({ prompt_tokens: 2, completion_tokens: 39, total_tokens: 41 });
+  });
+
+  it('gets a proper APIError for bad input, with OpenAI error body, and nothing starts', async () => {
+    const server = await startServer({ MAX_MESSAGE_CHARS: 20 });
+    const client = sdk(server.url);
+    const cases: Array<{ body: unknown; param: string | null }> = [
+      { body: { model: 'm', messages: [] }, param: 'messages' },
+      { body: { model: '', messages: [{ role: 'user', content: 'hi' }] }, param: 'model' },
+      { body: { model: 'm', messages: [{ role: 'tool', content: 'hi' }] }, param: 'messages.0.role' },
+      { body: { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, param: 'messages.0.content' },
+      { body: { model: 'm', messages: [{ role: 'user', content: 'hi' }], n: 2 }, param: 'n' },
+      { body: { model: 'm', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function' }] }, param: 'tools' },
+      { body: { model: 'm', messages: [{ role: 'assistant', content: 'last is not the user' }] }, param: null },
+      { body: { model: 'm', messages: [{ role: 'user', content: 'x'.repeat(21) }] }, param: null },
+    ];
+    for (const { body, param } of cases) {
+      const error = await client.chat.completions.create({ ...(body as object), stream: true } as never).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error, JSON.stringify(body)).toBeInstanceOf(BadRequestError);
+      const apiError = error as APIError;
+      expect(apiError.status).toBe(400);
+      expect(apiError.code).toBe('invalid_request');
+      expect(apiError.type).toBe('invalid_request_error');
+      expect(apiError.param).toBe(param);
+      expect(typeof (apiError.error as { message?: unknown }).message).toBe('string');
+    }
+    expect(server.sluice.service.runningCount).toBe(0);
+
+    // Not JSON at all: the same shape, 400.
+    const res = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":' });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: { message: 'The request body is not valid JSON', type: 'invalid_request_error', param: null, code: 'invalid_json' } });
+  });
+
+  it('client.models.list() and models.retrieve() work', async () => {
+    const { url } = await startServer();
+    const client = sdk(url);
+    const models = [];
+    for await (const model of client.models.list()) models.push(model);
+    expect(models.map((m) => m.id)).toEqual([SIMULATED_MODEL_ID]);
+    expect(models[0]).toMatchObject({ object: 'model', owned_by: 'sluice' });
+    OpenAIModelList.parse(await (await fetch(`${url}/v1/models`)).json());
+    expect((await client.models.retrieve(SIMULATED_MODEL_ID)).id).toBe(SIMULATED_MODEL_ID);
+    await expect(client.models.retrieve('no-such-model')).rejects.toMatchObject({ status: 404, code: 'not_found' });
+  });
+
+  it('with X-Sluice-Session, keeps the conversation in that session: only the new message is sent, history is the context', async () => {
+    const recorder = recordingProvider(createSimulatedProvider({ delayMs: 0 }));
+    const { url } = await startServer({}, { provider: recorder.provider });
+    const client = sdk(url, { defaultHeaders: { 'X-Sluice-Session': 'sdk-session' } });
+    const first = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'first question' }] });
+    // The client may send the whole conversation, as OpenAI clients do: the session's history wins.
+    const stream = await client.chat.completions.create({
+      model: 'm',
+      stream: true,
+      messages: [
+        { role: 'user', content: 'ignored, the session has it' },
+        { role: 'assistant', content: 'ignored too' },
+        { role: 'user', content: [{ type: 'text', text: 'second ' }, { type: 'text', text: 'question' }] },
+      ],
+    });
+    let second = '';
+    for await (const chunk of stream) second += chunk.choices[0]?.delta.content ?? '';
+
+    expect(recorder.calls[1]!.messages.map((m) => [m.role, m.content])).toEqual([
+      ['user', 'first question'],
+      ['assistant', first.choices[0]!.message.content],
+      ['user', 'second question'],
+    ]);
+    const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/sdk-session/messages`)).json());
+    expect(history.messages.map((m) => [m.role, m.content, m.status])).toEqual([
+      ['user', 'first question', 'complete'],
+      ['assistant', simulatedDeltas('first question').join(''), 'complete'],
+      ['user', 'second question', 'complete'],
+      ['assistant', second, 'complete'],
+    ]);
+  });
+
+  it('without a session it is stateless: the whole conversation goes to the provider and nothing is stored', async () => {
+    const recorder = recordingProvider(createSimulatedProvider({ delayMs: 0 }));
+    const { url } = await startServer({}, { provider: recorder.provider });
+    await sdk(url).chat.completions.create({
+      model: 'm',
+      messages: [
+        { role: 'developer', content: 'be brief' },
+        { role: 'user', content: 'one' },
+        { role: 'assistant', content: 'two' },
+        { role: 'user', content: 'three' },
+      ],
+    });
+    expect(recorder.calls[0]!.messages.map((m) => [m.role, m.content])).toEqual([
+      ['system', 'be brief'],
+      ['user', 'one'],
+      ['assistant', 'two'],
+      ['user', 'three'],
+    ]);
+    const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/default/messages`)).json());
+    expect(history.messages).toEqual([]);
+  });
+
+  it('a busy session is a 409 ConflictError; a bad session header a 400', async () => {
+    const { url } = await startServer({ SIM_DELAY_MS: 20 });
+    const client = sdk(url, { defaultHeaders: { 'X-Sluice-Session': 'busy' } });
+    const running = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'long' }], stream: true });
+    const iterator = running[Symbol.asyncIterator]();
+    await iterator.next(); // the reply is running
+    await expect(client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'again' }] })).rejects.toBeInstanceOf(ConflictError);
+    for (let r = await iterator.next(); !r.done; r = await iterator.next());
+
+    const bad = await postCompletion(url, { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { 'x-sluice-session': 'no spaces allowed' });
+    expect(bad.status).toBe(400);
+    expect(bad.errorBody?.error.code).toBe('invalid_request');
+  });
+
+  it('speaks the wire format exactly: SSE headers, a role chunk first, a finish chunk, data: [DONE] last', async () => {
+    const { url } = await startServer();
+    const answer = await postCompletion(url, { model: 'm', messages: [{ role: 'user', content: 'explain caching' }], stream: true });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(answer.headers.get('cache-control')).toBe('no-cache');
+    expect(answer.done).toBe(true);
+    expect(answer.text.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(answer.chunks[0]!.choices[0]!.delta).toEqual({ role: 'assistant', content: '' });
+    expect(answer.chunks.at(-1)!.choices[0]).toMatchObject({ delta: {}, finish_reason: 'stop' });
+    expect(new Set(answer.chunks.map((c) => c.id)).size).toBe(1);
+    expect(answer.chunks[0]!.id).toMatch(/^chatcmpl-/);
+    expect(chunkText(answer.chunks)).toBe(simulatedDeltas('explain caching').join(''));
+  });
+});
