@@ -22,7 +22,8 @@ export function createAppRouter(options: RouterOptions) {
     },
     errorFormatter({ shape, error }) {
       const cause = error.cause instanceof SluiceError ? error.cause : undefined;
-      return { ...shape, data: { ...shape.data, stack: undefined, sluiceCode: cause?.code ?? null } };
+      const { stack: _stack, ...data } = shape.data;
+      return { ...shape, data: { ...data, sluiceCode: cause?.code ?? null } };
     },
   });
 
