@@ -1,0 +1,66 @@
+import { connect } from 'node:net';
+import type { ServerResponse } from 'node:http';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it, vi } from 'vitest';
+import type { Provider } from '../server/core/providers/provider.ts';
+import { SessionHistory } from '../shared/index.ts';
+import { recordingProvider } from './helpers/recording-provider.ts';
+import { startServer } from './helpers/server.ts';
+
+const DELTA = 'x'.repeat(4095) + ' ';
+
+/** An upstream stand-in: a fast burst (more than the kernel's socket buffers hold), then a slow tail. */
+const firehose: Provider = {
+  name: 'firehose',
+  async *stream({ signal }) {
+    for (let i = 0; i < 4000; i++) {
+      if (i % 64 === 0) await nextTurn(undefined, { signal });
+      yield DELTA;
+    }
+    for (let i = 0; i < 10_000; i++) {
+      await sleep(20, undefined, { signal });
+      yield DELTA;
+    }
+  },
+};
+
+describe('backpressure', () => {
+  it('a reader that stops reading: bounded buffering, cut after the send timeout, reply aborted after the resume window', async () => {
+    const HIGH_WATER = 16 * 1024;
+    const recorder = recordingProvider(firehose);
+    const server = await startServer(
+      { STREAM_HIGH_WATER_BYTES: HIGH_WATER, SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 400 },
+      { provider: recorder.provider },
+    );
+    // Watch what the server queues for this reader in user space.
+    let maxQueued = 0;
+    let response: ServerResponse | undefined;
+    server.sluice.http.server.on('request', (_req, res: ServerResponse) => (response = res));
+    const sampler = setInterval(() => (maxQueued = Math.max(maxQueued, response?.writableLength ?? 0)), 2);
+
+    const { port } = server;
+    const socket = connect(port, '127.0.0.1');
+    const body = JSON.stringify({ message: 'flood me', session_id: 'slow' });
+    socket.write(`POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await new Promise((resolve) => socket.once('data', resolve));
+    socket.pause(); // the reader stops reading
+    socket.on('error', () => undefined);
+
+    // The server gives up on the reader once its buffers stay full for the send timeout...
+    await vi.waitFor(() => expect(server.sluice.service.openListeners).toBe(0), { timeout: 10_000 });
+    const cutAt = performance.now();
+    // ...and the reply, which nobody follows any more, is aborted after the resume window.
+    await vi.waitFor(() => expect(recorder.calls[0]?.settled).toBe(true), { timeout: 10_000 });
+    expect(recorder.calls[0]!.aborted).toBe(true);
+    expect(performance.now() - cutAt).toBeGreaterThanOrEqual(300);
+    clearInterval(sampler);
+    socket.destroy();
+
+    // Never more than the high-water mark plus the frame that crossed it.
+    expect(maxQueued).toBeGreaterThan(HIGH_WATER); // the reader did fall behind
+    expect(maxQueued).toBeLessThanOrEqual(HIGH_WATER + 2 * (DELTA.length + 200));
+    const history = SessionHistory.parse(await (await fetch(`${server.url}/v1/sessions/slow/messages`)).json());
+    expect(history.messages[1]).toMatchObject({ status: 'interrupted' });
+    expect(history.messages[1]!.content.length).toBeGreaterThan(4000 * DELTA.length - 1);
+  });
+});
