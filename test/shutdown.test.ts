@@ -1,0 +1,68 @@
+import WebSocket from 'ws';
+import { once } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { ErrorBody, SessionHistory, SseErrorData } from '../shared/index.ts';
+import { startSluiceProcess } from './helpers/process.ts';
+import { startRedis } from './helpers/redis.ts';
+import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+
+describe('graceful shutdown', () => {
+  it('SIGTERM: new streams get 503, short replies finish, long ones end with the error event, partials are stored, exit 0', async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const env = { REDIS_URL: redis.url, SIM_DELAY_MS: 30, SHUTDOWN_DRAIN_MS: 2500, RESUME_GRACE_MS: 0 };
+    const sluice = await startSluiceProcess(env);
+
+    const short = streamSseRoute(sluice.url, { message: 'short', session_id: 'short' });
+    const long = streamSseRoute(sluice.url, { message: 'long '.repeat(300), session_id: 'long' });
+    const shortFrames: SseFrame[] = [(await short.next()).value as SseFrame];
+    const longFrames: SseFrame[] = [(await long.next()).value as SseFrame];
+    const ws = new WebSocket(`${sluice.url.replace('http', 'ws')}/trpc`);
+    await once(ws, 'open');
+    const wsMessages: string[] = [];
+    ws.on('message', (data) => wsMessages.push(String(data)));
+
+    const startedAt = performance.now();
+    const exited = once(sluice.child, 'exit');
+    sluice.child.kill('SIGTERM');
+    sluice.child.kill('SIGTERM'); // a second signal is harmless
+
+    // Draining: a new stream is refused with a retryable 503.
+    let refused: Response | undefined;
+    for (;;) {
+      refused = await fetch(`${sluice.url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'too late', session_id: 'late' }),
+      });
+      if (refused.status !== 200) break;
+      for await (const _ of refused.body as unknown as AsyncIterable<unknown>) void _;
+    }
+    expect(refused.status).toBe(503);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(ErrorBody.parse(await refused.json()).error.code).toBe('unavailable');
+    const ready = await fetch(`${sluice.url}/ready`);
+    expect(ready.status).toBe(503);
+
+    for await (const frame of short) shortFrames.push(frame);
+    for await (const frame of long) longFrames.push(frame);
+    const [code] = await exited;
+    expect(code).toBe(0);
+    expect(performance.now() - startedAt).toBeLessThan(2500 + 4000);
+
+    expect(JSON.parse(shortFrames.at(-1)!.data)).toMatchObject({ done: true });
+    const ending = longFrames.at(-1)!;
+    expect(ending.event).toBe('error');
+    const { partial } = SseErrorData.parse(JSON.parse(ending.data));
+    expect(partial.length).toBeGreaterThan(0);
+    // WebSocket clients were told to reconnect (tRPC's reconnect notification).
+    expect(wsMessages.some((m) => m.includes('"reconnect"'))).toBe(true);
+
+    // Every reply is in history, read through a fresh instance on the same Redis.
+    const next = await startSluiceProcess(env);
+    const history = async (session: string) =>
+      SessionHistory.parse(await (await fetch(`${next.url}/v1/sessions/${session}/messages`)).json());
+    expect((await history('short')).messages[1]).toMatchObject({ status: 'complete' });
+    expect((await history('long')).messages[1]).toMatchObject({ status: 'interrupted', content: partial });
+  });
+});
