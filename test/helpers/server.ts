@@ -49,7 +49,7 @@ afterEach(async () => {
 
 /** Waits until the number of live timers is back to at most `baseline`. */
 export async function expectTimersBackTo(baseline: number): Promise<void> {
-  await vi.waitFor(() => expect(timerCount()).toBeLessThanOrEqual(baseline));
+  await vi.waitFor(() => expect(timerCount()).toBeLessThanOrEqual(baseline), { timeout: 10_000 });
 }
 
 export { timerCount };
