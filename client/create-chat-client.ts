@@ -28,6 +28,11 @@ export interface ChatClientOptions {
   readonly wsConnectTimeoutMs?: number;
   /** Called once the transport is known (`'ws'` or `'sse'`), and on every WebSocket reconnect. */
   readonly onTransport?: (transport: 'ws' | 'sse') => void;
+  /**
+   * Called when the WebSocket in use closes; the client then reconnects by itself (and calls
+   * `onTransport('ws')` when it is back). Not called by `closeChatClient`.
+   */
+  readonly onDisconnect?: () => void;
   /** Implementations for runtimes without globals (Node 20 has neither WebSocket nor EventSource). */
   readonly WebSocket?: unknown;
   readonly EventSource?: unknown;
@@ -111,6 +116,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const timer =
     transport === 'auto' ? setTimeout(() => decide('sse'), options.wsConnectTimeoutMs ?? 3000) : undefined;
 
+  let closing: Promise<void> | undefined;
   const wsClient = createWSClient({
     url: wsUrl,
     WebSocket: WebSocketImpl,
@@ -122,7 +128,10 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     },
     // Before the first open, any failure means this network will not carry WebSockets.
     onError: () => decide('sse'),
-    onClose: () => decide('sse'),
+    onClose: () => {
+      if (decided === 'ws' && !closing) options.onDisconnect?.();
+      decide('sse');
+    },
   });
   const wsLinks = wsLink<AppRouter>({ client: wsClient, transformer: superjson });
 
@@ -149,7 +158,6 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         ];
 
   const client = createTRPCClient<AppRouter>({ links });
-  let closing: Promise<void> | undefined;
   controls.set(client, {
     transport: () => decided,
     close: () => {

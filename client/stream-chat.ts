@@ -7,6 +7,11 @@ export interface StreamChatRequest {
   readonly sessionId?: string;
   /** Aborting ends the iteration and cancels the reply on the server. */
   readonly signal?: AbortSignal;
+  /**
+   * Called when the connection carrying the reply drops (`'lost'`: the links reconnect and resume
+   * from the last event by themselves) and when the reply is flowing again (`'resumed'`).
+   */
+  readonly onConnection?: (state: 'lost' | 'resumed', error?: unknown) => void;
 }
 
 /**
@@ -27,9 +32,24 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
     w?.();
   };
 
+  let connected = false;
+  let dropped = false;
   const subscription = client.chat.stream.subscribe(
     { message: request.message, sessionId },
     {
+      onConnectionStateChange: ({ state, error }) => {
+        if (state === 'pending') {
+          connected = true;
+          if (dropped) {
+            dropped = false;
+            request.onConnection?.('resumed');
+          }
+        } else if (state === 'connecting' && connected && !finished) {
+          connected = false;
+          dropped = true;
+          request.onConnection?.('lost', error ?? undefined);
+        }
+      },
       onData: ({ data }) => {
         queue.push(data);
         notify();
