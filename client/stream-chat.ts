@@ -1,5 +1,5 @@
 import type { StreamEvent } from '../shared/stream-events.ts';
-import { DEFAULT_SESSION_ID } from '../shared/session.ts';
+import { DEFAULT_SESSION_ID } from '../shared/session-id.ts';
 import type { ChatClient } from './create-chat-client.ts';
 
 export interface StreamChatRequest {

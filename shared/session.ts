@@ -1,8 +1,7 @@
 import { z } from 'zod';
+import { SESSION_ID_PATTERN } from './session-id.ts';
 
-/** Session ids appear in URLs and store keys, so they are restricted to a safe alphabet. */
-export const SESSION_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
-export const DEFAULT_SESSION_ID = 'default';
+export { DEFAULT_SESSION_ID, SESSION_ID_PATTERN } from './session-id.ts';
 
 export const SessionId = z
   .string()

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Transport } from '../create-chat-client.ts';
-import { SESSION_ID_PATTERN } from '../../shared/session.ts';
+import { SESSION_ID_PATTERN } from '../../shared/session-id.ts';
 import { EXIT } from './exit-codes.ts';
 
 export interface CliOptions {

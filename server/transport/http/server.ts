@@ -18,6 +18,7 @@ import { sendError, sendJson } from './json-io.ts';
 import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } from './openai-route.ts';
 import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
+import { handleWebAsset, handleWebPage } from './web-routes.ts';
 import { handleChatStream } from './sse-route.ts';
 
 export interface HttpServerOptions {
@@ -69,6 +70,8 @@ const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: sendOpenAIError },
   { method: 'GET', pattern: /^\/v1\/models$/, handler: handleModels, sendError: sendOpenAIError },
   { method: 'GET', pattern: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },
+  { method: 'GET', pattern: /^\/$/, open: true, handler: handleWebPage },
+  { method: 'GET', pattern: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, handler: handleWebAsset },
 ];
 
 /** One port for everything: Sluice's own routes, tRPC over HTTP/SSE under /trpc, tRPC over WebSocket at /trpc. */

@@ -1,0 +1,228 @@
+/**
+ * The browser chat page served at `/`: the typed client over WebSocket, falling back to SSE, with
+ * the session's history, a streaming reply, Stop, and the transport and reconnects shown.
+ * Bundled by esbuild (server/transport/http/web-assets.ts); no framework.
+ */
+import {
+  createChatClient,
+  formatReplyStats,
+  ReplyTimer,
+  streamChat,
+  type ChatMessage,
+  type Transport,
+} from '../browser.ts';
+import { SESSION_ID_PATTERN } from '../../shared/session-id.ts';
+
+type Status = ChatMessage['status'] | 'streaming';
+
+const byId = <T extends HTMLElement>(id: string): T => {
+  const element = document.getElementById(id);
+  if (!element) throw new Error(`the page has no #${id}`);
+  return element as T;
+};
+
+const ui = {
+  transport: byId<HTMLSpanElement>('transport'),
+  connection: byId<HTMLSpanElement>('connection'),
+  session: byId<HTMLElement>('session'),
+  newChat: byId<HTMLButtonElement>('new-chat'),
+  messages: byId<HTMLOListElement>('messages'),
+  empty: byId<HTMLParagraphElement>('empty'),
+  alert: byId<HTMLParagraphElement>('alert'),
+  form: byId<HTMLFormElement>('composer'),
+  input: byId<HTMLTextAreaElement>('message'),
+  send: byId<HTMLButtonElement>('send'),
+  stop: byId<HTMLButtonElement>('stop'),
+  stats: byId<HTMLParagraphElement>('stats'),
+};
+
+const newSessionId = (): string => `web-${crypto.randomUUID().slice(0, 8)}`;
+
+/** `?session=` when valid, else the last one used in this browser, else a new one; kept in the URL. */
+function pickSession(params: URLSearchParams): string {
+  const fromUrl = params.get('session');
+  const stored = localStorage.getItem('sluice.session');
+  const id = fromUrl && SESSION_ID_PATTERN.test(fromUrl) ? fromUrl : stored && SESSION_ID_PATTERN.test(stored) ? stored : newSessionId();
+  localStorage.setItem('sluice.session', id);
+  params.set('session', id);
+  history.replaceState(null, '', `?${params.toString()}`);
+  return id;
+}
+
+const params = new URLSearchParams(location.search);
+const sessionId = pickSession(params);
+const wanted = params.get('transport');
+const requested: Transport = wanted === 'ws' || wanted === 'sse' ? wanted : 'auto';
+ui.session.textContent = sessionId;
+
+// Connection indicator: one drop gives one "lost", one return one "reconnected", whoever reports it.
+let down = false;
+let reconnects = 0;
+let transportReports = 0;
+function showConnection(state: 'connected' | 'lost' | 'reconnected'): void {
+  ui.connection.dataset.state = state;
+  ui.connection.textContent =
+    state === 'lost' ? 'connection lost, reconnecting…' : state === 'reconnected' ? `reconnected (${reconnects})` : 'connected';
+}
+function lost(): void {
+  if (down) return;
+  down = true;
+  showConnection('lost');
+}
+function back(): void {
+  if (!down) return;
+  down = false;
+  reconnects++;
+  showConnection('reconnected');
+}
+
+const client = createChatClient({
+  url: location.origin,
+  transport: requested,
+  onTransport: (transport) => {
+    if (transportReports++ > 0) return back();
+    ui.transport.dataset.transport = transport;
+    ui.transport.textContent = transport === 'ws' ? 'WebSocket' : requested === 'auto' ? 'SSE (WebSocket unavailable)' : 'SSE';
+    showConnection('connected');
+  },
+  onDisconnect: lost,
+});
+
+function showAlert(text: string | undefined): void {
+  ui.alert.hidden = text === undefined;
+  ui.alert.textContent = text ?? '';
+}
+
+interface MessageView {
+  readonly item: HTMLLIElement;
+  readonly text: HTMLDivElement;
+  setStatus(status: Status, detail?: string): void;
+}
+
+function addMessage(role: ChatMessage['role'], content: string, status: Status): MessageView {
+  ui.empty.hidden = true;
+  const item = document.createElement('li');
+  item.className = 'message';
+  item.dataset.role = role;
+  const who = document.createElement('span');
+  who.className = 'who';
+  who.textContent = role === 'user' ? 'You' : 'Sluice';
+  const text = document.createElement('div');
+  text.className = 'text';
+  text.textContent = content;
+  item.append(who, text);
+  ui.messages.append(item);
+  const view: MessageView = {
+    item,
+    text,
+    setStatus: (next, detail) => {
+      item.dataset.status = next;
+      // Screen readers announce the reply once it is whole, not token by token.
+      item.setAttribute('aria-busy', String(next === 'streaming'));
+      item.querySelector('.badge')?.remove();
+      if (next === 'interrupted' || next === 'failed') {
+        const badge = document.createElement('span');
+        badge.className = 'badge';
+        badge.dataset.status = next;
+        badge.textContent = detail ? `${next}: ${detail}` : next;
+        item.append(badge);
+      }
+    },
+  };
+  view.setStatus(status);
+  return view;
+}
+
+const scrollToEnd = (): void => window.scrollTo({ top: document.body.scrollHeight });
+
+let current: AbortController | undefined;
+function setBusy(busy: boolean): void {
+  ui.send.disabled = busy;
+  ui.stop.disabled = !busy;
+  ui.input.disabled = false;
+  if (!busy) ui.input.focus();
+}
+
+async function send(message: string): Promise<void> {
+  showAlert(undefined);
+  const controller = new AbortController();
+  current = controller;
+  setBusy(true);
+  const user = addMessage('user', message, 'complete');
+  const reply = addMessage('assistant', '', 'streaming');
+  scrollToEnd();
+  const timer = new ReplyTimer();
+  let status: Status = 'streaming';
+  try {
+    const events = streamChat(client, {
+      message,
+      sessionId,
+      signal: controller.signal,
+      onConnection: (state) => (state === 'lost' ? lost() : back()),
+    });
+    for await (const event of events) {
+      if (event.type === 'delta') {
+        timer.delta();
+        reply.text.append(event.delta);
+        scrollToEnd();
+      } else if (event.type === 'done') {
+        status = 'complete';
+        reply.setStatus('complete');
+      } else {
+        status = event.code === 'cancelled' || event.code === 'interrupted' ? 'interrupted' : 'failed';
+        reply.setStatus(status, event.code === 'cancelled' ? 'cancelled' : event.message);
+      }
+    }
+    if (status === 'streaming') reply.setStatus('interrupted', controller.signal.aborted ? 'stopped' : undefined);
+    ui.stats.textContent = formatReplyStats(timer.stats());
+  } catch (error) {
+    // Refused before any token (busy session, bad input, ...): nothing was stored.
+    user.item.remove();
+    reply.item.remove();
+    if (ui.messages.children.length === 0) ui.empty.hidden = false;
+    const data = (error as { data?: { sluiceCode?: string | null } | null }).data;
+    showAlert(`${data?.sluiceCode ? `${data.sluiceCode}: ` : ''}${(error as Error).message}`);
+    ui.input.value = message;
+  } finally {
+    current = undefined;
+    setBusy(false);
+  }
+}
+
+ui.form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const message = ui.input.value.trim();
+  if (!message || current) return;
+  ui.input.value = '';
+  void send(message);
+});
+ui.input.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    ui.form.requestSubmit();
+  }
+});
+ui.stop.addEventListener('click', () => current?.abort());
+ui.newChat.addEventListener('click', () => {
+  const id = newSessionId();
+  localStorage.setItem('sluice.session', id);
+  location.search = `?session=${id}${wanted ? `&transport=${encodeURIComponent(wanted)}` : ''}`;
+});
+
+async function loadHistory(): Promise<void> {
+  try {
+    const { messages } = await client.chat.history.query({ sessionId });
+    for (const m of messages) addMessage(m.role, m.content, m.status);
+    document.body.dataset.ready = 'true';
+    scrollToEnd();
+  } catch (error) {
+    showAlert(`Could not load the history: ${(error as Error).message}`);
+    document.body.dataset.ready = 'error';
+  } finally {
+    ui.input.disabled = false;
+    ui.send.disabled = false;
+    ui.input.focus();
+  }
+}
+
+void loadHistory();

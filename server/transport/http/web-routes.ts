@@ -1,0 +1,53 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { SluiceError } from '../../core/errors.ts';
+import { sendError } from './json-io.ts';
+import type { RouteDeps, RouteHandler } from './route-context.ts';
+import { buildWebAssets, type WebAssets } from './web-assets.ts';
+
+// Built once per process, on the first request for the page, then served from memory.
+let built: Promise<WebAssets> | undefined;
+
+function assets(deps: RouteDeps): Promise<WebAssets> {
+  built ??= buildWebAssets().catch((error: unknown) => {
+    built = undefined; // the next request tries again
+    deps.logger.error({ err: error }, 'building the browser chat page failed');
+    throw error;
+  });
+  return built;
+}
+
+const SECURITY_HEADERS = {
+  'X-Content-Type-Options': 'nosniff',
+  'Referrer-Policy': 'no-referrer',
+  // Everything the page needs comes from this server: no CDN, no inline script.
+  'Content-Security-Policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+};
+
+async function serve(path: string, req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
+  let files: WebAssets;
+  try {
+    files = await assets(deps);
+  } catch {
+    sendError(res, new SluiceError('internal', 'The chat page could not be built; see the server log'));
+    return;
+  }
+  const file = files.get(path);
+  if (!file) {
+    sendError(res, new SluiceError('not_found', `No route for GET ${path}`));
+    return;
+  }
+  const headers = { ETag: file.etag, 'Cache-Control': 'no-cache', ...SECURITY_HEADERS };
+  if (req.headers['if-none-match'] === file.etag) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  res.writeHead(200, { 'Content-Type': file.contentType, 'Content-Length': file.body.length, ...headers });
+  res.end(file.body);
+}
+
+/** `GET /`: the browser chat page. */
+export const handleWebPage: RouteHandler = (req, res, deps) => serve('/', req, res, deps);
+
+/** `GET /assets/<name>`: the page's script and style sheet. */
+export const handleWebAsset: RouteHandler = (req, res, deps, params) => serve(`/assets/${params[0] ?? ''}`, req, res, deps);

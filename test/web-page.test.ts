@@ -1,0 +1,144 @@
+import { describe, expect, it, vi } from 'vitest';
+import type { Page } from 'playwright-core';
+import { simulatedDeltas } from '../server/core/providers/simulated.ts';
+import { openPage, saveScreenshot } from './helpers/browser.ts';
+import { startServer, type TestServer } from './helpers/server.ts';
+import { rawRequest } from './helpers/sse.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
+
+const reply = (message: string): string => simulatedDeltas(message).join('');
+
+async function history(server: TestServer, sessionId: string): Promise<Array<{ role: string; status: string; content: string }>> {
+  const res = await fetch(`${server.url}/v1/sessions/${sessionId}/messages`);
+  return ((await res.json()) as { messages: Array<{ role: string; status: string; content: string }> }).messages;
+}
+
+/** Sends a message through the page, as a person would: type, Enter. */
+async function say(page: Page, message: string): Promise<void> {
+  await page.locator('#message').fill(message);
+  await page.locator('#message').press('Enter');
+}
+
+const lastReply = (page: Page) => page.locator('#messages li[data-role="assistant"]').last();
+
+describe('browser chat page (headless Chromium)', () => {
+  it('loads the session history, streams a reply into the page, all from this server', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 40 });
+    // A turn before the page opens: it must show up from chat.history.
+    await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'earlier question', session_id: 'web-1' }),
+    });
+    const browser = await openPage(`${server.url}/?session=web-1`);
+    if (!browser) return;
+    const { page } = browser;
+
+    await expect.poll(() => page.locator('#transport').getAttribute('data-transport')).toBe('ws');
+    await expect.poll(() => page.locator('#transport').textContent()).toBe('WebSocket');
+    await expect.poll(() => page.locator('#messages li').count()).toBe(2);
+    expect(await page.locator('#messages li').nth(0).locator('.text').textContent()).toBe('earlier question');
+    expect(await page.locator('#session').textContent()).toBe('web-1');
+
+    await say(page, 'explain caching');
+    // Part of the reply is in the page while it is still streaming.
+    await vi.waitFor(async () => {
+      const text = (await lastReply(page).locator('.text').textContent()) ?? '';
+      expect(text.length).toBeGreaterThan(0);
+      expect(await lastReply(page).getAttribute('data-status')).toBe('streaming');
+    }, { timeout: 15_000, interval: 20 });
+    expect(await page.locator('#stop').isEnabled()).toBe(true);
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    expect(await lastReply(page).locator('.text').textContent()).toBe(reply('explain caching'));
+    expect(await page.locator('#stats').textContent()).toMatch(/^first token \d+ ms · 39 tokens · [\d.]+ tokens\/s$/);
+    expect(await page.locator('#stop').isEnabled()).toBe(false);
+
+    expect((await history(server, 'web-1')).map((m) => m.status)).toEqual(['complete', 'complete', 'complete', 'complete']);
+    // No CDN: every request the page made went to this server.
+    const origin = new URL(server.url).origin;
+    expect(browser.requests.length).toBeGreaterThan(0);
+    for (const url of browser.requests) expect(url.startsWith(origin)).toBe(true);
+    expect(browser.errors).toEqual([]);
+    await saveScreenshot(page, 'web-page');
+    await browser.close();
+  });
+
+  it('Stop cancels the reply on the server', async () => {
+    // Slow tokens and a long resume window: the stop must come from the page's cancel.
+    const server = await startServer({ SIM_DELAY_MS: 150, RESUME_GRACE_MS: 60_000 });
+    const browser = await openPage(`${server.url}/?session=web-stop`);
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.locator('#send').isEnabled()).toBe(true);
+    await say(page, 'a long story');
+    await expect.poll(() => lastReply(page).locator('.text').textContent(), { timeout: 15_000 }).toContain('Based on');
+    expect(server.sluice.service.runningCount).toBe(1);
+
+    await page.locator('#stop').click();
+    await expect.poll(() => lastReply(page).getAttribute('data-status')).toBe('interrupted');
+    expect(await lastReply(page).locator('.badge').textContent()).toMatch(/^interrupted/);
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0));
+    const messages = await history(server, 'web-stop');
+    expect(messages.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'interrupted'],
+    ]);
+    expect(messages[1]!.content.length).toBeLessThan(reply('a long story').length);
+    expect(await page.locator('#send').isEnabled()).toBe(true);
+    expect(browser.errors).toEqual([]);
+    await saveScreenshot(page, 'web-page-stopped');
+    await browser.close();
+  });
+
+  it('with WebSocket upgrades refused, works over SSE and shows SSE as the transport', async () => {
+    const server = await startServer({ WS_ENABLED: false, SIM_DELAY_MS: 10 });
+    const browser = await openPage(`${server.url}/?session=web-sse`);
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.locator('#transport').getAttribute('data-transport')).toBe('sse');
+    expect(await page.locator('#transport').textContent()).toBe('SSE (WebSocket unavailable)');
+    await say(page, 'hello over sse');
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    expect(await lastReply(page).locator('.text').textContent()).toBe(reply('hello over sse'));
+    expect((await history(server, 'web-sse')).map((m) => m.status)).toEqual(['complete', 'complete']);
+    expect(browser.errors).toEqual([]);
+    await saveScreenshot(page, 'web-page-sse');
+    await browser.close();
+  });
+
+  it.each(['ws', 'sse'] as const)('over %s, shows a dropped connection and the reconnect, and the reply resumes', async (transport) => {
+    const server = await startServer({ SIM_DELAY_MS: 60, RESUME_GRACE_MS: 20_000 });
+    const proxy = await startTcpProxy(server.url);
+    const browser = await openPage(`${proxy.url}/?session=web-drop-${transport}&transport=${transport}`);
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.locator('#transport').getAttribute('data-transport')).toBe(transport);
+    await say(page, 'explain caching');
+    await expect.poll(() => lastReply(page).locator('.text').textContent(), { timeout: 15_000 }).toContain('Based on');
+    proxy.dropAll();
+    await expect.poll(() => page.locator('#connection').textContent(), { timeout: 15_000 }).toBe('reconnected (1)');
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    // Every token exactly once: resumed where it was, not restarted.
+    expect(await lastReply(page).locator('.text').textContent()).toBe(reply('explain caching'));
+    expect(browser.errors).toEqual([]);
+    await browser.close();
+  });
+
+  it('serves the page and its bundle itself, with validators, and 404s unknown assets', async () => {
+    const server = await startServer();
+    const page = await rawRequest(`${server.url}/`, { method: 'GET' });
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    const html = page.body.toString();
+    expect(html).toContain('<script type="module" src="/assets/app.js"></script>');
+    expect(html).not.toMatch(/(src|href)="https?:/);
+    const js = await rawRequest(`${server.url}/assets/app.js`, { method: 'GET' });
+    expect(js.status).toBe(200);
+    expect(js.headers['content-type']).toBe('text/javascript; charset=utf-8');
+    // The browser entry of the typed client: no Node packages in the bundle.
+    expect(js.body.toString()).not.toMatch(/from\s*"(ws|eventsource|node:[a-z]+)"/);
+    const again = await rawRequest(`${server.url}/assets/app.js`, { method: 'GET', headers: { 'if-none-match': String(js.headers.etag) } });
+    expect(again.status).toBe(304);
+    expect((await rawRequest(`${server.url}/assets/app.css`, { method: 'GET' })).status).toBe(200);
+    expect((await rawRequest(`${server.url}/assets/nope.js`, { method: 'GET' })).status).toBe(404);
+  });
+});
