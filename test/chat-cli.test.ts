@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it, vi } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { EXIT } from '../client/cli/exit-codes.ts';
@@ -14,6 +16,15 @@ async function history(server: TestServer, sessionId: string): Promise<Array<{ r
   const res = await fetch(`${server.url}/v1/sessions/${sessionId}/messages`);
   const body = (await res.json()) as { messages: Array<{ role: string; status: string; content: string }> };
   return body.messages;
+}
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+function runShell(script: string): Promise<{ stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) =>
+    execFile('bash', ['-c', script], { cwd: root, env: { ...process.env, NO_COLOR: '1' } }, (error, stdout, stderr) =>
+      error ? reject(error) : resolve({ stdout, stderr }),
+    ),
+  );
 }
 
 const count = (text: string, part: string): number => text.split(part).length - 1;
@@ -152,6 +163,30 @@ describe('sluice-chat --message (one-shot)', () => {
     expect(await interrupted.exited).toBe(EXIT.interrupted);
     await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0));
     expect((await history(server, 'c130')).map((m) => m.status)).toEqual(['complete', 'interrupted']);
+  });
+
+  it('sends --key (or SLUICE_API_KEY) as the API key; without one the server refuses (exit 4)', async () => {
+    const key = 'sk-test-0123456789abcdef';
+    const server = await startServer({ API_KEYS: key });
+    for (const transport of ['ws', 'sse'] as const) {
+      const ok = await runChat(['--url', server.url, '--transport', transport, '-q', '--key', key, '-m', 'hi']);
+      expect(ok).toEqual({ code: EXIT.ok, stdout: `${reply('hi')}\n`, stderr: '' });
+      const fromEnv = await runChat(['--url', server.url, '--transport', transport, '-q', '-m', 'hi'], { SLUICE_API_KEY: key });
+      expect(fromEnv.code).toBe(EXIT.ok);
+      const refused = await runChat(['--url', server.url, '--transport', transport, '-q', '-m', 'hi']);
+      expect(refused.code).toBe(EXIT.refused);
+      expect(refused.stderr).toMatch(/error: (unauthorized|UNAUTHORIZED): /);
+    }
+  });
+
+  it('stops and cancels the reply when its reader goes away (| head), without a crash', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 100, RESUME_GRACE_MS: 60_000 });
+    const script = `${CHAT_BIN.join(' ')} --url ${server.url} --session piped -m 'go on' | head -c 5; echo " [exit \${PIPESTATUS[0]}]"`;
+    const result = await runShell(script);
+    expect(result.stdout).toBe('Based [exit 130]\n');
+    expect(result.stderr).not.toMatch(/EPIPE|node:events/);
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0));
+    expect((await history(server, 'piped')).map((m) => m.status)).toEqual(['complete', 'interrupted']);
   });
 
   it('exits 2 on bad flags, with the usage', async () => {

@@ -41,7 +41,7 @@ the prompt quits, as do Ctrl-D and /quit. /history shows the session's messages,
 
 Exit codes: ${EXIT.ok} reply completed (or you quit) · ${EXIT.failed} reply failed · ${EXIT.usage} bad flags ·
 ${EXIT.connection} server unreachable or connection lost · ${EXIT.refused} message refused (e.g. session busy) ·
-${EXIT.cancelled} reply cancelled or interrupted by the server · ${EXIT.interrupted} stopped with Ctrl-C
+${EXIT.cancelled} reply cancelled or interrupted by the server · ${EXIT.interrupted} stopped (Ctrl-C, SIGTERM, stdout closed)
 `;
 
 /** Parses argv (without node and the script) and the environment; throws UsageError. */

@@ -12,7 +12,7 @@ export const EXIT = {
   refused: 4,
   /** The reply was cancelled or interrupted on the server's side (someone cancelled the session, or the server shut down). */
   cancelled: 5,
-  /** Ctrl-C stopped the reply (it was cancelled on the server). */
+  /** Ctrl-C (SIGINT or SIGTERM), or a closed stdout, stopped the reply (it was cancelled on the server). */
   interrupted: 130,
 } as const;
 

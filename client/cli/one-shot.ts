@@ -34,6 +34,12 @@ export async function runOneShot(options: CliOptions & { readonly message: strin
   const onSignal = (): void => interrupt.abort();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A reader that went away (`| head`) wants no more: stop the reply, as Ctrl-C would.
+  const onOutputError = (error: NodeJS.ErrnoException): void => {
+    if (error.code !== 'EPIPE') throw error;
+    interrupt.abort();
+  };
+  stdout.on('error', onOutputError);
   try {
     const ready = await preflight(conn.client, CONNECT_TIMEOUT_MS, interrupt.signal);
     if (!ready.ok) {
@@ -52,18 +58,20 @@ export async function runOneShot(options: CliOptions & { readonly message: strin
       {
         text: (delta) => {
           wrote = true;
-          stdout.write(delta);
+          if (!stdout.destroyed) stdout.write(delta);
         },
         connection: (state) => (state === 'lost' ? conn.watch.lost() : conn.watch.back()),
       },
     );
-    if (wrote) stdout.write('\n');
+    if (wrote && !stdout.destroyed) stdout.write('\n');
+    if (outcome.kind === 'cancelled' && outcome.by === 'user' && stdout.destroyed) return EXIT.interrupted;
     if (outcome.kind !== 'complete') stderr.write(`sluice-chat: ${outcomeLine(outcome)}\n`);
     else if (!options.quiet) stderr.write(style.dim(`(${outcomeLine(outcome)})`) + '\n');
     return exitCodeFor(outcome);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    stdout.off('error', onOutputError);
     await conn.close();
   }
 }
