@@ -1,0 +1,132 @@
+import { join } from 'node:path';
+import { startServer } from './child-server.ts';
+import type { StreamRequest } from './clients/types.ts';
+import { runLoad, type LoadPlan } from './load.ts';
+import { processCpuMicros, processRssBytes, RssSampler } from './proc-stats.ts';
+import type { Scenario } from './scenarios.ts';
+import { simulatedDeltas } from '../server/core/providers/simulated.ts';
+import { percentile } from './stats.ts';
+import type { Target } from './targets.ts';
+
+// One measurement: a fresh server process for one target, a warm-up, then the scenario's load
+// while the server's CPU time and resident memory are read from /proc.
+
+export interface RunMetrics {
+  readonly streams: number;
+  readonly complete: number;
+  readonly errors: number;
+  /** Up to a few distinct failure reasons. */
+  readonly errorSamples: readonly string[];
+  /** Token deltas received (the `done` frames are not counted as events). */
+  readonly events: number;
+  readonly wallMs: number;
+  readonly eventsPerSec: number;
+  /** Server CPU (user + system) per delta event, in microseconds. */
+  readonly serverCpuUsPerEvent: number;
+  /** Server CPU time over the run, in milliseconds, and as a share of one core. */
+  readonly serverCpuMs: number;
+  /** The load generator's own CPU per event (to see when it, not the server, was the limit). */
+  readonly clientCpuUsPerEvent: number;
+  readonly firstEventP50Ms: number | undefined;
+  readonly firstEventP99Ms: number | undefined;
+  readonly streamP50Ms: number | undefined;
+  readonly streamP99Ms: number | undefined;
+  readonly idleRssMB: number;
+  readonly peakRssMB: number;
+  /** (peak − idle) / concurrency. */
+  readonly memPerStreamKB: number;
+}
+
+export type RunResult = { readonly skipped: string } | { readonly metrics: RunMetrics };
+
+export interface MeasureOptions {
+  /** Extra environment for the server (on top of the scenario's). */
+  readonly serverEnv?: Readonly<Record<string, string>>;
+  /** Write the server's CPU profiles to `<cpuProfileDir>/<tag>/`. */
+  readonly cpuProfileDir?: string;
+  /** Tag for this run's ids and profile file. */
+  readonly tag: string;
+}
+
+/** Settings every server under test gets: the scenario's pace, and room for the long prompt. */
+function serverEnv(scenario: Scenario): Record<string, string> {
+  return {
+    SIM_DELAY_MS: String(scenario.delayMs),
+    // Production's level: the URL line is logged at info, and so is one line per finished reply.
+    LOG_LEVEL: 'info',
+    MAX_MESSAGE_CHARS: String(Math.max(32_000, scenario.prompt.length * 2)),
+    MAX_BODY_BYTES: String(Math.max(65_536, scenario.prompt.length * 4 + 4096)),
+  };
+}
+
+function plan(scenario: Scenario, tag: string, total: number, concurrency: number): LoadPlan {
+  const expected = simulatedDeltas(scenario.prompt);
+  return {
+    concurrency,
+    total,
+    rampMs: concurrency === scenario.concurrency ? scenario.rampMs : 0,
+    request: (i): StreamRequest => ({
+      message: scenario.prompt,
+      // A new conversation per reply: per-request work does not grow with a session's history.
+      sessionId: `${tag}-${i}`,
+      expected,
+      timeoutMs: scenario.streamTimeoutMs,
+    }),
+  };
+}
+
+export async function measure(target: Target, scenario: Scenario, options: MeasureOptions): Promise<RunResult> {
+  const server = await startServer({
+    entry: target.entry,
+    env: { ...serverEnv(scenario), ...options.serverEnv },
+    cpuProfileDir: options.cpuProfileDir && join(options.cpuProfileDir, options.tag),
+  });
+  const client = target.client(server.url);
+  try {
+    const skip = await target.probe?.(server.url);
+    if (skip) return { skipped: skip };
+
+    if (scenario.warmup > 0) {
+      await runLoad(client, plan(scenario, `${options.tag}-w`, scenario.warmup, Math.min(scenario.concurrency, 50)));
+    }
+
+    const idleRss = processRssBytes(server.pid);
+    const cpu0 = processCpuMicros(server.pid);
+    const client0 = process.cpuUsage();
+    const sampler = new RssSampler(server.pid);
+    const { outcomes, wallMs } = await runLoad(client, plan(scenario, options.tag, scenario.total, scenario.concurrency));
+    const cpu1 = processCpuMicros(server.pid);
+    const clientCpu = process.cpuUsage(client0);
+    const peakRss = sampler.stop();
+
+    const events = outcomes.reduce((n, o) => n + o.deltas, 0);
+    const failed = outcomes.filter((o) => !o.complete);
+    const firstEvents = outcomes.flatMap((o) => (o.firstEventMs === undefined ? [] : [o.firstEventMs]));
+    const streamTimes = outcomes.filter((o) => o.complete).map((o) => o.streamMs);
+    const perEvent = (micros: number): number => (events > 0 ? micros / events : Number.NaN);
+    return {
+      metrics: {
+        streams: outcomes.length,
+        complete: outcomes.length - failed.length,
+        errors: failed.length,
+        errorSamples: [...new Set(failed.map((o) => o.error ?? 'incomplete'))].slice(0, 5),
+        events,
+        wallMs,
+        eventsPerSec: (events * 1000) / wallMs,
+        serverCpuUsPerEvent: perEvent(cpu1 - cpu0),
+        serverCpuMs: (cpu1 - cpu0) / 1000,
+        clientCpuUsPerEvent: perEvent(clientCpu.user + clientCpu.system),
+        firstEventP50Ms: percentile(firstEvents, 50),
+        firstEventP99Ms: percentile(firstEvents, 99),
+        streamP50Ms: percentile(streamTimes, 50),
+        streamP99Ms: percentile(streamTimes, 99),
+        idleRssMB: idleRss / 2 ** 20,
+        peakRssMB: peakRss / 2 ** 20,
+        memPerStreamKB: Math.max(0, peakRss - idleRss) / 1024 / scenario.concurrency,
+      },
+    };
+  } finally {
+    await client.close();
+    await server.stop();
+  }
+}

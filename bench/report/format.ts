@@ -1,0 +1,126 @@
+import type { RunMetrics } from '../measure.ts';
+import type { ScenarioResult, TargetResult } from '../run.ts';
+import { ratio } from '../stats.ts';
+
+// Table rows shared by the console table and the markdown file: one row per target, each Sluice
+// figure followed by its ratio to the main baseline measured in the same run.
+
+export const COLUMNS = [
+  'server',
+  'events/s',
+  'CPU µs/event',
+  'first event p50 / p99 ms',
+  'stream p50 / p99 ms',
+  'peak RSS MB',
+  'KB/stream',
+  'complete',
+  'compared with',
+] as const;
+
+export function num(v: number | undefined, digits = 0): string {
+  if (v === undefined || !Number.isFinite(v)) return '-';
+  return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+const times = (r: number | undefined): string => (r === undefined || !Number.isFinite(r) ? '' : ` (${r.toFixed(2)}×)`);
+
+function cell(value: number | undefined, base: number | undefined, digits: number, showRatio: boolean): string {
+  return num(value, digits) + (showRatio ? times(ratio(value, base)) : '');
+}
+
+function digitsFor(v: number | undefined): number {
+  return v !== undefined && v < 10 ? 1 : 0;
+}
+
+export function findResult(s: ScenarioResult, name: string): TargetResult | undefined {
+  return s.results.find((r) => r.target === name);
+}
+
+export function rowsOf(s: ScenarioResult): string[][] {
+  return s.results.map((r) => {
+    if (!r.metrics) return [r.label, ...COLUMNS.slice(1, -1).map(() => '-'), r.skipped ? `skipped: ${r.skipped}` : 'no result'];
+    const m = r.metrics;
+    const main = r.baselines[0] ? findResult(s, r.baselines[0])?.metrics : undefined;
+    const show = main !== undefined;
+    const b = (pick: (x: RunMetrics) => number | undefined): number | undefined => (main ? pick(main) : undefined);
+    const pair = (p50: number | undefined, p99: number | undefined, b50: number | undefined, b99: number | undefined): string =>
+      `${cell(p50, b50, digitsFor(p50), show)} / ${cell(p99, b99, digitsFor(p99), show)}`;
+    const compared: string[] = [];
+    if (r.baselines[0]) compared.push(r.baselines[0]);
+    for (const other of r.baselines.slice(1)) {
+      const om = findResult(s, other)?.metrics;
+      const cr = ratio(m.serverCpuUsPerEvent, om?.serverCpuUsPerEvent);
+      if (cr !== undefined) compared.push(`CPU ${cr.toFixed(2)}× ${other}`);
+    }
+    return [
+      r.label,
+      cell(m.eventsPerSec, b((x) => x.eventsPerSec), 0, show),
+      cell(m.serverCpuUsPerEvent, b((x) => x.serverCpuUsPerEvent), 1, show),
+      pair(m.firstEventP50Ms, m.firstEventP99Ms, b((x) => x.firstEventP50Ms), b((x) => x.firstEventP99Ms)),
+      pair(m.streamP50Ms, m.streamP99Ms, b((x) => x.streamP50Ms), b((x) => x.streamP99Ms)),
+      num(m.peakRssMB, 0),
+      cell(m.memPerStreamKB, b((x) => x.memPerStreamKB), 1, show),
+      `${m.complete}/${m.streams}${m.errors > 0 ? ` (${m.errorSamples[0] ?? 'errors'})` : ''}`,
+      compared.join('; '),
+    ];
+  });
+}
+
+export function scenarioHeading(s: ScenarioResult): string {
+  const sc = s.scenario;
+  const parts = [`${sc.deltasPerStream} deltas a reply`, `SIM_DELAY_MS=${sc.delayMs}`];
+  if (sc.delayMs > 0) parts.push(`ideal stream time ${num(sc.idealStreamMs)} ms`);
+  parts.push(sc.repetitions > 1 ? `medians of ${sc.repetitions} runs` : 'one run');
+  return `${sc.title} (${parts.join(', ')})`;
+}
+
+// The targets of issue 6, part 2, checked against this run's figures.
+
+export interface TargetCheck {
+  readonly goal: string;
+  readonly measured: string;
+  readonly met: boolean | undefined;
+}
+
+function check(goal: string, value: number | undefined, limit: number, unit = '×'): TargetCheck {
+  return {
+    goal,
+    measured: value === undefined || !Number.isFinite(value) ? 'not measured' : `${value.toFixed(2)}${unit}`,
+    met: value === undefined || !Number.isFinite(value) ? undefined : value <= limit,
+  };
+}
+
+export function targetChecks(scenarios: readonly ScenarioResult[]): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const get = (scenario: string, target: string): RunMetrics | undefined =>
+    scenarios.find((s) => s.scenario.name === scenario)?.results.find((r) => r.target === target)?.metrics;
+  const cpu = (scenario: string, a: string, b: string): number | undefined =>
+    ratio(get(scenario, a)?.serverCpuUsPerEvent, get(scenario, b)?.serverCpuUsPerEvent);
+  if (scenarios.some((s) => s.scenario.name === 'throughput')) {
+    checks.push(check('SSE route: CPU/event ≤ 1.3× raw SSE', cpu('throughput', 'sluice-sse', 'raw-sse'), 1.3));
+    checks.push(check('tRPC WS: CPU/event ≤ 1.2× minimal tRPC WS', cpu('throughput', 'sluice-trpc-ws', 'trpc-ws-min'), 1.2));
+    checks.push(check('tRPC SSE: CPU/event ≤ 2× raw SSE', cpu('throughput', 'sluice-trpc-sse', 'raw-sse'), 2));
+  }
+  const raw = (t: string): string => (t === 'sluice-trpc-ws' ? 'raw-ws' : 'raw-sse');
+  for (const s of scenarios.filter((x) => x.scenario.name.startsWith('held-'))) {
+    const c = s.scenario.concurrency;
+    for (const r of s.results.filter((x) => x.sluice && x.metrics)) {
+      // "Ideal plus connection setup" is what the raw baseline achieves in the same run.
+      const p99 = ratio(r.metrics!.streamP99Ms, get(s.scenario.name, raw(r.target))?.streamP99Ms);
+      checks.push(check(`${r.label}, ${c} held streams: stream p99 ≤ 1.3× ${raw(r.target)}'s`, p99, 1.3));
+      checks.push(check(`${r.label}, ${c} held streams: ≤ 50 KB a stream`, r.metrics!.memPerStreamKB, 50, ' KB'));
+    }
+  }
+  if (scenarios.some((s) => s.scenario.name === 'latency')) {
+    for (const [t, b] of [
+      ['sluice-sse', 'raw-sse'],
+      ['sluice-trpc-ws', 'trpc-ws-min'],
+      ['sluice-trpc-sse', 'raw-sse'],
+      ['sluice-openai', 'raw-sse'],
+    ] as const) {
+      const value = ratio(get('latency', t)?.firstEventP50Ms, get('latency', b)?.firstEventP50Ms);
+      if (value !== undefined) checks.push(check(`${t}: first event p50 at C=1 ≤ 1.2× ${b}`, value, 1.2));
+    }
+  }
+  return checks;
+}

@@ -1,0 +1,52 @@
+import type { BenchReport } from '../run.ts';
+import { COLUMNS, rowsOf, scenarioHeading, targetChecks } from './format.ts';
+
+// The console table, and the markdown file with the same figures.
+
+function machineLine(report: BenchReport): string {
+  const m = report.machine;
+  return `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGB} GB, Node ${m.node}, ${m.os}; commit ${m.commit}; ${report.startedAt}, ${Math.round(report.durationS)} s`;
+}
+
+function textTable(rows: readonly (readonly string[])[]): string {
+  const all = [COLUMNS as readonly string[], ...rows];
+  const widths = COLUMNS.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  const line = (r: readonly string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(all[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function consoleReport(report: BenchReport): string {
+  const out = [`Sluice bench — ${machineLine(report)}`, ''];
+  for (const s of report.scenarios) out.push(`## ${s.scenario.name}: ${scenarioHeading(s)}`, textTable(rowsOf(s)), '');
+  const checks = targetChecks(report.scenarios);
+  if (checks.length > 0) {
+    out.push('## Targets of issue 6');
+    for (const c of checks) out.push(`  ${c.met === undefined ? '  ?' : c.met ? ' ok' : 'NOT'}  ${c.goal}: ${c.measured}`);
+  }
+  return out.join('\n');
+}
+
+const escape = (s: string): string => s.replaceAll('|', '\\|');
+
+export function markdownReport(report: BenchReport, chartFile?: string): string {
+  const out = [`Measured on ${machineLine(report)}.`, ''];
+  out.push(
+    'Server figures are for the server process only (CPU from `/proc/<pid>/stat`, RSS sampled from `/proc/<pid>/status`); ' +
+      'an event is one token delta. Sluice rows show each figure\'s ratio to the baseline named in the last column, measured in the same run.',
+    '',
+  );
+  if (chartFile) out.push(`![server CPU per event, and held-stream times](${chartFile})`, '');
+  for (const s of report.scenarios) {
+    out.push(`#### ${s.scenario.name}`, '', scenarioHeading(s), '');
+    out.push(`| ${COLUMNS.join(' | ')} |`, `|${COLUMNS.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    for (const row of rowsOf(s)) out.push(`| ${row.map(escape).join(' | ')} |`);
+    out.push('');
+  }
+  const checks = targetChecks(report.scenarios);
+  if (checks.length > 0) {
+    out.push('#### Targets of issue 6', '', '| target | measured | met |', '|---|---:|:---:|');
+    for (const c of checks) out.push(`| ${escape(c.goal)} | ${c.measured} | ${c.met === undefined ? '?' : c.met ? 'yes' : 'no'} |`);
+    out.push('');
+  }
+  return out.join('\n');
+}

@@ -1,0 +1,124 @@
+import { measure, type RunMetrics } from './measure.ts';
+import { machineInfo, type MachineInfo } from './machine.ts';
+import { deltasOf, idealStreamMs, type Scenario } from './scenarios.ts';
+import { median } from './stats.ts';
+import { targetByName, type TargetName } from './targets.ts';
+
+// Runs every scenario on every target (baselines first, so each rep compares like with like in
+// time), and keeps the medians of repeated runs.
+
+export interface BenchOptions {
+  readonly scenarios: readonly Scenario[];
+  readonly targets: readonly TargetName[];
+  /** Run servers with --cpu-prof, writing profiles here. */
+  readonly cpuProfileDir?: string;
+  /** Progress lines (default: stderr). */
+  readonly log?: (line: string) => void;
+}
+
+export interface TargetResult {
+  readonly target: TargetName;
+  readonly label: string;
+  readonly sluice: boolean;
+  readonly baselines: readonly TargetName[];
+  /** Why it was not measured (for instance a route that answers 404). */
+  readonly skipped?: string;
+  /** Medians over the repetitions (counts are summed). */
+  readonly metrics?: RunMetrics;
+  /** Every repetition's figures. */
+  readonly runs: readonly RunMetrics[];
+}
+
+export interface ScenarioResult {
+  readonly scenario: Scenario & { readonly deltasPerStream: number; readonly idealStreamMs: number };
+  readonly results: readonly TargetResult[];
+}
+
+export interface BenchReport {
+  readonly startedAt: string;
+  readonly durationS: number;
+  readonly machine: MachineInfo;
+  readonly scenarios: readonly ScenarioResult[];
+}
+
+function aggregate(runs: readonly RunMetrics[]): RunMetrics {
+  const m = (pick: (r: RunMetrics) => number | undefined): number => median(runs.map(pick)) ?? Number.NaN;
+  const mo = (pick: (r: RunMetrics) => number | undefined): number | undefined => median(runs.map(pick));
+  const sum = (pick: (r: RunMetrics) => number): number => runs.reduce((n, r) => n + pick(r), 0);
+  return {
+    streams: sum((r) => r.streams),
+    complete: sum((r) => r.complete),
+    errors: sum((r) => r.errors),
+    errorSamples: [...new Set(runs.flatMap((r) => r.errorSamples))].slice(0, 5),
+    events: sum((r) => r.events),
+    wallMs: m((r) => r.wallMs),
+    eventsPerSec: m((r) => r.eventsPerSec),
+    serverCpuUsPerEvent: m((r) => r.serverCpuUsPerEvent),
+    serverCpuMs: m((r) => r.serverCpuMs),
+    clientCpuUsPerEvent: m((r) => r.clientCpuUsPerEvent),
+    firstEventP50Ms: mo((r) => r.firstEventP50Ms),
+    firstEventP99Ms: mo((r) => r.firstEventP99Ms),
+    streamP50Ms: mo((r) => r.streamP50Ms),
+    streamP99Ms: mo((r) => r.streamP99Ms),
+    idleRssMB: m((r) => r.idleRssMB),
+    peakRssMB: m((r) => r.peakRssMB),
+    memPerStreamKB: m((r) => r.memPerStreamKB),
+  };
+}
+
+const fmt = (v: number | undefined, digits = 1): string => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
+
+export async function runBench(options: BenchOptions): Promise<BenchReport> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const started = Date.now();
+  const targets = options.targets.map(targetByName);
+  // Baselines first within each repetition.
+  targets.sort((a, b) => Number(a.sluice) - Number(b.sluice));
+  const scenarios: ScenarioResult[] = [];
+  for (const scenario of options.scenarios) {
+    log(`# ${scenario.name}: ${scenario.title}`);
+    const runs = new Map<TargetName, RunMetrics[]>(targets.map((t) => [t.name, []]));
+    const skipped = new Map<TargetName, string>();
+    for (let rep = 0; rep < scenario.repetitions; rep++) {
+      for (const target of targets) {
+        if (skipped.has(target.name)) continue;
+        const tag = `${scenario.name}-${target.name}-r${rep + 1}`;
+        const result = await measure(target, scenario, { tag, cpuProfileDir: options.cpuProfileDir });
+        if ('skipped' in result) {
+          skipped.set(target.name, result.skipped);
+          log(`  ${target.name}: skipped: ${result.skipped}`);
+          continue;
+        }
+        const r = result.metrics;
+        runs.get(target.name)!.push(r);
+        log(
+          `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
+            `stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, ${r.complete}/${r.streams} complete` +
+            (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
+        );
+      }
+    }
+    scenarios.push({
+      scenario: { ...scenario, prompt: scenario.prompt.length > 200 ? `${scenario.prompt.slice(0, 60)}… (${scenario.prompt.length} chars)` : scenario.prompt, deltasPerStream: deltasOf(scenario), idealStreamMs: idealStreamMs(scenario) },
+      results: targets.map((t) => {
+        const list = runs.get(t.name)!;
+        const skip = skipped.get(t.name);
+        return {
+          target: t.name,
+          label: t.label,
+          sluice: t.sluice,
+          baselines: t.baselines,
+          ...(skip ? { skipped: skip } : {}),
+          ...(list.length > 0 ? { metrics: aggregate(list) } : {}),
+          runs: list,
+        };
+      }),
+    });
+  }
+  return {
+    startedAt: new Date(started).toISOString(),
+    durationS: (Date.now() - started) / 1000,
+    machine: machineInfo(),
+    scenarios,
+  };
+}

@@ -1,0 +1,115 @@
+import { simulatedDeltas } from '../server/core/providers/simulated.ts';
+
+// The scenarios of issue 6. Every figure can be changed with a flag (or BENCH_* variable); the
+// defaults make a full run take well under 10 minutes on 2 cores.
+
+export interface Scenario {
+  readonly name: string;
+  readonly title: string;
+  /** Simulated users, each asking for one reply at a time. */
+  readonly concurrency: number;
+  /** Replies in total (the measured run). */
+  readonly total: number;
+  /** Replies before measuring, on the same server process (JIT, lazy modules, pools). */
+  readonly warmup: number;
+  /** SIM_DELAY_MS of the server under test. */
+  readonly delayMs: number;
+  /** The user message; the simulator echoes it into its reply, so its words add deltas. */
+  readonly prompt: string;
+  /** Measured runs per target; figures are their medians. */
+  readonly repetitions: number;
+  /** Spread the users' starts over this long (0: all at once). */
+  readonly rampMs: number;
+  readonly streamTimeoutMs: number;
+}
+
+export const DEFAULT_PROMPT = 'explain caching';
+
+const WORDS = ['cache', 'hit', 'miss', 'key', 'ttl', 'warm', 'cold', 'evict', 'lru', 'load', 'store', 'read'];
+
+/** A prompt of `words` short words; the reply then has `words` + 37 deltas. */
+export function longPrompt(words: number): string {
+  return Array.from({ length: words }, (_, i) => WORDS[i % WORDS.length]).join(' ');
+}
+
+export function deltasOf(scenario: Scenario): number {
+  return simulatedDeltas(scenario.prompt).length;
+}
+
+/** Time a reply takes at the scenario's pace, without any overhead. */
+export function idealStreamMs(scenario: Scenario): number {
+  return deltasOf(scenario) * scenario.delayMs;
+}
+
+export interface ScenarioSettings {
+  readonly latencyStreams: number;
+  readonly throughputConcurrency: number;
+  readonly throughputStreams: number;
+  readonly throughputReps: number;
+  readonly heldConcurrency: readonly number[];
+  readonly heldDelayMs: number;
+  readonly longWords: number;
+  readonly longConcurrency: number;
+  readonly longStreams: number;
+  readonly rampMs: number;
+}
+
+export const DEFAULT_SETTINGS: ScenarioSettings = {
+  latencyStreams: 100,
+  throughputConcurrency: 50,
+  throughputStreams: 2000,
+  throughputReps: 3,
+  heldConcurrency: [1000, 2500],
+  heldDelayMs: 50,
+  longWords: 2000,
+  longConcurrency: 10,
+  longStreams: 20,
+  rampMs: 0,
+};
+
+export function buildScenarios(s: ScenarioSettings): Scenario[] {
+  const base = { prompt: DEFAULT_PROMPT, rampMs: s.rampMs, streamTimeoutMs: 120_000 };
+  return [
+    {
+      ...base,
+      name: 'latency',
+      title: `Latency: 1 user, ${s.latencyStreams} replies one after another, no token delay`,
+      concurrency: 1,
+      total: s.latencyStreams,
+      warmup: 20,
+      delayMs: 0,
+      repetitions: 1,
+    },
+    {
+      ...base,
+      name: 'throughput',
+      title: `Throughput: ${s.throughputConcurrency} concurrent streams, ${s.throughputStreams} replies, no token delay`,
+      concurrency: s.throughputConcurrency,
+      total: s.throughputStreams,
+      warmup: Math.min(200, s.throughputStreams),
+      delayMs: 0,
+      repetitions: s.throughputReps,
+    },
+    ...s.heldConcurrency.map((c) => ({
+      ...base,
+      name: `held-${c}`,
+      title: `Held streams: ${c} concurrent replies at ${s.heldDelayMs} ms a token, all opened at once`,
+      concurrency: c,
+      total: c,
+      warmup: 50,
+      delayMs: s.heldDelayMs,
+      repetitions: 1,
+    })),
+    {
+      ...base,
+      name: 'long',
+      prompt: longPrompt(s.longWords),
+      title: `Long reply: ${s.longWords + 37} tokens a reply, ${s.longConcurrency} concurrent, ${s.longStreams} replies, no token delay`,
+      concurrency: s.longConcurrency,
+      total: s.longStreams,
+      warmup: 2,
+      delayMs: 0,
+      repetitions: 1,
+    },
+  ];
+}

@@ -1,0 +1,83 @@
+import { openAIClient, sseRouteClient } from './clients/http-sse.ts';
+import { rawWsClient } from './clients/raw-ws.ts';
+import { trpcSseClient, trpcWsClient } from './clients/trpc.ts';
+import type { LoadClient } from './clients/types.ts';
+
+// What the bench measures: Sluice on each of its transports, and the minimal baselines it is
+// compared with in the same run. Each runs as its own child process, fresh for every measurement.
+
+export type TargetName =
+  | 'sluice-sse'
+  | 'sluice-trpc-ws'
+  | 'sluice-trpc-sse'
+  | 'sluice-openai'
+  | 'raw-sse'
+  | 'raw-ws'
+  | 'trpc-ws-min'
+  | 'trpc-sse-min';
+
+export interface Target {
+  readonly name: TargetName;
+  readonly label: string;
+  readonly sluice: boolean;
+  /** Entry file of the server process, relative to the repository root. */
+  readonly entry: string;
+  /** Baselines this target's figures are divided by, the main one first. */
+  readonly baselines: readonly TargetName[];
+  /** The load generator's client. */
+  client(baseUrl: string): LoadClient;
+  /**
+   * Checked once the server is up: a reason to skip this target (for instance a route that is not
+   * there yet), or undefined to go ahead.
+   */
+  probe?(baseUrl: string): Promise<string | undefined>;
+}
+
+const SLUICE = 'server/main.ts';
+
+/** The model id Sluice's OpenAI route serves, read from `GET /v1/models` (the probe sets it). */
+let openAIModel = 'simulated';
+
+async function probeOpenAI(baseUrl: string): Promise<string | undefined> {
+  const res = await fetch(`${baseUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: openAIModel, messages: [{ role: 'user', content: 'probe' }], stream: true }),
+  });
+  await res.body?.cancel();
+  if (res.status === 404) return 'POST /v1/chat/completions answers 404 (the OpenAI-compatible route is not there yet)';
+  if (res.status !== 200) return `POST /v1/chat/completions answers ${res.status}`;
+  const models = await fetch(`${baseUrl}/v1/models`);
+  if (models.ok) {
+    const list = (await models.json()) as { data?: Array<{ id?: string }> };
+    openAIModel = list.data?.[0]?.id ?? openAIModel;
+  }
+  return undefined;
+}
+
+export const TARGETS: readonly Target[] = [
+  { name: 'raw-sse', label: 'raw node:http SSE (baseline)', sluice: false, entry: 'bench/baselines/raw-sse.ts', baselines: [], client: sseRouteClient },
+  { name: 'raw-ws', label: 'raw ws (baseline)', sluice: false, entry: 'bench/baselines/raw-ws.ts', baselines: [], client: rawWsClient },
+  { name: 'trpc-ws-min', label: 'minimal tRPC WS (baseline)', sluice: false, entry: 'bench/baselines/trpc-ws.ts', baselines: ['raw-ws'], client: trpcWsClient },
+  { name: 'trpc-sse-min', label: 'minimal tRPC SSE (baseline)', sluice: false, entry: 'bench/baselines/trpc-sse.ts', baselines: ['raw-sse'], client: trpcSseClient },
+  { name: 'sluice-sse', label: 'Sluice SSE route', sluice: true, entry: SLUICE, baselines: ['raw-sse'], client: sseRouteClient },
+  { name: 'sluice-trpc-ws', label: 'Sluice tRPC WS', sluice: true, entry: SLUICE, baselines: ['trpc-ws-min', 'raw-ws'], client: trpcWsClient },
+  { name: 'sluice-trpc-sse', label: 'Sluice tRPC SSE', sluice: true, entry: SLUICE, baselines: ['raw-sse', 'trpc-sse-min'], client: trpcSseClient },
+  {
+    name: 'sluice-openai',
+    label: 'Sluice OpenAI route',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['raw-sse'],
+    client: (baseUrl) => openAIClient(baseUrl, openAIModel),
+    probe: probeOpenAI,
+  },
+];
+
+export const TARGET_NAMES: readonly TargetName[] = TARGETS.map((t) => t.name);
+
+export function targetByName(name: string): Target {
+  const target = TARGETS.find((t) => t.name === name);
+  if (!target) throw new Error(`unknown target "${name}" (known: ${TARGET_NAMES.join(', ')})`);
+  return target;
+}
