@@ -10,6 +10,7 @@ import { createStore } from './core/store/create-store.ts';
 import type { Store } from './core/store/store.ts';
 import { RedisStore } from './core/store/redis-store.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
+import { Metrics } from './observability/metrics.ts';
 
 export interface SluiceOverrides {
   readonly provider?: Provider;
@@ -22,6 +23,7 @@ export interface Sluice {
   readonly store: Store;
   readonly logger: Logger;
   readonly http: HttpServer;
+  readonly metrics: Metrics;
   /** Starts listening; resolves with the bound port (useful with PORT=0). */
   listen(): Promise<{ port: number; url: string }>;
   /**
@@ -40,7 +42,9 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
   const store = overrides.store ?? createStore(config, logger);
   const provider = overrides.provider ?? createProvider(config, logger);
 
-  const service = new ChatService({
+  const metrics: Metrics = new Metrics((): number => service.runningCount);
+  const service: ChatService = new ChatService({
+    observer: metrics,
     store,
     provider,
     logger,
@@ -57,6 +61,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     logger,
     keys,
     rateLimiter: new RateLimiter(store, config.RATE_LIMIT_PER_MINUTE),
+    metrics,
     modelId: servedModelId(config),
     maxBodyBytes: config.MAX_BODY_BYTES,
     ssePingMs: config.SSE_PING_MS,
@@ -87,6 +92,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     store,
     logger,
     http,
+    metrics,
     listen: async () => {
       // Redis may be down at start-up: serve anyway (requests get 503s) and recover when it is back.
       if (store instanceof RedisStore && !(await store.ready(3000))) {

@@ -24,10 +24,14 @@ const heapUsed = (): number => {
 
 describe('disconnect storm', () => {
   it('hundreds of clients leaving mid-stream at once leave nothing running, and memory comes back', async () => {
-    const recorder = recordingProvider(createSimulatedProvider({ delayMs: 30 }));
-    const server = await startServer({ RESUME_GRACE_MS: 0 }, { provider: recorder.provider });
+    // Slow enough (~8 s a reply) that every client is still mid-stream when the storm starts.
+    const recorder = recordingProvider(createSimulatedProvider({ delayMs: 200 }));
+    const server = await startServer({ RESUME_GRACE_MS: 0, LOG_LEVEL: 'silent' }, { provider: recorder.provider });
     // Warm up code paths before the baseline.
-    for await (const _ of streamSseRoute(server.url, { message: 'warm' })) void _;
+    const warm = streamSseRoute(server.url, { message: 'warm' });
+    await warm.next();
+    await warm.return(undefined);
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0));
     const timersBefore = timerCount();
     const heapBefore = heapUsed();
 

@@ -7,6 +7,7 @@ import { newGenerationId } from './ids.ts';
 import type { Provider, ProviderMessage } from './providers/provider.ts';
 import { endOrphan, remoteListener } from './remote-listener.ts';
 import type { GenerationRecord, Store } from './store/store.ts';
+import { NO_OBSERVER, type GenerationObserver } from './observer.ts';
 
 export interface ChatServiceOptions {
   readonly store: Store;
@@ -23,6 +24,7 @@ export interface ChatServiceOptions {
   readonly maxHistoryMessages?: number;
   /** Replies one owner may have running at once, across instances (0: no limit). */
   readonly maxStreamsPerOwner?: number;
+  readonly observer?: GenerationObserver;
 }
 
 export interface StartRequest {
@@ -32,6 +34,11 @@ export interface StartRequest {
   readonly message: string;
   /** The transport's name, for logs. */
   readonly transport: string;
+  /**
+   * False for transports whose clients cannot resume (the OpenAI route): a client that leaves then
+   * stops the reply at once instead of after the resume window. Default true.
+   */
+  readonly resumable?: boolean;
 }
 
 export interface StatelessRequest {
@@ -71,6 +78,7 @@ export class ChatService {
   readonly #livenessTtlMs: number;
   readonly #remotePollMs: number;
   readonly #keepMessages: number;
+  readonly #observer: GenerationObserver;
   /** Generations of this instance, running or finished and still resumable, by id. */
   readonly #generations = new Map<string, Generation>();
   /** Running generations of this instance, by session key. */
@@ -93,6 +101,7 @@ export class ChatService {
     this.#livenessTtlMs = options.livenessTtlMs ?? 10_000;
     this.#remotePollMs = options.remotePollMs ?? 1_000;
     this.#keepMessages = options.maxHistoryMessages || 1000;
+    this.#observer = options.observer ?? NO_OBSERVER;
     this.#unsubscribeCancel = options.store.onCancel((generationId) => {
       this.#generations.get(generationId)?.stop('cancelled');
     });
@@ -163,7 +172,7 @@ export class ChatService {
       await this.#releaseStreamSlot(record);
       throw toSluiceError(error);
     }
-    return this.#launch(record, history, request.transport, signal);
+    return this.#launch(record, history, request.transport, signal, request.resumable ?? true);
   }
 
   /**
@@ -189,11 +198,12 @@ export class ChatService {
       stored: false,
     };
     await this.#takeStreamSlot(record);
-    return this.#launch(record, request.messages, request.transport, signal);
+    // Nobody can resume a reply that belongs to no session: a client that leaves stops it.
+    return this.#launch(record, request.messages, request.transport, signal, false);
   }
 
   /** Attaches to the generation named by an event id, after that event, on this instance or any other. */
-  async attach(owner: string, lastEventId: string, signal?: AbortSignal): Promise<Attachment> {
+  async attach(owner: string, lastEventId: string, signal?: AbortSignal, transport = 'unknown'): Promise<Attachment> {
     // Resuming stays possible while draining: the reply being resumed is one that may finish.
     if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
     this.#expire();
@@ -204,10 +214,12 @@ export class ChatService {
     if (local) {
       // Another owner's generation looks exactly like a missing one.
       if (local.owner !== owner) throw notFound;
+      this.#observer.resumed(transport);
       return { generationId: local.id, listener: local.listen(Math.min(parsed.seq, local.eventCount), signal) };
     }
     const record = await this.#o.store.loadGeneration(parsed.generationId);
     if (!record || record.owner !== owner) throw notFound;
+    this.#observer.resumed(transport);
     const listener = remoteListener({
       store: this.#o.store,
       record,
@@ -332,6 +344,7 @@ export class ChatService {
     messages: readonly ProviderMessage[],
     transport: string,
     signal: AbortSignal | undefined,
+    resumable: boolean,
   ): Attachment {
     const { store, logger } = this.#o;
     let lastWrite: Promise<unknown> = Promise.resolve();
@@ -341,7 +354,7 @@ export class ChatService {
       owner: record.owner,
       sessionId: record.sessionId,
       sessionKey: record.sessionKey,
-      resumeGraceMs: this.#o.resumeGraceMs,
+      resumeGraceMs: resumable ? this.#o.resumeGraceMs : 0,
       // Copies go out in order on one connection; only the last one needs waiting for.
       onEvent: record.stored
         ? (seq: number, event: StreamEvent) => {
@@ -353,12 +366,14 @@ export class ChatService {
         : undefined,
       keepAlive: record.stored ? async () => (await store.countListeners(record.id)) > 0 : undefined,
       onListener: this.#countListener,
+      onTiming: (kind, ms) => (kind === 'first' ? this.#observer.firstToken(ms) : this.#observer.tokenGap(ms)),
     });
     // Attach before the provider runs so that a client that is already gone stops it at once.
     const listener = generation.listen(0, signal);
     this.#generations.set(record.id, generation);
     this.#running.set(record.sessionKey, { generation, record });
     this.#startHeartbeat();
+    this.#observer.started(transport);
     const run = this.#run(generation, record, messages, transport, () => lastWrite);
     this.#runs.add(run);
     void run.finally(() => this.#runs.delete(run));
@@ -383,6 +398,8 @@ export class ChatService {
           await this.#finishRunning(record);
         }
       });
+      this.#observer.ended(summary.outcome, transport, summary.chunks);
+      if (summary.error) this.#observer.failed(summary.error.code);
       const line = {
         generationId: generation.id,
         sessionId: generation.sessionId,

@@ -38,6 +38,8 @@ export interface GenerationOptions {
   readonly keepAlive?: () => Promise<boolean>;
   /** Told when a listener joins (+1) or leaves (-1), for process-wide counts. */
   readonly onListener?: (delta: 1 | -1) => void;
+  /** Told the time to the first token, then the gap before each next one, in milliseconds. */
+  readonly onTiming?: (kind: 'first' | 'gap', ms: number) => void;
 }
 
 /** A listener reads the event log from a position, then follows its live tail. */
@@ -62,6 +64,7 @@ export class Generation {
   readonly #onEvent: ((seq: number, event: StreamEvent) => void) | undefined;
   readonly #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
+  readonly #onTiming: ((kind: 'first' | 'gap', ms: number) => void) | undefined;
   readonly #events: StreamEvent[] = [];
   readonly #wakers = new Set<() => void>();
   readonly #controller = new AbortController();
@@ -83,6 +86,7 @@ export class Generation {
     this.#onEvent = options.onEvent;
     this.#keepAlive = options.keepAlive;
     this.#onListener = options.onListener;
+    this.#onTiming = options.onTiming;
   }
 
   get ended(): boolean {
@@ -110,6 +114,7 @@ export class Generation {
     const signal = this.#controller.signal;
     const startedAt = performance.now();
     let firstTokenMs: number | undefined;
+    let lastTokenAt = 0;
     let text = '';
     let chunks = 0;
     let usage: TokenUsage | undefined;
@@ -119,7 +124,12 @@ export class Generation {
       for await (const delta of deltas) {
         if (signal.aborted) break;
         if (delta.length === 0) continue;
-        if (chunks === 0) firstTokenMs = performance.now() - startedAt;
+        const now = performance.now();
+        if (chunks === 0) {
+          firstTokenMs = now - startedAt;
+          this.#onTiming?.('first', firstTokenMs);
+        } else this.#onTiming?.('gap', now - lastTokenAt);
+        lastTokenAt = now;
         chunks++;
         text += delta;
         this.#append({ type: 'delta', delta, index: chunks });

@@ -41,7 +41,7 @@ afterEach(async () => {
     await vi.waitFor(() => {
       expect(server.sluice.service.runningCount).toBe(0);
       expect(server.sluice.service.listenerCount).toBe(0);
-    });
+    }, { timeout: 10_000 });
     await server.close();
     expect(server.sluice.http.server.listening).toBe(false);
   }

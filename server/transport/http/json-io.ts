@@ -3,6 +3,18 @@ import type { ZodType } from 'zod';
 import type { ErrorBody } from '../../../shared/errors.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
 
+const rejections = new WeakMap<ServerResponse, string>();
+
+/** Notes why a request was refused, for metrics and the request log. */
+export function markRejected(res: ServerResponse, reason: string): void {
+  rejections.set(res, reason);
+}
+
+/** The reason a response refused its request, if it did. */
+export function rejectionOf(res: ServerResponse): string | undefined {
+  return rejections.get(res);
+}
+
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
@@ -21,6 +33,7 @@ export function sendError(res: ServerResponse, error: unknown): SluiceError {
     res.destroy();
     return sluice;
   }
+  markRejected(res, sluice.code);
   const body: ErrorBody = { error: { code: sluice.code, message: sluice.message } };
   const headers: Record<string, string> = {};
   if (sluice.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.ceil(sluice.retryAfterSeconds));

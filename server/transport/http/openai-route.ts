@@ -5,7 +5,7 @@ import type { ErrorEvent, StreamEvent } from '../../../shared/stream-events.ts';
 import type { Attachment } from '../../core/chat-service.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
 import type { TrackedEvent } from '../../core/generation.ts';
-import { readJsonBody, sendJson } from './json-io.ts';
+import { markRejected, readJsonBody, sendJson } from './json-io.ts';
 import {
   ChunkEncoder,
   completionBody,
@@ -37,6 +37,7 @@ export function sendOpenAIError(res: ServerResponse, error: unknown): void {
     res.destroy();
     return;
   }
+  markRejected(res, sluice.code);
   const param = error instanceof InvalidParamError ? error.param : null;
   const headers: Record<string, string> = {};
   if (sluice.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.ceil(sluice.retryAfterSeconds));
@@ -65,7 +66,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     attachment =
       sessionId === undefined
         ? await deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' }, abort.signal)
-        : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai' }, abort.signal);
+        : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai', resumable: false }, abort.signal);
     stream = body.stream === true;
     meta = {
       id: `chatcmpl-${attachment.generationId}`,
@@ -89,8 +90,23 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
       sendOpenAIError(res, eventError(first.value.event));
       return;
     }
-    if (stream) await writeChunks(res, first.value, listener, meta, deps.ssePingMs, abort.signal, deps.sinkFor(res));
-    else await writeCompletion(res, first.value, listener, meta);
+    deps.metrics.streamOpened('openai');
+    let sent = 1;
+    const rest: AsyncIterable<TrackedEvent> = {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => {
+          const result = await listener.next();
+          if (!result.done) sent++;
+          return result;
+        },
+      }),
+    };
+    try {
+      if (stream) await writeChunks(res, first.value, rest, meta, deps.ssePingMs, abort.signal, deps.sinkFor(res));
+      else await writeCompletion(res, first.value, rest, meta);
+    } finally {
+      deps.metrics.streamClosed('openai', sent);
+    }
   } finally {
     listener.close();
     res.off('close', onClose);

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ChatService } from '../../core/chat-service.ts';
 import type { Sink } from '../backpressure.ts';
+import type { Metrics } from '../../observability/metrics.ts';
 
 /** What a route handler needs besides the request. */
 export interface RouteDeps {
@@ -16,6 +17,7 @@ export interface RouteDeps {
   readonly ownerOf: (req: IncomingMessage) => string;
   /** Flow control towards the client of a streaming response. */
   readonly sinkFor: (res: ServerResponse) => Sink;
+  readonly metrics: Metrics;
 }
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, deps: RouteDeps, params: readonly string[]) => Promise<void>;

@@ -11,10 +11,11 @@ import type { ChatService } from '../../core/chat-service.ts';
 import { SluiceError } from '../../core/errors.ts';
 import type { RateLimiter } from '../../core/rate-limiter.ts';
 import type { Store } from '../../core/store/store.ts';
+import type { Metrics } from '../../observability/metrics.ts';
 import { createSink } from '../backpressure.ts';
 import type { TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
-import { sendError, sendJson } from './json-io.ts';
+import { rejectionOf, sendError, sendJson } from './json-io.ts';
 import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } from './openai-route.ts';
 import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
@@ -27,6 +28,7 @@ export interface HttpServerOptions {
   readonly logger: Logger;
   readonly keys: ApiKeys;
   readonly rateLimiter: RateLimiter;
+  readonly metrics: Metrics;
   /** The model id the OpenAI-compatible routes serve. */
   readonly modelId: string;
   readonly maxBodyBytes: number;
@@ -76,7 +78,7 @@ const ROUTES: readonly Route[] = [
 
 /** One port for everything: Sluice's own routes, tRPC over HTTP/SSE under /trpc, tRPC over WebSocket at /trpc. */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
-  const { service, logger, keys, store } = options;
+  const { service, logger, keys, store, metrics } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
   const owners = new WeakMap<IncomingMessage, string>();
   const sinkFor = (res: ServerResponse) =>
@@ -95,11 +97,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     modelId: options.modelId,
     ownerOf: (req) => owners.get(req) ?? 'anonymous',
     sinkFor,
+    metrics,
   };
   const checkRate = (owner: string) => options.rateLimiter.check(owner);
 
   const onTRPCError = ({ error, path }: { error: { code: string; cause?: unknown }; path?: string }): void => {
     if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ path, err: error.cause ?? error }, 'tRPC procedure failed');
+    metrics.rejected(error.cause instanceof SluiceError ? error.cause.code : error.code.toLowerCase());
   };
   const trpcHandler = createHTTPHandler({
     router,
@@ -110,6 +114,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       transport: 'trpc-http',
       checkRate,
       sink: sinkFor(res),
+      metrics,
     }),
     onError: onTRPCError,
   });
@@ -120,6 +125,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     const path = q === -1 ? url : url.slice(0, q);
     if (path.startsWith('/trpc/')) {
       trpcHandler(req, res);
+      return;
+    }
+    if (path === '/metrics' && req.method === 'GET') {
+      const { contentType, body } = await metrics.render();
+      res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
+      res.end(body);
       return;
     }
     if (path === '/ready') {
@@ -157,11 +168,33 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   };
 
   const server = createServer((req, res) => {
+    const startedAt = performance.now();
+    // One line per request: never the query (tRPC puts the message there), the body or the key.
+    res.once('close', () => {
+      const reason = rejectionOf(res);
+      if (reason) metrics.rejected(reason);
+      logger.info(
+        {
+          method: req.method,
+          path: (req.url ?? '/').split('?', 1)[0],
+          status: res.statusCode,
+          durationMs: Math.round(performance.now() - startedAt),
+          owner: owners.get(req),
+          ...(reason ? { reason } : {}),
+          ...(res.writableFinished ? {} : { aborted: true }),
+        },
+        'request',
+      );
+    });
     handle(req, res).catch((error: unknown) => {
       const sluice = SluiceError.from(error);
       if (sluice.code === 'internal') logger.error({ err: error, url: req.url }, 'request handler failed');
       sendError(res, sluice);
     });
+  });
+  server.on('connection', (socket) => {
+    metrics.connectionOpened('http');
+    socket.once('close', () => metrics.connectionClosed('http'));
   });
   // Malformed HTTP never reaches a handler; answer it and drop the socket.
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
@@ -207,6 +240,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         owner,
         transport: 'trpc-ws',
         checkRate,
+        metrics,
         // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
         sink: createSink({
           buffered: () => ws.bufferedAmount,
@@ -221,7 +255,15 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     keepAlive: { enabled: true, pingMs: options.wsPingMs, pongWaitMs: options.wsPongWaitMs },
     onError: onTRPCError,
   });
-  wss.on('connection', (socket) => socket.on('error', (error) => logger.debug({ err: error }, 'websocket error')));
+  wss.on('connection', (socket) => {
+    const openedAt = performance.now();
+    metrics.connectionOpened('ws');
+    socket.on('error', (error) => logger.debug({ err: error }, 'websocket error'));
+    socket.once('close', (code) => {
+      metrics.connectionClosed('ws');
+      logger.info({ transport: 'ws', code, durationMs: Math.round(performance.now() - openedAt) }, 'websocket closed');
+    });
+  });
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());

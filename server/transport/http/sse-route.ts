@@ -19,7 +19,7 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
     const lastEventId = req.headers['last-event-id'];
     attachment =
       typeof lastEventId === 'string' && lastEventId.length > 0
-        ? await deps.service.attach(owner, lastEventId, abort.signal)
+        ? await deps.service.attach(owner, lastEventId, abort.signal, 'sse')
         : await deps.service.start(
             { owner, sessionId: body.session_id ?? DEFAULT_SESSION_ID, message: body.message, transport: 'sse' },
             abort.signal,
@@ -32,6 +32,8 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
 
   const { listener } = attachment;
   const sink = deps.sinkFor(res);
+  let sent = 0;
+  deps.metrics.streamOpened('sse');
   res.writeHead(200, SSE_HEADERS);
   res.flushHeaders();
   // Keep-alive comments for proxies; a reader that is already behind does not need them.
@@ -44,12 +46,14 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
   try {
     for await (const { id, event } of listener) {
       res.write(encodeSseFrame(event, id));
+      sent++;
       // Never queue without bound for a slow reader: wait for it, and cut it off after the send timeout.
       if (!(await sink.ready(abort.signal))) break;
     }
     res.end();
   } finally {
     clearInterval(ping);
+    deps.metrics.streamClosed('sse', sent);
     listener.close();
     res.off('close', onClose);
   }

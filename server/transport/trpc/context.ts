@@ -1,4 +1,5 @@
 import type { ChatService } from '../../core/chat-service.ts';
+import type { Metrics } from '../../observability/metrics.ts';
 import type { Sink } from '../backpressure.ts';
 
 /** What every procedure sees. */
@@ -11,4 +12,5 @@ export interface TRPCContext {
   readonly checkRate: (owner: string) => Promise<void>;
   /** Flow control towards this client. */
   readonly sink: Sink;
+  readonly metrics: Metrics;
 }

@@ -46,7 +46,7 @@ export function createAppRouter(options: RouterOptions) {
         let attachment;
         try {
           attachment = input.lastEventId
-            ? await service.attach(owner, input.lastEventId, signal)
+            ? await service.attach(owner, input.lastEventId, signal, ctx.transport)
             : await service.start(
                 { owner, sessionId: input.sessionId ?? DEFAULT_SESSION_ID, message: input.message, transport: ctx.transport },
                 signal,
@@ -55,13 +55,17 @@ export function createAppRouter(options: RouterOptions) {
           throw toTRPCError(error);
         }
         const { listener } = attachment;
+        let sent = 0;
+        ctx.metrics.streamOpened(ctx.transport);
         try {
           for await (const { id, event } of listener) {
             // A reader that cannot keep up is waited for, and cut off after the send timeout.
             if (!(await sink.ready(signal))) break;
+            sent++;
             yield tracked(id, event);
           }
         } finally {
+          ctx.metrics.streamClosed(ctx.transport, sent);
           listener.close();
         }
       }),

@@ -1,0 +1,88 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { ErrorCode } from '../../shared/errors.ts';
+import type { Outcome } from '../core/generation.ts';
+import type { GenerationObserver } from '../core/observer.ts';
+
+// Process metrics are per process, not per server: collected once, into a registry of their own.
+let processRegistry: Registry | undefined;
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry, prefix: 'sluice_' });
+  }
+  return processRegistry;
+}
+
+const TOKEN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Sluice's Prometheus metrics (prom-client), one registry per server. */
+export class Metrics implements GenerationObserver {
+  readonly #registry = new Registry();
+  readonly #activeStreams = new Gauge({ name: 'sluice_active_streams', help: 'Streams being sent to clients now, by transport', labelNames: ['transport'], registers: [this.#registry] });
+  readonly #connections = new Gauge({ name: 'sluice_open_connections', help: 'Open client connections, by transport (http, ws)', labelNames: ['transport'], registers: [this.#registry] });
+  readonly #ttft = new Histogram({ name: 'sluice_time_to_first_token_seconds', help: 'Time from the start of a generation to its first token', buckets: TOKEN_BUCKETS, registers: [this.#registry] });
+  readonly #gap = new Histogram({ name: 'sluice_inter_token_gap_seconds', help: 'Time between consecutive tokens of a generation', buckets: TOKEN_BUCKETS, registers: [this.#registry] });
+  readonly #tokens = new Counter({ name: 'sluice_tokens_total', help: 'Token deltas produced by providers', registers: [this.#registry] });
+  readonly #events = new Counter({ name: 'sluice_events_sent_total', help: 'Stream events sent to clients, by transport', labelNames: ['transport'], registers: [this.#registry] });
+  readonly #generations = new Counter({ name: 'sluice_generations_total', help: 'Finished generations, by outcome', labelNames: ['outcome', 'transport'], registers: [this.#registry] });
+  readonly #failures = new Counter({ name: 'sluice_generation_errors_total', help: 'Failed generations, by error code (upstream_* are the upstream model)', labelNames: ['code'], registers: [this.#registry] });
+  readonly #resumes = new Counter({ name: 'sluice_resumes_total', help: 'Streams resumed from an event id, by transport', labelNames: ['transport'], registers: [this.#registry] });
+  readonly #rejected = new Counter({ name: 'sluice_rejected_requests_total', help: 'Requests refused before streaming, by reason', labelNames: ['reason'], registers: [this.#registry] });
+
+  constructor(runningGenerations: () => number) {
+    new Gauge({
+      name: 'sluice_running_generations',
+      help: 'Generations producing on this instance now',
+      registers: [this.#registry],
+      collect() {
+        this.set(runningGenerations());
+      },
+    });
+  }
+
+  /** The exposition text for `GET /metrics`, with process metrics. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    const merged = Registry.merge([processMetrics(), this.#registry]);
+    return { contentType: merged.contentType, body: await merged.metrics() };
+  }
+
+  streamOpened(transport: string): void {
+    this.#activeStreams.inc({ transport });
+  }
+
+  streamClosed(transport: string, eventsSent: number): void {
+    this.#activeStreams.dec({ transport });
+    if (eventsSent > 0) this.#events.inc({ transport }, eventsSent);
+  }
+
+  connectionOpened(transport: 'http' | 'ws'): void {
+    this.#connections.inc({ transport });
+  }
+
+  connectionClosed(transport: 'http' | 'ws'): void {
+    this.#connections.dec({ transport });
+  }
+
+  rejected(reason: string): void {
+    this.#rejected.inc({ reason });
+  }
+
+  // GenerationObserver
+  started(): void {}
+  firstToken(ms: number): void {
+    this.#ttft.observe(ms / 1000);
+  }
+  tokenGap(ms: number): void {
+    this.#gap.observe(ms / 1000);
+  }
+  ended(outcome: Outcome, transport: string, tokens: number): void {
+    this.#generations.inc({ outcome, transport });
+    if (tokens > 0) this.#tokens.inc(tokens);
+  }
+  failed(code: ErrorCode): void {
+    this.#failures.inc({ code });
+  }
+  resumed(transport: string): void {
+    this.#resumes.inc({ transport });
+  }
+}
