@@ -108,6 +108,22 @@ describe('sluice-chat in a terminal (tmux)', () => {
   });
 });
 
+describe('sluice-chat reconnects (tmux)', () => {
+  it('says when the connection drops at the prompt and when it is back, then chats on', async () => {
+    const server = await startServer();
+    const proxy = await startTcpProxy(server.url);
+    const term = await startInTmux([...CHAT_BIN, '--url', proxy.url, '--session', 'tty-drop', '--transport', 'ws']);
+    if (!term) return;
+    await term.waitFor(/you> $/m);
+    proxy.dropAll();
+    await term.waitFor(/\[connection lost, reconnecting…\]/);
+    await term.waitFor(/\[reconnected\]\nyou> $/m);
+    await term.line('still there?');
+    const screen = await term.waitFor(/\(first token \d+ ms/);
+    expect(screen).toContain(reply('still there?').trimEnd());
+  });
+});
+
 describe('sluice-chat --message (one-shot)', () => {
   it.each(['ws', 'sse', 'auto'] as const)('prints the reply on stdout and exits 0 (transport %s)', async (transport) => {
     const server = await startServer();
