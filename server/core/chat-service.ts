@@ -356,14 +356,15 @@ export class ChatService {
       sessionKey: record.sessionKey,
       resumeGraceMs: resumable ? this.#o.resumeGraceMs : 0,
       // Copies go out in order on one connection; only the last one needs waiting for.
-      onEvent: record.stored
-        ? (seq: number, event: StreamEvent) => {
-            lastWrite = store.appendEvent(record.id, seq, event).catch((error: unknown) => {
-              if (!writeFailed) logger.warn({ generationId: record.id, err: error }, 'could not log stream event');
-              writeFailed = true;
-            });
-          }
-        : undefined,
+      // Only a store other processes read needs a copy of each event (this process resumes from memory).
+      onEvent:
+        record.stored && store.shared
+          ? (seq: number, event: StreamEvent) =>
+              (lastWrite = store.appendEvent(record.id, seq, event).catch((error: unknown) => {
+                if (!writeFailed) logger.warn({ generationId: record.id, err: error }, 'could not log stream event');
+                writeFailed = true;
+              }))
+          : undefined,
       keepAlive: record.stored ? async () => (await store.countListeners(record.id)) > 0 : undefined,
       onListener: this.#countListener,
       onTiming: (kind, ms) => (kind === 'first' ? this.#observer.firstToken(ms) : this.#observer.tokenGap(ms)),

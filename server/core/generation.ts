@@ -32,8 +32,11 @@ export interface GenerationOptions {
   readonly sessionKey: string;
   /** How long to keep running after the last listener left (0: stop at once). */
   readonly resumeGraceMs: number;
-  /** Called for each event as it enters the log (to copy it to a shared store). */
-  readonly onEvent?: (seq: number, event: StreamEvent) => void;
+  /**
+   * Copies each event to a shared log. When given, an event reaches listeners only once its copy
+   * has settled, so a client never sees an event that a resume elsewhere could miss.
+   */
+  readonly onEvent?: (seq: number, event: StreamEvent) => Promise<unknown>;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
   /** Told when a listener joins (+1) or leaves (-1), for process-wide counts. */
@@ -61,7 +64,11 @@ export class Generation {
   readonly sessionId: string;
   readonly sessionKey: string;
   readonly #resumeGraceMs: number;
-  readonly #onEvent: ((seq: number, event: StreamEvent) => void) | undefined;
+  readonly #onEvent: ((seq: number, event: StreamEvent) => Promise<unknown>) | undefined;
+  /** Events 1..#visible may be shown to listeners. */
+  #visible = 0;
+  readonly #settled = new Set<number>();
+  #lastCopy: Promise<unknown> = Promise.resolve();
   readonly #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
   readonly #onTiming: ((kind: 'first' | 'gap', ms: number) => void) | undefined;
@@ -99,7 +106,7 @@ export class Generation {
     return this.#listeners;
   }
   get eventCount(): number {
-    return this.#events.length;
+    return this.#visible;
   }
 
   /**
@@ -172,6 +179,7 @@ export class Generation {
       }
     }
     this.#append(terminal);
+    await this.#lastCopy;
     this.#end();
     return {
       generationId: this.id,
@@ -207,7 +215,7 @@ export class Generation {
 
     const take = (): IteratorResult<TrackedEvent> | undefined => {
       if (closed) return DONE;
-      if (pos < events.length) {
+      if (pos < generation.#visible) {
         const event = events[pos++]!;
         return { done: false, value: { id: formatEventId(generation.id, pos), seq: pos, event } };
       }
@@ -265,8 +273,22 @@ export class Generation {
 
   #append(event: StreamEvent): void {
     this.#events.push(event);
-    this.#onEvent?.(this.#events.length, event);
-    for (const wake of this.#wakers) wake();
+    const seq = this.#events.length;
+    if (!this.#onEvent) {
+      this.#visible = seq;
+      for (const wake of this.#wakers) wake();
+      return;
+    }
+    // Copies usually settle in order (one connection); the set covers any that do not.
+    this.#lastCopy = this.#onEvent(seq, event).finally(() => {
+      this.#settled.add(seq);
+      let advanced = false;
+      while (this.#settled.delete(this.#visible + 1)) {
+        this.#visible++;
+        advanced = true;
+      }
+      if (advanced) for (const wake of this.#wakers) wake();
+    });
   }
 
   #end(): void {

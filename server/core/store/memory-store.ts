@@ -14,6 +14,7 @@ const expired = (expiresAt: number, now = Date.now()): boolean => expiresAt <= n
 
 /** The zero-dependency store: everything in this process, gone when it exits. */
 export class MemoryStore implements Store {
+  readonly shared = false;
   readonly kind = 'memory';
   readonly #sessions = new Map<string, ChatMessage[]>();
   readonly #locks = new Map<string, { generationId: string; expiresAt: number }>();

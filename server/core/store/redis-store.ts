@@ -31,6 +31,7 @@ return 0`;
  * with expiry, listener presence in sorted sets, and cancels over pub/sub.
  */
 export class RedisStore implements Store {
+  readonly shared = true;
   readonly kind = 'redis';
   readonly #redis: Redis;
   readonly #sub: Redis;

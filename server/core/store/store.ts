@@ -24,6 +24,8 @@ export interface LoggedEvent {
  */
 export interface Store {
   readonly kind: 'memory' | 'redis';
+  /** True when other processes read this store (they then need a copy of every event). */
+  readonly shared: boolean;
 
   // History
   getMessages(sessionKey: string): Promise<ChatMessage[]>;
