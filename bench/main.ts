@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { repoRoot } from './child-server.ts';
@@ -6,6 +6,7 @@ import { parseOptions, USAGE, UsageError } from './options.ts';
 import { openFilesLimit } from './proc-stats.ts';
 import { formatSummary, profileFiles, summarizeProfile } from './profile-summary.ts';
 import { runBench } from './run.ts';
+import { updateReadme } from './report/readme.ts';
 import { consoleReport } from './report/text.ts';
 import { writeReport } from './report/write.ts';
 
@@ -37,13 +38,18 @@ if (limit !== undefined && limit < biggest + 512) {
 const outDir = resolve(repoRoot, options.outDir);
 const profileDir = options.profile ? resolve(options.profileDir ?? (await mkdtemp(join(tmpdir(), 'sluice-bench-prof-')))) : undefined;
 
-const report = await runBench({ scenarios: options.scenarios, targets: options.targets, cpuProfileDir: profileDir });
+const report = await runBench({
+  scenarios: options.scenarios,
+  targets: options.targets,
+  cpuProfileDir: profileDir,
+  concurrentTargets: options.smoke,
+});
 console.log(`\n${consoleReport(report)}\n`);
 
 if (profileDir) {
   const sections: string[] = [
     `CPU profiles (node --cpu-prof, main thread) of the servers in the ${options.scenarios.map((s) => s.name).join(', ')} scenario, ` +
-      `warm-up included; ${report.machine.cpus} CPUs (${report.machine.cpuModel}), Node ${report.machine.node}, commit ${report.machine.commit}.`,
+      `measured window only (start-up and warm-up left out); ${report.machine.cpus} CPUs (${report.machine.cpuModel}), Node ${report.machine.node}, commit ${report.machine.commit}.`,
     'Figures under the profiler are higher than without it.',
     '',
   ];
@@ -58,4 +64,8 @@ if (profileDir) {
 } else {
   const files = await writeReport(report, outDir);
   console.log(`wrote ${files.json}, ${files.markdown}, ${files.svg}`);
+  if (options.updateReadme) {
+    await updateReadme(join(repoRoot, 'README.md'), await readFile(files.markdown, 'utf8'));
+    console.log('updated the Benchmarks section of README.md');
+  }
 }

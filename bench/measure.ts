@@ -1,10 +1,12 @@
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startServer } from './child-server.ts';
-import type { StreamRequest } from './clients/types.ts';
+import type { LoadClient, StreamRequest } from './clients/types.ts';
 import { runLoad, type LoadPlan } from './load.ts';
 import { processCpuMicros, processRssBytes, RssSampler } from './proc-stats.ts';
 import type { Scenario } from './scenarios.ts';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
+import { monotonicMicros, WINDOW_FILE, type ProfileWindow } from './profile-summary.ts';
 import { percentile } from './stats.ts';
 import type { Target } from './targets.ts';
 
@@ -76,21 +78,24 @@ function plan(scenario: Scenario, tag: string, total: number, concurrency: numbe
 }
 
 export async function measure(target: Target, scenario: Scenario, options: MeasureOptions): Promise<RunResult> {
+  if (options.cpuProfileDir) await mkdir(join(options.cpuProfileDir, options.tag), { recursive: true });
   const server = await startServer({
     entry: target.entry,
     env: { ...serverEnv(scenario), ...options.serverEnv },
     cpuProfileDir: options.cpuProfileDir && join(options.cpuProfileDir, options.tag),
   });
-  const client = target.client(server.url);
+  let client: LoadClient | undefined;
   try {
     const skip = await target.probe?.(server.url);
     if (skip) return { skipped: skip };
+    client = target.client(server.url);
 
     if (scenario.warmup > 0) {
       await runLoad(client, plan(scenario, `${options.tag}-w`, scenario.warmup, Math.min(scenario.concurrency, 50)));
     }
 
     const idleRss = processRssBytes(server.pid);
+    const windowStart = monotonicMicros();
     const cpu0 = processCpuMicros(server.pid);
     const client0 = process.cpuUsage();
     const sampler = new RssSampler(server.pid);
@@ -98,6 +103,11 @@ export async function measure(target: Target, scenario: Scenario, options: Measu
     const cpu1 = processCpuMicros(server.pid);
     const clientCpu = process.cpuUsage(client0);
     const peakRss = sampler.stop();
+    if (options.cpuProfileDir) {
+      // The profile covers the server's whole life; its summary keeps the measured window only.
+      const window: ProfileWindow = { startUs: windowStart, endUs: monotonicMicros() };
+      await writeFile(join(options.cpuProfileDir, options.tag, WINDOW_FILE), JSON.stringify(window));
+    }
 
     const events = outcomes.reduce((n, o) => n + o.deltas, 0);
     const failed = outcomes.filter((o) => !o.complete);
@@ -126,7 +136,7 @@ export async function measure(target: Target, scenario: Scenario, options: Measu
       },
     };
   } finally {
-    await client.close();
+    await client?.close();
     await server.stop();
   }
 }

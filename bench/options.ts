@@ -20,10 +20,11 @@ export const USAGE = `usage: npm run bench -- [flags]
   --long-streams N          (default ${DEFAULT_SETTINGS.longStreams})
   --ramp-ms N               spread the users' starts over N ms (default 0: all at once)
   --out DIR                 where latest.{json,md,svg} go (default bench/results)
-  --smoke                   a tiny run of every transport (2 users, 4 replies), for tests
+  --smoke                   a tiny run of every transport (2 users, 4 replies, all servers at once), for tests
   --profile                 run the throughput scenario once with the servers under --cpu-prof and print
                             the top self-time functions per transport (writes <out>/profile.md, not latest.*)
   --profile-dir DIR         where the .cpuprofile files go (default: a new temporary directory)
+  --update-readme           also put the figures into README.md's Benchmarks section
   --help`;
 
 export interface CliOptions {
@@ -33,6 +34,7 @@ export interface CliOptions {
   readonly profile: boolean;
   readonly profileDir: string | undefined;
   readonly smoke: boolean;
+  readonly updateReadme: boolean;
   readonly help: boolean;
 }
 
@@ -52,7 +54,7 @@ const FLAGS = [
   'out',
   'profile-dir',
 ] as const;
-const SWITCHES = ['smoke', 'profile', 'help'] as const;
+const SWITCHES = ['smoke', 'profile', 'update-readme', 'help'] as const;
 
 export class UsageError extends Error {}
 
@@ -147,6 +149,7 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
     profile,
     profileDir: values.get('profile-dir'),
     smoke,
+    updateReadme: truthy(values.get('update-readme')),
     help: truthy(values.get('help')),
   };
 }

@@ -1,5 +1,5 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 // Reads V8 .cpuprofile files (written by `node --cpu-prof`) and lists the functions with the most
 // self time. Usage: tsx bench/profile-summary.ts <file-or-dir>... [--top 15] [--all-threads]
@@ -20,6 +20,26 @@ interface CpuProfile {
   readonly timeDeltas?: readonly number[];
 }
 
+/**
+ * The measured part of a run, in microseconds of the system's monotonic clock, which is the clock
+ * of V8's profile timestamps (and of process.hrtime): the bench writes it next to the profiles.
+ */
+export interface ProfileWindow {
+  readonly startUs: number;
+  readonly endUs: number;
+}
+
+export const WINDOW_FILE = 'window.json';
+
+export function monotonicMicros(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+function windowFor(file: string): ProfileWindow | undefined {
+  const path = join(dirname(file), WINDOW_FILE);
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as ProfileWindow) : undefined;
+}
+
 export interface SelfTimeRow {
   readonly name: string;
   readonly location: string;
@@ -30,9 +50,13 @@ export interface SelfTimeRow {
 export interface ProfileSummary {
   readonly file: string;
   readonly totalMs: number;
+  /** Only samples inside the bench's measured window were counted (start-up and warm-up left out). */
+  readonly windowed: boolean;
   /** Share of non-idle time by where the code lives (Sluice, tRPC, ws, node internals, ...). */
   readonly byArea: ReadonlyArray<{ readonly area: string; readonly percent: number }>;
   readonly top: readonly SelfTimeRow[];
+  /** Sluice's own functions (server/, shared/) by total time: their own and their callees'. */
+  readonly ownTotal: readonly SelfTimeRow[];
 }
 
 function shortLocation(url: string, line: number): string {
@@ -58,14 +82,17 @@ function areaOf(url: string, name: string): string {
   return m ? `${m[1]}/` : 'other';
 }
 
-export function summarizeProfile(file: string, topN = 15): ProfileSummary {
+export function summarizeProfile(file: string, topN = 15, window: ProfileWindow | undefined = windowFor(file)): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   // Self time per node from the samples and their time deltas (more exact than hitCount × interval).
   const selfUs = new Map<number, number>();
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
+  let at = profile.startTime;
   for (let i = 0; i < samples.length; i++) {
+    at += deltas[i] ?? 0;
+    if (window && (at < window.startUs || at > window.endUs)) continue;
     const next = deltas[i + 1] ?? 0;
     selfUs.set(samples[i]!, (selfUs.get(samples[i]!) ?? 0) + Math.max(0, next));
   }
@@ -87,21 +114,47 @@ export function summarizeProfile(file: string, topN = 15): ProfileSummary {
     row.us += us;
     rows.set(key, row);
   }
+  // Total time of Sluice's own functions: each sample counts once for every such function on its stack.
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const totals = new Map<string, { name: string; location: string; us: number }>();
+  for (const [id, us] of selfUs) {
+    const leaf = byId.get(id);
+    if (!leaf || leaf.callFrame.functionName === '(idle)') continue;
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const { functionName, url, lineNumber } = byId.get(at)!.callFrame;
+      if (!/\/(server|shared)\//.test(url) || url.includes('node_modules')) continue;
+      const name = functionName || '(anonymous)';
+      const location = shortLocation(url, lineNumber);
+      const key = `${name} ${location}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const row = totals.get(key) ?? { name, location, us: 0 };
+      row.us += us;
+      totals.set(key, row);
+    }
+  }
   const pct = (us: number): number => (busyUs > 0 ? (us * 100) / busyUs : 0);
   return {
     file,
     totalMs: busyUs / 1000,
+    windowed: window !== undefined,
     byArea: [...areas].sort((a, b) => b[1] - a[1]).map(([area, us]) => ({ area, percent: pct(us) })),
     top: [...rows.values()]
       .sort((a, b) => b.us - a.us)
       .slice(0, topN)
+      .map((r) => ({ name: r.name, location: r.location, selfMs: r.us / 1000, percent: pct(r.us) })),
+    ownTotal: [...totals.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, 10)
       .map((r) => ({ name: r.name, location: r.location, selfMs: r.us / 1000, percent: pct(r.us) })),
   };
 }
 
 export function formatSummary(s: ProfileSummary): string {
   const lines = [
-    `${s.file}: ${s.totalMs.toFixed(0)} ms of non-idle samples`,
+    `${s.file}: ${s.totalMs.toFixed(0)} ms of non-idle samples${s.windowed ? ' in the measured window' : ''}`,
     `  by area: ${s.byArea
       .filter((a) => a.percent >= 1)
       .map((a) => `${a.area} ${a.percent.toFixed(1)}%`)
@@ -109,6 +162,10 @@ export function formatSummary(s: ProfileSummary): string {
     '  self ms    %  function (location)',
   ];
   for (const r of s.top) lines.push(`  ${r.selfMs.toFixed(1).padStart(7)} ${r.percent.toFixed(1).padStart(4)}  ${r.name} (${r.location})`);
+  if (s.ownTotal.length > 0) {
+    lines.push('  Sluice code (server/, shared/) by total time, callees included:', ' total ms    %  function (location)');
+    for (const r of s.ownTotal) lines.push(`  ${r.selfMs.toFixed(1).padStart(7)} ${r.percent.toFixed(1).padStart(4)}  ${r.name} (${r.location})`);
+  }
   return lines.join('\n');
 }
 

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import { measure, type RunMetrics } from './measure.ts';
 import { machineInfo, type MachineInfo } from './machine.ts';
 import { deltasOf, idealStreamMs, type Scenario } from './scenarios.ts';
@@ -12,6 +13,11 @@ export interface BenchOptions {
   readonly targets: readonly TargetName[];
   /** Run servers with --cpu-prof, writing profiles here. */
   readonly cpuProfileDir?: string;
+  /**
+   * Measure all targets at the same time (for the smoke test: quicker, but the servers then share
+   * the CPU, so the figures mean nothing).
+   */
+  readonly concurrentTargets?: boolean;
   /** Progress lines (default: stderr). */
   readonly log?: (line: string) => void;
 }
@@ -36,6 +42,8 @@ export interface ScenarioResult {
 
 export interface BenchReport {
   readonly startedAt: string;
+  /** 1-minute load average before and after the run: other work on the machine skews the figures. */
+  readonly loadAverage: { readonly atStart: number; readonly atEnd: number };
   readonly durationS: number;
   readonly machine: MachineInfo;
   readonly scenarios: readonly ScenarioResult[];
@@ -71,6 +79,7 @@ const fmt = (v: number | undefined, digits = 1): string => (v === undefined || !
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const started = Date.now();
+  const loadAtStart = os.loadavg()[0]!;
   const targets = options.targets.map(targetByName);
   // Baselines first within each repetition.
   targets.sort((a, b) => Number(a.sluice) - Number(b.sluice));
@@ -80,23 +89,26 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const runs = new Map<TargetName, RunMetrics[]>(targets.map((t) => [t.name, []]));
     const skipped = new Map<TargetName, string>();
     for (let rep = 0; rep < scenario.repetitions; rep++) {
-      for (const target of targets) {
-        if (skipped.has(target.name)) continue;
+      const one = async (target: (typeof targets)[number]): Promise<void> => {
+        if (skipped.has(target.name)) return;
         const tag = `${scenario.name}-${target.name}-r${rep + 1}`;
         const result = await measure(target, scenario, { tag, cpuProfileDir: options.cpuProfileDir });
         if ('skipped' in result) {
           skipped.set(target.name, result.skipped);
           log(`  ${target.name}: skipped: ${result.skipped}`);
-          continue;
+          return;
         }
         const r = result.metrics;
         runs.get(target.name)!.push(r);
         log(
           `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
-            `stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, ${r.complete}/${r.streams} complete` +
+            `stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ` +
+            `${r.complete}/${r.streams} complete` +
             (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
         );
-      }
+      };
+      if (options.concurrentTargets) await Promise.all(targets.map(one));
+      else for (const target of targets) await one(target);
     }
     scenarios.push({
       scenario: { ...scenario, prompt: scenario.prompt.length > 200 ? `${scenario.prompt.slice(0, 60)}… (${scenario.prompt.length} chars)` : scenario.prompt, deltasPerStream: deltasOf(scenario), idealStreamMs: idealStreamMs(scenario) },
@@ -117,6 +129,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   }
   return {
     startedAt: new Date(started).toISOString(),
+    loadAverage: { atStart: Math.round(loadAtStart * 100) / 100, atEnd: Math.round(os.loadavg()[0]! * 100) / 100 },
     durationS: (Date.now() - started) / 1000,
     machine: machineInfo(),
     scenarios,

@@ -57,9 +57,9 @@ export interface ScenarioSettings {
 export const DEFAULT_SETTINGS: ScenarioSettings = {
   latencyStreams: 100,
   throughputConcurrency: 50,
-  throughputStreams: 2000,
+  throughputStreams: 1000,
   throughputReps: 3,
-  heldConcurrency: [1000, 2500],
+  heldConcurrency: [1000, 2000],
   heldDelayMs: 50,
   longWords: 2000,
   longConcurrency: 10,

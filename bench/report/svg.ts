@@ -45,7 +45,8 @@ function panel(p: Panel, top: number): { svg: string; height: number } {
   const values = p.bars.map((b) => b.value ?? 0);
   const scaleMax = niceMax(Math.max(...values, p.mark?.value ?? 0));
   const x = (v: number): number => LABEL_W + (v / scaleMax) * PLOT_W;
-  const plotTop = top + 28;
+  const head = p.mark ? 42 : 28;
+  const plotTop = top + head;
   const plotH = p.bars.length * (BAR_H + GAP);
   parts.push(`<text x="10" y="${top + 16}" font-size="14" font-weight="600" fill="${COLORS.text}">${esc(p.title)}</text>`);
   for (let i = 0; i <= 4; i++) {
@@ -68,10 +69,10 @@ function panel(p: Panel, top: number): { svg: string; height: number } {
   });
   if (p.mark) {
     const mx = x(p.mark.value);
-    parts.push(`<line x1="${mx}" y1="${plotTop - 8}" x2="${mx}" y2="${plotTop + plotH}" stroke="${COLORS.mark}" stroke-width="1.5" stroke-dasharray="5,3"/>`);
-    parts.push(`<text x="${mx + 4}" y="${plotTop - 10}" font-size="11" fill="${COLORS.mark}">${esc(p.mark.label)}</text>`);
+    parts.push(`<line x1="${mx}" y1="${plotTop - 6}" x2="${mx}" y2="${plotTop + plotH}" stroke="${COLORS.mark}" stroke-width="1.5" stroke-dasharray="5,3"/>`);
+    parts.push(`<text x="${mx + 4}" y="${plotTop - 8}" font-size="11" fill="${COLORS.mark}">${esc(p.mark.label)}</text>`);
   }
-  return { svg: parts.join('\n'), height: 28 + plotH + 40 };
+  return { svg: parts.join('\n'), height: head + plotH + 40 };
 }
 
 function heldScenarios(report: BenchReport): ScenarioResult[] {

@@ -5,7 +5,11 @@ import { COLUMNS, rowsOf, scenarioHeading, targetChecks } from './format.ts';
 
 function machineLine(report: BenchReport): string {
   const m = report.machine;
-  return `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGB} GB, Node ${m.node}, ${m.os}; commit ${m.commit}; ${report.startedAt}, ${Math.round(report.durationS)} s`;
+  const load = report.loadAverage;
+  return (
+    `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGB} GB, Node ${m.node}, ${m.os}; commit ${m.commit}; ` +
+    `${report.startedAt}, ${Math.round(report.durationS)} s; load average ${load.atStart} at start, ${load.atEnd} at end`
+  );
 }
 
 function textTable(rows: readonly (readonly string[])[]): string {
