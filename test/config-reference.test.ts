@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { configReference, configSettings, currentConfigSection, replaceConfigSection } from '../scripts/config-reference.ts';
+import { configReference, configSettings, currentConfigSection, replaceConfigSection } from '../server/tools/config-reference.ts';
 import { ConfigSchema, flagsToEnv, loadConfig } from '../server/config.ts';
 
 const readme = (): string => readFileSync(new URL('../README.md', import.meta.url), 'utf8');
@@ -38,7 +38,7 @@ describe('configuration reference in the README', () => {
     expect(() => replaceConfigSection('no markers', 'x')).toThrow(/config:start/);
 
     const code = await new Promise<number>((resolve) =>
-      execFile(process.execPath, ['--import', 'tsx', 'scripts/docs-config.ts', '--check'], { cwd: new URL('..', import.meta.url) }, (error) =>
+      execFile(process.execPath, ['--import', 'tsx', 'server/tools/docs-config.ts', '--check'], { cwd: new URL('..', import.meta.url) }, (error) =>
         resolve(error ? ((error as { code?: number }).code ?? 1) : 0),
       ),
     );

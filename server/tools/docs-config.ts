@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { configReference, currentConfigSection, replaceConfigSection } from './config-reference.ts';
 
-const readmePath = fileURLToPath(new URL('../README.md', import.meta.url));
+const readmePath = fileURLToPath(new URL('../../README.md', import.meta.url));
 const readme = readFileSync(readmePath, 'utf8');
 const section = configReference();
 

@@ -6,9 +6,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildWebAssets } from '../server/transport/http/web-assets.ts';
+import { buildWebAssets } from '../transport/http/web-assets.ts';
 
-const out = fileURLToPath(new URL('../dist/web/', import.meta.url));
+const out = fileURLToPath(new URL('../../dist/web/', import.meta.url));
 const assets = await buildWebAssets();
 for (const [path, file] of assets) {
   const target = join(out, path === '/' ? 'index.html' : path.slice(1));

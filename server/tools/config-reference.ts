@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ConfigSchema } from '../server/config.ts';
+import { ConfigSchema } from '../config.ts';
 
 /** The README markers between which the generated configuration reference lives. */
 export const CONFIG_START = '<!-- config:start -->';
