@@ -54,8 +54,9 @@ async function sluiceInFrontOf(failure: Failure) {
     LLM_PROVIDER: 'openai',
     OPENAI_BASE_URL: baseURL,
     LLM_MODEL: 'fake-model',
-    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: 300,
-    UPSTREAM_STALL_TIMEOUT_MS: 300,
+    // Generous enough for a cold process on a busy 2-core machine; the stall plans hang until cut.
+    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: 1500,
+    UPSTREAM_STALL_TIMEOUT_MS: 1500,
   });
 }
 

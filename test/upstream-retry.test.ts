@@ -17,8 +17,9 @@ async function setup(plans: UpstreamPlan[], settings: Record<string, string | nu
     OPENAI_BASE_URL: upstream.baseURL,
     LLM_MODEL: 'fake-model',
     UPSTREAM_RETRY_BASE_MS: 5,
-    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: 300,
-    UPSTREAM_STALL_TIMEOUT_MS: 300,
+    // Generous enough for a cold process on a busy 2-core machine; the stall plans hang until cut.
+    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: 1500,
+    UPSTREAM_STALL_TIMEOUT_MS: 1500,
     ...settings,
   });
   return { upstream, url: server.url };
