@@ -1,6 +1,5 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { captureLogs } from './helpers/logs.ts';
 import { startServer } from './helpers/server.ts';
 import { streamSseRoute } from './helpers/sse.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
@@ -62,16 +61,7 @@ describe('metrics and logs', () => {
   });
 
   it('one log line per request and per generation, without message contents or keys at the default level', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const logger = pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk, _enc, done) {
-          lines.push(JSON.parse(String(chunk)));
-          done();
-        },
-      }),
-    );
+    const { logger, lines } = captureLogs('info');
     const { url } = await startServer({ API_KEYS: KEY }, { logger });
     const secret = 'my very private question';
     for await (const _ of streamSseRoute(url, { message: secret, session_id: 'logs' }, { headers: { authorization: `Bearer ${KEY}` } })) void _;

@@ -3,13 +3,12 @@ import { runInNewContext } from 'node:vm';
 import { createTRPCClient, createWSClient, wsLink } from '@trpc/client';
 import superjson from 'superjson';
 import WebSocket from 'ws';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { createSimulatedProvider } from '../server/core/providers/simulated.ts';
 import type { Provider } from '../server/core/providers/provider.ts';
 import type { AppRouter } from '../server/router-type.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
+import { captureLogs } from './helpers/logs.ts';
 import { expectTimersBackTo, startServer, timerCount } from './helpers/server.ts';
 import { streamSseRoute } from './helpers/sse.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
@@ -96,16 +95,7 @@ describe('disconnect storm', () => {
 
 describe('fault isolation', () => {
   it('a failing provider call, a throwing provider and malformed HTTP do not touch other streams; errors are logged with the stream id', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const logger = pino(
-      { level: 'warn' },
-      new Writable({
-        write(chunk, _enc, done) {
-          lines.push(JSON.parse(String(chunk)));
-          done();
-        },
-      }),
-    );
+    const { logger, lines } = captureLogs('warn');
     const simulator = createSimulatedProvider({ delayMs: 10 });
     const provider: Provider = {
       name: 'moody',
