@@ -10,6 +10,7 @@ import { createStore } from './core/store/create-store.ts';
 import type { Store } from './core/store/store.ts';
 import { RedisStore } from './core/store/redis-store.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
+import { parseTrustedProxies } from './transport/http/client-ip.ts';
 import { Metrics } from './observability/metrics.ts';
 
 export interface SluiceOverrides {
@@ -74,6 +75,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     highWaterBytes: config.STREAM_HIGH_WATER_BYTES,
     slotTtlMs: config.LIVENESS_TTL_MS,
     isReady: async () => !service.draining && (await store.healthy()),
+    trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES),
   });
 
   let closing: Promise<void> | undefined;

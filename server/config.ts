@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseTrustedProxies } from './transport/http/client-ip.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
@@ -11,6 +12,17 @@ export const ConfigSchema = z
   .object({
     PORT: int(0, 65535).default(8000).describe('port for everything (HTTP, SSE, WebSocket)'),
     HOST: z.string().min(1).default('127.0.0.1').describe('interface to listen on (0.0.0.0 in containers)'),
+    TRUSTED_PROXIES: z
+      .string()
+      .superRefine((value, ctx) => {
+        try {
+          parseTrustedProxies(value);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        }
+      })
+      .optional()
+      .describe('proxies whose `X-Forwarded-For` is believed, as comma-separated IPs or CIDRs (or `loopback`): only a request from one of them gets its client IP (`clientIp` in the logs) from that header (unset: none; the socket\'s peer is the client)'),
     LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),
     OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream'),

@@ -21,6 +21,7 @@ import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
 import { handleWebAsset, handleWebPage } from './web-routes.ts';
 import { handleChatStream } from './sse-route.ts';
+import { clientIp, type TrustedProxies } from './client-ip.ts';
 
 export interface HttpServerOptions {
   readonly service: ChatService;
@@ -44,6 +45,8 @@ export interface HttpServerOptions {
   readonly slotTtlMs: number;
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
   readonly isReady: () => Promise<boolean>;
+  /** Peers whose `X-Forwarded-For` names the client (TRUSTED_PROXIES); none by default. */
+  readonly trustedProxies?: TrustedProxies;
 }
 
 export interface HttpServer {
@@ -100,6 +103,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     metrics,
   };
   const checkRate = (owner: string) => options.rateLimiter.check(owner);
+  const clientIpOf = (req: IncomingMessage): string | undefined =>
+    options.trustedProxies ? clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], options.trustedProxies) : req.socket.remoteAddress;
 
   const onTRPCError = ({ error, path }: { error: { code: string; cause?: unknown }; path?: string }): void => {
     if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ path, err: error.cause ?? error }, 'tRPC procedure failed');
@@ -169,6 +174,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   const server = createServer((req, res) => {
     const startedAt = performance.now();
+    // Read now: a socket that is gone by the time the line is written no longer knows its peer.
+    const ip = clientIpOf(req);
     // One line per request: never the query (tRPC puts the message there), the body or the key.
     res.once('close', () => {
       const reason = rejectionOf(res);
@@ -180,6 +187,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
           status: res.statusCode,
           durationMs: Math.round(performance.now() - startedAt),
           owner: owners.get(req),
+          clientIp: ip,
           ...(reason ? { reason } : {}),
           ...(res.writableFinished ? {} : { aborted: true }),
         },
@@ -255,13 +263,14 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     keepAlive: { enabled: true, pingMs: options.wsPingMs, pongWaitMs: options.wsPongWaitMs },
     onError: onTRPCError,
   });
-  wss.on('connection', (socket) => {
+  wss.on('connection', (socket, req: IncomingMessage) => {
     const openedAt = performance.now();
+    const ip = clientIpOf(req);
     metrics.connectionOpened('ws');
     socket.on('error', (error) => logger.debug({ err: error }, 'websocket error'));
     socket.once('close', (code) => {
       metrics.connectionClosed('ws');
-      logger.info({ transport: 'ws', code, durationMs: Math.round(performance.now() - openedAt) }, 'websocket closed');
+      logger.info({ transport: 'ws', code, durationMs: Math.round(performance.now() - openedAt), clientIp: ip }, 'websocket closed');
     });
   });
 
