@@ -9,6 +9,8 @@ interface Bar {
   readonly label: string;
   readonly value: number | undefined;
   readonly sluice: boolean;
+  /** Bars of one group (one concurrency) sit together; a gap separates groups. */
+  readonly group?: string;
 }
 
 interface Panel {
@@ -29,35 +31,50 @@ const COLORS = { sluice: '#2f6fdf', baseline: '#9aa3ad', text: '#1f2328', grid: 
 const esc = (s: string): string => s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 
 function fmt(v: number): string {
-  return v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(1);
+  if (v >= 100 || Number.isInteger(v)) return Math.round(v).toLocaleString('en-US');
+  return v.toFixed(1);
 }
 
-/** A round scale maximum at or above `max`. */
-function niceMax(max: number): number {
+const TICKS = 4;
+
+/** A round tick step such that TICKS steps reach `max`. */
+function niceStep(max: number): number {
   if (!(max > 0)) return 1;
-  const pow = 10 ** Math.floor(Math.log10(max));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * pow >= max) return step * pow;
+  const raw = max / TICKS;
+  const pow = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * pow >= raw) return m * pow;
   return 10 * pow;
 }
 
 function panel(p: Panel, top: number): { svg: string; height: number } {
   const parts: string[] = [];
   const values = p.bars.map((b) => b.value ?? 0);
-  const scaleMax = niceMax(Math.max(...values, p.mark?.value ?? 0));
+  const max = Math.max(...values, p.mark?.value ?? 0);
+  const step = niceStep(max);
+  const ticks = Math.max(1, Math.ceil(max / step));
+  const scaleMax = step * ticks;
   const x = (v: number): number => LABEL_W + (v / scaleMax) * PLOT_W;
   const head = p.mark ? 42 : 28;
   const plotTop = top + head;
-  const plotH = p.bars.length * (BAR_H + GAP);
+  // Each bar's y offset, with an extra gap where the group changes.
+  const offsets: number[] = [];
+  let y0 = 0;
+  p.bars.forEach((b, i) => {
+    if (i > 0 && b.group !== p.bars[i - 1]!.group) y0 += BAR_H / 2;
+    offsets.push(y0);
+    y0 += BAR_H + GAP;
+  });
+  const plotH = y0;
   parts.push(`<text x="10" y="${top + 16}" font-size="14" font-weight="600" fill="${COLORS.text}">${esc(p.title)}</text>`);
-  for (let i = 0; i <= 4; i++) {
-    const v = (scaleMax * i) / 4;
+  for (let i = 0; i <= ticks; i++) {
+    const v = step * i;
     const gx = x(v);
     parts.push(`<line x1="${gx}" y1="${plotTop - 4}" x2="${gx}" y2="${plotTop + plotH}" stroke="${COLORS.grid}" stroke-width="1"/>`);
     parts.push(`<text x="${gx}" y="${plotTop + plotH + 14}" font-size="11" text-anchor="middle" fill="${COLORS.text}">${fmt(v)}</text>`);
   }
   parts.push(`<text x="${LABEL_W + PLOT_W}" y="${plotTop + plotH + 28}" font-size="11" text-anchor="end" fill="${COLORS.text}">${esc(p.unit)}</text>`);
   p.bars.forEach((b, i) => {
-    const y = plotTop + i * (BAR_H + GAP);
+    const y = plotTop + offsets[i]!;
     parts.push(`<text x="${LABEL_W - 8}" y="${y + BAR_H - 4}" font-size="12" text-anchor="end" fill="${COLORS.text}">${esc(b.label)}</text>`);
     if (b.value === undefined || !Number.isFinite(b.value)) {
       parts.push(`<text x="${LABEL_W + 4}" y="${y + BAR_H - 4}" font-size="11" fill="${COLORS.text}">not measured</text>`);
@@ -95,13 +112,13 @@ export function chartSvg(report: BenchReport): string {
     panels.push({
       title: `Stream time p99 with held streams at ${held[0]!.scenario.delayMs} ms a token — lower is better`,
       unit: 'ms from request to last event (p99)',
-      bars: held.flatMap((s) => s.results.map((r) => ({ label: `${r.label} @ ${s.scenario.concurrency}`, value: r.metrics?.streamP99Ms, sluice: r.sluice }))),
+      bars: held.flatMap((s) => s.results.map((r) => ({ label: `${r.label} @ ${s.scenario.concurrency}`, value: r.metrics?.streamP99Ms, sluice: r.sluice, group: s.scenario.name }))),
       mark: { value: ideal, label: `ideal ${Math.round(ideal)} ms` },
     });
     panels.push({
       title: 'Server memory per held stream — lower is better',
       unit: 'KB per stream ((peak RSS − idle RSS) / streams)',
-      bars: held.flatMap((s) => s.results.map((r) => ({ label: `${r.label} @ ${s.scenario.concurrency}`, value: r.metrics?.memPerStreamKB, sluice: r.sluice }))),
+      bars: held.flatMap((s) => s.results.map((r) => ({ label: `${r.label} @ ${s.scenario.concurrency}`, value: r.metrics?.memPerStreamKB, sluice: r.sluice, group: s.scenario.name }))),
       mark: { value: 50, label: 'target 50 KB' },
     });
   }

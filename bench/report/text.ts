@@ -42,7 +42,7 @@ export function markdownReport(report: BenchReport, chartFile?: string): string 
   if (chartFile) out.push(`![server CPU per event, and held-stream times](${chartFile})`, '');
   for (const s of report.scenarios) {
     out.push(`#### ${s.scenario.name}`, '', scenarioHeading(s), '');
-    out.push(`| ${COLUMNS.join(' | ')} |`, `|${COLUMNS.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    out.push(`| ${COLUMNS.join(' | ')} |`, `|${COLUMNS.map((_, i) => (i === 0 || i === COLUMNS.length - 1 ? '---' : '---:')).join('|')}|`);
     for (const row of rowsOf(s)) out.push(`| ${row.map(escape).join(' | ')} |`);
     out.push('');
   }
