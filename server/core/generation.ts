@@ -49,6 +49,11 @@ export interface GenerationOptions {
 export interface Listener extends AsyncIterableIterator<TrackedEvent> {
   /** Stops listening; the generation's resume window starts if this was the last listener. */
   close(): void;
+  /**
+   * The next event if it is already there, without waiting (undefined otherwise): lets a transport
+   * write everything available in one go.
+   */
+  poll(): TrackedEvent | undefined;
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
@@ -264,6 +269,10 @@ export class Generation {
         return Promise.resolve(DONE);
       },
       close,
+      poll() {
+        const result = take();
+        return result && !result.done ? result.value : undefined;
+      },
       [Symbol.asyncIterator]() {
         return listener;
       },

@@ -88,6 +88,8 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
       // A listener closed before it was ever read has no running generator to count it down.
       void iterator.return(undefined).then(uncount);
     },
+    // Remote events arrive in batches through next(); there is never one waiting locally.
+    poll: () => undefined,
     [Symbol.asyncIterator]: () => listener,
   };
   return listener;

@@ -2,12 +2,18 @@ import type { EventEmitter } from 'node:events';
 
 /** A reader's end of a stream, as far as flow control goes. */
 export interface Sink {
+  /** True when the reader has room now (at most `highWaterBytes` buffered for it). */
+  hasRoom(): boolean;
+  /** Bytes that may still be queued before the high-water mark (batches stop there). */
+  room(): number;
   /**
-   * Resolves true once the reader has room (at most `highWaterBytes` buffered for it). A reader
-   * that stays full for the send timeout is cut off, and this resolves false.
+   * Resolves true once the reader has room. A reader that stays full for the send timeout is cut
+   * off, and this resolves false. Hot loops call it only when hasRoom() is false.
    */
   ready(signal?: AbortSignal): Promise<boolean>;
 }
+
+const ROOM: Promise<boolean> = Promise.resolve(true);
 
 export interface SinkOptions {
   /** Bytes queued for the reader and not yet taken by the kernel. */
@@ -22,21 +28,27 @@ export interface SinkOptions {
 
 /** Never queue without bound for a slow reader: wait for `drain`, and give up on one that stays behind. */
 export function createSink(options: SinkOptions): Sink {
+  const hasRoom = (): boolean => options.buffered() <= options.highWaterBytes;
   return {
-    async ready(signal) {
-      if (options.buffered() <= options.highWaterBytes) return true;
-      const deadline = Date.now() + options.sendTimeoutMs;
-      while (options.buffered() > options.highWaterBytes) {
-        const left = deadline - Date.now();
-        if (left <= 0 || !(await drainWithin(options.drains, left, signal))) {
-          if (signal?.aborted) return false;
-          options.cut();
-          return false;
-        }
-      }
-      return true;
+    hasRoom,
+    room: () => options.highWaterBytes - options.buffered(),
+    ready(signal) {
+      return hasRoom() ? ROOM : waitForRoom(signal);
     },
   };
+
+  async function waitForRoom(signal: AbortSignal | undefined): Promise<boolean> {
+    const deadline = Date.now() + options.sendTimeoutMs;
+    while (!hasRoom()) {
+      const left = deadline - Date.now();
+      if (left <= 0 || !(await drainWithin(options.drains, left, signal))) {
+        if (signal?.aborted) return false;
+        options.cut();
+        return false;
+      }
+    }
+    return true;
+  }
 }
 
 function drainWithin(emitter: EventEmitter, ms: number, signal: AbortSignal | undefined): Promise<boolean> {

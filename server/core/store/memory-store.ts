@@ -25,6 +25,7 @@ export class MemoryStore implements Store {
   readonly #windows = new Map<string, { count: number; endsAt: number }>();
   readonly #slots = new Map<string, Map<string, number>>();
   #closed = false;
+  #nextSweep = 0;
 
   async getMessages(sessionKey: string): Promise<ChatMessage[]> {
     return [...(this.#sessions.get(sessionKey) ?? [])];
@@ -74,9 +75,12 @@ export class MemoryStore implements Store {
     return log;
   }
 
-  // Drops expired logs; called when logs are created, so the map cannot grow without bound.
+  // Drops expired logs; called when logs are created (at most once a second, so starting a reply
+  // stays O(1)), so the map cannot grow without bound.
   #sweep(): void {
     const now = Date.now();
+    if (now < this.#nextSweep) return;
+    this.#nextSweep = now + 1000;
     for (const [id, log] of this.#logs) if (expired(log.expiresAt, now)) this.#logs.delete(id);
   }
 

@@ -21,6 +21,7 @@ import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
 import { handleWebAsset, handleWebPage } from './web-routes.ts';
 import { handleChatStream } from './sse-route.ts';
+import { handleTrpcSse, type TrpcSseDeps } from './trpc-sse-route.ts';
 import { clientIp, type TrustedProxies } from './client-ip.ts';
 
 export interface HttpServerOptions {
@@ -124,10 +125,16 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     onError: onTRPCError,
   });
 
+  const trpcSse: TrpcSseDeps = { router, service, keys, rateLimiter: options.rateLimiter, metrics, ssePingMs: options.ssePingMs, sinkFor, onError: onTRPCError };
+
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
+    if (path === '/trpc/chat.stream' && req.method === 'GET') {
+      await handleTrpcSse(req, res, new URL(url, 'http://sluice.invalid'), trpcSse);
+      return;
+    }
     if (path.startsWith('/trpc/')) {
       trpcHandler(req, res);
       return;

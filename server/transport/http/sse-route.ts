@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseChatRequest } from '../../../shared/sse-route.ts';
-import { DEFAULT_SESSION_ID } from '../../../shared/session.ts';
 import type { Attachment } from '../../core/chat-service.ts';
+import { openStream } from '../open-stream.ts';
 import { readJsonBody, sendError } from './json-io.ts';
 import type { RouteDeps } from './route-context.ts';
 import { encodeSseFrame, encodeSsePing, SSE_HEADERS } from './sse-frames.ts';
@@ -17,13 +17,11 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
     const body = await readJsonBody(req, SseChatRequest, deps.maxBodyBytes);
     const owner = deps.ownerOf(req);
     const lastEventId = req.headers['last-event-id'];
-    attachment =
-      typeof lastEventId === 'string' && lastEventId.length > 0
-        ? await deps.service.attach(owner, lastEventId, abort.signal, 'sse')
-        : await deps.service.start(
-            { owner, sessionId: body.session_id ?? DEFAULT_SESSION_ID, message: body.message, transport: 'sse' },
-            abort.signal,
-          );
+    attachment = await openStream(
+      deps.service,
+      { owner, message: body.message, sessionId: body.session_id, lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined, transport: 'sse' },
+      abort.signal,
+    );
   } catch (error) {
     res.off('close', onClose);
     sendError(res, error);
@@ -44,11 +42,19 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
         }, deps.ssePingMs)
       : undefined;
   try {
-    for await (const { id, event } of listener) {
-      res.write(encodeSseFrame(event, id));
+    for (let next = await listener.next(); !next.done; next = await listener.next()) {
+      // Everything already in the log goes out in one write.
+      let frames = encodeSseFrame(next.value.event, next.value.id);
       sent++;
+      // A batch stops at the reader's room, so buffering stays within one frame of the high-water mark.
+      const room = sink.room();
+      for (let more = frames.length < room ? listener.poll() : undefined; more; more = frames.length < room ? listener.poll() : undefined) {
+        frames += encodeSseFrame(more.event, more.id);
+        sent++;
+      }
+      res.write(frames);
       // Never queue without bound for a slow reader: wait for it, and cut it off after the send timeout.
-      if (!(await sink.ready(abort.signal))) break;
+      if (!sink.hasRoom() && !(await sink.ready(abort.signal))) break;
     }
     res.end();
   } finally {

@@ -1,10 +1,10 @@
 import { initTRPC, tracked, TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import { ChatStreamInput, SessionRef } from '../../../shared/chat-request.ts';
-import { DEFAULT_SESSION_ID } from '../../../shared/session.ts';
 import { SluiceError } from '../../core/errors.ts';
 import type { TRPCContext } from './context.ts';
 import { toTRPCError } from './errors.ts';
+import { openStream } from '../open-stream.ts';
 
 export interface RouterOptions {
   /** Interval of tRPC's SSE `ping` events (0: none). */
@@ -45,12 +45,11 @@ export function createAppRouter(options: RouterOptions) {
         const { service, owner, sink } = ctx;
         let attachment;
         try {
-          attachment = input.lastEventId
-            ? await service.attach(owner, input.lastEventId, signal, ctx.transport)
-            : await service.start(
-                { owner, sessionId: input.sessionId ?? DEFAULT_SESSION_ID, message: input.message, transport: ctx.transport },
-                signal,
-              );
+          attachment = await openStream(
+            service,
+            { owner, message: input.message, sessionId: input.sessionId, lastEventId: input.lastEventId, transport: ctx.transport },
+            signal,
+          );
         } catch (error) {
           throw toTRPCError(error);
         }
@@ -60,7 +59,7 @@ export function createAppRouter(options: RouterOptions) {
         try {
           for await (const { id, event } of listener) {
             // A reader that cannot keep up is waited for, and cut off after the send timeout.
-            if (!(await sink.ready(signal))) break;
+            if (!sink.hasRoom() && !(await sink.ready(signal))) break;
             sent++;
             yield tracked(id, event);
           }

@@ -1,0 +1,123 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getErrorShape } from '@trpc/server/unstable-core-do-not-import';
+import superjson from 'superjson';
+import { ChatStreamInput } from '../../../shared/chat-request.ts';
+import type { StreamEvent } from '../../../shared/stream-events.ts';
+import { bearerToken, type ApiKeys } from '../../core/api-keys.ts';
+import type { ChatService } from '../../core/chat-service.ts';
+import { SluiceError } from '../../core/errors.ts';
+import type { RateLimiter } from '../../core/rate-limiter.ts';
+import type { Metrics } from '../../observability/metrics.ts';
+import type { Sink } from '../backpressure.ts';
+import { openStream } from '../open-stream.ts';
+import { toTRPCError } from '../trpc/errors.ts';
+import type { AppRouter } from '../trpc/router.ts';
+import { parseWith } from './json-io.ts';
+
+export interface TrpcSseDeps {
+  readonly router: AppRouter;
+  readonly service: ChatService;
+  readonly keys: ApiKeys;
+  readonly rateLimiter: RateLimiter;
+  readonly metrics: Metrics;
+  readonly ssePingMs: number;
+  readonly sinkFor: (res: ServerResponse) => Sink;
+  readonly onError: (opts: { error: { code: string; cause?: unknown }; path?: string }) => void;
+}
+
+// tRPC's SSE wire protocol (what httpSubscriptionLink reads), as its own producer writes it.
+const HEADERS = {
+  'Content-Type': 'text/event-stream',
+  'Cache-Control': 'no-cache, no-transform',
+  Connection: 'keep-alive',
+  'X-Accel-Buffering': 'no',
+  Vary: 'trpc-accept, accept',
+};
+const PING = 'event: ping\ndata: \n\n';
+const RETURN = 'event: return\ndata: \n\n';
+
+// superjson of a plain object (strings, numbers, booleans) is `{"json": <the object>}`, so the
+// frame is written directly instead of walking each event through superjson.
+function dataFrame(event: StreamEvent, id: string): string {
+  return `data: {"json":${JSON.stringify(event)}}\nid: ${id}\n\n`;
+}
+
+/**
+ * `GET /trpc/chat.stream`: tRPC subscriptions over SSE, written by Sluice itself. tRPC's own SSE
+ * producer costs several times more CPU per event; this one speaks the same protocol (`connected`,
+ * `data` + `id`, `ping`, `serialized-error`, `return`) on the same chat service, so the stock
+ * httpSubscriptionLink cannot tell the difference.
+ */
+export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, url: URL, deps: TrpcSseDeps): Promise<void> {
+  const abort = new AbortController();
+  const onClose = (): void => abort.abort();
+  res.once('close', onClose);
+  res.writeHead(200, HEADERS);
+  const client = deps.ssePingMs > 0 ? { reconnectAfterInactivityMs: deps.ssePingMs * 2 + 5000 } : {};
+  res.write(`event: connected\ndata: ${JSON.stringify(client)}\n\n`);
+
+  let input: unknown;
+  let attachment;
+  try {
+    input = decodeInput(url.searchParams.get('input'));
+    const parsed = parseWith(ChatStreamInput, input);
+    const owner = deps.keys.identify(bearerToken(req.headers.authorization));
+    if (!owner) throw new SluiceError('unauthorized');
+    await deps.rateLimiter.check(owner);
+    const header = req.headers['last-event-id'];
+    const lastEventId = (typeof header === 'string' && header) || url.searchParams.get('lastEventId') || parsed.lastEventId;
+    attachment = await openStream(
+      deps.service,
+      { owner, message: parsed.message, sessionId: parsed.sessionId, lastEventId, transport: 'trpc-http' },
+      abort.signal,
+    );
+  } catch (caught) {
+    const error = toTRPCError(caught);
+    deps.onError({ error, path: 'chat.stream' });
+    const shape = getErrorShape({ config: deps.router._def._config, error, type: 'subscription', path: 'chat.stream', input, ctx: undefined });
+    res.end(`event: serialized-error\ndata: ${JSON.stringify(superjson.serialize(shape))}\n\n`);
+    res.off('close', onClose);
+    return;
+  }
+
+  const { listener } = attachment;
+  const sink = deps.sinkFor(res);
+  let sent = 0;
+  let ended = false;
+  deps.metrics.streamOpened('trpc-http');
+  const ping = deps.ssePingMs > 0 ? setInterval(() => res.writableLength === 0 && res.write(PING), deps.ssePingMs) : undefined;
+  try {
+    for (let next = await listener.next(); !next.done; next = await listener.next()) {
+      let frames = dataFrame(next.value.event, next.value.id);
+      sent++;
+      ended = next.value.event.type !== 'delta';
+      // A batch stops at the reader's room, so buffering stays within one frame of the high-water mark.
+      const room = sink.room();
+      const take = () => (ended || frames.length >= room ? undefined : listener.poll());
+      for (let more = take(); more; more = take()) {
+        frames += dataFrame(more.event, more.id);
+        sent++;
+        ended = more.event.type !== 'delta';
+      }
+      res.write(ended ? frames + RETURN : frames);
+      if (ended) break;
+      if (!sink.hasRoom() && !(await sink.ready(abort.signal))) break;
+    }
+    res.end();
+  } finally {
+    clearInterval(ping);
+    deps.metrics.streamClosed('trpc-http', sent);
+    listener.close();
+    res.off('close', onClose);
+  }
+}
+
+/** The `input` query parameter: JSON of superjson's `{ json, meta }`. */
+function decodeInput(raw: string | null): unknown {
+  if (raw === null) return undefined;
+  try {
+    return superjson.deserialize(JSON.parse(raw) as Parameters<typeof superjson.deserialize>[0]);
+  } catch {
+    throw new SluiceError('invalid_request', 'input: must be superjson-encoded JSON');
+  }
+}
