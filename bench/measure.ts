@@ -103,13 +103,13 @@ export async function measure(target: Target, scenario: Scenario, options: Measu
     const cpu1 = processCpuMicros(server.pid);
     const clientCpu = process.cpuUsage(client0);
     const peakRss = sampler.stop();
+    const events = outcomes.reduce((n, o) => n + o.deltas, 0);
     if (options.cpuProfileDir) {
       // The profile covers the server's whole life; its summary keeps the measured window only.
-      const window: ProfileWindow = { startUs: windowStart, endUs: monotonicMicros() };
+      const window: ProfileWindow = { startUs: windowStart, endUs: monotonicMicros(), events };
       await writeFile(join(options.cpuProfileDir, options.tag, WINDOW_FILE), JSON.stringify(window));
     }
 
-    const events = outcomes.reduce((n, o) => n + o.deltas, 0);
     const failed = outcomes.filter((o) => !o.complete);
     const firstEvents = outcomes.flatMap((o) => (o.firstEventMs === undefined ? [] : [o.firstEventMs]));
     const streamTimes = outcomes.filter((o) => o.complete).map((o) => o.streamMs);

@@ -27,6 +27,8 @@ interface CpuProfile {
 export interface ProfileWindow {
   readonly startUs: number;
   readonly endUs: number;
+  /** Token events the load generator received in the window (for µs per event). */
+  readonly events?: number;
 }
 
 export const WINDOW_FILE = 'window.json';
@@ -52,6 +54,8 @@ export interface ProfileSummary {
   readonly totalMs: number;
   /** Only samples inside the bench's measured window were counted (start-up and warm-up left out). */
   readonly windowed: boolean;
+  /** Events in the window, when known: rows then also show microseconds per event. */
+  readonly events: number | undefined;
   /** Share of non-idle time by where the code lives (Sluice, tRPC, ws, node internals, ...). */
   readonly byArea: ReadonlyArray<{ readonly area: string; readonly percent: number }>;
   readonly top: readonly SelfTimeRow[];
@@ -140,6 +144,7 @@ export function summarizeProfile(file: string, topN = 15, window: ProfileWindow 
     file,
     totalMs: busyUs / 1000,
     windowed: window !== undefined,
+    events: window?.events,
     byArea: [...areas].sort((a, b) => b[1] - a[1]).map(([area, us]) => ({ area, percent: pct(us) })),
     top: [...rows.values()]
       .sort((a, b) => b.us - a.us)
@@ -153,18 +158,25 @@ export function summarizeProfile(file: string, topN = 15, window: ProfileWindow 
 }
 
 export function formatSummary(s: ProfileSummary): string {
+  const perEvent = s.events !== undefined && s.events > 0 ? s.events : undefined;
+  const row = (r: SelfTimeRow): string =>
+    `  ${r.selfMs.toFixed(1).padStart(7)} ${r.percent.toFixed(1).padStart(5)}` +
+    (perEvent ? ` ${((r.selfMs * 1000) / perEvent).toFixed(2).padStart(7)}` : '') +
+    `  ${r.name} (${r.location})`;
+  const unit = perEvent ? '     µs/ev' : '';
   const lines = [
-    `${s.file}: ${s.totalMs.toFixed(0)} ms of non-idle samples${s.windowed ? ' in the measured window' : ''}`,
+    `${s.file}: ${s.totalMs.toFixed(0)} ms of non-idle samples${s.windowed ? ' in the measured window' : ''}` +
+      (perEvent ? `, ${perEvent} events (${((s.totalMs * 1000) / perEvent).toFixed(1)} µs/event)` : ''),
     `  by area: ${s.byArea
       .filter((a) => a.percent >= 1)
       .map((a) => `${a.area} ${a.percent.toFixed(1)}%`)
       .join(', ')}`,
-    '  self ms    %  function (location)',
+    `  self ms      %${unit}  function (location)`,
   ];
-  for (const r of s.top) lines.push(`  ${r.selfMs.toFixed(1).padStart(7)} ${r.percent.toFixed(1).padStart(4)}  ${r.name} (${r.location})`);
+  for (const r of s.top) lines.push(row(r));
   if (s.ownTotal.length > 0) {
-    lines.push('  Sluice code (server/, shared/) by total time, callees included:', ' total ms    %  function (location)');
-    for (const r of s.ownTotal) lines.push(`  ${r.selfMs.toFixed(1).padStart(7)} ${r.percent.toFixed(1).padStart(4)}  ${r.name} (${r.location})`);
+    lines.push('  Sluice code (server/, shared/) by total time, callees included:', ` total ms      %${unit}  function (location)`);
+    for (const r of s.ownTotal) lines.push(row(r));
   }
   return lines.join('\n');
 }
