@@ -53,7 +53,7 @@ export const ConfigSchema = z
     MAX_WS_CONNECTIONS_PER_KEY: int(0).default(0).describe('WebSocket connections a key may hold at once, across instances (0: no limit)'),
     MAX_HISTORY_MESSAGES: int(2).default(1000).describe('messages kept per session; the oldest are trimmed'),
     RESUME_GRACE_MS: int(0, 3_600_000).default(5000).describe('how long a generation whose listeners all left keeps running, waiting for a resume (0: abort at once)'),
-    LIVENESS_TTL_MS: int(300, 600_000).default(10_000).describe("a running reply's session lock and liveness mark expire this long after its instance stops refreshing them (a killed instance's replies are ended after it)"),
+    LIVENESS_TTL_MS: int(300, 600_000).default(10_000).describe("a running reply's liveness mark expires this long after its instance stops refreshing it: a killed instance's replies are then ended as `interrupted` (by a client resuming, or by the session's next message)"),
     EVENT_LOG_TTL_MS: int(0, 86_400_000).default(300_000).describe('how long the event log of a finished generation stays resumable'),
     MAX_BODY_BYTES: int(1, 64 * 1024 * 1024).default(64 * 1024).describe('largest accepted request body (413 above)'),
     MAX_MESSAGE_CHARS: int(1, 10_000_000).default(32_000).describe('longest accepted user message'),

@@ -356,12 +356,16 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     expect(stored.messages[1]).toMatchObject({ role: 'assistant', status: 'interrupted', content: partial });
   });
 
-  it('an instance killed mid-reply: clients resuming through nginx get the `interrupted` error, history keeps the partial, the survivor serves', async () => {
+  it('an instance killed mid-reply: clients resuming through nginx get the `interrupted` error, history keeps the partials, the survivor serves', async () => {
     const set = await cluster({ SIM_DELAY_MS: 50, RESUME_GRACE_MS: 5000, LIVENESS_TTL_MS: 1500 });
     if (!set) return;
     const { a, b, nginx } = set;
-    // Two replies on one instance: the typed client's WebSocket (request 1 of nginx's rotation),
-    // then, after one request that goes to the other instance, a POST on the SSE route (request 3).
+    const post = (sessionId: string, message = PROMPT, signal?: AbortSignal) =>
+      fetch(`${nginx.url}/v1/chat/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: sseBody(sessionId, message), signal });
+    // Three replies on one instance, steered by nginx's rotation (one worker, strict round robin):
+    // the typed client's WebSocket is request 1, a request to the other instance comes between
+    // each of the rest. 1: typed client (it will resume by itself); 3: the SSE route (the client
+    // resumes with Last-Event-ID); 5: an SSE client that leaves for good.
     const client = createChatClient({ url: nginx.url, transport: 'ws' });
     const events: StreamEvent[] = [];
     const typed = (async () => {
@@ -369,23 +373,29 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     })();
     await vi.waitFor(() => expect(events.length).toBeGreaterThan(0));
     expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
-    const res = await fetch(`${nginx.url}/v1/chat/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: sseBody('killed-sse') });
+    const res = await post('killed-sse');
+    expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
+    const leaving = new AbortController();
+    const abandoned = await post('killed-gone', PROMPT, leaving.signal);
+    const firstChunk = await (abandoned.body as ReadableStream<Uint8Array>).getReader().read();
+    expect(new TextDecoder().decode(firstChunk.value)).toContain('chunk_index');
+    leaving.abort();
     const [ra, rb] = await Promise.all([metric(a, 'sluice_running_generations'), metric(b, 'sluice_running_generations')]);
-    expect([ra, rb].sort()).toEqual([0, 2]);
-    const [victim, survivor] = ra === 2 ? [a, b] : [b, a];
+    expect([ra, rb].sort()).toEqual([0, 3]);
+    const [victim, survivor] = ra === 3 ? [a, b] : [b, a];
 
-    // Read the SSE route until a few deltas are in, then kill the instance that runs both replies.
+    // Read the SSE route until a few deltas are in, then kill the instance that runs the replies.
     const decoder = new TextDecoder();
     let text = '';
     const reader = (res.body as ReadableStream<Uint8Array>).getReader();
     while (parseSse(text).length < 3) text += decoder.decode((await reader.read()).value, { stream: true });
     await victim.stop('SIGKILL');
     // nginx ends the cut stream; whatever was read is what the client has.
-    await reader.read().then(async function rest(r): Promise<void> {
-      if (r.done) return;
+    for (;;) {
+      const r = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+      if (r.done) break;
       text += decoder.decode(r.value, { stream: true });
-      return reader.read().then(rest);
-    }).catch(() => undefined);
+    }
     const head = parseSse(text).filter((f) => f.event === 'message');
     expect(head.length).toBeGreaterThanOrEqual(3);
     expect(head.length).toBeLessThan(FULL.length);
@@ -428,10 +438,27 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
       ]);
     }
     // The sessions are free again, and the survivor serves everything nginx sends.
-    const next = await fetch(`${nginx.url}/v1/chat/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: sseBody('killed-sse', 'after the crash') });
-    const frames = parseSse(await next.text());
-    expect(JSON.parse(frames.at(-1)!.data)).toMatchObject({ done: true });
+    const next = parseSse(await (await post('killed-sse', 'after the crash')).text());
+    expect(JSON.parse(next.at(-1)!.data)).toMatchObject({ done: true });
     for (let i = 0; i < 4; i++) expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
-    expect(await metric(survivor, 'sluice_generations_total', { outcome: 'completed' })).toBe(1);
+
+    // Nobody came back for the third reply: its session's next message (once the dead instance's
+    // liveness mark has expired; 409 session_busy until then) stores the partial reply first.
+    let again: Response | undefined;
+    await vi.waitFor(async () => {
+      again = await post('killed-gone', 'after the crash');
+      expect(again.status).toBe(200);
+    }, { timeout: 10_000, interval: 200 });
+    expect(JSON.parse(parseSse(await again!.text()).at(-1)!.data)).toMatchObject({ done: true });
+    const gone = await history(nginx.url, 'killed-gone');
+    expect(gone.messages.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'interrupted'],
+      ['user', 'complete'],
+      ['assistant', 'complete'],
+    ]);
+    expect(gone.messages[1]!.content.length).toBeGreaterThan(0);
+    expect(reply(PROMPT).startsWith(gone.messages[1]!.content)).toBe(true);
+    expect(await metric(survivor, 'sluice_generations_total', { outcome: 'completed' })).toBe(2);
   });
 });

@@ -16,7 +16,11 @@ export interface ChatServiceOptions {
   readonly resumeGraceMs: number;
   readonly eventLogTtlMs: number;
   readonly maxMessageChars: number;
-  /** A running generation's lock and liveness mark expire this long after its instance stops refreshing them. */
+  /**
+   * A running generation's liveness mark expires this long after its instance stops refreshing it
+   * (the instance died): a resuming client then gets the `interrupted` ending, and the session's
+   * next message stores the partial reply and goes ahead.
+   */
   readonly livenessTtlMs?: number;
   /** How long a remote listener's blocking read waits before it checks the generation's liveness. */
   readonly remotePollMs?: number;
@@ -54,6 +58,9 @@ export interface Attachment {
   readonly listener: Listener;
 }
 
+/** How long a generation's record (and so its session lock) is kept: a day, or the event log's lifetime if longer. */
+const RECORD_TTL_MS = 24 * 60 * 60 * 1000;
+
 function checkOptions(o: ChatServiceOptions): void {
   for (const name of ['resumeGraceMs', 'eventLogTtlMs', 'maxMessageChars', 'livenessTtlMs', 'remotePollMs', 'maxHistoryMessages', 'maxStreamsPerOwner'] as const) {
     const value = o[name];
@@ -76,6 +83,12 @@ interface Running {
 export class ChatService {
   readonly #o: ChatServiceOptions;
   readonly #livenessTtlMs: number;
+  /**
+   * A session lock outlives its holder's liveness mark (it lasts as long as the generation's
+   * record and log), so that a lock left by a dead instance is still there for the session's next
+   * message to find: the orphan's partial reply is stored before the new turn (see #lockSession).
+   */
+  readonly #lockTtlMs: number;
   readonly #remotePollMs: number;
   readonly #keepMessages: number;
   readonly #observer: GenerationObserver;
@@ -99,6 +112,7 @@ export class ChatService {
     checkOptions(options);
     this.#o = options;
     this.#livenessTtlMs = options.livenessTtlMs ?? 10_000;
+    this.#lockTtlMs = Math.max(options.eventLogTtlMs, RECORD_TTL_MS);
     this.#remotePollMs = options.remotePollMs ?? 1_000;
     this.#keepMessages = options.maxHistoryMessages || 1000;
     this.#observer = options.observer ?? NO_OBSERVER;
@@ -163,7 +177,7 @@ export class ChatService {
       };
       await Promise.all([
         store.appendMessage(sessionKey, userMessage, this.#keepMessages),
-        store.saveGeneration(record, Math.max(this.#o.eventLogTtlMs, 24 * 60 * 60 * 1000)),
+        store.saveGeneration(record, this.#lockTtlMs),
         store.markAlive(record.id, this.#livenessTtlMs),
       ]);
       history.push(userMessage);
@@ -318,7 +332,7 @@ export class ChatService {
   async #lockSession(record: GenerationRecord): Promise<void> {
     const { store } = this.#o;
     try {
-      if (await store.acquireSessionLock(record.sessionKey, record.id, this.#livenessTtlMs)) return;
+      if (await store.acquireSessionLock(record.sessionKey, record.id, this.#lockTtlMs)) return;
       const holder = await store.sessionLockHolder(record.sessionKey);
       if (holder && !this.#generations.has(holder) && !(await store.isAlive(holder))) {
         const orphan = await store.loadGeneration(holder);
@@ -330,8 +344,11 @@ export class ChatService {
             eventLogTtlMs: this.#o.eventLogTtlMs,
             maxHistoryMessages: this.#keepMessages,
           });
-          if (await store.acquireSessionLock(record.sessionKey, record.id, this.#livenessTtlMs)) return;
+        } else {
+          // Nothing left to store: only the dead holder's lock remains.
+          await store.releaseSessionLock(record.sessionKey, holder);
         }
+        if (await store.acquireSessionLock(record.sessionKey, record.id, this.#lockTtlMs)) return;
       }
     } catch (error) {
       throw toSluiceError(error);
@@ -449,7 +466,7 @@ export class ChatService {
           this.#o.store.refreshSlot(this.#slotKey(record.owner), record.id, this.#livenessTtlMs).catch(() => undefined);
         }
         if (!record.stored) continue;
-        this.#o.store.refreshSessionLock(record.sessionKey, record.id, this.#livenessTtlMs).catch(() => undefined);
+        this.#o.store.refreshSessionLock(record.sessionKey, record.id, this.#lockTtlMs).catch(() => undefined);
         this.#o.store.markAlive(record.id, this.#livenessTtlMs).catch(() => undefined);
       }
     }, Math.max(100, Math.floor(this.#livenessTtlMs / 3)));
