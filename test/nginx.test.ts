@@ -181,6 +181,11 @@ describe('Sluice behind nginx (docs/deploy/nginx.conf, real nginx)', () => {
     expect((await fetch(`${sluice.url}/metrics`)).status).toBe(200);
     expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
 
+    // tRPC over SSE and HTTP put the input in the URL: a 12 KB one passes nginx (its default header
+    // buffers, 8 KB, would answer 414), as it passes Node (16 KB).
+    const longInput = encodeURIComponent(JSON.stringify({ json: { sessionId: 'long', padding: 'x'.repeat(12_000) } }));
+    expect((await fetch(`${nginx.url}/trpc/chat.history?input=${longInput}`)).status).toBe(200);
+
     // X-Forwarded-For: believed from nginx (TRUSTED_PROXIES=127.0.0.1), and nginx appends the real
     // peer, so a client cannot put another address in front. The client connects from 127.0.0.5.
     const spoofed = { 'x-forwarded-for': '203.0.113.66' };
@@ -441,6 +446,8 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     const next = parseSse(await (await post('killed-sse', 'after the crash')).text());
     expect(JSON.parse(next.at(-1)!.data)).toMatchObject({ done: true });
     for (let i = 0; i < 4; i++) expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
+    // nginx did meet the dead instance, and moved each such request on to the survivor.
+    expect(nginx.output()).toMatch(/Connection refused\) while connecting to upstream/);
 
     // Nobody came back for the third reply: its session's next message (once the dead instance's
     // liveness mark has expired; 409 session_busy until then) stores the partial reply first.
