@@ -55,14 +55,27 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   if (declared !== undefined && Number(declared) > maxBytes) {
     throw new SluiceError('payload_too_large', `The request body must be at most ${maxBytes} bytes`);
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new SluiceError('payload_too_large', `The request body must be at most ${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
+  // Events rather than `for await`: cheaper per request, and the request is drained either way.
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > maxBytes) {
+        req.off('data', onData);
+        req.resume();
+        reject(new SluiceError('payload_too_large', `The request body must be at most ${maxBytes} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+    req.once('error', reject);
+    req.once('close', () => {
+      if (!req.complete) reject(new SluiceError('invalid_request', 'The request body was cut short'));
+    });
+  });
 }
 
 /** Reads a JSON body and validates it, with an error naming the problem (415, 413, 400, 422). */

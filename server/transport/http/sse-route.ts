@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseChatRequest } from '../../../shared/sse-route.ts';
 import type { Attachment } from '../../core/chat-service.ts';
+import type { TrackedEvent } from '../../core/generation.ts';
 import { openStream } from '../open-stream.ts';
 import { readJsonBody, sendError } from './json-io.ts';
 import type { RouteDeps } from './route-context.ts';
@@ -33,7 +34,7 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
   let sent = 0;
   deps.metrics.streamOpened('sse');
   res.writeHead(200, SSE_HEADERS);
-  res.flushHeaders();
+
   // Keep-alive comments for proxies; a reader that is already behind does not need them.
   const ping =
     deps.ssePingMs > 0
@@ -42,7 +43,12 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
         }, deps.ssePingMs)
       : undefined;
   try {
-    for (let next = await listener.next(); !next.done; next = await listener.next()) {
+    // Headers go out with the first frame when it is already there (one write); otherwise at once,
+    // so the client sees the stream open while the model thinks.
+    const already = listener.poll();
+    if (!already) res.flushHeaders();
+    let next: IteratorResult<TrackedEvent> = already ? { done: false, value: already } : await listener.next();
+    for (; !next.done; next = await listener.next()) {
       // Everything already in the log goes out in one write.
       let frames = encodeSseFrame(next.value.event, next.value.id);
       sent++;

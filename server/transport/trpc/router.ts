@@ -1,5 +1,5 @@
 import { initTRPC, tracked, TRPCError } from '@trpc/server';
-import superjson from 'superjson';
+import { transformer } from './transformer.ts';
 import { ChatStreamInput, SessionRef } from '../../../shared/chat-request.ts';
 import { SluiceError } from '../../core/errors.ts';
 import type { TRPCContext } from './context.ts';
@@ -13,7 +13,7 @@ export interface RouterOptions {
 
 export function createAppRouter(options: RouterOptions) {
   const t = initTRPC.context<TRPCContext>().create({
-    transformer: superjson,
+    transformer,
     // Never send stack traces, whatever NODE_ENV says.
     isDev: false,
     sse: {
