@@ -367,10 +367,10 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     const { a, b, nginx } = set;
     const post = (sessionId: string, message = PROMPT, signal?: AbortSignal) =>
       fetch(`${nginx.url}/v1/chat/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: sseBody(sessionId, message), signal });
-    // Three replies on one instance, steered by nginx's rotation (one worker, strict round robin):
+    // Four replies on one instance, steered by nginx's rotation (one worker, strict round robin):
     // the typed client's WebSocket is request 1, a request to the other instance comes between
     // each of the rest. 1: typed client (it will resume by itself); 3: the SSE route (the client
-    // resumes with Last-Event-ID); 5: an SSE client that leaves for good.
+    // resumes with Last-Event-ID); 5 and 7: SSE clients that leave for good.
     const client = createChatClient({ url: nginx.url, transport: 'ws' });
     const events: StreamEvent[] = [];
     const typed = (async () => {
@@ -380,14 +380,19 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
     const res = await post('killed-sse');
     expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
-    const leaving = new AbortController();
-    const abandoned = await post('killed-gone', PROMPT, leaving.signal);
-    const firstChunk = await (abandoned.body as ReadableStream<Uint8Array>).getReader().read();
-    expect(new TextDecoder().decode(firstChunk.value)).toContain('chunk_index');
-    leaving.abort();
+    const abandon = async (sessionId: string): Promise<void> => {
+      const leaving = new AbortController();
+      const abandoned = await post(sessionId, PROMPT, leaving.signal);
+      const firstChunk = await (abandoned.body as ReadableStream<Uint8Array>).getReader().read();
+      expect(new TextDecoder().decode(firstChunk.value)).toContain('chunk_index');
+      leaving.abort();
+    };
+    await abandon('killed-gone');
+    expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
+    await abandon('killed-cancel');
     const [ra, rb] = await Promise.all([metric(a, 'sluice_running_generations'), metric(b, 'sluice_running_generations')]);
-    expect([ra, rb].sort()).toEqual([0, 3]);
-    const [victim, survivor] = ra === 3 ? [a, b] : [b, a];
+    expect([ra, rb].sort()).toEqual([0, 4]);
+    const [victim, survivor] = ra === 4 ? [a, b] : [b, a];
 
     // Read the SSE route until a few deltas are in, then kill the instance that runs the replies.
     const decoder = new TextDecoder();
@@ -467,5 +472,16 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     expect(gone.messages[1]!.content.length).toBeGreaterThan(0);
     expect(reply(PROMPT).startsWith(gone.messages[1]!.content)).toBe(true);
     expect(await metric(survivor, 'sluice_generations_total', { outcome: 'completed' })).toBe(2);
+
+    // A cancel for the fourth: `true` while the dead instance's liveness mark lasts (nobody can tell
+    // yet), then `false` (nothing is running), and by then the partial reply is stored.
+    await vi.waitFor(async () => {
+      const res = await fetch(`${nginx.url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: 'killed-cancel' }) });
+      expect(await res.json()).toEqual({ cancelled: false });
+    }, { timeout: 10_000, interval: 200 });
+    expect((await history(nginx.url, 'killed-cancel')).messages.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'interrupted'],
+    ]);
   });
 });

@@ -160,10 +160,14 @@ export class ChatService {
     };
     await this.#takeStreamSlot(record);
     try {
+      // Alive before it holds the lock: whoever finds it holding the lock finds it alive too, and
+      // never takes a reply that is starting for one whose instance died (see #endIfDead).
+      await store.markAlive(record.id, this.#livenessTtlMs);
       await this.#lockSession(record);
     } catch (error) {
+      await store.clearAlive(record.id).catch(() => undefined);
       await this.#releaseStreamSlot(record);
-      throw error;
+      throw toSluiceError(error);
     }
 
     let history: ChatMessage[];
@@ -178,7 +182,6 @@ export class ChatService {
       await Promise.all([
         store.appendMessage(sessionKey, userMessage, this.#keepMessages),
         store.saveGeneration(record, this.#lockTtlMs),
-        store.markAlive(record.id, this.#livenessTtlMs),
       ]);
       history.push(userMessage);
     } catch (error) {
@@ -256,6 +259,8 @@ export class ChatService {
     try {
       const holder = await this.#o.store.sessionLockHolder(sessionKey);
       if (!holder) return false;
+      // A reply whose instance died is not running: end it (its partial is stored), nothing to cancel.
+      if (await this.#endIfDead(sessionKey, holder)) return false;
       await this.#o.store.publishCancel(holder);
       return true;
     } catch (error) {
@@ -334,26 +339,36 @@ export class ChatService {
     try {
       if (await store.acquireSessionLock(record.sessionKey, record.id, this.#lockTtlMs)) return;
       const holder = await store.sessionLockHolder(record.sessionKey);
-      if (holder && !this.#generations.has(holder) && !(await store.isAlive(holder))) {
-        const orphan = await store.loadGeneration(holder);
-        if (orphan) {
-          await endOrphan({
-            store,
-            record: orphan,
-            logger: this.#o.logger,
-            eventLogTtlMs: this.#o.eventLogTtlMs,
-            maxHistoryMessages: this.#keepMessages,
-          });
-        } else {
-          // Nothing left to store: only the dead holder's lock remains.
-          await store.releaseSessionLock(record.sessionKey, holder);
-        }
+      if (holder && (await this.#endIfDead(record.sessionKey, holder))) {
         if (await store.acquireSessionLock(record.sessionKey, record.id, this.#lockTtlMs)) return;
       }
     } catch (error) {
       throw toSluiceError(error);
     }
     throw new SluiceError('session_busy');
+  }
+
+  /**
+   * If the session lock's holder is a generation whose instance died (no liveness mark), ends it
+   * as `interrupted` (storing its partial reply) and frees the session. True when it was dead.
+   */
+  async #endIfDead(sessionKey: string, holder: string): Promise<boolean> {
+    const { store } = this.#o;
+    if (this.#generations.has(holder) || (await store.isAlive(holder))) return false;
+    const orphan = await store.loadGeneration(holder);
+    if (orphan) {
+      await endOrphan({
+        store,
+        record: orphan,
+        logger: this.#o.logger,
+        eventLogTtlMs: this.#o.eventLogTtlMs,
+        maxHistoryMessages: this.#keepMessages,
+      });
+    } else {
+      // Nothing left to store: only the dead holder's lock remains.
+      await store.releaseSessionLock(sessionKey, holder);
+    }
+    return true;
   }
 
   #launch(
