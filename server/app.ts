@@ -38,7 +38,7 @@ export interface Sluice {
 
 /** The composition root: configuration in, a wired server out. */
 export function createSluice(config: Config, overrides: SluiceOverrides = {}): Sluice {
-  const logger = overrides.logger ?? pino({ level: config.LOG_LEVEL, base: { service: 'sluice' } });
+  const logger = overrides.logger ?? pino({ level: config.LOG_LEVEL, base: { service: 'sluice', pid: process.pid } });
   const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
   const store = overrides.store ?? createStore(config, logger);
   const provider = overrides.provider ?? createProvider(config, logger);

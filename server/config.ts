@@ -11,6 +11,7 @@ const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' |
 export const ConfigSchema = z
   .object({
     PORT: int(0, 65535).default(8000).describe('port for everything (HTTP, SSE, WebSocket)'),
+    WORKERS: int(0, 256).default(1).describe('server processes sharing the port (Node cluster); 0: one per core; more than 1 needs REDIS_URL'),
     HOST: z.string().min(1).default('127.0.0.1').describe('interface to listen on (0.0.0.0 in containers)'),
     TRUSTED_PROXIES: z
       .string()

@@ -1,7 +1,10 @@
-import { createSluice } from './app.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import cluster from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import { runPrimary } from './cluster-primary.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { serve } from './serve.ts';
 
-let config;
+let config: Config;
 try {
   config = loadConfig(process.env, process.argv.slice(2));
 } catch (error) {
@@ -10,30 +13,6 @@ try {
   process.exit(2);
 }
 
-let sluice;
-try {
-  sluice = createSluice(config);
-} catch (error) {
-  console.error(`sluice: ${error instanceof Error ? error.message : String(error)}`);
-  process.exit(2);
-}
-const { url } = await sluice.listen();
-sluice.logger.info({ url, provider: config.LLM_PROVIDER, store: sluice.store.kind }, `Sluice listening on ${url}`);
-
-// An error in one stream must never take the others down: log it and keep serving.
-process.on('unhandledRejection', (reason) => sluice.logger.error({ err: reason }, 'unhandled rejection'));
-process.on('uncaughtException', (error) => sluice.logger.error({ err: error }, 'uncaught exception'));
-
-const shutdown = (signal: string): void => {
-  sluice.logger.info({ signal }, 'shutting down: draining running replies');
-  sluice.shutdown().then(
-    () => process.exit(0),
-    (error: unknown) => {
-      sluice.logger.error({ err: error }, 'shutdown failed');
-      process.exit(1);
-    },
-  );
-};
-// A second signal while draining is harmless: shutdown() is idempotent.
-process.on('SIGTERM', () => shutdown('SIGTERM'));
-process.on('SIGINT', () => shutdown('SIGINT'));
+const workers = config.WORKERS === 0 ? availableParallelism() : config.WORKERS;
+if (cluster.isPrimary && workers > 1) await runPrimary(config, workers);
+else await serve(config);

@@ -213,6 +213,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   });
   // Malformed HTTP never reaches a handler; answer it and drop the socket.
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    logger.debug({ code: error.code, reason: (error as { reason?: string }).reason }, 'malformed request');
     if (socket.writable && error.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();
   });

@@ -33,3 +33,8 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
   Connection: 'keep-alive',
   'X-Accel-Buffering': 'no',
 };
+
+/** The same, for a client that sent `Connection: close` (Node then answers `Connection: close`). */
+export const SSE_HEADERS_CLOSING: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(SSE_HEADERS).filter(([name]) => name !== 'Connection'),
+);

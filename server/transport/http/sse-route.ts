@@ -5,7 +5,7 @@ import type { TrackedEvent } from '../../core/generation.ts';
 import { openStream } from '../open-stream.ts';
 import { readJsonBody, sendError } from './json-io.ts';
 import type { RouteDeps } from './route-context.ts';
-import { encodeSseFrame, encodeSsePing, SSE_HEADERS } from './sse-frames.ts';
+import { encodeSseFrame, encodeSsePing, SSE_HEADERS, SSE_HEADERS_CLOSING } from './sse-frames.ts';
 
 /** `POST /v1/chat/stream`: the documented SSE route; with `Last-Event-ID` it resumes instead of starting. */
 export async function handleChatStream(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
@@ -33,7 +33,8 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
   const sink = deps.sinkFor(res);
   let sent = 0;
   deps.metrics.streamOpened('sse');
-  res.writeHead(200, SSE_HEADERS);
+  // The reference's `Connection: keep-alive`, unless the client asked to close (HTTP/1.1 says it wins).
+  res.writeHead(200, /\bclose\b/i.test(req.headers.connection ?? '') ? SSE_HEADERS_CLOSING : SSE_HEADERS);
 
   // Keep-alive comments for proxies; a reader that is already behind does not need them.
   const ping =

@@ -1,0 +1,57 @@
+import cluster, { type Worker } from 'node:cluster';
+import { pino } from 'pino';
+import type { Config } from './config.ts';
+
+/**
+ * One Sluice process per core on one port (Node's cluster: the primary accepts connections and
+ * hands them to the workers). Workers share sessions, event logs, locks and limits through Redis,
+ * so a reply started on one can be resumed or cancelled through any other.
+ */
+export async function runPrimary(config: Config, workers: number): Promise<void> {
+  const logger = pino({ level: config.LOG_LEVEL, base: { service: 'sluice', role: 'primary' } });
+  if (!config.REDIS_URL) {
+    console.error('sluice: WORKERS > 1 needs REDIS_URL (the workers share sessions, logs and locks through Redis)');
+    process.exit(2);
+  }
+  let stopping = false;
+  let announced = false;
+  const listening = new Set<Worker>();
+
+  const fork = (): void => {
+    const worker = cluster.fork();
+    worker.on('listening', (address) => {
+      listening.add(worker);
+      if (announced || listening.size < workers) return;
+      announced = true;
+      const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${address.port}`;
+      logger.info({ url, workers }, `Sluice listening on ${url} with ${workers} workers`);
+    });
+    worker.on('exit', (code, signal) => {
+      listening.delete(worker);
+      if (stopping) return;
+      // A worker that dies is replaced; its running replies end as the guide describes (resumable elsewhere).
+      logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
+      fork();
+    });
+  };
+  for (let i = 0; i < workers; i++) fork();
+
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping workers (each drains its replies)');
+    const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+    let failed = false;
+    let left = alive.length;
+    if (left === 0) process.exit(0);
+    for (const worker of alive) {
+      worker.once('exit', (code) => {
+        if (code !== 0) failed = true;
+        if (--left === 0) process.exit(failed ? 1 : 0);
+      });
+      worker.process.kill('SIGTERM');
+    }
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
