@@ -162,10 +162,10 @@ export class ChatService {
     try {
       // Alive before it holds the lock: whoever finds it holding the lock finds it alive too, and
       // never takes a reply that is starting for one whose instance died (see #endIfDead).
-      await store.markAlive(record.id, this.#livenessTtlMs);
+      if (store.shared) await store.markAlive(record.id, this.#livenessTtlMs);
       await this.#lockSession(record);
     } catch (error) {
-      await store.clearAlive(record.id).catch(() => undefined);
+      if (store.shared) await store.clearAlive(record.id).catch(() => undefined);
       await this.#releaseStreamSlot(record);
       throw toSluiceError(error);
     }
@@ -179,9 +179,10 @@ export class ChatService {
         status: 'complete',
         createdAt: new Date().toISOString(),
       };
+      // The record lets other instances attach; a store nobody else reads does not need it.
       await Promise.all([
         store.appendMessage(sessionKey, userMessage, this.#keepMessages),
-        store.saveGeneration(record, this.#lockTtlMs),
+        store.shared ? store.saveGeneration(record, this.#lockTtlMs) : undefined,
       ]);
       history.push(userMessage);
     } catch (error) {
@@ -451,7 +452,7 @@ export class ChatService {
     } finally {
       await this.#finishRunning(record);
       this.#finished.push(generation);
-      if (record.stored) {
+      if (record.stored && store.shared) {
         // The liveness mark goes only after the final event is in the shared log (see remote-listener).
         await lastWrite();
         await store.expireGeneration(record.id, this.#o.eventLogTtlMs).catch((error: unknown) => {
@@ -474,13 +475,14 @@ export class ChatService {
 
   // One timer for all running generations keeps their locks and liveness marks from expiring.
   #startHeartbeat(): void {
-    if (this.#heartbeat) return;
+    // Only shared stores and expiring slots need refreshing; in-process locks do not expire.
+    if (this.#heartbeat || (!this.#o.store.shared && !this.#o.maxStreamsPerOwner)) return;
     this.#heartbeat = setInterval(() => {
       for (const { record } of this.#running.values()) {
         if (this.#o.maxStreamsPerOwner) {
           this.#o.store.refreshSlot(this.#slotKey(record.owner), record.id, this.#livenessTtlMs).catch(() => undefined);
         }
-        if (!record.stored) continue;
+        if (!record.stored || !this.#o.store.shared) continue;
         this.#o.store.refreshSessionLock(record.sessionKey, record.id, this.#lockTtlMs).catch(() => undefined);
         this.#o.store.markAlive(record.id, this.#livenessTtlMs).catch(() => undefined);
       }
