@@ -22,15 +22,16 @@ interface Timed {
   readonly status: number;
   readonly headers: Record<string, string | string[] | undefined>;
   readonly body: Buffer;
-  /** When each complete SSE event carrying an `id:` line arrived (performance.now()). */
+  /** When each complete SSE event carrying an `id:` line (or matching `event`) arrived (performance.now()). */
   readonly arrivals: number[];
 }
 
 /** A raw HTTP request (node:http) that keeps the body's exact bytes and when each event arrived. */
 function timedRequest(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: string; localAddress?: string } = {},
+  options: { method?: string; headers?: Record<string, string>; body?: string; localAddress?: string; event?: RegExp } = {},
 ): Promise<Timed> {
+  const counted = options.event ?? /^id: /m;
   return new Promise((resolve, reject) => {
     const req = request(url, { method: options.method ?? 'GET', headers: options.headers, localAddress: options.localAddress }, (res) => {
       const chunks: Buffer[] = [];
@@ -42,7 +43,7 @@ function timedRequest(
         pending += chunk.toString('utf8');
         const blocks = pending.split(/\r\n\r\n|\n\n/);
         pending = blocks.pop()!;
-        for (const block of blocks) if (/^id: /m.test(block)) arrivals.push(at);
+        for (const block of blocks) if (counted.test(block)) arrivals.push(at);
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), arrivals }));
       res.on('error', reject);
@@ -149,15 +150,23 @@ describe('Sluice behind nginx (docs/deploy/nginx.conf, real nginx)', () => {
       );
     });
     // All at once, so the test takes one reply's time (≈ 4 s at 100 ms a token).
-    const [directSse, proxiedSse, directTrpc, proxiedTrpc, link] = await Promise.all([
+    // And the OpenAI-compatible route, whose chunks carry no ids: count the ones with content.
+    const openai = timedRequest(`${nginx.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'accept-encoding': 'gzip' },
+      body: JSON.stringify({ model: 'sluice-simulated', stream: true, messages: [{ role: 'user', content: PROMPT }] }),
+      event: /"delta":\{"content":"[^"]/,
+    });
+    const [directSse, proxiedSse, directTrpc, proxiedTrpc, link, proxiedOpenai] = await Promise.all([
       post(sluice.url, 'direct-sse'),
       post(nginx.url, 'proxied-sse'),
       get(sluice.url, 'direct-trpc'),
       get(nginx.url, 'proxied-trpc'),
       viaLink,
+      openai,
     ]);
 
-    for (const res of [directSse, proxiedSse, directTrpc, proxiedTrpc]) {
+    for (const res of [directSse, proxiedSse, directTrpc, proxiedTrpc, proxiedOpenai]) {
       expect(res.status).toBe(200);
       expect(res.headers['content-type']).toMatch(/^text\/event-stream/);
       expect(res.headers['content-encoding']).toBeUndefined();
@@ -174,6 +183,8 @@ describe('Sluice behind nginx (docs/deploy/nginx.conf, real nginx)', () => {
     for (const arrivals of [directSse.arrivals, proxiedSse.arrivals, proxiedTrpc.arrivals, link.arrivals]) {
       expectTokenByToken(arrivals, FULL.length + 1);
     }
+    expectTokenByToken(proxiedOpenai.arrivals, FULL.length);
+    expect(proxiedOpenai.body.toString()).toMatch(/data: \[DONE\]\s*$/);
 
     // /metrics: denied through nginx, served by the instance itself.
     expect((await fetch(`${nginx.url}/metrics`)).status).toBe(403);
@@ -365,7 +376,10 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     const set = await cluster({ SIM_DELAY_MS: 50, RESUME_GRACE_MS: 5000, LIVENESS_TTL_MS: 1500 });
     if (!set) return;
     const { a, b, nginx } = set;
-    const post = (sessionId: string, message = PROMPT, signal?: AbortSignal) =>
+    // Long replies (about 100 tokens, 5 s), so that none ends before the kill even on a busy machine.
+    const LONG = `${PROMPT} ${Array.from({ length: 60 }, (_, i) => `word${i}`).join(' ')}`;
+    const LONG_DELTAS = simulatedDeltas(LONG).length;
+    const post = (sessionId: string, message = LONG, signal?: AbortSignal) =>
       fetch(`${nginx.url}/v1/chat/stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: sseBody(sessionId, message), signal });
     // Four replies on one instance, steered by nginx's rotation (one worker, strict round robin):
     // the typed client's WebSocket is request 1, a request to the other instance comes between
@@ -374,7 +388,7 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     const client = createChatClient({ url: nginx.url, transport: 'ws' });
     const events: StreamEvent[] = [];
     const typed = (async () => {
-      for await (const event of streamChat(client, { message: PROMPT, sessionId: 'killed-ws' })) events.push(event);
+      for await (const event of streamChat(client, { message: LONG, sessionId: 'killed-ws' })) events.push(event);
     })();
     await vi.waitFor(() => expect(events.length).toBeGreaterThan(0));
     expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
@@ -382,7 +396,7 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
     const abandon = async (sessionId: string): Promise<void> => {
       const leaving = new AbortController();
-      const abandoned = await post(sessionId, PROMPT, leaving.signal);
+      const abandoned = await post(sessionId, LONG, leaving.signal);
       const firstChunk = await (abandoned.body as ReadableStream<Uint8Array>).getReader().read();
       expect(new TextDecoder().decode(firstChunk.value)).toContain('chunk_index');
       leaving.abort();
@@ -408,13 +422,13 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     }
     const head = parseSse(text).filter((f) => f.event === 'message');
     expect(head.length).toBeGreaterThanOrEqual(3);
-    expect(head.length).toBeLessThan(FULL.length);
+    expect(head.length).toBeLessThan(LONG_DELTAS);
 
     // The documented route: resume with the last id, through nginx (it skips the dead instance).
     const resumed = await fetch(`${nginx.url}/v1/chat/stream`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'last-event-id': head.at(-1)!.id! },
-      body: sseBody('killed-sse'),
+      body: sseBody('killed-sse', LONG),
     });
     expect(resumed.status).toBe(200);
     const tail = parseSse(await resumed.text());
@@ -430,7 +444,7 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     const last = events.at(-1)!;
     const deltas = events.filter((e) => e.type === 'delta');
     expect(deltas.map((e) => (e.type === 'delta' ? e.index : 0))).toEqual(deltas.map((_, i) => i + 1));
-    expect(deltas.length).toBeLessThan(FULL.length);
+    expect(deltas.length).toBeLessThan(LONG_DELTAS);
     expect(last).toEqual({
       type: 'error',
       code: 'interrupted',
@@ -443,25 +457,34 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     for (const [sessionId, partial] of [['killed-sse', sseError.partial], ['killed-ws', last.type === 'error' ? last.partial : '']] as const) {
       const stored = await history(nginx.url, sessionId);
       expect(stored.messages.map((m) => [m.role, m.status, m.content])).toEqual([
-        ['user', 'complete', PROMPT],
+        ['user', 'complete', LONG],
         ['assistant', 'interrupted', partial],
       ]);
     }
     // The sessions are free again, and the survivor serves everything nginx sends.
-    const next = parseSse(await (await post('killed-sse', 'after the crash')).text());
-    expect(JSON.parse(next.at(-1)!.data)).toMatchObject({ done: true });
     for (let i = 0; i < 4; i++) expect((await fetch(`${nginx.url}/health`)).status).toBe(200);
     // nginx did meet the dead instance, and moved each such request on to the survivor.
     expect(nginx.output()).toMatch(/Connection refused\) while connecting to upstream/);
-
-    // Nobody came back for the third reply: its session's next message (once the dead instance's
-    // liveness mark has expired; 409 session_busy until then) stores the partial reply first.
-    let again: Response | undefined;
-    await vi.waitFor(async () => {
-      again = await post('killed-gone', 'after the crash');
-      expect(again.status).toBe(200);
-    }, { timeout: 10_000, interval: 200 });
-    expect(JSON.parse(parseSse(await again!.text()).at(-1)!.data)).toMatchObject({ done: true });
+    const nextReply = async (sessionId: string): Promise<void> => {
+      let res: Response | undefined;
+      // Once the dead instance's liveness mark has expired; 409 session_busy until then.
+      await vi.waitFor(async () => {
+        res = await post(sessionId, 'after the crash');
+        expect(res.status).toBe(200);
+      }, { timeout: 10_000, interval: 200 });
+      expect(JSON.parse(parseSse(await res!.text()).at(-1)!.data)).toMatchObject({ done: true });
+    };
+    // Nobody came back for the third reply: its session's next message stores the partial reply
+    // first. A cancel does the same for the fourth: `true` while the dead instance's liveness mark
+    // lasts (nobody can tell yet), then `false` (nothing is running).
+    await Promise.all([
+      nextReply('killed-sse'),
+      nextReply('killed-gone'),
+      vi.waitFor(async () => {
+        const res = await fetch(`${nginx.url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: 'killed-cancel' }) });
+        expect(await res.json()).toEqual({ cancelled: false });
+      }, { timeout: 10_000, interval: 200 }),
+    ]);
     const gone = await history(nginx.url, 'killed-gone');
     expect(gone.messages.map((m) => [m.role, m.status])).toEqual([
       ['user', 'complete'],
@@ -470,15 +493,8 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
       ['assistant', 'complete'],
     ]);
     expect(gone.messages[1]!.content.length).toBeGreaterThan(0);
-    expect(reply(PROMPT).startsWith(gone.messages[1]!.content)).toBe(true);
+    expect(reply(LONG).startsWith(gone.messages[1]!.content)).toBe(true);
     expect(await metric(survivor, 'sluice_generations_total', { outcome: 'completed' })).toBe(2);
-
-    // A cancel for the fourth: `true` while the dead instance's liveness mark lasts (nobody can tell
-    // yet), then `false` (nothing is running), and by then the partial reply is stored.
-    await vi.waitFor(async () => {
-      const res = await fetch(`${nginx.url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: 'killed-cancel' }) });
-      expect(await res.json()).toEqual({ cancelled: false });
-    }, { timeout: 10_000, interval: 200 });
     expect((await history(nginx.url, 'killed-cancel')).messages.map((m) => [m.role, m.status])).toEqual([
       ['user', 'complete'],
       ['assistant', 'interrupted'],
