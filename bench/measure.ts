@@ -79,9 +79,11 @@ function plan(scenario: Scenario, tag: string, total: number, concurrency: numbe
 
 export async function measure(target: Target, scenario: Scenario, options: MeasureOptions): Promise<RunResult> {
   if (options.cpuProfileDir) await mkdir(join(options.cpuProfileDir, options.tag), { recursive: true });
+  const targetEnv = (await target.env?.()) ?? {};
+  if (typeof targetEnv === 'string') return { skipped: targetEnv };
   const server = await startServer({
     entry: target.entry,
-    env: { ...serverEnv(scenario), ...options.serverEnv },
+    env: { ...serverEnv(scenario), ...options.serverEnv, ...targetEnv },
     cpuProfileDir: options.cpuProfileDir && join(options.cpuProfileDir, options.tag),
   });
   let client: LoadClient | undefined;

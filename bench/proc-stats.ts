@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 // Server-side figures read from /proc, so they cover the server process only (never the load
 // generator): CPU time from /proc/<pid>/stat, resident memory from /proc/<pid>/status.
@@ -16,8 +16,43 @@ function ticksPerSecond(): number {
   return clockTicks;
 }
 
-/** User + system CPU time the process has used so far, in microseconds (resolution: one clock tick). */
+/**
+ * The process and its descendants (a server started with WORKERS > 1 is a cluster primary with a
+ * worker per core): everything the server under test runs, and nothing of the load generator.
+ */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
+    } catch {
+      // Gone while we looked.
+    }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]!) ?? []));
+  return tree;
+}
+
+/** User + system CPU time of the process and its descendants so far, in microseconds (resolution: one clock tick). */
 export function processCpuMicros(pid: number): number {
+  let total = 0;
+  for (const member of processTree(pid)) {
+    try {
+      total += ownCpuMicros(member);
+    } catch {
+      if (member === pid) throw new Error(`no /proc/${pid}/stat`);
+    }
+  }
+  return total;
+}
+
+function ownCpuMicros(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // The command name (field 2) is in parentheses and may hold spaces: count fields after the last ')'.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -26,8 +61,20 @@ export function processCpuMicros(pid: number): number {
   return ((utime + stime) * 1e6) / ticksPerSecond();
 }
 
-/** Resident set size in bytes (VmRSS). */
+/** Resident set size in bytes (VmRSS) of the process and its descendants. */
 export function processRssBytes(pid: number): number {
+  let total = 0;
+  for (const member of processTree(pid)) {
+    try {
+      total += ownRssBytes(member);
+    } catch {
+      if (member === pid) throw new Error(`no VmRSS in /proc/${pid}/status`);
+    }
+  }
+  return total;
+}
+
+function ownRssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
   if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);

@@ -86,7 +86,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const scenarios: ScenarioResult[] = [];
   for (const scenario of options.scenarios) {
     log(`# ${scenario.name}: ${scenario.title}`);
-    const runs = new Map<TargetName, RunMetrics[]>(targets.map((t) => [t.name, []]));
+    const here = targets.filter((t) => !t.scenarios || t.scenarios.test(scenario.name));
+    const runs = new Map<TargetName, RunMetrics[]>(here.map((t) => [t.name, []]));
     const skipped = new Map<TargetName, string>();
     for (let rep = 0; rep < scenario.repetitions; rep++) {
       const one = async (target: (typeof targets)[number]): Promise<void> => {
@@ -107,12 +108,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
             (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
         );
       };
-      if (options.concurrentTargets) await Promise.all(targets.map(one));
-      else for (const target of targets) await one(target);
+      if (options.concurrentTargets) await Promise.all(here.map(one));
+      else for (const target of here) await one(target);
     }
     scenarios.push({
       scenario: { ...scenario, prompt: scenario.prompt.length > 200 ? `${scenario.prompt.slice(0, 60)}… (${scenario.prompt.length} chars)` : scenario.prompt, deltasPerStream: deltasOf(scenario), idealStreamMs: idealStreamMs(scenario) },
-      results: targets.map((t) => {
+      results: here.map((t) => {
         const list = runs.get(t.name)!;
         const skip = skipped.get(t.name);
         return {

@@ -2,6 +2,7 @@ import { openAIClient, sseRouteClient } from './clients/http-sse.ts';
 import { rawWsClient } from './clients/raw-ws.ts';
 import { trpcSseClient, trpcWsClient } from './clients/trpc.ts';
 import type { LoadClient } from './clients/types.ts';
+import { benchRedisUrl } from './redis.ts';
 
 // What the bench measures: Sluice on each of its transports, and the minimal baselines it is
 // compared with in the same run. Each runs as its own child process, fresh for every measurement.
@@ -11,6 +12,8 @@ export type TargetName =
   | 'sluice-trpc-ws'
   | 'sluice-trpc-sse'
   | 'sluice-openai'
+  | 'sluice-sse-redis'
+  | 'sluice-sse-cluster'
   | 'raw-sse'
   | 'raw-ws'
   | 'trpc-ws-min'
@@ -31,6 +34,18 @@ export interface Target {
    * there yet), or undefined to go ahead.
    */
   probe?(baseUrl: string): Promise<string | undefined>;
+  /** Extra server environment, or a reason to skip this target (resolved before the server starts). */
+  env?(): Promise<Readonly<Record<string, string>> | string>;
+  /** The scenarios this target runs in (all when absent). */
+  readonly scenarios?: RegExp;
+}
+
+/** Sluice on Redis, with `workers` processes on one port (Node cluster). */
+function onRedis(workers: number): () => Promise<Readonly<Record<string, string>> | string> {
+  return async () => {
+    const url = await benchRedisUrl();
+    return url ? { REDIS_URL: url, WORKERS: String(workers) } : 'redis-server is not installed';
+  };
 }
 
 const SLUICE = 'server/main.ts';
@@ -71,6 +86,27 @@ export const TARGETS: readonly Target[] = [
     baselines: ['raw-sse'],
     client: (baseUrl) => openAIClient(baseUrl, openAIModel),
     probe: probeOpenAI,
+  },
+  // Scaling beyond one core: the same route on Redis, with one worker and with one per core.
+  {
+    name: 'sluice-sse-redis',
+    label: 'Sluice SSE route, Redis store',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['raw-sse'],
+    client: sseRouteClient,
+    env: onRedis(1),
+    scenarios: /^(throughput|held-|smoke)/,
+  },
+  {
+    name: 'sluice-sse-cluster',
+    label: 'Sluice SSE route, Redis, 2 workers',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['sluice-sse-redis', 'raw-sse'],
+    client: sseRouteClient,
+    env: onRedis(2),
+    scenarios: /^(throughput|held-|smoke)/,
   },
 ];
 
