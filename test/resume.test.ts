@@ -9,7 +9,8 @@ import { SessionHistory, SseDeltaData, SseMessageData, type StreamEvent } from '
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startServer } from './helpers/server.ts';
 import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
-import { startTcpProxy } from './helpers/tcp-proxy.ts';
+import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
+import { collectStream } from './helpers/trpc-clients.ts';
 
 const PROMPT = 'resume me';
 const FULL = simulatedDeltas(PROMPT);
@@ -26,6 +27,11 @@ function expectComplete(events: StreamEvent[]): void {
   expect(deltas.map((e) => (e.type === 'delta' ? e.delta : '')).join('')).toBe(FULL.join(''));
   expect(events.at(-1)).toEqual({ type: 'done', totalChunks: FULL.length });
 }
+
+/** Cuts every connection through the proxy once the fifth delta has arrived. */
+const dropAfterFive = (proxy: TcpProxy) => (event: StreamEvent) => {
+  if (event.type === 'delta' && event.index === 5) proxy.dropAll();
+};
 
 describe('resume after a dropped connection', () => {
   it('SSE route: Last-Event-ID gives exactly the events after it, then the live tail', async () => {
@@ -77,25 +83,7 @@ describe('resume after a dropped connection', () => {
     const wsClient = createWSClient({ url: `${proxy.url.replace('http', 'ws')}/trpc`, WebSocket: WebSocket as never, retryDelayMs: () => 20 });
     closers.push(() => wsClient.close());
     const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient, transformer: superjson })] });
-    const events: StreamEvent[] = [];
-    const ids: string[] = [];
-    await new Promise<void>((resolve, reject) => {
-      const sub = client.chat.stream.subscribe(
-        { message: PROMPT, sessionId: 'w' },
-        {
-          onData: ({ id, data }) => {
-            ids.push(id);
-            events.push(data);
-            if (events.length === 5) proxy.dropAll();
-            if (data.type !== 'delta') {
-              sub.unsubscribe();
-              resolve();
-            }
-          },
-          onError: reject,
-        },
-      );
-    });
+    const { events, ids } = await collectStream(client, { message: PROMPT, sessionId: 'w' }, dropAfterFive(proxy));
     expectComplete(events);
     expect(new Set(ids).size).toBe(ids.length);
     expect(recorder.calls).toHaveLength(1);
@@ -114,23 +102,7 @@ describe('resume after a dropped connection', () => {
         }),
       ],
     });
-    const events: StreamEvent[] = [];
-    await new Promise<void>((resolve, reject) => {
-      const sub = client.chat.stream.subscribe(
-        { message: PROMPT, sessionId: 'e' },
-        {
-          onData: ({ data }) => {
-            events.push(data);
-            if (events.length === 5) proxy.dropAll();
-            if (data.type !== 'delta') {
-              sub.unsubscribe();
-              resolve();
-            }
-          },
-          onError: reject,
-        },
-      );
-    });
+    const { events } = await collectStream(client, { message: PROMPT, sessionId: 'e' }, dropAfterFive(proxy));
     expectComplete(events);
     expect(recorder.calls).toHaveLength(1);
   });
