@@ -3,7 +3,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from 'node:stream';
 import { TRPCError } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { applyWSSHandler } from '@trpc/server/adapters/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { bearerToken, type ApiKeys } from '../../core/api-keys.ts';
@@ -15,6 +14,7 @@ import type { Metrics } from '../../observability/metrics.ts';
 import { createSink } from '../backpressure.ts';
 import type { TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
+import { createTrpcWsHandler } from '../trpc/ws-handler.ts';
 import { rejectionOf, sendError, sendJson } from './json-io.ts';
 import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } from './openai-route.ts';
 import type { RouteDeps, RouteHandler } from './route-context.ts';
@@ -244,11 +244,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   };
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.wsMaxMessageBytes });
-  const wssHandler = applyWSSHandler({
-    wss,
+  const wsHandler = createTrpcWsHandler({
     router,
-    createContext: async ({ req, res: ws, info }): Promise<TRPCContext> => {
-      const apiKey = info.connectionParams?.['apiKey'];
+    createContext: async ({ req, ws, connectionParams }): Promise<TRPCContext> => {
+      const apiKey = connectionParams?.['apiKey'];
       const owner = keys.identify(typeof apiKey === 'string' ? apiKey : undefined);
       if (owner) await takeWsSlot(ws, owner);
       return {
@@ -268,7 +267,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       };
     },
     // Half-open peers: a client that does not answer a ping within the wait is terminated.
-    keepAlive: { enabled: true, pingMs: options.wsPingMs, pongWaitMs: options.wsPongWaitMs },
+    keepAlive: { pingMs: options.wsPingMs, pongWaitMs: options.wsPongWaitMs },
     onError: onTRPCError,
   });
   wss.on('connection', (socket, req: IncomingMessage) => {
@@ -276,6 +275,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     const ip = clientIpOf(req);
     metrics.connectionOpened('ws');
     socket.on('error', (error) => logger.debug({ err: error }, 'websocket error'));
+    wsHandler.handleConnection(socket, req);
     socket.once('close', (code) => {
       metrics.connectionClosed('ws');
       logger.info({ transport: 'ws', code, durationMs: Math.round(performance.now() - openedAt), clientIp: ip }, 'websocket closed');
@@ -316,7 +316,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     return closing;
   };
 
-  return { server, notifyReconnect: () => wssHandler.broadcastReconnectNotification(), close };
+  return { server, notifyReconnect: () => wss.clients.forEach((client) => wsHandler.notifyReconnect(client)), close };
 }
 
 function connectionCount(server: Server): Promise<number> {

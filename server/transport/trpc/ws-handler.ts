@@ -1,0 +1,220 @@
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { callTRPCProcedure, getErrorShape, getTRPCErrorFromUnknown, transformTRPCResponse, TRPCError } from '@trpc/server';
+import { handleKeepAlive } from '@trpc/server/adapters/ws';
+import { parseConnectionParamsFromUnknown, type TRPCRequestInfo } from '@trpc/server/http';
+import { parseTRPCMessage, type TRPCClientOutgoingMessage, type TRPCResponseMessage } from '@trpc/server/rpc';
+import { isAsyncIterable, isTrackedEnvelope } from '@trpc/server/unstable-core-do-not-import';
+import type { RawData, WebSocket } from 'ws';
+import type { TRPCContext } from './context.ts';
+import type { AppRouter } from './router.ts';
+import { runWsChatStream } from './ws-chat-stream.ts';
+
+const OPEN = 1; // WebSocket.OPEN
+
+type ProcedureType = 'query' | 'mutation' | 'subscription';
+
+export interface TrpcWsErrorInfo {
+  readonly error: TRPCError;
+  readonly path: string | undefined;
+}
+
+export interface TrpcWsHandlerOptions {
+  readonly router: AppRouter;
+  /** Once per connection, with the `connectionParams` the client sent (or null). May throw to refuse it. */
+  readonly createContext: (opts: { req: IncomingMessage; ws: WebSocket; connectionParams: TRPCRequestInfo['connectionParams'] }) => Promise<TRPCContext>;
+  /** Half-open peers: a client quiet for `pingMs` is sent `PING`, and cut off if nothing comes back in `pongWaitMs`. */
+  readonly keepAlive: { readonly pingMs: number; readonly pongWaitMs: number };
+  readonly onError: (info: TrpcWsErrorInfo) => void;
+}
+
+export interface TrpcWsHandler {
+  /** Serves tRPC on one accepted WebSocket; everything it holds goes when the socket closes. */
+  handleConnection(ws: WebSocket, req: IncomingMessage): void;
+  /** tRPC's reconnect notification, to one client (before a shutdown, say). */
+  notifyReconnect(ws: WebSocket): void;
+}
+
+type ContextResult = { ok: true; ctx: TRPCContext } | { ok: false; error: TRPCError };
+
+const RECONNECT = JSON.stringify({ id: null, method: 'reconnect' });
+
+/**
+ * tRPC's WebSocket protocol (what the stock `wsLink` speaks), served by Sluice. It follows
+ * `@trpc/server/adapters/ws` message for message (connection params, `started` / `data` / `stopped`,
+ * `subscription.stop`, errors with `id: null` for the connection, `PING`/`PONG`, `reconnect`), and
+ * runs queries and mutations through tRPC itself; only `chat.stream`, the hot path, is written
+ * directly (see ws-chat-stream.ts): tRPC's adapter costs about three times raw `ws` per event and
+ * over 100 KB per held stream.
+ */
+export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandler {
+  const { router, onError } = options;
+  const config = router._def._config;
+
+  return {
+    notifyReconnect(ws) {
+      if (ws.readyState === OPEN) ws.send(RECONNECT);
+    },
+    handleConnection(ws, req) {
+      const socket = req.socket as Socket;
+      const subscriptions = new Map<number | string, AbortController>();
+      let ctx: TRPCContext | undefined;
+
+      const respond = (message: TRPCResponseMessage): void => {
+        if (ws.readyState === OPEN) ws.send(JSON.stringify(transformTRPCResponse(config, message)));
+      };
+      const errorShape = (error: TRPCError, type: ProcedureType | 'unknown', path: string | undefined, input: unknown) =>
+        getErrorShape({ config, ctx, error, type, path, input });
+      const respondWithError = (id: number | string | null, jsonrpc: '2.0' | undefined, cause: unknown, type: ProcedureType | 'unknown', path?: string, input?: unknown): void => {
+        const error = getTRPCErrorFromUnknown(cause);
+        onError({ error, path });
+        respond({ id, jsonrpc, error: errorShape(error, type, path, input) });
+      };
+
+      const createCtx = async (connectionParams: () => TRPCRequestInfo['connectionParams']): Promise<ContextResult> => {
+        try {
+          ctx = await options.createContext({ req, ws, connectionParams: connectionParams() });
+          return { ok: true, ctx };
+        } catch (cause) {
+          const error = getTRPCErrorFromUnknown(cause);
+          respondWithError(null, undefined, error, 'unknown');
+          // As tRPC does: the refusal goes out first, then the socket closes.
+          setImmediate(() => ws.close());
+          return { ok: false, error };
+        }
+      };
+      // With `?connectionParams=1` the client's first message carries them; otherwise start now.
+      const query = req.url?.indexOf('?') ?? -1;
+      const waitsForParams = query !== -1 && new URLSearchParams(req.url!.slice(query)).get('connectionParams') === '1';
+      let ctxPromise: Promise<ContextResult> | undefined = waitsForParams ? undefined : createCtx(() => null);
+
+      const handleRequest = async (msg: TRPCClientOutgoingMessage, batchIndex: number, ctxResult: Promise<ContextResult>): Promise<void> => {
+        const { id, jsonrpc } = msg;
+        if (id === null) {
+          respondWithError(null, jsonrpc, new TRPCError({ code: 'PARSE_ERROR', message: '`id` is required' }), 'unknown');
+          return;
+        }
+        if (msg.method === 'subscription.stop') {
+          subscriptions.get(id)?.abort();
+          return;
+        }
+        const { path, lastEventId } = msg.params;
+        let { input } = msg.params;
+        const type = msg.method;
+        // The resume point travels in the input, where the procedure's schema declares it.
+        if (lastEventId !== undefined) {
+          if (input !== null && typeof input === 'object' && !Array.isArray(input)) input = { ...input, lastEventId };
+          else input ??= { lastEventId };
+        }
+        if (type === 'subscription' && subscriptions.has(id)) {
+          respondWithError(id, jsonrpc, new TRPCError({ code: 'BAD_REQUEST', message: `Duplicate id ${id}` }), type, path, input);
+          return;
+        }
+        const controller = new AbortController();
+        if (type === 'subscription') subscriptions.set(id, controller);
+        try {
+          const result = await ctxResult;
+          if (!result.ok) throw result.error;
+          if (controller.signal.aborted || ws.readyState !== OPEN) return;
+          if (type === 'subscription' && path === 'chat.stream') {
+            const sendStarted = (): void => respond({ id, jsonrpc, result: { type: 'started' } });
+            await runWsChatStream({ ws, socket, id, jsonrpc, sendStarted }, result.ctx, input, controller.signal);
+          } else {
+            await callProcedure(id, jsonrpc, type, path, input, result.ctx, controller.signal, batchIndex);
+          }
+        } catch (cause) {
+          controller.abort();
+          respondWithError(id, jsonrpc, cause, type, path, input);
+          return;
+        } finally {
+          if (subscriptions.get(id) === controller) subscriptions.delete(id);
+        }
+        if (type === 'subscription') respond({ id, jsonrpc, result: { type: 'stopped' } });
+      };
+
+      // Queries, mutations and any other subscription go through tRPC's own procedure call.
+      const callProcedure = async (
+        id: number | string,
+        jsonrpc: '2.0' | undefined,
+        type: ProcedureType,
+        path: string,
+        input: unknown,
+        procedureCtx: TRPCContext,
+        signal: AbortSignal,
+        batchIndex: number,
+      ): Promise<void> => {
+        const result = await callTRPCProcedure({ router, path, getRawInput: async () => input, ctx: procedureCtx, type, signal, batchIndex });
+        if (type !== 'subscription') {
+          if (isAsyncIterable(result)) {
+            throw new TRPCError({ code: 'UNSUPPORTED_MEDIA_TYPE', message: `Cannot return an async iterable from a ${type} procedure with WebSockets` });
+          }
+          respond({ id, jsonrpc, result: { type: 'data', data: result } });
+          return;
+        }
+        if (!isAsyncIterable(result)) {
+          throw new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: `Subscription ${path} did not return an AsyncGenerator` });
+        }
+        respond({ id, jsonrpc, result: { type: 'started' } });
+        const iterator = result[Symbol.asyncIterator]();
+        const stop = (): void => void iterator.return?.();
+        signal.addEventListener('abort', stop, { once: true });
+        try {
+          for (let next = await iterator.next(); !next.done && !signal.aborted; next = await iterator.next()) {
+            const value: unknown = next.value;
+            if (isTrackedEnvelope(value)) {
+              const [eventId, data] = value;
+              respond({ id, jsonrpc, result: { type: 'data', id: eventId, data: { id: eventId, data } } });
+            } else respond({ id, jsonrpc, result: { type: 'data', data: value } });
+          }
+        } finally {
+          signal.removeEventListener('abort', stop);
+          await iterator.return?.();
+        }
+      };
+
+      const onMessage = (raw: RawData): void => {
+        const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
+        if (text === 'PONG') return;
+        if (text === 'PING') {
+          ws.send('PONG');
+          return;
+        }
+        if (!ctxPromise) {
+          ctxPromise = createCtx(() => {
+            let message: unknown;
+            try {
+              message = JSON.parse(text);
+            } catch (cause) {
+              throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage', cause });
+            }
+            if (message === null || typeof message !== 'object') {
+              throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage' });
+            }
+            return parseConnectionParamsFromUnknown((message as { data?: unknown }).data);
+          });
+          return;
+        }
+        let messages: TRPCClientOutgoingMessage[];
+        try {
+          const json: unknown = JSON.parse(text);
+          messages = (Array.isArray(json) ? json : [json]).map((item) => parseTRPCMessage(item, config.transformer));
+        } catch (cause) {
+          respondWithError(null, undefined, new TRPCError({ code: 'PARSE_ERROR', cause }), 'unknown');
+          return;
+        }
+        const ready = ctxPromise;
+        messages.forEach((msg, index) => {
+          handleRequest(msg, index, ready).catch((cause: unknown) => onError({ error: getTRPCErrorFromUnknown(cause), path: undefined }));
+        });
+      };
+
+      handleKeepAlive(ws, options.keepAlive.pingMs, options.keepAlive.pongWaitMs);
+      ws.on('message', onMessage);
+      ws.once('close', () => {
+        ws.off('message', onMessage);
+        for (const controller of subscriptions.values()) controller.abort();
+        subscriptions.clear();
+      });
+    },
+  };
+}
