@@ -77,13 +77,21 @@ export class Generation {
   readonly #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
   readonly #onTiming: ((kind: 'first' | 'gap', ms: number) => void) | undefined;
-  readonly #events: StreamEvent[] = [];
+  /**
+   * The event log: deltas are kept as their text, and their events are built when read, so that a
+   * log kept for resuming holds a few strings instead of an object per token; the terminal event
+   * follows them.
+   */
+  readonly #deltas: string[] = [];
+  #terminal: StreamEvent | undefined;
   readonly #wakers = new Set<() => void>();
   readonly #controller = new AbortController();
   #listeners = 0;
   #graceTimer: NodeJS.Timeout | undefined;
   #stopReason: StopReason | undefined;
   #ended = false;
+  /** The terminal event is in the log: the reply is over, whoever still listens. */
+  #over = false;
   #finishedAt: number | undefined;
 
   constructor(options: GenerationOptions) {
@@ -144,7 +152,7 @@ export class Generation {
         lastTokenAt = now;
         chunks++;
         text += delta;
-        this.#append({ type: 'delta', delta, index: chunks });
+        this.#appendDelta(delta);
       }
     } catch (error) {
       if (!isAbortError(error, signal)) failure = toSluiceError(error);
@@ -183,7 +191,8 @@ export class Generation {
         terminal = { type: 'error', code: failure.code, message: 'The reply could not be saved', partial: text };
       }
     }
-    this.#append(terminal);
+    this.#over = true;
+    this.#appendTerminal(terminal);
     await this.#lastCopy;
     this.#end();
     return {
@@ -213,7 +222,6 @@ export class Generation {
   listen(afterSeq: number, signal?: AbortSignal): Listener {
     if (!Number.isInteger(afterSeq) || afterSeq < 0) throw new RangeError(`listen: bad position ${afterSeq}`);
     const generation = this;
-    const events = this.#events;
     let pos = afterSeq;
     let closed = false;
     let pending: ((result: IteratorResult<TrackedEvent>) => void) | undefined;
@@ -221,7 +229,7 @@ export class Generation {
     const take = (): IteratorResult<TrackedEvent> | undefined => {
       if (closed) return DONE;
       if (pos < generation.#visible) {
-        const event = events[pos++]!;
+        const event = generation.#eventAt(pos++);
         return { done: false, value: { id: formatEventId(generation.id, pos), seq: pos, event } };
       }
       if (generation.#ended) {
@@ -280,16 +288,33 @@ export class Generation {
     return listener;
   }
 
-  #append(event: StreamEvent): void {
-    this.#events.push(event);
-    const seq = this.#events.length;
-    if (!this.#onEvent) {
-      this.#visible = seq;
-      for (const wake of this.#wakers) wake();
-      return;
-    }
+  /** The event at a 0-based position of the log. */
+  #eventAt(i: number): StreamEvent {
+    return i < this.#deltas.length ? { type: 'delta', delta: this.#deltas[i]!, index: i + 1 } : this.#terminal!;
+  }
+
+  #appendDelta(delta: string): void {
+    const seq = this.#deltas.push(delta);
+    if (this.#onEvent) this.#copyThenShow(this.#onEvent, seq, { type: 'delta', delta, index: seq });
+    else this.#show(seq);
+  }
+
+  #appendTerminal(event: StreamEvent): void {
+    this.#terminal = event;
+    const seq = this.#deltas.length + 1;
+    if (this.#onEvent) this.#copyThenShow(this.#onEvent, seq, event);
+    else this.#show(seq);
+  }
+
+  #show(seq: number): void {
+    this.#visible = seq;
+    for (const wake of this.#wakers) wake();
+  }
+
+  /** Shows event `seq` once the shared store holds its copy. */
+  #copyThenShow(copy: (seq: number, event: StreamEvent) => Promise<unknown>, seq: number, event: StreamEvent): void {
     // Copies usually settle in order (one connection); the set covers any that do not.
-    this.#lastCopy = this.#onEvent(seq, event).finally(() => {
+    this.#lastCopy = copy(seq, event).finally(() => {
       this.#settled.add(seq);
       let advanced = false;
       while (this.#settled.delete(this.#visible + 1)) {
@@ -316,7 +341,8 @@ export class Generation {
   #listenerLeft(): void {
     this.#listeners--;
     this.#onListener?.(-1);
-    if (this.#listeners > 0 || this.#ended || this.#stopReason) return;
+    // A listener that leaves once the reply is over (tRPC SSE stops at the terminal event) leaves nothing to resume.
+    if (this.#listeners > 0 || this.#over || this.#stopReason) return;
     if (this.#resumeGraceMs === 0 && !this.#keepAlive) {
       this.stop('no_listeners');
       return;
