@@ -132,7 +132,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
     if (path === '/trpc/chat.stream' && req.method === 'GET') {
-      await handleTrpcSse(req, res, new URL(url, 'http://sluice.invalid'), trpcSse);
+      await handleTrpcSse(req, res, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), trpcSse);
       return;
     }
     if (path.startsWith('/trpc/')) {

@@ -48,7 +48,7 @@ function dataFrame(event: StreamEvent, id: string): string {
  * `data` + `id`, `ping`, `serialized-error`, `return`) on the same chat service, so the stock
  * httpSubscriptionLink cannot tell the difference.
  */
-export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, url: URL, deps: TrpcSseDeps): Promise<void> {
+export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, deps: TrpcSseDeps): Promise<void> {
   const abort = new AbortController();
   const onClose = (): void => abort.abort();
   res.once('close', onClose);
@@ -59,13 +59,13 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, u
   let input: unknown;
   let attachment;
   try {
-    input = decodeInput(url.searchParams.get('input'));
+    input = decodeInput(query.get('input'));
     const parsed = parseWith(ChatStreamInput, input);
     const owner = deps.keys.identify(bearerToken(req.headers.authorization));
     if (!owner) throw new SluiceError('unauthorized');
     await deps.rateLimiter.check(owner);
     const header = req.headers['last-event-id'];
-    const lastEventId = (typeof header === 'string' && header) || url.searchParams.get('lastEventId') || parsed.lastEventId;
+    const lastEventId = (typeof header === 'string' && header) || query.get('lastEventId') || parsed.lastEventId;
     attachment = await openStream(
       deps.service,
       { owner, message: parsed.message, sessionId: parsed.sessionId, lastEventId, transport: 'trpc-http' },
@@ -93,8 +93,9 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, u
       ended = next.value.event.type !== 'delta';
       // A batch stops at the reader's room, so buffering stays within one frame of the high-water mark.
       const room = sink.room();
-      const take = () => (ended || frames.length >= room ? undefined : listener.poll());
-      for (let more = take(); more; more = take()) {
+      while (!ended && frames.length < room) {
+        const more = listener.poll();
+        if (!more) break;
         frames += dataFrame(more.event, more.id);
         sent++;
         ended = more.event.type !== 'delta';
@@ -116,7 +117,9 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, u
 function decodeInput(raw: string | null): unknown {
   if (raw === null) return undefined;
   try {
-    return superjson.deserialize(JSON.parse(raw) as Parameters<typeof superjson.deserialize>[0]);
+    const value = JSON.parse(raw) as Parameters<typeof superjson.deserialize>[0];
+    // Without type annotations superjson gives back `json` untouched; skip its walk.
+    return value !== null && typeof value === 'object' && value.meta === undefined ? value.json : superjson.deserialize(value);
   } catch {
     throw new SluiceError('invalid_request', 'input: must be superjson-encoded JSON');
   }
