@@ -6,6 +6,7 @@ import type { Attachment } from '../../core/chat-service.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
 import type { TrackedEvent } from '../../core/generation.ts';
 import { markRejected, readJsonBody, sendJson } from './json-io.ts';
+import { flushNow } from './flush.ts';
 import {
   ChunkEncoder,
   completionBody,
@@ -144,6 +145,7 @@ async function writeChunks(
   };
   try {
     res.write(encode(first.event));
+    flushNow(res);
     if (first.event.type === 'delta' && (await sink.ready(signal))) {
       for await (const { event } of rest) {
         res.write(encode(event));

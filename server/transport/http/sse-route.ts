@@ -3,6 +3,7 @@ import { SseChatRequest } from '../../../shared/sse-route.ts';
 import type { Attachment } from '../../core/chat-service.ts';
 import type { TrackedEvent } from '../../core/generation.ts';
 import { openStream } from '../open-stream.ts';
+import { flushNow } from './flush.ts';
 import { readJsonBody, sendError } from './json-io.ts';
 import type { RouteDeps } from './route-context.ts';
 import { encodeSseFrame, encodeSsePing, SSE_HEADERS, SSE_HEADERS_CLOSING } from './sse-frames.ts';
@@ -48,6 +49,7 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
     // so the client sees the stream open while the model thinks.
     const already = listener.poll();
     if (!already) res.flushHeaders();
+    let first = true;
     let next: IteratorResult<TrackedEvent> = already ? { done: false, value: already } : await listener.next();
     for (; !next.done; next = await listener.next()) {
       // Everything already in the log goes out in one write.
@@ -60,6 +62,10 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
         sent++;
       }
       res.write(frames);
+      if (first) {
+        first = false;
+        flushNow(res);
+      }
       // Never queue without bound for a slow reader: wait for it, and cut it off after the send timeout.
       if (!sink.hasRoom() && !(await sink.ready(abort.signal))) break;
     }

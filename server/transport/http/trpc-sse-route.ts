@@ -12,6 +12,7 @@ import type { Sink } from '../backpressure.ts';
 import { openStream } from '../open-stream.ts';
 import { toTRPCError } from '../trpc/errors.ts';
 import type { AppRouter } from '../trpc/router.ts';
+import { flushNow } from './flush.ts';
 import { parseWith } from './json-io.ts';
 
 export interface TrpcSseDeps {
@@ -86,6 +87,7 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
   let ended = false;
   deps.metrics.streamOpened('trpc-http');
   const ping = deps.ssePingMs > 0 ? setInterval(() => res.writableLength === 0 && res.write(PING), deps.ssePingMs) : undefined;
+  let first = true;
   try {
     for (let next = await listener.next(); !next.done; next = await listener.next()) {
       let frames = dataFrame(next.value.event, next.value.id);
@@ -102,6 +104,10 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
       }
       res.write(ended ? frames + RETURN : frames);
       if (ended) break;
+      if (first) {
+        first = false;
+        flushNow(res);
+      }
       if (!sink.hasRoom() && !(await sink.ready(abort.signal))) break;
     }
     res.end();
