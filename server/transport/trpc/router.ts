@@ -41,6 +41,10 @@ export function createAppRouter(options: RouterOptions) {
   return t.router({
     health: t.procedure.query(() => ({ status: 'ok' as const })),
     chat: t.router({
+      // The definition of `chat.stream` (its input, events and checks). Sluice's server writes this
+      // subscription itself on the wire (trpc-sse-route.ts, ws-chat-stream.ts: same checks, same
+      // messages, a fraction of the cost); this generator is what tRPC's own adapters would run,
+      // and what test/trpc-ws-protocol.test.ts holds Sluice's handler to.
       stream: authed.input(ChatStreamInput).subscription(async function* ({ input, ctx, signal }) {
         const { service, owner, sink } = ctx;
         let attachment;
