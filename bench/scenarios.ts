@@ -58,7 +58,7 @@ export const DEFAULT_SETTINGS: ScenarioSettings = {
   latencyStreams: 100,
   throughputConcurrency: 50,
   throughputStreams: 1000,
-  throughputReps: 3,
+  throughputReps: 5,
   heldConcurrency: [1000, 2000],
   heldDelayMs: 50,
   longWords: 2000,
