@@ -69,23 +69,26 @@ export class Generation {
   readonly sessionId: string;
   readonly sessionKey: string;
   readonly #resumeGraceMs: number;
-  readonly #onEvent: ((seq: number, event: StreamEvent) => Promise<unknown>) | undefined;
+  #onEvent: ((seq: number, event: StreamEvent) => Promise<unknown>) | undefined;
   /** Events 1..#visible may be shown to listeners. */
   #visible = 0;
   readonly #settled = new Set<number>();
   #lastCopy: Promise<unknown> = Promise.resolve();
-  readonly #keepAlive: (() => Promise<boolean>) | undefined;
+  #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
-  readonly #onTiming: ((kind: 'first' | 'gap', ms: number) => void) | undefined;
+  #onTiming: ((kind: 'first' | 'gap', ms: number) => void) | undefined;
   /**
    * The event log: deltas are kept as their text, and their events are built when read, so that a
    * log kept for resuming holds a few strings instead of an object per token; the terminal event
    * follows them.
    */
-  readonly #deltas: string[] = [];
+  #deltas: string[] = [];
+  /** Once the reply is over: the whole text and where each delta ends in it (the log, compacted). */
+  #text = '';
+  #ends: Uint32Array | undefined;
   #terminal: StreamEvent | undefined;
   readonly #wakers = new Set<() => void>();
-  readonly #controller = new AbortController();
+  #controller: AbortController | undefined = new AbortController();
   #listeners = 0;
   #graceTimer: NodeJS.Timeout | undefined;
   #stopReason: StopReason | undefined;
@@ -131,11 +134,10 @@ export class Generation {
     messages: readonly ProviderMessage[],
     persist: (reply: ChatMessage) => Promise<void>,
   ): Promise<GenerationSummary> {
-    const signal = this.#controller.signal;
+    const signal = this.#controller!.signal;
     const startedAt = performance.now();
     let firstTokenMs: number | undefined;
     let lastTokenAt = 0;
-    let text = '';
     let chunks = 0;
     let usage: TokenUsage | undefined;
     let failure: SluiceError | undefined;
@@ -151,13 +153,14 @@ export class Generation {
         } else this.#onTiming?.('gap', now - lastTokenAt);
         lastTokenAt = now;
         chunks++;
-        text += delta;
         this.#appendDelta(delta);
       }
     } catch (error) {
       if (!isAbortError(error, signal)) failure = toSluiceError(error);
     }
 
+    // One flat string, shared by the stored reply and the kept log (`+=` would keep a rope of every delta).
+    const text = this.#deltas.join('');
     let outcome: Outcome;
     let terminal: StreamEvent;
     if (failure) {
@@ -193,6 +196,7 @@ export class Generation {
     }
     this.#over = true;
     this.#appendTerminal(terminal);
+    this.#compact(text);
     await this.#lastCopy;
     this.#end();
     return {
@@ -211,7 +215,7 @@ export class Generation {
     if (this.#ended || this.#stopReason) return false;
     this.#stopReason = reason;
     this.#clearGrace();
-    this.#controller.abort(new SluiceError(reason === 'cancelled' ? 'cancelled' : 'interrupted'));
+    this.#controller?.abort(new SluiceError(reason === 'cancelled' ? 'cancelled' : 'interrupted'));
     return true;
   }
 
@@ -290,7 +294,19 @@ export class Generation {
 
   /** The event at a 0-based position of the log. */
   #eventAt(i: number): StreamEvent {
+    const ends = this.#ends;
+    if (ends) return i < ends.length ? { type: 'delta', delta: this.#text.slice(i === 0 ? 0 : ends[i - 1], ends[i]), index: i + 1 } : this.#terminal!;
     return i < this.#deltas.length ? { type: 'delta', delta: this.#deltas[i]!, index: i + 1 } : this.#terminal!;
+  }
+
+  /** A finished log stays resumable for minutes: keep it as one string and offsets, not a string per token. */
+  #compact(text: string): void {
+    const ends = new Uint32Array(this.#deltas.length);
+    let at = 0;
+    for (let i = 0; i < ends.length; i++) ends[i] = at += this.#deltas[i]!.length;
+    this.#text = text;
+    this.#ends = ends;
+    this.#deltas = [];
   }
 
   #appendDelta(delta: string): void {
@@ -327,6 +343,11 @@ export class Generation {
 
   #end(): void {
     this.#ended = true;
+    // A finished generation is kept for resumes only: let go of what only a running one needs.
+    this.#controller = undefined;
+    this.#onEvent = undefined;
+    this.#keepAlive = undefined;
+    this.#onTiming = undefined;
     this.#finishedAt = Date.now();
     this.#clearGrace();
     for (const wake of this.#wakers) wake();
