@@ -249,7 +249,6 @@ export class Generation {
       // take() may have closed the listener, which already settled `pending` with DONE.
       if (!result || pending !== resolve) return;
       pending = undefined;
-      generation.#wakers.delete(wake);
       resolve(result);
     };
     const close = (): void => {
@@ -264,6 +263,9 @@ export class Generation {
     };
 
     this.#listenerJoined();
+    // Registered for the listener's whole life (not per wait): a set that grows and shrinks on
+    // every event reallocates its table every time.
+    this.#wakers.add(wake);
     signal?.addEventListener('abort', close, { once: true });
     if (signal?.aborted) close();
 
@@ -273,7 +275,6 @@ export class Generation {
         if (result) return Promise.resolve(result);
         return new Promise((resolve) => {
           pending = resolve;
-          generation.#wakers.add(wake);
         });
       },
       return() {
