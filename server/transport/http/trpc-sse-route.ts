@@ -12,8 +12,8 @@ import type { Sink } from '../backpressure.ts';
 import { openStream } from '../open-stream.ts';
 import { toTRPCError } from '../trpc/errors.ts';
 import type { AppRouter } from '../trpc/router.ts';
-import { flushNow } from './flush.ts';
 import { parseWith } from './json-io.ts';
+import { pumpSse } from './sse-pump.ts';
 
 export interface TrpcSseDeps {
   readonly router: AppRouter;
@@ -81,40 +81,20 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
     return;
   }
 
-  const { listener } = attachment;
-  const sink = deps.sinkFor(res);
-  let sent = 0;
-  let ended = false;
   deps.metrics.streamOpened('trpc-http');
-  const ping = deps.ssePingMs > 0 ? setInterval(() => res.writableLength === 0 && res.write(PING), deps.ssePingMs) : undefined;
-  let first = true;
   try {
-    for (let next = await listener.next(); !next.done; next = await listener.next()) {
-      let frames = dataFrame(next.value.event, next.value.id);
-      sent++;
-      ended = next.value.event.type !== 'delta';
-      // A batch stops at the reader's room, so buffering stays within one frame of the high-water mark.
-      const room = sink.room();
-      while (!ended && frames.length < room) {
-        const more = listener.poll();
-        if (!more) break;
-        frames += dataFrame(more.event, more.id);
-        sent++;
-        ended = more.event.type !== 'delta';
-      }
-      res.write(ended ? frames + RETURN : frames);
-      if (ended) break;
-      if (first) {
-        first = false;
-        flushNow(res);
-      }
-      if (!sink.hasRoom() && !(await sink.ready(abort.signal))) break;
-    }
-    res.end();
+    await pumpSse({
+      res,
+      listener: attachment.listener,
+      sink: deps.sinkFor(res),
+      signal: abort.signal,
+      headersPending: false,
+      frame: dataFrame,
+      trailer: RETURN,
+      ping: { everyMs: deps.ssePingMs, frame: () => PING },
+      onEnd: (sent) => deps.metrics.streamClosed('trpc-http', sent),
+    });
   } finally {
-    clearInterval(ping);
-    deps.metrics.streamClosed('trpc-http', sent);
-    listener.close();
     res.off('close', onClose);
   }
 }

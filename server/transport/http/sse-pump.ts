@@ -1,0 +1,78 @@
+import type { ServerResponse } from 'node:http';
+import type { StreamEvent } from '../../../shared/stream-events.ts';
+import type { Listener } from '../../core/generation.ts';
+import type { Sink } from '../backpressure.ts';
+import { flushNow } from './flush.ts';
+
+export interface SsePumpOptions {
+  readonly res: ServerResponse;
+  readonly listener: Listener;
+  readonly sink: Sink;
+  /** Aborts when the client leaves. */
+  readonly signal: AbortSignal;
+  /** One event as its frame, in the route's wire format. */
+  readonly frame: (event: StreamEvent, id: string) => string;
+  /** Written right after the terminal event (tRPC's `return`). */
+  readonly trailer?: string;
+  /**
+   * Nothing written yet: when no event is ready, send the headers at once, so that the client sees
+   * the stream open while the model thinks (otherwise they go out with the first frame, in one write).
+   */
+  readonly headersPending: boolean;
+  /** Keep-alive: a frame written every `everyMs` while nothing is queued for the reader (0: none). */
+  readonly ping: { readonly everyMs: number; readonly frame: () => string };
+  /** Told how many events were sent, however the stream ended. */
+  readonly onEnd: (sent: number) => void;
+}
+
+/**
+ * Writes a listener's events to an SSE response until the terminal event, then ends it. Everything already in the log goes out in one write, a batch
+ * stops at the reader's room (so buffering stays within one frame of the high-water mark), and a
+ * reader that stays full is waited for, then cut off after the send timeout. The listener is
+ * closed on every way out.
+ */
+export async function pumpSse(o: SsePumpOptions): Promise<void> {
+  const { res, listener, sink } = o;
+  let sent = 0;
+  // Keep-alive comments for proxies; a reader that is already behind does not need them.
+  const ping =
+    o.ping.everyMs > 0
+      ? setInterval(() => {
+          if (res.writableLength === 0) res.write(o.ping.frame());
+        }, o.ping.everyMs)
+      : undefined;
+  try {
+    const already = listener.poll();
+    if (!already && o.headersPending) res.flushHeaders();
+    let first = true;
+    let ended = false;
+    for (let next = already ? { done: false as const, value: already } : await listener.next(); !next.done; next = await listener.next()) {
+      let frames = o.frame(next.value.event, next.value.id);
+      sent++;
+      ended = next.value.event.type !== 'delta';
+      const room = sink.room();
+      while (!ended && frames.length < room) {
+        const more = listener.poll();
+        if (!more) break;
+        frames += o.frame(more.event, more.id);
+        sent++;
+        ended = more.event.type !== 'delta';
+      }
+      if (ended) {
+        res.write(o.trailer ? frames + o.trailer : frames);
+        break;
+      }
+      res.write(frames);
+      if (first) {
+        first = false;
+        flushNow(res);
+      }
+      if (!sink.hasRoom() && !(await sink.ready(o.signal))) break;
+    }
+    res.end();
+  } finally {
+    clearInterval(ping);
+    listener.close();
+    o.onEnd(sent);
+  }
+}
