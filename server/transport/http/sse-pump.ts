@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { StreamEvent } from '../../../shared/stream-events.ts';
 import type { Listener } from '../../core/generation.ts';
+import type { Metrics } from '../../observability/metrics.ts';
 import type { Sink } from '../backpressure.ts';
 import { flushNow } from './flush.ts';
 
@@ -21,8 +22,9 @@ export interface SsePumpOptions {
   readonly headersPending: boolean;
   /** Keep-alive: a frame written every `everyMs` while nothing is queued for the reader (0: none). */
   readonly ping: { readonly everyMs: number; readonly frame: () => string };
-  /** Told how many events were sent, however the stream ended. */
-  readonly onEnd: (sent: number) => void;
+  /** Where the stream is counted (active streams, events sent), under `transport`. */
+  readonly metrics: Metrics;
+  readonly transport: string;
 }
 
 /**
@@ -34,6 +36,7 @@ export interface SsePumpOptions {
 export async function pumpSse(o: SsePumpOptions): Promise<void> {
   const { res, listener, sink } = o;
   let sent = 0;
+  o.metrics.streamOpened(o.transport);
   // Keep-alive comments for proxies; a reader that is already behind does not need them.
   const ping =
     o.ping.everyMs > 0
@@ -73,6 +76,6 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
   } finally {
     clearInterval(ping);
     listener.close();
-    o.onEnd(sent);
+    o.metrics.streamClosed(o.transport, sent);
   }
 }

@@ -29,7 +29,6 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
     return;
   }
 
-  deps.metrics.streamOpened('sse');
   // The reference's `Connection: keep-alive`, unless the client asked to close (HTTP/1.1 says it wins).
   res.writeHead(200, /\bclose\b/i.test(req.headers.connection ?? '') ? SSE_HEADERS_CLOSING : SSE_HEADERS);
   try {
@@ -41,7 +40,8 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
       headersPending: true,
       frame: encodeSseFrame,
       ping: { everyMs: deps.ssePingMs, frame: encodeSsePing },
-      onEnd: (sent) => deps.metrics.streamClosed('sse', sent),
+      metrics: deps.metrics,
+      transport: 'sse',
     });
   } finally {
     res.off('close', onClose);

@@ -81,7 +81,6 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
     return;
   }
 
-  deps.metrics.streamOpened('trpc-http');
   try {
     await pumpSse({
       res,
@@ -92,7 +91,8 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
       frame: dataFrame,
       trailer: RETURN,
       ping: { everyMs: deps.ssePingMs, frame: () => PING },
-      onEnd: (sent) => deps.metrics.streamClosed('trpc-http', sent),
+      metrics: deps.metrics,
+      transport: 'trpc-http',
     });
   } finally {
     res.off('close', onClose);
