@@ -1,7 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
-import { afterEach } from 'vitest';
+import { spawnNode } from './children.ts';
 
 export interface SluiceProcess {
   readonly url: string;
@@ -12,27 +11,12 @@ export interface SluiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
-const children = new Set<ChildProcess>();
-afterEach(async () => {
-  for (const child of [...children]) {
-    children.delete(child);
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = once(child, 'exit');
-      child.kill('SIGKILL');
-      await exited;
-    }
-  }
-});
 
 /** Starts `server/main.ts` as a real process on a free port and waits until it listens. */
 export async function startSluiceProcess(env: Record<string, string | number>): Promise<SluiceProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
-    cwd: root,
+  const child = spawnNode(['--import', 'tsx', 'server/main.ts'], {
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  children.add(child);
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -56,7 +40,6 @@ export async function startSluiceProcess(env: Record<string, string | number>): 
       const exited = once(child, 'exit');
       child.kill(signal);
       const [code] = await exited;
-      children.delete(child);
       return code as number | null;
     },
   };
