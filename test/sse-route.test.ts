@@ -55,6 +55,22 @@ describe('POST /v1/chat/stream', () => {
     ]);
   });
 
+  it('opens the stream (status and headers) while a slow model has not produced its first token', async () => {
+    // 60 s before the first token: the headers can only have come from the server sending them at once.
+    const { url } = await startServer({ SIM_DELAY_MS: 60_000 });
+    const abort = new AbortController();
+    const res = await fetch(`${url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'slow' }),
+      signal: abort.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    abort.abort();
+    await res.body?.cancel().catch(() => undefined);
+  });
+
   it('escapes strings as Python json.dumps does (non-ASCII, quotes, controls)', async () => {
     const { url } = await startServer();
     const prompt = 'café "q" \\ 🚀\ttab';

@@ -16,8 +16,9 @@ export interface SsePumpOptions {
   /** Written right after the terminal event (tRPC's `return`). */
   readonly trailer?: string;
   /**
-   * Nothing written yet: when no event is ready, send the headers at once, so that the client sees
-   * the stream open while the model thinks (otherwise they go out with the first frame, in one write).
+   * Nothing written yet. The headers go out with the first frame, in one write, when that frame is
+   * ready within this turn of the event loop (a fast model); otherwise they go out at the end of the
+   * turn, so that the client sees the stream open while the model thinks.
    */
   readonly headersPending: boolean;
   /** Keep-alive: a frame written every `everyMs` while nothing is queued for the reader (0: none). */
@@ -44,9 +45,10 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
           if (res.writableLength === 0) res.write(o.ping.frame());
         }, o.ping.everyMs)
       : undefined;
+  let headers: NodeJS.Immediate | undefined;
   try {
     const already = listener.poll();
-    if (!already && o.headersPending) res.flushHeaders();
+    if (!already && o.headersPending) headers = setImmediate(() => res.flushHeaders());
     let first = true;
     let ended = false;
     for (let next = already ? { done: false as const, value: already } : await listener.next(); !next.done; next = await listener.next()) {
@@ -61,6 +63,7 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
         sent++;
         ended = more.event.type !== 'delta';
       }
+      if (first) clearImmediate(headers);
       if (ended) {
         res.write(o.trailer ? frames + o.trailer : frames);
         break;
@@ -74,6 +77,7 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
     }
     res.end();
   } finally {
+    clearImmediate(headers);
     clearInterval(ping);
     listener.close();
     o.metrics.streamClosed(o.transport, sent);
