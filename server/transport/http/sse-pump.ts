@@ -9,8 +9,6 @@ export interface SsePumpOptions {
   readonly res: ServerResponse;
   readonly listener: Listener;
   readonly sink: Sink;
-  /** Aborts when the client leaves. */
-  readonly signal: AbortSignal;
   /** One event as its frame, in the route's wire format. */
   readonly frame: (event: StreamEvent, id: string) => string;
   /** Written right after the terminal event (tRPC's `return`). */
@@ -29,15 +27,22 @@ export interface SsePumpOptions {
 }
 
 /**
- * Writes a listener's events to an SSE response until the terminal event, then ends it. Everything already in the log goes out in one write, a batch
- * stops at the reader's room (so buffering stays within one frame of the high-water mark), and a
- * reader that stays full is waited for, then cut off after the send timeout. The listener is
- * closed on every way out.
+ * Writes a listener's events to an SSE response until the terminal event, then ends it. Everything
+ * already in the log goes out in one write, a batch stops at the reader's room (so buffering stays
+ * within one frame of the high-water mark), and a reader that stays full is waited for, then cut
+ * off after the send timeout. The listener is closed on every way out, and at once when the client
+ * leaves (which ends a pending wait).
  */
 export async function pumpSse(o: SsePumpOptions): Promise<void> {
   const { res, listener, sink } = o;
   let sent = 0;
   o.metrics.streamOpened(o.transport);
+  // The response's own 'close' rather than an AbortSignal: a signal and its listener cost more than
+  // the rest of a request's bookkeeping, and nothing here needs one.
+  const onClose = (): void => listener.close();
+  res.once('close', onClose);
+  // The client left while the stream was being opened.
+  if (res.destroyed) listener.close();
   // Keep-alive comments for proxies; a reader that is already behind does not need them.
   const ping =
     o.ping.everyMs > 0
@@ -73,10 +78,11 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
         first = false;
         flushNow(res);
       }
-      if (!sink.hasRoom() && !(await sink.ready(o.signal))) break;
+      if (!sink.hasRoom() && !(await sink.ready())) break;
     }
     res.end();
   } finally {
+    res.off('close', onClose);
     clearImmediate(headers);
     clearInterval(ping);
     listener.close();

@@ -9,10 +9,6 @@ import { encodeSseFrame, encodeSsePing, SSE_HEADERS, SSE_HEADERS_CLOSING } from 
 
 /** `POST /v1/chat/stream`: the documented SSE route; with `Last-Event-ID` it resumes instead of starting. */
 export async function handleChatStream(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
-  const abort = new AbortController();
-  const onClose = (): void => abort.abort();
-  res.once('close', onClose);
-
   let attachment: Attachment;
   try {
     const body = await readJsonBody(req, SseChatRequest, deps.maxBodyBytes);
@@ -21,29 +17,24 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
     attachment = await openStream(
       deps.service,
       { owner, message: body.message, sessionId: body.session_id, lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined, transport: 'sse' },
-      abort.signal,
+      // A client that leaves meanwhile is noticed by the pump, which then closes the listener.
+      undefined,
     );
   } catch (error) {
-    res.off('close', onClose);
     sendError(res, error);
     return;
   }
 
   // The reference's `Connection: keep-alive`, unless the client asked to close (HTTP/1.1 says it wins).
   res.writeHead(200, /\bclose\b/i.test(req.headers.connection ?? '') ? SSE_HEADERS_CLOSING : SSE_HEADERS);
-  try {
-    await pumpSse({
-      res,
-      listener: attachment.listener,
-      sink: deps.sinkFor(res),
-      signal: abort.signal,
-      headersPending: true,
-      frame: encodeSseFrame,
-      ping: { everyMs: deps.ssePingMs, frame: encodeSsePing },
-      metrics: deps.metrics,
-      transport: 'sse',
-    });
-  } finally {
-    res.off('close', onClose);
-  }
+  await pumpSse({
+    res,
+    listener: attachment.listener,
+    sink: deps.sinkFor(res),
+    headersPending: true,
+    frame: encodeSseFrame,
+    ping: { everyMs: deps.ssePingMs, frame: encodeSsePing },
+    metrics: deps.metrics,
+    transport: 'sse',
+  });
 }

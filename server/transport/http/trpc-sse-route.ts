@@ -50,9 +50,6 @@ function dataFrame(event: StreamEvent, id: string): string {
  * httpSubscriptionLink cannot tell the difference.
  */
 export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, deps: TrpcSseDeps): Promise<void> {
-  const abort = new AbortController();
-  const onClose = (): void => abort.abort();
-  res.once('close', onClose);
   res.writeHead(200, HEADERS);
   const client = deps.ssePingMs > 0 ? { reconnectAfterInactivityMs: deps.ssePingMs * 2 + 5000 } : {};
   res.write(`event: connected\ndata: ${JSON.stringify(client)}\n\n`);
@@ -70,33 +67,28 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
     attachment = await openStream(
       deps.service,
       { owner, message: parsed.message, sessionId: parsed.sessionId, lastEventId, transport: 'trpc-http' },
-      abort.signal,
+      // A client that leaves meanwhile is noticed by the pump, which then closes the listener.
+      undefined,
     );
   } catch (caught) {
     const error = toTRPCError(caught);
     deps.onError({ error, path: 'chat.stream' });
     const shape = getErrorShape({ config: deps.router._def._config, error, type: 'subscription', path: 'chat.stream', input, ctx: undefined });
     res.end(`event: serialized-error\ndata: ${JSON.stringify(superjson.serialize(shape))}\n\n`);
-    res.off('close', onClose);
     return;
   }
 
-  try {
-    await pumpSse({
-      res,
-      listener: attachment.listener,
-      sink: deps.sinkFor(res),
-      signal: abort.signal,
-      headersPending: false,
-      frame: dataFrame,
-      trailer: RETURN,
-      ping: { everyMs: deps.ssePingMs, frame: () => PING },
-      metrics: deps.metrics,
-      transport: 'trpc-http',
-    });
-  } finally {
-    res.off('close', onClose);
-  }
+  await pumpSse({
+    res,
+    listener: attachment.listener,
+    sink: deps.sinkFor(res),
+    headersPending: false,
+    frame: dataFrame,
+    trailer: RETURN,
+    ping: { everyMs: deps.ssePingMs, frame: () => PING },
+    metrics: deps.metrics,
+    transport: 'trpc-http',
+  });
 }
 
 /** The `input` query parameter: JSON of superjson's `{ json, meta }`. */
