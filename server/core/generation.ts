@@ -325,6 +325,23 @@ export class Generation {
 
   #show(seq: number): void {
     this.#visible = seq;
+    // The first event goes out at once (time to first token is what a reader notices). Later ones
+    // are handed over once per burst: a provider often yields many tokens in one turn of the event
+    // loop, and a listener woken at the end of it writes them all in one go instead of one by one.
+    if (seq === 1) this.#wakeAll();
+    else if (!this.#wakeQueued) {
+      this.#wakeQueued = true;
+      process.nextTick(this.#queuedWake);
+    }
+  }
+
+  #wakeQueued = false;
+  readonly #queuedWake = (): void => {
+    this.#wakeQueued = false;
+    this.#wakeAll();
+  };
+
+  #wakeAll(): void {
     for (const wake of this.#wakers) wake();
   }
 
@@ -338,7 +355,7 @@ export class Generation {
         this.#visible++;
         advanced = true;
       }
-      if (advanced) for (const wake of this.#wakers) wake();
+      if (advanced) this.#wakeAll();
     });
   }
 
@@ -351,7 +368,7 @@ export class Generation {
     this.#onTiming = undefined;
     this.#finishedAt = Date.now();
     this.#clearGrace();
-    for (const wake of this.#wakers) wake();
+    this.#wakeAll();
   }
 
   #listenerJoined(): void {
