@@ -16,6 +16,7 @@ export type TargetName =
   | 'sluice-sse-cluster'
   | 'raw-sse'
   | 'raw-ws'
+  | 'raw-trpc-sse'
   | 'trpc-ws-min'
   | 'trpc-sse-min';
 
@@ -73,11 +74,20 @@ async function probeOpenAI(baseUrl: string): Promise<string | undefined> {
 export const TARGETS: readonly Target[] = [
   { name: 'raw-sse', label: 'raw node:http SSE (baseline)', sluice: false, entry: 'bench/baselines/raw-sse.ts', baselines: [], client: sseRouteClient },
   { name: 'raw-ws', label: 'raw ws (baseline)', sluice: false, entry: 'bench/baselines/raw-ws.ts', baselines: [], client: rawWsClient },
+  {
+    name: 'raw-trpc-sse',
+    label: 'raw node:http SSE, tRPC wire (baseline)',
+    sluice: false,
+    entry: 'bench/baselines/raw-trpc-sse.ts',
+    baselines: ['raw-sse'],
+    client: trpcSseClient,
+    scenarios: /^(latency|throughput|held-|smoke)/,
+  },
   { name: 'trpc-ws-min', label: 'minimal tRPC WS (baseline)', sluice: false, entry: 'bench/baselines/trpc-ws.ts', baselines: ['raw-ws'], client: trpcWsClient },
   { name: 'trpc-sse-min', label: 'minimal tRPC SSE (baseline)', sluice: false, entry: 'bench/baselines/trpc-sse.ts', baselines: ['raw-sse'], client: trpcSseClient },
   { name: 'sluice-sse', label: 'Sluice SSE route', sluice: true, entry: SLUICE, baselines: ['raw-sse'], client: sseRouteClient },
   { name: 'sluice-trpc-ws', label: 'Sluice tRPC WS', sluice: true, entry: SLUICE, baselines: ['trpc-ws-min', 'raw-ws'], client: trpcWsClient },
-  { name: 'sluice-trpc-sse', label: 'Sluice tRPC SSE', sluice: true, entry: SLUICE, baselines: ['raw-sse', 'trpc-sse-min'], client: trpcSseClient },
+  { name: 'sluice-trpc-sse', label: 'Sluice tRPC SSE', sluice: true, entry: SLUICE, baselines: ['raw-sse', 'raw-trpc-sse', 'trpc-sse-min'], client: trpcSseClient },
   {
     name: 'sluice-openai',
     label: 'Sluice OpenAI route',

@@ -1,0 +1,54 @@
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { listenAndAnnounce } from './listen.ts';
+import { delayFromEnv, pacedDeltas, replyId } from './paced.ts';
+
+// Baseline: the raw node:http SSE writer of raw-sse.ts, speaking tRPC's SSE wire protocol instead
+// of the documented format (`connected`, `data` with superjson's `{"json": ...}` and an `id:` line,
+// `return`), so that the stock httpSubscriptionLink reads it. It is what tRPC over SSE costs with
+// nothing but the writer on the server: the same client as Sluice's tRPC SSE, without sessions,
+// history or validation. Time to first event of Sluice's tRPC SSE is compared with it, because
+// that client (EventSource over fetch, then the tRPC link) is much slower to open a stream than
+// the plain HTTP client reading the other SSE routes.
+
+const HEADERS = {
+  'Content-Type': 'text/event-stream',
+  'Cache-Control': 'no-cache, no-transform',
+  Connection: 'keep-alive',
+  'X-Accel-Buffering': 'no',
+};
+
+const delayMs = delayFromEnv();
+
+async function stream(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const raw = new URL(req.url ?? '/', 'http://x').searchParams.get('input') ?? '{}';
+  const { json } = JSON.parse(raw) as { json: { message: string } };
+  const abort = new AbortController();
+  res.once('close', () => abort.abort());
+  const id = replyId();
+  res.writeHead(200, HEADERS);
+  res.write('event: connected\ndata: {}\n\n');
+  let n = 0;
+  try {
+    for await (const delta of pacedDeltas(json.message, delayMs, abort.signal)) {
+      n++;
+      const frame = `data: {"json":{"type":"delta","delta":${JSON.stringify(delta)},"index":${n}}}\nid: ${id}:${n}\n\n`;
+      if (!res.write(frame)) await once(res, 'drain', { signal: abort.signal });
+    }
+    res.end(`data: {"json":{"type":"done","totalChunks":${n}}}\nid: ${id}:${n + 1}\n\nevent: return\ndata: \n\n`);
+  } catch {
+    res.destroy();
+  }
+}
+
+const server = createServer((req, res) => {
+  if (req.method === 'GET' && req.url?.startsWith('/trpc/chat.stream?')) {
+    stream(req, res).catch(() => res.destroy());
+  } else if (req.url === '/health') {
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":"ok"}');
+  } else {
+    res.writeHead(404).end();
+  }
+});
+
+await listenAndAnnounce(server, 'raw-trpc-sse');
