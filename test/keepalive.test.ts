@@ -47,6 +47,14 @@ describe('keep-alives', () => {
     expect(text).toContain('event: ping');
   });
 
+  it('tRPC over SSE sends `connected` (with the reconnect hint) at once, while a slow model has produced nothing', async () => {
+    // 60 s before the first token: whatever arrives now was sent without waiting for it.
+    const { url } = await startServer({ SIM_DELAY_MS: 60_000, SSE_PING_MS: 10_000 });
+    const input = encodeURIComponent(JSON.stringify({ json: { message: 'slow', sessionId: 'c' } }));
+    const text = await readUntil(`${url}/trpc/chat.stream?input=${input}`, { method: 'GET' }, (t) => t.includes('\n\n'));
+    expect(text).toBe('event: connected\ndata: {"reconnectAfterInactivityMs":25000}\n\n');
+  });
+
   it('a WebSocket peer that stops answering pings is terminated and its reply released', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 50 }));
     const server = await startServer({ WS_PING_MS: 150, WS_PONG_WAIT_MS: 150, RESUME_GRACE_MS: 0 }, { provider: recorder.provider });

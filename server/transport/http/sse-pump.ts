@@ -14,11 +14,12 @@ export interface SsePumpOptions {
   /** Written right after the terminal event (tRPC's `return`). */
   readonly trailer?: string;
   /**
-   * Nothing written yet. The headers go out with the first frame, in one write, when that frame is
-   * ready within this turn of the event loop (a fast model); otherwise they go out at the end of the
-   * turn, so that the client sees the stream open while the model thinks.
+   * What the stream opens with before its first event ('' for nothing but the headers; tRPC's
+   * `connected`). It goes out with the first frame, in one write, when that frame is ready within
+   * this turn of the event loop (a fast model); otherwise, with the headers, at the end of the turn,
+   * so that the client sees the stream open while the model thinks. Nothing is written before.
    */
-  readonly headersPending: boolean;
+  readonly opening: string;
   /** Keep-alive: a frame written every `everyMs` while nothing is queued for the reader (0: none). */
   readonly ping: { readonly everyMs: number; readonly frame: () => string };
   /** Where the stream is counted (active streams, events sent), under `transport`. */
@@ -50,14 +51,22 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
           if (res.writableLength === 0) res.write(o.ping.frame());
         }, o.ping.everyMs)
       : undefined;
-  let headers: NodeJS.Immediate | undefined;
+  let opening = o.opening;
+  let openLater: NodeJS.Immediate | undefined;
   try {
     const already = listener.poll();
-    if (!already && o.headersPending) headers = setImmediate(() => res.flushHeaders());
+    if (!already) {
+      openLater = setImmediate(() => {
+        if (opening) res.write(opening);
+        else res.flushHeaders();
+        opening = '';
+      });
+    }
     let first = true;
     let ended = false;
     for (let next = already ? { done: false as const, value: already } : await listener.next(); !next.done; next = await listener.next()) {
-      let frames = o.frame(next.value.event, next.value.id);
+      let frames = opening + o.frame(next.value.event, next.value.id);
+      opening = '';
       sent++;
       ended = next.value.event.type !== 'delta';
       const room = sink.room();
@@ -68,7 +77,7 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
         sent++;
         ended = more.event.type !== 'delta';
       }
-      if (first) clearImmediate(headers);
+      if (first) clearImmediate(openLater);
       if (ended) {
         res.write(o.trailer ? frames + o.trailer : frames);
         break;
@@ -83,7 +92,7 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
     res.end();
   } finally {
     res.off('close', onClose);
-    clearImmediate(headers);
+    clearImmediate(openLater);
     clearInterval(ping);
     listener.close();
     o.metrics.streamClosed(o.transport, sent);

@@ -31,7 +31,7 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
     res,
     listener: attachment.listener,
     sink: deps.sinkFor(res),
-    headersPending: true,
+    opening: '',
     frame: encodeSseFrame,
     ping: { everyMs: deps.ssePingMs, frame: encodeSsePing },
     metrics: deps.metrics,

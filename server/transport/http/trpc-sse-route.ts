@@ -36,6 +36,8 @@ const HEADERS = {
 };
 const PING = 'event: ping\ndata: \n\n';
 const RETURN = 'event: return\ndata: \n\n';
+const CONNECTED = 'event: connected\ndata: {}\n\n';
+const CONNECTED_WITH_RECONNECT = (ms: number): string => `event: connected\ndata: {"reconnectAfterInactivityMs":${ms}}\n\n`;
 
 // superjson of a plain object (strings, numbers, booleans) is `{"json": <the object>}`, so the
 // frame is written directly instead of walking each event through superjson.
@@ -51,8 +53,8 @@ function dataFrame(event: StreamEvent, id: string): string {
  */
 export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, deps: TrpcSseDeps): Promise<void> {
   res.writeHead(200, HEADERS);
-  const client = deps.ssePingMs > 0 ? { reconnectAfterInactivityMs: deps.ssePingMs * 2 + 5000 } : {};
-  res.write(`event: connected\ndata: ${JSON.stringify(client)}\n\n`);
+  // Written with what follows it (the first events, or the error), in one write.
+  const connected = deps.ssePingMs > 0 ? CONNECTED_WITH_RECONNECT(deps.ssePingMs * 2 + 5000) : CONNECTED;
 
   let input: unknown;
   let attachment;
@@ -74,7 +76,7 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
     const error = toTRPCError(caught);
     deps.onError({ error, path: 'chat.stream' });
     const shape = getErrorShape({ config: deps.router._def._config, error, type: 'subscription', path: 'chat.stream', input, ctx: undefined });
-    res.end(`event: serialized-error\ndata: ${JSON.stringify(superjson.serialize(shape))}\n\n`);
+    res.end(`${connected}event: serialized-error\ndata: ${JSON.stringify(superjson.serialize(shape))}\n\n`);
     return;
   }
 
@@ -82,7 +84,7 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
     res,
     listener: attachment.listener,
     sink: deps.sinkFor(res),
-    headersPending: false,
+    opening: connected,
     frame: dataFrame,
     trailer: RETURN,
     ping: { everyMs: deps.ssePingMs, frame: () => PING },
