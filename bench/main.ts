@@ -5,6 +5,7 @@ import { repoRoot } from './child-server.ts';
 import { parseOptions, USAGE, UsageError } from './options.ts';
 import { openFilesLimit } from './proc-stats.ts';
 import { formatSummary, profileFiles, summarizeProfile } from './profile-summary.ts';
+import { stopBenchRedis } from './redis.ts';
 import { runBench } from './run.ts';
 import { updateReadme } from './report/readme.ts';
 import { consoleReport } from './report/text.ts';
@@ -38,12 +39,17 @@ if (limit !== undefined && limit < biggest + 512) {
 const outDir = resolve(repoRoot, options.outDir);
 const profileDir = options.profile ? resolve(options.profileDir ?? (await mkdtemp(join(tmpdir(), 'sluice-bench-prof-')))) : undefined;
 
-const report = await runBench({
-  scenarios: options.scenarios,
-  targets: options.targets,
-  cpuProfileDir: profileDir,
-  concurrentTargets: options.smoke,
-});
+let report;
+try {
+  report = await runBench({
+    scenarios: options.scenarios,
+    targets: options.targets,
+    cpuProfileDir: profileDir,
+    concurrentTargets: options.smoke,
+  });
+} finally {
+  await stopBenchRedis();
+}
 console.log(`\n${consoleReport(report)}\n`);
 
 if (profileDir) {

@@ -4,7 +4,8 @@ import { createServer } from 'node:net';
 import { once } from 'node:events';
 
 // Targets that run Sluice on Redis (several workers share it) need a redis-server: one is started
-// for the whole bench run, on a free port, and killed when the bench exits.
+// for the whole bench run, on a free port, and stopped when the run is over (`stopBenchRedis`),
+// or killed if the bench exits some other way.
 
 let started: Promise<string | undefined> | undefined;
 let child: ChildProcess | undefined;
@@ -40,4 +41,15 @@ export function benchRedisUrl(): Promise<string | undefined> {
     return `redis://127.0.0.1:${port}`;
   })();
   return started;
+}
+
+/** Stops the bench's redis-server, if one was started; its pipe would keep the bench from exiting. */
+export async function stopBenchRedis(): Promise<void> {
+  const c = child;
+  child = undefined;
+  started = undefined;
+  if (!c || c.exitCode !== null || c.signalCode !== null) return;
+  const exited = once(c, 'exit');
+  c.kill('SIGTERM');
+  await exited;
 }
