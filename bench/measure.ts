@@ -10,7 +10,7 @@ import { monotonicMicros, WINDOW_FILE, type ProfileWindow } from './profile-summ
 import { percentile } from './stats.ts';
 import type { Target } from './targets.ts';
 
-// One measurement: a fresh server process for one target, a warm-up, then the scenario's load
+// Measurements of one target: its server process, a warm-up, then runs of the scenario's load
 // while the server's CPU time and resident memory are read from /proc.
 
 export interface RunMetrics {
@@ -38,8 +38,6 @@ export interface RunMetrics {
   /** (peak − idle) / concurrency. */
   readonly memPerStreamKB: number;
 }
-
-export type RunResult = { readonly skipped: string } | { readonly metrics: RunMetrics };
 
 export interface MeasureOptions {
   /** Extra environment for the server (on top of the scenario's). */
@@ -77,7 +75,20 @@ function plan(scenario: Scenario, tag: string, total: number, concurrency: numbe
   };
 }
 
-export async function measure(target: Target, scenario: Scenario, options: MeasureOptions): Promise<RunResult> {
+/** A target's server, started and warmed up, ready for measured runs. */
+export interface OpenTarget {
+  /** One measured run of the scenario's load on the warm server. */
+  run(tag: string): Promise<RunMetrics>;
+  close(): Promise<void>;
+}
+
+export type OpenResult = { readonly skipped: string } | { readonly open: OpenTarget };
+
+/**
+ * Starts the target's server and warms it up. Repetitions then measure the same warm process, as
+ * users meet a long-running server; only its first replies pay for V8's compiling.
+ */
+export async function openTarget(target: Target, scenario: Scenario, options: MeasureOptions): Promise<OpenResult> {
   if (options.cpuProfileDir) await mkdir(join(options.cpuProfileDir, options.tag), { recursive: true });
   const targetEnv = (await target.env?.()) ?? {};
   if (typeof targetEnv === 'string') return { skipped: targetEnv };
@@ -87,58 +98,66 @@ export async function measure(target: Target, scenario: Scenario, options: Measu
     cpuProfileDir: options.cpuProfileDir && join(options.cpuProfileDir, options.tag),
   });
   let client: LoadClient | undefined;
+  const close = async (): Promise<void> => {
+    await client?.close();
+    await server.stop();
+  };
   try {
     const skip = await target.probe?.(server.url);
-    if (skip) return { skipped: skip };
+    if (skip) {
+      await close();
+      return { skipped: skip };
+    }
     client = target.client(server.url);
-
     if (scenario.warmup > 0) {
       await runLoad(client, plan(scenario, `${options.tag}-w`, scenario.warmup, Math.min(scenario.concurrency, 50)));
     }
-
-    const idleRss = processRssBytes(server.pid);
-    const windowStart = monotonicMicros();
-    const cpu0 = processCpuMicros(server.pid);
-    const client0 = process.cpuUsage();
-    const sampler = new RssSampler(server.pid);
-    const { outcomes, wallMs } = await runLoad(client, plan(scenario, options.tag, scenario.total, scenario.concurrency));
-    const cpu1 = processCpuMicros(server.pid);
-    const clientCpu = process.cpuUsage(client0);
-    const peakRss = sampler.stop();
-    const events = outcomes.reduce((n, o) => n + o.deltas, 0);
-    if (options.cpuProfileDir) {
-      // The profile covers the server's whole life; its summary keeps the measured window only.
-      const window: ProfileWindow = { startUs: windowStart, endUs: monotonicMicros(), events };
-      await writeFile(join(options.cpuProfileDir, options.tag, WINDOW_FILE), JSON.stringify(window));
-    }
-
-    const failed = outcomes.filter((o) => !o.complete);
-    const firstEvents = outcomes.flatMap((o) => (o.firstEventMs === undefined ? [] : [o.firstEventMs]));
-    const streamTimes = outcomes.filter((o) => o.complete).map((o) => o.streamMs);
-    const perEvent = (micros: number): number => (events > 0 ? micros / events : Number.NaN);
-    return {
-      metrics: {
-        streams: outcomes.length,
-        complete: outcomes.length - failed.length,
-        errors: failed.length,
-        errorSamples: [...new Set(failed.map((o) => o.error ?? 'incomplete'))].slice(0, 5),
-        events,
-        wallMs,
-        eventsPerSec: (events * 1000) / wallMs,
-        serverCpuUsPerEvent: perEvent(cpu1 - cpu0),
-        serverCpuMs: (cpu1 - cpu0) / 1000,
-        clientCpuUsPerEvent: perEvent(clientCpu.user + clientCpu.system),
-        firstEventP50Ms: percentile(firstEvents, 50),
-        firstEventP99Ms: percentile(firstEvents, 99),
-        streamP50Ms: percentile(streamTimes, 50),
-        streamP99Ms: percentile(streamTimes, 99),
-        idleRssMB: idleRss / 2 ** 20,
-        peakRssMB: peakRss / 2 ** 20,
-        memPerStreamKB: Math.max(0, peakRss - idleRss) / 1024 / scenario.concurrency,
-      },
-    };
-  } finally {
-    await client?.close();
-    await server.stop();
+  } catch (error) {
+    await close();
+    throw error;
   }
+  const warm = client;
+  return { open: { run: (tag) => measureRun(warm, server.pid, scenario, tag, options.cpuProfileDir && join(options.cpuProfileDir, options.tag)), close } };
+}
+
+async function measureRun(client: LoadClient, pid: number, scenario: Scenario, tag: string, profileDir: string | undefined): Promise<RunMetrics> {
+  const idleRss = processRssBytes(pid);
+  const windowStart = monotonicMicros();
+  const cpu0 = processCpuMicros(pid);
+  const client0 = process.cpuUsage();
+  const sampler = new RssSampler(pid);
+  const { outcomes, wallMs } = await runLoad(client, plan(scenario, tag, scenario.total, scenario.concurrency));
+  const cpu1 = processCpuMicros(pid);
+  const clientCpu = process.cpuUsage(client0);
+  const peakRss = sampler.stop();
+  const events = outcomes.reduce((n, o) => n + o.deltas, 0);
+  if (profileDir) {
+    // The profile covers the server's whole life; its summary keeps the measured window only.
+    const window: ProfileWindow = { startUs: windowStart, endUs: monotonicMicros(), events };
+    await writeFile(join(profileDir, WINDOW_FILE), JSON.stringify(window));
+  }
+
+  const failed = outcomes.filter((o) => !o.complete);
+  const firstEvents = outcomes.flatMap((o) => (o.firstEventMs === undefined ? [] : [o.firstEventMs]));
+  const streamTimes = outcomes.filter((o) => o.complete).map((o) => o.streamMs);
+  const perEvent = (micros: number): number => (events > 0 ? micros / events : Number.NaN);
+  return {
+    streams: outcomes.length,
+    complete: outcomes.length - failed.length,
+    errors: failed.length,
+    errorSamples: [...new Set(failed.map((o) => o.error ?? 'incomplete'))].slice(0, 5),
+    events,
+    wallMs,
+    eventsPerSec: (events * 1000) / wallMs,
+    serverCpuUsPerEvent: perEvent(cpu1 - cpu0),
+    serverCpuMs: (cpu1 - cpu0) / 1000,
+    clientCpuUsPerEvent: perEvent(clientCpu.user + clientCpu.system),
+    firstEventP50Ms: percentile(firstEvents, 50),
+    firstEventP99Ms: percentile(firstEvents, 99),
+    streamP50Ms: percentile(streamTimes, 50),
+    streamP99Ms: percentile(streamTimes, 99),
+    idleRssMB: idleRss / 2 ** 20,
+    peakRssMB: peakRss / 2 ** 20,
+    memPerStreamKB: Math.max(0, peakRss - idleRss) / 1024 / scenario.concurrency,
+  };
 }

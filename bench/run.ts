@@ -1,12 +1,13 @@
 import os from 'node:os';
-import { measure, type RunMetrics } from './measure.ts';
+import { openTarget, type OpenTarget, type RunMetrics } from './measure.ts';
 import { machineInfo, type MachineInfo } from './machine.ts';
 import { deltasOf, idealStreamMs, type Scenario } from './scenarios.ts';
 import { median } from './stats.ts';
 import { targetByName, type TargetName } from './targets.ts';
 
 // Runs every scenario on every target (baselines first, so each rep compares like with like in
-// time), and keeps the medians of repeated runs.
+// time), and keeps the medians of repeated runs. Each target runs on one server process per
+// scenario, warmed up once.
 
 export interface BenchOptions {
   readonly scenarios: readonly Scenario[];
@@ -89,27 +90,39 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const here = targets.filter((t) => !t.scenarios || t.scenarios.test(scenario.name));
     const runs = new Map<TargetName, RunMetrics[]>(here.map((t) => [t.name, []]));
     const skipped = new Map<TargetName, string>();
-    for (let rep = 0; rep < scenario.repetitions; rep++) {
-      const one = async (target: (typeof targets)[number]): Promise<void> => {
-        if (skipped.has(target.name)) return;
-        const tag = `${scenario.name}-${target.name}-r${rep + 1}`;
-        const result = await measure(target, scenario, { tag, cpuProfileDir: options.cpuProfileDir });
-        if ('skipped' in result) {
-          skipped.set(target.name, result.skipped);
-          log(`  ${target.name}: skipped: ${result.skipped}`);
-          return;
-        }
-        const r = result.metrics;
-        runs.get(target.name)!.push(r);
-        log(
-          `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
-            `stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ` +
-            `${r.complete}/${r.streams} complete` +
-            (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
-        );
-      };
-      if (options.concurrentTargets) await Promise.all(here.map(one));
-      else for (const target of here) await one(target);
+    const opened = new Map<TargetName, OpenTarget>();
+    const open = async (target: (typeof targets)[number]): Promise<void> => {
+      const result = await openTarget(target, scenario, { tag: `${scenario.name}-${target.name}`, cpuProfileDir: options.cpuProfileDir });
+      if ('skipped' in result) {
+        skipped.set(target.name, result.skipped);
+        log(`  ${target.name}: skipped: ${result.skipped}`);
+      } else {
+        opened.set(target.name, result.open);
+      }
+    };
+    try {
+      // Every target's server is started and warmed up first; the repetitions then take turns
+      // across targets, so that a slow spell of the machine touches all of them alike.
+      if (options.concurrentTargets) await Promise.all(here.map(open));
+      else for (const target of here) await open(target);
+      for (let rep = 0; rep < scenario.repetitions; rep++) {
+        const one = async (target: (typeof targets)[number]): Promise<void> => {
+          const server = opened.get(target.name);
+          if (!server) return;
+          const r = await server.run(`${scenario.name}-${target.name}-r${rep + 1}`);
+          runs.get(target.name)!.push(r);
+          log(
+            `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
+              `stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ` +
+              `${r.complete}/${r.streams} complete` +
+              (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
+          );
+        };
+        if (options.concurrentTargets) await Promise.all(here.map(one));
+        else for (const target of here) await one(target);
+      }
+    } finally {
+      await Promise.all([...opened.values()].map((server) => server.close()));
     }
     scenarios.push({
       scenario: { ...scenario, prompt: scenario.prompt.length > 200 ? `${scenario.prompt.slice(0, 60)}… (${scenario.prompt.length} chars)` : scenario.prompt, deltasPerStream: deltasOf(scenario), idealStreamMs: idealStreamMs(scenario) },

@@ -88,9 +88,10 @@ export function buildScenarios(s: ScenarioSettings): Scenario[] {
       title: `Throughput: ${s.throughputConcurrency} concurrent streams, ${s.throughputStreams} replies, no token delay`,
       concurrency: s.throughputConcurrency,
       total: s.throughputStreams,
-      // As for latency: 200 replies of warm-up left Sluice's per-reply code partly unoptimised, and
-      // V8's compiler threads busy inside the measured window (their CPU counts as the server's).
-      warmup: 1000,
+      // As for latency: a short warm-up leaves the per-reply code of every server partly
+      // unoptimised, and V8's compiler threads busy inside the measured window (their CPU counts as
+      // the server's). The warm-up runs once per server; the repetitions measure the same process.
+      warmup: 2000,
       delayMs: 0,
       repetitions: s.throughputReps,
     },
