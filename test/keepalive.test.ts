@@ -39,6 +39,17 @@ describe('keep-alives', () => {
     expect(text).toMatch(/^: ping - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}\+00:00\r\n\r\n/m);
   });
 
+  it('a quiet stream on the OpenAI route receives comment pings between its chunks', async () => {
+    const { url } = await startServer({ SIM_DELAY_MS: 400, SSE_PING_MS: 100 });
+    const text = await readUntil(
+      `${url}/v1/chat/completions`,
+      { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'sluice', stream: true, messages: [{ role: 'user', content: 'quiet' }] }) },
+      (t) => (t.match(/^: ping\n\n/gm) ?? []).length >= 3,
+    );
+    // Between whole chunks: the role chunk and the first delta came first, in one piece.
+    expect(text).toMatch(/^data: \{[^\n]*"role":"assistant"[^\n]*\}\n\ndata: \{[^\n]*"content":"[^"]+"[^\n]*\}\n\n(: ping\n\n)+/);
+  });
+
   it('tRPC over SSE uses its ping events', async () => {
     const { url } = await startServer({ SIM_DELAY_MS: 400, SSE_PING_MS: 100 });
     const input = encodeURIComponent(JSON.stringify({ json: { message: 'quiet', sessionId: 'p' } }));

@@ -6,7 +6,7 @@ import type { Attachment } from '../../core/chat-service.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
 import type { TrackedEvent } from '../../core/generation.ts';
 import { markRejected, readJsonBody, sendJson } from './json-io.ts';
-import { flushNow } from './flush.ts';
+import { pumpSse } from './sse-pump.ts';
 import {
   ChunkEncoder,
   completionBody,
@@ -18,7 +18,6 @@ import {
 } from './openai-encoding.ts';
 import { InvalidParamError, newUserMessage, parseCompletionRequest, sessionFrom, toProviderMessages } from './openai-request.ts';
 import type { RouteDeps } from './route-context.ts';
-import type { Sink } from '../backpressure.ts';
 
 // OpenAI-compatible routes, so that OpenAI's SDKs and tools can use Sluice as their endpoint. They
 // are one more listener on the chat service, like the other transports: same limits, same history,
@@ -51,23 +50,22 @@ function eventError(event: ErrorEvent): SluiceError {
   return new SluiceError(event.code, event.message, options);
 }
 
+const ANY_JSON = z.unknown();
+const PING_FRAME = (): string => ': ping\n\n';
+
 /** `POST /v1/chat/completions`: `stream: true` answers chunks and `data: [DONE]`, otherwise one `chat.completion`. */
 export async function handleChatCompletions(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
-  const abort = new AbortController();
-  const onClose = (): void => abort.abort();
-  res.once('close', onClose);
-
   let attachment: Attachment;
   let meta: CompletionMeta;
   let stream: boolean;
   try {
-    const body = parseCompletionRequest(await readJsonBody(req, z.unknown(), deps.maxBodyBytes));
+    const body = parseCompletionRequest(await readJsonBody(req, ANY_JSON, deps.maxBodyBytes));
     const owner = deps.ownerOf(req);
     const sessionId = sessionFrom(req);
     attachment =
       sessionId === undefined
-        ? await deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' }, abort.signal)
-        : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai', resumable: false }, abort.signal);
+        ? await deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' })
+        : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai', resumable: false });
     stream = body.stream === true;
     meta = {
       id: `chatcmpl-${attachment.generationId}`,
@@ -76,19 +74,40 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
       includeUsage: stream && body.stream_options?.include_usage === true,
     };
   } catch (error) {
-    res.off('close', onClose);
     sendOpenAIError(res, error);
     return;
   }
 
   const { listener } = attachment;
+  // A client that leaves, even before the first token, closes its listener: that ends the wait
+  // below, and stops a reply nobody else listens to.
+  const onClose = (): void => listener.close();
+  res.once('close', onClose);
+  if (res.destroyed) listener.close();
   try {
     // Nothing is sent before the first event, so that a failure before the first token gets a real
     // HTTP status (and Retry-After), which is what OpenAI's clients act on.
     const first = await listener.next();
-    if (first.done || abort.signal.aborted) return;
+    if (first.done || res.destroyed) return;
     if (first.value.event.type === 'error') {
       sendOpenAIError(res, eventError(first.value.event));
+      return;
+    }
+    if (stream) {
+      const encoder = new ChunkEncoder(meta);
+      res.writeHead(200, STREAM_HEADERS);
+      await pumpSse({
+        res,
+        listener,
+        first: first.value,
+        sink: deps.sinkFor(res),
+        opening: encoder.role(),
+        frame: (event) => encodeChunk(encoder, meta, event),
+        // OpenAI's clients skip SSE comments; proxies see traffic on a quiet stream.
+        ping: { everyMs: deps.ssePingMs, frame: PING_FRAME },
+        metrics: deps.metrics,
+        transport: 'openai',
+      });
       return;
     }
     deps.metrics.streamOpened('openai');
@@ -103,8 +122,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
       }),
     };
     try {
-      if (stream) await writeChunks(res, first.value, rest, meta, deps.ssePingMs, abort.signal, deps.sinkFor(res));
-      else await writeCompletion(res, first.value, rest, meta);
+      await writeCompletion(res, first.value, rest, meta);
     } finally {
       deps.metrics.streamClosed('openai', sent);
     }
@@ -114,48 +132,20 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
   }
 }
 
-async function writeChunks(
-  res: ServerResponse,
-  first: TrackedEvent,
-  rest: AsyncIterable<TrackedEvent>,
-  meta: CompletionMeta,
-  pingMs: number,
-  signal: AbortSignal,
-  sink: Sink,
-): Promise<void> {
-  const encoder = new ChunkEncoder(meta);
-  res.writeHead(200, STREAM_HEADERS);
-  res.write(encoder.role());
-  // OpenAI's clients skip SSE comments; proxies see traffic on a quiet stream.
-  const ping = pingMs > 0 ? setInterval(() => res.write(': ping\n\n'), pingMs) : undefined;
-  const encode = (event: StreamEvent): string => {
-    switch (event.type) {
-      case 'delta':
-        return encoder.delta(event.delta);
-      case 'done':
-        return encoder.finish() + (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + DONE_LINE;
-      case 'error':
-        // As OpenAI does mid-stream: an error object as a data line, then the end (no [DONE]).
-        return errorLine(openAIErrorBody(event.code, event.message));
-      default: {
-        const unexpected: never = event;
-        throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);
-      }
+/** One event as OpenAI's chunks (`done` also ends the stream with `[DONE]`, an error does not). */
+function encodeChunk(encoder: ChunkEncoder, meta: CompletionMeta, event: StreamEvent): string {
+  switch (event.type) {
+    case 'delta':
+      return encoder.delta(event.delta);
+    case 'done':
+      return encoder.finish() + (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + DONE_LINE;
+    case 'error':
+      // As OpenAI does mid-stream: an error object as a data line, then the end (no [DONE]).
+      return errorLine(openAIErrorBody(event.code, event.message));
+    default: {
+      const unexpected: never = event;
+      throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);
     }
-  };
-  try {
-    res.write(encode(first.event));
-    flushNow(res);
-    if (first.event.type === 'delta' && (await sink.ready(signal))) {
-      for await (const { event } of rest) {
-        res.write(encode(event));
-        // A reader that cannot keep up is waited for, and cut off after the send timeout.
-        if (!(await sink.ready(signal))) break;
-      }
-    }
-    res.end();
-  } finally {
-    clearInterval(ping);
   }
 }
 

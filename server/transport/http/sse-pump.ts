@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { StreamEvent } from '../../../shared/stream-events.ts';
-import type { Listener } from '../../core/generation.ts';
+import type { Listener, TrackedEvent } from '../../core/generation.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Sink } from '../backpressure.ts';
 import { flushNow } from './flush.ts';
@@ -8,6 +8,8 @@ import { flushNow } from './flush.ts';
 export interface SsePumpOptions {
   readonly res: ServerResponse;
   readonly listener: Listener;
+  /** An event the route already took from the listener (to choose its status): it goes out first. */
+  readonly first?: TrackedEvent;
   readonly sink: Sink;
   /** One event as its frame, in the route's wire format. */
   readonly frame: (event: StreamEvent, id: string) => string;
@@ -54,7 +56,7 @@ export async function pumpSse(o: SsePumpOptions): Promise<void> {
   let opening = o.opening;
   let openLater: NodeJS.Immediate | undefined;
   try {
-    const already = listener.poll();
+    const already = o.first ?? listener.poll();
     if (!already) {
       openLater = setImmediate(() => {
         if (opening) res.write(opening);
