@@ -100,29 +100,43 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         opened.set(target.name, result.open);
       }
     };
+    const one = async (target: (typeof targets)[number], rep: number): Promise<void> => {
+      const server = opened.get(target.name);
+      if (!server) return;
+      const r = await server.run(`${scenario.name}-${target.name}-r${rep + 1}`);
+      runs.get(target.name)!.push(r);
+      log(
+        `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
+          `stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ` +
+          `${r.complete}/${r.streams} complete` +
+          (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
+      );
+    };
+    const close = async (name: TargetName): Promise<void> => {
+      const server = opened.get(name);
+      opened.delete(name);
+      await server?.close();
+    };
     try {
-      // Every target's server is started and warmed up first; the repetitions then take turns
-      // across targets, so that a slow spell of the machine touches all of them alike.
-      if (options.concurrentTargets) await Promise.all(here.map(open));
-      else for (const target of here) await open(target);
-      for (let rep = 0; rep < scenario.repetitions; rep++) {
-        const one = async (target: (typeof targets)[number]): Promise<void> => {
-          const server = opened.get(target.name);
-          if (!server) return;
-          const r = await server.run(`${scenario.name}-${target.name}-r${rep + 1}`);
-          runs.get(target.name)!.push(r);
-          log(
-            `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
-              `stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ` +
-              `${r.complete}/${r.streams} complete` +
-              (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
-          );
-        };
-        if (options.concurrentTargets) await Promise.all(here.map(one));
-        else for (const target of here) await one(target);
+      if (options.concurrentTargets) {
+        await Promise.all(here.map(open));
+        for (let rep = 0; rep < scenario.repetitions; rep++) await Promise.all(here.map((t) => one(t, rep)));
+      } else if (scenario.repetitions === 1) {
+        // Measured right after its warm-up, alone: a process left idle while the others warm up
+        // gives memory back, and memory per stream would then count its regrowth.
+        for (const target of here) {
+          await open(target);
+          await one(target, 0);
+          await close(target.name);
+        }
+      } else {
+        // Every target's server is started and warmed up first; the repetitions then take turns
+        // across targets, so that a slow spell of the machine touches all of them alike.
+        for (const target of here) await open(target);
+        for (let rep = 0; rep < scenario.repetitions; rep++) for (const target of here) await one(target, rep);
       }
     } finally {
-      await Promise.all([...opened.values()].map((server) => server.close()));
+      await Promise.all([...opened.keys()].map(close));
     }
     scenarios.push({
       scenario: { ...scenario, prompt: scenario.prompt.length > 200 ? `${scenario.prompt.slice(0, 60)}… (${scenario.prompt.length} chars)` : scenario.prompt, deltasPerStream: deltasOf(scenario), idealStreamMs: idealStreamMs(scenario) },
