@@ -55,10 +55,10 @@ export interface ScenarioSettings {
 }
 
 export const DEFAULT_SETTINGS: ScenarioSettings = {
-  latencyStreams: 100,
+  latencyStreams: 300,
   throughputConcurrency: 50,
   throughputStreams: 1000,
-  throughputReps: 5,
+  throughputReps: 7,
   heldConcurrency: [1000, 2000],
   heldDelayMs: 50,
   longWords: 2000,
