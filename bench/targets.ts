@@ -5,7 +5,7 @@ import type { LoadClient } from './clients/types.ts';
 import { benchRedisUrl } from './redis.ts';
 
 // What the bench measures: Sluice on each of its transports, and the minimal baselines it is
-// compared with in the same run. Each runs as its own child process, fresh for every measurement.
+// compared with in the same run. Each runs as its own child process, a fresh one for every scenario.
 
 export type TargetName =
   | 'sluice-sse'
@@ -17,6 +17,7 @@ export type TargetName =
   | 'raw-sse'
   | 'raw-ws'
   | 'raw-trpc-sse'
+  | 'raw-trpc-ws'
   | 'trpc-ws-min'
   | 'trpc-sse-min';
 
@@ -83,10 +84,19 @@ export const TARGETS: readonly Target[] = [
     client: trpcSseClient,
     scenarios: /^(latency|throughput|held-|smoke)/,
   },
+  {
+    name: 'raw-trpc-ws',
+    label: 'raw ws, tRPC wire (baseline)',
+    sluice: false,
+    entry: 'bench/baselines/raw-trpc-ws.ts',
+    baselines: ['raw-ws'],
+    client: trpcWsClient,
+    scenarios: /^(latency|throughput|held-|smoke)/,
+  },
   { name: 'trpc-ws-min', label: 'minimal tRPC WS (baseline)', sluice: false, entry: 'bench/baselines/trpc-ws.ts', baselines: ['raw-ws'], client: trpcWsClient },
   { name: 'trpc-sse-min', label: 'minimal tRPC SSE (baseline)', sluice: false, entry: 'bench/baselines/trpc-sse.ts', baselines: ['raw-sse'], client: trpcSseClient },
   { name: 'sluice-sse', label: 'Sluice SSE route', sluice: true, entry: SLUICE, baselines: ['raw-sse'], client: sseRouteClient },
-  { name: 'sluice-trpc-ws', label: 'Sluice tRPC WS', sluice: true, entry: SLUICE, baselines: ['trpc-ws-min', 'raw-ws'], client: trpcWsClient },
+  { name: 'sluice-trpc-ws', label: 'Sluice tRPC WS', sluice: true, entry: SLUICE, baselines: ['trpc-ws-min', 'raw-ws', 'raw-trpc-ws'], client: trpcWsClient },
   { name: 'sluice-trpc-sse', label: 'Sluice tRPC SSE', sluice: true, entry: SLUICE, baselines: ['raw-sse', 'raw-trpc-sse', 'trpc-sse-min'], client: trpcSseClient },
   {
     name: 'sluice-openai',
