@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { ChatService } from './core/chat-service.ts';
 import type { Provider } from './core/providers/provider.ts';
@@ -11,6 +11,7 @@ import type { Store } from './core/store/store.ts';
 import { RedisStore } from './core/store/redis-store.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 import { parseTrustedProxies } from './transport/http/client-ip.ts';
+import { createLogger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 
 export interface SluiceOverrides {
@@ -38,7 +39,7 @@ export interface Sluice {
 
 /** The composition root: configuration in, a wired server out. */
 export function createSluice(config: Config, overrides: SluiceOverrides = {}): Sluice {
-  const logger = overrides.logger ?? pino({ level: config.LOG_LEVEL, base: { service: 'sluice', pid: process.pid } });
+  const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid });
   const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
   const store = overrides.store ?? createStore(config, logger);
   const provider = overrides.provider ?? createProvider(config, logger);

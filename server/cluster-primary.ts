@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
-import { pino } from 'pino';
 import type { Config } from './config.ts';
+import { createLogger } from './observability/logger.ts';
 
 /**
  * One Sluice process per core on one port (Node's cluster: the primary accepts connections and
@@ -8,7 +8,7 @@ import type { Config } from './config.ts';
  * so a reply started on one can be resumed or cancelled through any other.
  */
 export async function runPrimary(config: Config, workers: number): Promise<void> {
-  const logger = pino({ level: config.LOG_LEVEL, base: { service: 'sluice', role: 'primary' } });
+  const logger = createLogger(config.LOG_LEVEL, { service: 'sluice', role: 'primary' });
   if (!config.REDIS_URL) {
     console.error('sluice: WORKERS > 1 needs REDIS_URL (the workers share sessions, logs and locks through Redis)');
     process.exit(2);
