@@ -103,7 +103,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
       }
       return new Promise((resolve, reject) => {
         http.server.once('error', reject);
-        http.server.listen(config.PORT, config.HOST, () => {
+        http.server.listen({ port: config.PORT, host: config.HOST, backlog: config.LISTEN_BACKLOG }, () => {
           http.server.off('error', reject);
           const { port } = http.server.address() as AddressInfo;
           const host = config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;

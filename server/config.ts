@@ -13,6 +13,11 @@ export const ConfigSchema = z
     PORT: int(0, 65535).default(8000).describe('port for everything (HTTP, SSE, WebSocket)'),
     WORKERS: int(0, 256).default(1).describe('server processes sharing the port (Node cluster); 0: one per core; more than 1 needs REDIS_URL'),
     HOST: z.string().min(1).default('127.0.0.1').describe('interface to listen on (0.0.0.0 in containers)'),
+    LISTEN_BACKLOG: int(1, 65535)
+      .default(4096)
+      .describe(
+        'connections the kernel holds for Sluice before it accepts them (capped by `net.core.somaxconn`): beyond it, a burst of connections (a reconnect storm) is dropped and retried by TCP a second later',
+      ),
     TRUSTED_PROXIES: z
       .string()
       .superRefine((value, ctx) => {

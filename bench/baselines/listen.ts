@@ -10,8 +10,9 @@ export async function listenAndAnnounce(server: Server, name: string, onClose?: 
   const port = Number(process.env.PORT ?? 0);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    // Default backlog (511), as Sluice's listen uses.
-    server.listen(port, '127.0.0.1', () => resolve());
+    // The same accept backlog as Sluice's default LISTEN_BACKLOG, so that held streams, all opened
+    // at once, compare the servers' work rather than their backlogs.
+    server.listen({ port, host: '127.0.0.1', backlog: 4096 }, () => resolve());
   });
   const { port: bound } = server.address() as AddressInfo;
   const url = `http://127.0.0.1:${bound}`;
