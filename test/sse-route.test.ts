@@ -1,3 +1,5 @@
+import { Agent, request } from 'node:http';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { ErrorBody, SessionHistory, SseDoneData, SseDeltaData, SseErrorData } from '../shared/index.ts';
 import { rawRequest, parseSse } from './helpers/sse.ts';
@@ -120,6 +122,48 @@ describe('POST /v1/chat/stream', () => {
       expect(ErrorBody.parse(JSON.parse(long.body.toString())).error.message).toMatch(/at most 100 characters/);
       expect((await post(url, JSON.stringify({ message: 'fine' }))).status).toBe(200);
     });
+  });
+
+  it('reads a body however it arrives, and keeps the connection for the next request', async () => {
+    const { url } = await startServer();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    // `send` writes the body; the reply's text and whether the connection was a reused one come back.
+    const ask = (headers: Record<string, string>, send: (req: ReturnType<typeof request>) => Promise<void>) =>
+      new Promise<{ text: string; reused: boolean }>((resolve, reject) => {
+        const req = request(`${url}/v1/chat/stream`, { method: 'POST', agent, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ text, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        send(req).catch(reject);
+      });
+    const body = (n: number) => JSON.stringify({ message: `body ${n}`, session_id: 'bodies' });
+    const doneOf = (text: string) => SseDoneData.parse(JSON.parse(parseSse(text).at(-1)!.data));
+    try {
+      // With its headers, in one write.
+      const whole = await ask({ 'content-length': String(Buffer.byteLength(body(1))) }, async (req) => void req.end(body(1)));
+      // The headers first, then the body in two pieces, turns of the event loop apart.
+      const pieces = await ask({ 'content-length': String(Buffer.byteLength(body(2))) }, async (req) => {
+        req.flushHeaders();
+        await nextTurn();
+        req.write(body(2).slice(0, 5));
+        await nextTurn();
+        req.end(body(2).slice(5));
+      });
+      // Chunked, with no length.
+      const chunked = await ask({}, async (req) => {
+        req.write(body(3).slice(0, 7));
+        req.end(body(3).slice(7));
+      });
+      for (const reply of [whole, pieces, chunked]) expect(doneOf(reply.text).total_chunks).toBe(39);
+      expect([whole.reused, pieces.reused, chunked.reused]).toEqual([false, true, true]);
+      const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/bodies/messages`)).json());
+      expect(history.messages.filter((m) => m.role === 'user').map((m) => m.content)).toEqual(['body 1', 'body 2', 'body 3']);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('unknown routes and wrong methods are JSON 404s; /health answers', async () => {

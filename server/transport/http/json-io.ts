@@ -55,6 +55,14 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   if (declared !== undefined && Number(declared) > maxBytes) {
     throw new SluiceError('payload_too_large', `The request body must be at most ${maxBytes} bytes`);
   }
+  if (declared !== undefined && req.readableLength === Number(declared)) {
+    // A small body arrives with its headers, and the parser has buffered it before any handler
+    // runs: take it now instead of over two more turns of the stream ('data', then 'end'). The
+    // stream is resumed so that it still ends (nothing is left to read).
+    const whole = req.readableLength === 0 ? Buffer.alloc(0) : (req.read(req.readableLength) as Buffer);
+    req.resume();
+    return whole;
+  }
   // Events rather than `for await`: cheaper per request, and the request is drained either way.
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
