@@ -3,11 +3,12 @@ import { join } from 'node:path';
 import { startServer } from './child-server.ts';
 import type { LoadClient, StreamRequest } from './clients/types.ts';
 import { runLoad, type LoadPlan } from './load.ts';
-import { processCpuMicros, processRssBytes, RssSampler } from './proc-stats.ts';
+import { processCpuMicros, processRssBytes, processTree, RssSampler } from './proc-stats.ts';
 import type { Scenario } from './scenarios.ts';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { monotonicMicros, WINDOW_FILE, type ProfileWindow } from './profile-summary.ts';
 import { percentile } from './stats.ts';
+import type { StreamOutcome } from './stream-check.ts';
 import type { Target } from './targets.ts';
 
 // Measurements of one target: its server process, a warm-up, then runs of the scenario's load
@@ -59,7 +60,7 @@ function serverEnv(scenario: Scenario): Record<string, string> {
   };
 }
 
-function plan(scenario: Scenario, tag: string, total: number, concurrency: number): LoadPlan {
+function plan(scenario: Scenario, tag: string, total: number, concurrency: number, offset = 0): LoadPlan {
   const expected = simulatedDeltas(scenario.prompt);
   return {
     concurrency,
@@ -68,17 +69,37 @@ function plan(scenario: Scenario, tag: string, total: number, concurrency: numbe
     request: (i): StreamRequest => ({
       message: scenario.prompt,
       // A new conversation per reply: per-request work does not grow with a session's history.
-      sessionId: `${tag}-${i}`,
+      sessionId: `${tag}-${offset + i}`,
       expected,
       timeoutMs: scenario.streamTimeoutMs,
     }),
   };
 }
 
+/**
+ * A measured stretch of load on one server: a whole run, or one turn of a run whose targets take
+ * turns (see Scenario.turnReplies).
+ */
+export interface RunPiece {
+  readonly outcomes: readonly StreamOutcome[];
+  readonly wallMs: number;
+  readonly serverCpuMicros: number;
+  readonly clientCpuMicros: number;
+  readonly idleRss: number;
+  readonly peakRss: number;
+  /** The stretch on the clock CPU profiles use. */
+  readonly startUs: number;
+  readonly endUs: number;
+}
+
 /** A target's server, started and warmed up, ready for measured runs. */
 export interface OpenTarget {
   /** One measured run of the scenario's load on the warm server. */
   run(tag: string): Promise<RunMetrics>;
+  /** `count` replies of a run, whose sessions are numbered from `offset`; `finish` makes a run of them. */
+  piece(tag: string, offset: number, count: number): Promise<RunPiece>;
+  /** The run made of these pieces (and the CPU profile's window, in profile mode). */
+  finish(pieces: readonly RunPiece[]): Promise<RunMetrics>;
   close(): Promise<void>;
 }
 
@@ -117,26 +138,60 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
     throw error;
   }
   const warm = client;
-  return { open: { run: (tag) => measureRun(warm, server.pid, scenario, tag, options.cpuProfileDir && join(options.cpuProfileDir, options.tag)), close } };
+  // Read once, after the warm-up: a server's processes (a cluster's workers) are all up by then,
+  // and scanning /proc for every turn of a few replies would cost the load generator more than them.
+  const members = processTree(server.pid);
+  const profileDir = options.cpuProfileDir && join(options.cpuProfileDir, options.tag);
+  const piece = (tag: string, offset: number, count: number): Promise<RunPiece> => measurePiece(warm, server.pid, members, plan(scenario, tag, count, scenario.concurrency, offset));
+  const finish = async (pieces: readonly RunPiece[]): Promise<RunMetrics> => {
+    const metrics = metricsOf(pieces, scenario.concurrency);
+    if (profileDir && pieces.length > 0) {
+      // The profile covers the server's whole life; its summary keeps the measured window only.
+      const window: ProfileWindow = { startUs: pieces[0]!.startUs, endUs: pieces.at(-1)!.endUs, events: metrics.events };
+      await writeFile(join(profileDir, WINDOW_FILE), JSON.stringify(window));
+    }
+    return metrics;
+  };
+  return {
+    open: {
+      run: async (tag) => finish([await piece(tag, 0, scenario.total)]),
+      piece,
+      finish,
+      close,
+    },
+  };
 }
 
-async function measureRun(client: LoadClient, pid: number, scenario: Scenario, tag: string, profileDir: string | undefined): Promise<RunMetrics> {
-  const idleRss = processRssBytes(pid);
-  const windowStart = monotonicMicros();
-  const cpu0 = processCpuMicros(pid);
+async function measurePiece(client: LoadClient, pid: number, members: readonly number[], load: LoadPlan): Promise<RunPiece> {
+  const idleRss = processRssBytes(pid, members);
+  const startUs = monotonicMicros();
+  const cpu0 = processCpuMicros(pid, members);
   const client0 = process.cpuUsage();
-  const sampler = new RssSampler(pid);
-  const { outcomes, wallMs } = await runLoad(client, plan(scenario, tag, scenario.total, scenario.concurrency));
-  const cpu1 = processCpuMicros(pid);
+  const sampler = new RssSampler(pid, members);
+  const { outcomes, wallMs } = await runLoad(client, load);
+  const cpu1 = processCpuMicros(pid, members);
   const clientCpu = process.cpuUsage(client0);
   const peakRss = sampler.stop();
-  const events = outcomes.reduce((n, o) => n + o.deltas, 0);
-  if (profileDir) {
-    // The profile covers the server's whole life; its summary keeps the measured window only.
-    const window: ProfileWindow = { startUs: windowStart, endUs: monotonicMicros(), events };
-    await writeFile(join(profileDir, WINDOW_FILE), JSON.stringify(window));
-  }
+  return {
+    outcomes,
+    wallMs,
+    serverCpuMicros: cpu1 - cpu0,
+    clientCpuMicros: clientCpu.user + clientCpu.system,
+    idleRss,
+    peakRss,
+    startUs,
+    endUs: monotonicMicros(),
+  };
+}
 
+/** One run's figures from its pieces: their outcomes together, their times and CPU summed. */
+function metricsOf(pieces: readonly RunPiece[], concurrency: number): RunMetrics {
+  const outcomes = pieces.flatMap((p) => p.outcomes);
+  const sum = (pick: (p: RunPiece) => number): number => pieces.reduce((n, p) => n + pick(p), 0);
+  const wallMs = sum((p) => p.wallMs);
+  const idleRss = pieces[0]?.idleRss ?? 0;
+  const peakRss = Math.max(idleRss, ...pieces.map((p) => p.peakRss));
+  const events = outcomes.reduce((n, o) => n + o.deltas, 0);
   const failed = outcomes.filter((o) => !o.complete);
   const firstEvents = outcomes.flatMap((o) => (o.firstEventMs === undefined ? [] : [o.firstEventMs]));
   const streamTimes = outcomes.filter((o) => o.complete).map((o) => o.streamMs);
@@ -149,15 +204,15 @@ async function measureRun(client: LoadClient, pid: number, scenario: Scenario, t
     events,
     wallMs,
     eventsPerSec: (events * 1000) / wallMs,
-    serverCpuUsPerEvent: perEvent(cpu1 - cpu0),
-    serverCpuMs: (cpu1 - cpu0) / 1000,
-    clientCpuUsPerEvent: perEvent(clientCpu.user + clientCpu.system),
+    serverCpuUsPerEvent: perEvent(sum((p) => p.serverCpuMicros)),
+    serverCpuMs: sum((p) => p.serverCpuMicros) / 1000,
+    clientCpuUsPerEvent: perEvent(sum((p) => p.clientCpuMicros)),
     firstEventP50Ms: percentile(firstEvents, 50),
     firstEventP99Ms: percentile(firstEvents, 99),
     streamP50Ms: percentile(streamTimes, 50),
     streamP99Ms: percentile(streamTimes, 99),
     idleRssMB: idleRss / 2 ** 20,
     peakRssMB: peakRss / 2 ** 20,
-    memPerStreamKB: Math.max(0, peakRss - idleRss) / 1024 / scenario.concurrency,
+    memPerStreamKB: Math.max(0, peakRss - idleRss) / 1024 / concurrency,
   };
 }

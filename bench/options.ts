@@ -10,6 +10,7 @@ export const USAGE = `usage: npm run bench -- [flags]
   --targets LIST            ${TARGET_NAMES.join(',')}
                             (default: all; in --profile mode: the sluice-* ones)
   --latency-streams N       replies in the latency scenario (default ${DEFAULT_SETTINGS.latencyStreams})
+  --latency-turn N          the latency scenario's servers take turns every N replies (default ${DEFAULT_SETTINGS.latencyTurn})
   --throughput-streams N    replies in the throughput scenario (default ${DEFAULT_SETTINGS.throughputStreams})
   --throughput-concurrency N  (default ${DEFAULT_SETTINGS.throughputConcurrency})
   --reps N                  repetitions of the throughput scenario (default ${DEFAULT_SETTINGS.throughputReps})
@@ -42,6 +43,7 @@ const FLAGS = [
   'scenarios',
   'targets',
   'latency-streams',
+  'latency-turn',
   'throughput-streams',
   'throughput-concurrency',
   'reps',
@@ -110,6 +112,7 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
   const profile = truthy(values.get('profile'));
   const settings: ScenarioSettings = {
     latencyStreams: positive(values, 'latency-streams', DEFAULT_SETTINGS.latencyStreams),
+    latencyTurn: positive(values, 'latency-turn', DEFAULT_SETTINGS.latencyTurn),
     throughputStreams: positive(values, 'throughput-streams', DEFAULT_SETTINGS.throughputStreams),
     throughputConcurrency: positive(values, 'throughput-concurrency', DEFAULT_SETTINGS.throughputConcurrency),
     throughputReps: profile ? 1 : positive(values, 'reps', DEFAULT_SETTINGS.throughputReps),

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { openTarget, type OpenTarget, type RunMetrics } from './measure.ts';
+import { openTarget, type OpenTarget, type RunMetrics, type RunPiece } from './measure.ts';
 import { machineInfo, type MachineInfo } from './machine.ts';
 import { deltasOf, idealStreamMs, type Scenario } from './scenarios.ts';
 import { median } from './stats.ts';
@@ -100,17 +100,28 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         opened.set(target.name, result.open);
       }
     };
-    const one = async (target: (typeof targets)[number], rep: number): Promise<void> => {
-      const server = opened.get(target.name);
-      if (!server) return;
-      const r = await server.run(`${scenario.name}-${target.name}-r${rep + 1}`);
+    const record = (target: (typeof targets)[number], rep: number, r: RunMetrics): void => {
       runs.get(target.name)!.push(r);
       log(
         `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
-          `stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ` +
-          `${r.complete}/${r.streams} complete` +
+          `first event p50 ${fmt(r.firstEventP50Ms, 2)} ms, stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, ` +
+          `load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ${r.complete}/${r.streams} complete` +
           (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
       );
+    };
+    const one = async (target: (typeof targets)[number], rep: number): Promise<void> => {
+      const server = opened.get(target.name);
+      if (server) record(target, rep, await server.run(`${scenario.name}-${target.name}-r${rep + 1}`));
+    };
+    // One repetition asked in turns of `turn` replies, target after target.
+    const inTurns = async (turn: number, rep: number): Promise<void> => {
+      const live = here.filter((t) => opened.has(t.name));
+      const pieces = new Map<TargetName, RunPiece[]>(live.map((t) => [t.name, []]));
+      for (let offset = 0; offset < scenario.total; offset += turn) {
+        const count = Math.min(turn, scenario.total - offset);
+        for (const t of live) pieces.get(t.name)!.push(await opened.get(t.name)!.piece(`${scenario.name}-${t.name}-r${rep + 1}`, offset, count));
+      }
+      for (const t of live) record(t, rep, await opened.get(t.name)!.finish(pieces.get(t.name)!));
     };
     const close = async (name: TargetName): Promise<void> => {
       const server = opened.get(name);
@@ -133,7 +144,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
         // Every target's server is started and warmed up first; the repetitions then take turns
         // across targets, so that a slow spell of the machine touches all of them alike.
         for (const target of here) await open(target);
-        for (let rep = 0; rep < scenario.repetitions; rep++) for (const target of here) await one(target, rep);
+        for (let rep = 0; rep < scenario.repetitions; rep++) {
+          if (scenario.turnReplies) await inTurns(scenario.turnReplies, rep);
+          else for (const target of here) await one(target, rep);
+        }
       }
     } finally {
       await Promise.all([...opened.keys()].map(close));

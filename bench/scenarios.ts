@@ -21,6 +21,12 @@ export interface Scenario {
   /** Spread the users' starts over this long (0: all at once). */
   readonly rampMs: number;
   readonly streamTimeoutMs: number;
+  /**
+   * When set, each repetition's replies are asked in turns of this many, target after target, so
+   * that every target meets the machine's slow spells alike. Differences of a tenth of a
+   * millisecond (time to first event at C=1) are otherwise lost in drift between whole runs.
+   */
+  readonly turnReplies?: number;
 }
 
 export const DEFAULT_PROMPT = 'explain caching';
@@ -43,6 +49,7 @@ export function idealStreamMs(scenario: Scenario): number {
 
 export interface ScenarioSettings {
   readonly latencyStreams: number;
+  readonly latencyTurn: number;
   readonly throughputConcurrency: number;
   readonly throughputStreams: number;
   readonly throughputReps: number;
@@ -56,6 +63,7 @@ export interface ScenarioSettings {
 
 export const DEFAULT_SETTINGS: ScenarioSettings = {
   latencyStreams: 300,
+  latencyTurn: 5,
   throughputConcurrency: 50,
   throughputStreams: 1000,
   throughputReps: 7,
@@ -81,6 +89,7 @@ export function buildScenarios(s: ScenarioSettings): Scenario[] {
       warmup: 500,
       delayMs: 0,
       repetitions: 3,
+      turnReplies: s.latencyTurn,
     },
     {
       ...base,

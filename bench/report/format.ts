@@ -80,6 +80,7 @@ export function scenarioHeading(s: ScenarioResult): string {
   const parts = [`${sc.deltasPerStream} deltas a reply`, `SIM_DELAY_MS=${sc.delayMs}`];
   if (sc.delayMs > 0) parts.push(`ideal stream time ${num(sc.idealStreamMs)} ms`);
   parts.push(sc.repetitions > 1 ? `medians of ${sc.repetitions} runs` : 'one run');
+  if (sc.turnReplies) parts.push(`the servers take turns every ${sc.turnReplies} replies`);
   return `${sc.title} (${parts.join(', ')})`;
 }
 
