@@ -1,12 +1,26 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildServer, bundle } from '../server/tools/server-bundle.ts';
 
 // Every server under test (Sluice and the baselines) runs as its own child process, started the
-// same way: `node [--cpu-prof ...] --import tsx <entry>` with PORT=0; its URL is read from the JSON
-// line it prints when it listens.
+// same way: compiled from its sources as they are now, as `npm start` compiles and runs Sluice
+// (`node --enable-source-maps <bundle>`), with PORT=0. Its URL is read from the JSON line it prints
+// when it listens.
 
 export const repoRoot = fileURLToPath(new URL('..', import.meta.url));
+
+const bundles = new Map<string, Promise<string>>();
+/** The entry compiled, once per bench run: Sluice's into the file `npm start` runs, a baseline's into dist/bench/. */
+function compiled(entry: string): Promise<string> {
+  let file = bundles.get(entry);
+  if (!file) {
+    file = entry === 'server/main.ts' ? buildServer() : bundle(entry, join(repoRoot, 'dist/bench', entry.replace(/\.ts$/, '.mjs')));
+    bundles.set(entry, file);
+  }
+  return file;
+}
 
 export interface ServerSpec {
   /** Entry file, relative to the repository root. */
@@ -47,7 +61,7 @@ const MAX_OUTPUT = 16_384;
 export async function startServer(spec: ServerSpec, startTimeoutMs = 30_000): Promise<ChildServer> {
   const nodeArgs: string[] = [];
   if (spec.cpuProfileDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${spec.cpuProfileDir}`);
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', spec.entry], {
+  const child = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', await compiled(spec.entry)], {
     cwd: repoRoot,
     env: { ...process.env, NODE_ENV: 'production', PORT: '0', ...spec.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -73,6 +73,12 @@ describe('README', () => {
     expect(shown.length).toBeGreaterThan(4);
     for (const line of shown) expect(printedEventsAndData).toContain(line);
     expect(printed).toMatch(/\r\n/);
+    // What ran is the compiled server, and it finds the page's files from dist/ too.
+    expect(out).toContain('built dist/server/main.mjs');
+    const page = await fetch(`http://127.0.0.1:${port}/`);
+    expect([page.status, page.headers.get('content-type')]).toEqual([200, 'text/html; charset=utf-8']);
+    expect(await page.text()).toContain('/assets/app.js');
+    expect((await fetch(`http://127.0.0.1:${port}/assets/app.js`)).status).toBe(200);
 
     // SIGTERM to the group, as a terminal's Ctrl-C or a process manager would send: a clean exit.
     const exited = once(child, 'exit');

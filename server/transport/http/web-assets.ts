@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../../package-root.ts';
 
 /** The browser chat page's sources (client/web/). */
-export const WEB_SOURCE_DIR = fileURLToPath(new URL('../../../client/web/', import.meta.url));
+export const WEB_SOURCE_DIR = join(packageRoot(), 'client/web/');
 
 export interface WebAsset {
   readonly body: Buffer;
