@@ -57,6 +57,7 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+const SETTLED: Promise<unknown> = Promise.resolve();
 
 /**
  * One assistant reply being produced. It owns the provider call and writes every event into a log
@@ -72,8 +73,9 @@ export class Generation {
   #onEvent: ((seq: number, event: StreamEvent) => Promise<unknown>) | undefined;
   /** Events 1..#visible may be shown to listeners. */
   #visible = 0;
-  readonly #settled = new Set<number>();
-  #lastCopy: Promise<unknown> = Promise.resolve();
+  /** Copies to the shared log that settled ahead of an earlier one (made on the first). */
+  #settled: Set<number> | undefined;
+  #lastCopy: Promise<unknown> = SETTLED;
   #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
   #onTiming: ((kind: 'first' | 'gap', ms: number) => void) | undefined;
@@ -331,15 +333,17 @@ export class Generation {
     if (seq === 1) this.#wakeAll();
     else if (!this.#wakeQueued) {
       this.#wakeQueued = true;
-      process.nextTick(this.#queuedWake);
+      process.nextTick(Generation.#wakeQueuedOf, this);
     }
   }
 
   #wakeQueued = false;
-  readonly #queuedWake = (): void => {
-    this.#wakeQueued = false;
-    this.#wakeAll();
-  };
+  // Static, with the generation as nextTick's argument: a bound closure per generation would be
+  // kept, with the generation, for the whole resume window.
+  static #wakeQueuedOf(generation: Generation): void {
+    generation.#wakeQueued = false;
+    generation.#wakeAll();
+  }
 
   #wakeAll(): void {
     for (const wake of this.#wakers) wake();
@@ -349,9 +353,10 @@ export class Generation {
   #copyThenShow(copy: (seq: number, event: StreamEvent) => Promise<unknown>, seq: number, event: StreamEvent): void {
     // Copies usually settle in order (one connection); the set covers any that do not.
     this.#lastCopy = copy(seq, event).finally(() => {
-      this.#settled.add(seq);
+      const settled = (this.#settled ??= new Set());
+      settled.add(seq);
       let advanced = false;
-      while (this.#settled.delete(this.#visible + 1)) {
+      while (settled.delete(this.#visible + 1)) {
         this.#visible++;
         advanced = true;
       }
@@ -366,6 +371,8 @@ export class Generation {
     this.#onEvent = undefined;
     this.#keepAlive = undefined;
     this.#onTiming = undefined;
+    this.#lastCopy = SETTLED;
+    this.#settled = undefined;
     this.#finishedAt = Date.now();
     this.#clearGrace();
     this.#wakeAll();
