@@ -23,8 +23,10 @@ describe('one process per core (WORKERS)', () => {
     const historyRes = await rawRequest(`${sluice.url}/v1/sessions/shared/messages`, { method: 'GET', headers: { connection: 'close' } });
     const history = SessionHistory.parse(JSON.parse(historyRes.body.toString()));
     expect(history.messages).toHaveLength(16);
-    const pids = new Set([...sluice.output().matchAll(/"pid":(\d+)[^\n]*"generation finished"/g)].map((m) => m[1]));
-    expect(pids.size).toBe(2);
+    // Both workers served: their reply lines name two pids. Log lines go out in batches (up to
+    // 100 ms later), so they are waited for.
+    const pids = () => new Set([...sluice.output().matchAll(/"pid":(\d+)[^\n]*"generation finished"/g)].map((m) => m[1]));
+    await vi.waitFor(() => expect(pids().size).toBe(2));
     expect(await sluice.stop('SIGTERM')).toBe(0);
   });
 
