@@ -1,8 +1,10 @@
 import { join } from 'node:path';
 import { packageRoot } from '../package-root.ts';
 
+const ROOT = packageRoot();
+
 /** What `npm start` runs: the server compiled into one file. */
-export const SERVER_BUNDLE = join(packageRoot(), 'dist/server/main.mjs');
+export const SERVER_BUNDLE = join(ROOT, 'dist/server/main.mjs');
 
 /**
  * Compiles a TypeScript entry (relative to the package root) and everything it imports from this
@@ -17,7 +19,7 @@ export const SERVER_BUNDLE = join(packageRoot(), 'dist/server/main.mjs');
 export async function bundle(entry: string, outfile: string): Promise<string> {
   const esbuild = await import('esbuild');
   await esbuild.build({
-    entryPoints: [join(packageRoot(), entry)],
+    entryPoints: [join(ROOT, entry)],
     outfile,
     bundle: true,
     platform: 'node',
