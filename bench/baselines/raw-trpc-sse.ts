@@ -18,6 +18,10 @@ const HEADERS = {
   'X-Accel-Buffering': 'no',
 };
 
+// As Sluice's stream opens with its default SSE_PING_MS (15 s): the client then restarts a
+// 35-second inactivity timer on every event, work that belongs to the wire and not to the server.
+const CONNECTED = 'event: connected\ndata: {"reconnectAfterInactivityMs":35000}\n\n';
+
 const delayMs = delayFromEnv();
 
 async function stream(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -27,7 +31,7 @@ async function stream(req: IncomingMessage, res: ServerResponse): Promise<void> 
   res.once('close', () => abort.abort());
   const id = replyId();
   res.writeHead(200, HEADERS);
-  res.write('event: connected\ndata: {}\n\n');
+  res.write(CONNECTED);
   let n = 0;
   try {
     for await (const delta of pacedDeltas(json.message, delayMs, abort.signal)) {
