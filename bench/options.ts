@@ -16,6 +16,8 @@ export const USAGE = `usage: npm run bench -- [flags]
   --reps N                  repetitions of the throughput scenario (default ${DEFAULT_SETTINGS.throughputReps})
   --held LIST               concurrencies of the held-stream scenario (default ${DEFAULT_SETTINGS.heldConcurrency.join(',')})
   --held-delay-ms N         token delay of held streams (default ${DEFAULT_SETTINGS.heldDelayMs})
+  --held-reps N             runs of the smallest held concurrency, back to back on each server; the
+                            larger ones run once, without the reference baselines (default ${DEFAULT_SETTINGS.heldReps})
   --long-words N            prompt words of the long reply; the reply has N + 37 deltas (default ${DEFAULT_SETTINGS.longWords})
   --long-concurrency N      (default ${DEFAULT_SETTINGS.longConcurrency})
   --long-streams N          (default ${DEFAULT_SETTINGS.longStreams})
@@ -49,6 +51,7 @@ const FLAGS = [
   'reps',
   'held',
   'held-delay-ms',
+  'held-reps',
   'long-words',
   'long-concurrency',
   'long-streams',
@@ -122,6 +125,7 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
       return n;
     }),
     heldDelayMs: positive(values, 'held-delay-ms', DEFAULT_SETTINGS.heldDelayMs, 0),
+    heldReps: profile ? 1 : positive(values, 'held-reps', DEFAULT_SETTINGS.heldReps),
     longWords: positive(values, 'long-words', DEFAULT_SETTINGS.longWords),
     longConcurrency: positive(values, 'long-concurrency', DEFAULT_SETTINGS.longConcurrency),
     longStreams: positive(values, 'long-streams', DEFAULT_SETTINGS.longStreams),

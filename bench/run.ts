@@ -28,6 +28,8 @@ export interface TargetResult {
   readonly label: string;
   readonly sluice: boolean;
   readonly baselines: readonly TargetName[];
+  /** Measured for reference only, not checked against a target of issue 6 (see Target.reference). */
+  readonly reference: boolean;
   /** Why it was not measured (for instance a route that answers 404). */
   readonly skipped?: string;
   /** Medians over the repetitions (counts are summed). */
@@ -50,7 +52,8 @@ export interface BenchReport {
   readonly scenarios: readonly ScenarioResult[];
 }
 
-function aggregate(runs: readonly RunMetrics[]): RunMetrics {
+/** Medians of the runs; with `memoryOfFirst`, the memory figures of the first run (Scenario.alone). */
+function aggregate(runs: readonly RunMetrics[], memoryOfFirst: boolean): RunMetrics {
   const m = (pick: (r: RunMetrics) => number | undefined): number => median(runs.map(pick)) ?? Number.NaN;
   const mo = (pick: (r: RunMetrics) => number | undefined): number | undefined => median(runs.map(pick));
   const sum = (pick: (r: RunMetrics) => number): number => runs.reduce((n, r) => n + pick(r), 0);
@@ -69,9 +72,9 @@ function aggregate(runs: readonly RunMetrics[]): RunMetrics {
     firstEventP99Ms: mo((r) => r.firstEventP99Ms),
     streamP50Ms: mo((r) => r.streamP50Ms),
     streamP99Ms: mo((r) => r.streamP99Ms),
-    idleRssMB: m((r) => r.idleRssMB),
-    peakRssMB: m((r) => r.peakRssMB),
-    memPerStreamKB: m((r) => r.memPerStreamKB),
+    ...(memoryOfFirst
+      ? { idleRssMB: runs[0]!.idleRssMB, peakRssMB: runs[0]!.peakRssMB, memPerStreamKB: runs[0]!.memPerStreamKB }
+      : { idleRssMB: m((r) => r.idleRssMB), peakRssMB: m((r) => r.peakRssMB), memPerStreamKB: m((r) => r.memPerStreamKB) }),
   };
 }
 
@@ -87,7 +90,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const scenarios: ScenarioResult[] = [];
   for (const scenario of options.scenarios) {
     log(`# ${scenario.name}: ${scenario.title}`);
-    const here = targets.filter((t) => !t.scenarios || t.scenarios.test(scenario.name));
+    const here = targets.filter((t) => (!t.scenarios || t.scenarios.test(scenario.name)) && !(scenario.comparedOnly && t.reference));
     const runs = new Map<TargetName, RunMetrics[]>(here.map((t) => [t.name, []]));
     const skipped = new Map<TargetName, string>();
     const opened = new Map<TargetName, OpenTarget>();
@@ -132,12 +135,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       if (options.concurrentTargets) {
         await Promise.all(here.map(open));
         for (let rep = 0; rep < scenario.repetitions; rep++) await Promise.all(here.map((t) => one(t, rep)));
-      } else if (scenario.repetitions === 1) {
+      } else if (scenario.alone || scenario.repetitions === 1) {
         // Measured right after its warm-up, alone: a process left idle while the others warm up
         // gives memory back, and memory per stream would then count its regrowth.
         for (const target of here) {
           await open(target);
-          await one(target, 0);
+          for (let rep = 0; rep < scenario.repetitions; rep++) await one(target, rep);
           await close(target.name);
         }
       } else {
@@ -162,8 +165,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
           label: t.label,
           sluice: t.sluice,
           baselines: t.baselines,
+          reference: t.reference ?? false,
           ...(skip ? { skipped: skip } : {}),
-          ...(list.length > 0 ? { metrics: aggregate(list) } : {}),
+          ...(list.length > 0 ? { metrics: aggregate(list, scenario.alone ?? false) } : {}),
           runs: list,
         };
       }),

@@ -40,6 +40,11 @@ export interface Target {
   env?(): Promise<Readonly<Record<string, string>> | string>;
   /** The scenarios this target runs in (all when absent). */
   readonly scenarios?: RegExp;
+  /**
+   * Measured for reference, not as the baseline of a target of issue 6 (minimal tRPC servers, the
+   * Redis store): left out of scenarios that run only the compared targets (Scenario.comparedOnly).
+   */
+  readonly reference?: boolean;
 }
 
 /** Sluice on Redis, with `workers` processes on one port (Node cluster). */
@@ -93,8 +98,24 @@ export const TARGETS: readonly Target[] = [
     client: trpcWsClient,
     scenarios: /^(latency|throughput|held-|smoke)/,
   },
-  { name: 'trpc-ws-min', label: 'minimal tRPC WS (baseline)', sluice: false, entry: 'bench/baselines/trpc-ws.ts', baselines: ['raw-ws'], client: trpcWsClient },
-  { name: 'trpc-sse-min', label: 'minimal tRPC SSE (baseline)', sluice: false, entry: 'bench/baselines/trpc-sse.ts', baselines: ['raw-sse'], client: trpcSseClient },
+  {
+    name: 'trpc-ws-min',
+    label: 'minimal tRPC WS (baseline)',
+    sluice: false,
+    entry: 'bench/baselines/trpc-ws.ts',
+    baselines: ['raw-ws'],
+    client: trpcWsClient,
+    reference: true,
+  },
+  {
+    name: 'trpc-sse-min',
+    label: 'minimal tRPC SSE (baseline)',
+    sluice: false,
+    entry: 'bench/baselines/trpc-sse.ts',
+    baselines: ['raw-sse'],
+    client: trpcSseClient,
+    reference: true,
+  },
   { name: 'sluice-sse', label: 'Sluice SSE route', sluice: true, entry: SLUICE, baselines: ['raw-sse'], client: sseRouteClient },
   { name: 'sluice-trpc-ws', label: 'Sluice tRPC WS', sluice: true, entry: SLUICE, baselines: ['trpc-ws-min', 'raw-ws', 'raw-trpc-ws'], client: trpcWsClient },
   { name: 'sluice-trpc-sse', label: 'Sluice tRPC SSE', sluice: true, entry: SLUICE, baselines: ['raw-sse', 'raw-trpc-sse', 'trpc-sse-min'], client: trpcSseClient },
@@ -117,6 +138,7 @@ export const TARGETS: readonly Target[] = [
     client: sseRouteClient,
     env: onRedis(1),
     scenarios: /^(throughput|held-|smoke)/,
+    reference: true,
   },
   {
     name: 'sluice-sse-cluster',
@@ -127,6 +149,7 @@ export const TARGETS: readonly Target[] = [
     client: sseRouteClient,
     env: onRedis(2),
     scenarios: /^(throughput|held-|smoke)/,
+    reference: true,
   },
 ];
 

@@ -49,14 +49,16 @@ export function rowsOf(s: ScenarioResult): string[][] {
   return s.results.map((r) => {
     if (!r.metrics) return [r.label, ...COLUMNS.slice(1, -1).map(() => '-'), r.skipped ? `skipped: ${r.skipped}` : 'no result'];
     const m = r.metrics;
-    const main = r.baselines[0] ? findResult(s, r.baselines[0])?.metrics : undefined;
+    // The first baseline measured in this scenario (the reference ones sit out the larger held runs).
+    const mainName = r.baselines.find((name) => findResult(s, name)?.metrics);
+    const main = mainName ? findResult(s, mainName)?.metrics : undefined;
     const show = main !== undefined;
     const b = (pick: (x: RunMetrics) => number | undefined): number | undefined => (main ? pick(main) : undefined);
     const pair = (p50: number | undefined, p99: number | undefined, b50: number | undefined, b99: number | undefined): string =>
       `${cell(p50, b50, digitsFor(p50), show)} / ${cell(p99, b99, digitsFor(p99), show)}`;
     const compared: string[] = [];
-    if (r.baselines[0]) compared.push(r.baselines[0]);
-    for (const other of r.baselines.slice(1)) {
+    if (mainName) compared.push(mainName);
+    for (const other of r.baselines.filter((name) => name !== mainName)) {
       const om = findResult(s, other)?.metrics;
       const cr = ratio(m.serverCpuUsPerEvent, om?.serverCpuUsPerEvent);
       if (cr !== undefined) compared.push(`CPU ${cr.toFixed(2)}× ${other}`);
@@ -79,7 +81,10 @@ export function scenarioHeading(s: ScenarioResult): string {
   const sc = s.scenario;
   const parts = [`${sc.deltasPerStream} deltas a reply`, `SIM_DELAY_MS=${sc.delayMs}`];
   if (sc.delayMs > 0) parts.push(`ideal stream time ${num(sc.idealStreamMs)} ms`);
-  parts.push(sc.repetitions > 1 ? `medians of ${sc.repetitions} runs` : 'one run');
+  if (sc.repetitions === 1) parts.push('one run');
+  else if (sc.alone) parts.push(`medians of ${sc.repetitions} runs back to back on each server, memory from the first`);
+  else parts.push(`medians of ${sc.repetitions} runs`);
+  if (sc.comparedOnly) parts.push('the reference baselines and the Redis store left out');
   if (sc.turnReplies) parts.push(`the servers take turns every ${sc.turnReplies} replies`);
   return `${sc.title} (${parts.join(', ')})`;
 }
@@ -118,7 +123,8 @@ export function targetChecks(scenarios: readonly ScenarioResult[]): TargetCheck[
   const raw = (t: string): string => (t === 'sluice-trpc-ws' ? 'raw-trpc-ws' : t === 'sluice-trpc-sse' ? 'raw-trpc-sse' : 'raw-sse');
   for (const s of scenarios.filter((x) => x.scenario.name.startsWith('held-'))) {
     const c = s.scenario.concurrency;
-    for (const r of s.results.filter((x) => x.sluice && x.metrics)) {
+    // The Redis-store rows are reference figures: the targets are per transport, on the default store.
+    for (const r of s.results.filter((x) => x.sluice && !x.reference && x.metrics)) {
       // "Ideal plus connection setup" is what the raw baseline achieves in the same run.
       const base = get(s.scenario.name, raw(r.target))?.streamP99Ms;
       const p99 = ratio(r.metrics!.streamP99Ms, base);
