@@ -90,6 +90,22 @@ describe.each(backends)('store contract: $name', (backend) => {
     expect(await b.readEvents('gen1', 5, 0)).toEqual([]);
   });
 
+  it('logs events asked for together (many replies in one turn) each in its own log, refusing repeats', async () => {
+    const pair = await backend.pair();
+    if (!pair) return;
+    const [a, b] = pair;
+    // Three replies interleaved as running generations ask, and one position asked twice.
+    const asked: Array<Promise<boolean>> = [];
+    for (let i = 1; i <= 4; i++) for (const gen of ['batch-a', 'batch-b', 'batch-c']) asked.push(a.appendEvent(gen, i, delta(i)));
+    asked.push(a.appendEvent('batch-b', 2, delta(42)));
+    const added = await Promise.all(asked);
+    expect(added.slice(0, 12).every(Boolean)).toBe(true);
+    expect(added[12]).toBe(false);
+    for (const gen of ['batch-a', 'batch-b', 'batch-c']) {
+      expect(await b.readEvents(gen, 0, 0)).toEqual([1, 2, 3, 4].map((seq) => ({ seq, event: delta(seq) })));
+    }
+  });
+
   it('wakes a waiting reader when an event arrives, and returns empty on timeout or abort', async () => {
     const pair = await backend.pair();
     if (!pair) return;
