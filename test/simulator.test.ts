@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { ChatMessage } from '../shared/index.ts';
@@ -36,6 +37,27 @@ describe('simulated provider', () => {
     const started = performance.now();
     await expect(pending).rejects.toThrow(/abort/i);
     expect(performance.now() - started).toBeLessThan(1000);
+    await expectTimersBackTo(before);
+  });
+
+  it('paces with one timer and one abort listener a reply, and lets go of both however the reply ends', async () => {
+    const before = timerCount();
+    const provider = createSimulatedProvider({ delayMs: 1 });
+    const whole = new AbortController();
+    const out: string[] = [];
+    for await (const d of provider.stream({ messages: [user('x')], signal: whole.signal })) {
+      out.push(d);
+      expect(getEventListeners(whole.signal, 'abort')).toHaveLength(1);
+    }
+    expect(out).toEqual(simulatedDeltas('x'));
+    expect(getEventListeners(whole.signal, 'abort')).toHaveLength(0);
+
+    // A consumer that stops early (a client that left): return() ends the generator mid-pace.
+    const early = new AbortController();
+    const iterator = provider.stream({ messages: [user('x')], signal: early.signal })[Symbol.asyncIterator]();
+    expect((await iterator.next()).value).toBe('Based ');
+    await iterator.return?.(undefined);
+    expect(getEventListeners(early.signal, 'abort')).toHaveLength(0);
     await expectTimersBackTo(before);
   });
 

@@ -1,4 +1,5 @@
-import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Pacer } from '../../server/core/providers/pacer.ts';
 import { simulatedDeltas } from '../../server/core/providers/simulated.ts';
 
 // The baselines stream the simulator's own template with the simulator's own pacing: a delay before
@@ -9,11 +10,16 @@ const TURN_EVERY = 16;
 
 export async function* pacedDeltas(prompt: string, delayMs: number, signal: AbortSignal): AsyncGenerator<string> {
   const deltas = simulatedDeltas(prompt);
-  for (let i = 0; i < deltas.length; i++) {
-    if (delayMs > 0) await sleep(delayMs, undefined, { signal });
-    else if (i > 0 && i % TURN_EVERY === 0) await nextTurn(); // one turn is short: the check below is enough
-    signal.throwIfAborted();
-    yield deltas[i]!;
+  const pacer = delayMs > 0 ? new Pacer(signal) : undefined;
+  try {
+    for (let i = 0; i < deltas.length; i++) {
+      if (pacer) await pacer.wait(delayMs);
+      else if (i > 0 && i % TURN_EVERY === 0) await nextTurn(); // one turn is short: the check below is enough
+      signal.throwIfAborted();
+      yield deltas[i]!;
+    }
+  } finally {
+    pacer?.close();
   }
 }
 

@@ -1,5 +1,6 @@
-import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { loadBpeTokenizer, type BpeTokenizer } from './bpe.ts';
+import { Pacer } from './pacer.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
 
 
@@ -75,12 +76,18 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
         bpeTokenizer = await bpe;
         deltas = bpeTokenizer.split(words.join(''));
       }
-      for (let i = 0; i < deltas.length; i++) {
-        // timers/promises clears its timer when the signal aborts, so nothing is left behind.
-        if (delayMs > 0) await sleep(delayMs, undefined, { signal });
-        else if (i > 0 && i % TURN_EVERY === 0) await nextTurn(); // one turn is short: the check below is enough
-        signal.throwIfAborted();
-        yield deltas[i]!;
+      // The pacer clears its timer when the signal aborts, and lets go of the signal when the reply
+      // ends (or the consumer stops iterating), so nothing is left behind.
+      const pacer = delayMs > 0 ? new Pacer(signal) : undefined;
+      try {
+        for (let i = 0; i < deltas.length; i++) {
+          if (pacer) await pacer.wait(delayMs);
+          else if (i > 0 && i % TURN_EVERY === 0) await nextTurn(); // one turn is short: the check below is enough
+          signal.throwIfAborted();
+          yield deltas[i]!;
+        }
+      } finally {
+        pacer?.close();
       }
       if (usage && reportUsage) {
         // Words mode counts words (one per delta); BPE mode counts real tokens.
