@@ -1,26 +1,16 @@
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { Pacer } from '../../server/core/providers/pacer.ts';
-import { simulatedDeltas } from '../../server/core/providers/simulated.ts';
+import type { Provider } from '../../server/core/providers/provider.ts';
+import { createSimulatedProvider } from '../../server/core/providers/simulated.ts';
 
-// The baselines stream the simulator's own template with the simulator's own pacing: a delay before
-// every token, or (without delay) a turn of the event loop every 16 tokens, as
-// server/core/providers/simulated.ts does. Only the machinery around it differs.
+// The baselines stream through Sluice's own simulator: the same template, at the same pace (a delay
+// before every token, or without delay a turn of the event loop every 16 tokens). Only the
+// machinery around it differs.
 
-const TURN_EVERY = 16;
+const providers = new Map<number, Provider>();
 
-export async function* pacedDeltas(prompt: string, delayMs: number, signal: AbortSignal): AsyncGenerator<string> {
-  const deltas = simulatedDeltas(prompt);
-  const pacer = delayMs > 0 ? new Pacer(signal) : undefined;
-  try {
-    for (let i = 0; i < deltas.length; i++) {
-      if (pacer) await pacer.wait(delayMs);
-      else if (i > 0 && i % TURN_EVERY === 0) await nextTurn(); // one turn is short: the check below is enough
-      signal.throwIfAborted();
-      yield deltas[i]!;
-    }
-  } finally {
-    pacer?.close();
-  }
+export function pacedDeltas(prompt: string, delayMs: number, signal: AbortSignal): AsyncIterable<string> {
+  let provider = providers.get(delayMs);
+  if (!provider) providers.set(delayMs, (provider = createSimulatedProvider({ delayMs })));
+  return provider.stream({ messages: [{ role: 'user', content: prompt }], signal });
 }
 
 let counter = 0;
