@@ -9,6 +9,8 @@ export class Pacer {
   #timer: NodeJS.Timeout | undefined;
   #resolve: (() => void) | undefined;
   #reject: ((reason: unknown) => void) | undefined;
+  /** The timer's duration: a wait of the same length re-arms it instead of making a new one. */
+  #ms = -1;
 
   constructor(signal: AbortSignal) {
     this.#signal = signal;
@@ -38,8 +40,6 @@ export class Pacer {
     this.#signal.removeEventListener('abort', this.#onAbort);
     this.#settle()?.reject(this.#signal.reason ?? new Error('Pacer closed'));
   }
-
-  #ms = -1;
 
   readonly #fire = (): void => {
     this.#settle()?.resolve();
