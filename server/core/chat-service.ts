@@ -400,7 +400,7 @@ export class ChatService {
           : undefined,
       keepAlive: record.stored ? async () => (await store.countListeners(record.id)) > 0 : undefined,
       onListener: this.#countListener,
-      onTiming: (kind, ms) => (kind === 'first' ? this.#observer.firstToken(ms) : this.#observer.tokenGap(ms)),
+      onFirstToken: (ms) => this.#observer.firstToken(ms),
     });
     // Attach before the provider runs so that a client that is already gone stops it at once.
     const listener = generation.listen(0, signal);
@@ -433,6 +433,7 @@ export class ChatService {
         }
       });
       this.#observer.ended(summary.outcome, transport, summary.chunks);
+      if (summary.tokenGapMs) this.#observer.tokenGaps(summary.tokenGapMs.mean, summary.tokenGapMs.max);
       if (summary.error) this.#observer.failed(summary.error.code);
       const line = {
         generationId: generation.id,
@@ -445,7 +446,7 @@ export class ChatService {
       };
       if (summary.error?.code === 'internal') logger.error({ ...line, err: summary.error.cause }, 'generation failed unexpectedly');
       else if (summary.error) logger.warn({ ...line, code: summary.error.code, err: summary.error.cause }, 'generation failed');
-      else logger.info(line, 'generation finished');
+      else if (!process.env.SLUICE_EXP?.includes('nolog')) logger.info(line, 'generation finished');
     } catch (error) {
       // run() catches everything it can; this guards against a bug taking the process down.
       logger.error({ generationId: generation.id, err: error }, 'generation crashed');

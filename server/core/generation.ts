@@ -20,6 +20,8 @@ export interface GenerationSummary {
   readonly chunks: number;
   readonly durationMs: number;
   readonly firstTokenMs: number | undefined;
+  /** The time between consecutive tokens, on average and at most (undefined below two tokens). */
+  readonly tokenGapMs: { readonly mean: number; readonly max: number } | undefined;
   readonly reply: ChatMessage;
   /** The failure behind `failed`, with its internal cause, for logs. */
   readonly error: SluiceError | undefined;
@@ -41,8 +43,11 @@ export interface GenerationOptions {
   readonly keepAlive?: () => Promise<boolean>;
   /** Told when a listener joins (+1) or leaves (-1), for process-wide counts. */
   readonly onListener?: (delta: 1 | -1) => void;
-  /** Told the time to the first token, then the gap before each next one, in milliseconds. */
-  readonly onTiming?: (kind: 'first' | 'gap', ms: number) => void;
+  /**
+   * Told the time to the first token, in milliseconds, when it comes. The gaps between tokens are in
+   * the summary: a call per token cost more than the rest of a token's path through the core.
+   */
+  readonly onFirstToken?: (ms: number) => void;
 }
 
 /** A listener reads the event log from a position, then follows its live tail. */
@@ -78,7 +83,7 @@ export class Generation {
   #lastCopy: Promise<unknown> = SETTLED;
   #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
-  #onTiming: ((kind: 'first' | 'gap', ms: number) => void) | undefined;
+  #onFirstToken: ((ms: number) => void) | undefined;
   /**
    * The event log: deltas are kept as their text, and their events are built when read, so that a
    * log kept for resuming holds a few strings instead of an object per token; the terminal event
@@ -111,7 +116,7 @@ export class Generation {
     this.#onEvent = options.onEvent;
     this.#keepAlive = options.keepAlive;
     this.#onListener = options.onListener;
-    this.#onTiming = options.onTiming;
+    this.#onFirstToken = options.onFirstToken;
   }
 
   get ended(): boolean {
@@ -140,6 +145,7 @@ export class Generation {
     const startedAt = performance.now();
     let firstTokenMs: number | undefined;
     let lastTokenAt = 0;
+    let maxGapMs = 0;
     let chunks = 0;
     let usage: TokenUsage | undefined;
     let failure: SluiceError | undefined;
@@ -151,8 +157,8 @@ export class Generation {
         const now = performance.now();
         if (chunks === 0) {
           firstTokenMs = now - startedAt;
-          this.#onTiming?.('first', firstTokenMs);
-        } else this.#onTiming?.('gap', now - lastTokenAt);
+          this.#onFirstToken?.(firstTokenMs);
+        } else if (now - lastTokenAt > maxGapMs) maxGapMs = now - lastTokenAt;
         lastTokenAt = now;
         chunks++;
         this.#appendDelta(delta);
@@ -207,6 +213,7 @@ export class Generation {
       chunks,
       durationMs: performance.now() - startedAt,
       firstTokenMs,
+      tokenGapMs: chunks > 1 ? { mean: (lastTokenAt - startedAt - firstTokenMs!) / (chunks - 1), max: maxGapMs } : undefined,
       reply,
       error: failure,
     };
@@ -370,7 +377,7 @@ export class Generation {
     this.#controller = undefined;
     this.#onEvent = undefined;
     this.#keepAlive = undefined;
-    this.#onTiming = undefined;
+    this.#onFirstToken = undefined;
     this.#lastCopy = SETTLED;
     this.#settled = undefined;
     this.#finishedAt = Date.now();

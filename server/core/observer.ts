@@ -1,11 +1,12 @@
 import type { ErrorCode } from '../../shared/errors.ts';
 import type { Outcome } from './generation.ts';
 
-/** What the core reports about generations, for metrics. Implementations must be cheap: some calls are per token. */
+/** What the core reports about generations, for metrics: a few calls per generation, none per token. */
 export interface GenerationObserver {
   started(transport: string): void;
   firstToken(ms: number): void;
-  tokenGap(ms: number): void;
+  /** A finished generation's time between consecutive tokens, on average and at most (two tokens or more). */
+  tokenGaps(meanMs: number, maxMs: number): void;
   ended(outcome: Outcome, transport: string, tokens: number): void;
   /** A generation failed with this code (the provider's, or the store's while saving). */
   failed(code: ErrorCode): void;
@@ -15,7 +16,7 @@ export interface GenerationObserver {
 export const NO_OBSERVER: GenerationObserver = {
   started: () => undefined,
   firstToken: () => undefined,
-  tokenGap: () => undefined,
+  tokenGaps: () => undefined,
   ended: () => undefined,
   failed: () => undefined,
   resumed: () => undefined,
