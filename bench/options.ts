@@ -14,6 +14,7 @@ export const USAGE = `usage: npm run bench -- [flags]
   --throughput-streams N    replies in the throughput scenario (default ${DEFAULT_SETTINGS.throughputStreams})
   --throughput-concurrency N  (default ${DEFAULT_SETTINGS.throughputConcurrency})
   --reps N                  repetitions of the throughput scenario (default ${DEFAULT_SETTINGS.throughputReps})
+  --throughput-turn N       the throughput scenario's servers take turns every N replies (default ${DEFAULT_SETTINGS.throughputTurn}; 0: whole runs)
   --held LIST               concurrencies of the held-stream scenario (default ${DEFAULT_SETTINGS.heldConcurrency.join(',')})
   --held-delay-ms N         token delay of held streams (default ${DEFAULT_SETTINGS.heldDelayMs})
   --held-reps N             runs of the smallest held concurrency, back to back on each server; the
@@ -49,6 +50,7 @@ const FLAGS = [
   'throughput-streams',
   'throughput-concurrency',
   'reps',
+  'throughput-turn',
   'held',
   'held-delay-ms',
   'held-reps',
@@ -119,6 +121,7 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
     throughputStreams: positive(values, 'throughput-streams', DEFAULT_SETTINGS.throughputStreams),
     throughputConcurrency: positive(values, 'throughput-concurrency', DEFAULT_SETTINGS.throughputConcurrency),
     throughputReps: profile ? 1 : positive(values, 'reps', DEFAULT_SETTINGS.throughputReps),
+    throughputTurn: profile ? 0 : positive(values, 'throughput-turn', DEFAULT_SETTINGS.throughputTurn, 0),
     heldConcurrency: (list(values, 'held') ?? DEFAULT_SETTINGS.heldConcurrency.map(String)).map((c) => {
       const n = Number(c);
       if (!Number.isInteger(n) || n < 1) throw new UsageError(`--held takes positive integers, got "${c}"`);

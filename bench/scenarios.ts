@@ -64,6 +64,8 @@ export interface ScenarioSettings {
   readonly throughputConcurrency: number;
   readonly throughputStreams: number;
   readonly throughputReps: number;
+  /** Replies per turn in the throughput scenario (0: each target's run in one go). */
+  readonly throughputTurn: number;
   readonly heldConcurrency: readonly number[];
   readonly heldDelayMs: number;
   /** Runs of the smallest held concurrency (the keep-pace check); the larger ones run once. */
@@ -80,6 +82,7 @@ export const DEFAULT_SETTINGS: ScenarioSettings = {
   throughputConcurrency: 50,
   throughputStreams: 1000,
   throughputReps: 7,
+  throughputTurn: 250,
   heldConcurrency: [1000, 2000],
   heldDelayMs: 50,
   heldReps: 3,
@@ -117,6 +120,9 @@ export function buildScenarios(s: ScenarioSettings): Scenario[] {
       warmup: 2000,
       delayMs: 0,
       repetitions: s.throughputReps,
+      // This machine has slow spells of seconds, in which every server takes up to twice the CPU
+      // per event: runs of ~1 s one after another put them on one target and not the next.
+      ...(s.throughputTurn > 0 ? { turnReplies: s.throughputTurn } : {}),
     },
     ...s.heldConcurrency.map((c) => {
       // A single run of 1,000 held streams moved its p99 by up to 1.5x between runs (one core busy
