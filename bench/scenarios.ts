@@ -120,8 +120,9 @@ export function buildScenarios(s: ScenarioSettings): Scenario[] {
       warmup: 2000,
       delayMs: 0,
       repetitions: s.throughputReps,
-      // This machine has slow spells of seconds, in which every server takes up to twice the CPU
-      // per event: runs of ~1 s one after another put them on one target and not the next.
+      // A run of 1,000 replies takes a server 0.3-0.5 s, less than the machine's slow spells and its
+      // drift after the warm-ups (the first run measured every server, raw ones included, at up to
+      // 2.5x its later runs): in turns of 250 replies they touch every target alike.
       ...(s.throughputTurn > 0 ? { turnReplies: s.throughputTurn } : {}),
     },
     ...s.heldConcurrency.map((c) => {

@@ -446,7 +446,7 @@ export class ChatService {
       };
       if (summary.error?.code === 'internal') logger.error({ ...line, err: summary.error.cause }, 'generation failed unexpectedly');
       else if (summary.error) logger.warn({ ...line, code: summary.error.code, err: summary.error.cause }, 'generation failed');
-      else if (!process.env.SLUICE_EXP?.includes('nolog')) logger.info(line, 'generation finished');
+      else logger.info(line, 'generation finished');
     } catch (error) {
       // run() catches everything it can; this guards against a bug taking the process down.
       logger.error({ generationId: generation.id, err: error }, 'generation crashed');
