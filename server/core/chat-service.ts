@@ -158,7 +158,7 @@ export class ChatService {
       sessionKey,
       stored: true,
     };
-    await this.#takeStreamSlot(record);
+    if (this.#o.maxStreamsPerOwner) await this.#takeStreamSlot(record);
     try {
       // Alive before it holds the lock: whoever finds it holding the lock finds it alive too, and
       // never takes a reply that is starting for one whose instance died (see #endIfDead).
@@ -180,10 +180,9 @@ export class ChatService {
         createdAt: new Date().toISOString(),
       };
       // The record lets other instances attach; a store nobody else reads does not need it.
-      await Promise.all([
-        store.appendMessage(sessionKey, userMessage, this.#keepMessages),
-        store.shared ? store.saveGeneration(record, this.#lockTtlMs) : undefined,
-      ]);
+      if (store.shared) {
+        await Promise.all([store.appendMessage(sessionKey, userMessage, this.#keepMessages), store.saveGeneration(record, this.#lockTtlMs)]);
+      } else await store.appendMessage(sessionKey, userMessage, this.#keepMessages);
       history.push(userMessage);
     } catch (error) {
       await store.releaseSessionLock(sessionKey, record.id).catch(() => undefined);

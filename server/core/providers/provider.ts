@@ -9,7 +9,11 @@ export interface ProviderMessage {
 export interface ProviderRequest {
   /** The whole conversation so far, oldest first, ending with the new user message. */
   readonly messages: readonly ProviderMessage[];
-  /** Aborted when nobody wants the reply any more; providers must stop promptly and leave nothing running. */
+  /**
+   * Aborted when nobody wants the reply any more; providers must stop promptly and leave nothing
+   * running. A generation makes it when a provider first reads it: a provider that never waits can
+   * leave it alone, and stops when its consumer stops pulling.
+   */
   readonly signal: AbortSignal;
   /** Providers that know token counts report them here before they finish. */
   readonly reportUsage?: (usage: TokenUsage) => void;

@@ -68,7 +68,8 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
 
   return {
     name: 'simulated',
-    async *stream({ messages, signal, reportUsage }: ProviderRequest): AsyncGenerator<string> {
+    async *stream(request: ProviderRequest): AsyncGenerator<string> {
+      const { messages, reportUsage } = request;
       const words = simulatedDeltas(lastUserMessage(messages));
       let bpeTokenizer: BpeTokenizer | undefined;
       let deltas = words;
@@ -77,13 +78,14 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
         deltas = bpeTokenizer.split(words.join(''));
       }
       // The pacer clears its timer when the signal aborts, and lets go of the signal when the reply
-      // ends (or the consumer stops iterating), so nothing is left behind.
-      const pacer = delayMs > 0 ? new Pacer(signal) : undefined;
+      // ends (or the consumer stops iterating), so nothing is left behind. Without a delay nothing
+      // waits longer than a turn of the event loop: the reply stops when its consumer stops pulling,
+      // and the signal is not touched (a generation makes it only when a provider asks).
+      const pacer = delayMs > 0 ? new Pacer(request.signal) : undefined;
       try {
         for (let i = 0; i < deltas.length; i++) {
           if (pacer) await pacer.wait(delayMs);
-          else if (i > 0 && i % TURN_EVERY === 0) await nextTurn(); // one turn is short: the check below is enough
-          signal.throwIfAborted();
+          else if (i > 0 && i % TURN_EVERY === 0) await nextTurn();
           yield deltas[i]!;
         }
       } finally {
