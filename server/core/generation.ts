@@ -152,6 +152,7 @@ export class Generation {
     };
     const startedAt = performance.now();
     let firstTokenMs: number | undefined;
+    let firstTokenAt = 0;
     let lastTokenAt = 0;
     let maxGapMs = 0;
     let chunks = 0;
@@ -164,6 +165,7 @@ export class Generation {
         if (delta.length === 0) continue;
         const now = performance.now();
         if (chunks === 0) {
+          firstTokenAt = now;
           firstTokenMs = now - startedAt;
           this.#onFirstToken?.(firstTokenMs);
         } else if (now - lastTokenAt > maxGapMs) maxGapMs = now - lastTokenAt;
@@ -221,7 +223,7 @@ export class Generation {
       chunks,
       durationMs: performance.now() - startedAt,
       firstTokenMs,
-      tokenGapMs: chunks > 1 ? { mean: (lastTokenAt - startedAt - firstTokenMs!) / (chunks - 1), max: maxGapMs } : undefined,
+      tokenGapMs: chunks > 1 ? { mean: (lastTokenAt - firstTokenAt) / (chunks - 1), max: maxGapMs } : undefined,
       reply,
       error: failure,
     };
