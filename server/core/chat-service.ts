@@ -158,7 +158,7 @@ export class ChatService {
       sessionKey,
       stored: true,
     };
-    if (this.#o.maxStreamsPerOwner) await this.#takeStreamSlot(record);
+    await this.#takeStreamSlot(record);
     try {
       // Alive before it holds the lock: whoever finds it holding the lock finds it alive too, and
       // never takes a reply that is starting for one whose instance died (see #endIfDead).
