@@ -14,20 +14,36 @@ afterEach(async () => {
 export type Kind = 'ws' | 'sse';
 
 /** A stock tRPC client: wsLink, or httpSubscriptionLink (with the `eventsource` package) + httpBatchLink. */
-export function stockClient(baseUrl: string, kind: Kind): { client: TRPCClient<AppRouter>; close: () => Promise<void> } {
+export function stockClient(
+  baseUrl: string,
+  kind: Kind,
+  options: { apiKey?: string } = {},
+): { client: TRPCClient<AppRouter>; close: () => Promise<void> } {
+  const { apiKey } = options;
   if (kind === 'ws') {
-    const wsClient = createWSClient({ url: `${baseUrl.replace(/^http/, 'ws')}/trpc`, WebSocket: WebSocket as never });
+    const wsClient = createWSClient({
+      url: `${baseUrl.replace(/^http/, 'ws')}/trpc`,
+      WebSocket: WebSocket as never,
+      ...(apiKey ? { connectionParams: { apiKey } } : {}),
+    });
     const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient, transformer: superjson })] });
     const close = () => wsClient.close();
     cleanups.push(close);
     return { client, close };
   }
+  const headers: Record<string, string> = apiKey ? { authorization: `Bearer ${apiKey}` } : {};
   const client = createTRPCClient<AppRouter>({
     links: [
       splitLink({
         condition: (op) => op.type === 'subscription',
-        true: httpSubscriptionLink({ url: `${baseUrl}/trpc`, transformer: superjson, EventSource }),
-        false: httpBatchLink({ url: `${baseUrl}/trpc`, transformer: superjson }),
+        true: httpSubscriptionLink({
+          url: `${baseUrl}/trpc`,
+          transformer: superjson,
+          EventSource,
+          // EventSource sends no headers of its own: the key goes through its fetch.
+          eventSourceOptions: () => ({ fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, ...headers } }) }),
+        }),
+        false: httpBatchLink({ url: `${baseUrl}/trpc`, transformer: superjson, headers }),
       }),
     ],
   });
