@@ -9,6 +9,7 @@ import { RateLimiter } from './core/rate-limiter.ts';
 import { createStore } from './core/store/create-store.ts';
 import type { Store } from './core/store/store.ts';
 import { RedisStore } from './core/store/redis-store.ts';
+import { Admission } from './transport/admission.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 import { parseTrustedProxies } from './transport/http/client-ip.ts';
 import { createLogger } from './observability/logger.ts';
@@ -22,6 +23,7 @@ export interface SluiceOverrides {
 
 export interface Sluice {
   readonly service: ChatService;
+  readonly admission: Admission;
   readonly store: Store;
   readonly logger: Logger;
   readonly http: HttpServer;
@@ -57,12 +59,13 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
   });
+  const admission = new Admission({ service, credentials: keys, rateLimiter: new RateLimiter(store, config.RATE_LIMIT_PER_MINUTE) });
   const http = createHttpServer({
     service,
     store,
     logger,
     keys,
-    rateLimiter: new RateLimiter(store, config.RATE_LIMIT_PER_MINUTE),
+    admission,
     metrics,
     modelId: servedModelId(config),
     maxBodyBytes: config.MAX_BODY_BYTES,
@@ -92,6 +95,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
   };
   return {
     service,
+    admission,
     store,
     logger,
     http,

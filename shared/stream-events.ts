@@ -48,7 +48,13 @@ export function formatEventId(generationId: string, seq: number): string {
   return `${generationId}:${seq}`;
 }
 
-export function parseEventId(id: string): { generationId: string; seq: number } | undefined {
+/** Where an event id points: a generation, and the position of an event in its log. */
+export interface EventRef {
+  readonly generationId: string;
+  readonly seq: number;
+}
+
+export function parseEventId(id: string): EventRef | undefined {
   if (!EventId.safeParse(id).success) return undefined;
   const at = id.lastIndexOf(':');
   return { generationId: id.slice(0, at), seq: Number(id.slice(at + 1)) };

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { createSink } from '../server/transport/backpressure.ts';
-import type { TRPCContext } from '../server/transport/trpc/context.ts';
+import { chatApi, type TRPCContext } from '../server/transport/trpc/context.ts';
 import { createAppRouter } from '../server/transport/trpc/router.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
 
@@ -84,10 +84,9 @@ async function referenceServer(sluice: TestServer['sluice']): Promise<string> {
     wss,
     router: createAppRouter({ ssePingMs: 0 }),
     createContext: ({ req, res: ws }): TRPCContext => ({
-      service: sluice.service,
-      owner: 'anonymous',
+      chat: chatApi(sluice.admission, sluice.service),
+      credential: undefined,
       transport: 'trpc-ws',
-      checkRate: async () => undefined,
       metrics: sluice.metrics,
       sink: createSink({ buffered: () => ws.bufferedAmount, drains: req.socket, cut: () => ws.terminate(), highWaterBytes: 65536, sendTimeoutMs: 30000 }),
     }),

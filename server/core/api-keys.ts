@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Credentials } from './credentials.ts';
 
 export const ANONYMOUS_OWNER = 'anonymous';
 
@@ -23,7 +24,7 @@ export function parseKeysFile(text: string): string[] {
  * The configured API keys, held only as SHA-256 hashes. A presented key is hashed and compared with
  * every known hash in constant time, so neither timing nor the answer tells whether a key exists.
  */
-export class ApiKeys {
+export class ApiKeys implements Credentials {
   readonly #keys: readonly KnownKey[];
 
   constructor(keys: readonly string[]) {
@@ -45,13 +46,17 @@ export class ApiKeys {
     return new ApiKeys(keys);
   }
 
-  get enabled(): boolean {
+  get required(): boolean {
     return this.#keys.length > 0;
+  }
+
+  async ownerOf(credential: string | undefined): Promise<string | undefined> {
+    return this.identify(credential);
   }
 
   /** The owner for a presented key; `anonymous` when keys are off; undefined when it is missing or wrong. */
   identify(presented: string | undefined | null): string | undefined {
-    if (!this.enabled) return ANONYMOUS_OWNER;
+    if (!this.required) return ANONYMOUS_OWNER;
     if (!presented) return undefined;
     const hash = sha256(presented);
     let owner: string | undefined;
@@ -59,11 +64,4 @@ export class ApiKeys {
     for (const key of this.#keys) if (timingSafeEqual(hash, key.hash)) owner = key.owner;
     return owner;
   }
-}
-
-/** The key in an `Authorization: Bearer <key>` header. */
-export function bearerToken(header: string | undefined): string | undefined {
-  if (!header) return undefined;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-  return match?.[1];
 }

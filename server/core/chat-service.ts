@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { ChatMessage, SessionHistory } from '../../shared/messages.ts';
-import { parseEventId, type StreamEvent } from '../../shared/stream-events.ts';
+import type { EventRef, StreamEvent } from '../../shared/stream-events.ts';
 import { SluiceError, toSluiceError } from './errors.ts';
 import { Generation, type Listener } from './generation.ts';
 import { newGenerationId } from './ids.ts';
@@ -220,12 +220,10 @@ export class ChatService {
   }
 
   /** Attaches to the generation named by an event id, after that event, on this instance or any other. */
-  async attach(owner: string, lastEventId: string, signal?: AbortSignal, transport = 'unknown'): Promise<Attachment> {
+  async attach(owner: string, parsed: EventRef, signal?: AbortSignal, transport = 'unknown'): Promise<Attachment> {
     // Resuming stays possible while draining: the reply being resumed is one that may finish.
     if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
     this.#expire();
-    const parsed = parseEventId(lastEventId);
-    if (!parsed) throw new SluiceError('invalid_request', 'Last-Event-ID: must look like "<generation>:<seq>"');
     const notFound = new SluiceError('not_found', 'No resumable reply for this event id');
     const local = this.#generations.get(parsed.generationId);
     if (local) {

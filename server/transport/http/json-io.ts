@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ZodType } from 'zod';
 import type { ErrorBody } from '../../../shared/errors.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
+import { parseWith } from '../parse-input.ts';
 
 const rejections = new WeakMap<ServerResponse, string>();
 
@@ -98,17 +99,5 @@ export async function readJsonBody<T>(req: IncomingMessage, schema: ZodType<T>, 
   } catch {
     throw new SluiceError('invalid_json', 'The request body is not valid JSON');
   }
-  return parseWith(schema, value);
+  return parseWith(schema, value, 'body');
 }
-
-/** Validates a value, turning the first problems into one readable `invalid_request` message. */
-export function parseWith<T>(schema: ZodType<T>, value: unknown): T {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.slice(0, 3).map((issue) => {
-    const where = issue.path.length > 0 ? issue.path.join('.') : 'body';
-    return `${where}: ${issue.message}`;
-  });
-  throw new SluiceError('invalid_request', problems.join('; '));
-}
-

@@ -1,12 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import type { OpenAIModelList } from '../../../shared/openai.ts';
-import type { ErrorEvent, StreamEvent } from '../../../shared/stream-events.ts';
+import type { DoneEvent, ErrorEvent, StreamEvent } from '../../../shared/stream-events.ts';
 import type { Attachment } from '../../core/chat-service.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
 import type { TrackedEvent } from '../../core/generation.ts';
 import { markRejected, readJsonBody, sendJson } from './json-io.ts';
-import { pumpSse } from './sse-pump.ts';
+import type { Sink } from '../backpressure.ts';
+import { drain, type Outlet } from '../drain.ts';
+import { streamSse } from './sse-stream.ts';
 import {
   ChunkEncoder,
   completionBody,
@@ -96,7 +98,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     if (stream) {
       const encoder = new ChunkEncoder(meta);
       res.writeHead(200, STREAM_HEADERS);
-      await pumpSse({
+      await streamSse({
         res,
         listener,
         first: first.value,
@@ -110,27 +112,46 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
       });
       return;
     }
-    deps.metrics.streamOpened('openai');
-    let sent = 1;
-    const rest: AsyncIterable<TrackedEvent> = {
-      [Symbol.asyncIterator]: () => ({
-        next: async () => {
-          const result = await listener.next();
-          if (!result.done) sent++;
-          return result;
-        },
-      }),
-    };
-    try {
-      await writeCompletion(res, first.value, rest, meta);
-    } finally {
-      deps.metrics.streamClosed('openai', sent);
-    }
+    const completion = new CompletionOutlet(res);
+    await drain({ listener, outlet: completion, first: first.value, sink: ALWAYS_ROOM, metrics: deps.metrics, transport: 'openai' });
+    const { terminal } = completion;
+    if (terminal?.type === 'done') sendJson(res, 200, completionBody(meta, completion.text, terminal.usage));
+    else if (terminal?.type === 'error') sendOpenAIError(res, eventError(terminal));
+    // No terminal event: the client left, there is nobody to answer.
   } finally {
     listener.close();
     res.off('close', onClose);
   }
 }
+
+/** `stream: false`: the reply is gathered, then answered whole. */
+class CompletionOutlet implements Outlet {
+  text = '';
+  terminal: DoneEvent | ErrorEvent | undefined;
+  readonly #res: ServerResponse;
+
+  constructor(res: ServerResponse) {
+    this.#res = res;
+  }
+
+  isOpen(): boolean {
+    return !this.#res.destroyed;
+  }
+
+  room(): number {
+    return Number.POSITIVE_INFINITY;
+  }
+
+  add({ event }: TrackedEvent): void {
+    if (event.type === 'delta') this.text += event.delta;
+    else this.terminal = event;
+  }
+
+  flush(): void {}
+}
+
+/** Nothing is written until the reply is whole: there is never a reader to wait for. */
+const ALWAYS_ROOM: Sink = { hasRoom: () => true, room: () => Number.POSITIVE_INFINITY, ready: () => Promise.resolve(true) };
 
 /** One event as OpenAI's chunks (`done` also ends the stream with `[DONE]`, an error does not). */
 function encodeChunk(encoder: ChunkEncoder, meta: CompletionMeta, event: StreamEvent): string {
@@ -142,33 +163,6 @@ function encodeChunk(encoder: ChunkEncoder, meta: CompletionMeta, event: StreamE
     case 'error':
       // As OpenAI does mid-stream: an error object as a data line, then the end (no [DONE]).
       return errorLine(openAIErrorBody(event.code, event.message));
-    default: {
-      const unexpected: never = event;
-      throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);
-    }
-  }
-}
-
-async function writeCompletion(res: ServerResponse, first: TrackedEvent, rest: AsyncIterable<TrackedEvent>, meta: CompletionMeta): Promise<void> {
-  let text = '';
-  let event: StreamEvent = first.event;
-  if (event.type === 'delta') {
-    text += event.delta;
-    for await (const tracked of rest) {
-      event = tracked.event;
-      if (event.type === 'delta') text += event.delta;
-    }
-  }
-  switch (event.type) {
-    case 'done':
-      sendJson(res, 200, completionBody(meta, text, event.usage));
-      return;
-    case 'error':
-      sendOpenAIError(res, eventError(event));
-      return;
-    case 'delta':
-      // The listener ended without a terminal event: the client left, nobody to answer.
-      return;
     default: {
       const unexpected: never = event;
       throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);

@@ -1,12 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ChatService } from '../../core/chat-service.ts';
+import type { Admission } from '../admission.ts';
 import type { Sink } from '../backpressure.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 
 /** What a route handler needs besides the request. */
 export interface RouteDeps {
   readonly service: ChatService;
+  readonly admission: Admission;
   readonly logger: Logger;
   readonly maxBodyBytes: number;
   readonly ssePingMs: number;

@@ -5,14 +5,14 @@ import { TRPCError } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import { bearerToken, type ApiKeys } from '../../core/api-keys.ts';
+import type { ApiKeys } from '../../core/api-keys.ts';
 import type { ChatService } from '../../core/chat-service.ts';
 import { SluiceError } from '../../core/errors.ts';
-import type { RateLimiter } from '../../core/rate-limiter.ts';
+import type { Admission } from '../admission.ts';
 import type { Store } from '../../core/store/store.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import { createSink } from '../backpressure.ts';
-import type { TRPCContext } from '../trpc/context.ts';
+import { chatApi, type TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
 import { createTrpcWsHandler } from '../trpc/ws-handler.ts';
 import { rejectionOf, sendError, sendJson } from './json-io.ts';
@@ -21,7 +21,8 @@ import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
 import { handleWebAsset, handleWebPage } from './web-routes.ts';
 import { handleChatStream } from './sse-route.ts';
-import { handleTrpcSse, type TrpcSseDeps } from './trpc-sse-route.ts';
+import { handleTrpcSse, type TrpcSseOptions } from '../trpc/sse-producer.ts';
+import { bearerToken } from './bearer.ts';
 import { clientIp, type TrustedProxies } from './client-ip.ts';
 
 export interface HttpServerOptions {
@@ -29,7 +30,7 @@ export interface HttpServerOptions {
   readonly store: Store;
   readonly logger: Logger;
   readonly keys: ApiKeys;
-  readonly rateLimiter: RateLimiter;
+  readonly admission: Admission;
   readonly metrics: Metrics;
   /** The model id the OpenAI-compatible routes serve. */
   readonly modelId: string;
@@ -85,6 +86,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { service, logger, keys, store, metrics } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
   const owners = new WeakMap<IncomingMessage, string>();
+  const { admission } = options;
+  const chat = chatApi(admission, service);
   const sinkFor = (res: ServerResponse) =>
     createSink({
       buffered: () => res.writableLength,
@@ -95,6 +98,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     });
   const deps: RouteDeps = {
     service,
+    admission,
     logger,
     maxBodyBytes: options.maxBodyBytes,
     ssePingMs: options.ssePingMs,
@@ -103,7 +107,6 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     sinkFor,
     metrics,
   };
-  const checkRate = (owner: string) => options.rateLimiter.check(owner);
   const clientIpOf = (req: IncomingMessage): string | undefined =>
     options.trustedProxies ? clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], options.trustedProxies) : req.socket.remoteAddress;
 
@@ -115,17 +118,16 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     router,
     basePath: '/trpc/',
     createContext: ({ req, res }): TRPCContext => ({
-      service,
-      owner: keys.identify(bearerToken(req.headers.authorization)),
+      chat,
+      credential: bearerToken(req.headers.authorization),
       transport: 'trpc-http',
-      checkRate,
       sink: sinkFor(res),
       metrics,
     }),
     onError: onTRPCError,
   });
 
-  const trpcSse: TrpcSseDeps = { router, service, keys, rateLimiter: options.rateLimiter, metrics, ssePingMs: options.ssePingMs, sinkFor, onError: onTRPCError };
+  const trpcSse: TrpcSseOptions = { router, chat, metrics, ssePingMs: options.ssePingMs, sinkFor, onError: onTRPCError };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = req.url ?? '/';
@@ -158,17 +160,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         return;
       }
       if (!route.open) {
-        const answer = route.sendError ?? sendError;
-        const owner = keys.identify(bearerToken(req.headers.authorization));
-        if (!owner) {
-          res.setHeader('WWW-Authenticate', 'Bearer');
-          answer(res, new SluiceError('unauthorized'));
-          return;
-        }
+        let owner: string;
         try {
-          await options.rateLimiter.check(owner);
+          owner = await admission.owner(bearerToken(req.headers.authorization));
         } catch (error) {
-          answer(res, error);
+          if (error instanceof SluiceError && error.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
+          (route.sendError ?? sendError)(res, error);
           return;
         }
         owners.set(req, owner);
@@ -248,13 +245,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     router,
     createContext: async ({ req, ws, connectionParams }): Promise<TRPCContext> => {
       const apiKey = connectionParams?.['apiKey'];
-      const owner = keys.identify(typeof apiKey === 'string' ? apiKey : undefined);
+      const credential = typeof apiKey === 'string' ? apiKey : undefined;
+      const owner = await keys.ownerOf(credential);
       if (owner) await takeWsSlot(ws, owner);
       return {
-        service,
-        owner,
+        chat,
+        credential,
         transport: 'trpc-ws',
-        checkRate,
         metrics,
         // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
         sink: createSink({

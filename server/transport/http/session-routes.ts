@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SessionId } from '../../../shared/session.ts';
 import { SseCancelRequest } from '../../../shared/sse-route.ts';
 import { DEFAULT_SESSION_ID } from '../../../shared/session.ts';
-import { parseWith, readJsonBody, sendError, sendJson } from './json-io.ts';
+import { parseWith } from '../parse-input.ts';
+import { readJsonBody, sendError, sendJson } from './json-io.ts';
 import type { RouteDeps } from './route-context.ts';
 
 /** `GET /v1/sessions/{session_id}/messages`: the same shape as `chat.history`. */

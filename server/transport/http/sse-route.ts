@@ -1,25 +1,24 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SseChatRequest } from '../../../shared/sse-route.ts';
 import type { Attachment } from '../../core/chat-service.ts';
-import { openStream } from '../open-stream.ts';
 import { readJsonBody, sendError } from './json-io.ts';
-import { pumpSse } from './sse-pump.ts';
 import type { RouteDeps } from './route-context.ts';
 import { encodeSseFrame, encodeSsePing, SSE_HEADERS, SSE_HEADERS_CLOSING } from './sse-frames.ts';
+import { streamSse } from './sse-stream.ts';
 
 /** `POST /v1/chat/stream`: the documented SSE route; with `Last-Event-ID` it resumes instead of starting. */
 export async function handleChatStream(req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
   let attachment: Attachment;
   try {
     const body = await readJsonBody(req, SseChatRequest, deps.maxBodyBytes);
-    const owner = deps.ownerOf(req);
     const lastEventId = req.headers['last-event-id'];
-    attachment = await openStream(
-      deps.service,
-      { owner, message: body.message, sessionId: body.session_id, lastEventId: typeof lastEventId === 'string' ? lastEventId : undefined, transport: 'sse' },
-      // A client that leaves meanwhile is noticed by the pump, which then closes the listener.
-      undefined,
-    );
+    attachment = await deps.admission.open(deps.ownerOf(req), {
+      message: body.message,
+      sessionId: body.session_id,
+      lastEventId: typeof lastEventId === 'string' && lastEventId ? lastEventId : undefined,
+      lastEventIdField: 'Last-Event-ID',
+      transport: 'sse',
+    });
   } catch (error) {
     sendError(res, error);
     return;
@@ -27,7 +26,7 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
 
   // The reference's `Connection: keep-alive`, unless the client asked to close (HTTP/1.1 says it wins).
   res.writeHead(200, /\bclose\b/i.test(req.headers.connection ?? '') ? SSE_HEADERS_CLOSING : SSE_HEADERS);
-  await pumpSse({
+  await streamSse({
     res,
     listener: attachment.listener,
     sink: deps.sinkFor(res),

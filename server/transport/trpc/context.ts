@@ -1,16 +1,35 @@
-import type { ChatService } from '../../core/chat-service.ts';
-import type { Metrics } from '../../observability/metrics.ts';
+import type { SessionHistory } from '../../../shared/messages.ts';
+import type { Attachment, ChatService } from '../../core/chat-service.ts';
+import type { Admission, ChatStreamRequest } from '../admission.ts';
 import type { Sink } from '../backpressure.ts';
+import type { StreamMetrics } from '../drain.ts';
+
+/** What the procedures need of Sluice: the way in, and the chat service's other calls. */
+export interface ChatApi {
+  /** The owner a credential names, counted against its rate limit (throws when refused). */
+  owner(credential: string | undefined): Promise<string>;
+  /** `chat.stream`'s one way in (see Admission). */
+  chatStream(request: ChatStreamRequest): Promise<Attachment>;
+  history(owner: string, sessionId: string): Promise<SessionHistory>;
+  cancel(owner: string, sessionId: string): Promise<boolean>;
+}
 
 /** What every procedure sees. */
 export interface TRPCContext {
-  readonly service: ChatService;
-  /** The tenant (an API key's id, or `anonymous` when keys are off); undefined for a missing or bad key. */
-  readonly owner: string | undefined;
+  readonly chat: ChatApi;
+  /** The credential the client presented (an API key), checked by each call through `chat.owner`. */
+  readonly credential: string | undefined;
   readonly transport: 'trpc-ws' | 'trpc-http';
-  /** Counts a request against the owner's rate limit (throws when over it). */
-  readonly checkRate: (owner: string) => Promise<void>;
   /** Flow control towards this client. */
   readonly sink: Sink;
-  readonly metrics: Metrics;
+  readonly metrics: StreamMetrics;
+}
+
+export function chatApi(admission: Admission, service: ChatService): ChatApi {
+  return {
+    owner: (credential) => admission.owner(credential),
+    chatStream: (request) => admission.chatStream(request),
+    history: (owner, sessionId) => service.history(owner, sessionId),
+    cancel: (owner, sessionId) => service.cancel(owner, sessionId),
+  };
 }

@@ -1,14 +1,27 @@
-import { initTRPC, tracked, TRPCError } from '@trpc/server';
-import { transformer } from './transformer.ts';
-import { ChatStreamInput, SessionRef } from '../../../shared/chat-request.ts';
+import { initTRPC, tracked } from '@trpc/server';
+import type { ChatStreamInput } from '../../../shared/chat-request.ts';
+import { SessionRef } from '../../../shared/chat-request.ts';
 import { SluiceError } from '../../core/errors.ts';
+import { drainBatches } from '../drain.ts';
+import { inputParser } from '../parse-input.ts';
 import type { TRPCContext } from './context.ts';
 import { toTRPCError } from './errors.ts';
-import { openStream } from '../open-stream.ts';
+import { transformer } from './transformer.ts';
 
 export interface RouterOptions {
   /** Interval of tRPC's SSE `ping` events (0: none). */
   readonly ssePingMs: number;
+}
+
+/**
+ * `chat.stream`'s input as the client types it. It is validated by the admission (with the
+ * credential and rate limit checked first), which every transport shares, so tRPC passes it on.
+ */
+const chatStreamInput = (value: unknown): ChatStreamInput => value as ChatStreamInput;
+
+/** Rethrows anything caught as the TRPCError of its SluiceError (one mapping, see errors.ts). */
+function rethrow(error: unknown): never {
+  throw toTRPCError(error);
 }
 
 export function createAppRouter(options: RouterOptions) {
@@ -27,65 +40,34 @@ export function createAppRouter(options: RouterOptions) {
     },
   });
 
-  // Every chat procedure needs a valid key (when keys are on) and counts against the key's rate limit.
+  // Every chat procedure needs a valid credential (when they are on) and counts against its rate limit.
   const authed = t.procedure.use(async ({ ctx, next }) => {
-    if (!ctx.owner) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'A valid API key is required' });
-    try {
-      await ctx.checkRate(ctx.owner);
-    } catch (error) {
-      throw toTRPCError(error);
-    }
-    return next({ ctx: { ...ctx, owner: ctx.owner } });
+    const owner = await ctx.chat.owner(ctx.credential).catch(rethrow);
+    return next({ ctx: { ...ctx, owner } });
   });
 
   return t.router({
     health: t.procedure.query(() => ({ status: 'ok' as const })),
     chat: t.router({
-      // The definition of `chat.stream` (its input, events and checks). Sluice's server writes this
-      // subscription itself on the wire (trpc-sse-route.ts, ws-chat-stream.ts: same checks, same
-      // messages, a fraction of the cost); this generator is what tRPC's own adapters would run,
-      // and what test/trpc-ws-protocol.test.ts holds Sluice's handler to.
-      stream: authed.input(ChatStreamInput).subscription(async function* ({ input, ctx, signal }) {
-        const { service, owner, sink } = ctx;
-        let attachment;
-        try {
-          attachment = await openStream(
-            service,
-            { owner, message: input.message, sessionId: input.sessionId, lastEventId: input.lastEventId, transport: ctx.transport },
-            signal,
-          );
-        } catch (error) {
-          throw toTRPCError(error);
-        }
-        const { listener } = attachment;
-        let sent = 0;
-        ctx.metrics.streamOpened(ctx.transport);
-        try {
-          for await (const { id, event } of listener) {
-            // A reader that cannot keep up is waited for, and cut off after the send timeout.
-            if (!sink.hasRoom() && !(await sink.ready(signal))) break;
-            sent++;
-            yield tracked(id, event);
-          }
-        } finally {
-          ctx.metrics.streamClosed(ctx.transport, sent);
-          listener.close();
-        }
-      }),
-      history: authed.input(SessionRef).query(async ({ input, ctx }) => {
-        try {
-          return await ctx.service.history(ctx.owner, input.sessionId);
-        } catch (error) {
-          throw toTRPCError(error);
-        }
-      }),
-      cancel: authed.input(SessionRef).mutation(async ({ input, ctx }) => {
-        try {
-          return { cancelled: await ctx.service.cancel(ctx.owner, input.sessionId) };
-        } catch (error) {
-          throw toTRPCError(error);
-        }
-      }),
+      // The definition of `chat.stream`. Sluice's server writes this subscription itself on both
+      // wires (trpc/sse-producer.ts, trpc/ws-chat-stream.ts), through the same admission and drain
+      // loop; tRPC's own adapters run this procedure, and the protocol tests hold Sluice to them.
+      stream: t.procedure
+        .input(chatStreamInput)
+        // Admitted before the subscription starts, as Sluice's own handlers do: a refusal is an
+        // error instead of `started`.
+        .use(async ({ ctx, input, signal, next }) => {
+          const attachment = await ctx.chat.chatStream({ credential: ctx.credential, input, transport: ctx.transport, signal }).catch(rethrow);
+          return next({ ctx: { ...ctx, attachment } });
+        })
+        .subscription(async function* ({ ctx, signal }) {
+          const batches = drainBatches({ listener: ctx.attachment.listener, sink: ctx.sink, metrics: ctx.metrics, transport: ctx.transport, signal });
+          for await (const batch of batches) for (const { id, event } of batch) yield tracked(id, event);
+        }),
+      history: authed.input(inputParser(SessionRef)).query(({ input, ctx }) => ctx.chat.history(ctx.owner, input.sessionId).catch(rethrow)),
+      cancel: authed
+        .input(inputParser(SessionRef))
+        .mutation(async ({ input, ctx }) => ({ cancelled: await ctx.chat.cancel(ctx.owner, input.sessionId).catch(rethrow) })),
     }),
   });
 }

@@ -1,11 +1,8 @@
 import type { Socket } from 'node:net';
-import { TRPCError } from '@trpc/server';
 import type { WebSocket } from 'ws';
-import { ChatStreamInput } from '../../../shared/chat-request.ts';
-import type { StreamEvent } from '../../../shared/stream-events.ts';
-import { openStream } from '../open-stream.ts';
+import type { TrackedEvent } from '../../core/generation.ts';
+import { drain, type Outlet } from '../drain.ts';
 import type { TRPCContext } from './context.ts';
-import { toTRPCError } from './errors.ts';
 
 const OPEN = 1; // WebSocket.OPEN
 
@@ -21,67 +18,61 @@ export interface WsStreamTarget {
 }
 
 /**
- * `chat.stream` over tRPC's WebSocket protocol, written by Sluice itself: the same checks, in the
- * same order, as the router's procedure (key, rate limit, input; then `started`, then the stream),
- * but each event is one pre-built frame instead of a trip through tRPC's iterator, envelope and
- * transformer machinery, and everything already in the event log goes out in one socket write.
- * The frames are byte for byte what tRPC's adapter sends: `result.data` is superjson's
- * `{"json": {id, data}}` of the tracked event (stream events are plain JSON).
+ * `chat.stream` over tRPC's WebSocket protocol, written by Sluice itself: admitted as every
+ * transport admits it (then `started`, then the stream, as tRPC's adapter orders them), drained by
+ * the shared loop, with each event one pre-built frame instead of a trip through tRPC's iterator,
+ * envelope and transformer machinery. The frames are byte for byte what tRPC's adapter sends:
+ * `result.data` is superjson's `{"json": {id, data}}` of the tracked event (stream events are
+ * plain JSON).
  */
 export async function runWsChatStream(target: WsStreamTarget, ctx: TRPCContext, rawInput: unknown, signal: AbortSignal): Promise<void> {
-  if (!ctx.owner) throw new TRPCError({ code: 'UNAUTHORIZED', message: 'A valid API key is required' });
-  const owner = ctx.owner;
-  try {
-    await ctx.checkRate(owner);
-  } catch (error) {
-    throw toTRPCError(error);
-  }
-  const parsed = ChatStreamInput.safeParse(rawInput);
-  if (!parsed.success) throw new TRPCError({ code: 'BAD_REQUEST', cause: parsed.error });
-  const input = parsed.data;
-  if (signal.aborted) return;
-  target.sendStarted();
-
-  let attachment;
-  try {
-    attachment = await openStream(
-      ctx.service,
-      { owner, message: input.message, sessionId: input.sessionId, lastEventId: input.lastEventId, transport: ctx.transport },
-      signal,
-    );
-  } catch (error) {
-    throw toTRPCError(error);
-  }
-  const { listener } = attachment;
-  const { ws, socket } = target;
-  const { sink } = ctx;
-  const prefix = `{"id":${JSON.stringify(target.id)},${target.jsonrpc ? '"jsonrpc":"2.0",' : ''}"result":{"type":"data","id":`;
-  const frame = (eventId: string, event: StreamEvent): string => {
-    const id = JSON.stringify(eventId);
-    return `${prefix}${id},"data":{"json":{"id":${id},"data":${JSON.stringify(event)}}}}}`;
-  };
-  let sent = 0;
-  ctx.metrics.streamOpened(ctx.transport);
-  try {
-    for (let next = await listener.next(); !next.done; next = await listener.next()) {
-      if (ws.readyState !== OPEN) break;
-      socket.cork();
-      try {
-        ws.send(frame(next.value.id, next.value.event));
-        sent++;
-        // A batch stops at the reader's room, so buffering stays within one frame of the high-water mark.
-        for (let more = sink.hasRoom() ? listener.poll() : undefined; more; more = sink.hasRoom() ? listener.poll() : undefined) {
-          ws.send(frame(more.id, more.event));
-          sent++;
-        }
-      } finally {
-        socket.uncork();
-      }
-      // A reader that cannot keep up is waited for, and cut off after the send timeout.
-      if (!sink.hasRoom() && !(await sink.ready(signal))) break;
-    }
-  } finally {
-    ctx.metrics.streamClosed(ctx.transport, sent);
+  const { listener } = await ctx.chat.chatStream({ credential: ctx.credential, input: rawInput, transport: ctx.transport, signal });
+  if (signal.aborted) {
     listener.close();
+    return;
+  }
+  target.sendStarted();
+  await drain({ listener, outlet: new WsOutlet(target, ctx), sink: ctx.sink, metrics: ctx.metrics, transport: ctx.transport, signal });
+}
+
+class WsOutlet implements Outlet {
+  readonly #ws: WebSocket;
+  readonly #socket: Socket;
+  readonly #ctx: TRPCContext;
+  readonly #prefix: string;
+  #corked = false;
+
+  constructor(target: WsStreamTarget, ctx: TRPCContext) {
+    this.#ws = target.ws;
+    this.#socket = target.socket;
+    this.#ctx = ctx;
+    this.#prefix = `{"id":${JSON.stringify(target.id)},${target.jsonrpc ? '"jsonrpc":"2.0",' : ''}"result":{"type":"data","id":`;
+  }
+
+  isOpen(): boolean {
+    return this.#ws.readyState === OPEN;
+  }
+
+  // The socket's own count, which includes what this batch has sent while corked.
+  room(): number {
+    return this.#ctx.sink.room();
+  }
+
+  add({ id: eventId, event }: TrackedEvent): void {
+    if (!this.#corked) {
+      this.#socket.cork();
+      this.#corked = true;
+    }
+    const id = JSON.stringify(eventId);
+    this.#ws.send(`${this.#prefix}${id},"data":{"json":{"id":${id},"data":${JSON.stringify(event)}}}}}`);
+  }
+
+  flush(): void {
+    this.#corked = false;
+    this.#socket.uncork();
+  }
+
+  close(): void {
+    if (this.#corked) this.flush();
   }
 }

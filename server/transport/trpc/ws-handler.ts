@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { callTRPCProcedure, getErrorShape, getTRPCErrorFromUnknown, transformTRPCResponse, TRPCError } from '@trpc/server';
+import { callTRPCProcedure, getErrorShape, transformTRPCResponse, TRPCError } from '@trpc/server';
 import { handleKeepAlive } from '@trpc/server/adapters/ws';
 import { parseConnectionParamsFromUnknown, type TRPCRequestInfo } from '@trpc/server/http';
 import { parseTRPCMessage, type TRPCClientOutgoingMessage, type TRPCResponseMessage } from '@trpc/server/rpc';
@@ -8,6 +8,7 @@ import { isAsyncIterable, isTrackedEnvelope } from '@trpc/server/unstable-core-d
 import type { RawData, WebSocket } from 'ws';
 import type { TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
+import { toTRPCError } from './errors.ts';
 import { runWsChatStream } from './ws-chat-stream.ts';
 
 const OPEN = 1; // WebSocket.OPEN
@@ -66,7 +67,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
       const errorShape = (error: TRPCError, type: ProcedureType | 'unknown', path: string | undefined, input: unknown) =>
         getErrorShape({ config, ctx, error, type, path, input });
       const respondWithError = (id: number | string | null, jsonrpc: '2.0' | undefined, cause: unknown, type: ProcedureType | 'unknown', path?: string, input?: unknown): void => {
-        const error = getTRPCErrorFromUnknown(cause);
+        const error = toTRPCError(cause);
         onError({ error, path });
         respond({ id, jsonrpc, error: errorShape(error, type, path, input) });
       };
@@ -76,7 +77,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
           ctx = await options.createContext({ req, ws, connectionParams: connectionParams() });
           return { ok: true, ctx };
         } catch (cause) {
-          const error = getTRPCErrorFromUnknown(cause);
+          const error = toTRPCError(cause);
           respondWithError(null, undefined, error, 'unknown');
           // As tRPC does: the refusal goes out first, then the socket closes.
           setImmediate(() => ws.close());
@@ -204,7 +205,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
         }
         const ready = ctxPromise;
         messages.forEach((msg, index) => {
-          handleRequest(msg, index, ready).catch((cause: unknown) => onError({ error: getTRPCErrorFromUnknown(cause), path: undefined }));
+          handleRequest(msg, index, ready).catch((cause: unknown) => onError({ error: toTRPCError(cause), path: undefined }));
         });
       };
 

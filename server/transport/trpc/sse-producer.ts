@@ -1,26 +1,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getErrorShape } from '@trpc/server/unstable-core-do-not-import';
 import superjson from 'superjson';
-import { ChatStreamInput } from '../../../shared/chat-request.ts';
 import type { StreamEvent } from '../../../shared/stream-events.ts';
-import { bearerToken, type ApiKeys } from '../../core/api-keys.ts';
-import type { ChatService } from '../../core/chat-service.ts';
 import { SluiceError } from '../../core/errors.ts';
-import type { RateLimiter } from '../../core/rate-limiter.ts';
-import type { Metrics } from '../../observability/metrics.ts';
+import type { Attachment } from '../../core/chat-service.ts';
 import type { Sink } from '../backpressure.ts';
-import { openStream } from '../open-stream.ts';
-import { toTRPCError } from '../trpc/errors.ts';
-import type { AppRouter } from '../trpc/router.ts';
-import { parseWith } from './json-io.ts';
-import { pumpSse } from './sse-pump.ts';
+import type { StreamMetrics } from '../drain.ts';
+import { bearerToken } from '../http/bearer.ts';
+import { streamSse } from '../http/sse-stream.ts';
+import type { ChatApi } from './context.ts';
+import { toTRPCError } from './errors.ts';
+import type { AppRouter } from './router.ts';
 
-export interface TrpcSseDeps {
+export interface TrpcSseOptions {
   readonly router: AppRouter;
-  readonly service: ChatService;
-  readonly keys: ApiKeys;
-  readonly rateLimiter: RateLimiter;
-  readonly metrics: Metrics;
+  readonly chat: ChatApi;
+  readonly metrics: StreamMetrics;
   readonly ssePingMs: number;
   readonly sinkFor: (res: ServerResponse) => Sink;
   readonly onError: (opts: { error: { code: string; cause?: unknown }; path?: string }) => void;
@@ -48,47 +43,45 @@ function dataFrame(event: StreamEvent, id: string): string {
 /**
  * `GET /trpc/chat.stream`: tRPC subscriptions over SSE, written by Sluice itself. tRPC's own SSE
  * producer costs several times more CPU per event; this one speaks the same protocol (`connected`,
- * `data` + `id`, `ping`, `serialized-error`, `return`) on the same chat service, so the stock
- * httpSubscriptionLink cannot tell the difference.
+ * `data` + `id`, `ping`, `serialized-error`, `return`) on the same admission and drain loop as every
+ * transport, so the stock httpSubscriptionLink cannot tell the difference.
  */
-export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, deps: TrpcSseDeps): Promise<void> {
+export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, o: TrpcSseOptions): Promise<void> {
   res.writeHead(200, HEADERS);
   // Written with what follows it (the first events, or the error), in one write.
-  const connected = deps.ssePingMs > 0 ? CONNECTED_WITH_RECONNECT(deps.ssePingMs * 2 + 5000) : CONNECTED;
+  const connected = o.ssePingMs > 0 ? CONNECTED_WITH_RECONNECT(o.ssePingMs * 2 + 5000) : CONNECTED;
 
   let input: unknown;
-  let attachment;
+  let attachment: Attachment;
   try {
     input = decodeInput(query.get('input'));
-    const parsed = parseWith(ChatStreamInput, input);
-    const owner = deps.keys.identify(bearerToken(req.headers.authorization));
-    if (!owner) throw new SluiceError('unauthorized');
-    await deps.rateLimiter.check(owner);
+    // As tRPC's adapter reads it: the header EventSource sends on reconnect, or the query.
     const header = req.headers['last-event-id'];
-    const lastEventId = (typeof header === 'string' && header) || query.get('lastEventId') || parsed.lastEventId;
-    attachment = await openStream(
-      deps.service,
-      { owner, message: parsed.message, sessionId: parsed.sessionId, lastEventId, transport: 'trpc-http' },
-      // A client that leaves meanwhile is noticed by the pump, which then closes the listener.
-      undefined,
-    );
+    attachment = await o.chat.chatStream({
+      credential: bearerToken(req.headers.authorization),
+      input,
+      lastEventId: (typeof header === 'string' && header) || query.get('lastEventId') || query.get('Last-Event-Id') || undefined,
+      transport: 'trpc-http',
+      // A client that leaves meanwhile is noticed by the stream, which then closes the listener.
+      signal: undefined,
+    });
   } catch (caught) {
     const error = toTRPCError(caught);
-    deps.onError({ error, path: 'chat.stream' });
-    const shape = getErrorShape({ config: deps.router._def._config, error, type: 'subscription', path: 'chat.stream', input, ctx: undefined });
+    o.onError({ error, path: 'chat.stream' });
+    const shape = getErrorShape({ config: o.router._def._config, error, type: 'subscription', path: 'chat.stream', input, ctx: undefined });
     res.end(`${connected}event: serialized-error\ndata: ${JSON.stringify(superjson.serialize(shape))}\n\n`);
     return;
   }
 
-  await pumpSse({
+  await streamSse({
     res,
     listener: attachment.listener,
-    sink: deps.sinkFor(res),
+    sink: o.sinkFor(res),
     opening: connected,
     frame: dataFrame,
     trailer: RETURN,
-    ping: { everyMs: deps.ssePingMs, frame: () => PING },
-    metrics: deps.metrics,
+    ping: { everyMs: o.ssePingMs, frame: () => PING },
+    metrics: o.metrics,
     transport: 'trpc-http',
   });
 }

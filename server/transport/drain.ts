@@ -1,0 +1,160 @@
+import { isTerminalEvent } from '../../shared/stream-events.ts';
+import type { Listener, TrackedEvent } from '../core/generation.ts';
+import type { Sink } from './backpressure.ts';
+
+/** Streams opened and closed, and events sent, by transport. */
+export interface StreamMetrics {
+  streamOpened(transport: string): void;
+  streamClosed(transport: string, eventsSent: number): void;
+}
+
+/**
+ * A transport's framing of one stream: the drain loop decides what to send and when; the outlet
+ * only turns events into its wire's bytes.
+ */
+export interface Outlet {
+  /** False once the reader is gone: nothing more is written. */
+  isOpen(): boolean;
+  /** Bytes the reader can still take, counting what this batch already holds. */
+  room(): number;
+  /** Frames one event into the batch being written. */
+  add(event: TrackedEvent): void;
+  /** Writes the batch; `last` when it ends with the terminal event. */
+  flush(last: boolean): void;
+  /** The loop is about to wait for an event that is not there yet (the model is thinking). */
+  waiting?(): void;
+  /** The loop is over, however it ended: let go of timers and listeners. */
+  close?(): void;
+}
+
+export interface DrainOptions {
+  readonly listener: Listener;
+  readonly outlet: Outlet;
+  readonly sink: Sink;
+  readonly metrics: StreamMetrics;
+  readonly transport: string;
+  /** An event already taken from the listener (to choose a status): it goes out first. */
+  readonly first?: TrackedEvent | undefined;
+  /** Ends a wait for the reader's room (the client left). */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * The one loop from a listener to a client, for every transport. Everything already in the log goes
+ * out in one batch, which stops at the reader's room (so buffering stays within one frame of the
+ * high-water mark); a reader that stays full is waited for, then cut off after the send timeout.
+ * The listener is closed on every way out.
+ */
+export async function drain(o: DrainOptions): Promise<void> {
+  const { listener, outlet, sink } = o;
+  let sent = 0;
+  o.metrics.streamOpened(o.transport);
+  try {
+    let next = o.first;
+    for (;;) {
+      next ??= listener.poll();
+      if (!next) {
+        outlet.waiting?.();
+        const result = await listener.next();
+        if (result.done) return;
+        next = result.value;
+      }
+      if (!outlet.isOpen()) return;
+      outlet.add(next);
+      sent++;
+      let last = isTerminalEvent(next.event);
+      next = undefined;
+      while (!last && outlet.room() > 0) {
+        const more = listener.poll();
+        if (!more) break;
+        outlet.add(more);
+        sent++;
+        last = isTerminalEvent(more.event);
+      }
+      outlet.flush(last);
+      if (last) return;
+      if (!sink.hasRoom() && !(await sink.ready(o.signal))) return;
+    }
+  } finally {
+    outlet.close?.();
+    listener.close();
+    o.metrics.streamClosed(o.transport, sent);
+  }
+}
+
+/**
+ * The drain loop for a consumer that writes what it is handed (tRPC's own adapters, through the
+ * router's generator): each batch is handed over whole, and the loop waits for the consumer to
+ * take it before it reads on, so that nothing queues between the two.
+ */
+export async function* drainBatches(o: Omit<DrainOptions, 'outlet'>): AsyncGenerator<TrackedEvent[]> {
+  let batch: TrackedEvent[] = [];
+  const handed: TrackedEvent[][] = [];
+  let open = true;
+  let finished = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  let taken: (() => void) | undefined;
+  const notify = (): void => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const release = (): void => {
+    const t = taken;
+    taken = undefined;
+    t?.();
+  };
+  const loop = drain({
+    ...o,
+    outlet: {
+      isOpen: () => open,
+      room: () => o.sink.room(),
+      add: (event) => batch.push(event),
+      flush: () => {
+        handed.push(batch);
+        batch = [];
+        notify();
+      },
+    },
+    sink: {
+      hasRoom: () => handed.length === 0 && o.sink.hasRoom(),
+      room: () => o.sink.room(),
+      ready: async (signal) => {
+        if (handed.length > 0) await new Promise<void>((resolve) => (taken = resolve));
+        return open && o.sink.ready(signal);
+      },
+    },
+  });
+  void loop.then(
+    () => {
+      finished = true;
+      notify();
+    },
+    (error: unknown) => {
+      failure = error;
+      finished = true;
+      notify();
+    },
+  );
+  try {
+    for (;;) {
+      const next = handed.shift();
+      if (next) {
+        yield next;
+        if (handed.length === 0) release();
+        continue;
+      }
+      if (finished) {
+        if (failure !== undefined) throw failure;
+        return;
+      }
+      await new Promise<void>((resolve) => (wake = resolve));
+    }
+  } finally {
+    open = false;
+    o.listener.close();
+    release();
+    await loop.catch(() => undefined);
+  }
+}
