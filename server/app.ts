@@ -3,12 +3,12 @@ import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { ChatService } from './core/chat-service.ts';
 import type { Provider } from './core/providers/provider.ts';
-import { createProvider, servedModelId } from './core/providers/create-provider.ts';
 import { ApiKeys } from './core/api-keys.ts';
+import { Leases } from './core/leases.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
-import { createStore } from './core/store/create-store.ts';
 import type { Store } from './core/store/store.ts';
-import { RedisStore } from './core/store/redis-store.ts';
+import { providerFrom, servedModelId } from './wiring/provider.ts';
+import { storeFrom } from './wiring/store.ts';
 import { Admission } from './transport/admission.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 import { parseTrustedProxies } from './transport/http/client-ip.ts';
@@ -43,26 +43,30 @@ export interface Sluice {
 export function createSluice(config: Config, overrides: SluiceOverrides = {}): Sluice {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid });
   const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
-  const store = overrides.store ?? createStore(config, logger);
-  const provider = overrides.provider ?? createProvider(config, logger);
+  const store = overrides.store ?? storeFrom(config, logger);
+  const provider = overrides.provider ?? providerFrom(config, logger);
+  const leases = new Leases({ store: store.leases, ttlMs: config.LIVENESS_TTL_MS, logger });
 
   const metrics: Metrics = new Metrics((): number => service.runningCount);
   const service: ChatService = new ChatService({
     observer: metrics,
-    store,
+    history: store.history,
+    events: store.events,
+    leases,
+    signals: store.signals,
     provider,
     logger,
     resumeGraceMs: config.RESUME_GRACE_MS,
     eventLogTtlMs: config.EVENT_LOG_TTL_MS,
     maxMessageChars: config.MAX_MESSAGE_CHARS,
-    livenessTtlMs: config.LIVENESS_TTL_MS,
+    presenceTtlMs: config.LIVENESS_TTL_MS,
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
   });
-  const admission = new Admission({ service, credentials: keys, rateLimiter: new RateLimiter(store, config.RATE_LIMIT_PER_MINUTE) });
+  const admission = new Admission({ service, credentials: keys, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
   const http = createHttpServer({
     service,
-    store,
+    leases,
     logger,
     keys,
     admission,
@@ -77,7 +81,6 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     maxWsConnectionsPerKey: config.MAX_WS_CONNECTIONS_PER_KEY,
     sendTimeoutMs: config.SEND_TIMEOUT_MS,
     highWaterBytes: config.STREAM_HIGH_WATER_BYTES,
-    slotTtlMs: config.LIVENESS_TTL_MS,
     isReady: async () => !service.draining && (await store.healthy()),
     trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES),
   });
@@ -89,6 +92,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
       service.beginDrain();
       await service.close();
       await http.close();
+      leases.close();
       await store.close();
     })();
     return closing;
@@ -102,9 +106,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     metrics,
     listen: async () => {
       // Redis may be down at start-up: serve anyway (requests get 503s) and recover when it is back.
-      if (store instanceof RedisStore && !(await store.ready(3000))) {
-        logger.warn('redis is not reachable yet; requests get 503 until it is');
-      }
+      if (!(await store.ready(3000))) logger.warn({ store: store.kind }, 'the store is not reachable yet; requests get 503 until it is');
       return new Promise((resolve, reject) => {
         http.server.once('error', reject);
         http.server.listen({ port: config.PORT, host: config.HOST, backlog: config.LISTEN_BACKLOG }, () => {

@@ -38,7 +38,7 @@ describe('stopping a generation', () => {
     for await (const event of listener) void event;
 
     expect(summary.outcome).toBe('cancelled');
-    expect(summary.chunks).toBe(5);
+    expect(summary.deltas).toBe(5);
     expect(pulled).toBe(6);
     expect(closed).toBe(true);
   });
@@ -67,7 +67,7 @@ describe('stopping a generation', () => {
     generation.stop('cancelled');
     const summary = await run;
     expect(summary.outcome).toBe('cancelled');
-    expect(summary.chunks).toBeLessThan(237);
+    expect(summary.deltas).toBeLessThan(237);
     expect(asked).toBe(0);
     listener.close();
   });

@@ -19,8 +19,8 @@ function pacedProvider(tokens: ReadonlyArray<{ text: string; pauseMs?: number }>
   };
 }
 
-function run(provider: Provider, onFirstToken?: (ms: number) => void) {
-  const generation = new Generation({ id: 'g1', owner: 'o', sessionId: 's', sessionKey: 'o/s', resumeGraceMs: 0, onFirstToken });
+function run(provider: Provider, onFirstDelta?: (ms: number) => void) {
+  const generation = new Generation({ id: 'g1', owner: 'o', sessionId: 's', sessionKey: 'o/s', resumeGraceMs: 0, onFirstDelta });
   const listener = generation.listen(0);
   const done = generation.run(provider, [{ role: 'user', content: 'hi' }], async () => undefined);
   return (async () => {
@@ -38,22 +38,22 @@ describe('generation timings', () => {
     );
     expect(first).toHaveLength(1);
     expect(first[0]).toBeGreaterThanOrEqual(9);
-    expect(summary.firstTokenMs).toBe(first[0]);
+    expect(summary.firstDeltaMs).toBe(first[0]);
     // Gaps of about 40, 0 and 0 ms.
-    expect(summary.tokenGapMs!.max).toBeGreaterThanOrEqual(39);
-    expect(summary.tokenGapMs!.mean).toBeGreaterThan(summary.tokenGapMs!.max / 3 - 1);
-    expect(summary.tokenGapMs!.mean).toBeLessThan(summary.tokenGapMs!.max / 3 + 1);
+    expect(summary.deltaGapMs!.max).toBeGreaterThanOrEqual(39);
+    expect(summary.deltaGapMs!.mean).toBeGreaterThan(summary.deltaGapMs!.max / 3 - 1);
+    expect(summary.deltaGapMs!.mean).toBeLessThan(summary.deltaGapMs!.max / 3 + 1);
   });
 
   it('has no gaps for a reply of one token, nor a first token for an empty one', async () => {
     const one = await run(pacedProvider([{ text: 'only' }]));
-    expect(one.firstTokenMs).toBeDefined();
-    expect(one.tokenGapMs).toBeUndefined();
+    expect(one.firstDeltaMs).toBeDefined();
+    expect(one.deltaGapMs).toBeUndefined();
 
     const first: number[] = [];
     const none = await run(pacedProvider([]), (ms) => first.push(ms));
-    expect(none.firstTokenMs).toBeUndefined();
-    expect(none.tokenGapMs).toBeUndefined();
+    expect(none.firstDeltaMs).toBeUndefined();
+    expect(none.deltaGapMs).toBeUndefined();
     expect(first).toEqual([]);
   });
 });

@@ -48,21 +48,21 @@ describe('metrics and logs', () => {
     expect(sample(after, 'sluice_generations_total', { outcome: 'completed', transport: 'trpc-ws' })).toBe(1);
     expect(sample(after, 'sluice_generations_total', { outcome: 'cancelled', transport: 'sse' })).toBe(1);
     // One-word prompts: 38 deltas each, plus the done event.
-    expect(sample(after, 'sluice_tokens_total')).toBeGreaterThanOrEqual(76);
+    expect(sample(after, 'sluice_deltas_total')).toBeGreaterThanOrEqual(76);
     expect(sample(after, 'sluice_events_sent_total', { transport: 'sse' })).toBeGreaterThanOrEqual(39);
     expect(sample(after, 'sluice_events_sent_total', { transport: 'trpc-ws' })).toBe(39);
-    expect(sample(after, 'sluice_time_to_first_token_seconds_count')).toBe(3);
+    expect(sample(after, 'sluice_time_to_first_delta_seconds_count')).toBe(3);
     // Gaps are observed once per generation of two tokens or more (the cancelled one may have had one).
-    const paced = sample(after, 'sluice_time_per_token_seconds_count');
+    const paced = sample(after, 'sluice_time_per_delta_seconds_count');
     expect(paced).toBeGreaterThanOrEqual(2);
     expect(paced).toBeLessThanOrEqual(3);
-    expect(sample(after, 'sluice_max_token_gap_seconds_count')).toBe(paced);
-    expect(sample(after, 'sluice_max_token_gap_seconds_sum')).toBeGreaterThanOrEqual(sample(after, 'sluice_time_per_token_seconds_sum'));
+    expect(sample(after, 'sluice_max_delta_gap_seconds_count')).toBe(paced);
+    expect(sample(after, 'sluice_max_delta_gap_seconds_sum')).toBeGreaterThanOrEqual(sample(after, 'sluice_time_per_delta_seconds_sum'));
     expect(sample(after, 'sluice_rejected_requests_total', { reason: 'invalid_request' })).toBe(1);
     expect(sample(after, 'sluice_active_streams', { transport: 'sse' })).toBe(0);
     expect(sample(after, 'sluice_open_connections', { transport: 'ws' })).toBe(1);
     expect(sample(after, 'sluice_running_generations')).toBe(0);
-    expect(sample(before, 'sluice_tokens_total')).toBe(0);
+    expect(sample(before, 'sluice_deltas_total')).toBe(0);
   });
 
   it('one log line per request and per generation, without message contents or keys at the default level', async () => {
@@ -79,7 +79,7 @@ describe('metrics and logs', () => {
     const generations = lines.filter((l) => l['msg'] === 'generation finished');
     expect(generations).toHaveLength(2);
     for (const g of generations) {
-      expect(g).toMatchObject({ generationId: expect.any(String), sessionId: expect.any(String), outcome: 'completed', chunks: 41 });
+      expect(g).toMatchObject({ generationId: expect.any(String), sessionId: expect.any(String), outcome: 'completed', deltas: 41 });
       expect(g['durationMs']).toEqual(expect.any(Number));
     }
     expect(requests.find((r) => r['path'] === '/v1/chat/stream')).toMatchObject({ method: 'POST', status: 200, owner: expect.stringMatching(/^k_/) });

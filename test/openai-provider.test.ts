@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../server/config.ts';
-import { createProvider } from '../server/core/providers/create-provider.ts';
+import { providerFrom } from '../server/wiring/provider.ts';
 import { createOpenAIProvider, type OpenAIProviderOptions } from '../server/core/providers/openai.ts';
 import { retryAfterSeconds } from '../server/core/providers/upstream-errors.ts';
 import { startFakeUpstream } from './helpers/fake-upstream.ts';
@@ -58,8 +58,8 @@ describe('openai provider options', () => {
       SIM_TOKENIZER: 'words',
       SIM_USAGE: false,
     });
-    expect(createProvider(config).name).toBe('openai');
-    expect(createProvider(loadConfig({})).name).toBe('simulated');
+    expect(providerFrom(config).name).toBe('openai');
+    expect(providerFrom(loadConfig({})).name).toBe('simulated');
   });
 });
 

@@ -1,6 +1,6 @@
 import OpenAI, { APIError, BadRequestError, ConflictError } from 'openai';
 import { describe, expect, it } from 'vitest';
-import { SIMULATED_MODEL_ID } from '../server/core/providers/create-provider.ts';
+import { SIMULATED_MODEL_ID } from '../server/core/providers/simulated.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { ChatCompletion, OpenAIModelList, SessionHistory } from '../shared/index.ts';
 import { chunkText, postCompletion } from './helpers/openai-wire.ts';

@@ -1,7 +1,7 @@
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { createChatClient, closeChatClient, streamChat } from '../client/index.ts';
-import { SIMULATED_MODEL_ID } from '../server/core/providers/create-provider.ts';
+import { SIMULATED_MODEL_ID } from '../server/core/providers/simulated.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { SessionHistory, StreamEvent } from '../shared/index.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';

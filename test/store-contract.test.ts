@@ -1,108 +1,165 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { MemoryStore } from '../server/core/store/memory-store.ts';
-import { RedisStore } from '../server/core/store/redis-store.ts';
-import type { Store } from '../server/core/store/store.ts';
+import type { EventLog, GenerationRecord } from '../server/core/store/event-log.ts';
+import { MemoryEventLog } from '../server/core/store/event-log/memory.ts';
+import { RedisEventLog } from '../server/core/store/event-log/redis.ts';
+import type { History } from '../server/core/store/history.ts';
+import { MemoryHistory } from '../server/core/store/history/memory.ts';
+import { RedisHistory } from '../server/core/store/history/redis.ts';
+import type { LeaseStore } from '../server/core/store/lease-store.ts';
+import { MemoryLeaseStore } from '../server/core/store/leases/memory.ts';
+import { RedisLeaseStore } from '../server/core/store/leases/redis.ts';
+import { RedisConnection } from '../server/core/store/redis/connection.ts';
+import type { Signals } from '../server/core/store/signals.ts';
+import { MemorySignals } from '../server/core/store/signals/memory.ts';
+import { RedisSignals } from '../server/core/store/signals/redis.ts';
 import type { ChatMessage, StreamEvent } from '../shared/index.ts';
 import { startRedis } from './helpers/redis.ts';
 
+// One contract per role of the store, run on every implementation of it. Each backend gives two
+// handles on the same data, as two instances would have.
+
 const logger = pino({ level: 'silent' });
-const stores: Store[] = [];
+const connections: RedisConnection[] = [];
 afterEach(async () => {
-  for (const store of stores.splice(0)) await store.close();
+  for (const connection of connections.splice(0)) await connection.close();
 });
 
-interface Backend {
-  readonly name: string;
-  /** Two stores on one backend, as two instances would have; undefined when the backend is not installed. */
-  pair(): Promise<[Store, Store] | undefined>;
+/** Two connections to one fresh redis-server; undefined when it is not installed locally. */
+async function redisPair(): Promise<[RedisConnection, RedisConnection] | undefined> {
+  const redis = await startRedis();
+  if (!redis) return undefined;
+  const make = async (): Promise<RedisConnection> => {
+    const connection = new RedisConnection({ url: redis.url, logger, prefix: 'contract:' });
+    connections.push(connection);
+    expect(await connection.ready(5000)).toBe(true);
+    return connection;
+  };
+  return [await make(), await make()];
 }
 
-const backends: Backend[] = [
-  {
-    name: 'memory',
-    pair: async () => {
-      const store = new MemoryStore();
-      stores.push(store);
-      return [store, store];
+interface Backend<T> {
+  readonly name: string;
+  pair(): Promise<[T, T] | undefined>;
+}
+
+function backends<T>(memory: () => T, redis: (connection: RedisConnection) => T): Backend<T>[] {
+  return [
+    {
+      name: 'memory',
+      pair: async () => {
+        const one = memory();
+        return [one, one];
+      },
     },
-  },
-  {
-    name: 'redis',
-    pair: async () => {
-      const redis = await startRedis();
-      if (!redis) return undefined;
-      const make = async (): Promise<RedisStore> => {
-        const store = new RedisStore({ url: redis.url, logger, prefix: 'contract:' });
-        stores.push(store);
-        expect(await store.ready(5000)).toBe(true);
-        return store;
-      };
-      return [await make(), await make()];
+    {
+      name: 'redis',
+      pair: async () => {
+        const pair = await redisPair();
+        return pair && [redis(pair[0]), redis(pair[1])];
+      },
     },
-  },
-];
+  ];
+}
 
 const message = (content: string): ChatMessage => ({ role: 'user', content, status: 'complete', createdAt: new Date().toISOString() });
 const delta = (i: number): StreamEvent => ({ type: 'delta', delta: `w${i} `, index: i });
+const record = (id: string): GenerationRecord => ({ id, owner: 'o', sessionId: 's', sessionKey: 'o/s', stored: true });
 
-describe.each(backends)('store contract: $name', (backend) => {
-  it('keeps history per session, in order', async () => {
+describe.each(backends<History>(() => new MemoryHistory(), (c) => new RedisHistory(c)))('history contract: $name', (backend) => {
+  it('keeps history per session, in order, trimming the oldest', async () => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    await a.appendMessage('o/s1', message('one'), 100);
-    await a.appendMessage('o/s1', message('two'), 100);
-    await a.appendMessage('o/s2', message('other'), 100);
-    expect((await b.getMessages('o/s1')).map((m) => m.content)).toEqual(['one', 'two']);
-    expect(await b.getMessages('o/missing')).toEqual([]);
+    await a.append('o/s1', message('one'), 100);
+    await a.append('o/s1', message('two'), 100);
+    await a.append('o/s2', message('other'), 100);
+    expect((await b.read('o/s1')).map((m) => m.content)).toEqual(['one', 'two']);
+    expect(await b.read('o/missing')).toEqual([]);
+    await a.append('o/s1', message('three'), 2);
+    expect((await b.read('o/s1')).map((m) => m.content)).toEqual(['two', 'three']);
   });
+});
 
-  it('gives a session lock to one generation at a time, expiring it when not refreshed', async () => {
+describe.each(backends<LeaseStore>(() => new MemoryLeaseStore(), (c) => new RedisLeaseStore(c)))('lease store contract: $name', (backend) => {
+  it('gives a lease to one holder at a time, expiring it when not refreshed', async () => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    expect(await a.acquireSessionLock('o/s', 'g1', 10_000)).toBe(true);
-    expect(await b.acquireSessionLock('o/s', 'g2', 10_000)).toBe(false);
-    expect(await b.sessionLockHolder('o/s')).toBe('g1');
-    expect(await b.refreshSessionLock('o/s', 'g2', 10_000)).toBe(false);
-    expect(await a.refreshSessionLock('o/s', 'g1', 10_000)).toBe(true);
-    await b.releaseSessionLock('o/s', 'g2'); // not the holder: no effect
-    expect(await a.sessionLockHolder('o/s')).toBe('g1');
-    await a.releaseSessionLock('o/s', 'g1');
-    expect(await b.sessionLockHolder('o/s')).toBeUndefined();
-    expect(await b.acquireSessionLock('o/s', 'g3', 50)).toBe(true);
-    await vi.waitFor(async () => expect(await a.acquireSessionLock('o/s', 'g4', 10_000)).toBe(true));
+    expect(await a.acquire('lock', 'g1', 10_000)).toBe(true);
+    expect(await a.acquire('lock', 'g1', 10_000)).toBe(true); // its holder may take it again
+    expect(await b.acquire('lock', 'g2', 10_000)).toBe(false);
+    expect(await b.holder('lock')).toBe('g1');
+    expect(await b.refresh('lock', 'g2', 10_000)).toBe(false);
+    expect(await a.refresh('lock', 'g1', 10_000)).toBe(true);
+    await b.release('lock', 'g2'); // not the holder: no effect
+    expect(await a.holder('lock')).toBe('g1');
+    await a.release('lock', 'g1');
+    expect(await b.holder('lock')).toBeUndefined();
+    expect(await a.refresh('lock', 'g1', 10_000)).toBe(false);
+    expect(await b.acquire('lock', 'g3', 50)).toBe(true);
+    await vi.waitFor(async () => expect(await a.acquire('lock', 'g4', 10_000)).toBe(true));
   });
 
+  it('hands out at most `limit` slots per key; released and expired slots are free again', async () => {
+    const pair = await backend.pair();
+    if (!pair) return;
+    const [a, b] = pair;
+    expect(await a.acquireSlot('k', 'm1', 2, 10_000)).toBe(true);
+    expect(await b.acquireSlot('k', 'm2', 2, 50)).toBe(true);
+    expect(await a.acquireSlot('k', 'm3', 2, 10_000)).toBe(false);
+    expect(await a.acquireSlot('other', 'm3', 2, 10_000)).toBe(true);
+    expect(await a.refreshSlot('k', 'm1', 10_000)).toBe(true);
+    expect(await a.refreshSlot('k', 'nobody', 10_000)).toBe(false);
+    await vi.waitFor(async () => expect(await a.acquireSlot('k', 'm3', 2, 10_000)).toBe(true));
+    await b.releaseSlot('k', 'm1');
+    expect(await b.refreshSlot('k', 'm1', 10_000)).toBe(false);
+    expect(await b.acquireSlot('k', 'm4', 2, 10_000)).toBe(true);
+  });
+
+  it('counts hits in a fixed window', async () => {
+    const pair = await backend.pair();
+    if (!pair) return;
+    const [a, b] = pair;
+    expect((await a.hitWindow('w', 60_000)).count).toBe(1);
+    const second = await b.hitWindow('w', 60_000);
+    expect(second.count).toBe(2);
+    expect(second.resetInMs).toBeGreaterThan(0);
+    expect(second.resetInMs).toBeLessThanOrEqual(60_000);
+    expect((await a.hitWindow('w2', 50)).count).toBe(1);
+    await vi.waitFor(async () => expect((await b.hitWindow('w2', 50)).count).toBe(1));
+  });
+});
+
+describe.each(backends<EventLog>(() => new MemoryEventLog({ shared: true }), (c) => new RedisEventLog(c)))('event log contract: $name', (backend) => {
   it('logs events in order, refuses a position twice, and reads after a position', async () => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    await a.saveGeneration({ id: 'gen1', owner: 'o', sessionId: 's', sessionKey: 'o/s', stored: true }, 60_000);
-    expect(await b.loadGeneration('gen1')).toEqual({ id: 'gen1', owner: 'o', sessionId: 's', sessionKey: 'o/s', stored: true });
-    expect(await b.loadGeneration('nope')).toBeUndefined();
-    for (let i = 1; i <= 5; i++) expect(await a.appendEvent('gen1', i, delta(i))).toBe(true);
-    expect(await b.appendEvent('gen1', 5, delta(99))).toBe(false);
-    const after2 = await b.readEvents('gen1', 2, 0);
+    const write = await a.open(record('gen1'), 60_000);
+    expect(write).toBeTypeOf('function');
+    expect(await b.load('gen1')).toEqual(record('gen1'));
+    expect(await b.load('nope')).toBeUndefined();
+    for (let i = 1; i <= 5; i++) expect(await write!(i, delta(i))).toBe(true);
+    expect(await b.append('gen1', 5, delta(99))).toBe(false);
+    const after2 = await b.read('gen1', 2, 0);
     expect(after2.map((e) => e.seq)).toEqual([3, 4, 5]);
     expect(after2[0]!.event).toEqual(delta(3));
-    expect(await b.readEvents('gen1', 5, 0)).toEqual([]);
+    expect(await b.read('gen1', 5, 0)).toEqual([]);
   });
 
   it('logs events asked for together (many replies in one turn) each in its own log, refusing repeats', async () => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    // Three replies interleaved as running generations ask, and one position asked twice.
     const asked: Array<Promise<boolean>> = [];
-    for (let i = 1; i <= 4; i++) for (const gen of ['batch-a', 'batch-b', 'batch-c']) asked.push(a.appendEvent(gen, i, delta(i)));
-    asked.push(a.appendEvent('batch-b', 2, delta(42)));
+    for (let i = 1; i <= 4; i++) for (const gen of ['batch-a', 'batch-b', 'batch-c']) asked.push(a.append(gen, i, delta(i)));
+    asked.push(a.append('batch-b', 2, delta(42)));
     const added = await Promise.all(asked);
     expect(added.slice(0, 12).every(Boolean)).toBe(true);
     expect(added[12]).toBe(false);
     for (const gen of ['batch-a', 'batch-b', 'batch-c']) {
-      expect(await b.readEvents(gen, 0, 0)).toEqual([1, 2, 3, 4].map((seq) => ({ seq, event: delta(seq) })));
+      expect(await b.read(gen, 0, 0)).toEqual([1, 2, 3, 4].map((seq) => ({ seq, event: delta(seq) })));
     }
   });
 
@@ -110,12 +167,12 @@ describe.each(backends)('store contract: $name', (backend) => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    const waiting = b.readEvents('gen2', 0, 10_000);
-    await a.appendEvent('gen2', 1, delta(1));
+    const waiting = b.read('gen2', 0, 10_000);
+    await a.append('gen2', 1, delta(1));
     expect((await waiting).map((e) => e.seq)).toEqual([1]);
-    expect(await b.readEvents('gen2', 1, 30)).toEqual([]);
+    expect(await b.read('gen2', 1, 30)).toEqual([]);
     const controller = new AbortController();
-    const aborted = b.readEvents('gen2', 1, 10_000, controller.signal);
+    const aborted = b.read('gen2', 1, 10_000, controller.signal);
     controller.abort();
     expect(await aborted).toEqual([]);
   });
@@ -124,27 +181,19 @@ describe.each(backends)('store contract: $name', (backend) => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    await a.saveGeneration({ id: 'gen3', owner: 'o', sessionId: 's', sessionKey: 'o/s', stored: true }, 60_000);
-    await a.appendEvent('gen3', 1, delta(1));
-    await a.expireGeneration('gen3', 50);
+    await a.open(record('gen3'), 60_000);
+    await a.append('gen3', 1, delta(1));
+    await a.expire('gen3', 50);
     await vi.waitFor(async () => {
-      expect(await b.loadGeneration('gen3')).toBeUndefined();
-      expect(await b.readEvents('gen3', 0, 0)).toEqual([]);
+      expect(await b.load('gen3')).toBeUndefined();
+      expect(await b.read('gen3', 0, 0)).toEqual([]);
     });
   });
 
-  it('tracks liveness and listeners with expiry', async () => {
+  it('tracks listeners with expiry', async () => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    expect(await b.isAlive('gen4')).toBe(false);
-    await a.markAlive('gen4', 10_000);
-    expect(await b.isAlive('gen4')).toBe(true);
-    await a.clearAlive('gen4');
-    expect(await b.isAlive('gen4')).toBe(false);
-    await a.markAlive('gen4', 50);
-    await vi.waitFor(async () => expect(await b.isAlive('gen4')).toBe(false));
-
     await a.touchListener('gen4', 'l1', 10_000);
     await a.touchListener('gen4', 'l2', 50);
     expect(await b.countListeners('gen4')).toBeGreaterThanOrEqual(1);
@@ -152,7 +201,17 @@ describe.each(backends)('store contract: $name', (backend) => {
     await a.dropListener('gen4', 'l1');
     expect(await b.countListeners('gen4')).toBe(0);
   });
+});
 
+describe('event log of one process', () => {
+  it('keeps nothing: the generations serve every listener themselves', async () => {
+    const log = new MemoryEventLog();
+    expect(await log.open(record('solo'), 60_000)).toBeUndefined();
+    expect(await log.load('solo')).toBeUndefined();
+  });
+});
+
+describe.each(backends<Signals>(() => new MemorySignals(), (c) => new RedisSignals(c)))('signals contract: $name', (backend) => {
   it('delivers cancel signals to every instance', async () => {
     const pair = await backend.pair();
     if (!pair) return;

@@ -1,27 +1,31 @@
 import type { Logger } from 'pino';
 import type { ChatMessage, SessionHistory } from '../../shared/messages.ts';
-import type { EventRef, StreamEvent } from '../../shared/stream-events.ts';
+import type { EventRef } from '../../shared/stream-events.ts';
 import { SluiceError, toSluiceError } from './errors.ts';
 import { Generation, type Listener } from './generation.ts';
 import { newGenerationId } from './ids.ts';
-import type { Provider, ProviderMessage } from './providers/provider.ts';
-import { endOrphan, remoteListener } from './remote-listener.ts';
-import type { GenerationRecord, Store } from './store/store.ts';
+import type { Held, Leases } from './leases.ts';
+import { LocalGenerations } from './local-generations.ts';
 import { NO_OBSERVER, type GenerationObserver } from './observer.ts';
+import { endIfDead, type OrphanContext } from './orphans.ts';
+import type { Provider, ProviderMessage } from './providers/provider.ts';
+import { remoteListener } from './remote-listener.ts';
+import type { EventLog, EventWriter, GenerationRecord } from './store/event-log.ts';
+import type { History } from './store/history.ts';
+import type { Signals } from './store/signals.ts';
 
 export interface ChatServiceOptions {
-  readonly store: Store;
+  readonly history: History;
+  readonly events: EventLog;
+  readonly leases: Leases;
+  readonly signals: Signals;
   readonly provider: Provider;
   readonly logger: Logger;
   readonly resumeGraceMs: number;
   readonly eventLogTtlMs: number;
   readonly maxMessageChars: number;
-  /**
-   * A running generation's liveness mark expires this long after its instance stops refreshing it
-   * (the instance died): a resuming client then gets the `interrupted` ending, and the session's
-   * next message stores the partial reply and goes ahead.
-   */
-  readonly livenessTtlMs?: number;
+  /** Presence entries of listeners on other instances expire after this unless refreshed. */
+  readonly presenceTtlMs?: number;
   /** How long a remote listener's blocking read waits before it checks the generation's liveness. */
   readonly remotePollMs?: number;
   /** Messages kept per session; older ones are trimmed. */
@@ -58,11 +62,20 @@ export interface Attachment {
   readonly listener: Listener;
 }
 
+/** What a running generation holds, released as it ends. */
+interface Holds {
+  readonly slot: Held;
+  /** The session's lock (none for a stateless reply). */
+  readonly lock?: Held;
+  /** The liveness mark, let go only once the last event is where other instances read it. */
+  readonly alive?: Held;
+}
+
 /** How long a generation's record (and so its session lock) is kept: a day, or the event log's lifetime if longer. */
 const RECORD_TTL_MS = 24 * 60 * 60 * 1000;
 
 function checkOptions(o: ChatServiceOptions): void {
-  for (const name of ['resumeGraceMs', 'eventLogTtlMs', 'maxMessageChars', 'livenessTtlMs', 'remotePollMs', 'maxHistoryMessages', 'maxStreamsPerOwner'] as const) {
+  for (const name of ['resumeGraceMs', 'eventLogTtlMs', 'maxMessageChars', 'presenceTtlMs', 'remotePollMs', 'maxHistoryMessages', 'maxStreamsPerOwner'] as const) {
     const value = o[name];
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
       throw new RangeError(`chat service: ${name} must be a non-negative integer, got ${value}`);
@@ -70,37 +83,23 @@ function checkOptions(o: ChatServiceOptions): void {
   }
 }
 
-/** A running generation's entry: the generation and what its instance must keep refreshing. */
-interface Running {
-  readonly generation: Generation;
-  readonly record: GenerationRecord;
-}
-
 /**
  * The transport-independent heart of Sluice: sessions, one generation per session, start / attach /
- * cancel, and history. It knows nothing of HTTP, WebSockets or tRPC.
+ * cancel, and history. It knows nothing of HTTP, WebSockets or tRPC, nor which store holds what.
  */
 export class ChatService {
   readonly #o: ChatServiceOptions;
-  readonly #livenessTtlMs: number;
   /**
    * A session lock outlives its holder's liveness mark (it lasts as long as the generation's
    * record and log), so that a lock left by a dead instance is still there for the session's next
    * message to find: the orphan's partial reply is stored before the new turn (see #lockSession).
    */
   readonly #lockTtlMs: number;
-  readonly #remotePollMs: number;
   readonly #keepMessages: number;
   readonly #observer: GenerationObserver;
-  /** Generations of this instance, running or finished and still resumable, by id. */
-  readonly #generations = new Map<string, Generation>();
-  /** Running generations of this instance, by session key. */
-  readonly #running = new Map<string, Running>();
-  readonly #runs = new Set<Promise<unknown>>();
-  /** Finished generations in the order they finished, so expiry looks only at the head. */
-  readonly #finished: Generation[] = [];
+  readonly #orphans: OrphanContext;
+  readonly #local: LocalGenerations;
   readonly #unsubscribeCancel: () => void;
-  #heartbeat: NodeJS.Timeout | undefined;
   #openListeners = 0;
   readonly #countListener = (delta: 1 | -1): void => {
     this.#openListeners += delta;
@@ -111,26 +110,31 @@ export class ChatService {
   constructor(options: ChatServiceOptions) {
     checkOptions(options);
     this.#o = options;
-    this.#livenessTtlMs = options.livenessTtlMs ?? 10_000;
     this.#lockTtlMs = Math.max(options.eventLogTtlMs, RECORD_TTL_MS);
-    this.#remotePollMs = options.remotePollMs ?? 1_000;
     this.#keepMessages = options.maxHistoryMessages || 1000;
     this.#observer = options.observer ?? NO_OBSERVER;
-    this.#unsubscribeCancel = options.store.onCancel((generationId) => {
-      this.#generations.get(generationId)?.stop('cancelled');
+    this.#local = new LocalGenerations(options.eventLogTtlMs);
+    this.#orphans = {
+      events: options.events,
+      history: options.history,
+      leases: options.leases,
+      logger: options.logger,
+      eventLogTtlMs: options.eventLogTtlMs,
+      maxHistoryMessages: this.#keepMessages,
+    };
+    this.#unsubscribeCancel = options.signals.onCancel((generationId) => {
+      this.#local.get(generationId)?.stop('cancelled');
     });
   }
 
   /** How many generations are producing right now on this instance. */
   get runningCount(): number {
-    return this.#running.size;
+    return this.#local.runningCount;
   }
 
   /** How many listeners follow this instance's running generations right now. */
   get listenerCount(): number {
-    let n = 0;
-    for (const { generation } of this.#running.values()) n += generation.listenerCount;
-    return n;
+    return this.#local.listenerCount;
   }
 
   /** Listeners open on this instance, on any generation (running, finished, or remote). */
@@ -148,48 +152,29 @@ export class ChatService {
     if (request.message.length > this.#o.maxMessageChars) {
       throw new SluiceError('invalid_request', `message: must be at most ${this.#o.maxMessageChars} characters`);
     }
-    this.#expire();
-    const { store } = this.#o;
+    this.#local.expire();
+    const { history, events, leases } = this.#o;
     const sessionKey = ChatService.sessionKey(request.owner, request.sessionId);
-    const record: GenerationRecord = {
-      id: newGenerationId(),
-      owner: request.owner,
-      sessionId: request.sessionId,
-      sessionKey,
-      stored: true,
-    };
-    await this.#takeStreamSlot(record);
+    const record: GenerationRecord = { id: newGenerationId(), owner: request.owner, sessionId: request.sessionId, sessionKey, stored: true };
+    const taken: Held[] = [];
     try {
+      const slot = await this.#takeStreamSlot(record.owner);
+      taken.push(slot);
       // Alive before it holds the lock: whoever finds it holding the lock finds it alive too, and
-      // never takes a reply that is starting for one whose instance died (see #endIfDead).
-      if (store.shared) await store.markAlive(record.id, this.#livenessTtlMs);
-      await this.#lockSession(record);
+      // never takes a reply that is starting for one whose instance died (see endIfDead).
+      const alive = await leases.markAlive(record.id);
+      taken.push(alive);
+      const lock = await this.#lockSession(record);
+      taken.push(lock);
+      const messages = await history.read(sessionKey);
+      const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
+      const [writer] = await Promise.all([events.open(record, this.#lockTtlMs), history.append(sessionKey, userMessage, this.#keepMessages)]);
+      messages.push(userMessage);
+      return this.#launch(record, messages, writer, { slot, lock, alive }, request.transport, signal, request.resumable ?? true);
     } catch (error) {
-      if (store.shared) await store.clearAlive(record.id).catch(() => undefined);
-      await this.#releaseStreamSlot(record);
+      await Promise.all(taken.map((held) => held.release()));
       throw toSluiceError(error);
     }
-
-    let history: ChatMessage[];
-    try {
-      history = await store.getMessages(sessionKey);
-      const userMessage: ChatMessage = {
-        role: 'user',
-        content: request.message,
-        status: 'complete',
-        createdAt: new Date().toISOString(),
-      };
-      // The record lets other instances attach; a store nobody else reads does not need it.
-      if (store.shared) {
-        await Promise.all([store.appendMessage(sessionKey, userMessage, this.#keepMessages), store.saveGeneration(record, this.#lockTtlMs)]);
-      } else await store.appendMessage(sessionKey, userMessage, this.#keepMessages);
-      history.push(userMessage);
-    } catch (error) {
-      await store.releaseSessionLock(sessionKey, record.id).catch(() => undefined);
-      await this.#releaseStreamSlot(record);
-      throw toSluiceError(error);
-    }
-    return this.#launch(record, history, request.transport, signal, request.resumable ?? true);
   }
 
   /**
@@ -204,47 +189,43 @@ export class ChatService {
     if (chars > this.#o.maxMessageChars) {
       throw new SluiceError('invalid_request', `messages: must be at most ${this.#o.maxMessageChars} characters in all`);
     }
-    this.#expire();
+    this.#local.expire();
     const id = newGenerationId();
     const sessionId = `stateless:${id}`;
-    const record: GenerationRecord = {
-      id,
-      owner: request.owner,
-      sessionId,
-      sessionKey: ChatService.sessionKey(request.owner, sessionId),
-      stored: false,
-    };
-    await this.#takeStreamSlot(record);
+    const record: GenerationRecord = { id, owner: request.owner, sessionId, sessionKey: ChatService.sessionKey(request.owner, sessionId), stored: false };
+    const slot = await this.#takeStreamSlot(record.owner).catch((error: unknown) => {
+      throw toSluiceError(error);
+    });
     // Nobody can resume a reply that belongs to no session: a client that leaves stops it.
-    return this.#launch(record, request.messages, request.transport, signal, false);
+    return this.#launch(record, request.messages, undefined, { slot }, request.transport, signal, false);
   }
 
   /** Attaches to the generation named by an event id, after that event, on this instance or any other. */
-  async attach(owner: string, parsed: EventRef, signal?: AbortSignal, transport = 'unknown'): Promise<Attachment> {
+  async attach(owner: string, from: EventRef, signal?: AbortSignal, transport = 'unknown'): Promise<Attachment> {
     // Resuming stays possible while draining: the reply being resumed is one that may finish.
     if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
-    this.#expire();
+    this.#local.expire();
     const notFound = new SluiceError('not_found', 'No resumable reply for this event id');
-    const local = this.#generations.get(parsed.generationId);
+    const local = this.#local.get(from.generationId);
     if (local) {
       // Another owner's generation looks exactly like a missing one.
       if (local.owner !== owner) throw notFound;
       this.#observer.resumed(transport);
-      return { generationId: local.id, listener: local.listen(Math.min(parsed.seq, local.eventCount), signal) };
+      return { generationId: local.id, listener: local.listen(Math.min(from.seq, local.eventCount), signal) };
     }
-    const record = await this.#o.store.loadGeneration(parsed.generationId);
+    const record = await this.#o.events.load(from.generationId).catch((error: unknown) => {
+      throw toSluiceError(error);
+    });
     if (!record || record.owner !== owner) throw notFound;
     this.#observer.resumed(transport);
     const listener = remoteListener({
-      store: this.#o.store,
+      ...this.#orphans,
       record,
-      afterSeq: parsed.seq,
+      afterSeq: from.seq,
       signal,
-      logger: this.#o.logger,
-      pollMs: this.#remotePollMs,
-      maxHistoryMessages: this.#keepMessages,
-      presenceTtlMs: this.#livenessTtlMs,
-      eventLogTtlMs: this.#o.eventLogTtlMs,
+      pollMs: this.#o.remotePollMs ?? 1_000,
+      presenceTtlMs: this.#o.presenceTtlMs ?? 10_000,
+      onListener: this.#countListener,
     });
     return { generationId: record.id, listener };
   }
@@ -252,14 +233,14 @@ export class ChatService {
   /** Stops the session's running generation, whichever instance runs it. */
   async cancel(owner: string, sessionId: string): Promise<boolean> {
     const sessionKey = ChatService.sessionKey(owner, sessionId);
-    const local = this.#running.get(sessionKey);
-    if (local) return local.generation.stop('cancelled');
+    const local = this.#local.runningIn(sessionKey);
+    if (local) return local.stop('cancelled');
     try {
-      const holder = await this.#o.store.sessionLockHolder(sessionKey);
-      if (!holder) return false;
+      const holder = await this.#o.leases.sessionHolder(sessionKey);
+      if (!holder || this.#local.get(holder)) return false;
       // A reply whose instance died is not running: end it (its partial is stored), nothing to cancel.
-      if (await this.#endIfDead(sessionKey, holder)) return false;
-      await this.#o.store.publishCancel(holder);
+      if (await endIfDead(this.#orphans, sessionKey, holder)) return false;
+      await this.#o.signals.publishCancel(holder);
       return true;
     } catch (error) {
       throw toSluiceError(error);
@@ -268,8 +249,7 @@ export class ChatService {
 
   async history(owner: string, sessionId: string): Promise<SessionHistory> {
     try {
-      const messages = await this.#o.store.getMessages(ChatService.sessionKey(owner, sessionId));
-      return { sessionId, messages };
+      return { sessionId, messages: await this.#o.history.read(ChatService.sessionKey(owner, sessionId)) };
     } catch (error) {
       throw toSluiceError(error);
     }
@@ -285,23 +265,17 @@ export class ChatService {
   }
 
   /** Resolves once every running generation has ended by itself, or after `timeoutMs`. */
-  async drain(timeoutMs: number): Promise<void> {
-    if (this.#runs.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
-    await Promise.race([Promise.allSettled([...this.#runs]), timeout]);
-    clearTimeout(timer);
+  drain(timeoutMs: number): Promise<void> {
+    return this.#local.settled(timeoutMs);
   }
 
   /** Stops every running generation (their partial replies are stored) and waits for them. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      for (const { generation } of this.#running.values()) generation.stop('shutdown');
-      await Promise.allSettled([...this.#runs]);
+      this.#local.stopAll('shutdown');
+      await this.#local.settled();
       this.#unsubscribeCancel();
-      this.#stopHeartbeat();
-      this.#generations.clear();
-      this.#finished.length = 0;
+      this.#local.clear();
     })();
     return this.#closing;
   }
@@ -310,136 +284,84 @@ export class ChatService {
     if (this.#draining || this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
   }
 
-  #slotKey(owner: string): string {
-    return `streams:${owner}`;
-  }
-
-  async #takeStreamSlot(record: GenerationRecord): Promise<void> {
+  async #takeStreamSlot(owner: string): Promise<Held> {
     const limit = this.#o.maxStreamsPerOwner ?? 0;
-    if (limit === 0) return;
-    let ok: boolean;
-    try {
-      ok = await this.#o.store.acquireSlot(this.#slotKey(record.owner), record.id, limit, this.#livenessTtlMs);
-    } catch (error) {
-      throw toSluiceError(error);
-    }
-    if (!ok) throw new SluiceError('rate_limited', `Too many replies running at once for this key (limit ${limit})`, { retryAfterSeconds: 1 });
-  }
-
-  async #releaseStreamSlot(record: GenerationRecord): Promise<void> {
-    if (!this.#o.maxStreamsPerOwner) return;
-    await this.#o.store.releaseSlot(this.#slotKey(record.owner), record.id).catch(() => undefined);
+    const slot = await this.#o.leases.takeSlot(`streams:${owner}`, limit);
+    if (!slot) throw new SluiceError('rate_limited', `Too many replies running at once for this key (limit ${limit})`, { retryAfterSeconds: 1 });
+    return slot;
   }
 
   /** Takes the session's lock; a lock left by a dead instance is repaired and taken over. */
-  async #lockSession(record: GenerationRecord): Promise<void> {
-    const { store } = this.#o;
-    try {
-      if (await store.acquireSessionLock(record.sessionKey, record.id, this.#lockTtlMs)) return;
-      const holder = await store.sessionLockHolder(record.sessionKey);
-      if (holder && (await this.#endIfDead(record.sessionKey, holder))) {
-        if (await store.acquireSessionLock(record.sessionKey, record.id, this.#lockTtlMs)) return;
-      }
-    } catch (error) {
-      throw toSluiceError(error);
+  async #lockSession(record: GenerationRecord): Promise<Held> {
+    const { leases } = this.#o;
+    const lock = await leases.lockSession(record.sessionKey, record.id, this.#lockTtlMs);
+    if (lock) return lock;
+    const holder = await leases.sessionHolder(record.sessionKey);
+    if (holder && !this.#local.get(holder) && (await endIfDead(this.#orphans, record.sessionKey, holder))) {
+      const taken = await leases.lockSession(record.sessionKey, record.id, this.#lockTtlMs);
+      if (taken) return taken;
     }
     throw new SluiceError('session_busy');
-  }
-
-  /**
-   * If the session lock's holder is a generation whose instance died (no liveness mark), ends it
-   * as `interrupted` (storing its partial reply) and frees the session. True when it was dead.
-   */
-  async #endIfDead(sessionKey: string, holder: string): Promise<boolean> {
-    const { store } = this.#o;
-    if (this.#generations.has(holder) || (await store.isAlive(holder))) return false;
-    const orphan = await store.loadGeneration(holder);
-    if (orphan) {
-      await endOrphan({
-        store,
-        record: orphan,
-        logger: this.#o.logger,
-        eventLogTtlMs: this.#o.eventLogTtlMs,
-        maxHistoryMessages: this.#keepMessages,
-      });
-    } else {
-      // Nothing left to store: only the dead holder's lock remains.
-      await store.releaseSessionLock(sessionKey, holder);
-    }
-    return true;
   }
 
   #launch(
     record: GenerationRecord,
     messages: readonly ProviderMessage[],
+    writer: EventWriter | undefined,
+    holds: Holds,
     transport: string,
     signal: AbortSignal | undefined,
     resumable: boolean,
   ): Attachment {
-    const { store, logger } = this.#o;
-    let lastWrite: Promise<unknown> = Promise.resolve();
-    let writeFailed = false;
+    const { logger } = this.#o;
+    let copyFailed = false;
     const generation = new Generation({
       id: record.id,
       owner: record.owner,
       sessionId: record.sessionId,
       sessionKey: record.sessionKey,
       resumeGraceMs: resumable ? this.#o.resumeGraceMs : 0,
-      // Copies go out in order on one connection; only the last one needs waiting for.
-      // Only a store other processes read needs a copy of each event (this process resumes from memory).
-      onEvent:
-        record.stored && store.shared
-          ? (seq: number, event: StreamEvent) =>
-              (lastWrite = store.appendEvent(record.id, seq, event).catch((error: unknown) => {
-                if (!writeFailed) logger.warn({ generationId: record.id, err: error }, 'could not log stream event');
-                writeFailed = true;
-              }))
-          : undefined,
-      keepAlive: record.stored ? async () => (await store.countListeners(record.id)) > 0 : undefined,
+      onEvent: writer
+        ? (seq, event) =>
+            writer(seq, event).catch((error: unknown) => {
+              if (!copyFailed) logger.warn({ generationId: record.id, err: error }, 'could not log stream event');
+              copyFailed = true;
+            })
+        : undefined,
+      keepAlive: record.stored ? async () => (await this.#o.events.countListeners(record.id)) > 0 : undefined,
       onListener: this.#countListener,
-      onFirstToken: (ms) => this.#observer.firstToken(ms),
+      onFirstDelta: (ms) => this.#observer.firstDelta(ms),
     });
     // Attach before the provider runs so that a client that is already gone stops it at once.
     const listener = generation.listen(0, signal);
-    this.#generations.set(record.id, generation);
-    this.#running.set(record.sessionKey, { generation, record });
-    this.#startHeartbeat();
     this.#observer.started(transport);
-    const run = this.#run(generation, record, messages, transport, () => lastWrite);
-    this.#runs.add(run);
-    void run.finally(() => this.#runs.delete(run));
+    this.#local.add(generation, this.#run(generation, record, messages, holds, writer !== undefined, transport));
     return { generationId: record.id, listener };
   }
 
-  async #run(
-    generation: Generation,
-    record: GenerationRecord,
-    messages: readonly ProviderMessage[],
-    transport: string,
-    lastWrite: () => Promise<unknown>,
-  ): Promise<void> {
-    const { store, provider, logger } = this.#o;
+  async #run(generation: Generation, record: GenerationRecord, messages: readonly ProviderMessage[], holds: Holds, logged: boolean, transport: string): Promise<void> {
+    const { history, provider, logger } = this.#o;
     try {
       // The session is free again before the terminal event goes out, so a client that reacts to
       // `done` with its next message never finds its own session busy.
       const summary = await generation.run(provider, messages, async (reply) => {
         try {
-          if (record.stored) await store.appendMessage(record.sessionKey, reply, this.#keepMessages);
+          if (record.stored) await history.append(record.sessionKey, reply, this.#keepMessages);
         } finally {
-          await this.#finishRunning(record);
+          await this.#leaveSession(generation, holds);
         }
       });
-      this.#observer.ended(summary.outcome, transport, summary.chunks);
-      if (summary.tokenGapMs) this.#observer.tokenGaps(summary.tokenGapMs.mean, summary.tokenGapMs.max);
+      this.#observer.ended(summary.outcome, transport, summary.deltas);
+      if (summary.deltaGapMs) this.#observer.deltaGaps(summary.deltaGapMs.mean, summary.deltaGapMs.max);
       if (summary.error) this.#observer.failed(summary.error.code);
       const line = {
         generationId: generation.id,
         sessionId: generation.sessionId,
         transport,
         outcome: summary.outcome,
-        chunks: summary.chunks,
+        deltas: summary.deltas,
         durationMs: Math.round(summary.durationMs),
-        firstTokenMs: summary.firstTokenMs === undefined ? undefined : Math.round(summary.firstTokenMs),
+        firstDeltaMs: summary.firstDeltaMs === undefined ? undefined : Math.round(summary.firstDeltaMs),
       };
       if (summary.error?.code === 'internal') logger.error({ ...line, err: summary.error.cause }, 'generation failed unexpectedly');
       else if (summary.error) logger.warn({ ...line, code: summary.error.code, err: summary.error.cause }, 'generation failed');
@@ -448,55 +370,21 @@ export class ChatService {
       // run() catches everything it can; this guards against a bug taking the process down.
       logger.error({ generationId: generation.id, err: error }, 'generation crashed');
     } finally {
-      await this.#finishRunning(record);
-      this.#finished.push(generation);
-      if (record.stored && store.shared) {
-        // The liveness mark goes only after the final event is in the shared log (see remote-listener).
-        await lastWrite();
-        await store.expireGeneration(record.id, this.#o.eventLogTtlMs).catch((error: unknown) => {
+      await this.#leaveSession(generation, holds);
+      this.#local.finished(generation);
+      // run() has waited for the last copy: the final event is in the log before the mark goes
+      // (see remote-listener), and the log then lives for the resume window only.
+      await holds.alive?.release();
+      if (logged) {
+        await this.#o.events.expire(record.id, this.#o.eventLogTtlMs).catch((error: unknown) => {
           logger.warn({ generationId: record.id, err: error }, 'could not expire generation log');
         });
       }
     }
   }
 
-  async #finishRunning(record: GenerationRecord): Promise<void> {
-    if (this.#running.get(record.sessionKey)?.record !== record) return;
-    this.#running.delete(record.sessionKey);
-    if (this.#running.size === 0) this.#stopHeartbeat();
-    await this.#releaseStreamSlot(record);
-    if (!record.stored) return;
-    await this.#o.store.releaseSessionLock(record.sessionKey, record.id).catch((error: unknown) => {
-      this.#o.logger.error({ generationId: record.id, err: error }, 'could not release session lock');
-    });
-  }
-
-  // One timer for all running generations keeps their locks and liveness marks from expiring.
-  #startHeartbeat(): void {
-    // Only shared stores and expiring slots need refreshing; in-process locks do not expire.
-    if (this.#heartbeat || (!this.#o.store.shared && !this.#o.maxStreamsPerOwner)) return;
-    this.#heartbeat = setInterval(() => {
-      for (const { record } of this.#running.values()) {
-        if (this.#o.maxStreamsPerOwner) {
-          this.#o.store.refreshSlot(this.#slotKey(record.owner), record.id, this.#livenessTtlMs).catch(() => undefined);
-        }
-        if (!record.stored || !this.#o.store.shared) continue;
-        this.#o.store.refreshSessionLock(record.sessionKey, record.id, this.#lockTtlMs).catch(() => undefined);
-        this.#o.store.markAlive(record.id, this.#livenessTtlMs).catch(() => undefined);
-      }
-    }, Math.max(100, Math.floor(this.#livenessTtlMs / 3)));
-    this.#heartbeat.unref();
-  }
-
-  #stopHeartbeat(): void {
-    clearInterval(this.#heartbeat);
-    this.#heartbeat = undefined;
-  }
-
-  #expire(): void {
-    const cutoff = Date.now() - this.#o.eventLogTtlMs;
-    while (this.#finished.length > 0 && (this.#finished[0]!.finishedAt ?? 0) <= cutoff) {
-      this.#generations.delete(this.#finished.shift()!.id);
-    }
+  async #leaveSession(generation: Generation, holds: Holds): Promise<void> {
+    if (!this.#local.leaveSession(generation)) return;
+    await Promise.all([holds.slot.release(), holds.lock?.release()]);
   }
 }

@@ -17,11 +17,11 @@ export interface TrackedEvent {
 export interface GenerationSummary {
   readonly generationId: string;
   readonly outcome: Outcome;
-  readonly chunks: number;
+  readonly deltas: number;
   readonly durationMs: number;
-  readonly firstTokenMs: number | undefined;
-  /** The time between consecutive tokens, on average and at most (undefined below two tokens). */
-  readonly tokenGapMs: { readonly mean: number; readonly max: number } | undefined;
+  readonly firstDeltaMs: number | undefined;
+  /** The time between consecutive deltas, on average and at most (undefined below two deltas). */
+  readonly deltaGapMs: { readonly mean: number; readonly max: number } | undefined;
   readonly reply: ChatMessage;
   /** The failure behind `failed`, with its internal cause, for logs. */
   readonly error: SluiceError | undefined;
@@ -44,10 +44,10 @@ export interface GenerationOptions {
   /** Told when a listener joins (+1) or leaves (-1), for process-wide counts. */
   readonly onListener?: (delta: 1 | -1) => void;
   /**
-   * Told the time to the first token, in milliseconds, when it comes. The gaps between tokens are in
-   * the summary: a call per token cost more than the rest of a token's path through the core.
+   * Told the time to the first delta, in milliseconds, when it comes. The gaps between deltas are in
+   * the summary: a call per delta cost more than the rest of a delta's path through the core.
    */
-  readonly onFirstToken?: (ms: number) => void;
+  readonly onFirstDelta?: (ms: number) => void;
 }
 
 /** A listener reads the event log from a position, then follows its live tail. */
@@ -83,10 +83,10 @@ export class Generation {
   #lastCopy: Promise<unknown> = SETTLED;
   #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
-  #onFirstToken: ((ms: number) => void) | undefined;
+  #onFirstDelta: ((ms: number) => void) | undefined;
   /**
    * The event log: deltas are kept as their text, and their events are built when read, so that a
-   * log kept for resuming holds a few strings instead of an object per token; the terminal event
+   * log kept for resuming holds a few strings instead of an object per delta; the terminal event
    * follows them.
    */
   #deltas: string[] = [];
@@ -117,7 +117,7 @@ export class Generation {
     this.#onEvent = options.onEvent;
     this.#keepAlive = options.keepAlive;
     this.#onListener = options.onListener;
-    this.#onFirstToken = options.onFirstToken;
+    this.#onFirstDelta = options.onFirstDelta;
   }
 
   get ended(): boolean {
@@ -151,11 +151,11 @@ export class Generation {
       reportUsage: (u) => (usage = u),
     };
     const startedAt = performance.now();
-    let firstTokenMs: number | undefined;
-    let firstTokenAt = 0;
-    let lastTokenAt = 0;
+    let firstDeltaMs: number | undefined;
+    let firstDeltaAt = 0;
+    let lastDeltaAt = 0;
     let maxGapMs = 0;
-    let chunks = 0;
+    let deltas = 0;
     let usage: TokenUsage | undefined;
     let failure: SluiceError | undefined;
     try {
@@ -164,13 +164,13 @@ export class Generation {
         if (this.#stopReason) break;
         if (delta.length === 0) continue;
         const now = performance.now();
-        if (chunks === 0) {
-          firstTokenAt = now;
-          firstTokenMs = now - startedAt;
-          this.#onFirstToken?.(firstTokenMs);
-        } else if (now - lastTokenAt > maxGapMs) maxGapMs = now - lastTokenAt;
-        lastTokenAt = now;
-        chunks++;
+        if (deltas === 0) {
+          firstDeltaAt = now;
+          firstDeltaMs = now - startedAt;
+          this.#onFirstDelta?.(firstDeltaMs);
+        } else if (now - lastDeltaAt > maxGapMs) maxGapMs = now - lastDeltaAt;
+        lastDeltaAt = now;
+        deltas++;
         this.#appendDelta(delta);
       }
     } catch (error) {
@@ -193,7 +193,7 @@ export class Generation {
       terminal = { type: 'error', code, message: ERROR_INFO[code].message, partial: text };
     } else {
       outcome = 'completed';
-      terminal = usage ? { type: 'done', totalChunks: chunks, usage } : { type: 'done', totalChunks: chunks };
+      terminal = usage ? { type: 'done', totalChunks: deltas, usage } : { type: 'done', totalChunks: deltas };
     }
 
     const reply: ChatMessage = {
@@ -220,10 +220,10 @@ export class Generation {
     return {
       generationId: this.id,
       outcome,
-      chunks,
+      deltas,
       durationMs: performance.now() - startedAt,
-      firstTokenMs,
-      tokenGapMs: chunks > 1 ? { mean: (lastTokenAt - firstTokenAt) / (chunks - 1), max: maxGapMs } : undefined,
+      firstDeltaMs,
+      deltaGapMs: deltas > 1 ? { mean: (lastDeltaAt - firstDeltaAt) / (deltas - 1), max: maxGapMs } : undefined,
       reply,
       error: failure,
     };
@@ -337,7 +337,7 @@ export class Generation {
     return i < this.#deltas.length ? { type: 'delta', delta: this.#deltas[i]!, index: i + 1 } : this.#terminal!;
   }
 
-  /** A finished log stays resumable for minutes: keep it as one string and offsets, not a string per token. */
+  /** A finished log stays resumable for minutes: keep it as one string and offsets, not a string per delta. */
   #compact(text: string): void {
     const ends = new Uint32Array(this.#deltas.length);
     let at = 0;
@@ -405,7 +405,7 @@ export class Generation {
     this.#controller = undefined;
     this.#onEvent = undefined;
     this.#keepAlive = undefined;
-    this.#onFirstToken = undefined;
+    this.#onFirstDelta = undefined;
     this.#lastCopy = SETTLED;
     this.#settled = undefined;
     this.#finishedAt = Date.now();

@@ -1,13 +1,13 @@
 import type { ErrorCode } from '../../shared/errors.ts';
 import type { Outcome } from './generation.ts';
 
-/** What the core reports about generations, for metrics: a few calls per generation, none per token. */
+/** What the core reports about generations, for metrics: a few calls per generation, none per delta. */
 export interface GenerationObserver {
   started(transport: string): void;
-  firstToken(ms: number): void;
-  /** A finished generation's time between consecutive tokens, on average and at most (two tokens or more). */
-  tokenGaps(meanMs: number, maxMs: number): void;
-  ended(outcome: Outcome, transport: string, tokens: number): void;
+  firstDelta(ms: number): void;
+  /** A finished generation's time between consecutive deltas, on average and at most (two deltas or more). */
+  deltaGaps(meanMs: number, maxMs: number): void;
+  ended(outcome: Outcome, transport: string, deltas: number): void;
   /** A generation failed with this code (the provider's, or the store's while saving). */
   failed(code: ErrorCode): void;
   resumed(transport: string): void;
@@ -15,8 +15,8 @@ export interface GenerationObserver {
 
 export const NO_OBSERVER: GenerationObserver = {
   started: () => undefined,
-  firstToken: () => undefined,
-  tokenGaps: () => undefined,
+  firstDelta: () => undefined,
+  deltaGaps: () => undefined,
   ended: () => undefined,
   failed: () => undefined,
   resumed: () => undefined,

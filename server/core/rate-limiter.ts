@@ -1,14 +1,14 @@
 import { SluiceError } from './errors.ts';
-import type { Store } from './store/store.ts';
+import type { LeaseStore } from './store/lease-store.ts';
 
 const MINUTE_MS = 60_000;
 
 /** Requests per minute per owner, counted in the store so that the limit holds across instances. */
 export class RateLimiter {
-  readonly #store: Store;
+  readonly #store: LeaseStore;
   readonly #perMinute: number;
 
-  constructor(store: Store, perMinute: number) {
+  constructor(store: LeaseStore, perMinute: number) {
     if (!Number.isInteger(perMinute) || perMinute < 0) {
       throw new RangeError(`rate limiter: perMinute must be a non-negative integer, got ${perMinute}`);
     }

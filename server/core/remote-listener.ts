@@ -1,23 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
-import { formatEventId, isTerminalEvent, type StreamEvent } from '../../shared/stream-events.ts';
-import { ERROR_INFO } from './errors.ts';
+import { formatEventId, isTerminalEvent } from '../../shared/stream-events.ts';
 import type { Listener, TrackedEvent } from './generation.ts';
-import type { GenerationRecord, Store } from './store/store.ts';
+import { endOrphan, type OrphanContext } from './orphans.ts';
+import type { GenerationRecord } from './store/event-log.ts';
 
-export interface RemoteListenerOptions {
-  readonly store: Store;
+export interface RemoteListenerOptions extends OrphanContext {
   readonly record: GenerationRecord;
   readonly afterSeq: number;
   readonly signal: AbortSignal | undefined;
-  readonly logger: Logger;
   /** How long one blocking read waits before the generation's liveness is checked. */
   readonly pollMs: number;
   /** Presence entries expire after this; they are refreshed at a third of it. */
   readonly presenceTtlMs: number;
-  /** How long a finished log stays readable. */
-  readonly eventLogTtlMs: number;
-  readonly maxHistoryMessages: number;
   /** Told when this listener starts (+1) and ends (-1). */
   readonly onListener?: (delta: 1 | -1) => void;
 }
@@ -30,7 +24,7 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
  * event, the listener writes the `interrupted` ending and stores the partial reply, exactly once.
  */
 export function remoteListener(options: RemoteListenerOptions): Listener {
-  const { store, record, logger } = options;
+  const { events, record, logger } = options;
   const controller = new AbortController();
   const close = (): void => controller.abort();
   options.signal?.addEventListener('abort', close, { once: true });
@@ -46,17 +40,17 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
   async function* follow(): AsyncGenerator<TrackedEvent, void, undefined> {
     let seq = options.afterSeq;
     const touch = (): void => {
-      store.touchListener(record.id, listenerId, options.presenceTtlMs).catch(() => undefined);
+      events.touchListener(record.id, listenerId, options.presenceTtlMs).catch(() => undefined);
     };
     touch();
     const presence = setInterval(touch, Math.max(50, Math.floor(options.presenceTtlMs / 3)));
     try {
       while (!controller.signal.aborted) {
-        let batch = await store.readEvents(record.id, seq, options.pollMs, controller.signal);
-        if (batch.length === 0 && !controller.signal.aborted && !(await store.isAlive(record.id))) {
+        let batch = await events.read(record.id, seq, options.pollMs, controller.signal);
+        if (batch.length === 0 && !controller.signal.aborted && !(await options.leases.isAlive(record.id))) {
           // The owner's liveness mark is cleared only after its final event is logged: one more read decides.
-          batch = await store.readEvents(record.id, seq, 0);
-          if (batch.length === 0) batch = [await endOrphan(options)];
+          batch = await events.read(record.id, seq, 0);
+          if (batch.length === 0) batch = [await endOrphan(options, record)];
         }
         for (const { seq: at, event } of batch) {
           seq = at;
@@ -68,7 +62,7 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
       uncount();
       clearInterval(presence);
       options.signal?.removeEventListener('abort', close);
-      store.dropListener(record.id, listenerId).catch(() => undefined);
+      events.dropListener(record.id, listenerId).catch(() => undefined);
       logger.debug({ generationId: record.id, seq }, 'remote listener left');
     }
   }
@@ -95,42 +89,3 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
   return listener;
 }
 
-export interface OrphanContext {
-  readonly store: Store;
-  readonly record: GenerationRecord;
-  readonly logger: Logger;
-  readonly eventLogTtlMs: number;
-  readonly maxHistoryMessages: number;
-}
-
-/**
- * Ends a generation whose instance died: logs an `interrupted` ending after its last event and,
- * if this call wrote it, stores the partial reply and frees the session. Returns the ending that
- * is in the log (ours, or the one another instance wrote first).
- */
-export async function endOrphan(options: OrphanContext): Promise<{ seq: number; event: StreamEvent }> {
-  const { store, record } = options;
-  for (;;) {
-    const all = await store.readEvents(record.id, 0, 0);
-    const last = all.at(-1);
-    if (last && isTerminalEvent(last.event)) return last;
-    const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
-    const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_INFO.interrupted.message, partial };
-    const seq = (last?.seq ?? 0) + 1;
-    if (await store.appendEvent(record.id, seq, ending)) {
-      options.logger.warn({ generationId: record.id, seq }, 'generation lost its instance; stored the partial reply');
-      if (record.stored) {
-        await store.appendMessage(record.sessionKey, {
-          role: 'assistant',
-          content: partial,
-          status: 'interrupted',
-          createdAt: new Date().toISOString(),
-        }, options.maxHistoryMessages);
-      }
-      await store.releaseSessionLock(record.sessionKey, record.id);
-      await store.expireGeneration(record.id, options.eventLogTtlMs);
-      return { seq, event: ending };
-    }
-    // Another instance wrote an event at that position first: read again.
-  }
-}

@@ -13,18 +13,18 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
-const TOKEN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const DELTA_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** Sluice's Prometheus metrics (prom-client), one registry per server. */
 export class Metrics implements GenerationObserver {
   readonly #registry = new Registry();
   readonly #activeStreams = new Gauge({ name: 'sluice_active_streams', help: 'Streams being sent to clients now, by transport', labelNames: ['transport'], registers: [this.#registry] });
   readonly #connections = new Gauge({ name: 'sluice_open_connections', help: 'Open client connections, by transport (http, ws)', labelNames: ['transport'], registers: [this.#registry] });
-  readonly #ttft = new Histogram({ name: 'sluice_time_to_first_token_seconds', help: 'Time from the start of a generation to its first token', buckets: TOKEN_BUCKETS, registers: [this.#registry] });
-  // Per generation, not per token: an observation per token was a tenth of the SSE route's CPU per event.
-  readonly #meanGap = new Histogram({ name: 'sluice_time_per_token_seconds', help: 'Mean time between consecutive tokens, one observation per generation of two tokens or more', buckets: TOKEN_BUCKETS, registers: [this.#registry] });
-  readonly #maxGap = new Histogram({ name: 'sluice_max_token_gap_seconds', help: 'Longest time between two consecutive tokens of a generation (upstream stalls)', buckets: TOKEN_BUCKETS, registers: [this.#registry] });
-  readonly #tokens = new Counter({ name: 'sluice_tokens_total', help: 'Token deltas produced by providers', registers: [this.#registry] });
+  readonly #ttft = new Histogram({ name: 'sluice_time_to_first_delta_seconds', help: 'Time from the start of a generation to its first delta (time to first token)', buckets: DELTA_BUCKETS, registers: [this.#registry] });
+  // Per generation, not per delta: an observation per delta was a tenth of the SSE route's CPU per event.
+  readonly #meanGap = new Histogram({ name: 'sluice_time_per_delta_seconds', help: 'Mean time between consecutive deltas, one observation per generation of two deltas or more', buckets: DELTA_BUCKETS, registers: [this.#registry] });
+  readonly #maxGap = new Histogram({ name: 'sluice_max_delta_gap_seconds', help: 'Longest time between two consecutive deltas of a generation (upstream stalls)', buckets: DELTA_BUCKETS, registers: [this.#registry] });
+  readonly #deltas = new Counter({ name: 'sluice_deltas_total', help: 'Deltas (pieces of reply text) produced by providers', registers: [this.#registry] });
   readonly #events = new Counter({ name: 'sluice_events_sent_total', help: 'Stream events sent to clients, by transport', labelNames: ['transport'], registers: [this.#registry] });
   readonly #generations = new Counter({ name: 'sluice_generations_total', help: 'Finished generations, by outcome', labelNames: ['outcome', 'transport'], registers: [this.#registry] });
   readonly #failures = new Counter({ name: 'sluice_generation_errors_total', help: 'Failed generations, by error code (upstream_* are the upstream model)', labelNames: ['code'], registers: [this.#registry] });
@@ -71,16 +71,16 @@ export class Metrics implements GenerationObserver {
 
   // GenerationObserver
   started(): void {}
-  firstToken(ms: number): void {
+  firstDelta(ms: number): void {
     this.#ttft.observe(ms / 1000);
   }
-  tokenGaps(meanMs: number, maxMs: number): void {
+  deltaGaps(meanMs: number, maxMs: number): void {
     this.#meanGap.observe(meanMs / 1000);
     this.#maxGap.observe(maxMs / 1000);
   }
-  ended(outcome: Outcome, transport: string, tokens: number): void {
+  ended(outcome: Outcome, transport: string, deltas: number): void {
     this.#generations.inc({ outcome, transport });
-    if (tokens > 0) this.#tokens.inc(tokens);
+    if (deltas > 0) this.#deltas.inc(deltas);
   }
   failed(code: ErrorCode): void {
     this.#failures.inc({ code });

@@ -4,6 +4,9 @@ import { Pacer } from './pacer.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
 
 
+/** The model id the simulator answers as, on the OpenAI-compatible routes. */
+export const SIMULATED_MODEL_ID = 'sluice-simulated';
+
 /** The reply template of the original design note (../shared/spec/sse-format.md). */
 export function simulatedReply(prompt: string): string {
   return (

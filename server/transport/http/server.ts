@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TRPCError } from '@trpc/server';
@@ -9,7 +8,7 @@ import type { ApiKeys } from '../../core/api-keys.ts';
 import type { ChatService } from '../../core/chat-service.ts';
 import { SluiceError } from '../../core/errors.ts';
 import type { Admission } from '../admission.ts';
-import type { Store } from '../../core/store/store.ts';
+import type { Held, Leases } from '../../core/leases.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import { createSink } from '../backpressure.ts';
 import { chatApi, type TRPCContext } from '../trpc/context.ts';
@@ -27,7 +26,7 @@ import { clientIp, type TrustedProxies } from './client-ip.ts';
 
 export interface HttpServerOptions {
   readonly service: ChatService;
-  readonly store: Store;
+  readonly leases: Leases;
   readonly logger: Logger;
   readonly keys: ApiKeys;
   readonly admission: Admission;
@@ -43,8 +42,6 @@ export interface HttpServerOptions {
   readonly maxWsConnectionsPerKey: number;
   readonly sendTimeoutMs: number;
   readonly highWaterBytes: number;
-  /** Slots (WebSocket connections per key) expire this long after their instance stops refreshing them. */
-  readonly slotTtlMs: number;
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
   readonly isReady: () => Promise<boolean>;
   /** Peers whose `X-Forwarded-For` names the client (TRUSTED_PROXIES); none by default. */
@@ -83,7 +80,7 @@ const ROUTES: readonly Route[] = [
 
 /** One port for everything: Sluice's own routes, tRPC over HTTP/SSE under /trpc, tRPC over WebSocket at /trpc. */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
-  const { service, logger, keys, store, metrics } = options;
+  const { service, logger, keys, leases, metrics } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
   const owners = new WeakMap<IncomingMessage, string>();
   const { admission } = options;
@@ -215,29 +212,15 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     else socket.destroy();
   });
 
-  // WebSocket connections per key: slots in the store, refreshed by one timer while any are open.
-  const wsSlots = new Map<WebSocket, { key: string; member: string }>();
-  let slotTimer: NodeJS.Timeout | undefined;
-  const refreshSlots = (): void => {
-    for (const { key, member } of wsSlots.values()) store.refreshSlot(key, member, options.slotTtlMs).catch(() => undefined);
-  };
+  // WebSocket connections per key: slots held (and refreshed) while the connection is open.
+  const wsSlots = new WeakMap<WebSocket, Held>();
   const takeWsSlot = async (ws: WebSocket, owner: string): Promise<void> => {
     const limit = options.maxWsConnectionsPerKey;
     if (limit === 0 || wsSlots.has(ws)) return;
-    const slot = { key: `ws:${owner}`, member: randomBytes(8).toString('base64url') };
-    if (!(await store.acquireSlot(slot.key, slot.member, limit, options.slotTtlMs))) {
-      throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: `Too many WebSocket connections for this key (limit ${limit})` });
-    }
+    const slot = await leases.takeSlot(`ws:${owner}`, limit);
+    if (!slot) throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: `Too many WebSocket connections for this key (limit ${limit})` });
     wsSlots.set(ws, slot);
-    slotTimer ??= setInterval(refreshSlots, Math.max(100, Math.floor(options.slotTtlMs / 3))).unref();
-    ws.once('close', () => {
-      wsSlots.delete(ws);
-      store.releaseSlot(slot.key, slot.member).catch(() => undefined);
-      if (wsSlots.size === 0) {
-        clearInterval(slotTimer);
-        slotTimer = undefined;
-      }
-    });
+    ws.once('close', () => void slot.release());
   };
 
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.wsMaxMessageBytes });
@@ -307,7 +290,6 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       }
       server.closeAllConnections();
       for (const client of wss.clients) client.terminate();
-      clearInterval(slotTimer);
       await closed;
     })();
     return closing;

@@ -1,13 +1,11 @@
 import type { Logger } from 'pino';
-import type { Config } from '../../config.ts';
-import { createOpenAIProvider } from './openai.ts';
-import type { Provider } from './provider.ts';
-import { createSimulatedProvider } from './simulated.ts';
+import type { Config } from '../config.ts';
+import { createOpenAIProvider } from '../core/providers/openai.ts';
+import type { Provider } from '../core/providers/provider.ts';
+import { createSimulatedProvider, SIMULATED_MODEL_ID } from '../core/providers/simulated.ts';
 
-/** The model id the simulator answers as, on the OpenAI-compatible routes. */
-export const SIMULATED_MODEL_ID = 'sluice-simulated';
-
-export function createProvider(config: Config, logger?: Logger): Provider {
+/** The provider the configuration names, built from the settings that concern it. */
+export function providerFrom(config: Config, logger?: Logger): Provider {
   switch (config.LLM_PROVIDER) {
     case 'simulated':
       return createSimulatedProvider({ delayMs: config.SIM_DELAY_MS, tokenizer: config.SIM_TOKENIZER, usage: config.SIM_USAGE });

@@ -1,0 +1,134 @@
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { LeaseStore } from './store/lease-store.ts';
+
+/** A lease or slot this instance holds; the heartbeat keeps it until it is released. */
+export interface Held {
+  /** Lets it go (later calls do nothing). Never throws: a lease that cannot be released expires. */
+  release(): Promise<void>;
+}
+
+export interface LeasesOptions {
+  readonly store: LeaseStore;
+  /**
+   * Liveness marks and slots expire this long after their instance stops refreshing them (it
+   * died); the heartbeat refreshes everything held at a third of it.
+   */
+  readonly ttlMs: number;
+  readonly logger: Logger;
+}
+
+interface Entry {
+  readonly refresh: () => Promise<boolean>;
+  readonly what: string;
+}
+
+const NOTHING_HELD: Held = { release: async () => undefined };
+
+/**
+ * What this instance holds in the lease store (session locks, liveness marks of its generations,
+ * slots of streams and WebSocket connections per key), and the one heartbeat that keeps them.
+ */
+export class Leases {
+  readonly #store: LeaseStore;
+  readonly #ttlMs: number;
+  readonly #logger: Logger;
+  readonly #held = new Set<Entry>();
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  constructor(options: LeasesOptions) {
+    if (!Number.isInteger(options.ttlMs) || options.ttlMs < 3) throw new RangeError(`leases: ttlMs must be an integer of at least 3, got ${options.ttlMs}`);
+    this.#store = options.store;
+    this.#ttlMs = options.ttlMs;
+    this.#logger = options.logger;
+  }
+
+  /** How many leases and slots this instance holds now. */
+  get heldCount(): number {
+    return this.#held.size;
+  }
+
+  /**
+   * Marks a generation alive: whoever finds its session locked and no mark knows its instance
+   * died. Released once its last event is stored where others read it.
+   */
+  async markAlive(generationId: string): Promise<Held> {
+    const key = aliveKey(generationId);
+    await this.#store.acquire(key, generationId, this.#ttlMs);
+    return this.#hold(`alive ${generationId}`, () => this.#store.refresh(key, generationId, this.#ttlMs), () => this.#store.release(key, generationId));
+  }
+
+  async isAlive(generationId: string): Promise<boolean> {
+    return (await this.#store.holder(aliveKey(generationId))) !== undefined;
+  }
+
+  /**
+   * Takes a session's lock for a generation, for `ttlMs` at a time; undefined when another
+   * generation holds it.
+   */
+  async lockSession(sessionKey: string, generationId: string, ttlMs: number): Promise<Held | undefined> {
+    const key = sessionLockKey(sessionKey);
+    if (!(await this.#store.acquire(key, generationId, ttlMs))) return undefined;
+    return this.#hold(`session ${sessionKey}`, () => this.#store.refresh(key, generationId, ttlMs), () => this.#store.release(key, generationId));
+  }
+
+  /** The generation holding a session's lock, if any. */
+  sessionHolder(sessionKey: string): Promise<string | undefined> {
+    return this.#store.holder(sessionLockKey(sessionKey));
+  }
+
+  /** Frees a session from a holder that is gone (its instance died). */
+  releaseSession(sessionKey: string, holder: string): Promise<void> {
+    return this.#store.release(sessionLockKey(sessionKey), holder);
+  }
+
+  /** Takes one of `limit` slots of `key` (0: no limit, nothing taken); undefined when all are taken. */
+  async takeSlot(key: string, limit: number): Promise<Held | undefined> {
+    if (limit === 0) return NOTHING_HELD;
+    const member = randomBytes(9).toString('base64url');
+    if (!(await this.#store.acquireSlot(key, member, limit, this.#ttlMs))) return undefined;
+    return this.#hold(`slot ${key}`, () => this.#store.refreshSlot(key, member, this.#ttlMs), () => this.#store.releaseSlot(key, member));
+  }
+
+  /** Stops the heartbeat (what is still held then expires by itself). */
+  close(): void {
+    this.#held.clear();
+    this.#stopHeartbeat();
+  }
+
+  #hold(what: string, refresh: () => Promise<boolean>, release: () => Promise<void>): Held {
+    const entry: Entry = { refresh, what };
+    this.#held.add(entry);
+    this.#heartbeat ??= setInterval(() => this.#beat(), Math.max(1, Math.floor(this.#ttlMs / 3))).unref();
+    let released: Promise<void> | undefined;
+    return {
+      release: () => {
+        released ??= (async () => {
+          this.#held.delete(entry);
+          if (this.#held.size === 0) this.#stopHeartbeat();
+          await release().catch((error: unknown) => this.#logger.warn({ err: error, lease: what }, 'could not release a lease; it expires by itself'));
+        })();
+        return released;
+      },
+    };
+  }
+
+  #beat(): void {
+    for (const entry of this.#held) {
+      entry.refresh().then(
+        (kept) => {
+          if (!kept && this.#held.has(entry)) this.#logger.warn({ lease: entry.what }, 'a lease was lost');
+        },
+        () => undefined,
+      );
+    }
+  }
+
+  #stopHeartbeat(): void {
+    clearInterval(this.#heartbeat);
+    this.#heartbeat = undefined;
+  }
+}
+
+const aliveKey = (generationId: string): string => `alive:${generationId}`;
+const sessionLockKey = (sessionKey: string): string => `session:${sessionKey}`;

@@ -1,0 +1,88 @@
+import type { Generation, StopReason } from './generation.ts';
+
+/**
+ * This instance's generations: the running one of each session, and every one by id (running, or
+ * finished and still resumable for `keepMs`), with the promises of their runs.
+ */
+export class LocalGenerations {
+  readonly #keepMs: number;
+  readonly #byId = new Map<string, Generation>();
+  readonly #running = new Map<string, Generation>();
+  /** Finished generations in the order they finished, so expiry looks only at the head. */
+  readonly #finished: Generation[] = [];
+  readonly #runs = new Set<Promise<unknown>>();
+
+  constructor(keepMs: number) {
+    this.#keepMs = keepMs;
+  }
+
+  get runningCount(): number {
+    return this.#running.size;
+  }
+
+  /** Listeners of the running generations. */
+  get listenerCount(): number {
+    let n = 0;
+    for (const generation of this.#running.values()) n += generation.listenerCount;
+    return n;
+  }
+
+  get(generationId: string): Generation | undefined {
+    return this.#byId.get(generationId);
+  }
+
+  runningIn(sessionKey: string): Generation | undefined {
+    return this.#running.get(sessionKey);
+  }
+
+  /** A generation that starts running, and its run (kept until it settles). */
+  add(generation: Generation, run: Promise<unknown>): void {
+    this.#byId.set(generation.id, generation);
+    this.#running.set(generation.sessionKey, generation);
+    this.#runs.add(run);
+    void run.finally(() => this.#runs.delete(run));
+  }
+
+  /** The generation no longer holds its session (it stays resumable). False when it had already left. */
+  leaveSession(generation: Generation): boolean {
+    if (this.#running.get(generation.sessionKey) !== generation) return false;
+    this.#running.delete(generation.sessionKey);
+    return true;
+  }
+
+  /** The generation's run is over: it is kept for resumes until it expires. */
+  finished(generation: Generation): void {
+    this.leaveSession(generation);
+    this.#finished.push(generation);
+  }
+
+  /** Forgets finished generations older than the resume window. */
+  expire(now = Date.now()): void {
+    const cutoff = now - this.#keepMs;
+    while (this.#finished.length > 0 && (this.#finished[0]!.finishedAt ?? 0) <= cutoff) {
+      this.#byId.delete(this.#finished.shift()!.id);
+    }
+  }
+
+  stopAll(reason: StopReason): void {
+    for (const generation of this.#running.values()) generation.stop(reason);
+  }
+
+  /** Resolves once every run has settled, or after `timeoutMs`. */
+  async settled(timeoutMs = Number.POSITIVE_INFINITY): Promise<void> {
+    if (this.#runs.size === 0) return;
+    const all = Promise.allSettled([...this.#runs]);
+    if (!Number.isFinite(timeoutMs)) {
+      await all;
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  clear(): void {
+    this.#byId.clear();
+    this.#finished.length = 0;
+  }
+}

@@ -1,0 +1,57 @@
+import type { Logger } from 'pino';
+import { isTerminalEvent, type StreamEvent } from '../../shared/stream-events.ts';
+import { ERROR_INFO } from './errors.ts';
+import type { Leases } from './leases.ts';
+import type { EventLog, GenerationRecord } from './store/event-log.ts';
+import type { History } from './store/history.ts';
+
+/** What ending an orphan needs. */
+export interface OrphanContext {
+  readonly events: EventLog;
+  readonly history: History;
+  readonly leases: Leases;
+  readonly logger: Logger;
+  /** How long a finished log stays readable. */
+  readonly eventLogTtlMs: number;
+  readonly maxHistoryMessages: number;
+}
+
+/**
+ * Ends a generation whose instance died: logs an `interrupted` ending after its last event and,
+ * if this call wrote it, stores the partial reply and frees the session. Returns the ending that
+ * is in the log (ours, or the one another instance wrote first).
+ */
+export async function endOrphan(o: OrphanContext, record: GenerationRecord): Promise<{ seq: number; event: StreamEvent }> {
+  const { events } = o;
+  for (;;) {
+    const all = await events.read(record.id, 0, 0);
+    const last = all.at(-1);
+    if (last && isTerminalEvent(last.event)) return last;
+    const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
+    const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_INFO.interrupted.message, partial };
+    const seq = (last?.seq ?? 0) + 1;
+    if (await events.append(record.id, seq, ending)) {
+      o.logger.warn({ generationId: record.id, seq }, 'generation lost its instance; stored the partial reply');
+      if (record.stored) {
+        await o.history.append(record.sessionKey, { role: 'assistant', content: partial, status: 'interrupted', createdAt: new Date().toISOString() }, o.maxHistoryMessages);
+      }
+      await o.leases.releaseSession(record.sessionKey, record.id);
+      await events.expire(record.id, o.eventLogTtlMs);
+      return { seq, event: ending };
+    }
+    // Another instance wrote an event at that position first: read again.
+  }
+}
+
+/**
+ * If a session's lock is held by a generation whose instance died (no liveness mark), ends it as
+ * `interrupted` (storing its partial reply) and frees the session. True when it was dead.
+ */
+export async function endIfDead(o: OrphanContext, sessionKey: string, holder: string): Promise<boolean> {
+  if (await o.leases.isAlive(holder)) return false;
+  const orphan = await o.events.load(holder);
+  // Nothing left to store: only the dead holder's lock remains.
+  if (orphan) await endOrphan(o, orphan);
+  else await o.leases.releaseSession(sessionKey, holder);
+  return true;
+}

@@ -1,0 +1,49 @@
+import type { StreamEvent } from '../../../shared/stream-events.ts';
+
+/** What the event log keeps about a generation so that any instance can attach to it. */
+export interface GenerationRecord {
+  readonly id: string;
+  readonly owner: string;
+  readonly sessionId: string;
+  readonly sessionKey: string;
+  /** False for stateless replies (no session history to repair). */
+  readonly stored: boolean;
+}
+
+export interface LoggedEvent {
+  readonly seq: number;
+  readonly event: StreamEvent;
+}
+
+/** Copies a running generation's events into the log, numbered from 1; false when `seq` is already there. */
+export type EventWriter = (seq: number, event: StreamEvent) => Promise<boolean>;
+
+/**
+ * Where a generation's events are kept for listeners on other instances (and after a restart):
+ * the EventLog port, with the presence of those listeners. Methods reject with
+ * SluiceError('unavailable') when the backing service cannot be reached.
+ */
+export interface EventLog {
+  /**
+   * Opens a starting generation's log (its record kept for `ttlMs`), and returns the writer its
+   * events are copied through. A log that no other process reads returns undefined: the generation
+   * then serves every listener itself, and nothing is copied or recorded.
+   */
+  open(record: GenerationRecord, ttlMs: number): Promise<EventWriter | undefined>;
+  /** The record of a generation opened in this log, unless it expired. */
+  load(generationId: string): Promise<GenerationRecord | undefined>;
+  /** Appends event `seq` (the writer's own call, for a log that must be ended from outside). */
+  append(generationId: string, seq: number, event: StreamEvent): Promise<boolean>;
+  /**
+   * Events after `afterSeq`, in order. When there are none yet, waits up to `waitMs` for some
+   * (returning an empty list on timeout or abort).
+   */
+  read(generationId: string, afterSeq: number, waitMs: number, signal?: AbortSignal): Promise<LoggedEvent[]>;
+  /** Keeps a finished generation's log (and record) for `ttlMs` more, then forgets it and its presence. */
+  expire(generationId: string, ttlMs: number): Promise<void>;
+
+  // Listeners on other instances, so that the resume window does not close while one follows.
+  touchListener(generationId: string, listenerId: string, ttlMs: number): Promise<void>;
+  dropListener(generationId: string, listenerId: string): Promise<void>;
+  countListeners(generationId: string): Promise<number>;
+}
