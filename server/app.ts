@@ -11,7 +11,7 @@ import { providerFrom, servedModelId } from './wiring/provider.ts';
 import { storeFrom } from './wiring/store.ts';
 import { Admission } from './transport/admission.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
-import { parseTrustedProxies } from './transport/http/client-ip.ts';
+import { parseTrustedProxies } from './net/client-ip.ts';
 import { createLogger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 
@@ -68,7 +68,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     service,
     leases,
     logger,
-    keys,
+    credentials: keys,
     admission,
     metrics,
     modelId: servedModelId(config),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseTrustedProxies } from './transport/http/client-ip.ts';
+import { parseTrustedProxies } from './net/client-ip.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');

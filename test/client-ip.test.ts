@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../server/config.ts';
-import { clientIp, parseTrustedProxies } from '../server/transport/http/client-ip.ts';
+import { clientIp, parseTrustedProxies } from '../server/net/client-ip.ts';
 import { startServer } from './helpers/server.ts';
 
 describe('client IP behind trusted proxies (TRUSTED_PROXIES)', () => {

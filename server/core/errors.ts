@@ -1,29 +1,23 @@
 import type { ErrorCode } from '../../shared/errors.ts';
 
-interface CodeInfo {
-  /** HTTP status on Sluice's own routes. */
-  readonly status: number;
-  /** The message clients see when none more specific is given; never internal detail. */
-  readonly message: string;
-}
-
-export const ERROR_INFO: Readonly<Record<ErrorCode, CodeInfo>> = {
-  invalid_json: { status: 400, message: 'The request body is not valid JSON' },
-  invalid_request: { status: 422, message: 'The request is invalid' },
-  payload_too_large: { status: 413, message: 'The request body is too large' },
-  unsupported_media_type: { status: 415, message: 'Content-Type must be application/json' },
-  unauthorized: { status: 401, message: 'A valid API key is required' },
-  not_found: { status: 404, message: 'Not found' },
-  session_busy: { status: 409, message: 'A reply is already being generated for this session' },
-  rate_limited: { status: 429, message: 'Too many requests' },
-  unavailable: { status: 503, message: 'The service is temporarily unavailable' },
-  upstream_error: { status: 502, message: 'Upstream model failed' },
-  upstream_auth: { status: 502, message: 'The upstream model rejected our credentials' },
-  upstream_rate_limited: { status: 503, message: 'The upstream model is rate limited' },
-  upstream_timeout: { status: 504, message: 'The upstream model timed out' },
-  cancelled: { status: 499, message: 'The reply was cancelled' },
-  interrupted: { status: 503, message: 'The reply was interrupted' },
-  internal: { status: 500, message: 'Internal error' },
+/** The message clients see for each code when none more specific is given; never internal detail. */
+export const ERROR_MESSAGES: Readonly<Record<ErrorCode, string>> = {
+  invalid_json: 'The request body is not valid JSON',
+  invalid_request: 'The request is invalid',
+  payload_too_large: 'The request body is too large',
+  unsupported_media_type: 'Content-Type must be application/json',
+  unauthorized: 'A valid API key is required',
+  not_found: 'Not found',
+  session_busy: 'A reply is already being generated for this session',
+  rate_limited: 'Too many requests',
+  unavailable: 'The service is temporarily unavailable',
+  upstream_error: 'Upstream model failed',
+  upstream_auth: 'The upstream model rejected our credentials',
+  upstream_rate_limited: 'The upstream model is rate limited',
+  upstream_timeout: 'The upstream model timed out',
+  cancelled: 'The reply was cancelled',
+  interrupted: 'The reply was interrupted',
+  internal: 'Internal error',
 };
 
 /**
@@ -37,13 +31,9 @@ export class SluiceError extends Error {
   readonly retryAfterSeconds: number | undefined;
 
   constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
-    super(message ?? ERROR_INFO[code].message, { cause: options?.cause });
+    super(message ?? ERROR_MESSAGES[code], { cause: options?.cause });
     this.code = code;
     this.retryAfterSeconds = options?.retryAfterSeconds;
-  }
-
-  get status(): number {
-    return ERROR_INFO[this.code].status;
   }
 
   static from(error: unknown): SluiceError {

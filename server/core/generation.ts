@@ -1,6 +1,6 @@
 import type { ChatMessage, TokenUsage } from '../../shared/messages.ts';
 import { formatEventId, type StreamEvent } from '../../shared/stream-events.ts';
-import { ERROR_INFO, isAbortError, SluiceError, toSluiceError } from './errors.ts';
+import { ERROR_MESSAGES, isAbortError, SluiceError, toSluiceError } from './errors.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './providers/provider.ts';
 
 export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
@@ -190,7 +190,7 @@ export class Generation {
     } else if (this.#stopReason) {
       outcome = this.#stopReason === 'cancelled' ? 'cancelled' : 'interrupted';
       const code = outcome === 'cancelled' ? 'cancelled' : 'interrupted';
-      terminal = { type: 'error', code, message: ERROR_INFO[code].message, partial: text };
+      terminal = { type: 'error', code, message: ERROR_MESSAGES[code], partial: text };
     } else {
       outcome = 'completed';
       terminal = usage ? { type: 'done', totalChunks: deltas, usage } : { type: 'done', totalChunks: deltas };

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { isTerminalEvent, type StreamEvent } from '../../shared/stream-events.ts';
-import { ERROR_INFO } from './errors.ts';
+import { ERROR_MESSAGES } from './errors.ts';
 import type { Leases } from './leases.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
 import type { History } from './store/history.ts';
@@ -28,7 +28,7 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
     const last = all.at(-1);
     if (last && isTerminalEvent(last.event)) return last;
     const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
-    const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_INFO.interrupted.message, partial };
+    const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_MESSAGES.interrupted, partial };
     const seq = (last?.seq ?? 0) + 1;
     if (await events.append(record.id, seq, ending)) {
       o.logger.warn({ generationId: record.id, seq }, 'generation lost its instance; stored the partial reply');

@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../../../shared/errors.ts';
 import type { TokenUsage } from '../../../shared/messages.ts';
 import type { ChatCompletion, CompletionUsage, OpenAIErrorBody } from '../../../shared/openai.ts';
-import { ERROR_INFO } from '../../core/errors.ts';
+import { HTTP_STATUS } from './status.ts';
 
 // The wire of the OpenAI-compatible route: `data: <json>\n\n` lines as OpenAI sends them.
 
@@ -110,7 +110,7 @@ function errorType(code: ErrorCode): string {
 
 /** The HTTP status of an error on this route: OpenAI's 400 for bad input, otherwise Sluice's own. */
 export function openAIStatus(code: ErrorCode): number {
-  return code === 'invalid_request' ? 400 : ERROR_INFO[code].status;
+  return code === 'invalid_request' ? 400 : HTTP_STATUS[code];
 }
 
 export function openAIErrorBody(code: ErrorCode, message: string, param: string | null = null): OpenAIErrorBody {

@@ -1,35 +1,31 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { TRPCError } from '@trpc/server';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
-import type { ApiKeys } from '../../core/api-keys.ts';
+import type { Credentials } from '../../core/credentials.ts';
 import type { ChatService } from '../../core/chat-service.ts';
 import { SluiceError } from '../../core/errors.ts';
-import type { Admission } from '../admission.ts';
-import type { Held, Leases } from '../../core/leases.ts';
+import type { Leases } from '../../core/leases.ts';
+import { clientIp, type TrustedProxies } from '../../net/client-ip.ts';
 import type { Metrics } from '../../observability/metrics.ts';
+import type { Admission } from '../admission.ts';
 import { createSink } from '../backpressure.ts';
 import { chatApi, type TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
-import { createTrpcWsHandler } from '../trpc/ws-handler.ts';
-import { rejectionOf, sendError, sendJson } from './json-io.ts';
-import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } from './openai-route.ts';
-import type { RouteDeps, RouteHandler } from './route-context.ts';
-import { handleCancel, handleHistory } from './session-routes.ts';
-import { handleWebAsset, handleWebPage } from './web-routes.ts';
-import { handleChatStream } from './sse-route.ts';
-import { handleTrpcSse, type TrpcSseOptions } from '../trpc/sse-producer.ts';
+import { handleTrpcSse } from '../trpc/sse-producer.ts';
+import { createTrpcWsServer } from '../trpc/ws-server.ts';
 import { bearerToken } from './bearer.ts';
-import { clientIp, type TrustedProxies } from './client-ip.ts';
+import { rejectionOf, sendError } from './json-io.ts';
+import { normalizePath } from './normalize-path.ts';
+import type { RouteDeps } from './route-context.ts';
+import { ROUTES } from './routes.ts';
 
 export interface HttpServerOptions {
   readonly service: ChatService;
+  readonly admission: Admission;
+  readonly credentials: Credentials;
   readonly leases: Leases;
   readonly logger: Logger;
-  readonly keys: ApiKeys;
-  readonly admission: Admission;
   readonly metrics: Metrics;
   /** The model id the OpenAI-compatible routes serve. */
   readonly modelId: string;
@@ -56,35 +52,12 @@ export interface HttpServer {
   close(graceMs?: number): Promise<void>;
 }
 
-interface Route {
-  readonly method: string;
-  readonly pattern: RegExp;
-  readonly handler: RouteHandler;
-  /** Served without an API key. */
-  readonly open?: boolean;
-  /** How this route answers errors found before its handler runs (auth, rate limit); Sluice's shape by default. */
-  readonly sendError?: (res: ServerResponse, error: unknown) => void;
-}
-
-const ROUTES: readonly Route[] = [
-  { method: 'GET', pattern: /^\/health$/, open: true, handler: async (_req, res) => sendJson(res, 200, { status: 'ok' }) },
-  { method: 'POST', pattern: /^\/v1\/chat\/stream$/, handler: handleChatStream },
-  { method: 'POST', pattern: /^\/v1\/chat\/cancel$/, handler: handleCancel },
-  { method: 'GET', pattern: /^\/v1\/sessions\/([^/]+)\/messages$/, handler: handleHistory },
-  { method: 'POST', pattern: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: sendOpenAIError },
-  { method: 'GET', pattern: /^\/v1\/models$/, handler: handleModels, sendError: sendOpenAIError },
-  { method: 'GET', pattern: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },
-  { method: 'GET', pattern: /^\/$/, open: true, handler: handleWebPage },
-  { method: 'GET', pattern: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, handler: handleWebAsset },
-];
-
 /** One port for everything: Sluice's own routes, tRPC over HTTP/SSE under /trpc, tRPC over WebSocket at /trpc. */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
-  const { service, logger, keys, leases, metrics } = options;
+  const { service, admission, logger, metrics } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
-  const owners = new WeakMap<IncomingMessage, string>();
-  const { admission } = options;
   const chat = chatApi(admission, service);
+  const owners = new WeakMap<IncomingMessage, string>();
   const sinkFor = (res: ServerResponse) =>
     createSink({
       buffered: () => res.writableLength,
@@ -93,6 +66,20 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       highWaterBytes: options.highWaterBytes,
       sendTimeoutMs: options.sendTimeoutMs,
     });
+  const clientIpOf = (req: IncomingMessage): string | undefined =>
+    options.trustedProxies ? clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], options.trustedProxies) : req.socket.remoteAddress;
+  const onTRPCError = ({ error, path }: { error: { code: string; cause?: unknown }; path?: string }): void => {
+    if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ path, err: error.cause ?? error }, 'tRPC procedure failed');
+    metrics.rejected(error.cause instanceof SluiceError ? error.cause.code : error.code.toLowerCase());
+  };
+
+  const trpcHttp = createHTTPHandler({
+    router,
+    basePath: '/trpc/',
+    createContext: ({ req, res }): TRPCContext => ({ chat, credential: bearerToken(req.headers.authorization), transport: 'trpc-http', sink: sinkFor(res), metrics }),
+    onError: onTRPCError,
+  });
+  const trpcSse = { router, chat, metrics, ssePingMs: options.ssePingMs, sinkFor, onError: onTRPCError };
   const deps: RouteDeps = {
     service,
     admission,
@@ -103,74 +90,39 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     ownerOf: (req) => owners.get(req) ?? 'anonymous',
     sinkFor,
     metrics,
+    isReady: options.isReady,
+    trpc: {
+      sse: (req, res) => handleTrpcSse(req, res, new URLSearchParams(queryOf(req.url)), trpcSse),
+      http: (req, res) => trpcHttp(req, res),
+    },
   };
-  const clientIpOf = (req: IncomingMessage): string | undefined =>
-    options.trustedProxies ? clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], options.trustedProxies) : req.socket.remoteAddress;
-
-  const onTRPCError = ({ error, path }: { error: { code: string; cause?: unknown }; path?: string }): void => {
-    if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ path, err: error.cause ?? error }, 'tRPC procedure failed');
-    metrics.rejected(error.cause instanceof SluiceError ? error.cause.code : error.code.toLowerCase());
-  };
-  const trpcHandler = createHTTPHandler({
-    router,
-    basePath: '/trpc/',
-    createContext: ({ req, res }): TRPCContext => ({
-      chat,
-      credential: bearerToken(req.headers.authorization),
-      transport: 'trpc-http',
-      sink: sinkFor(res),
-      metrics,
-    }),
-    onError: onTRPCError,
-  });
-
-  const trpcSse: TrpcSseOptions = { router, chat, metrics, ssePingMs: options.ssePingMs, sinkFor, onError: onTRPCError };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
-    const path = q === -1 ? url : url.slice(0, q);
-    if (path === '/trpc/chat.stream' && req.method === 'GET') {
-      await handleTrpcSse(req, res, new URLSearchParams(q === -1 ? '' : url.slice(q + 1)), trpcSse);
-      return;
-    }
-    if (path.startsWith('/trpc/')) {
-      trpcHandler(req, res);
-      return;
-    }
-    if (path === '/metrics' && req.method === 'GET') {
-      const { contentType, body } = await metrics.render();
-      res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
-      res.end(body);
-      return;
-    }
-    if (path === '/ready') {
-      const ready = await options.isReady();
-      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
-      return;
-    }
-    for (const route of ROUTES) {
-      const match = route.pattern.exec(path);
+    const path = normalizePath(q === -1 ? url : url.slice(0, q));
+    // tRPC reads the procedure from the URL too: it must see the path the route was chosen by.
+    if (path !== undefined) req.url = q === -1 ? path : path + url.slice(q);
+    for (const route of path === undefined ? [] : ROUTES) {
+      const match = route.path.exec(path!);
       if (!match) continue;
-      if (req.method !== route.method) {
+      if (route.method !== '*' && req.method !== route.method) {
         sendError(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
         return;
       }
       if (!route.open) {
-        let owner: string;
         try {
-          owner = await admission.owner(bearerToken(req.headers.authorization));
+          owners.set(req, await admission.owner(bearerToken(req.headers.authorization)));
         } catch (error) {
           if (error instanceof SluiceError && error.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
           (route.sendError ?? sendError)(res, error);
           return;
         }
-        owners.set(req, owner);
       }
       await route.handler(req, res, deps, match.slice(1));
       return;
     }
-    sendError(res, new SluiceError('not_found', `No route for ${req.method} ${path}`));
+    sendError(res, new SluiceError('not_found', `No route for ${req.method} ${path ?? url.slice(0, q === -1 ? undefined : q)}`));
   };
 
   const server = createServer((req, res) => {
@@ -212,65 +164,32 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     else socket.destroy();
   });
 
-  // WebSocket connections per key: slots held (and refreshed) while the connection is open.
-  const wsSlots = new WeakMap<WebSocket, Held>();
-  const takeWsSlot = async (ws: WebSocket, owner: string): Promise<void> => {
-    const limit = options.maxWsConnectionsPerKey;
-    if (limit === 0 || wsSlots.has(ws)) return;
-    const slot = await leases.takeSlot(`ws:${owner}`, limit);
-    if (!slot) throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: `Too many WebSocket connections for this key (limit ${limit})` });
-    wsSlots.set(ws, slot);
-    ws.once('close', () => void slot.release());
-  };
-
-  const wss = new WebSocketServer({ noServer: true, maxPayload: options.wsMaxMessageBytes });
-  const wsHandler = createTrpcWsHandler({
+  const ws = createTrpcWsServer({
     router,
-    createContext: async ({ req, ws, connectionParams }): Promise<TRPCContext> => {
-      const apiKey = connectionParams?.['apiKey'];
-      const credential = typeof apiKey === 'string' ? apiKey : undefined;
-      const owner = await keys.ownerOf(credential);
-      if (owner) await takeWsSlot(ws, owner);
-      return {
-        chat,
-        credential,
-        transport: 'trpc-ws',
-        metrics,
-        // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
-        sink: createSink({
-          buffered: () => ws.bufferedAmount,
-          drains: req.socket,
-          cut: () => ws.terminate(),
-          highWaterBytes: options.highWaterBytes,
-          sendTimeoutMs: options.sendTimeoutMs,
-        }),
-      };
-    },
-    // Half-open peers: a client that does not answer a ping within the wait is terminated.
-    keepAlive: { pingMs: options.wsPingMs, pongWaitMs: options.wsPongWaitMs },
+    chat,
+    credentials: options.credentials,
+    leases: options.leases,
+    metrics,
+    logger,
+    clientIpOf,
     onError: onTRPCError,
+    maxMessageBytes: options.wsMaxMessageBytes,
+    pingMs: options.wsPingMs,
+    pongWaitMs: options.wsPongWaitMs,
+    maxConnectionsPerKey: options.maxWsConnectionsPerKey,
+    highWaterBytes: options.highWaterBytes,
+    sendTimeoutMs: options.sendTimeoutMs,
   });
-  wss.on('connection', (socket, req: IncomingMessage) => {
-    const openedAt = performance.now();
-    const ip = clientIpOf(req);
-    metrics.connectionOpened('ws');
-    socket.on('error', (error) => logger.debug({ err: error }, 'websocket error'));
-    wsHandler.handleConnection(socket, req);
-    socket.once('close', (code) => {
-      metrics.connectionClosed('ws');
-      logger.info({ transport: 'ws', code, durationMs: Math.round(performance.now() - openedAt), clientIp: ip }, 'websocket closed');
-    });
-  });
-
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => socket.destroy());
-    const path = (req.url ?? '/').split('?', 1)[0];
-    if (!options.wsEnabled || path !== '/trpc') {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    if (!options.wsEnabled || normalizePath(q === -1 ? url : url.slice(0, q)) !== '/trpc') {
       const status = options.wsEnabled ? '404 Not Found' : '403 Forbidden';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+    ws.handleUpgrade(req, socket, head);
   });
 
   let closing: Promise<void> | undefined;
@@ -280,22 +199,25 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       // Let every stream write its last event before sockets go.
       const deadline = Date.now() + graceMs;
       while (service.openListeners > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-      // 1012: service restart. Frames already queued are flushed before the close frame.
-      for (const client of wss.clients) client.close(1012, 'server restarting');
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await ws.close();
       server.closeIdleConnections();
       while ((await connectionCount(server)) > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 10));
         server.closeIdleConnections();
       }
       server.closeAllConnections();
-      for (const client of wss.clients) client.terminate();
+      ws.terminate();
       await closed;
     })();
     return closing;
   };
 
-  return { server, notifyReconnect: () => wss.clients.forEach((client) => wsHandler.notifyReconnect(client)), close };
+  return { server, notifyReconnect: () => ws.notifyReconnect(), close };
+}
+
+function queryOf(url: string | undefined): string {
+  const q = url?.indexOf('?') ?? -1;
+  return q === -1 ? '' : url!.slice(q + 1);
 }
 
 function connectionCount(server: Server): Promise<number> {

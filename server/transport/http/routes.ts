@@ -1,0 +1,44 @@
+import type { ServerResponse } from 'node:http';
+import { sendJson } from './json-io.ts';
+import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } from './openai-route.ts';
+import type { RouteHandler } from './route-context.ts';
+import { handleCancel, handleHistory } from './session-routes.ts';
+import { handleChatStream } from './sse-route.ts';
+import { handleWebAsset, handleWebPage } from './web-routes.ts';
+
+export interface Route {
+  /** The method served, or `*` for any (tRPC answers the others itself). */
+  readonly method: string;
+  /** Matched against the normalized path (see normalize-path.ts); groups are the handler's params. */
+  readonly path: RegExp;
+  readonly handler: RouteHandler;
+  /** Served without a credential (tRPC's procedures check theirs themselves). */
+  readonly open?: boolean;
+  /** How this route answers errors found before its handler runs (auth, rate limit); Sluice's shape by default. */
+  readonly sendError?: (res: ServerResponse, error: unknown) => void;
+}
+
+/** Every HTTP route Sluice serves, in the order they are tried. */
+export const ROUTES: readonly Route[] = [
+  { method: 'GET', path: /^\/health$/, open: true, handler: async (_req, res) => sendJson(res, 200, { status: 'ok' }) },
+  { method: 'GET', path: /^\/ready$/, open: true, handler: async (_req, res, deps) => {
+      const ready = await deps.isReady();
+      sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
+    } },
+  { method: 'GET', path: /^\/metrics$/, open: true, handler: async (_req, res, deps) => {
+      const { contentType, body } = await deps.metrics.render();
+      res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
+      res.end(body);
+    } },
+  { method: 'POST', path: /^\/v1\/chat\/stream$/, handler: handleChatStream },
+  { method: 'POST', path: /^\/v1\/chat\/cancel$/, handler: handleCancel },
+  { method: 'GET', path: /^\/v1\/sessions\/([^/]+)\/messages$/, handler: handleHistory },
+  { method: 'POST', path: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: sendOpenAIError },
+  { method: 'GET', path: /^\/v1\/models$/, handler: handleModels, sendError: sendOpenAIError },
+  { method: 'GET', path: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },
+  // tRPC: Sluice's own SSE producer for the hot subscription, tRPC's handler for everything else.
+  { method: 'GET', path: /^\/trpc\/chat\.stream$/, open: true, handler: (req, res, deps) => deps.trpc.sse(req, res) },
+  { method: '*', path: /^\/trpc\/[^/]+$/, open: true, handler: async (req, res, deps) => deps.trpc.http(req, res) },
+  { method: 'GET', path: /^\/$/, open: true, handler: handleWebPage },
+  { method: 'GET', path: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, handler: handleWebAsset },
+];

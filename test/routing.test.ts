@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { ErrorBody } from '../shared/index.ts';
+import { startServer } from './helpers/server.ts';
+import { parseSse, rawRequest } from './helpers/sse.ts';
+
+// Every route is in one table, matched after the path is normalized: a path spelled another way
+// reaches the same handler, never a second one behind it (tRPC's own SSE producer, say).
+
+const input = (session: string): string => encodeURIComponent(JSON.stringify({ json: { message: 'hi', sessionId: session } }));
+const headerNames = (rawHeaders: readonly string[]): string[] => rawHeaders.filter((_, i) => i % 2 === 0 && rawHeaders[i] !== 'Date');
+
+describe('routing', () => {
+  it('every spelling of /trpc/chat.stream is served by Sluice own SSE producer', async () => {
+    const { url } = await startServer();
+    const canonical = await rawRequest(`${url}/trpc/chat.stream?input=${input('r0')}`, { method: 'GET' });
+    expect(canonical.status).toBe(200);
+    const events = (body: Buffer) => parseSse(body.toString()).map((f) => f.event ?? JSON.parse(f.data).json?.type);
+    let n = 1;
+    for (const path of ['/trpc/chat.stream/', '/trpc/chat%2Estream', '/trpc/%63hat.stream', '/trpc//chat.stream', '/trpc/x/../chat.stream', '/trpc/./chat.stream']) {
+      const res = await rawRequest(`${url}${path}?input=${input(`r${n++}`)}`, { method: 'GET' });
+      expect(res.status, path).toBe(200);
+      // Sluice's producer writes its own header lines (tRPC's writes them lower-cased).
+      expect(headerNames(res.rawHeaders), path).toEqual(headerNames(canonical.rawHeaders));
+      expect(events(res.body), path).toEqual(events(canonical.body));
+    }
+  });
+
+  it("Sluice's own routes, /metrics and /ready are found whatever the spelling; a bad escape names nothing", async () => {
+    const { url } = await startServer();
+    expect((await fetch(`${url}/health/`)).status).toBe(200);
+    expect((await fetch(`${url}/metrics/`)).status).toBe(200);
+    expect((await fetch(`${url}/%72eady`)).status).toBe(200);
+    expect((await fetch(`${url}/v1//sessions/s1/messages`)).status).toBe(200);
+    const chat = await fetch(`${url}/v1/chat/stream/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"message":"hi","session_id":"r9"}' });
+    expect(chat.status).toBe(200);
+    await chat.text();
+
+    const bad = await rawRequest(`${url}/v1/sessions/%zz/messages`, { method: 'GET' });
+    expect(bad.status).toBe(404);
+    expect(ErrorBody.parse(JSON.parse(bad.body.toString())).error.code).toBe('not_found');
+    const missing = await fetch(`${url}/v2/nothing`);
+    expect(missing.status).toBe(404);
+    expect(ErrorBody.parse(await missing.json()).error).toEqual({ code: 'not_found', message: 'No route for GET /v2/nothing' });
+  });
+});
