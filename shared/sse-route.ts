@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { SessionId } from './session.ts';
 
-/** Body of `POST /v1/chat/stream` (see ../shared/spec/sse-format.md). */
+/** Body of `POST /v1/chat/stream` (see docs/sse-format.md). */
 export const SseChatRequest = z.object({
   message: z.string().min(1, 'must be a non-empty string'),
   session_id: SessionId.optional(),

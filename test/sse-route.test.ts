@@ -5,7 +5,7 @@ import { ErrorBody, SessionHistory, SseDoneData, SseDeltaData, SseErrorData } fr
 import { rawRequest, parseSse } from './helpers/sse.ts';
 import { startServer } from './helpers/server.ts';
 
-// The template as ../shared/spec/sse-format.md documents it, written out independently of the server.
+// The template as docs/sse-format.md documents it, written out independently of the server.
 const TEMPLATE =
   "Based on your query about '{prompt}', here is the analysis: This topic involves multiple key " +
   'components that interact in complex ways. The primary considerations include resource allocation, ' +

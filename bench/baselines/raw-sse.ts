@@ -4,7 +4,7 @@ import { listenAndAnnounce } from './listen.ts';
 import { delayFromEnv, pacedDeltas, replyId } from './paced.ts';
 
 // Baseline: a raw node:http SSE writer for `POST /v1/chat/stream`, in the documented format
-// (../shared/spec/sse-format.md: `\r\n` line ends, Python's JSON layout) with an `id:` line per
+// (docs/sse-format.md: `\r\n` line ends, Python's JSON layout) with an `id:` line per
 // event as Sluice sends. No sessions, no history, no validation beyond JSON.parse: the floor.
 
 const HEADERS = {

@@ -7,7 +7,7 @@ import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
 /** The model id the simulator answers as, on the OpenAI-compatible routes. */
 export const SIMULATED_MODEL_ID = 'sluice-simulated';
 
-/** The reply template of the original design note (../shared/spec/sse-format.md). */
+/** The reply template of the original design note (docs/sse-format.md). */
 export function simulatedReply(prompt: string): string {
   return (
     `Based on your query about '${prompt}', here is the analysis: ` +

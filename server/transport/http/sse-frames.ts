@@ -1,7 +1,7 @@
 import type { StreamEvent } from '../../../shared/stream-events.ts';
 import { pyJsonString } from './python-json.ts';
 
-// Frames of the documented route (../shared/spec/sse-format.md), with sse-starlette's `\r\n` line
+// Frames of the documented route (docs/sse-format.md), with sse-starlette's `\r\n` line
 // ends and the `id:` line after `data:` for resume.
 
 /** One stream event as the documented route's SSE frame. */
