@@ -74,8 +74,8 @@ export async function startServer(spec: ServerSpec, startTimeoutMs = 30_000): Pr
     if (out.length > MAX_OUTPUT) out = out.slice(-MAX_OUTPUT / 2);
   };
   // Always drained, so that a chatty server never blocks on a full pipe.
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
 
   const stop = async (graceMs = 5000): Promise<void> => {
     if (child.exitCode !== null || child.signalCode !== null) return;
@@ -93,10 +93,10 @@ export async function startServer(spec: ServerSpec, startTimeoutMs = 30_000): Pr
         const match = URL_PATTERN.exec(out);
         if (!match) return;
         clearTimeout(timer);
-        child.stdout!.off('data', onData);
+        child.stdout.off('data', onData);
         resolve(match[1]!);
       };
-      child.stdout!.on('data', onData);
+      child.stdout.on('data', onData);
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
         reject(new Error(`${spec.entry} exited (${code ?? signal}) before listening: ${out}`));

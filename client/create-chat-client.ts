@@ -82,12 +82,12 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     true: httpSubscriptionLink({
       url: httpUrl,
       transformer: superjson,
-      ...(EventSourceImpl ? { EventSource: EventSourceImpl as never } : {}),
+      ...(EventSourceImpl ? { EventSource: EventSourceImpl } : {}),
       // EventSource has no header option: the key goes through a fetch of our own.
       eventSourceOptions: () =>
         options.apiKey
-          ? ({ fetch: (url: RequestInfo | URL, init?: RequestInit) => fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...authHeaders } }) } as never)
-          : ({} as never),
+          ? ({ fetch: (url: RequestInfo | URL, init?: RequestInit) => fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...authHeaders } }) })
+          : ({}),
     }),
     false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: () => authHeaders }),
   });

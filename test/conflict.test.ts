@@ -2,7 +2,7 @@ import { TRPCClientError } from '@trpc/client';
 import type { AppRouter } from '../server/router-type.ts';
 import { describe, expect, it } from 'vitest';
 import { ErrorBody } from '../shared/index.ts';
-import { rawRequest, streamSseRoute } from './helpers/sse.ts';
+import { rawRequest, streamSseRoute, type SseFrame } from './helpers/sse.ts';
 import { startServer } from './helpers/server.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
 
@@ -27,7 +27,7 @@ describe('one generation per session', () => {
     const other = await collectStream(client, { message: 'other', sessionId: 'free' });
     expect(other.events.at(-1)).toMatchObject({ type: 'done' });
 
-    let last;
+    let last: SseFrame | undefined;
     for await (const frame of first) last = frame;
     expect(JSON.parse(last!.data)).toMatchObject({ done: true });
     // Once the reply is done the session takes the next message.

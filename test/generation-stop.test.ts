@@ -17,6 +17,7 @@ describe('stopping a generation', () => {
   it('stops a provider that never reads its signal after the token it is on', async () => {
     let pulled = 0;
     let closed = false;
+    // eslint-disable-next-line prefer-const -- the provider below refers to it before it is made
     let generation: Generation;
     const provider: Provider = {
       name: 'counting',

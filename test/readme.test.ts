@@ -49,7 +49,7 @@ describe('README', () => {
     children.push(child);
     let out = '';
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (chunk: Buffer) => {
+      child.stdout.on('data', (chunk: Buffer) => {
         out += chunk.toString();
         if (out.includes('listening')) resolve();
       });

@@ -10,7 +10,7 @@ import type { AppRouter } from '../server/router-type.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { captureLogs } from './helpers/logs.ts';
 import { expectTimersBackTo, startServer, timerCount } from './helpers/server.ts';
-import { streamSseRoute } from './helpers/sse.ts';
+import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
 
 setFlagsFromString('--expose-gc');
@@ -128,7 +128,7 @@ describe('fault isolation', () => {
     raw.end('THIS IS NOT HTTP\r\n\r\n');
     await new Promise((resolve) => raw.on('close', resolve));
 
-    let last;
+    let last: SseFrame | undefined;
     for await (const frame of healthy) last = frame;
     expect(JSON.parse(last!.data)).toMatchObject({ done: true });
     const failures = lines.filter((l) => l['msg'] === 'generation failed unexpectedly');

@@ -17,7 +17,7 @@ type Id = number | string;
 
 interface SubscriptionMessage {
   readonly id: Id;
-  readonly method: 'subscription' | 'subscription.stop' | string;
+  readonly method: string;
   readonly params?: { readonly input?: { readonly json?: { readonly message?: string } } };
 }
 
@@ -46,7 +46,7 @@ wss.on('connection', (socket) => {
   });
   socket.on('error', () => socket.terminate());
   socket.on('message', (data) => {
-    const parsed = JSON.parse(String(data)) as SubscriptionMessage | SubscriptionMessage[];
+    const parsed = JSON.parse((data as Buffer).toString()) as SubscriptionMessage | SubscriptionMessage[];
     for (const msg of Array.isArray(parsed) ? parsed : [parsed]) {
       if (msg.method === 'subscription.stop') {
         running.get(msg.id)?.abort();

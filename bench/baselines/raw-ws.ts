@@ -29,7 +29,7 @@ wss.on('connection', (socket) => {
   socket.on('close', () => abort.abort());
   socket.on('error', () => socket.terminate());
   socket.on('message', (data) => {
-    const { message } = JSON.parse(String(data)) as { message: string };
+    const { message } = JSON.parse((data as Buffer).toString()) as { message: string };
     stream(socket, message, abort.signal).catch(() => socket.terminate());
   });
 });

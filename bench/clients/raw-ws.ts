@@ -28,7 +28,7 @@ export function rawWsClient(baseUrl: string): LoadClient {
       users.add(ws);
       ws.on('message', (data) => {
         if (!current) return;
-        const frame = JSON.parse(String(data)) as Frame;
+        const frame = JSON.parse((data as Buffer).toString()) as Frame;
         if (frame.type === 'delta') current.check.delta(frame.delta!, frame.index);
         else current.done(current.check.done(frame.totalChunks));
       });

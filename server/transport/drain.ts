@@ -92,7 +92,7 @@ export async function* drainBatches(o: Omit<DrainOptions, 'outlet'>): AsyncGener
   const handed: TrackedEvent[][] = [];
   let open = true;
   let finished = false;
-  let failure: unknown;
+  let failure: { readonly error: unknown } | undefined;
   let wake: (() => void) | undefined;
   let taken: (() => void) | undefined;
   const notify = (): void => {
@@ -132,7 +132,7 @@ export async function* drainBatches(o: Omit<DrainOptions, 'outlet'>): AsyncGener
       notify();
     },
     (error: unknown) => {
-      failure = error;
+      failure = { error };
       finished = true;
       notify();
     },
@@ -146,7 +146,7 @@ export async function* drainBatches(o: Omit<DrainOptions, 'outlet'>): AsyncGener
         continue;
       }
       if (finished) {
-        if (failure !== undefined) throw failure;
+        if (failure) throw failure.error;
         return;
       }
       await new Promise<void>((resolve) => (wake = resolve));

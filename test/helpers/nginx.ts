@@ -138,19 +138,19 @@ export async function startNginx(site: SiteFile, upstreams: readonly string[]): 
   });
   running.set(child, dir);
   let out = '';
-  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
   // The listening socket is bound while the configuration is read, before the worker starts.
   await new Promise<void>((resolve, reject) => {
     const onData = (): void => {
       if (/start worker process/.test(out)) {
-        child.stderr!.off('data', onData);
+        child.stderr.off('data', onData);
         child.off('exit', onExit);
         resolve();
       }
     };
     const onExit = (code: number | null): void => reject(new Error(`nginx exited with ${code}:\n${out}\n--- site file ---\n${rendered}`));
-    child.stderr!.on('data', onData);
+    child.stderr.on('data', onData);
     child.once('exit', onExit);
   });
   let stopped: Promise<void> | undefined;

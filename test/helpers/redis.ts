@@ -40,7 +40,7 @@ export async function startRedis(): Promise<RedisServer | undefined> {
     child = proc;
     let out = '';
     await new Promise<void>((resolve, reject) => {
-      proc.stdout!.on('data', (chunk: Buffer) => {
+      proc.stdout.on('data', (chunk: Buffer) => {
         out += chunk.toString();
         if (out.includes('Ready to accept connections')) resolve();
       });

@@ -17,7 +17,9 @@ export function simulatedReply(prompt: string): string {
   );
 }
 
-// Python's str.split() whitespace, so replies split exactly as the reference implementation's do.
+// Python's str.split() whitespace, so replies split exactly as the reference implementation's do
+// (its separators include the control characters \x1c-\x1f).
+// eslint-disable-next-line no-control-regex
 const PY_WHITESPACE = /[\t\n\v\f\r \x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
 
 /** The deltas the simulator yields for a prompt: each word plus a trailing space. */
@@ -96,7 +98,7 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       }
       if (usage && reportUsage) {
         // Words mode counts words (one per delta); BPE mode counts real tokens.
-        const count = bpeTokenizer ? bpeTokenizer.count : countWords;
+        const count = bpeTokenizer ? (text: string) => bpeTokenizer.count(text) : countWords;
         reportUsage({
           promptTokens: messages.reduce((n, m) => n + count(m.content), 0),
           completionTokens: bpeTokenizer ? bpeTokenizer.count(words.join('')) : deltas.length,

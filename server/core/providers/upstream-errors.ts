@@ -100,15 +100,16 @@ export function classifyUpstreamError(error: unknown): UpstreamFailure {
   }
   if (error instanceof APIConnectionError) {
     const cause = error.cause as { code?: unknown; cause?: { code?: unknown } } | undefined;
-    const code = String(cause?.code ?? cause?.cause?.code ?? 'unknown');
+    const code = cause?.code ?? cause?.cause?.code;
+    const detail = typeof code === 'string' ? code : 'unknown';
     return {
       error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.connection, { cause: error }),
       retryable: true,
-      log: { kind: 'connection', detail: code },
+      log: { kind: 'connection', detail },
     };
   }
   if (error instanceof APIError) {
-    if (typeof error.status === 'number') return statusFailure(error, error.status);
+    if (typeof error.status === 'number') return statusFailure(error as APIError<number>, error.status);
     // No status: an `{"error": ...}` chunk inside a 200 stream.
     return {
       error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.errorInStream, { cause: error }),

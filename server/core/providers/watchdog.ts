@@ -6,7 +6,6 @@ import type { StreamFault } from './upstream-errors.ts';
  * the caller aborts the request there. A limit of 0 means none.
  */
 export class Watchdog {
-  readonly #firstTokenMs: number;
   readonly #stallMs: number;
   readonly #onFire: (fault: StreamFault) => void;
   #timer: NodeJS.Timeout | undefined;
@@ -14,7 +13,6 @@ export class Watchdog {
   #fired: StreamFault | undefined;
 
   constructor(firstTokenMs: number, stallMs: number, onFire: (fault: StreamFault) => void) {
-    this.#firstTokenMs = firstTokenMs;
     this.#stallMs = stallMs;
     this.#onFire = onFire;
     if (firstTokenMs > 0) this.#timer = setTimeout(() => this.#fire(), firstTokenMs);

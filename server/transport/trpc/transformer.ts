@@ -25,6 +25,6 @@ export const transformer: CombinedDataTransformer = {
   input: superjson,
   output: {
     serialize: (value: unknown) => (isPlainJson(value) ? { json: value } : superjson.serialize(value)),
-    deserialize: (value: unknown) => superjson.deserialize(value as SuperJSONResult),
+    deserialize: (value: unknown): unknown => superjson.deserialize(value as SuperJSONResult),
   },
 };

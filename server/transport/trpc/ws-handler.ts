@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
 import { callTRPCProcedure, getErrorShape, transformTRPCResponse, TRPCError } from '@trpc/server';
 import { handleKeepAlive } from '@trpc/server/adapters/ws';
 import { parseConnectionParamsFromUnknown, type TRPCRequestInfo } from '@trpc/server/http';
@@ -57,7 +56,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
       if (ws.readyState === OPEN) ws.send(RECONNECT);
     },
     handleConnection(ws, req) {
-      const socket = req.socket as Socket;
+      const socket = req.socket;
       const subscriptions = new Map<number | string, AbortController>();
       let ctx: TRPCContext | undefined;
 
@@ -144,7 +143,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
         signal: AbortSignal,
         batchIndex: number,
       ): Promise<void> => {
-        const result = await callTRPCProcedure({ router, path, getRawInput: async () => input, ctx: procedureCtx, type, signal, batchIndex });
+        const result: unknown = await callTRPCProcedure({ router, path, getRawInput: async () => input, ctx: procedureCtx, type, signal, batchIndex });
         if (type !== 'subscription') {
           if (isAsyncIterable(result)) {
             throw new TRPCError({ code: 'UNSUPPORTED_MEDIA_TYPE', message: `Cannot return an async iterable from a ${type} procedure with WebSockets` });

@@ -81,7 +81,7 @@ export class MemoryEventLog implements EventLog {
 
   async touchListener(generationId: string, listenerId: string, ttlMs: number): Promise<void> {
     let listeners = this.#listeners.get(generationId);
-    if (!listeners) this.#listeners.set(generationId, (listeners = new Map()));
+    if (!listeners) this.#listeners.set(generationId, (listeners = new Map<string, number>()));
     listeners.set(listenerId, Date.now() + ttlMs);
   }
 

@@ -34,7 +34,7 @@ export class MemoryLeaseStore implements LeaseStore {
 
   async acquireSlot(key: string, member: string, limit: number, ttlMs: number): Promise<boolean> {
     let slots = this.#slots.get(key);
-    if (!slots) this.#slots.set(key, (slots = new Map()));
+    if (!slots) this.#slots.set(key, (slots = new Map<string, number>()));
     const now = Date.now();
     for (const [m, until] of slots) if (expired(until, now)) slots.delete(m);
     if (!slots.has(member) && slots.size >= limit) return false;
