@@ -32,7 +32,9 @@ if (options.help) {
 const biggest = Math.max(...options.scenarios.map((s) => s.concurrency));
 const limit = openFilesLimit();
 if (limit !== undefined && limit < biggest + 512) {
-  console.error(`bench: ${biggest} concurrent streams need more open files than the limit (${limit}); run \`ulimit -n ${biggest * 2 + 1024}\` first, or lower --held`);
+  console.error(
+    `bench: ${biggest} concurrent streams need more open files than the limit (${limit}); run \`ulimit -n ${biggest * 2 + 1024}\` first, or lower --held`,
+  );
   process.exit(2);
 }
 

@@ -142,7 +142,8 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
   // and scanning /proc for every turn of a few replies would cost the load generator more than them.
   const members = processTree(server.pid);
   const profileDir = options.cpuProfileDir && join(options.cpuProfileDir, options.tag);
-  const piece = (tag: string, offset: number, count: number): Promise<RunPiece> => measurePiece(warm, server.pid, members, plan(scenario, tag, count, scenario.concurrency, offset));
+  const piece = (tag: string, offset: number, count: number): Promise<RunPiece> =>
+    measurePiece(warm, server.pid, members, plan(scenario, tag, count, scenario.concurrency, offset));
   const finish = async (pieces: readonly RunPiece[]): Promise<RunMetrics> => {
     const metrics = metricsOf(pieces, scenario.concurrency);
     if (profileDir && pieces.length > 0) {

@@ -156,7 +156,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       await Promise.all([...opened.keys()].map(close));
     }
     scenarios.push({
-      scenario: { ...scenario, prompt: scenario.prompt.length > 200 ? `${scenario.prompt.slice(0, 60)}… (${scenario.prompt.length} chars)` : scenario.prompt, deltasPerStream: deltasOf(scenario), idealStreamMs: idealStreamMs(scenario) },
+      scenario: {
+        ...scenario,
+        prompt: scenario.prompt.length > 200 ? `${scenario.prompt.slice(0, 60)}… (${scenario.prompt.length} chars)` : scenario.prompt,
+        deltasPerStream: deltasOf(scenario),
+        idealStreamMs: idealStreamMs(scenario),
+      },
       results: here.map((t) => {
         const list = runs.get(t.name)!;
         const skip = skipped.get(t.name);

@@ -37,7 +37,8 @@ export class StreamCheck {
     if (this.#firstAt === undefined) this.#firstAt = performance.now();
     if (this.#problem === undefined) {
       if (index !== this.#next) this.#problem = `delta ${index} arrived where ${this.#next} was expected`;
-      else if (text !== this.#expected[index - 1]) this.#problem = `delta ${index} is ${JSON.stringify(text)}, expected ${JSON.stringify(this.#expected[index - 1])}`;
+      else if (text !== this.#expected[index - 1])
+        this.#problem = `delta ${index} is ${JSON.stringify(text)}, expected ${JSON.stringify(this.#expected[index - 1])}`;
     }
     this.#next++;
   }

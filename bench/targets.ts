@@ -118,7 +118,14 @@ export const TARGETS: readonly Target[] = [
   },
   { name: 'sluice-sse', label: 'Sluice SSE route', sluice: true, entry: SLUICE, baselines: ['raw-sse'], client: sseRouteClient },
   { name: 'sluice-trpc-ws', label: 'Sluice tRPC WS', sluice: true, entry: SLUICE, baselines: ['trpc-ws-min', 'raw-ws', 'raw-trpc-ws'], client: trpcWsClient },
-  { name: 'sluice-trpc-sse', label: 'Sluice tRPC SSE', sluice: true, entry: SLUICE, baselines: ['raw-sse', 'raw-trpc-sse', 'trpc-sse-min'], client: trpcSseClient },
+  {
+    name: 'sluice-trpc-sse',
+    label: 'Sluice tRPC SSE',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['raw-sse', 'raw-trpc-sse', 'trpc-sse-min'],
+    client: trpcSseClient,
+  },
   {
     name: 'sluice-openai',
     label: 'Sluice OpenAI route',

@@ -1,13 +1,4 @@
-import {
-  createTRPCClient,
-  createWSClient,
-  httpBatchLink,
-  httpSubscriptionLink,
-  splitLink,
-  wsLink,
-  type TRPCClient,
-  type TRPCLink,
-} from '@trpc/client';
+import { createTRPCClient, createWSClient, httpBatchLink, httpSubscriptionLink, splitLink, wsLink, type TRPCClient, type TRPCLink } from '@trpc/client';
 import { observable, type Unsubscribable } from '@trpc/server/observable';
 import superjson from 'superjson';
 import type { AppRouter } from '../server/router-type.ts';
@@ -86,8 +77,11 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       // EventSource has no header option: the key goes through a fetch of our own.
       eventSourceOptions: () =>
         options.apiKey
-          ? ({ fetch: (url: RequestInfo | URL, init?: RequestInit) => fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...authHeaders } }) })
-          : ({}),
+          ? {
+              fetch: (url: RequestInfo | URL, init?: RequestInit) =>
+                fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...authHeaders } }),
+            }
+          : {},
     }),
     false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: () => authHeaders }),
   });
@@ -113,8 +107,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       resolve(t);
     };
   });
-  const timer =
-    transport === 'auto' ? setTimeout(() => decide('sse'), options.wsConnectTimeoutMs ?? 3000) : undefined;
+  const timer = transport === 'auto' ? setTimeout(() => decide('sse'), options.wsConnectTimeoutMs ?? 3000) : undefined;
 
   let closing: Promise<void> | undefined;
   const wsClient = createWSClient({

@@ -42,9 +42,7 @@ export class ReplyTimer {
 
 /** `first token 52 ms · 39 tokens · 19.8 tokens/s` */
 export function formatReplyStats(stats: ReplyStats): string {
-  const parts = [
-    stats.firstTokenMs === undefined ? 'no tokens' : `first token ${Math.round(stats.firstTokenMs)} ms`,
-  ];
+  const parts = [stats.firstTokenMs === undefined ? 'no tokens' : `first token ${Math.round(stats.firstTokenMs)} ms`];
   if (stats.tokens > 0) parts.push(`${stats.tokens} token${stats.tokens === 1 ? '' : 's'}`);
   if (stats.tokensPerSecond !== undefined) parts.push(`${stats.tokensPerSecond.toFixed(1)} tokens/s`);
   return parts.join(' · ');

@@ -28,7 +28,9 @@ export const ConfigSchema = z
         }
       })
       .optional()
-      .describe('proxies whose `X-Forwarded-For` is believed, as comma-separated IPs or CIDRs (or `loopback`): only a request from one of them gets its client IP (`clientIp` in the logs) from that header (unset: none; the socket\'s peer is the client)'),
+      .describe(
+        "proxies whose `X-Forwarded-For` is believed, as comma-separated IPs or CIDRs (or `loopback`): only a request from one of them gets its client IP (`clientIp` in the logs) from that header (unset: none; the socket's peer is the client)",
+      ),
     LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),
     OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream'),
@@ -37,13 +39,20 @@ export const ConfigSchema = z
     LLM_TEMPERATURE: z.coerce.number().min(0).max(2).optional().describe('sampling temperature sent upstream (unset: the upstream default)'),
     LLM_MAX_TOKENS: int(1, 10_000_000).optional().describe('`max_tokens` sent upstream (unset: the upstream default)'),
     LLM_SYSTEM_PROMPT: z.string().min(1).optional().describe('system message put before every conversation sent upstream'),
-    UPSTREAM_INCLUDE_USAGE: bool.default(true).describe('ask the upstream for token usage (`stream_options.include_usage`); turn off for servers that reject it'),
+    UPSTREAM_INCLUDE_USAGE: bool
+      .default(true)
+      .describe('ask the upstream for token usage (`stream_options.include_usage`); turn off for servers that reject it'),
     UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: int(0, 3_600_000).default(60_000).describe('how long the upstream may take to send its first token (0: no limit)'),
     UPSTREAM_STALL_TIMEOUT_MS: int(0, 3_600_000).default(30_000).describe('how long the upstream may go quiet between tokens (0: no limit)'),
     UPSTREAM_RETRIES: int(0, 10).default(0).describe('retries of a failed upstream call before its first token (never after); 0 for non-idempotent setups'),
     UPSTREAM_RETRY_BASE_MS: int(1, 60_000).default(500).describe('first retry delay; doubles each retry, with jitter'),
-    UPSTREAM_RETRY_MAX_DELAY_MS: int(0, 600_000).default(10_000).describe('longest wait before a retry; a 429 asking for longer is not retried, its hint is passed on'),
-    SIM_TOKENIZER: z.enum(['words', 'bpe']).default('words').describe("how the simulator splits its reply: `words` (the documented template) or `bpe` (real o200k_base tokens)"),
+    UPSTREAM_RETRY_MAX_DELAY_MS: int(0, 600_000)
+      .default(10_000)
+      .describe('longest wait before a retry; a 429 asking for longer is not retried, its hint is passed on'),
+    SIM_TOKENIZER: z
+      .enum(['words', 'bpe'])
+      .default('words')
+      .describe('how the simulator splits its reply: `words` (the documented template) or `bpe` (real o200k_base tokens)'),
     SIM_USAGE: bool.default(false).describe('the simulator reports token usage (prompt and completion counts)'),
 
     REDIS_URL: z
@@ -58,16 +67,28 @@ export const ConfigSchema = z
     MAX_STREAMS_PER_KEY: int(0).default(0).describe('replies a key may have running at once, across instances; 429 above (0: no limit)'),
     MAX_WS_CONNECTIONS_PER_KEY: int(0).default(0).describe('WebSocket connections a key may hold at once, across instances (0: no limit)'),
     MAX_HISTORY_MESSAGES: int(2).default(1000).describe('messages kept per session; the oldest are trimmed'),
-    RESUME_GRACE_MS: int(0, 3_600_000).default(5000).describe('how long a generation whose listeners all left keeps running, waiting for a resume (0: abort at once)'),
-    LIVENESS_TTL_MS: int(300, 600_000).default(10_000).describe("a running reply's liveness mark expires this long after its instance stops refreshing it: a killed instance's replies are then ended as `interrupted` (by a client resuming, or by the session's next message)"),
+    RESUME_GRACE_MS: int(0, 3_600_000)
+      .default(5000)
+      .describe('how long a generation whose listeners all left keeps running, waiting for a resume (0: abort at once)'),
+    LIVENESS_TTL_MS: int(300, 600_000)
+      .default(10_000)
+      .describe(
+        "a running reply's liveness mark expires this long after its instance stops refreshing it: a killed instance's replies are then ended as `interrupted` (by a client resuming, or by the session's next message)",
+      ),
     EVENT_LOG_TTL_MS: int(0, 86_400_000).default(300_000).describe('how long the event log of a finished generation stays resumable'),
-    MAX_BODY_BYTES: int(1, 64 * 1024 * 1024).default(64 * 1024).describe('largest accepted request body (413 above)'),
+    MAX_BODY_BYTES: int(1, 64 * 1024 * 1024)
+      .default(64 * 1024)
+      .describe('largest accepted request body (413 above)'),
     MAX_MESSAGE_CHARS: int(1, 10_000_000).default(32_000).describe('longest accepted user message'),
-    WS_MAX_MESSAGE_BYTES: int(1024).default(1024 * 1024).describe('largest WebSocket message accepted (the connection is closed above)'),
+    WS_MAX_MESSAGE_BYTES: int(1024)
+      .default(1024 * 1024)
+      .describe('largest WebSocket message accepted (the connection is closed above)'),
     WS_PING_MS: int(100).default(30_000).describe('quiet time after which the server pings a WebSocket client'),
     WS_PONG_WAIT_MS: int(100).default(10_000).describe('how long a pinged WebSocket client has to answer before it is cut off'),
     SEND_TIMEOUT_MS: int(100).default(30_000).describe('a reader whose socket stays full this long is disconnected (its reply follows the resume window)'),
-    STREAM_HIGH_WATER_BYTES: int(1024).default(64 * 1024).describe('bytes buffered for one reader before the server waits for it to drain'),
+    STREAM_HIGH_WATER_BYTES: int(1024)
+      .default(64 * 1024)
+      .describe('bytes buffered for one reader before the server waits for it to drain'),
     SSE_PING_MS: int(0, 3_600_000).default(15_000).describe('interval of keep-alive comments on SSE streams (0: none)'),
     WS_ENABLED: bool.default(true).describe('accept tRPC over WebSocket at /trpc'),
     SHUTDOWN_DRAIN_MS: int(0, 600_000).default(10_000).describe('on SIGTERM, how long running replies may take to finish'),
@@ -83,7 +104,6 @@ export const ConfigSchema = z
     if (c.OPENAI_BASE_URL && !/^https?:\/\//i.test(c.OPENAI_BASE_URL)) {
       ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'must be an http:// or https:// URL' });
     }
-
   });
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -26,7 +26,6 @@ export const ErrorEvent = z.object({
   retryAfterSeconds: z.number().nonnegative().optional(),
 });
 
-
 export const StreamEvent = z.discriminatedUnion('type', [DeltaEvent, DoneEvent, ErrorEvent]);
 export type StreamEvent = z.infer<typeof StreamEvent>;
 export type DeltaEvent = z.infer<typeof DeltaEvent>;

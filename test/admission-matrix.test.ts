@@ -14,7 +14,12 @@ import { collectStream, stockClient, type Kind } from './helpers/trpc-clients.ts
 const KEY_A = 'matrix-alpha-0123456789abcdef';
 const KEY_B = 'matrix-bravo-0123456789abcdef';
 // One key per transport on the rate-limited server, so that each transport meets the limit itself.
-const LIMITED = { ws: 'limited-ws-0123456789abcdef', sse: 'limited-sse-0123456789abcdef', route: 'limited-route-0123456789abcdef', openai: 'limited-openai-0123456789abcdef' };
+const LIMITED = {
+  ws: 'limited-ws-0123456789abcdef',
+  sse: 'limited-sse-0123456789abcdef',
+  route: 'limited-route-0123456789abcdef',
+  openai: 'limited-openai-0123456789abcdef',
+};
 const MAX_CHARS = 100;
 
 interface Expected {
@@ -111,7 +116,12 @@ const cases = (): Case[] => [
     name: 'malformed last event id',
     input: { message: 'hi', sessionId: 'm5', lastEventId: 'garbage' },
     expected: badRequest('lastEventId: must look like "<generation>:<seq>"'),
-    route: { body: { message: 'hi', session_id: 'm5' }, headers: { 'last-event-id': 'garbage' }, status: 422, message: 'Last-Event-ID: must look like "<generation>:<seq>"' },
+    route: {
+      body: { message: 'hi', session_id: 'm5' },
+      headers: { 'last-event-id': 'garbage' },
+      status: 422,
+      message: 'Last-Event-ID: must look like "<generation>:<seq>"',
+    },
   },
   {
     name: 'unknown last event id',
@@ -136,7 +146,7 @@ const cases = (): Case[] => [
   },
 ];
 
-const withForeign = <T,>(value: T): T => JSON.parse(JSON.stringify(value).replaceAll('<foreign>', foreignId)) as T;
+const withForeign = <T>(value: T): T => JSON.parse(JSON.stringify(value).replaceAll('<foreign>', foreignId)) as T;
 const auth = (key: string | null | undefined): Record<string, string> => (key ? { authorization: `Bearer ${key}` } : {});
 
 async function trpcError(kind: Kind, c: Case): Promise<{ code: unknown; sluiceCode: unknown; message: string }> {
@@ -203,7 +213,11 @@ describe('chat.stream admission: one answer per bad request, on every transport'
         }
       } finally {
         if (busy) {
-          await fetch(`${main.url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth(KEY_A) }, body: '{"session_id":"busy"}' });
+          await fetch(`${main.url}/v1/chat/cancel`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...auth(KEY_A) },
+            body: '{"session_id":"busy"}',
+          });
           for await (const _ of busy) void _;
         }
       }

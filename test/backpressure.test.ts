@@ -28,10 +28,7 @@ describe('backpressure', () => {
   it('a reader that stops reading: bounded buffering, cut after the send timeout, reply aborted after the resume window', async () => {
     const HIGH_WATER = 16 * 1024;
     const recorder = recordingProvider(firehose);
-    const server = await startServer(
-      { STREAM_HIGH_WATER_BYTES: HIGH_WATER, SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 400 },
-      { provider: recorder.provider },
-    );
+    const server = await startServer({ STREAM_HIGH_WATER_BYTES: HIGH_WATER, SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 400 }, { provider: recorder.provider });
     // Watch what the server queues for this reader in user space.
     let maxQueued = 0;
     let response: ServerResponse | undefined;

@@ -26,9 +26,12 @@ describe('createChatClient', () => {
     const { url } = await startServer();
     const c = client({ url, transport });
     const events = await collect(streamChat(c, { message: 'explain caching', sessionId: 't' }));
-    expect(events.filter((e) => e.type === 'delta').map((e) => (e.type === 'delta' ? e.delta : '')).join('')).toBe(
-      simulatedDeltas('explain caching').join(''),
-    );
+    expect(
+      events
+        .filter((e) => e.type === 'delta')
+        .map((e) => (e.type === 'delta' ? e.delta : ''))
+        .join(''),
+    ).toBe(simulatedDeltas('explain caching').join(''));
     expect(events.at(-1)).toEqual({ type: 'done', totalChunks: 39 });
     expect(chatClientTransport(c)).toBe(transport === 'auto' ? 'ws' : transport);
     const history = await c.chat.history.query({ sessionId: 't' });

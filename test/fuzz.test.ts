@@ -44,13 +44,15 @@ const body = fc.oneof(
   fc.string({ maxLength: 300 }),
   fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
   fc.json({ maxDepth: 4 }),
-  fc.record({
-    message: fc.oneof(fc.string({ maxLength: 40 }), fc.integer(), fc.constant(null), fc.array(fc.string())),
-    session_id: fc.oneof(fc.string({ maxLength: 200 }), fc.integer(), fc.constant(undefined)),
-    messages: fc.oneof(fc.constant(undefined), fc.array(fc.record({ role: fc.string(), content: fc.oneof(fc.string(), fc.integer()) }), { maxLength: 3 })),
-    stream: fc.oneof(fc.boolean(), fc.string(), fc.constant(undefined)),
-    model: fc.oneof(fc.string({ maxLength: 20 }), fc.constant(undefined)),
-  }).map((o) => JSON.stringify(o)),
+  fc
+    .record({
+      message: fc.oneof(fc.string({ maxLength: 40 }), fc.integer(), fc.constant(null), fc.array(fc.string())),
+      session_id: fc.oneof(fc.string({ maxLength: 200 }), fc.integer(), fc.constant(undefined)),
+      messages: fc.oneof(fc.constant(undefined), fc.array(fc.record({ role: fc.string(), content: fc.oneof(fc.string(), fc.integer()) }), { maxLength: 3 })),
+      stream: fc.oneof(fc.boolean(), fc.string(), fc.constant(undefined)),
+      model: fc.oneof(fc.string({ maxLength: 20 }), fc.constant(undefined)),
+    })
+    .map((o) => JSON.stringify(o)),
 );
 const headerValue = fc.stringMatching(/^[\x20-\x7e]{0,60}$/);
 const headers = fc.record(
@@ -85,7 +87,13 @@ describe('fuzzing every route', () => {
     );
     expect(requests).toBeGreaterThanOrEqual(2500);
 
-    const ok = await send(server.port, 'POST', '/v1/chat/stream', { 'content-type': 'application/json', authorization: `Bearer ${KEY}` }, '{"message":"still here"}');
+    const ok = await send(
+      server.port,
+      'POST',
+      '/v1/chat/stream',
+      { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      '{"message":"still here"}',
+    );
     expect(ok.status).toBe(200);
     expect(ok.body).toContain('"done": true');
   }, 120_000);
@@ -101,11 +109,16 @@ describe('fuzzing every route', () => {
     const frame = fc.oneof(
       fc.string({ maxLength: 200 }),
       fc.json({ maxDepth: 4 }),
-      fc.record({
-        id: fc.oneof(fc.integer(), fc.string(), fc.constant(null)),
-        method: fc.oneof(fc.constantFrom('query', 'mutation', 'subscription', 'subscription.stop', 'connectionParams'), fc.string()),
-        params: fc.oneof(fc.constant(undefined), fc.record({ path: fc.oneof(fc.constantFrom('chat.stream', 'chat.history', 'health'), fc.string()), input: fc.jsonValue() })),
-      }).map((o) => JSON.stringify(o)),
+      fc
+        .record({
+          id: fc.oneof(fc.integer(), fc.string(), fc.constant(null)),
+          method: fc.oneof(fc.constantFrom('query', 'mutation', 'subscription', 'subscription.stop', 'connectionParams'), fc.string()),
+          params: fc.oneof(
+            fc.constant(undefined),
+            fc.record({ path: fc.oneof(fc.constantFrom('chat.stream', 'chat.history', 'health'), fc.string()), input: fc.jsonValue() }),
+          ),
+        })
+        .map((o) => JSON.stringify(o)),
       fc.uint8Array({ maxLength: 100 }).map((a) => Buffer.from(a)),
     );
     await fc.assert(

@@ -98,7 +98,17 @@ describe('stopping a generation', () => {
 
     const late = newGeneration();
     late.stop('cancelled');
-    const lateRun = await late.run({ name: 'late', async *stream(request) { signals.push(request.signal); yield 'x'; } }, hi, async () => undefined);
+    const lateRun = await late.run(
+      {
+        name: 'late',
+        async *stream(request) {
+          signals.push(request.signal);
+          yield 'x';
+        },
+      },
+      hi,
+      async () => undefined,
+    );
     expect(signals[1]!.aborted).toBe(true);
     expect(lateRun.outcome).toBe('cancelled');
   });

@@ -32,10 +32,7 @@ function run(provider: Provider, onFirstDelta?: (ms: number) => void) {
 describe('generation timings', () => {
   it('reports the first token when it comes, and the mean and longest gap between tokens at the end', async () => {
     const first: number[] = [];
-    const summary = await run(
-      pacedProvider([{ text: 'a', pauseMs: 10 }, { text: 'b', pauseMs: 40 }, { text: 'c' }, { text: 'd' }]),
-      (ms) => first.push(ms),
-    );
+    const summary = await run(pacedProvider([{ text: 'a', pauseMs: 10 }, { text: 'b', pauseMs: 40 }, { text: 'c' }, { text: 'd' }]), (ms) => first.push(ms));
     expect(first).toHaveLength(1);
     expect(first[0]).toBeGreaterThanOrEqual(9);
     expect(summary.firstDeltaMs).toBe(first[0]);

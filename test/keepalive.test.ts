@@ -43,7 +43,11 @@ describe('keep-alives', () => {
     const { url } = await startServer({ SIM_DELAY_MS: 400, SSE_PING_MS: 100 });
     const text = await readUntil(
       `${url}/v1/chat/completions`,
-      { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'sluice', stream: true, messages: [{ role: 'user', content: 'quiet' }] }) },
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'sluice', stream: true, messages: [{ role: 'user', content: 'quiet' }] }),
+      },
       (t) => (t.match(/^: ping\n\n/gm) ?? []).length >= 3,
     );
     // Between whole chunks: the role chunk and the first delta came first, in one piece.

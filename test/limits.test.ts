@@ -61,7 +61,7 @@ describe('limits', () => {
       for await (const _ of streamSseRoute(url, { message, session_id: 't' })) void _;
     }
     const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/t/messages`)).json());
-    expect(history.messages.map((m) => m.role === 'user' ? m.content : 'reply')).toEqual(['two', 'reply', 'three', 'reply']);
+    expect(history.messages.map((m) => (m.role === 'user' ? m.content : 'reply'))).toEqual(['two', 'reply', 'three', 'reply']);
   });
 
   it('WebSocket message size: an oversized frame closes that connection (1009); others go on', async () => {

@@ -98,7 +98,10 @@ async function history(base: string, sessionId: string): Promise<SessionHistory>
 }
 
 /** Two Sluice processes on one real Redis behind nginx's round robin. Undefined without redis-server or nginx. */
-async function cluster(env: Record<string, string | number>, site: SiteFile = 'nginx.conf'): Promise<{ a: SluiceProcess; b: SluiceProcess; nginx: Nginx } | undefined> {
+async function cluster(
+  env: Record<string, string | number>,
+  site: SiteFile = 'nginx.conf',
+): Promise<{ a: SluiceProcess; b: SluiceProcess; nginx: Nginx } | undefined> {
   const redis = await startRedis();
   if (!redis) return undefined;
   const [a, b] = await Promise.all([startSluiceProcess({ REDIS_URL: redis.url, ...env }), startSluiceProcess({ REDIS_URL: redis.url, ...env })]);
@@ -175,7 +178,12 @@ describe('Sluice behind nginx (docs/deploy/nginx.conf, real nginx)', () => {
     expect(normalizeIds(proxiedSse.body)).toBe(normalizeIds(directSse.body));
     expect(normalizeIds(proxiedTrpc.body)).toBe(normalizeIds(directTrpc.body));
     const frames = parseSse(proxiedSse.body.toString());
-    expect(frames.map((f) => SseMessageData.parse(JSON.parse(f.data))).filter((d) => !d.done).map((d) => d.delta)).toEqual(FULL);
+    expect(
+      frames
+        .map((f) => SseMessageData.parse(JSON.parse(f.data)))
+        .filter((d) => !d.done)
+        .map((d) => d.delta),
+    ).toEqual(FULL);
     expect(link.events.filter((e) => e.type === 'delta').map((e) => (e.type === 'delta' ? e.delta : ''))).toEqual(FULL);
     expect(link.events.at(-1)).toMatchObject({ type: 'done', totalChunks: FULL.length });
 
@@ -264,7 +272,12 @@ describe('Sluice behind nginx (docs/deploy/nginx.conf, real nginx)', () => {
     for await (const event of streamChat(client, { message: PROMPT, sessionId: 'fallback' })) events.push(event);
     expect(chatClientTransport(client)).toBe('sse');
     expect(transports).toEqual(['sse']);
-    expect(events.filter((e) => e.type === 'delta').map((e) => (e.type === 'delta' ? e.delta : '')).join('')).toBe(reply(PROMPT));
+    expect(
+      events
+        .filter((e) => e.type === 'delta')
+        .map((e) => (e.type === 'delta' ? e.delta : ''))
+        .join(''),
+    ).toBe(reply(PROMPT));
     expect(events.at(-1)).toMatchObject({ type: 'done', totalChunks: FULL.length });
     expect(await metric(sluice, 'sluice_generations_total', { transport: 'trpc-http' })).toBe(1);
     await closeChatClient(client);
@@ -355,7 +368,11 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
       text += decoder.decode(chunk, { stream: true });
       if (!roles && parseSse(text).length >= 3) {
         roles = await runner(a, b);
-        const answer = await fetch(`${nginx.url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: 'cancel-me' }) });
+        const answer = await fetch(`${nginx.url}/v1/chat/cancel`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ session_id: 'cancel-me' }),
+        });
         cancelled = await answer.json();
       }
     }
@@ -454,7 +471,10 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     await closeChatClient(client);
 
     // History keeps both partial replies, marked interrupted.
-    for (const [sessionId, partial] of [['killed-sse', sseError.partial], ['killed-ws', last.type === 'error' ? last.partial : '']] as const) {
+    for (const [sessionId, partial] of [
+      ['killed-sse', sseError.partial],
+      ['killed-ws', last.type === 'error' ? last.partial : ''],
+    ] as const) {
       const stored = await history(nginx.url, sessionId);
       expect(stored.messages.map((m) => [m.role, m.status, m.content])).toEqual([
         ['user', 'complete', LONG],
@@ -468,10 +488,13 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     const nextReply = async (sessionId: string): Promise<void> => {
       let res: Response | undefined;
       // Once the dead instance's liveness mark has expired; 409 session_busy until then.
-      await vi.waitFor(async () => {
-        res = await post(sessionId, 'after the crash');
-        expect(res.status).toBe(200);
-      }, { timeout: 10_000, interval: 200 });
+      await vi.waitFor(
+        async () => {
+          res = await post(sessionId, 'after the crash');
+          expect(res.status).toBe(200);
+        },
+        { timeout: 10_000, interval: 200 },
+      );
       expect(JSON.parse(parseSse(await res!.text()).at(-1)!.data)).toMatchObject({ done: true });
     };
     // Nobody came back for the third reply: its session's next message stores the partial reply
@@ -480,10 +503,17 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
     await Promise.all([
       nextReply('killed-sse'),
       nextReply('killed-gone'),
-      vi.waitFor(async () => {
-        const res = await fetch(`${nginx.url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: 'killed-cancel' }) });
-        expect(await res.json()).toEqual({ cancelled: false });
-      }, { timeout: 10_000, interval: 200 }),
+      vi.waitFor(
+        async () => {
+          const res = await fetch(`${nginx.url}/v1/chat/cancel`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify({ session_id: 'killed-cancel' }),
+          });
+          expect(await res.json()).toEqual({ cancelled: false });
+        },
+        { timeout: 10_000, interval: 200 },
+      ),
     ]);
     const gone = await history(nginx.url, 'killed-gone');
     expect(gone.messages.map((m) => [m.role, m.status])).toEqual([

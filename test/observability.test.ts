@@ -10,10 +10,15 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
     if (!line.startsWith(name)) continue;
     const match = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
     if (!match || match[1] !== name) continue;
-    const have = Object.fromEntries((match[2] ?? '').split(',').filter(Boolean).map((kv) => {
-      const [k, v] = kv.split('=');
-      return [k, v!.replace(/^"|"$/g, '')];
-    }));
+    const have = Object.fromEntries(
+      (match[2] ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => {
+          const [k, v] = kv.split('=');
+          return [k, v!.replace(/^"|"$/g, '')];
+        }),
+    );
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(match[3]);
   }
   return 0;

@@ -44,10 +44,12 @@ describe('openai provider options', () => {
     expect(() => loadConfig({ UPSTREAM_RETRIES: '11' })).toThrow(/UPSTREAM_RETRIES/);
     expect(() => loadConfig({ LLM_TEMPERATURE: 'hot' })).toThrow(/LLM_TEMPERATURE/);
     expect(() => loadConfig({ SIM_TOKENIZER: 'chars' })).toThrow(/SIM_TOKENIZER/);
-    const config = loadConfig(
-      { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://h/v1', LLM_MODEL: 'llama' },
-      ['--llm-temperature', '0.2', '--upstream-retries', '2'],
-    );
+    const config = loadConfig({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://h/v1', LLM_MODEL: 'llama' }, [
+      '--llm-temperature',
+      '0.2',
+      '--upstream-retries',
+      '2',
+    ]);
     expect(config).toMatchObject({
       LLM_TEMPERATURE: 0.2,
       UPSTREAM_RETRIES: 2,

@@ -101,7 +101,9 @@ describe('the official openai SDK against Sluice', () => {
     // Not JSON at all: the same shape, 400.
     const res = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":' });
     expect(res.status).toBe(400);
-    expect(await res.json()).toEqual({ error: { message: 'The request body is not valid JSON', type: 'invalid_request_error', param: null, code: 'invalid_json' } });
+    expect(await res.json()).toEqual({
+      error: { message: 'The request body is not valid JSON', type: 'invalid_request_error', param: null, code: 'invalid_json' },
+    });
   });
 
   it('client.models.list() and models.retrieve() work', async () => {
@@ -128,7 +130,13 @@ describe('the official openai SDK against Sluice', () => {
       messages: [
         { role: 'user', content: 'ignored, the session has it' },
         { role: 'assistant', content: 'ignored too' },
-        { role: 'user', content: [{ type: 'text', text: 'second ' }, { type: 'text', text: 'question' }] },
+        {
+          role: 'user',
+          content: [
+            { type: 'text', text: 'second ' },
+            { type: 'text', text: 'question' },
+          ],
+        },
       ],
     });
     let second = '';

@@ -24,7 +24,10 @@ describe('README: the OpenAI-compatible endpoint', () => {
     if (!curl) return;
     const { url } = await startServer();
     const [example, shown] = blocksAfter('openai-curl-example');
-    const command = example.trim().replace(/\\\n\s*/g, '').replace('http://localhost:8000', url);
+    const command = example
+      .trim()
+      .replace(/\\\n\s*/g, '')
+      .replace('http://localhost:8000', url);
     const printed = await new Promise<string>((resolve, reject) =>
       execFile('bash', ['-c', command], { timeout: 20_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
     );

@@ -56,7 +56,10 @@ describe('README', () => {
       child.once('exit', (code) => reject(new Error(`npm start exited with ${code}: ${out}`)));
     });
 
-    const command = readmeBlock('curl-example').trim().replace(/\\\n\s*/g, '').replace('localhost:8000', `localhost:${port}`);
+    const command = readmeBlock('curl-example')
+      .trim()
+      .replace(/\\\n\s*/g, '')
+      .replace('localhost:8000', `localhost:${port}`);
     const printed = await new Promise<string>((resolve, reject) =>
       execFile('bash', ['-c', command], { timeout: 20_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
     );
@@ -68,7 +71,9 @@ describe('README', () => {
       'data: {"delta": "", "done": true, "total_chunks": 39}',
     ]);
     // The README shows the start of that output verbatim.
-    const shown = readmeBlock('curl-output').split('\n').filter((l) => l.startsWith('event:') || l.startsWith('data:'));
+    const shown = readmeBlock('curl-output')
+      .split('\n')
+      .filter((l) => l.startsWith('event:') || l.startsWith('data:'));
     const printedEventsAndData = lines.filter((l) => l.startsWith('event:') || l.startsWith('data:'));
     expect(shown.length).toBeGreaterThan(4);
     for (const line of shown) expect(printedEventsAndData).toContain(line);

@@ -12,8 +12,7 @@ import { stockClient } from './helpers/trpc-clients.ts';
 const PROMPT = 'scale me out';
 const FULL = simulatedDeltas(PROMPT);
 
-const history = async (url: string, session: string) =>
-  SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages`)).json());
+const history = async (url: string, session: string) => SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages`)).json());
 
 async function readFrames(iterable: AsyncIterable<SseFrame>, stopAfter = Infinity): Promise<SseFrame[]> {
   const frames: SseFrame[] = [];
@@ -25,7 +24,10 @@ async function readFrames(iterable: AsyncIterable<SseFrame>, stopAfter = Infinit
 }
 
 const deltasOf = (frames: SseFrame[]) =>
-  frames.filter((f) => f.event === 'message').map((f) => SseMessageData.parse(JSON.parse(f.data))).filter((d) => !d.done);
+  frames
+    .filter((f) => f.event === 'message')
+    .map((f) => SseMessageData.parse(JSON.parse(f.data)))
+    .filter((d) => !d.done);
 
 describe('several Sluice processes on one Redis', () => {
   it('a reply started on A resumes on B (SSE route and tRPC), exactly once; history is the same on both', async () => {
@@ -55,7 +57,10 @@ describe('several Sluice processes on one Redis', () => {
 
     const [ha, hb] = await Promise.all([history(a.url, 'x'), history(b.url, 'x')]);
     expect(ha).toEqual(hb);
-    expect(ha.messages.map((m) => [m.role, m.status])).toEqual([['user', 'complete'], ['assistant', 'complete']]);
+    expect(ha.messages.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'complete'],
+    ]);
     expect(await a.stop()).toBe(0);
     expect(await b.stop()).toBe(0);
   });
@@ -116,7 +121,13 @@ describe('several Sluice processes on one Redis', () => {
     const ending = tail.at(-1)!;
     expect(ending.event).toBe('error');
     const { partial } = SseErrorData.parse(JSON.parse(ending.data));
-    expect(partial.startsWith(deltasOf(head).map((d) => d.delta).join(''))).toBe(true);
+    expect(
+      partial.startsWith(
+        deltasOf(head)
+          .map((d) => d.delta)
+          .join(''),
+      ),
+    ).toBe(true);
     const stored = await history(b.url, 'k');
     expect(stored.messages).toHaveLength(2);
     expect(stored.messages[1]).toMatchObject({ role: 'assistant', status: 'interrupted', content: partial });

@@ -16,7 +16,14 @@ describe('routing', () => {
     expect(canonical.status).toBe(200);
     const events = (body: Buffer) => parseSse(body.toString()).map((f) => f.event ?? JSON.parse(f.data).json?.type);
     let n = 1;
-    for (const path of ['/trpc/chat.stream/', '/trpc/chat%2Estream', '/trpc/%63hat.stream', '/trpc//chat.stream', '/trpc/x/../chat.stream', '/trpc/./chat.stream']) {
+    for (const path of [
+      '/trpc/chat.stream/',
+      '/trpc/chat%2Estream',
+      '/trpc/%63hat.stream',
+      '/trpc//chat.stream',
+      '/trpc/x/../chat.stream',
+      '/trpc/./chat.stream',
+    ]) {
       const res = await rawRequest(`${url}${path}?input=${input(`r${n++}`)}`, { method: 'GET' });
       expect(res.status, path).toBe(200);
       // Sluice's producer writes its own header lines (tRPC's writes them lower-cased).
@@ -31,7 +38,11 @@ describe('routing', () => {
     expect((await fetch(`${url}/metrics/`)).status).toBe(200);
     expect((await fetch(`${url}/%72eady`)).status).toBe(200);
     expect((await fetch(`${url}/v1//sessions/s1/messages`)).status).toBe(200);
-    const chat = await fetch(`${url}/v1/chat/stream/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"message":"hi","session_id":"r9"}' });
+    const chat = await fetch(`${url}/v1/chat/stream/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"message":"hi","session_id":"r9"}',
+    });
     expect(chat.status).toBe(200);
     await chat.text();
 

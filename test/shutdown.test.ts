@@ -60,8 +60,7 @@ describe('graceful shutdown', () => {
 
     // Every reply is in history, read through a fresh instance on the same Redis.
     const next = await startSluiceProcess(env);
-    const history = async (session: string) =>
-      SessionHistory.parse(await (await fetch(`${next.url}/v1/sessions/${session}/messages`)).json());
+    const history = async (session: string) => SessionHistory.parse(await (await fetch(`${next.url}/v1/sessions/${session}/messages`)).json());
     expect((await history('short')).messages[1]).toMatchObject({ status: 'complete' });
     expect((await history('long')).messages[1]).toMatchObject({ status: 'interrupted', content: partial });
   });

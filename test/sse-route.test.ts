@@ -10,7 +10,10 @@ const TEMPLATE =
   "Based on your query about '{prompt}', here is the analysis: This topic involves multiple key " +
   'components that interact in complex ways. The primary considerations include resource allocation, ' +
   'performance metrics, and systematic evaluation of the underlying mechanisms at play.';
-const wordsFor = (prompt: string): string[] => TEMPLATE.replace('{prompt}', prompt).split(/\s+/).map((w) => `${w} `);
+const wordsFor = (prompt: string): string[] =>
+  TEMPLATE.replace('{prompt}', prompt)
+    .split(/\s+/)
+    .map((w) => `${w} `);
 
 const post = (url: string, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
   rawRequest(`${url}/v1/chat/stream`, { headers, body });
@@ -84,7 +87,9 @@ describe('POST /v1/chat/stream', () => {
     expect(body).toContain(String.raw`data: {"delta": "\\ ", "done": false, "chunk_index": 8}`);
     expect(body).toContain(String.raw`data: {"delta": "\ud83d\ude80 ", "done": false, "chunk_index": 9}`);
     expect(/[^\x00-\x7f]/.test(body)).toBe(false);
-    const deltas = parseSse(body).slice(0, -1).map((f) => SseDeltaData.parse(JSON.parse(f.data)).delta);
+    const deltas = parseSse(body)
+      .slice(0, -1)
+      .map((f) => SseDeltaData.parse(JSON.parse(f.data)).delta);
     expect(deltas.join('')).toBe(wordsFor(prompt).join(''));
   });
 

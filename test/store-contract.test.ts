@@ -66,7 +66,12 @@ const message = (content: string): ChatMessage => ({ role: 'user', content, stat
 const delta = (i: number): StreamEvent => ({ type: 'delta', delta: `w${i} `, index: i });
 const record = (id: string): GenerationRecord => ({ id, owner: 'o', sessionId: 's', sessionKey: 'o/s', stored: true });
 
-describe.each(backends<History>(() => new MemoryHistory(), (c) => new RedisHistory(c)))('history contract: $name', (backend) => {
+describe.each(
+  backends<History>(
+    () => new MemoryHistory(),
+    (c) => new RedisHistory(c),
+  ),
+)('history contract: $name', (backend) => {
   it('keeps history per session, in order, trimming the oldest', async () => {
     const pair = await backend.pair();
     if (!pair) return;
@@ -81,7 +86,12 @@ describe.each(backends<History>(() => new MemoryHistory(), (c) => new RedisHisto
   });
 });
 
-describe.each(backends<LeaseStore>(() => new MemoryLeaseStore(), (c) => new RedisLeaseStore(c)))('lease store contract: $name', (backend) => {
+describe.each(
+  backends<LeaseStore>(
+    () => new MemoryLeaseStore(),
+    (c) => new RedisLeaseStore(c),
+  ),
+)('lease store contract: $name', (backend) => {
   it('gives a lease to one holder at a time, expiring it when not refreshed', async () => {
     const pair = await backend.pair();
     if (!pair) return;
@@ -131,7 +141,12 @@ describe.each(backends<LeaseStore>(() => new MemoryLeaseStore(), (c) => new Redi
   });
 });
 
-describe.each(backends<EventLog>(() => new MemoryEventLog({ shared: true }), (c) => new RedisEventLog(c)))('event log contract: $name', (backend) => {
+describe.each(
+  backends<EventLog>(
+    () => new MemoryEventLog({ shared: true }),
+    (c) => new RedisEventLog(c),
+  ),
+)('event log contract: $name', (backend) => {
   it('logs events in order, refuses a position twice, and reads after a position', async () => {
     const pair = await backend.pair();
     if (!pair) return;
@@ -211,7 +226,12 @@ describe('event log of one process', () => {
   });
 });
 
-describe.each(backends<Signals>(() => new MemorySignals(), (c) => new RedisSignals(c)))('signals contract: $name', (backend) => {
+describe.each(
+  backends<Signals>(
+    () => new MemorySignals(),
+    (c) => new RedisSignals(c),
+  ),
+)('signals contract: $name', (backend) => {
   it('delivers cancel signals to every instance', async () => {
     const pair = await backend.pair();
     if (!pair) return;

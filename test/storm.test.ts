@@ -74,11 +74,14 @@ describe('disconnect storm', () => {
     leave.length = 0;
     ready.length = 0;
 
-    await vi.waitFor(() => {
-      expect(server.sluice.service.runningCount).toBe(0);
-      expect(server.sluice.service.openListeners).toBe(0);
-      expect(recorder.calls.filter((c) => !c.settled)).toHaveLength(0);
-    }, { timeout: 15_000 });
+    await vi.waitFor(
+      () => {
+        expect(server.sluice.service.runningCount).toBe(0);
+        expect(server.sluice.service.openListeners).toBe(0);
+        expect(recorder.calls.filter((c) => !c.settled)).toHaveLength(0);
+      },
+      { timeout: 15_000 },
+    );
     expect(recorder.calls.filter((c) => c.aborted).length).toBeGreaterThanOrEqual(SSE + WS);
     await expectTimersBackTo(timersBefore);
     // Nothing holds on to the departed: the heap returns near where it started.

@@ -180,7 +180,10 @@ describe('tRPC WebSocket protocol: Sluice answers as tRPC adapter does', () => {
       await p.until((m) => m.includes('PONG'));
     });
     expect(sluice).toEqual(reference);
-    const errors = (sluice as Message[]).filter((m) => typeof m === 'object' && 'error' in m) as Array<{ id: unknown; error: { json: { data: { code: string } } } }>;
+    const errors = (sluice as Message[]).filter((m) => typeof m === 'object' && 'error' in m) as Array<{
+      id: unknown;
+      error: { json: { data: { code: string } } };
+    }>;
     expect(errors.map((e) => [e.id, e.error.json.data.code])).toEqual([
       [1, 'BAD_REQUEST'],
       [2, 'NOT_FOUND'],

@@ -41,7 +41,8 @@ async function readTwoThenLeave(url: string, way: Way, sessionId: string): Promi
   let leftAt = 0;
   await collectStream(client, { message: 'hello', sessionId }, (event, unsubscribe) => {
     if (event.type !== 'delta' || event.index !== 2) return;
-    if (way === 'trpc-sse') unsubscribe(); // closes the EventSource
+    if (way === 'trpc-sse')
+      unsubscribe(); // closes the EventSource
     else void close(); // drops the WebSocket
     leftAt = performance.now();
   });

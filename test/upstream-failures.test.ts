@@ -33,13 +33,26 @@ const FAILURES: readonly Failure[] = [
     status: 503,
     retryAfterSeconds: 7,
   },
-  { name: 'server error (500)', plan: { kind: 'status', status: 500 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.server, tokensBefore: 0, status: 502 },
+  {
+    name: 'server error (500)',
+    plan: { kind: 'status', status: 500 },
+    code: 'upstream_error',
+    message: UPSTREAM_MESSAGES.server,
+    tokensBefore: 0,
+    status: 502,
+  },
   { name: 'bad gateway (502)', plan: { kind: 'status', status: 502 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.server, tokensBefore: 0, status: 502 },
   { name: 'connection refused', plan: 'refused', code: 'upstream_error', message: UPSTREAM_MESSAGES.connection, tokensBefore: 0, status: 502 },
   { name: 'slow first token', plan: { kind: 'silent' }, code: 'upstream_timeout', message: UPSTREAM_MESSAGES.firstTokenTimeout, tokensBefore: 0, status: 504 },
   { name: 'stall between tokens', plan: { kind: 'stall', after: 2 }, code: 'upstream_timeout', message: UPSTREAM_MESSAGES.stall, tokensBefore: 2 },
   { name: 'malformed chunk', plan: { kind: 'malformed', after: 2 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.malformed, tokensBefore: 2 },
-  { name: 'error chunk in a 200 stream', plan: { kind: 'error-chunk', after: 2 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.errorInStream, tokensBefore: 2 },
+  {
+    name: 'error chunk in a 200 stream',
+    plan: { kind: 'error-chunk', after: 2 },
+    code: 'upstream_error',
+    message: UPSTREAM_MESSAGES.errorInStream,
+    tokensBefore: 2,
+  },
   { name: 'connection cut mid-stream', plan: { kind: 'drop', after: 3 }, code: 'upstream_error', message: UPSTREAM_MESSAGES.server, tokensBefore: 3 },
 ];
 

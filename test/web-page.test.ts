@@ -41,11 +41,14 @@ describe('browser chat page (headless Chromium)', () => {
 
     await say(page, 'explain caching');
     // Part of the reply is in the page while it is still streaming.
-    await vi.waitFor(async () => {
-      const text = (await lastReply(page).locator('.text').textContent()) ?? '';
-      expect(text.length).toBeGreaterThan(0);
-      expect(await lastReply(page).getAttribute('data-status')).toBe('streaming');
-    }, { timeout: 15_000, interval: 20 });
+    await vi.waitFor(
+      async () => {
+        const text = (await lastReply(page).locator('.text').textContent()) ?? '';
+        expect(text.length).toBeGreaterThan(0);
+        expect(await lastReply(page).getAttribute('data-status')).toBe('streaming');
+      },
+      { timeout: 15_000, interval: 20 },
+    );
     expect(await page.locator('#stop').isEnabled()).toBe(true);
     await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
     expect(await lastReply(page).locator('.text').textContent()).toBe(reply('explain caching'));

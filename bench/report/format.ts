@@ -65,12 +65,39 @@ export function rowsOf(s: ScenarioResult): string[][] {
     }
     return [
       r.label,
-      cell(m.eventsPerSec, b((x) => x.eventsPerSec), 0, show),
-      cell(m.serverCpuUsPerEvent, b((x) => x.serverCpuUsPerEvent), 1, show),
-      pair(m.firstEventP50Ms, m.firstEventP99Ms, b((x) => x.firstEventP50Ms), b((x) => x.firstEventP99Ms)),
-      pair(m.streamP50Ms, m.streamP99Ms, b((x) => x.streamP50Ms), b((x) => x.streamP99Ms)),
+      cell(
+        m.eventsPerSec,
+        b((x) => x.eventsPerSec),
+        0,
+        show,
+      ),
+      cell(
+        m.serverCpuUsPerEvent,
+        b((x) => x.serverCpuUsPerEvent),
+        1,
+        show,
+      ),
+      pair(
+        m.firstEventP50Ms,
+        m.firstEventP99Ms,
+        b((x) => x.firstEventP50Ms),
+        b((x) => x.firstEventP99Ms),
+      ),
+      pair(
+        m.streamP50Ms,
+        m.streamP99Ms,
+        b((x) => x.streamP50Ms),
+        b((x) => x.streamP99Ms),
+      ),
       num(m.peakRssMB, 0),
-      memory ? cell(m.memPerStreamKB, b((x) => x.memPerStreamKB), 1, show) : '-',
+      memory
+        ? cell(
+            m.memPerStreamKB,
+            b((x) => x.memPerStreamKB),
+            1,
+            show,
+          )
+        : '-',
       `${m.complete}/${m.streams}${m.errors > 0 ? ` (${m.errorSamples[0] ?? 'errors'})` : ''}`,
       compared.join('; '),
     ];

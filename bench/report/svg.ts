@@ -112,13 +112,17 @@ export function chartSvg(report: BenchReport): string {
     panels.push({
       title: `Stream time p99 with held streams at ${held[0]!.scenario.delayMs} ms a token — lower is better`,
       unit: 'ms from request to last event (p99)',
-      bars: held.flatMap((s) => s.results.map((r) => ({ label: `${r.label} @ ${s.scenario.concurrency}`, value: r.metrics?.streamP99Ms, sluice: r.sluice, group: s.scenario.name }))),
+      bars: held.flatMap((s) =>
+        s.results.map((r) => ({ label: `${r.label} @ ${s.scenario.concurrency}`, value: r.metrics?.streamP99Ms, sluice: r.sluice, group: s.scenario.name })),
+      ),
       mark: { value: ideal, label: `ideal ${Math.round(ideal)} ms` },
     });
     panels.push({
       title: 'Server memory per held stream — lower is better',
       unit: 'KB per stream ((peak RSS − idle RSS) / streams)',
-      bars: held.flatMap((s) => s.results.map((r) => ({ label: `${r.label} @ ${s.scenario.concurrency}`, value: r.metrics?.memPerStreamKB, sluice: r.sluice, group: s.scenario.name }))),
+      bars: held.flatMap((s) =>
+        s.results.map((r) => ({ label: `${r.label} @ ${s.scenario.concurrency}`, value: r.metrics?.memPerStreamKB, sluice: r.sluice, group: s.scenario.name })),
+      ),
       mark: { value: 50, label: 'target 50 KB' },
     });
   }

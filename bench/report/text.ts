@@ -36,7 +36,7 @@ export function markdownReport(report: BenchReport, chartFile?: string): string 
   const out = [`Measured on ${machineLine(report)}.`, ''];
   out.push(
     'Server figures are for the server process only (CPU summed over all threads from `/proc/<pid>/task/*/schedstat`, RSS sampled from `/proc/<pid>/status`); ' +
-      'an event is one token delta. Sluice rows show each figure\'s ratio to the baseline named in the last column, measured in the same run.',
+      "an event is one token delta. Sluice rows show each figure's ratio to the baseline named in the last column, measured in the same run.",
     '',
   );
   if (chartFile) out.push(`![server CPU per event, and held-stream times](${chartFile})`, '');

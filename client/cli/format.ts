@@ -15,8 +15,7 @@ export function styleFor(stream: NodeJS.WriteStream, env: Record<string, string 
   return { dim: wrap('2', '22'), bold: wrap('1', '22'), red: wrap('31', '39') };
 }
 
-export const transportLabel = (transport: 'ws' | 'sse' | 'pending'): string =>
-  transport === 'ws' ? 'WebSocket' : transport === 'sse' ? 'SSE' : 'connecting';
+export const transportLabel = (transport: 'ws' | 'sse' | 'pending'): string => (transport === 'ws' ? 'WebSocket' : transport === 'sse' ? 'SSE' : 'connecting');
 
 /** The line after a reply: how it ended and how fast it came. */
 export function outcomeLine(outcome: ReplyOutcome): string {
@@ -24,9 +23,7 @@ export function outcomeLine(outcome: ReplyOutcome): string {
     case 'complete':
       return formatReplyStats(outcome.stats);
     case 'cancelled':
-      return outcome.by === 'user'
-        ? `cancelled · ${formatReplyStats(outcome.stats)}`
-        : `${outcome.code} on the server · ${formatReplyStats(outcome.stats)}`;
+      return outcome.by === 'user' ? `cancelled · ${formatReplyStats(outcome.stats)}` : `${outcome.code} on the server · ${formatReplyStats(outcome.stats)}`;
     case 'failed':
       return `error: ${outcome.code}: ${outcome.message} · ${formatReplyStats(outcome.stats)}`;
     case 'refused':

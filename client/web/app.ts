@@ -3,14 +3,7 @@
  * the session's history, a streaming reply, Stop, and the transport and reconnects shown.
  * Bundled by esbuild (server/transport/http/web-assets.ts); no framework.
  */
-import {
-  createChatClient,
-  formatReplyStats,
-  ReplyTimer,
-  streamChat,
-  type ChatMessage,
-  type Transport,
-} from '../browser.ts';
+import { createChatClient, formatReplyStats, ReplyTimer, streamChat, type ChatMessage, type Transport } from '../browser.ts';
 import { SESSION_ID_PATTERN } from '../../shared/session-id.ts';
 
 type Status = ChatMessage['status'] | 'streaming';
@@ -61,8 +54,7 @@ let reconnects = 0;
 let transportReports = 0;
 function showConnection(state: 'connected' | 'lost' | 'reconnected'): void {
   ui.connection.dataset.state = state;
-  ui.connection.textContent =
-    state === 'lost' ? 'connection lost, reconnecting…' : state === 'reconnected' ? `reconnected (${reconnects})` : 'connected';
+  ui.connection.textContent = state === 'lost' ? 'connection lost, reconnecting…' : state === 'reconnected' ? `reconnected (${reconnects})` : 'connected';
 }
 function lost(): void {
   if (down) return;

@@ -41,7 +41,13 @@ export class ApiKeys implements Credentials {
   static fromSources(sources: { file?: string | undefined; list?: string | undefined }): ApiKeys {
     const keys: string[] = [];
     if (sources.file) keys.push(...parseKeysFile(readFileSync(sources.file, 'utf8')));
-    if (sources.list) keys.push(...sources.list.split(',').map((k) => k.trim()).filter(Boolean));
+    if (sources.list)
+      keys.push(
+        ...sources.list
+          .split(',')
+          .map((k) => k.trim())
+          .filter(Boolean),
+      );
     if (sources.file && keys.length === 0) throw new RangeError(`API_KEYS_FILE ${sources.file} holds no keys`);
     return new ApiKeys(keys);
   }

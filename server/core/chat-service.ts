@@ -75,7 +75,15 @@ interface Holds {
 const RECORD_TTL_MS = 24 * 60 * 60 * 1000;
 
 function checkOptions(o: ChatServiceOptions): void {
-  for (const name of ['resumeGraceMs', 'eventLogTtlMs', 'maxMessageChars', 'presenceTtlMs', 'remotePollMs', 'maxHistoryMessages', 'maxStreamsPerOwner'] as const) {
+  for (const name of [
+    'resumeGraceMs',
+    'eventLogTtlMs',
+    'maxMessageChars',
+    'presenceTtlMs',
+    'remotePollMs',
+    'maxHistoryMessages',
+    'maxStreamsPerOwner',
+  ] as const) {
     const value = o[name];
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
       throw new RangeError(`chat service: ${name} must be a non-negative integer, got ${value}`);
@@ -339,7 +347,14 @@ export class ChatService {
     return { generationId: record.id, listener };
   }
 
-  async #run(generation: Generation, record: GenerationRecord, messages: readonly ProviderMessage[], holds: Holds, logged: boolean, transport: string): Promise<void> {
+  async #run(
+    generation: Generation,
+    record: GenerationRecord,
+    messages: readonly ProviderMessage[],
+    holds: Holds,
+    logged: boolean,
+    transport: string,
+  ): Promise<void> {
     const { history, provider, logger } = this.#o;
     try {
       // The session is free again before the terminal event goes out, so a client that reacts to

@@ -137,11 +137,7 @@ export class Generation {
    * Runs the provider to its end. `persist` stores the reply (whatever its outcome) before the
    * terminal event is published, so a client that sees `done` finds the reply in history.
    */
-  async run(
-    provider: Provider,
-    messages: readonly ProviderMessage[],
-    persist: (reply: ChatMessage) => Promise<void>,
-  ): Promise<GenerationSummary> {
+  async run(provider: Provider, messages: readonly ProviderMessage[], persist: (reply: ChatMessage) => Promise<void>): Promise<GenerationSummary> {
     const generation = this;
     const request: ProviderRequest = {
       messages,
@@ -186,7 +182,6 @@ export class Generation {
       terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
       // The retry hint (an upstream's 429) travels with the event to the transports that can carry it.
       if (failure.retryAfterSeconds !== undefined) terminal.retryAfterSeconds = failure.retryAfterSeconds;
-
     } else if (this.#stopReason) {
       outcome = this.#stopReason === 'cancelled' ? 'cancelled' : 'interrupted';
       const code = outcome === 'cancelled' ? 'cancelled' : 'interrupted';

@@ -55,7 +55,11 @@ export class Leases {
   async markAlive(generationId: string): Promise<Held> {
     const key = aliveKey(generationId);
     await this.#store.acquire(key, generationId, this.#ttlMs);
-    return this.#hold(`alive ${generationId}`, () => this.#store.refresh(key, generationId, this.#ttlMs), () => this.#store.release(key, generationId));
+    return this.#hold(
+      `alive ${generationId}`,
+      () => this.#store.refresh(key, generationId, this.#ttlMs),
+      () => this.#store.release(key, generationId),
+    );
   }
 
   async isAlive(generationId: string): Promise<boolean> {
@@ -69,7 +73,11 @@ export class Leases {
   async lockSession(sessionKey: string, generationId: string, ttlMs: number): Promise<Held | undefined> {
     const key = sessionLockKey(sessionKey);
     if (!(await this.#store.acquire(key, generationId, ttlMs))) return undefined;
-    return this.#hold(`session ${sessionKey}`, () => this.#store.refresh(key, generationId, ttlMs), () => this.#store.release(key, generationId));
+    return this.#hold(
+      `session ${sessionKey}`,
+      () => this.#store.refresh(key, generationId, ttlMs),
+      () => this.#store.release(key, generationId),
+    );
   }
 
   /** The generation holding a session's lock, if any. */
@@ -87,7 +95,11 @@ export class Leases {
     if (limit === 0) return NOTHING_HELD;
     const member = randomBytes(9).toString('base64url');
     if (!(await this.#store.acquireSlot(key, member, limit, this.#ttlMs))) return undefined;
-    return this.#hold(`slot ${key}`, () => this.#store.refreshSlot(key, member, this.#ttlMs), () => this.#store.releaseSlot(key, member));
+    return this.#hold(
+      `slot ${key}`,
+      () => this.#store.refreshSlot(key, member, this.#ttlMs),
+      () => this.#store.releaseSlot(key, member),
+    );
   }
 
   /** Stops the heartbeat (what is still held then expires by itself). */

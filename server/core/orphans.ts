@@ -33,7 +33,11 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
     if (await events.append(record.id, seq, ending)) {
       o.logger.warn({ generationId: record.id, seq }, 'generation lost its instance; stored the partial reply');
       if (record.stored) {
-        await o.history.append(record.sessionKey, { role: 'assistant', content: partial, status: 'interrupted', createdAt: new Date().toISOString() }, o.maxHistoryMessages);
+        await o.history.append(
+          record.sessionKey,
+          { role: 'assistant', content: partial, status: 'interrupted', createdAt: new Date().toISOString() },
+          o.maxHistoryMessages,
+        );
       }
       await o.leases.releaseSession(record.sessionKey, record.id);
       await events.expire(record.id, o.eventLogTtlMs);

@@ -88,4 +88,3 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
   };
   return listener;
 }
-

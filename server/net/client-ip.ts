@@ -21,7 +21,10 @@ const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 export function parseTrustedProxies(text: string | undefined): TrustedProxies {
   const list = new BlockList();
   let count = 0;
-  const entries = (text ?? '').split(',').map((e) => e.trim()).filter((e) => e !== '');
+  const entries = (text ?? '')
+    .split(',')
+    .map((e) => e.trim())
+    .filter((e) => e !== '');
   for (const entry of entries.flatMap((e) => (e.toLowerCase() === 'loopback' ? LOOPBACK : [e]))) {
     const slash = entry.indexOf('/');
     const address = slash === -1 ? entry : entry.slice(0, slash);

@@ -18,18 +18,68 @@ const DELTA_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 /** Sluice's Prometheus metrics (prom-client), one registry per server. */
 export class Metrics implements GenerationObserver {
   readonly #registry = new Registry();
-  readonly #activeStreams = new Gauge({ name: 'sluice_active_streams', help: 'Streams being sent to clients now, by transport', labelNames: ['transport'], registers: [this.#registry] });
-  readonly #connections = new Gauge({ name: 'sluice_open_connections', help: 'Open client connections, by transport (http, ws)', labelNames: ['transport'], registers: [this.#registry] });
-  readonly #ttft = new Histogram({ name: 'sluice_time_to_first_delta_seconds', help: 'Time from the start of a generation to its first delta (time to first token)', buckets: DELTA_BUCKETS, registers: [this.#registry] });
+  readonly #activeStreams = new Gauge({
+    name: 'sluice_active_streams',
+    help: 'Streams being sent to clients now, by transport',
+    labelNames: ['transport'],
+    registers: [this.#registry],
+  });
+  readonly #connections = new Gauge({
+    name: 'sluice_open_connections',
+    help: 'Open client connections, by transport (http, ws)',
+    labelNames: ['transport'],
+    registers: [this.#registry],
+  });
+  readonly #ttft = new Histogram({
+    name: 'sluice_time_to_first_delta_seconds',
+    help: 'Time from the start of a generation to its first delta (time to first token)',
+    buckets: DELTA_BUCKETS,
+    registers: [this.#registry],
+  });
   // Per generation, not per delta: an observation per delta was a tenth of the SSE route's CPU per event.
-  readonly #meanGap = new Histogram({ name: 'sluice_time_per_delta_seconds', help: 'Mean time between consecutive deltas, one observation per generation of two deltas or more', buckets: DELTA_BUCKETS, registers: [this.#registry] });
-  readonly #maxGap = new Histogram({ name: 'sluice_max_delta_gap_seconds', help: 'Longest time between two consecutive deltas of a generation (upstream stalls)', buckets: DELTA_BUCKETS, registers: [this.#registry] });
+  readonly #meanGap = new Histogram({
+    name: 'sluice_time_per_delta_seconds',
+    help: 'Mean time between consecutive deltas, one observation per generation of two deltas or more',
+    buckets: DELTA_BUCKETS,
+    registers: [this.#registry],
+  });
+  readonly #maxGap = new Histogram({
+    name: 'sluice_max_delta_gap_seconds',
+    help: 'Longest time between two consecutive deltas of a generation (upstream stalls)',
+    buckets: DELTA_BUCKETS,
+    registers: [this.#registry],
+  });
   readonly #deltas = new Counter({ name: 'sluice_deltas_total', help: 'Deltas (pieces of reply text) produced by providers', registers: [this.#registry] });
-  readonly #events = new Counter({ name: 'sluice_events_sent_total', help: 'Stream events sent to clients, by transport', labelNames: ['transport'], registers: [this.#registry] });
-  readonly #generations = new Counter({ name: 'sluice_generations_total', help: 'Finished generations, by outcome', labelNames: ['outcome', 'transport'], registers: [this.#registry] });
-  readonly #failures = new Counter({ name: 'sluice_generation_errors_total', help: 'Failed generations, by error code (upstream_* are the upstream model)', labelNames: ['code'], registers: [this.#registry] });
-  readonly #resumes = new Counter({ name: 'sluice_resumes_total', help: 'Streams resumed from an event id, by transport', labelNames: ['transport'], registers: [this.#registry] });
-  readonly #rejected = new Counter({ name: 'sluice_rejected_requests_total', help: 'Requests refused before streaming, by reason', labelNames: ['reason'], registers: [this.#registry] });
+  readonly #events = new Counter({
+    name: 'sluice_events_sent_total',
+    help: 'Stream events sent to clients, by transport',
+    labelNames: ['transport'],
+    registers: [this.#registry],
+  });
+  readonly #generations = new Counter({
+    name: 'sluice_generations_total',
+    help: 'Finished generations, by outcome',
+    labelNames: ['outcome', 'transport'],
+    registers: [this.#registry],
+  });
+  readonly #failures = new Counter({
+    name: 'sluice_generation_errors_total',
+    help: 'Failed generations, by error code (upstream_* are the upstream model)',
+    labelNames: ['code'],
+    registers: [this.#registry],
+  });
+  readonly #resumes = new Counter({
+    name: 'sluice_resumes_total',
+    help: 'Streams resumed from an event id, by transport',
+    labelNames: ['transport'],
+    registers: [this.#registry],
+  });
+  readonly #rejected = new Counter({
+    name: 'sluice_rejected_requests_total',
+    help: 'Requests refused before streaming, by reason',
+    labelNames: ['reason'],
+    registers: [this.#registry],
+  });
 
   constructor(runningGenerations: () => number) {
     new Gauge({

@@ -97,9 +97,7 @@ export function configSettings(): SettingDoc[] {
 
 /** The README section between the markers (markers excluded), generated from ConfigSchema. */
 export function configReference(): string {
-  const rows = configSettings().map(
-    (s) => `| \`${s.variable}\` | \`${s.flag}\` | ${cell(s.defaultValue)} | ${s.accepts} | ${cell(s.meaning)} |`,
-  );
+  const rows = configSettings().map((s) => `| \`${s.variable}\` | \`${s.flag}\` | ${cell(s.defaultValue)} | ${s.accepts} | ${cell(s.meaning)} |`);
   return [
     '<!-- Generated from ConfigSchema in server/config.ts by `npm run docs:config`; do not edit by hand. -->',
     '',
@@ -124,5 +122,8 @@ export function currentConfigSection(readme: string): string | undefined {
   const start = readme.indexOf(CONFIG_START);
   const end = readme.indexOf(CONFIG_END);
   if (start === -1 || end === -1 || end < start) return undefined;
-  return readme.slice(start + CONFIG_START.length, end).replace(/^\n/, '').replace(/\n$/, '');
+  return readme
+    .slice(start + CONFIG_START.length, end)
+    .replace(/^\n/, '')
+    .replace(/\n$/, '');
 }

@@ -89,9 +89,6 @@ export class Admission {
       if (!from) throw new SluiceError('invalid_request', `${request.lastEventIdField}: must look like "<generation>:<seq>"`);
       return service.attach(owner, from, signal, request.transport);
     }
-    return service.start(
-      { owner, sessionId: request.sessionId ?? DEFAULT_SESSION_ID, message: request.message, transport: request.transport },
-      signal,
-    );
+    return service.start({ owner, sessionId: request.sessionId ?? DEFAULT_SESSION_ID, message: request.message, transport: request.transport }, signal);
   }
 }

@@ -101,13 +101,17 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
         const wantsUsage = (record.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
         if (wantsUsage && plan.usage) {
           const usage = { prompt_tokens: plan.usage.prompt, completion_tokens: plan.usage.completion, total_tokens: plan.usage.prompt + plan.usage.completion };
-          res.write(`${HEADER}${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model: 'fake-model', choices: [], usage })}\n\n`);
+          res.write(
+            `${HEADER}${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model: 'fake-model', choices: [], usage })}\n\n`,
+          );
         }
         res.end(`${HEADER}[DONE]\n\n`);
         return;
       }
       case 'status': {
-        const body = JSON.stringify({ error: { message: plan.message ?? `upstream says no (${UPSTREAM_SECRET})`, type: 'fake_error', param: null, code: null } });
+        const body = JSON.stringify({
+          error: { message: plan.message ?? `upstream says no (${UPSTREAM_SECRET})`, type: 'fake_error', param: null, code: null },
+        });
         res.writeHead(plan.status, { 'content-type': 'application/json', ...plan.headers });
         res.end(body);
         return;

@@ -45,7 +45,7 @@ export function renderSite(text: string, port: number, upstreams: readonly strin
     return m ? [{ i, indent: m[1]!, params: m[3] ?? '' }] : [];
   });
   if (servers.length === 0) throw new Error('the upstream block has no server lines');
-  if (servers.at(-1)!.i - servers[0]!.i !== servers.length - 1) throw new Error('the upstream block\'s server lines must be consecutive');
+  if (servers.at(-1)!.i - servers[0]!.i !== servers.length - 1) throw new Error("the upstream block's server lines must be consecutive");
   const { indent, params } = servers[0]!;
   const replaced = [
     ...lines.slice(0, servers[0]!.i),

@@ -41,5 +41,4 @@ export async function postCompletion(baseUrl: string, body: unknown, headers: Re
 }
 
 /** The text of a streamed reply: its chunks' content, joined. */
-export const chunkText = (chunks: readonly ChatCompletionChunk[]): string =>
-  chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+export const chunkText = (chunks: readonly ChatCompletionChunk[]): string => chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');

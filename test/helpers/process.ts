@@ -11,7 +11,6 @@ export interface SluiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-
 /** Starts `server/main.ts` as a real process on a free port and waits until it listens. */
 export async function startSluiceProcess(env: Record<string, string | number>): Promise<SluiceProcess> {
   const child = spawnNode(['--import', 'tsx', 'server/main.ts'], {

@@ -38,10 +38,13 @@ afterEach(async () => {
   open.clear();
   for (const server of servers) {
     // Every test must leave its generations finished: a leak here is a bug in the server.
-    await vi.waitFor(() => {
-      expect(server.sluice.service.runningCount).toBe(0);
-      expect(server.sluice.service.listenerCount).toBe(0);
-    }, { timeout: 10_000 });
+    await vi.waitFor(
+      () => {
+        expect(server.sluice.service.runningCount).toBe(0);
+        expect(server.sluice.service.listenerCount).toBe(0);
+      },
+      { timeout: 10_000 },
+    );
     await server.close();
     expect(server.sluice.http.server.listening).toBe(false);
   }

@@ -14,11 +14,7 @@ afterEach(async () => {
 export type Kind = 'ws' | 'sse';
 
 /** A stock tRPC client: wsLink, or httpSubscriptionLink (with the `eventsource` package) + httpBatchLink. */
-export function stockClient(
-  baseUrl: string,
-  kind: Kind,
-  options: { apiKey?: string } = {},
-): { client: TRPCClient<AppRouter>; close: () => Promise<void> } {
+export function stockClient(baseUrl: string, kind: Kind, options: { apiKey?: string } = {}): { client: TRPCClient<AppRouter>; close: () => Promise<void> } {
   const { apiKey } = options;
   if (kind === 'ws') {
     const wsClient = createWSClient({
@@ -71,10 +67,11 @@ export function collectStream(
         if (data.type !== 'delta') {
           sub.unsubscribe();
           resolve({ ids, events });
-        } else onEvent?.(data, () => {
-          sub.unsubscribe();
-          resolve({ ids, events });
-        });
+        } else
+          onEvent?.(data, () => {
+            sub.unsubscribe();
+            resolve({ ids, events });
+          });
       },
       onError: reject,
       onComplete: () => resolve({ ids, events }),

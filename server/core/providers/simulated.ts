@@ -3,7 +3,6 @@ import { loadBpeTokenizer, type BpeTokenizer } from './bpe.ts';
 import { Pacer } from './pacer.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
 
-
 /** The model id the simulator answers as, on the OpenAI-compatible routes. */
 export const SIMULATED_MODEL_ID = 'sluice-simulated';
 
@@ -107,4 +106,3 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     },
   };
 }
-

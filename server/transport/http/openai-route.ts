@@ -9,15 +9,7 @@ import { markRejected, readJsonBody, sendJson } from './json-io.ts';
 import type { Sink } from '../backpressure.ts';
 import { drain, type Outlet } from '../drain.ts';
 import { streamSse } from './sse-stream.ts';
-import {
-  ChunkEncoder,
-  completionBody,
-  DONE_LINE,
-  errorLine,
-  openAIErrorBody,
-  openAIStatus,
-  type CompletionMeta,
-} from './openai-encoding.ts';
+import { ChunkEncoder, completionBody, DONE_LINE, errorLine, openAIErrorBody, openAIStatus, type CompletionMeta } from './openai-encoding.ts';
 import { InvalidParamError, newUserMessage, parseCompletionRequest, sessionFrom, toProviderMessages } from './openai-request.ts';
 import type { RouteDeps } from './route-context.ts';
 

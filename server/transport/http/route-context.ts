@@ -23,7 +23,10 @@ export interface RouteDeps {
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
   readonly isReady: () => Promise<boolean>;
   /** tRPC over HTTP: Sluice's SSE producer for `chat.stream`, and tRPC's own handler for the rest. */
-  readonly trpc: { readonly sse: (req: IncomingMessage, res: ServerResponse) => Promise<void>; readonly http: (req: IncomingMessage, res: ServerResponse) => void };
+  readonly trpc: {
+    readonly sse: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+    readonly http: (req: IncomingMessage, res: ServerResponse) => void;
+  };
 }
 
 export type RouteHandler = (req: IncomingMessage, res: ServerResponse, deps: RouteDeps, params: readonly string[]) => Promise<void>;

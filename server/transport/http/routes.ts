@@ -21,15 +21,25 @@ export interface Route {
 /** Every HTTP route Sluice serves, in the order they are tried. */
 export const ROUTES: readonly Route[] = [
   { method: 'GET', path: /^\/health$/, open: true, handler: async (_req, res) => sendJson(res, 200, { status: 'ok' }) },
-  { method: 'GET', path: /^\/ready$/, open: true, handler: async (_req, res, deps) => {
+  {
+    method: 'GET',
+    path: /^\/ready$/,
+    open: true,
+    handler: async (_req, res, deps) => {
       const ready = await deps.isReady();
       sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
-    } },
-  { method: 'GET', path: /^\/metrics$/, open: true, handler: async (_req, res, deps) => {
+    },
+  },
+  {
+    method: 'GET',
+    path: /^\/metrics$/,
+    open: true,
+    handler: async (_req, res, deps) => {
       const { contentType, body } = await deps.metrics.render();
       res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
       res.end(body);
-    } },
+    },
+  },
   { method: 'POST', path: /^\/v1\/chat\/stream$/, handler: handleChatStream },
   { method: 'POST', path: /^\/v1\/chat\/cancel$/, handler: handleCancel },
   { method: 'GET', path: /^\/v1\/sessions\/([^/]+)\/messages$/, handler: handleHistory },

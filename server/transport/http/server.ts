@@ -76,7 +76,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const trpcHttp = createHTTPHandler({
     router,
     basePath: '/trpc/',
-    createContext: ({ req, res }): TRPCContext => ({ chat, credential: bearerToken(req.headers.authorization), transport: 'trpc-http', sink: sinkFor(res), metrics }),
+    createContext: ({ req, res }): TRPCContext => ({
+      chat,
+      credential: bearerToken(req.headers.authorization),
+      transport: 'trpc-http',
+      sink: sinkFor(res),
+      metrics,
+    }),
     onError: onTRPCError,
   });
   const trpcSse = { router, chat, metrics, ssePingMs: options.ssePingMs, sinkFor, onError: onTRPCError };

@@ -35,6 +35,4 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
 };
 
 /** The same, for a client that sent `Connection: close` (Node then answers `Connection: close`). */
-export const SSE_HEADERS_CLOSING: Readonly<Record<string, string>> = Object.fromEntries(
-  Object.entries(SSE_HEADERS).filter(([name]) => name !== 'Connection'),
-);
+export const SSE_HEADERS_CLOSING: Readonly<Record<string, string>> = Object.fromEntries(Object.entries(SSE_HEADERS).filter(([name]) => name !== 'Connection'));

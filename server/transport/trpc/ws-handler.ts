@@ -65,7 +65,14 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
       };
       const errorShape = (error: TRPCError, type: ProcedureType | 'unknown', path: string | undefined, input: unknown) =>
         getErrorShape({ config, ctx, error, type, path, input });
-      const respondWithError = (id: number | string | null, jsonrpc: '2.0' | undefined, cause: unknown, type: ProcedureType | 'unknown', path?: string, input?: unknown): void => {
+      const respondWithError = (
+        id: number | string | null,
+        jsonrpc: '2.0' | undefined,
+        cause: unknown,
+        type: ProcedureType | 'unknown',
+        path?: string,
+        input?: unknown,
+      ): void => {
         const error = toTRPCError(cause);
         onError({ error, path });
         respond({ id, jsonrpc, error: errorShape(error, type, path, input) });
