@@ -14,13 +14,11 @@ export type TransportName = 'sse' | 'openai' | 'trpc-ws' | 'trpc-http';
 export interface ChatStreamRequest {
   /** The credential the client presented (API key or token), as its transport carries it. */
   readonly credential: string | undefined;
-  /** The input as the client sent it; it is validated here. */
-  readonly input: unknown;
   /**
-   * A resume point carried outside the input (SSE's `Last-Event-ID` header, or its query
-   * parameter): it wins over the input's `lastEventId`, as tRPC's own adapter merges it.
+   * The input as the client sent it, with the resume point its transport carried (tRPC's links send
+   * it as `lastEventId`, in the message or as SSE's `Last-Event-ID`); it is validated here.
    */
-  readonly lastEventId?: string | undefined;
+  readonly input: unknown;
   readonly transport: TransportName;
   /** Aborted when the client leaves: a reply it started stops (after the resume window). */
   readonly signal?: AbortSignal | undefined;
@@ -67,14 +65,13 @@ export class Admission {
   async chatStream(request: ChatStreamRequest): Promise<Attachment> {
     const owner = await this.owner(request.credential);
     const input = parseWith(ChatStreamInput, request.input);
-    const outside = request.lastEventId || undefined;
     return this.open(
       owner,
       {
         message: input.message,
         sessionId: input.sessionId,
-        lastEventId: outside ?? (input.lastEventId || undefined),
-        lastEventIdField: outside ? 'Last-Event-ID' : 'lastEventId',
+        lastEventId: input.lastEventId || undefined,
+        lastEventIdField: 'lastEventId',
         transport: request.transport,
       },
       request.signal,

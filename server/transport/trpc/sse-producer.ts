@@ -55,12 +55,14 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
   let attachment: Attachment;
   try {
     input = decodeInput(query.get('input'));
-    // As tRPC's adapter reads it: the header EventSource sends on reconnect, or the query.
+    // The resume point goes into the input, as tRPC's adapter puts it: the header EventSource sends
+    // on reconnect, or the query.
     const header = req.headers['last-event-id'];
+    const lastEventId = (typeof header === 'string' && header) || query.get('lastEventId') || query.get('Last-Event-Id');
+    if (lastEventId) input = input !== null && typeof input === 'object' && !Array.isArray(input) ? { ...input, lastEventId } : (input ?? { lastEventId });
     attachment = await o.chat.chatStream({
       credential: bearerToken(req.headers.authorization),
       input,
-      lastEventId: (typeof header === 'string' && header) || query.get('lastEventId') || query.get('Last-Event-Id') || undefined,
       transport: 'trpc-http',
       // A client that leaves meanwhile is noticed by the stream, which then closes the listener.
       signal: undefined,

@@ -1,0 +1,149 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSink } from '../server/transport/backpressure.ts';
+import { bearerToken } from '../server/transport/http/bearer.ts';
+import { chatApi, type TRPCContext } from '../server/transport/trpc/context.ts';
+import { createAppRouter } from '../server/transport/trpc/router.ts';
+import { startServer, type TestServer } from './helpers/server.ts';
+import { parseSse, rawRequest, type RawResponse } from './helpers/sse.ts';
+
+// Sluice serves `GET /trpc/chat.stream` with an SSE producer of its own (server/transport/trpc/
+// sse-producer.ts). These tests hold it to tRPC's own producer: the same raw requests go to Sluice
+// and to tRPC's standalone HTTP handler serving the same router on the same chat service, and the
+// answers must match message for message (generation ids aside).
+
+const references: Server[] = [];
+afterEach(async () => {
+  for (const server of references.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+/** tRPC's own HTTP handler, serving Sluice's router on the Sluice instance's chat service. */
+async function referenceServer(sluice: TestServer['sluice']): Promise<string> {
+  const handler = createHTTPHandler({
+    router: createAppRouter({ ssePingMs: 0 }),
+    basePath: '/trpc/',
+    createContext: ({ req, res }): TRPCContext => ({
+      chat: chatApi(sluice.admission, sluice.service),
+      credential: bearerToken(req.headers.authorization),
+      transport: 'trpc-http',
+      metrics: sluice.metrics,
+      sink: createSink({ buffered: () => res.writableLength, drains: res, cut: () => res.destroy(), highWaterBytes: 65536, sendTimeoutMs: 30000 }),
+    }),
+  });
+  const server = createServer((req, res) => handler(req, res));
+  references.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+interface Message {
+  readonly event: string | undefined;
+  readonly data: unknown;
+  readonly id: string | undefined;
+}
+
+/** The SSE messages of a response, generation ids replaced (they differ from run to run). */
+function messages(res: RawResponse): Message[] {
+  const normalized = res.body
+    .toString()
+    .replace(/[0-9a-f]{32}/g, 'GEN')
+    .replace(/TAG[ab]/g, 'TAG');
+  return parseSse(normalized).map((f) => ({ event: f.event, data: f.data === '' ? '' : (JSON.parse(f.data) as unknown), id: f.id }));
+}
+
+const query = (input: unknown): string => `input=${encodeURIComponent(JSON.stringify({ json: input }))}`;
+
+/** Sends the same request to Sluice and to tRPC's handler; returns both answers. */
+async function both(
+  settings: Record<string, string | number>,
+  request: (base: string, tag: string) => Promise<RawResponse>,
+): Promise<{ sluice: RawResponse; reference: RawResponse; server: TestServer }> {
+  const server = await startServer(settings);
+  const reference = await referenceServer(server.sluice);
+  return { sluice: await request(server.url, 'a'), reference: await request(reference, 'b'), server };
+}
+
+const get = (url: string, headers: Record<string, string> = {}) => rawRequest(url, { method: 'GET', headers });
+
+describe("tRPC SSE protocol: Sluice's producer answers as tRPC's own does", () => {
+  it('a subscription: the same headers, then connected, one message per event with its id, return', async () => {
+    const { sluice, reference } = await both({ SSE_PING_MS: 0 }, (base, tag) =>
+      get(`${base}/trpc/chat.stream?${query({ message: 'explain caching', sessionId: `sse-TAG${tag}` })}`),
+    );
+    expect(sluice.status).toBe(reference.status);
+    for (const name of ['content-type', 'cache-control', 'x-accel-buffering', 'vary', 'connection']) {
+      expect(sluice.headers[name], name).toBe(reference.headers[name]);
+    }
+    expect(messages(sluice)).toEqual(messages(reference));
+    const all = messages(sluice);
+    expect(all[0]).toEqual({ event: 'connected', data: {}, id: undefined });
+    expect(all[1]).toEqual({ event: undefined, data: { json: { type: 'delta', delta: 'Based ', index: 1 } }, id: 'GEN:1' });
+    expect(all.at(-2)).toEqual({ event: undefined, data: { json: { type: 'done', totalChunks: 39 } }, id: 'GEN:40' });
+    expect(all.at(-1)).toEqual({ event: 'return', data: '', id: undefined });
+  });
+
+  it('resuming with the Last-Event-ID header or the lastEventId query gives the same events after it', async () => {
+    const server = await startServer({ SSE_PING_MS: 0, RESUME_GRACE_MS: 60_000 });
+    const reference = await referenceServer(server.sluice);
+    const first = messages(await get(`${server.url}/trpc/chat.stream?${query({ message: 'resume me', sessionId: 'resume' })}`));
+    const id = (await get(`${server.url}/trpc/chat.stream?${query({ message: 'resume me', sessionId: 'resume2' })}`)).body
+      .toString()
+      .match(/id: ([0-9a-f]{32}):1/)![1]!;
+    for (const how of ['header', 'query'] as const) {
+      const path = `/trpc/chat.stream?${query({ message: 'x', sessionId: 'resume2' })}${how === 'query' ? `&lastEventId=${id}:30` : ''}`;
+      const headers: Record<string, string> = how === 'header' ? { 'last-event-id': `${id}:30` } : {};
+      const ours = messages(await get(`${server.url}${path}`, headers));
+      expect(ours, how).toEqual(messages(await get(`${reference}${path}`, headers)));
+      expect(ours.filter((m) => m.id).map((m) => m.id)).toEqual([
+        'GEN:31',
+        'GEN:32',
+        'GEN:33',
+        'GEN:34',
+        'GEN:35',
+        'GEN:36',
+        'GEN:37',
+        'GEN:38',
+        'GEN:39',
+        'GEN:40',
+      ]);
+    }
+    expect(first.at(-1)).toEqual({ event: 'return', data: '', id: undefined });
+  });
+
+  it('refusals before the stream: the same serialized-error message (bad input, bad resume point, missing key)', async () => {
+    const requests: Array<[string, string, Record<string, string>]> = [
+      ['wrong type', query({ message: 42 }), {}],
+      ['empty message', query({ message: '' }), {}],
+      ['bad session id', query({ message: 'hi', sessionId: 'not ok' }), {}],
+      ['malformed resume point', query({ message: 'hi' }), { 'last-event-id': 'garbage' }],
+      ['unknown resume point', query({ message: 'hi' }), { 'last-event-id': 'AAAAAAAAAAAAAAAA:1' }],
+    ];
+    const keyed = { API_KEYS: 'sse-protocol-key-0123456789', SSE_PING_MS: 0 };
+    const auth = { authorization: 'Bearer sse-protocol-key-0123456789' };
+    for (const [name, q, headers] of requests) {
+      const { sluice, reference } = await both(keyed, (base) => get(`${base}/trpc/chat.stream?${q}`, { ...auth, ...headers }));
+      expect(messages(sluice), name).toEqual(messages(reference));
+      expect(
+        messages(sluice).map((m) => m.event),
+        name,
+      ).toEqual(['connected', 'serialized-error']);
+    }
+    // The one deliberate difference: tRPC passes JSON.parse's own text on; Sluice names the field.
+    const garbled = await both(keyed, (base) => get(`${base}/trpc/chat.stream?input=%7Bnope`, auth));
+    const error = (m: Message[]) => (m[1]!.data as { json: { message: string; data: { code: string; sluiceCode: string | null } } }).json;
+    expect(error(messages(garbled.reference))).toMatchObject({ message: expect.stringMatching(/JSON/), data: { code: 'BAD_REQUEST', sluiceCode: null } });
+    expect(error(messages(garbled.sluice))).toMatchObject({
+      message: 'input: must be superjson-encoded JSON',
+      data: { code: 'BAD_REQUEST', sluiceCode: 'invalid_request' },
+    });
+
+    const { sluice, reference } = await both(keyed, (base) => get(`${base}/trpc/chat.stream?${query({ message: 'hi' })}`, { authorization: 'Bearer wrong' }));
+    expect(messages(sluice)).toEqual(messages(reference));
+    expect(messages(sluice)[1]!.data).toMatchObject({ json: { data: { code: 'UNAUTHORIZED', sluiceCode: 'unauthorized' } } });
+  });
+});
