@@ -7,6 +7,7 @@ import { createProvider, servedModelId } from './core/providers/create-provider.
 import { ApiKeys } from './core/api-keys.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
 import { createStore } from './core/store/create-store.ts';
+import { preloadTokenizer } from './core/usage.ts';
 import type { Store } from './core/store/store.ts';
 import { RedisStore } from './core/store/redis-store.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
@@ -44,6 +45,8 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
   const store = overrides.store ?? createStore(config, logger);
   const provider = overrides.provider ?? createProvider(config, logger);
 
+  // Usage estimates need the tokenizer's tables: loaded before the server listens, not on a reply.
+  const tokenizer = preloadTokenizer().catch((error: unknown) => logger.error({ err: error }, 'could not load the tokenizer; replies without usage from their provider will have none'));
   const metrics: Metrics = new Metrics((): number => service.runningCount);
   const service: ChatService = new ChatService({
     observer: metrics,
@@ -97,6 +100,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     http,
     metrics,
     listen: async () => {
+      await tokenizer;
       // Redis may be down at start-up: serve anyway (requests get 503s) and recover when it is back.
       if (store instanceof RedisStore && !(await store.ready(3000))) {
         logger.warn('redis is not reachable yet; requests get 503 until it is');

@@ -431,7 +431,7 @@ export class ChatService {
           await this.#finishRunning(record);
         }
       });
-      this.#observer.ended(summary.outcome, transport, summary.chunks);
+      this.#observer.ended(summary.outcome, transport, summary.chunks, summary.reply.usage); // uichat: usage for the metrics
       if (summary.tokenGapMs) this.#observer.tokenGaps(summary.tokenGapMs.mean, summary.tokenGapMs.max);
       if (summary.error) this.#observer.failed(summary.error.code);
       const line = {

@@ -1,7 +1,8 @@
 import type { ChatMessage, TokenUsage } from '../../shared/messages.ts';
-import { formatEventId, type StreamEvent } from '../../shared/stream-events.ts';
+import { formatEventId, type DoneEvent, type ErrorEvent, type StreamEvent } from '../../shared/stream-events.ts';
 import { ERROR_INFO, isAbortError, SluiceError, toSluiceError } from './errors.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './providers/provider.ts';
+import { estimateUsage } from './usage.ts';
 
 export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
 /** Why a generation was stopped from outside. */
@@ -180,7 +181,7 @@ export class Generation {
     // One flat string, shared by the stored reply and the kept log (`+=` would keep a rope of every delta).
     const text = this.#deltas.join('');
     let outcome: Outcome;
-    let terminal: StreamEvent;
+    let terminal: DoneEvent | ErrorEvent;
     if (failure) {
       outcome = 'failed';
       terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
@@ -193,8 +194,12 @@ export class Generation {
       terminal = { type: 'error', code, message: ERROR_INFO[code].message, partial: text };
     } else {
       outcome = 'completed';
-      terminal = usage ? { type: 'done', totalChunks: chunks, usage } : { type: 'done', totalChunks: chunks };
+      terminal = { type: 'done', totalChunks: chunks };
     }
+    // Every reply carries its usage, whatever its outcome: the provider's counts, or Sluice's own
+    // (decided after the outcome, so that a stop during the count cannot change it).
+    usage ??= await estimateUsage(messages, text);
+    if (usage) terminal.usage = usage;
 
     const reply: ChatMessage = {
       role: 'assistant',
@@ -209,7 +214,7 @@ export class Generation {
       failure = toSluiceError(error);
       if (outcome === 'completed') {
         outcome = 'failed';
-        terminal = { type: 'error', code: failure.code, message: 'The reply could not be saved', partial: text };
+        terminal = { type: 'error', code: failure.code, message: 'The reply could not be saved', partial: text, ...(usage ? { usage } : {}) };
       }
     }
     this.#over = true;

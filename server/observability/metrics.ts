@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ErrorCode } from '../../shared/errors.ts';
+import type { TokenUsage } from '../../shared/messages.ts';
 import type { Outcome } from '../core/generation.ts';
 import type { GenerationObserver } from '../core/observer.ts';
 
@@ -27,6 +28,12 @@ export class Metrics implements GenerationObserver {
   readonly #tokens = new Counter({ name: 'sluice_tokens_total', help: 'Token deltas produced by providers', registers: [this.#registry] });
   readonly #events = new Counter({ name: 'sluice_events_sent_total', help: 'Stream events sent to clients, by transport', labelNames: ['transport'], registers: [this.#registry] });
   readonly #generations = new Counter({ name: 'sluice_generations_total', help: 'Finished generations, by outcome', labelNames: ['outcome', 'transport'], registers: [this.#registry] });
+  readonly #usage = new Counter({
+    name: 'sluice_usage_tokens_total',
+    help: 'Tokens consumed by finished generations, by kind (prompt, completion), outcome and source (provider: reported by it; estimated: counted by Sluice)',
+    labelNames: ['kind', 'outcome', 'source'],
+    registers: [this.#registry],
+  });
   readonly #failures = new Counter({ name: 'sluice_generation_errors_total', help: 'Failed generations, by error code (upstream_* are the upstream model)', labelNames: ['code'], registers: [this.#registry] });
   readonly #resumes = new Counter({ name: 'sluice_resumes_total', help: 'Streams resumed from an event id, by transport', labelNames: ['transport'], registers: [this.#registry] });
   readonly #rejected = new Counter({ name: 'sluice_rejected_requests_total', help: 'Requests refused before streaming, by reason', labelNames: ['reason'], registers: [this.#registry] });
@@ -78,9 +85,14 @@ export class Metrics implements GenerationObserver {
     this.#meanGap.observe(meanMs / 1000);
     this.#maxGap.observe(maxMs / 1000);
   }
-  ended(outcome: Outcome, transport: string, tokens: number): void {
+  ended(outcome: Outcome, transport: string, tokens: number, usage?: TokenUsage): void {
     this.#generations.inc({ outcome, transport });
     if (tokens > 0) this.#tokens.inc(tokens);
+    if (usage) {
+      const source = usage.estimated ? 'estimated' : 'provider';
+      this.#usage.inc({ kind: 'prompt', outcome, source }, usage.promptTokens);
+      this.#usage.inc({ kind: 'completion', outcome, source }, usage.completionTokens);
+    }
   }
   failed(code: ErrorCode): void {
     this.#failures.inc({ code });
