@@ -5,4 +5,5 @@ export * from './stream-events.ts';
 export * from './chat-request.ts';
 export * from './sse-route.ts';
 export * from './openai.ts';
+export * from './ui-chat.ts';
 

@@ -251,6 +251,45 @@ export class ChatService {
     return { generationId: record.id, listener };
   }
 
+  // ---- Added on the uichat branch for `GET /v1/ui/chat/{chatId}/stream`, whose clients know a chat
+  // (session) id, not an event id. ----
+  /**
+   * Attaches to the session's running reply from its first event, on this instance or any other;
+   * undefined when none runs (a reply that has finished is in history, not here). Not counted as a
+   * resume: the caller knows whether it is one.
+   */
+  async attachSession(owner: string, sessionId: string, signal?: AbortSignal): Promise<Attachment | undefined> {
+    if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
+    const sessionKey = ChatService.sessionKey(owner, sessionId);
+    const local = this.#running.get(sessionKey);
+    if (local) return { generationId: local.generation.id, listener: local.generation.listen(0, signal) };
+    // Without a shared store, what does not run here runs nowhere.
+    if (!this.#o.store.shared) return undefined;
+    let record: GenerationRecord | undefined;
+    try {
+      const holder = await this.#o.store.sessionLockHolder(sessionKey);
+      // A holder whose instance died is ended here (its partial stored): nothing left to follow.
+      if (!holder || (await this.#endIfDead(sessionKey, holder))) return undefined;
+      record = await this.#o.store.loadGeneration(holder);
+    } catch (error) {
+      throw toSluiceError(error);
+    }
+    if (!record || record.owner !== owner) return undefined;
+    const listener = remoteListener({
+      store: this.#o.store,
+      record,
+      afterSeq: 0,
+      signal,
+      logger: this.#o.logger,
+      pollMs: this.#remotePollMs,
+      maxHistoryMessages: this.#keepMessages,
+      presenceTtlMs: this.#livenessTtlMs,
+      eventLogTtlMs: this.#o.eventLogTtlMs,
+    });
+    return { generationId: record.id, listener };
+  }
+  // ---- end of the uichat addition ----
+
   /** Stops the session's running generation, whichever instance runs it. */
   async cancel(owner: string, sessionId: string): Promise<boolean> {
     const sessionKey = ChatService.sessionKey(owner, sessionId);

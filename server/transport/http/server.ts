@@ -21,6 +21,7 @@ import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
 import { handleWebAsset, handleWebPage } from './web-routes.ts';
 import { handleChatStream } from './sse-route.ts';
+import { handleUIChat, handleUIChatResume, handleUIChatStop } from './ui-chat-route.ts';
 import { handleTrpcSse, type TrpcSseDeps } from './trpc-sse-route.ts';
 import { clientIp, type TrustedProxies } from './client-ip.ts';
 
@@ -76,6 +77,9 @@ const ROUTES: readonly Route[] = [
   { method: 'POST', pattern: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: sendOpenAIError },
   { method: 'GET', pattern: /^\/v1\/models$/, handler: handleModels, sendError: sendOpenAIError },
   { method: 'GET', pattern: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },
+  { method: 'POST', pattern: /^\/v1\/ui\/chat$/, handler: handleUIChat },
+  { method: 'GET', pattern: /^\/v1\/ui\/chat\/([^/]+)\/stream$/, handler: handleUIChatResume },
+  { method: 'POST', pattern: /^\/v1\/ui\/chat\/([^/]+)\/stop$/, handler: handleUIChatStop },
   { method: 'GET', pattern: /^\/$/, open: true, handler: handleWebPage },
   { method: 'GET', pattern: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, handler: handleWebAsset },
 ];
