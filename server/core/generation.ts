@@ -63,6 +63,7 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+const NOTHING_CONSUMED: TokenUsage = Object.freeze({ promptTokens: 0, completionTokens: 0, estimated: true });
 const SETTLED: Promise<unknown> = Promise.resolve();
 
 /**
@@ -197,8 +198,9 @@ export class Generation {
       terminal = { type: 'done', totalChunks: chunks };
     }
     // Every reply carries its usage, whatever its outcome: the provider's counts, or Sluice's own
-    // (decided after the outcome, so that a stop during the count cannot change it).
-    usage ??= await estimateUsage(messages, text);
+    // (decided after the outcome, so that a stop during the count cannot change it). A reply that
+    // failed before its first token was refused or never answered: it consumed nothing.
+    usage ??= failure && chunks === 0 ? NOTHING_CONSUMED : await estimateUsage(messages, text);
     if (usage) terminal.usage = usage;
 
     const reply: ChatMessage = {
