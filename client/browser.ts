@@ -7,4 +7,6 @@ export type { ChatClient, ChatClientOptions, Transport } from './create-chat-cli
 export { chatClientTransport, closeChatClient, createChatClient } from './create-chat-client.ts';
 export { streamChat, type StreamChatRequest } from './stream-chat.ts';
 export { ReplyTimer, formatReplyStats, type ReplyStats } from './reply-stats.ts';
+export { uiChatFetch } from './ui-chat-fetch.ts';
+export type { UIChatMetadata, UIChatUsage } from '../shared/ui-chat.ts';
 export type { StreamEvent, ChatMessage, SessionHistory } from '../shared/index.ts';

@@ -6,6 +6,8 @@ export type { AppRouter } from '../server/router-type.ts';
 export type { ChatClient, ChatClientOptions, Transport } from './create-chat-client.ts';
 export { chatClientTransport, closeChatClient } from './create-chat-client.ts';
 export { streamChat, type StreamChatRequest } from './stream-chat.ts';
+export { uiChatFetch } from './ui-chat-fetch.ts';
+export type { UIChatMetadata, UIChatUsage } from '../shared/ui-chat.ts';
 export type { StreamEvent, ChatMessage, SessionHistory } from '../shared/index.ts';
 
 /**

@@ -6,6 +6,7 @@ import type { Provider } from './core/providers/provider.ts';
 import { ApiKeys } from './core/api-keys.ts';
 import { Leases } from './core/leases.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
+import { preloadTokenizer } from './core/usage.ts';
 import type { Store } from './core/store/store.ts';
 import { providerFrom, servedModelId } from './wiring/provider.ts';
 import { storeFrom } from './wiring/store.ts';
@@ -47,6 +48,10 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
   const provider = overrides.provider ?? providerFrom(config, logger);
   const leases = new Leases({ store: store.leases, ttlMs: config.LIVENESS_TTL_MS, logger });
 
+  // Usage estimates need the tokenizer's tables: loaded before the server listens, not on a reply.
+  const tokenizer = preloadTokenizer().catch((error: unknown) =>
+    logger.error({ err: error }, 'could not load the tokenizer; replies without usage from their provider will have none'),
+  );
   const metrics: Metrics = new Metrics((): number => service.runningCount);
   const service: ChatService = new ChatService({
     observer: metrics,
@@ -105,6 +110,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     http,
     metrics,
     listen: async () => {
+      await tokenizer;
       // Redis may be down at start-up: serve anyway (requests get 503s) and recover when it is back.
       if (!(await store.ready(3000))) logger.warn({ store: store.kind }, 'the store is not reachable yet; requests get 503 until it is');
       return new Promise((resolve, reject) => {

@@ -5,3 +5,4 @@ export * from './stream-events.ts';
 export * from './chat-request.ts';
 export * from './sse-route.ts';
 export * from './openai.ts';
+export * from './ui-chat.ts';

@@ -11,6 +11,8 @@ export type MessageStatus = z.infer<typeof MessageStatus>;
 export const TokenUsage = z.object({
   promptTokens: z.number().int().nonnegative(),
   completionTokens: z.number().int().nonnegative(),
+  /** True when Sluice counted the tokens itself (the provider reported none); absent when the provider's. */
+  estimated: z.literal(true).optional(),
 });
 export type TokenUsage = z.infer<typeof TokenUsage>;
 

@@ -24,6 +24,8 @@ export const ErrorEvent = z.object({
   partial: z.string(),
   /** Seconds to wait before trying again, when the cause says so (an upstream's 429 `retry-after`). */
   retryAfterSeconds: z.number().nonnegative().optional(),
+  /** What the reply consumed up to where it stopped (absent only for a reply whose instance died). */
+  usage: TokenUsage.optional(),
 });
 
 export const StreamEvent = z.discriminatedUnion('type', [DeltaEvent, DoneEvent, ErrorEvent]);

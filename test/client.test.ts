@@ -32,7 +32,7 @@ describe('createChatClient', () => {
         .map((e) => (e.type === 'delta' ? e.delta : ''))
         .join(''),
     ).toBe(simulatedDeltas('explain caching').join(''));
-    expect(events.at(-1)).toEqual({ type: 'done', totalChunks: 39 });
+    expect(events.at(-1)).toEqual({ type: 'done', totalChunks: 39, usage: expect.objectContaining({ estimated: true }) });
     expect(chatClientTransport(c)).toBe(transport === 'auto' ? 'ws' : transport);
     const history = await c.chat.history.query({ sessionId: 't' });
     expect(history.messages).toHaveLength(2);

@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { Generation } from '../server/core/generation.ts';
 import type { Provider } from '../server/core/providers/provider.ts';
+import { preloadTokenizer } from '../server/core/usage.ts';
 
 // How a generation hands events to its listeners: the first one at once, later ones once per burst.
 // Transports rely on it to write a burst of tokens in one frame batch instead of one write each.
@@ -23,6 +24,9 @@ function newGeneration(): Generation {
 }
 
 describe('generation wake-ups', () => {
+  // As the server does before it listens: a reply's usage is then counted within its last burst.
+  beforeAll(() => preloadTokenizer());
+
   it('wakes a listener for the first token alone, then once per burst with the whole burst readable', async () => {
     const generation = newGeneration();
     const listener = generation.listen(0);

@@ -53,7 +53,7 @@ describe('several Sluice processes on one Redis', () => {
       );
     });
     expect(events).toHaveLength(FULL.length - 10 + 1);
-    expect(events.at(-1)).toEqual({ type: 'done', totalChunks: FULL.length });
+    expect(events.at(-1)).toEqual({ type: 'done', totalChunks: FULL.length, usage: expect.objectContaining({ estimated: true }) });
 
     const [ha, hb] = await Promise.all([history(a.url, 'x'), history(b.url, 'x')]);
     expect(ha).toEqual(hb);

@@ -149,7 +149,14 @@ describe('tRPC WebSocket protocol: Sluice answers as tRPC adapter does', () => {
       id: 1,
       result: { type: 'data', id: 'GEN:1', data: { json: { id: 'GEN:1', data: { type: 'delta', delta: simulatedDeltas('explain caching')[0], index: 1 } } } },
     });
-    expect(data.at(-1)).toEqual({ id: 1, result: { type: 'data', id: 'GEN:40', data: { json: { id: 'GEN:40', data: { type: 'done', totalChunks: 39 } } } } });
+    expect(data.at(-1)).toEqual({
+      id: 1,
+      result: {
+        type: 'data',
+        id: 'GEN:40',
+        data: { json: { id: 'GEN:40', data: { type: 'done', totalChunks: 39, usage: expect.objectContaining({ estimated: true }) } } },
+      },
+    });
   });
 
   it('JSON-RPC 2.0 ids and string ids are echoed; queries answer with data', async () => {

@@ -17,7 +17,12 @@ describe.each<Kind>(['ws', 'sse'])('tRPC over %s', (kind) => {
     const expected = simulatedDeltas('explain caching');
     expect(expected).toHaveLength(39);
     expect(events.slice(0, -1)).toEqual(expected.map((delta, i) => ({ type: 'delta', delta, index: i + 1 })));
-    expect(events.at(-1)).toEqual({ type: 'done', totalChunks: 39 });
+    // No usage from the simulator: Sluice's own count, marked estimated.
+    expect(events.at(-1)).toEqual({
+      type: 'done',
+      totalChunks: 39,
+      usage: { promptTokens: expect.any(Number), completionTokens: expect.any(Number), estimated: true },
+    });
     const generation = ids[0]!.split(':')[0];
     expect(ids).toEqual(events.map((_, i) => `${generation}:${i + 1}`));
   });

@@ -110,6 +110,11 @@ describe.each(FAILURES)('upstream failure: $name', (failure) => {
         message: failure.message,
         partial,
         ...(failure.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: failure.retryAfterSeconds }),
+        // What the reply consumed, counted by Sluice: nothing when the upstream failed before its first token.
+        usage:
+          failure.tokensBefore === 0
+            ? { promptTokens: 0, completionTokens: 0, estimated: true }
+            : { promptTokens: expect.any(Number), completionTokens: expect.any(Number), estimated: true },
       });
     } else {
       const answer = await postCompletion(

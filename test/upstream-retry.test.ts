@@ -36,7 +36,15 @@ describe('retries before the first token', () => {
   it('are off by default: one failed call is the answer', async () => {
     const { upstream, url } = await setup([{ kind: 'status', status: 500 }]);
     const events = await reply(url);
-    expect(events).toEqual([{ type: 'error', code: 'upstream_error', message: UPSTREAM_MESSAGES.server, partial: '' }]);
+    expect(events).toEqual([
+      {
+        type: 'error',
+        code: 'upstream_error',
+        message: UPSTREAM_MESSAGES.server,
+        partial: '',
+        usage: { promptTokens: 0, completionTokens: 0, estimated: true },
+      },
+    ]);
     expect(upstream.requests).toHaveLength(1);
   });
 
@@ -67,7 +75,16 @@ describe('retries before the first token', () => {
 
     const long = await setup([{ kind: 'status', status: 429, headers: { 'retry-after': '60' } }], { UPSTREAM_RETRIES: 1, UPSTREAM_RETRY_MAX_DELAY_MS: 1000 });
     const events = await reply(long.url);
-    expect(events).toEqual([{ type: 'error', code: 'upstream_rate_limited', message: UPSTREAM_MESSAGES.rateLimited, partial: '', retryAfterSeconds: 60 }]);
+    expect(events).toEqual([
+      {
+        type: 'error',
+        code: 'upstream_rate_limited',
+        message: UPSTREAM_MESSAGES.rateLimited,
+        partial: '',
+        retryAfterSeconds: 60,
+        usage: { promptTokens: 0, completionTokens: 0, estimated: true },
+      },
+    ]);
     expect(long.upstream.requests).toHaveLength(1);
     // The OpenAI route passes the hint on as Retry-After.
     long.upstream.plan({ kind: 'status', status: 429, headers: { 'retry-after': '60' } });

@@ -226,16 +226,42 @@ export class ChatService {
     });
     if (!record || record.owner !== owner) throw notFound;
     this.#observer.resumed(transport);
-    const listener = remoteListener({
+    return { generationId: record.id, listener: this.#remoteListener(record, from.seq, signal) };
+  }
+
+  #remoteListener(record: GenerationRecord, afterSeq: number, signal: AbortSignal | undefined): Listener {
+    return remoteListener({
       ...this.#orphans,
       record,
-      afterSeq: from.seq,
+      afterSeq,
       signal,
       pollMs: this.#o.remotePollMs ?? 1_000,
       presenceTtlMs: this.#o.presenceTtlMs ?? 10_000,
       onListener: this.#countListener,
     });
-    return { generationId: record.id, listener };
+  }
+
+  /**
+   * Attaches to the session's running reply from its first event, on this instance or any other;
+   * undefined when none runs (a reply that has finished is in history, not here). For clients that
+   * know a session, not an event id (the AI SDK's resume); not counted as a resume.
+   */
+  async attachSession(owner: string, sessionId: string, signal?: AbortSignal): Promise<Attachment | undefined> {
+    if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
+    const sessionKey = ChatService.sessionKey(owner, sessionId);
+    const local = this.#local.runningIn(sessionKey);
+    if (local) return { generationId: local.id, listener: local.listen(0, signal) };
+    let record: GenerationRecord | undefined;
+    try {
+      const holder = await this.#o.leases.sessionHolder(sessionKey);
+      // A holder whose instance died is ended here (its partial stored): nothing left to follow.
+      if (!holder || this.#local.get(holder) || (await endIfDead(this.#orphans, sessionKey, holder))) return undefined;
+      record = await this.#o.events.load(holder);
+    } catch (error) {
+      throw toSluiceError(error);
+    }
+    if (!record || record.owner !== owner) return undefined;
+    return { generationId: record.id, listener: this.#remoteListener(record, 0, signal) };
   }
 
   /** Stops the session's running generation, whichever instance runs it. */
@@ -366,7 +392,7 @@ export class ChatService {
           await this.#leaveSession(generation, holds);
         }
       });
-      this.#observer.ended(summary.outcome, transport, summary.deltas);
+      this.#observer.ended(summary.outcome, transport, summary.deltas, summary.reply.usage);
       if (summary.deltaGapMs) this.#observer.deltaGaps(summary.deltaGapMs.mean, summary.deltaGapMs.max);
       if (summary.error) this.#observer.failed(summary.error.code);
       const line = {

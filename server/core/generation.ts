@@ -1,7 +1,8 @@
 import type { ChatMessage, TokenUsage } from '../../shared/messages.ts';
-import { formatEventId, type StreamEvent } from '../../shared/stream-events.ts';
+import { formatEventId, type DoneEvent, type ErrorEvent, type StreamEvent } from '../../shared/stream-events.ts';
 import { ERROR_MESSAGES, isAbortError, SluiceError, toSluiceError } from './errors.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './providers/provider.ts';
+import { estimateUsage } from './usage.ts';
 
 export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
 /** Why a generation was stopped from outside. */
@@ -62,6 +63,7 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+const NOTHING_CONSUMED: TokenUsage = Object.freeze({ promptTokens: 0, completionTokens: 0, estimated: true });
 const SETTLED: Promise<unknown> = Promise.resolve();
 
 /**
@@ -176,7 +178,7 @@ export class Generation {
     // One flat string, shared by the stored reply and the kept log (`+=` would keep a rope of every delta).
     const text = this.#deltas.join('');
     let outcome: Outcome;
-    let terminal: StreamEvent;
+    let terminal: DoneEvent | ErrorEvent;
     if (failure) {
       outcome = 'failed';
       terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
@@ -188,8 +190,13 @@ export class Generation {
       terminal = { type: 'error', code, message: ERROR_MESSAGES[code], partial: text };
     } else {
       outcome = 'completed';
-      terminal = usage ? { type: 'done', totalChunks: deltas, usage } : { type: 'done', totalChunks: deltas };
+      terminal = { type: 'done', totalChunks: deltas };
     }
+    // Every reply carries its usage, whatever its outcome: the provider's counts, or Sluice's own
+    // (decided after the outcome, so that a stop during the count cannot change it). A reply that
+    // failed before its first token was refused or never answered: it consumed nothing.
+    usage ??= failure && deltas === 0 ? NOTHING_CONSUMED : await estimateUsage(messages, text);
+    if (usage) terminal.usage = usage;
 
     const reply: ChatMessage = {
       role: 'assistant',
@@ -204,7 +211,7 @@ export class Generation {
       failure = toSluiceError(error);
       if (outcome === 'completed') {
         outcome = 'failed';
-        terminal = { type: 'error', code: failure.code, message: 'The reply could not be saved', partial: text };
+        terminal = { type: 'error', code: failure.code, message: 'The reply could not be saved', partial: text, ...(usage ? { usage } : {}) };
       }
     }
     this.#over = true;

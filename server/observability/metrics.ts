@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { ErrorCode } from '../../shared/errors.ts';
+import type { TokenUsage } from '../../shared/messages.ts';
 import type { Outcome } from '../core/generation.ts';
 import type { GenerationObserver } from '../core/observer.ts';
 
@@ -60,6 +61,12 @@ export class Metrics implements GenerationObserver {
     name: 'sluice_generations_total',
     help: 'Finished generations, by outcome',
     labelNames: ['outcome', 'transport'],
+    registers: [this.#registry],
+  });
+  readonly #usage = new Counter({
+    name: 'sluice_usage_tokens_total',
+    help: 'Tokens consumed by finished generations, by kind (prompt, completion), outcome and source (provider: reported by it; estimated: counted by Sluice)',
+    labelNames: ['kind', 'outcome', 'source'],
     registers: [this.#registry],
   });
   readonly #failures = new Counter({
@@ -128,9 +135,14 @@ export class Metrics implements GenerationObserver {
     this.#meanGap.observe(meanMs / 1000);
     this.#maxGap.observe(maxMs / 1000);
   }
-  ended(outcome: Outcome, transport: string, deltas: number): void {
+  ended(outcome: Outcome, transport: string, deltas: number, usage?: TokenUsage): void {
     this.#generations.inc({ outcome, transport });
     if (deltas > 0) this.#deltas.inc(deltas);
+    if (usage) {
+      const source = usage.estimated ? 'estimated' : 'provider';
+      this.#usage.inc({ kind: 'prompt', outcome, source }, usage.promptTokens);
+      this.#usage.inc({ kind: 'completion', outcome, source }, usage.completionTokens);
+    }
   }
   failed(code: ErrorCode): void {
     this.#failures.inc({ code });

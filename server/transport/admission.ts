@@ -8,7 +8,7 @@ import type { RateLimiter } from '../core/rate-limiter.ts';
 import { parseWith } from './parse-input.ts';
 
 /** Where a request came in, for logs and metrics. */
-export type TransportName = 'sse' | 'openai' | 'trpc-ws' | 'trpc-http';
+export type TransportName = 'sse' | 'openai' | 'ui-chat' | 'trpc-ws' | 'trpc-http';
 
 /** `chat.stream` as a client asked for it, whatever carried it. */
 export interface ChatStreamRequest {

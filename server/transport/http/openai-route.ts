@@ -145,7 +145,11 @@ class CompletionOutlet implements Outlet {
 /** Nothing is written until the reply is whole: there is never a reader to wait for. */
 const ALWAYS_ROOM: Sink = { hasRoom: () => true, room: () => Number.POSITIVE_INFINITY, ready: () => Promise.resolve(true) };
 
-/** One event as OpenAI's chunks (`done` also ends the stream with `[DONE]`, an error does not). */
+/**
+ * One event as OpenAI's chunks (`done` also ends the stream with `[DONE]`, an error does not). With
+ * `include_usage` every reply ends with its usage chunk, a cancelled or failed one too (before its
+ * error), so that a client billing by it counts what a cut-short reply consumed.
+ */
 function encodeChunk(encoder: ChunkEncoder, meta: CompletionMeta, event: StreamEvent): string {
   switch (event.type) {
     case 'delta':
@@ -154,7 +158,7 @@ function encodeChunk(encoder: ChunkEncoder, meta: CompletionMeta, event: StreamE
       return encoder.finish() + (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + DONE_LINE;
     case 'error':
       // As OpenAI does mid-stream: an error object as a data line, then the end (no [DONE]).
-      return errorLine(openAIErrorBody(event.code, event.message));
+      return (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + errorLine(openAIErrorBody(event.code, event.message));
     default: {
       const unexpected: never = event;
       throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);

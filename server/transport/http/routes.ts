@@ -4,6 +4,7 @@ import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } fro
 import type { RouteHandler } from './route-context.ts';
 import { handleCancel, handleHistory } from './session-routes.ts';
 import { handleChatStream } from './sse-route.ts';
+import { handleUIChat, handleUIChatResume, handleUIChatStop } from './ui-chat-route.ts';
 import { handleWebAsset, handleWebPage } from './web-routes.ts';
 
 export interface Route {
@@ -46,6 +47,10 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', path: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: sendOpenAIError },
   { method: 'GET', path: /^\/v1\/models$/, handler: handleModels, sendError: sendOpenAIError },
   { method: 'GET', path: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },
+  // The AI SDK's UI message stream protocol (`useChat`).
+  { method: 'POST', path: /^\/v1\/ui\/chat$/, handler: handleUIChat },
+  { method: 'GET', path: /^\/v1\/ui\/chat\/([^/]+)\/stream$/, handler: handleUIChatResume },
+  { method: 'POST', path: /^\/v1\/ui\/chat\/([^/]+)\/stop$/, handler: handleUIChatStop },
   // tRPC: Sluice's own SSE producer for the hot subscription, tRPC's handler for everything else.
   { method: 'GET', path: /^\/trpc\/chat\.stream$/, open: true, handler: (req, res, deps) => deps.trpc.sse(req, res) },
   { method: '*', path: /^\/trpc\/[^/]+$/, open: true, handler: async (req, res, deps) => deps.trpc.http(req, res) },
