@@ -1,0 +1,55 @@
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, expect, it } from 'vitest';
+import { SqliteHistory } from '../server/core/store/history/sqlite.ts';
+import { spawnNode } from './helpers/children.ts';
+
+let dir: string | undefined;
+afterEach(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+it("keeps a SIGKILLed process's running reply as interrupted, with the text it had checkpointed", async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-crash-'));
+  const path = join(dir, 'history.db');
+  const child = spawnNode(['--import', 'tsx', 'test/helpers/sqlite-crash-child.ts', path]);
+  let out = '';
+  let errors = '';
+  child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+  // The number of the last word whose checkpoint the child saw resolve (complete lines only).
+  let acknowledged = -1;
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const lines = out.slice(0, out.lastIndexOf('\n')).split('\n');
+      acknowledged = Number(lines.at(-1));
+      if (acknowledged >= 200) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the child exited with ${code}: ${errors}`)));
+  });
+  const exited = once(child, 'exit');
+  child.kill('SIGKILL');
+  expect(await exited).toEqual([null, 'SIGKILL']);
+
+  const history = await SqliteHistory.open({ path, logger: pino({ level: 'silent' }) });
+  try {
+    const messages = await history.read('o/s');
+    expect(messages.map((m) => [m.seq, m.role, m.status])).toEqual([
+      [1, 'user', 'complete'],
+      [2, 'assistant', 'interrupted'],
+    ]);
+    // Every checkpoint that resolved is there (and maybe one or two the child wrote after).
+    const words = messages[1]!.content.trim().split(' ');
+    expect(words.length).toBeGreaterThan(acknowledged);
+    expect(words).toEqual(words.map((_, i) => `w${i}`));
+    expect(messages[1]!.draftOf).toBe('reply-1');
+    // The session takes new messages at once.
+    const next = { role: 'user' as const, content: 'go on', status: 'complete' as const, createdAt: new Date().toISOString() };
+    expect(await history.append('o/s', next, { keepLast: 100 })).toBe(3);
+  } finally {
+    await history.close();
+  }
+});
