@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { ChatMessage } from '../../../../shared/messages.ts';
 import { SluiceError } from '../../errors.ts';
 import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
+import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.ts';
 import { MIGRATIONS } from './sql/migrations/index.ts';
 import * as sql from './sql/operations.ts';
 import { draftKey, unavailable, WriteQueue } from './sql/write-queue.ts';
@@ -21,18 +22,23 @@ type Statement = Database.Statement;
 
 /** Idle sessions deleted per transaction, so that a large sweep does not hold the event loop. */
 const EXPIRE_CHUNK = 500;
+const CHECKPOINT_INTERVAL_MS = 1000;
+/** WAL pages (4 KiB) past which the writer checkpoints by itself (SQLite's default: 1000). */
+const BACKSTOP_PAGES = 16_384;
 
 /**
  * History in an embedded SQLite database (the default store: durable, nothing to run). WAL
  * journal, one connection that is the only writer, writes batched into one transaction per turn
- * of the event loop. `synchronous=NORMAL`: a commit is in the WAL when the call resolves, so a
- * killed process loses nothing written; a power cut may lose the last commits, never consistency.
+ * of the event loop, checkpoints in a worker thread. `synchronous=NORMAL`: a commit is in the WAL
+ * when the call resolves, so a killed process loses nothing written; a power cut may lose the
+ * last commits, never consistency.
  */
 export class SqliteHistory implements History {
   readonly #db: Database.Database;
   readonly #clock: () => number;
   readonly #queue: WriteQueue;
   readonly #statements = new Map<string, Statement>();
+  #checkpointer: Checkpointer | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(db: Database.Database, options: SqliteHistoryOptions) {
@@ -60,6 +66,11 @@ export class SqliteHistory implements History {
       const history = new SqliteHistory(db, options);
       const result = history.#transaction(() => history.#drive(sql.migrate(MIGRATIONS, history.#clock())));
       if (result.applied.length > 0) options.logger.info({ path: options.path, applied: result.applied }, 'history: schema migrated');
+      // The checkpointer keeps the WAL short; the writer steps in only if it falls far behind.
+      db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
+      history.#checkpointer = startCheckpointer(options.path, CHECKPOINT_INTERVAL_MS, options.logger, () => {
+        if (db.open) db.exec('PRAGMA wal_autocheckpoint = 1000');
+      });
       return history;
     } catch (error) {
       db.close();
@@ -109,6 +120,8 @@ export class SqliteHistory implements History {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#queue.close();
+      await this.#checkpointer?.close();
+      // The last connection to close checkpoints what is left and removes the WAL.
       this.#db.close();
     })();
     return this.#closing;

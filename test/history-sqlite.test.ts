@@ -1,15 +1,35 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterEach, expect, it } from 'vitest';
+import Database from 'libsql';
+import { afterEach, expect, it, vi } from 'vitest';
 import { SqliteHistory } from '../server/core/store/history/sqlite.ts';
 import { spawnNode } from './helpers/children.ts';
 
 let dir: string | undefined;
 afterEach(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
+});
+const logger = pino({ level: 'silent' });
+
+it('keeps the database in WAL mode, and moves the WAL into the database file from its worker', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-wal-'));
+  const path = join(dir, 'history.db');
+  const history = await SqliteHistory.open({ path, logger });
+  try {
+    const other = new Database(path);
+    expect(other.prepare('PRAGMA journal_mode').get()).toMatchObject({ journal_mode: 'wal' });
+    other.close();
+    const initial = statSync(path).size;
+    // About 2 MB: well under the writer's own checkpoint threshold, so only the worker moves it.
+    await Promise.all(Array.from({ length: 200 }, (_, i) => history.append(`o/s${i}`, { role: 'user', content: 'x'.repeat(10_000), status: 'complete', createdAt: new Date().toISOString() }, { keepLast: 10 })));
+    expect(statSync(`${path}-wal`).size).toBeGreaterThan(2_000_000);
+    await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(initial + 2_000_000), { timeout: 5000, interval: 50 });
+  } finally {
+    await history.close();
+  }
 });
 
 it("keeps a SIGKILLed process's running reply as interrupted, with the text it had checkpointed", async () => {
@@ -34,7 +54,7 @@ it("keeps a SIGKILLed process's running reply as interrupted, with the text it h
   child.kill('SIGKILL');
   expect(await exited).toEqual([null, 'SIGKILL']);
 
-  const history = await SqliteHistory.open({ path, logger: pino({ level: 'silent' }) });
+  const history = await SqliteHistory.open({ path, logger });
   try {
     const messages = await history.read('o/s');
     expect(messages.map((m) => [m.seq, m.role, m.status])).toEqual([
