@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import postgres from 'postgres';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { History } from '../server/core/store/history.ts';
 import { MemoryHistory } from '../server/core/store/history/memory.ts';
 import { PostgresHistory } from '../server/core/store/history/postgres.ts';
@@ -337,6 +337,29 @@ describe('PostgreSQL history: migrations', () => {
     } finally {
       await client.end();
     }
+  });
+
+  it('answers unavailable while PostgreSQL is down, and works again once it is back', async () => {
+    const server = await postgresServer();
+    if (!server) return;
+    const history = await PostgresHistory.open({ url: await server.createDatabase(), logger });
+    opened.push(history);
+    await history.append('o/s', user('before'), keep);
+    await server.halt();
+    try {
+      await expect(history.append('o/s', user('during'), keep)).rejects.toMatchObject({ code: 'unavailable' });
+      await expect(history.checkpoint('o/s', 'r', 'during')).rejects.toMatchObject({ code: 'unavailable' });
+      await expect(history.read('o/s')).rejects.toMatchObject({ code: 'unavailable' });
+      expect(await history.healthy()).toBe(false);
+    } finally {
+      await server.resume();
+    }
+    await vi.waitFor(async () => expect(await history.healthy()).toBe(true));
+    await history.append('o/s', user('after'), keep);
+    expect((await history.read('o/s')).map((m) => [m.seq, m.content])).toEqual([
+      [1, 'before'],
+      [2, 'after'],
+    ]);
   });
 
   it('refuses to open, saying where, when PostgreSQL cannot be reached', async () => {

@@ -15,6 +15,10 @@ export interface PostgresServer {
   readonly url: string;
   /** A new, empty database on this server (one per test keeps tests apart); resolves with its URL. */
   createDatabase(): Promise<string>;
+  /** Stops the server, keeping its data, until `resume` (an outage). */
+  halt(): Promise<void>;
+  /** Starts it again on the same port, with its data. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -59,7 +63,10 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
   await run(...as('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '-E', 'UTF8', '--locale=C']));
   const port = await freePort();
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
-  await run(...as('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o', options, 'start']));
+  const start = async (): Promise<void> => {
+    await run(...as('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '30', '-o', options, 'start']));
+  };
+  await start();
 
   const stopSync = (): void => {
     try {
@@ -83,6 +90,10 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
       await admin.unsafe(`CREATE DATABASE ${name} STRATEGY = FILE_COPY`);
       return `postgres://postgres@127.0.0.1:${port}/${name}`;
     },
+    async halt() {
+      await run(...as('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']));
+    },
+    resume: start,
     stop() {
       stopped ??= (async () => {
         servers.delete(server);

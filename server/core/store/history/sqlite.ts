@@ -54,11 +54,17 @@ export class SqliteHistory implements History {
   /** Opens (creating) the database and brings its schema up to date. */
   static async open(options: SqliteHistoryOptions): Promise<SqliteHistory> {
     if (!options.path) throw new SluiceError('internal', 'SqliteHistory: path is required');
-    mkdirSync(dirname(options.path), { recursive: true });
-    const db = new Database(options.path);
+    let db: Database.Database;
     try {
-      // Another process on the same file (a second instance, a backup) waits rather than failing at once.
-      db.exec('PRAGMA busy_timeout = 5000');
+      mkdirSync(dirname(options.path), { recursive: true });
+      db = new Database(options.path);
+    } catch (error) {
+      throw new SluiceError('unavailable', `Cannot open the history database at ${options.path}`, { cause: error });
+    }
+    try {
+      // Another process on the file (a backup, say) makes the writer wait rather than fail at once;
+      // not for long, since it waits on the event loop.
+      db.exec('PRAGMA busy_timeout = 2000');
       const { journal_mode: mode } = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string };
       if (mode !== 'wal') throw new Error(`SQLite refused WAL mode (journal_mode is ${mode})`);
       db.exec('PRAGMA synchronous = NORMAL');
