@@ -45,7 +45,8 @@ export interface AppendOptions {
  *   died reads back as that reply, `interrupted`, with the last checkpointed text. Checkpoints
  *   are cheap to call (writes are batched) but each one writes the whole text: callers
  *   checkpoint on a cadence (about every second), not on every token.
- * - Retention: appends and checkpoints touch their session (reads do not). `expireIdle(cutoff)`
+ * - Retention: appends touch their session, as does the checkpoint that starts a draft (reads
+ *   do not; nor do later checkpoints, the draft being seconds old). `expireIdle(cutoff)`
  *   deletes every session last touched before `cutoff` (in the store's clock, epoch ms).
  * - Errors: methods reject with SluiceError('unavailable') when the backing service cannot be
  *   reached or refuses the write (disk full, say), and after `close`.

@@ -5,7 +5,7 @@ import { SluiceError } from '../../errors.ts';
 import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
 import { MIGRATIONS } from './sql/migrations/index.ts';
 import * as sql from './sql/operations.ts';
-import { draftKey, unavailable, WriteQueue } from './sql/write-queue.ts';
+import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './sql/write-queue.ts';
 
 export interface PostgresHistoryOptions {
   /** `postgres://` or `postgresql://` (TLS and the rest as URL parameters, e.g. `?sslmode=require`). */
@@ -13,7 +13,7 @@ export interface PostgresHistoryOptions {
   readonly logger: Logger;
   /** Epoch ms, for the sessions' last-touched times. Default: Date.now. */
   readonly clock?: () => number;
-  /** Connections at most (one of them the writer's). Default 10. */
+  /** Connections at most: one for the writer, the rest for reads. Default 10. */
   readonly maxConnections?: number;
 }
 
@@ -30,26 +30,28 @@ const ONE_WRITE = /^(23|40)[0-9A-Z]{3}$/;
 /**
  * History in PostgreSQL, for fleets: every instance reads and writes the same tables. The schema
  * is created and migrated on open (versioned, under an advisory lock). Each instance has one
- * writer connection, batching the writes of a turn of the event loop into one transaction;
- * reads use the rest of the pool.
+ * writer, batching the writes of a turn of the event loop into one transaction (pipelined across
+ * sessions); reads use the rest of the pool.
  */
 export class PostgresHistory implements History {
-  readonly #sql: Sql;
+  /** One connection, so that statements are prepared once and a batch's queries pipeline on it. */
+  readonly #writer: Sql;
+  readonly #readers: Sql;
   readonly #clock: () => number;
   readonly #queue: WriteQueue;
   #closing: Promise<void> | undefined;
 
-  private constructor(client: Sql, options: PostgresHistoryOptions) {
-    this.#sql = client;
+  private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions) {
+    this.#writer = writer;
+    this.#readers = readers;
     this.#clock = options.clock ?? Date.now;
     this.#queue = new WriteQueue({
-      run: (ops) => this.#sql.begin(async (tx) => {
-        const results: unknown[] = [];
-        for (const op of ops) results.push(await drive(tx, op()));
-        return results;
-      }) as Promise<unknown[]>,
+      run: (writes) => this.#writer.begin((tx) => pipelined(tx, writes)) as Promise<unknown[]>,
       retryAlone: (error) => ONE_WRITE.test(String((error as { code?: unknown }).code)),
       logger: options.logger,
+      // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
+      // (100), past which a transaction's queries go one round trip at a time.
+      maxBatch: 64,
     });
   }
 
@@ -60,18 +62,21 @@ export class PostgresHistory implements History {
     if (!Number.isInteger(maxConnections) || maxConnections < 2) {
       throw new SluiceError('internal', `PostgresHistory: maxConnections must be an integer of at least 2, got ${maxConnections}`);
     }
-    const client = postgres(options.url, {
-      max: maxConnections,
-      connect_timeout: 5,
-      idle_timeout: 60,
-      // Migrations' notices ("relation already exists, skipping") are not news.
-      onnotice: () => undefined,
-      // A write stuck behind a lock would hold up the instance's one writer: give up on it instead.
-      connection: { application_name: 'sluice', statement_timeout: 10_000 },
-    });
-    const history = new PostgresHistory(client, options);
+    const connect = (max: number): Sql =>
+      postgres(options.url, {
+        max,
+        connect_timeout: 5,
+        idle_timeout: 60,
+        // Migrations' notices ("relation already exists, skipping") are not news.
+        onnotice: () => undefined,
+        // A write stuck behind a lock would hold up the instance's one writer: give up on it instead.
+        connection: { application_name: 'sluice', statement_timeout: 10_000 },
+      });
+    const writer = connect(1);
+    const readers = connect(maxConnections - 1);
+    const history = new PostgresHistory(writer, readers, options);
     try {
-      const result = await client.begin(async (tx) => {
+      const result = await writer.begin(async (tx) => {
         // A migration may take longer than a write may; waiting for another instance's too.
         await tx.unsafe('SET LOCAL statement_timeout = 0');
         return drive(tx, sql.migrate(MIGRATIONS, history.#clock(), [MIGRATION_LOCK]));
@@ -79,7 +84,7 @@ export class PostgresHistory implements History {
       if (result.applied.length > 0) options.logger.info({ database: where, applied: result.applied }, 'history: schema migrated');
       return history;
     } catch (error) {
-      await client.end({ timeout: 1 });
+      await Promise.all([writer.end({ timeout: 1 }), readers.end({ timeout: 1 })]);
       throw new SluiceError('unavailable', `Cannot open the history database at ${where}`, { cause: error });
     }
   }
@@ -88,7 +93,7 @@ export class PostgresHistory implements History {
     const { limit, before } = checkReadOptions(options);
     if (this.#closing) throw new SluiceError('unavailable', 'The history store is closed');
     try {
-      return sql.toMessages(await exec(this.#sql, sql.readStep(sessionKey, limit, before)));
+      return sql.toMessages(await exec(this.#readers, sql.readStep(sessionKey, limit, before)));
     } catch (error) {
       throw unavailable(error);
     }
@@ -98,22 +103,22 @@ export class PostgresHistory implements History {
     const keepLast = checkKeepLast(options.keepLast);
     const { replyId } = options;
     const now = this.#clock();
-    return this.#queue.push(() => sql.append(sessionKey, message, keepLast, replyId, now), { barrier: replyId && draftKey(sessionKey, replyId) });
+    return this.#queue.push(sessionKey, () => sql.append(sessionKey, message, keepLast, replyId, now), { barrier: replyId && draftKey(sessionKey, replyId) });
   }
 
   checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
     const now = this.#clock();
-    return this.#queue.push(() => sql.checkpoint(sessionKey, replyId, text, now), { coalesce: draftKey(sessionKey, replyId) });
+    return this.#queue.push(sessionKey, () => sql.checkpoint(sessionKey, replyId, text, now), { coalesce: draftKey(sessionKey, replyId) });
   }
 
   deleteSession(sessionKey: string): Promise<boolean> {
-    return this.#queue.push(() => sql.deleteSession(sessionKey));
+    return this.#queue.push(sessionKey, () => sql.deleteSession(sessionKey));
   }
 
   async expireIdle(cutoff: number): Promise<number> {
     let total = 0;
     for (;;) {
-      const deleted = await this.#queue.push(() => sql.expireIdle(cutoff, EXPIRE_CHUNK));
+      const deleted = await this.#queue.push(undefined, () => sql.expireIdle(cutoff, EXPIRE_CHUNK));
       total += deleted;
       if (deleted < EXPIRE_CHUNK) return total;
     }
@@ -121,7 +126,7 @@ export class PostgresHistory implements History {
 
   async healthy(): Promise<boolean> {
     if (this.#closing) return false;
-    return this.#sql`SELECT 1`.then(
+    return this.#readers`SELECT 1`.then(
       () => true,
       () => false,
     );
@@ -130,7 +135,7 @@ export class PostgresHistory implements History {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#queue.close();
-      await this.#sql.end({ timeout: 5 });
+      await Promise.all([this.#writer.end({ timeout: 5 }), this.#readers.end({ timeout: 5 })]);
     })();
     return this.#closing;
   }
@@ -139,6 +144,36 @@ export class PostgresHistory implements History {
 async function exec(client: Sql | postgres.TransactionSql, step: sql.Step): Promise<sql.Row[]> {
   // Statements with parameters are the same few, over and over: prepared once per connection.
   return client.unsafe(step.sql, step.params as postgres.ParameterOrJSON<never>[], { prepare: step.params.length > 0 });
+}
+
+/**
+ * Runs a batch's writes so that those of different sessions go side by side: their statements
+ * share round trips (postgres.js sends the queries of one tick together), where one after the
+ * other each statement would wait for its own. Writes of one session stay in call order; a write
+ * of many sessions (a retention sweep) runs alone, in its place.
+ */
+async function pipelined(tx: postgres.TransactionSql, writes: readonly QueuedWrite[]): Promise<unknown[]> {
+  const results: unknown[] = new Array(writes.length);
+  let lanes = new Map<string, Promise<void>>();
+  const settle = async (): Promise<void> => {
+    const outcomes = await Promise.allSettled(lanes.values());
+    lanes = new Map();
+    const failed = outcomes.find((o) => o.status === 'rejected');
+    if (failed) throw failed.reason;
+  };
+  for (const [i, write] of writes.entries()) {
+    if (write.session === undefined) {
+      await settle();
+      results[i] = await drive(tx, write.make());
+      continue;
+    }
+    const before = lanes.get(write.session) ?? Promise.resolve();
+    lanes.set(write.session, before.then(async () => {
+      results[i] = await drive(tx, write.make());
+    }));
+  }
+  await settle();
+  return results;
 }
 
 async function drive<T>(tx: postgres.TransactionSql, op: sql.Op<T>): Promise<T> {

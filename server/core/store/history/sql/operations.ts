@@ -69,11 +69,9 @@ export function* append(sessionKey: string, message: ChatMessage, keepLast: numb
 }
 
 export function* checkpoint(sessionKey: string, replyId: string, text: string, now: number): Op<void> {
+  // The session was touched when the draft began (a running reply's session is not idle): one statement.
   const [updated] = yield step(UPDATE_DRAFT, sessionKey, replyId, text);
-  if (updated) {
-    yield step(TOUCH, sessionKey, now);
-    return;
-  }
+  if (updated) return;
   const [finished] = yield step(REPLY_EXISTS, sessionKey, replyId);
   if (finished) return; // the reply has its final message
   const seq = yield* nextSeq(sessionKey, now);

@@ -2,8 +2,17 @@ import type { Logger } from 'pino';
 import { SluiceError } from '../../../errors.ts';
 import type { Op } from './operations.ts';
 
-/** Runs operations in one transaction, in order; resolves with their results, or rejects (rolled back). */
-export type BatchRunner = (ops: ReadonlyArray<() => Op<unknown>>) => Promise<unknown[]> | unknown[];
+export interface QueuedWrite {
+  readonly make: () => Op<unknown>;
+  /** The one session it writes, or undefined for a write of many (a retention sweep). */
+  readonly session: string | undefined;
+}
+
+/**
+ * Runs writes in one transaction, each session's in order (those of different sessions may run
+ * side by side); resolves with their results, or rejects (rolled back).
+ */
+export type BatchRunner = (writes: readonly QueuedWrite[]) => Promise<unknown[]> | unknown[];
 
 export interface WriteQueueOptions {
   readonly run: BatchRunner;
@@ -21,6 +30,7 @@ export interface WriteQueueOptions {
 
 interface Pending {
   make: () => Op<unknown>;
+  readonly session: string | undefined;
   readonly waiters: Array<{ resolve: (value: unknown) => void; reject: (error: unknown) => void }>;
   readonly coalesce: string | undefined;
 }
@@ -58,7 +68,7 @@ export class WriteQueue {
    * (both callers then get its result); `barrier` stops later writes from coalescing into a queued
    * one with that key (so they cannot jump ahead of this write).
    */
-  push<T>(make: () => Op<T>, keys: { coalesce?: string; barrier?: string } = {}): Promise<T> {
+  push<T>(session: string | undefined, make: () => Op<T>, keys: { coalesce?: string; barrier?: string } = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const waiter = { resolve: resolve as (value: unknown) => void, reject };
       if (this.#closed) return reject(new SluiceError('unavailable', 'The history store is closed'));
@@ -72,7 +82,7 @@ export class WriteQueue {
       if (this.#pending.length >= this.#maxPending) {
         return reject(new SluiceError('unavailable', 'The history store is overloaded; try again shortly'));
       }
-      const pending: Pending = { make, waiters: [waiter], coalesce: keys.coalesce };
+      const pending: Pending = { make, session, waiters: [waiter], coalesce: keys.coalesce };
       this.#pending.push(pending);
       if (keys.coalesce !== undefined) this.#coalescing.set(keys.coalesce, pending);
       this.#flushing ??= this.#flushSoon();
@@ -103,7 +113,7 @@ export class WriteQueue {
 
   async #runBatch(batch: readonly Pending[]): Promise<void> {
     try {
-      const results = await this.#run(batch.map((p) => p.make));
+      const results = await this.#run(batch);
       batch.forEach((p, i) => settle(p, true, results[i]));
       this.#succeeded();
       return;
@@ -116,7 +126,7 @@ export class WriteQueue {
     }
     for (const p of batch) {
       try {
-        const [result] = await this.#run([p.make]);
+        const [result] = await this.#run([p]);
         settle(p, true, result);
         this.#succeeded();
       } catch (error) {
