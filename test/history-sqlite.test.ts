@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import Database from 'libsql';
 import { afterEach, expect, it, vi } from 'vitest';
 import { SqliteHistory } from '../server/core/store/history/sqlite.ts';
-import { spawnNode } from './helpers/children.ts';
+import { REPO_ROOT, spawnNode } from './helpers/children.ts';
 
 let dir: string | undefined;
 afterEach(() => {
@@ -69,6 +69,31 @@ it("keeps a SIGKILLed process's running reply as interrupted, with the text it h
     // The session takes new messages at once.
     const next = { role: 'user' as const, content: 'go on', status: 'complete' as const, createdAt: new Date().toISOString() };
     expect(await history.append('o/s', next, { keepLast: 100 })).toBe(3);
+  } finally {
+    await history.close();
+  }
+});
+
+it('backs up online as docs/stores.md says (VACUUM INTO through libsql), into a file the store opens', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-backup-'));
+  const path = join(dir, 'history.db');
+  const history = await SqliteHistory.open({ path, logger });
+  try {
+    await history.append('o/s', { role: 'user', content: 'keep me', status: 'complete', createdAt: new Date().toISOString() }, { keepLast: 10 });
+    await history.checkpoint('o/s', 'r', 'half');
+    // The command of docs/stores.md, run from the repository (where node_modules has libsql) while the store is open.
+    const backup = join(dir, 'backup.db');
+    const child = spawnNode(['-e', `new (require('libsql'))(${JSON.stringify(path)}).exec("VACUUM INTO '${backup}'")`], { cwd: REPO_ROOT });
+    expect(await once(child, 'exit')).toEqual([0, null]);
+    const restored = await SqliteHistory.open({ path: backup, logger });
+    try {
+      expect((await restored.read('o/s')).map((m) => [m.content, m.status])).toEqual([
+        ['keep me', 'complete'],
+        ['half', 'interrupted'],
+      ]);
+    } finally {
+      await restored.close();
+    }
   } finally {
     await history.close();
   }
