@@ -7,6 +7,7 @@ import Database from 'libsql';
 import { afterEach, expect, it, vi } from 'vitest';
 import { SqliteHistory } from '../server/core/store/history/sqlite.ts';
 import { REPO_ROOT, spawnNode } from './helpers/children.ts';
+import { captureLogs } from './helpers/logs.ts';
 
 let dir: string | undefined;
 afterEach(() => {
@@ -97,4 +98,18 @@ it('backs up online as docs/stores.md says (VACUUM INTO through libsql), into a 
   } finally {
     await history.close();
   }
+});
+
+it('migrates a new file once, and says so when a newer release has migrated it further', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-migrate-'));
+  const path = join(dir, 'history.db');
+  const first = captureLogs('info');
+  await (await SqliteHistory.open({ path, logger: first.logger })).close();
+  expect(first.lines.filter((l) => l.msg === 'history: schema migrated')).toHaveLength(1);
+  const db = new Database(path);
+  db.exec("INSERT INTO history_migrations (version, name, applied_at) VALUES (999, 'from the future', 0)");
+  db.close();
+  const again = captureLogs('info');
+  await (await SqliteHistory.open({ path, logger: again.logger })).close();
+  expect(again.lines.map((l) => [l.msg, l.version])).toEqual([['history: the schema is newer than this release knows', 999]]);
 });

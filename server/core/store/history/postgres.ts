@@ -81,7 +81,7 @@ export class PostgresHistory implements History {
         await tx.unsafe('SET LOCAL statement_timeout = 0');
         return drive(tx, sql.migrate(MIGRATIONS, history.#clock(), [MIGRATION_LOCK]));
       });
-      if (result.applied.length > 0) options.logger.info({ database: where, applied: result.applied }, 'history: schema migrated');
+      sql.logMigration(result, MIGRATIONS, options.logger, where);
       return history;
     } catch (error) {
       await Promise.all([writer.end({ timeout: 1 }), readers.end({ timeout: 1 })]);

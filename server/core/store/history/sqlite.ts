@@ -73,7 +73,7 @@ export class SqliteHistory implements History {
       db.exec('PRAGMA foreign_keys = ON');
       const history = new SqliteHistory(db, options);
       const result = history.#transaction(() => history.#drive(sql.migrate(MIGRATIONS, history.#clock())));
-      if (result.applied.length > 0) options.logger.info({ path: options.path, applied: result.applied }, 'history: schema migrated');
+      sql.logMigration(result, MIGRATIONS, options.logger, options.path);
       // The checkpointer keeps the WAL short; the writer steps in only if it falls far behind.
       db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
       history.#checkpointer = startCheckpointer(options.path, CHECKPOINT_INTERVAL_MS, options.logger, () => {

@@ -1,4 +1,5 @@
 import type { ChatMessage } from '../../../../../shared/messages.ts';
+import type { Logger } from 'pino';
 import type { HistoryMessage } from '../../history.ts';
 import type { Migration } from './migrations/index.ts';
 
@@ -141,4 +142,11 @@ export function* migrate(migrations: readonly Migration[], now: number, lock: re
     done.add(migration.version);
   }
   return { applied, version: Math.max(0, ...done) };
+}
+
+/** Logs what a migration run did, and a database migrated by a newer release (a rolling deploy's old instance). */
+export function logMigration(result: MigrationResult, migrations: readonly Migration[], logger: Logger, database: string): void {
+  if (result.applied.length > 0) logger.info({ database, applied: result.applied }, 'history: schema migrated');
+  const known = migrations.at(-1)?.version ?? 0;
+  if (result.version > known) logger.warn({ database, version: result.version, known }, 'history: the schema is newer than this release knows');
 }
