@@ -241,7 +241,7 @@ describe.each(backends)('history contract: $name', (backend) => {
     expect(await history.append('alice/s', user('again'), keep)).toBe(1);
   });
 
-  it('expires sessions untouched since the cutoff (appends and checkpoints touch, reads do not)', async () => {
+  it('expires sessions untouched since the cutoff (appends and a draft\'s first checkpoint touch; reads do not)', async () => {
     const s = await setup();
     if (!s) return;
     const { history, clock } = s;
@@ -252,6 +252,8 @@ describe.each(backends)('history contract: $name', (backend) => {
     clock.now = T0 + 10 * DAY;
     await history.checkpoint('o/drafting', 'r', 'still going');
     await history.append('o/active', user('d'), keep);
+    clock.now = T0 + 15 * DAY;
+    await history.checkpoint('o/drafting', 'r', 'still going, further'); // only the draft's first checkpoint touches
     clock.now = T0 + 20 * DAY;
     await history.read('o/old');
     expect(await history.expireIdle(T0 + 5 * DAY)).toBe(1);

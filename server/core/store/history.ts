@@ -36,8 +36,9 @@ export interface AppendOptions {
  *   its position at its first checkpoint and its final message keeps it, so a reply stays right
  *   after its user message. Positions are never reused while the session lasts (deleting the
  *   session starts it again from 1).
- * - Order: the writes of one store instance take effect in the order they were called, and a
- *   read that starts after a write resolved sees it.
+ * - Order: the writes to one session through one store instance take effect in the order they
+ *   were called (except that a reply's checkpoint still queued takes the text of a later one),
+ *   and a read that starts after a write resolved sees it.
  * - Drafts: `checkpoint` saves a running reply's text so far (creating the draft, then replacing
  *   its text). The reply's final `append` with the same `replyId` replaces the draft (or is
  *   appended, when no checkpoint came first). A reply has one final message: appending it again

@@ -81,11 +81,12 @@ export class MemoryHistory implements History {
     const known = this.#sessions.get(sessionKey);
     const existing = known && this.#find(known, replyId);
     if (existing && !existing.draft) return; // the reply has its final message
-    const session = this.#touch(sessionKey);
     if (existing) {
-      session.entries[existing.seq - session.entries[0]!.seq] = { ...existing, message: { ...existing.message, content: text } };
+      // As in the SQL stores, only the checkpoint that starts a draft touches the session.
+      known.entries[existing.seq - known.entries[0]!.seq] = { ...existing, message: { ...existing.message, content: text } };
       return;
     }
+    const session = this.#touch(sessionKey);
     const message: ChatMessage = { role: 'assistant', content: text, status: 'interrupted', createdAt: new Date(this.#clock()).toISOString() };
     session.entries.push({ message, seq: session.nextSeq++, replyId, draft: true });
   }
