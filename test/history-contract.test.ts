@@ -241,7 +241,7 @@ describe.each(backends)('history contract: $name', (backend) => {
     expect(await history.append('alice/s', user('again'), keep)).toBe(1);
   });
 
-  it('expires sessions untouched since the cutoff (appends and a draft\'s first checkpoint touch; reads do not)', async () => {
+  it("expires sessions untouched since the cutoff (appends and a draft's first checkpoint touch; reads do not)", async () => {
     const s = await setup();
     if (!s) return;
     const { history, clock } = s;
