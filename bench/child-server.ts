@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildServer, bundle } from '../server/tools/server-bundle.ts';
@@ -63,7 +65,8 @@ export async function startServer(spec: ServerSpec, startTimeoutMs = 30_000): Pr
   if (spec.cpuProfileDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${spec.cpuProfileDir}`);
   const child = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', await compiled(spec.entry)], {
     cwd: repoRoot,
-    env: { ...process.env, NODE_ENV: 'production', PORT: '0', ...spec.env },
+    // Each server's embedded store in a directory of its own (the default store writes under DATA_DIR).
+    env: { ...process.env, NODE_ENV: 'production', PORT: '0', DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-bench-data-')), ...spec.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);

@@ -9,7 +9,8 @@ import { RateLimiter } from './core/rate-limiter.ts';
 import { preloadTokenizer } from './core/usage.ts';
 import type { Store } from './core/store/store.ts';
 import { providerFrom, servedModelId } from './wiring/provider.ts';
-import { storeFrom } from './wiring/store.ts';
+import { sessionTtlMs, storeFrom } from './wiring/store.ts';
+import { startRetention } from './core/store/history/retention.ts';
 import { Admission } from './transport/admission.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
@@ -40,11 +41,14 @@ export interface Sluice {
   close(): Promise<void>;
 }
 
-/** The composition root: configuration in, a wired server out. */
-export function createSluice(config: Config, overrides: SluiceOverrides = {}): Sluice {
+/**
+ * The composition root: configuration in, a wired server out (once its store is open: a database's
+ * schema is created or migrated first).
+ */
+export async function createSluice(config: Config, overrides: SluiceOverrides = {}): Promise<Sluice> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid });
   const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
-  const store = overrides.store ?? storeFrom(config, logger);
+  const store = overrides.store ?? (await storeFrom(config, logger));
   const provider = overrides.provider ?? providerFrom(config, logger);
   const leases = new Leases({ store: store.leases, ttlMs: config.LIVENESS_TTL_MS, logger });
 
@@ -68,6 +72,8 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
   });
+  const ttlMs = sessionTtlMs(config);
+  const retention = ttlMs > 0 ? startRetention({ history: store.history, ttlMs, logger }) : undefined;
   const admission = new Admission({ service, credentials: keys, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
   const http = createHttpServer({
     service,
@@ -97,6 +103,7 @@ export function createSluice(config: Config, overrides: SluiceOverrides = {}): S
       service.beginDrain();
       await service.close();
       await http.close();
+      retention?.stop();
       leases.close();
       await store.close();
     })();

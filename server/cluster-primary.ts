@@ -13,6 +13,10 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
     console.error('sluice: WORKERS > 1 needs REDIS_URL (the workers share sessions, logs and locks through Redis)');
     process.exit(2);
   }
+  if (config.STORE === 'sqlite' || config.STORE === 'memory') {
+    console.error(`sluice: WORKERS > 1 needs a history the workers share (STORE=redis or postgres), not STORE=${config.STORE}`);
+    process.exit(2);
+  }
   let stopping = false;
   let announced = false;
   const listening = new Set<Worker>();

@@ -61,6 +61,27 @@ export const ConfigSchema = z
       .optional()
       .describe('when set, history, stream logs and limits live in Redis (several instances can share it)'),
     REDIS_PREFIX: z.string().min(1).default('sluice:').describe('prefix of every Redis key and channel'),
+    STORE: z
+      .enum(['sqlite', 'memory', 'redis', 'postgres'])
+      .default('sqlite')
+      .describe(
+        'where history lives: `sqlite` (embedded, durable), `memory` (nothing kept across restarts), `redis`, `postgres`; when unset, `postgres` with DATABASE_URL, else `redis` with REDIS_URL, else `sqlite`',
+      ),
+    DATA_DIR: z.string().min(1).default('./data').describe('where the embedded store (`STORE=sqlite`) keeps its database, `history.db`; created on start'),
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://')
+      .optional()
+      .describe('`postgres://...`: history lives in PostgreSQL (live streams, locks and signals stay in Redis when REDIS_URL is set too)'),
+    SESSION_TTL_DAYS: z.coerce
+      .number()
+      .min(0)
+      .max(36_500)
+      .default(30)
+      .describe('a session untouched this long is deleted, whatever the store (0: kept forever)'),
+    MEMORY_MAX_SESSIONS: int(1)
+      .default(100_000)
+      .describe('with `STORE=memory`: sessions kept in the process at most; beyond it the least recently used one is dropped'),
     API_KEYS_FILE: z.string().optional().describe('file of API keys, one a line (blank lines and # comments ignored); when set, every request needs one'),
     API_KEYS: z.string().optional().describe('API keys as a comma-separated list (in addition to API_KEYS_FILE)'),
     RATE_LIMIT_PER_MINUTE: int(0).default(0).describe('requests a minute per key, across instances; 429 with Retry-After above (0: no limit)'),
@@ -104,6 +125,8 @@ export const ConfigSchema = z
     if (c.OPENAI_BASE_URL && !/^https?:\/\//i.test(c.OPENAI_BASE_URL)) {
       ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'must be an http:// or https:// URL' });
     }
+    if (c.STORE === 'postgres' && !c.DATABASE_URL) ctx.addIssue({ code: 'custom', path: ['DATABASE_URL'], message: 'is required when STORE=postgres' });
+    if (c.STORE === 'redis' && !c.REDIS_URL) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when STORE=redis' });
   });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -147,5 +170,8 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`);
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   }
-  return parsed.data;
+  const c = parsed.data;
+  // Unset, the store follows what is configured: a database, else Redis, else the embedded one.
+  if (input.STORE === undefined) c.STORE = c.DATABASE_URL ? 'postgres' : c.REDIS_URL ? 'redis' : 'sqlite';
+  return c;
 }

@@ -5,7 +5,7 @@ import type { Config } from './config.ts';
 export async function serve(config: Config): Promise<void> {
   let sluice;
   try {
-    sluice = createSluice(config);
+    sluice = await createSluice(config);
   } catch (error) {
     console.error(`sluice: ${error instanceof Error ? error.message : String(error)}`);
     process.exit(2);

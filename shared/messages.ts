@@ -23,6 +23,12 @@ export const ChatMessage = z.object({
   /** ISO 8601, so the shape is the same over JSON and superjson. */
   createdAt: z.iso.datetime(),
   usage: TokenUsage.optional(),
+  /**
+   * The message's position in its session, from 1, increasing, never reused while the session
+   * lasts: pass the oldest one you hold as `before` to page back. Absent on messages that were
+   * never stored (stateless replies).
+   */
+  seq: z.number().int().positive().optional(),
 });
 export type ChatMessage = z.infer<typeof ChatMessage>;
 

@@ -1,5 +1,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -41,7 +43,8 @@ describe('README', () => {
     const port = await freePort();
     // `npm start`, as the README says, on a free port instead of 8000.
     const child = spawn('npm', ['start'], {
-      env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info' },
+      // Its embedded store in a directory of its own, not the repository's ./data.
+      env: { ...process.env, PORT: String(port), LOG_LEVEL: 'info', DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-readme-')) },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: npm does not pass signals on to the server it starts.
       detached: true,

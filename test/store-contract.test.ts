@@ -3,9 +3,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { EventLog, GenerationRecord } from '../server/core/store/event-log.ts';
 import { MemoryEventLog } from '../server/core/store/event-log/memory.ts';
 import { RedisEventLog } from '../server/core/store/event-log/redis.ts';
-import type { History } from '../server/core/store/history.ts';
-import { MemoryHistory } from '../server/core/store/history/memory.ts';
-import { RedisHistory } from '../server/core/store/history/redis.ts';
 import type { LeaseStore } from '../server/core/store/lease-store.ts';
 import { MemoryLeaseStore } from '../server/core/store/leases/memory.ts';
 import { RedisLeaseStore } from '../server/core/store/leases/redis.ts';
@@ -13,10 +10,11 @@ import { RedisConnection } from '../server/core/store/redis/connection.ts';
 import type { Signals } from '../server/core/store/signals.ts';
 import { MemorySignals } from '../server/core/store/signals/memory.ts';
 import { RedisSignals } from '../server/core/store/signals/redis.ts';
-import type { ChatMessage, StreamEvent } from '../shared/index.ts';
+import type { StreamEvent } from '../shared/index.ts';
 import { startRedis } from './helpers/redis.ts';
 
-// One contract per role of the store, run on every implementation of it. Each backend gives two
+// One contract per role of the store, run on every implementation of it (history has its own file,
+// test/history-contract.test.ts). Each backend gives two
 // handles on the same data, as two instances would have.
 
 const logger = pino({ level: 'silent' });
@@ -62,29 +60,8 @@ function backends<T>(memory: () => T, redis: (connection: RedisConnection) => T)
   ];
 }
 
-const message = (content: string): ChatMessage => ({ role: 'user', content, status: 'complete', createdAt: new Date().toISOString() });
 const delta = (i: number): StreamEvent => ({ type: 'delta', delta: `w${i} `, index: i });
 const record = (id: string): GenerationRecord => ({ id, owner: 'o', sessionId: 's', sessionKey: 'o/s', stored: true });
-
-describe.each(
-  backends<History>(
-    () => new MemoryHistory(),
-    (c) => new RedisHistory(c),
-  ),
-)('history contract: $name', (backend) => {
-  it('keeps history per session, in order, trimming the oldest', async () => {
-    const pair = await backend.pair();
-    if (!pair) return;
-    const [a, b] = pair;
-    await a.append('o/s1', message('one'), 100);
-    await a.append('o/s1', message('two'), 100);
-    await a.append('o/s2', message('other'), 100);
-    expect((await b.read('o/s1')).map((m) => m.content)).toEqual(['one', 'two']);
-    expect(await b.read('o/missing')).toEqual([]);
-    await a.append('o/s1', message('three'), 2);
-    expect((await b.read('o/s1')).map((m) => m.content)).toEqual(['two', 'three']);
-  });
-});
 
 describe.each(
   backends<LeaseStore>(

@@ -11,7 +11,8 @@ import { endIfDead, type OrphanContext } from './orphans.ts';
 import type { Provider, ProviderMessage } from './providers/provider.ts';
 import { remoteListener } from './remote-listener.ts';
 import type { EventLog, EventWriter, GenerationRecord } from './store/event-log.ts';
-import type { History } from './store/history.ts';
+import type { History, ReadOptions } from './store/history.ts';
+import { Checkpoints } from './checkpoints.ts';
 import type { Signals } from './store/signals.ts';
 
 export interface ChatServiceOptions {
@@ -32,6 +33,8 @@ export interface ChatServiceOptions {
   readonly maxHistoryMessages?: number;
   /** Replies one owner may have running at once, across instances (0: no limit). */
   readonly maxStreamsPerOwner?: number;
+  /** How often a running reply's text is saved in history, so that a crash keeps it (default 1000). */
+  readonly checkpointMs?: number;
   readonly observer?: GenerationObserver;
 }
 
@@ -56,6 +59,9 @@ export interface StatelessRequest {
   readonly transport: string;
 }
 
+/** A page of history: the newest `limit` messages, before position `before` when given. */
+export type HistoryPage = ReadOptions;
+
 /** A transport's handle on a reply: the listener to read, and the reply's id. */
 export interface Attachment {
   readonly generationId: string;
@@ -71,6 +77,9 @@ interface Holds {
   readonly alive?: Held;
 }
 
+/** How long a deletion waits for the session's running reply to end after its cancel. */
+const DELETE_WAIT_MS = 5_000;
+
 /** How long a generation's record (and so its session lock) is kept: a day, or the event log's lifetime if longer. */
 const RECORD_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -83,6 +92,7 @@ function checkOptions(o: ChatServiceOptions): void {
     'remotePollMs',
     'maxHistoryMessages',
     'maxStreamsPerOwner',
+    'checkpointMs',
   ] as const) {
     const value = o[name];
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
@@ -107,6 +117,7 @@ export class ChatService {
   readonly #observer: GenerationObserver;
   readonly #orphans: OrphanContext;
   readonly #local: LocalGenerations;
+  readonly #checkpoints: Checkpoints;
   readonly #unsubscribeCancel: () => void;
   #openListeners = 0;
   readonly #countListener = (delta: 1 | -1): void => {
@@ -122,6 +133,7 @@ export class ChatService {
     this.#keepMessages = options.maxHistoryMessages || 1000;
     this.#observer = options.observer ?? NO_OBSERVER;
     this.#local = new LocalGenerations(options.eventLogTtlMs);
+    this.#checkpoints = new Checkpoints({ history: options.history, intervalMs: options.checkpointMs ?? 1000, logger: options.logger });
     this.#orphans = {
       events: options.events,
       history: options.history,
@@ -174,9 +186,9 @@ export class ChatService {
       taken.push(alive);
       const lock = await this.#lockSession(record);
       taken.push(lock);
-      const messages = await history.read(sessionKey);
+      const messages: ProviderMessage[] = await history.read(sessionKey);
       const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
-      const [writer] = await Promise.all([events.open(record, this.#lockTtlMs), history.append(sessionKey, userMessage, this.#keepMessages)]);
+      const [writer] = await Promise.all([events.open(record, this.#lockTtlMs), history.append(sessionKey, userMessage, { keepLast: this.#keepMessages })]);
       messages.push(userMessage);
       return this.#launch(record, messages, writer, { slot, lock, alive }, request.transport, signal, request.resumable ?? true);
     } catch (error) {
@@ -281,9 +293,36 @@ export class ChatService {
     }
   }
 
-  async history(owner: string, sessionId: string): Promise<SessionHistory> {
+  /** The session's messages, oldest first: all of them, or a page (the newest `limit` before `before`). */
+  async history(owner: string, sessionId: string, page: HistoryPage = {}): Promise<SessionHistory> {
     try {
-      return { sessionId, messages: await this.#o.history.read(ChatService.sessionKey(owner, sessionId)) };
+      const stored = await this.#o.history.read(ChatService.sessionKey(owner, sessionId), page);
+      const messages: ChatMessage[] = [];
+      for (const { draftOf, ...message } of stored) {
+        // A reply that is still running is not history yet: its draft is what a crash would leave.
+        if (draftOf !== undefined && (this.#local.get(draftOf)?.ended === false || (await this.#o.leases.isAlive(draftOf)))) continue;
+        messages.push(message);
+      }
+      return { sessionId, messages };
+    } catch (error) {
+      throw toSluiceError(error);
+    }
+  }
+
+  /**
+   * Deletes a session and its history. A running reply is cancelled first, and its end waited for
+   * (up to `DELETE_WAIT_MS`), so that its last write cannot bring the session back. False when
+   * there was nothing to delete.
+   */
+  async deleteSession(owner: string, sessionId: string): Promise<boolean> {
+    const sessionKey = ChatService.sessionKey(owner, sessionId);
+    const cancelled = await this.cancel(owner, sessionId);
+    try {
+      const deadline = Date.now() + DELETE_WAIT_MS;
+      while ((await this.#o.leases.sessionHolder(sessionKey)) !== undefined && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      return (await this.#o.history.deleteSession(sessionKey)) || cancelled;
     } catch (error) {
       throw toSluiceError(error);
     }
@@ -308,6 +347,7 @@ export class ChatService {
     this.#closing ??= (async () => {
       this.#local.stopAll('shutdown');
       await this.#local.settled();
+      this.#checkpoints.stop();
       this.#unsubscribeCancel();
       this.#local.clear();
     })();
@@ -369,6 +409,7 @@ export class ChatService {
     // Attach before the provider runs so that a client that is already gone stops it at once.
     const listener = generation.listen(0, signal);
     this.#observer.started(transport);
+    if (record.stored) this.#checkpoints.track(generation);
     this.#local.add(generation, this.#run(generation, record, messages, holds, writer !== undefined, transport));
     return { generationId: record.id, listener };
   }
@@ -386,8 +427,9 @@ export class ChatService {
       // The session is free again before the terminal event goes out, so a client that reacts to
       // `done` with its next message never finds its own session busy.
       const summary = await generation.run(provider, messages, async (reply) => {
+        this.#checkpoints.untrack(generation);
         try {
-          if (record.stored) await history.append(record.sessionKey, reply, this.#keepMessages);
+          if (record.stored) await history.append(record.sessionKey, reply, { keepLast: this.#keepMessages, replyId: record.id });
         } finally {
           await this.#leaveSession(generation, holds);
         }
@@ -411,6 +453,7 @@ export class ChatService {
       // run() catches everything it can; this guards against a bug taking the process down.
       logger.error({ generationId: generation.id, err: error }, 'generation crashed');
     } finally {
+      this.#checkpoints.untrack(generation);
       await this.#leaveSession(generation, holds);
       this.#local.finished(generation);
       // run() has waited for the last copy: the final event is in the log before the mark goes

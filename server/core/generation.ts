@@ -135,6 +135,11 @@ export class Generation {
     return this.#visible;
   }
 
+  /** The reply's text so far and how many deltas it holds, while it runs (for checkpoints). */
+  draft(): { readonly deltas: number; readonly text: string } {
+    return { deltas: this.#deltas.length, text: this.#deltas.join('') };
+  }
+
   /**
    * Runs the provider to its end. `persist` stores the reply (whatever its outcome) before the
    * terminal event is published, so a client that sees `done` finds the reply in history.

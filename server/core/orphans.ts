@@ -36,7 +36,7 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
         await o.history.append(
           record.sessionKey,
           { role: 'assistant', content: partial, status: 'interrupted', createdAt: new Date().toISOString() },
-          o.maxHistoryMessages,
+          { keepLast: o.maxHistoryMessages, replyId: record.id },
         );
       }
       await o.leases.releaseSession(record.sessionKey, record.id);

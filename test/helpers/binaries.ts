@@ -8,10 +8,15 @@ export function requireBinary(name: string): string | undefined {
   try {
     return execFileSync('bash', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
   } catch {
-    if (process.env.SLUICE_REQUIRE_BINARIES === '1') {
-      throw new Error(`${name} is required (SLUICE_REQUIRE_BINARIES=1); run test/install-system-deps.sh`);
-    }
-    console.warn(`skipping: ${name} is not installed`);
-    return undefined;
+    return missingBinary(name);
   }
+}
+
+/** What to do about a program that is not there: fail under SLUICE_REQUIRE_BINARIES=1, else skip. */
+export function missingBinary(name: string, why = ''): undefined {
+  if (process.env.SLUICE_REQUIRE_BINARIES === '1') {
+    throw new Error(`${name} is required (SLUICE_REQUIRE_BINARIES=1)${why}; run test/install-system-deps.sh`);
+  }
+  console.warn(`skipping: ${name} is not installed${why}`);
+  return undefined;
 }

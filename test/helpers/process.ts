@@ -1,5 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawnNode } from './children.ts';
 
 export interface SluiceProcess {
@@ -11,10 +14,14 @@ export interface SluiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `server/main.ts` as a real process on a free port and waits until it listens. */
+/**
+ * Starts `server/main.ts` as a real process on a free port and waits until it listens. Its embedded
+ * store goes to a directory of its own unless `DATA_DIR` is given (give the same one to a restart).
+ */
 export async function startSluiceProcess(env: Record<string, string | number>): Promise<SluiceProcess> {
+  const dataDir = env.DATA_DIR === undefined ? { DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-data-')) } : {};
   const child = spawnNode(['--import', 'tsx', 'server/main.ts'], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...dataDir, ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
   });
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));

@@ -25,8 +25,10 @@ function timerCount(): number {
 export async function startServer(settings: Settings = {}, overrides: SluiceOverrides = {}): Promise<TestServer> {
   const env: Record<string, string> = { PORT: '0', SIM_DELAY_MS: '0', RESUME_GRACE_MS: '0', LOG_LEVEL: 'silent' };
   for (const [k, v] of Object.entries(settings)) env[k] = String(v);
+  // Tests keep history in memory unless they name a store (the default writes under ./data).
+  if (env.STORE === undefined && env.REDIS_URL === undefined && env.DATABASE_URL === undefined) env.STORE = 'memory';
   const config = loadConfig(env);
-  const sluice = createSluice(config, { logger: pino({ level: config.LOG_LEVEL }), ...overrides });
+  const sluice = await createSluice(config, { logger: pino({ level: config.LOG_LEVEL }), ...overrides });
   const { url, port } = await sluice.listen();
   const server: TestServer = { sluice, url, port, close: () => sluice.close() };
   open.add(server);

@@ -1,16 +1,87 @@
 import type { ChatMessage } from '../../../shared/messages.ts';
 
+/** A stored message: always numbered, and marked while it is the draft of a running reply. */
+export interface HistoryMessage extends ChatMessage {
+  readonly seq: number;
+  /**
+   * Set on a draft: the reply id its checkpoints came from. A draft reads back as an assistant
+   * message with status `interrupted` (what it is once its reply died with its process); while
+   * that reply still runs, the caller may hide it. Not part of the public message shape.
+   */
+  readonly draftOf?: string;
+}
+
+export interface ReadOptions {
+  /** Only the newest `limit` messages (of those before `before`). Unset: all of them. */
+  readonly limit?: number;
+  /** Only messages whose `seq` is below this one (a cursor: the oldest `seq` the reader holds). */
+  readonly before?: number;
+}
+
+export interface AppendOptions {
+  /** After appending, only the newest `keepLast` messages are kept (the oldest are trimmed). */
+  readonly keepLast: number;
+  /** The reply this message ends: its draft, if checkpoints made one, is replaced in place. */
+  readonly replyId?: string;
+}
+
 /**
- * Where conversations last: the History port. One implementation per backend (memory, Redis,
- * SQLite, PostgreSQL), each held to the same contract test. Session keys are opaque strings built
- * by the chat service (they include the owner), so one store serves every tenant.
+ * Where conversations last: the History port. One implementation per backend (memory, SQLite,
+ * PostgreSQL, Redis), each held to the same contract test (test/history-contract.test.ts).
+ * Session keys are opaque strings built by the chat service (they include the owner), so one
+ * store serves every tenant and deleting a key deletes one owner's session only.
  *
- * Methods reject with SluiceError('unavailable') when the backing service cannot be reached.
+ * The contract:
+ * - Positions: every message stored in a session gets the next `seq` (1, 2, 3, ...). A draft takes
+ *   its position at its first checkpoint and its final message keeps it, so a reply stays right
+ *   after its user message. Positions are never reused while the session lasts (deleting the
+ *   session starts it again from 1).
+ * - Order: the writes to one session through one store instance take effect in the order they
+ *   were called (except that a reply's checkpoint still queued takes the text of a later one),
+ *   and a read that starts after a write resolved sees it.
+ * - Drafts: `checkpoint` saves a running reply's text so far (creating the draft, then replacing
+ *   its text). The reply's final `append` with the same `replyId` replaces the draft (or is
+ *   appended, when no checkpoint came first). A reply has one final message: appending it again
+ *   (a retry) or checkpointing it afterwards changes nothing. A draft left by a process that
+ *   died reads back as that reply, `interrupted`, with the last checkpointed text. Checkpoints
+ *   are cheap to call (writes are batched) but each one writes the whole text: callers
+ *   checkpoint on a cadence (about every second), not on every token.
+ * - Retention: appends touch their session, as does the checkpoint that starts a draft (reads
+ *   do not; nor do later checkpoints, the draft being seconds old). `expireIdle(cutoff)`
+ *   deletes every session last touched before `cutoff` (in the store's clock, epoch ms).
+ * - Errors: methods reject with SluiceError('unavailable') when the backing service cannot be
+ *   reached or refuses the write (disk full, say), and after `close`.
  */
 export interface History {
-  /** The session's messages, oldest first. */
-  read(sessionKey: string): Promise<ChatMessage[]>;
-  /** Appends a message, then keeps only the newest `keepLast` (oldest trimmed). */
-  append(sessionKey: string, message: ChatMessage, keepLast: number): Promise<void>;
+  /** The session's messages (per `options`), oldest first; empty for an unknown session. */
+  read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]>;
+  /** Stores `message` (its own `seq`, if any, is ignored); resolves with the position it got. */
+  append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number>;
+  /** Saves the running reply `replyId`'s text so far as its draft (see the contract above). */
+  checkpoint(sessionKey: string, replyId: string, text: string): Promise<void>;
+  /** Deletes the session and its messages; false when there was none. */
+  deleteSession(sessionKey: string): Promise<boolean>;
+  /** Deletes the sessions last touched before `cutoff` (epoch ms); resolves with how many. */
+  expireIdle(cutoff: number): Promise<number>;
+  /** True when the backing service answers (readiness). */
+  healthy(): Promise<boolean>;
+  /** Finishes the writes already called for, then releases the store. Idempotent. */
   close(): Promise<void>;
+}
+
+/** Positions fit PostgreSQL's `integer`; `before` beyond them means "no cursor". */
+export const MAX_SEQ = 2_147_483_647;
+
+/** Checks a read's options (a caller's bug, not a client's: the transports bound what clients send). */
+export function checkReadOptions(options: ReadOptions | undefined): { limit: number; before: number } {
+  const limit = options?.limit ?? MAX_SEQ;
+  const before = Math.min(options?.before ?? MAX_SEQ, MAX_SEQ);
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`History.read: limit must be a positive integer, got ${limit}`);
+  if (!Number.isInteger(before) || before < 1) throw new RangeError(`History.read: before must be a positive integer, got ${before}`);
+  return { limit, before };
+}
+
+export function checkKeepLast(keepLast: number): number {
+  if (!Number.isInteger(keepLast) || keepLast < 1) throw new RangeError(`History.append: keepLast must be a positive integer, got ${keepLast}`);
+  return keepLast;
 }

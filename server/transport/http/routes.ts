@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { sendJson } from './json-io.ts';
 import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } from './openai-route.ts';
 import type { RouteHandler } from './route-context.ts';
-import { handleCancel, handleHistory } from './session-routes.ts';
+import { handleCancel, handleDeleteSession, handleHistory } from './session-routes.ts';
 import { handleChatStream } from './sse-route.ts';
 import { handleUIChat, handleUIChatResume, handleUIChatStop } from './ui-chat-route.ts';
 import { handleWebAsset, handleWebPage } from './web-routes.ts';
@@ -44,6 +44,7 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', path: /^\/v1\/chat\/stream$/, handler: handleChatStream },
   { method: 'POST', path: /^\/v1\/chat\/cancel$/, handler: handleCancel },
   { method: 'GET', path: /^\/v1\/sessions\/([^/]+)\/messages$/, handler: handleHistory },
+  { method: 'DELETE', path: /^\/v1\/sessions\/([^/]+)$/, handler: handleDeleteSession },
   { method: 'POST', path: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: sendOpenAIError },
   { method: 'GET', path: /^\/v1\/models$/, handler: handleModels, sendError: sendOpenAIError },
   { method: 'GET', path: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },

@@ -1,22 +1,43 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SessionId } from '../../../shared/session.ts';
 import { SseCancelRequest } from '../../../shared/sse-route.ts';
+import { HistoryQuery, type DeleteResult } from '../../../shared/chat-request.ts';
 import { DEFAULT_SESSION_ID } from '../../../shared/session.ts';
 import { parseWith } from '../parse-input.ts';
 import { readJsonBody, sendError, sendJson } from './json-io.ts';
 import type { RouteDeps } from './route-context.ts';
 
-/** `GET /v1/sessions/{session_id}/messages`: the same shape as `chat.history`. */
+/** The session id in a route's path, decoded and checked. */
+function sessionIdOf(params: readonly string[]): string {
+  let raw: string;
+  try {
+    raw = decodeURIComponent(params[0] ?? '');
+  } catch {
+    raw = '';
+  }
+  return parseWith(SessionId, raw, 'session_id');
+}
+
+/**
+ * `GET /v1/sessions/{session_id}/messages`: the same shape as `chat.history`; `?limit=N` gives the
+ * newest N, `&before=<seq>` the page before that position.
+ */
 export async function handleHistory(req: IncomingMessage, res: ServerResponse, deps: RouteDeps, params: readonly string[]): Promise<void> {
   try {
-    let raw: string;
-    try {
-      raw = decodeURIComponent(params[0] ?? '');
-    } catch {
-      raw = '';
-    }
-    const sessionId = parseWith(SessionId, raw);
-    sendJson(res, 200, await deps.service.history(deps.ownerOf(req), sessionId));
+    const sessionId = sessionIdOf(params);
+    const q = req.url?.indexOf('?') ?? -1;
+    const page = parseWith(HistoryQuery, Object.fromEntries(new URLSearchParams(q === -1 ? '' : req.url!.slice(q + 1))), 'query');
+    sendJson(res, 200, await deps.service.history(deps.ownerOf(req), sessionId, page));
+  } catch (error) {
+    sendError(res, error);
+  }
+}
+
+/** `DELETE /v1/sessions/{session_id}`: deletes the session and its history; a running reply is cancelled first. */
+export async function handleDeleteSession(req: IncomingMessage, res: ServerResponse, deps: RouteDeps, params: readonly string[]): Promise<void> {
+  try {
+    const deleted = await deps.service.deleteSession(deps.ownerOf(req), sessionIdOf(params));
+    sendJson(res, 200, { deleted } satisfies DeleteResult);
   } catch (error) {
     sendError(res, error);
   }

@@ -10,8 +10,9 @@ export interface ChatApi {
   owner(credential: string | undefined): Promise<string>;
   /** `chat.stream`'s one way in (see Admission). */
   chatStream(request: ChatStreamRequest): Promise<Attachment>;
-  history(owner: string, sessionId: string): Promise<SessionHistory>;
+  history(owner: string, sessionId: string, page?: { limit?: number; before?: number }): Promise<SessionHistory>;
   cancel(owner: string, sessionId: string): Promise<boolean>;
+  deleteSession(owner: string, sessionId: string): Promise<boolean>;
 }
 
 /** What every procedure sees. */
@@ -29,7 +30,8 @@ export function chatApi(admission: Admission, service: ChatService): ChatApi {
   return {
     owner: (credential) => admission.owner(credential),
     chatStream: (request) => admission.chatStream(request),
-    history: (owner, sessionId) => service.history(owner, sessionId),
+    history: (owner, sessionId, page) => service.history(owner, sessionId, page),
     cancel: (owner, sessionId) => service.cancel(owner, sessionId),
+    deleteSession: (owner, sessionId) => service.deleteSession(owner, sessionId),
   };
 }

@@ -1,6 +1,6 @@
 import { initTRPC, tracked } from '@trpc/server';
 import type { ChatStreamInput } from '../../../shared/chat-request.ts';
-import { SessionRef } from '../../../shared/chat-request.ts';
+import { HistoryInput, SessionRef } from '../../../shared/chat-request.ts';
 import { SluiceError } from '../../core/errors.ts';
 import { drainBatches } from '../drain.ts';
 import { inputParser } from '../parse-input.ts';
@@ -64,10 +64,16 @@ export function createAppRouter(options: RouterOptions) {
           const batches = drainBatches({ listener: ctx.attachment.listener, sink: ctx.sink, metrics: ctx.metrics, transport: ctx.transport, signal });
           for await (const batch of batches) for (const { id, event } of batch) yield tracked(id, event);
         }),
-      history: authed.input(inputParser(SessionRef)).query(({ input, ctx }) => ctx.chat.history(ctx.owner, input.sessionId).catch(rethrow)),
+      history: authed
+        .input(inputParser(HistoryInput))
+        .query(({ input: { sessionId, ...page }, ctx }) => ctx.chat.history(ctx.owner, sessionId, page).catch(rethrow)),
       cancel: authed
         .input(inputParser(SessionRef))
         .mutation(async ({ input, ctx }) => ({ cancelled: await ctx.chat.cancel(ctx.owner, input.sessionId).catch(rethrow) })),
+      // Deletes the session and its history (its running reply, if any, is cancelled first).
+      deleteSession: authed
+        .input(inputParser(SessionRef))
+        .mutation(async ({ input, ctx }) => ({ deleted: await ctx.chat.deleteSession(ctx.owner, input.sessionId).catch(rethrow) })),
     }),
   });
 }

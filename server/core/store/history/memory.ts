@@ -1,20 +1,151 @@
 import type { ChatMessage } from '../../../../shared/messages.ts';
-import type { History } from '../history.ts';
+import { SluiceError } from '../../errors.ts';
+import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
 
-/** History in this process: gone when it exits (`STORE=memory`). */
+export interface MemoryHistoryOptions {
+  /** Epoch ms, for the sessions' last-touched times. Default: Date.now. */
+  readonly clock?: () => number;
+  /**
+   * At most this many sessions are kept: storing into a new one beyond it deletes the least
+   * recently touched. Default: unbounded (then bound it with `expireIdle`).
+   */
+  readonly maxSessions?: number;
+}
+
+interface Entry {
+  readonly message: ChatMessage;
+  readonly seq: number;
+  /** The reply this message is, or is the draft of (kept on the final so that late checkpoints are ignored). */
+  readonly replyId: string | undefined;
+  readonly draft: boolean;
+}
+
+interface Session {
+  touchedAt: number;
+  nextSeq: number;
+  /** Oldest first, positions increasing by one, so a position minus the first one is an index. */
+  readonly entries: Entry[];
+}
+
+/** History in this process: nothing survives a restart (`STORE=memory`). */
 export class MemoryHistory implements History {
-  readonly #sessions = new Map<string, ChatMessage[]>();
+  readonly #clock: () => number;
+  readonly #maxSessions: number;
+  /** In least recently touched order (a touch moves a session to the end), so eviction is O(evicted). */
+  readonly #sessions = new Map<string, Session>();
+  #closed = false;
 
-  async read(sessionKey: string): Promise<ChatMessage[]> {
-    return [...(this.#sessions.get(sessionKey) ?? [])];
+  constructor(options: MemoryHistoryOptions = {}) {
+    const maxSessions = options.maxSessions ?? Number.POSITIVE_INFINITY;
+    if (!(maxSessions >= 1)) throw new RangeError(`MemoryHistory: maxSessions must be at least 1, got ${maxSessions}`);
+    this.#clock = options.clock ?? Date.now;
+    this.#maxSessions = maxSessions;
   }
 
-  async append(sessionKey: string, message: ChatMessage, keepLast: number): Promise<void> {
-    let messages = this.#sessions.get(sessionKey);
-    if (!messages) this.#sessions.set(sessionKey, (messages = []));
-    messages.push(message);
-    if (messages.length > keepLast) messages.splice(0, messages.length - keepLast);
+  /** How many sessions are held. */
+  get size(): number {
+    return this.#sessions.size;
   }
 
-  async close(): Promise<void> {}
+  async read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]> {
+    this.#checkOpen();
+    const { limit, before } = checkReadOptions(options);
+    const entries = this.#sessions.get(sessionKey)?.entries ?? [];
+    if (entries.length === 0) return [];
+    const end = Math.max(0, Math.min(entries.length, before - entries[0]!.seq));
+    return entries.slice(Math.max(0, end - limit), end).map(readBack);
+  }
+
+  async append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number> {
+    this.#checkOpen();
+    const keepLast = checkKeepLast(options.keepLast);
+    const { replyId } = options;
+    const session = this.#touch(sessionKey);
+    const { entries } = session;
+    const draft = replyId === undefined ? undefined : this.#find(session, replyId);
+    if (draft && !draft.draft) return draft.seq; // a reply has one final message: a retry changes nothing
+    let seq: number;
+    if (draft) {
+      seq = draft.seq;
+      entries[seq - entries[0]!.seq] = { message: { ...message }, seq, replyId, draft: false };
+    } else {
+      seq = session.nextSeq++;
+      entries.push({ message: { ...message }, seq, replyId, draft: false });
+    }
+    if (entries.length > keepLast) entries.splice(0, entries.length - keepLast);
+    return seq;
+  }
+
+  async checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
+    this.#checkOpen();
+    const known = this.#sessions.get(sessionKey);
+    const existing = known && this.#find(known, replyId);
+    if (existing && !existing.draft) return; // the reply has its final message
+    if (existing) {
+      // As in the SQL stores, only the checkpoint that starts a draft touches the session.
+      known.entries[existing.seq - known.entries[0]!.seq] = { ...existing, message: { ...existing.message, content: text } };
+      return;
+    }
+    const session = this.#touch(sessionKey);
+    const message: ChatMessage = { role: 'assistant', content: text, status: 'interrupted', createdAt: new Date(this.#clock()).toISOString() };
+    session.entries.push({ message, seq: session.nextSeq++, replyId, draft: true });
+  }
+
+  async deleteSession(sessionKey: string): Promise<boolean> {
+    this.#checkOpen();
+    return this.#sessions.delete(sessionKey);
+  }
+
+  async expireIdle(cutoff: number): Promise<number> {
+    this.#checkOpen();
+    let deleted = 0;
+    for (const [key, session] of this.#sessions) {
+      // Touch order is time order (unless the clock stepped back): the first recent one ends the sweep.
+      if (session.touchedAt >= cutoff) break;
+      this.#sessions.delete(key);
+      deleted++;
+    }
+    return deleted;
+  }
+
+  async healthy(): Promise<boolean> {
+    return !this.#closed;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#sessions.clear();
+  }
+
+  /** The reply's message; a reply is near the end of its session, so this looks from there. */
+  #find(session: Session, replyId: string): Entry | undefined {
+    return session.entries.findLast((e) => e.replyId === replyId);
+  }
+
+  #touch(sessionKey: string): Session {
+    let session = this.#sessions.get(sessionKey);
+    if (session) this.#sessions.delete(sessionKey);
+    else {
+      session = { touchedAt: 0, nextSeq: 1, entries: [] };
+      if (this.#sessions.size >= this.#maxSessions) this.#sessions.delete(this.#sessions.keys().next().value!);
+    }
+    session.touchedAt = this.#clock();
+    this.#sessions.set(sessionKey, session);
+    return session;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new SluiceError('unavailable', 'The history store is closed');
+  }
+}
+
+/** A copy in the read shape, so that callers cannot change what is stored. */
+function readBack({ message, seq, replyId, draft }: Entry): HistoryMessage {
+  const { seq: _given, usage, ...rest } = message;
+  return {
+    ...rest,
+    ...(usage ? { usage: { ...usage } } : {}),
+    seq,
+    ...(draft ? { draftOf: replyId } : {}),
+  };
 }

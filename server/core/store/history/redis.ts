@@ -1,29 +1,154 @@
+import type { Logger } from 'pino';
 import { ChatMessage } from '../../../../shared/messages.ts';
-import type { History } from '../history.ts';
+import { checkKeepLast, checkReadOptions, MAX_SEQ, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
+import { SluiceError } from '../../errors.ts';
 import type { RedisConnection } from '../redis/connection.ts';
 
-/** History in Redis lists, one per session. */
+export interface RedisHistoryOptions {
+  /** Epoch ms, for the sessions' last-touched times. Default: Date.now. */
+  readonly clock?: () => number;
+  /**
+   * A session's keys expire this long after it was last written (0: never), so that Redis holds no
+   * history without bound even when nothing sweeps it (retention deletes idle sessions sooner).
+   */
+  readonly idleTtlMs?: number;
+  readonly logger: Logger;
+}
+
+/** Sessions swept per round trip. */
+const SWEEP_BATCH = 200;
+
+/**
+ * History in Redis: a session's messages in a sorted set scored by position, its reply ids in a
+ * hash, its position counter in a key (all three under one hash tag, so that a session's scripts
+ * run on one Cluster shard), and every session's last touch in one sorted set, for retention.
+ */
 export class RedisHistory implements History {
   readonly #c: RedisConnection;
+  readonly #clock: () => number;
+  readonly #ttlMs: number;
+  readonly #logger: Logger;
+  readonly #touched: string;
+  readonly #pending = new Set<Promise<unknown>>();
+  #closed = false;
 
-  constructor(connection: RedisConnection) {
+  constructor(connection: RedisConnection, options: RedisHistoryOptions) {
+    const ttl = options.idleTtlMs ?? 0;
+    if (!Number.isInteger(ttl) || ttl < 0) throw new RangeError(`RedisHistory: idleTtlMs must be a non-negative integer, got ${ttl}`);
     this.#c = connection;
+    this.#clock = options.clock ?? Date.now;
+    this.#ttlMs = ttl;
+    this.#logger = options.logger;
+    this.#touched = connection.key('history-touched');
   }
 
-  read(sessionKey: string): Promise<ChatMessage[]> {
+  #keys(sessionKey: string): [string, string, string] {
+    const tag = `{${sessionKey}}`;
+    return [this.#c.key('hm', tag), this.#c.key('hr', tag), this.#c.key('hn', tag)];
+  }
+
+  async read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]> {
+    const { limit, before } = checkReadOptions(options);
+    return this.#run(() => this.#read(sessionKey, limit, before));
+  }
+
+  async #read(sessionKey: string, limit: number, before: number): Promise<HistoryMessage[]> {
+    const [messages] = this.#keys(sessionKey);
+    const raw = await this.#c.call((redis) =>
+      before >= MAX_SEQ ? redis.zrevrange(messages, 0, limit - 1) : redis.zrevrangebyscore(messages, `(${before}`, '-inf', 'LIMIT', 0, limit),
+    );
+    const out: HistoryMessage[] = [];
+    for (let i = raw.length - 1; i >= 0; i--) {
+      const message = this.#parse(sessionKey, raw[i]!);
+      if (message) out.push(message);
+    }
+    return out;
+  }
+
+  async append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number> {
+    const keepLast = checkKeepLast(options.keepLast);
+    const { seq: _ignored, ...stored } = message;
+    return this.#run(() =>
+      this.#c.call(async (redis) => {
+        const at = (await redis.historyAppend(...this.#keys(sessionKey), JSON.stringify(stored), keepLast, options.replyId ?? '', this.#ttlMs)) as number;
+        await redis.zadd(this.#touched, this.#clock(), sessionKey);
+        return at;
+      }),
+    );
+  }
+
+  checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
+    const draft: ChatMessage = { role: 'assistant', content: text, status: 'interrupted', createdAt: new Date(this.#clock()).toISOString() };
+    return this.#run(() =>
+      this.#c.call(async (redis) => {
+        const created = await redis.historyCheckpoint(...this.#keys(sessionKey), replyId, text, JSON.stringify(draft), this.#ttlMs);
+        if (created === 1) await redis.zadd(this.#touched, this.#clock(), sessionKey);
+      }),
+    );
+  }
+
+  deleteSession(sessionKey: string): Promise<boolean> {
+    return this.#run(() => this.#delete(sessionKey));
+  }
+
+  #delete(sessionKey: string): Promise<boolean> {
     return this.#c.call(async (redis) => {
-      const raw = await redis.lrange(this.#c.key('h', sessionKey), 0, -1);
-      return raw.map((entry) => ChatMessage.parse(JSON.parse(entry)));
+      const [deleted] = await Promise.all([redis.del(...this.#keys(sessionKey)), redis.zrem(this.#touched, sessionKey)]);
+      return deleted > 0;
     });
   }
 
-  append(sessionKey: string, message: ChatMessage, keepLast: number): Promise<void> {
-    return this.#c.call(async (redis) => {
-      const key = this.#c.key('h', sessionKey);
-      await redis.multi().rpush(key, JSON.stringify(message)).ltrim(key, -keepLast, -1).exec();
-    });
+  expireIdle(cutoff: number): Promise<number> {
+    return this.#run(() => this.#expireIdle(cutoff));
   }
 
-  // The connection belongs to the store, which closes it.
-  async close(): Promise<void> {}
+  async #expireIdle(cutoff: number): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const idle = await this.#c.call((redis) => redis.zrangebyscore(this.#touched, '-inf', `(${cutoff}`, 'LIMIT', 0, SWEEP_BATCH));
+      for (const sessionKey of idle) if (await this.#delete(sessionKey)) deleted++;
+      if (idle.length < SWEEP_BATCH) return deleted;
+    }
+  }
+
+  async healthy(): Promise<boolean> {
+    return !this.#closed && (await this.#c.healthy());
+  }
+
+  /** Waits for the calls under way, then refuses new ones (the connection belongs to the store, which closes it). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#pending]);
+  }
+
+  /** Runs a call unless the history is closed, and keeps it until it settles (see close). */
+  #run<T>(call: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new SluiceError('unavailable', 'The history store is closed'));
+    const running = call();
+    this.#pending.add(running);
+    void running.then(
+      () => this.#pending.delete(running),
+      () => this.#pending.delete(running),
+    );
+    return running;
+  }
+
+  /** A stored member back as a message; a corrupt one is skipped (and logged), never fatal to the session. */
+  #parse(sessionKey: string, member: string): HistoryMessage | undefined {
+    const match = /^(\d+)\|([df])\|([^|]*)\|/.exec(member);
+    let parsed: ReturnType<typeof ChatMessage.safeParse> | undefined;
+    if (match) {
+      try {
+        parsed = ChatMessage.safeParse(JSON.parse(member.slice(match[0].length)));
+      } catch {
+        parsed = undefined;
+      }
+    }
+    if (!match || !parsed?.success) {
+      this.#logger.warn({ sessionKey, entry: member.slice(0, 200) }, 'skipped a corrupt history entry');
+      return undefined;
+    }
+    const { seq: _stored, ...message } = parsed.data;
+    return { ...message, seq: Number(match[1]), ...(match[2] === 'd' ? { draftOf: match[3] } : {}) };
+  }
 }

@@ -6,13 +6,15 @@ import { MemorySignals } from '../signals/memory.ts';
 import type { Store } from '../store.ts';
 
 export interface MemoryStoreOptions {
-  /** History kept elsewhere (a database); in this process's memory by default. */
+  /** Where history lives (a database); in this process's memory by default. */
   readonly history?: History;
+  /** For logs: the history's backend. */
+  readonly historyKind?: string;
   /** See MemoryEventLogOptions.shared. */
   readonly sharedEventLog?: boolean;
 }
 
-/** Every live role in this process: nothing is shared with other processes, nothing survives a restart. */
+/** Every live role in this process: nothing is shared with other processes. */
 export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   const history = options.history ?? new MemoryHistory();
   const events = new MemoryEventLog({ shared: options.sharedEventLog ?? false });
@@ -20,12 +22,12 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Store {
   let closed = false;
   let closing: Promise<void> | undefined;
   return {
-    kind: options.history ? 'memory+history' : 'memory',
+    kind: options.historyKind && options.historyKind !== 'memory' ? `memory, history in ${options.historyKind}` : 'memory',
     history,
     events,
     leases: new MemoryLeaseStore(),
     signals,
-    healthy: async () => !closed,
+    healthy: async () => !closed && (await history.healthy()),
     ready: async () => !closed,
     close: () => {
       closing ??= (async () => {

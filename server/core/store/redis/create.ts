@@ -12,23 +12,27 @@ export interface RedisStoreOptions {
   readonly logger: Logger;
   /** Prefix of every key and channel, so several deployments can share one Redis. */
   readonly prefix?: string;
-  /** History kept elsewhere (a database); in Redis lists by default. */
+  /** History kept elsewhere (a database); in Redis by default. */
   readonly history?: History;
+  /** For logs: the history's backend, when it is not Redis. */
+  readonly historyKind?: string;
+  /** Redis history of a session expires this long after its last write (0: never). */
+  readonly historyIdleTtlMs?: number;
 }
 
 /** Every live role in one Redis, which several instances share. */
 export function createRedisStore(options: RedisStoreOptions): Store {
   const connection = new RedisConnection(options);
-  const history = options.history ?? new RedisHistory(connection);
+  const history = options.history ?? new RedisHistory(connection, { logger: options.logger, idleTtlMs: options.historyIdleTtlMs ?? 0 });
   const signals = new RedisSignals(connection);
   let closing: Promise<void> | undefined;
   return {
-    kind: options.history ? 'redis+history' : 'redis',
+    kind: options.historyKind ? `redis, history in ${options.historyKind}` : 'redis',
     history,
     events: new RedisEventLog(connection),
     leases: new RedisLeaseStore(connection),
     signals,
-    healthy: () => connection.healthy(),
+    healthy: async () => (await connection.healthy()) && (await history.healthy()),
     ready: (timeoutMs) => connection.ready(timeoutMs),
     close: () => {
       closing ??= (async () => {

@@ -15,6 +15,8 @@ export const SCRIPTS = {
   acquireSlot: { file: 'acquire-slot.lua', keys: 1 },
   refreshSlot: { file: 'refresh-slot.lua', keys: 1 },
   hitWindow: { file: 'hit-window.lua', keys: 1 },
+  historyAppend: { file: 'history-append.lua', keys: 3 },
+  historyCheckpoint: { file: 'history-checkpoint.lua', keys: 3 },
 } as const;
 export type ScriptName = keyof typeof SCRIPTS;
 

@@ -1,0 +1,200 @@
+import type { Logger } from 'pino';
+import postgres from 'postgres';
+import type { ChatMessage } from '../../../../shared/messages.ts';
+import { SluiceError } from '../../errors.ts';
+import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
+import { MIGRATIONS } from './sql/migrations/index.ts';
+import * as sql from './sql/operations.ts';
+import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './sql/write-queue.ts';
+
+export interface PostgresHistoryOptions {
+  /** `postgres://` or `postgresql://` (TLS and the rest as URL parameters, e.g. `?sslmode=require`). */
+  readonly url: string;
+  readonly logger: Logger;
+  /** Epoch ms, for the sessions' last-touched times. Default: Date.now. */
+  readonly clock?: () => number;
+  /** Connections at most: one for the writer, the rest for reads. Default 10. */
+  readonly maxConnections?: number;
+}
+
+type Sql = postgres.Sql;
+
+/** Idle sessions deleted per transaction, so that a large sweep holds no lock for long. */
+const EXPIRE_CHUNK = 500;
+// The one lock every migrating instance takes: a second instance waits, then finds the work done.
+const MIGRATION_LOCK = { sql: 'SELECT pg_advisory_xact_lock(hashtext($1))', params: ['sluice history migrations'] };
+// PostgreSQL errors of one write, not of the connection: a constraint (23...), a deadlock or
+// serialization failure (40...). Only these make retrying a failed batch's writes one by one worthwhile.
+const ONE_WRITE = /^(23|40)[0-9A-Z]{3}$/;
+
+/**
+ * History in PostgreSQL, for fleets: every instance reads and writes the same tables. The schema
+ * is created and migrated on open (versioned, under an advisory lock). Each instance has one
+ * writer, batching the writes of a turn of the event loop into one transaction (pipelined across
+ * sessions); reads use the rest of the pool.
+ */
+export class PostgresHistory implements History {
+  /** One connection, so that statements are prepared once and a batch's queries pipeline on it. */
+  readonly #writer: Sql;
+  readonly #readers: Sql;
+  readonly #clock: () => number;
+  readonly #queue: WriteQueue;
+  #closing: Promise<void> | undefined;
+
+  private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions) {
+    this.#writer = writer;
+    this.#readers = readers;
+    this.#clock = options.clock ?? Date.now;
+    this.#queue = new WriteQueue({
+      run: (writes) => this.#writer.begin<unknown[]>((tx) => pipelined(tx, writes)),
+      retryAlone: (error) => ONE_WRITE.test(String((error as { code?: unknown }).code)),
+      logger: options.logger,
+      // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
+      // (100), past which a transaction's queries go one round trip at a time.
+      maxBatch: 64,
+    });
+  }
+
+  /** Connects and brings the schema up to date (safe when several instances start together). */
+  static async open(options: PostgresHistoryOptions): Promise<PostgresHistory> {
+    const where = describe(options.url);
+    const maxConnections = options.maxConnections ?? 10;
+    if (!Number.isInteger(maxConnections) || maxConnections < 2) {
+      throw new SluiceError('internal', `PostgresHistory: maxConnections must be an integer of at least 2, got ${maxConnections}`);
+    }
+    const connect = (max: number): Sql =>
+      postgres(options.url, {
+        max,
+        connect_timeout: 5,
+        idle_timeout: 60,
+        // Migrations' notices ("relation already exists, skipping") are not news.
+        onnotice: () => undefined,
+        // A write stuck behind a lock would hold up the instance's one writer: give up on it instead.
+        connection: { application_name: 'sluice', statement_timeout: 10_000 },
+      });
+    const writer = connect(1);
+    const readers = connect(maxConnections - 1);
+    const history = new PostgresHistory(writer, readers, options);
+    try {
+      const result = await writer.begin(async (tx) => {
+        // A migration may take longer than a write may; waiting for another instance's too.
+        await tx.unsafe('SET LOCAL statement_timeout = 0');
+        return drive(tx, sql.migrate(MIGRATIONS, history.#clock(), [MIGRATION_LOCK]));
+      });
+      sql.logMigration(result, MIGRATIONS, options.logger, where);
+      return history;
+    } catch (error) {
+      await Promise.all([writer.end({ timeout: 1 }), readers.end({ timeout: 1 })]);
+      throw new SluiceError('unavailable', `Cannot open the history database at ${where}`, { cause: error });
+    }
+  }
+
+  async read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]> {
+    const { limit, before } = checkReadOptions(options);
+    if (this.#closing) throw new SluiceError('unavailable', 'The history store is closed');
+    try {
+      return sql.toMessages(await exec(this.#readers, sql.readStep(sessionKey, limit, before)));
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number> {
+    const keepLast = checkKeepLast(options.keepLast);
+    const { replyId } = options;
+    const now = this.#clock();
+    return this.#queue.push(sessionKey, () => sql.append(sessionKey, message, keepLast, replyId, now), { barrier: replyId && draftKey(sessionKey, replyId) });
+  }
+
+  checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
+    const now = this.#clock();
+    return this.#queue.push(sessionKey, () => sql.checkpoint(sessionKey, replyId, text, now), { coalesce: draftKey(sessionKey, replyId) });
+  }
+
+  deleteSession(sessionKey: string): Promise<boolean> {
+    return this.#queue.push(sessionKey, () => sql.deleteSession(sessionKey));
+  }
+
+  async expireIdle(cutoff: number): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const deleted = await this.#queue.push(undefined, () => sql.expireIdle(cutoff, EXPIRE_CHUNK));
+      total += deleted;
+      if (deleted < EXPIRE_CHUNK) return total;
+    }
+  }
+
+  async healthy(): Promise<boolean> {
+    if (this.#closing) return false;
+    return this.#readers`SELECT 1`.then(
+      () => true,
+      () => false,
+    );
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#queue.close();
+      await Promise.all([this.#writer.end({ timeout: 5 }), this.#readers.end({ timeout: 5 })]);
+    })();
+    return this.#closing;
+  }
+}
+
+async function exec(client: Sql | postgres.TransactionSql, step: sql.Step): Promise<sql.Row[]> {
+  // Statements with parameters are the same few, over and over: prepared once per connection.
+  return client.unsafe(step.sql, step.params as postgres.ParameterOrJSON<never>[], { prepare: step.params.length > 0 });
+}
+
+/**
+ * Runs a batch's writes so that those of different sessions go side by side: their statements
+ * share round trips (postgres.js sends the queries of one tick together), where one after the
+ * other each statement would wait for its own. Writes of one session stay in call order; a write
+ * of many sessions (a retention sweep) runs alone, in its place.
+ */
+async function pipelined(tx: postgres.TransactionSql, writes: readonly QueuedWrite[]): Promise<unknown[]> {
+  const results: unknown[] = new Array(writes.length);
+  let lanes = new Map<string, Promise<void>>();
+  const settle = async (): Promise<void> => {
+    const outcomes = await Promise.allSettled(lanes.values());
+    lanes = new Map();
+    const failed = outcomes.find((o) => o.status === 'rejected');
+    if (failed) throw failed.reason;
+  };
+  for (const [i, write] of writes.entries()) {
+    if (write.session === undefined) {
+      await settle();
+      results[i] = await drive(tx, write.make());
+      continue;
+    }
+    const before = lanes.get(write.session) ?? Promise.resolve();
+    lanes.set(
+      write.session,
+      before.then(async () => {
+        results[i] = await drive(tx, write.make());
+      }),
+    );
+  }
+  await settle();
+  return results;
+}
+
+async function drive<T>(tx: postgres.TransactionSql, op: sql.Op<T>): Promise<T> {
+  let next = op.next();
+  while (!next.done) next = op.next(await exec(tx, next.value));
+  return next.value;
+}
+
+/** The URL without its credentials, for messages and logs. */
+function describe(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new SluiceError('internal', 'DATABASE_URL is not a valid URL');
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    throw new SluiceError('internal', `DATABASE_URL must start with postgres:// or postgresql://, got ${parsed.protocol}//`);
+  }
+  return `${parsed.hostname}:${parsed.port || 5432}${parsed.pathname}`;
+}

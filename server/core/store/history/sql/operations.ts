@@ -1,0 +1,159 @@
+import type { ChatMessage } from '../../../../../shared/messages.ts';
+import type { Logger } from 'pino';
+import type { HistoryMessage } from '../../history.ts';
+import type { Migration } from './migrations/index.ts';
+
+/**
+ * The History's SQL and the logic around it, written once for SQLite and PostgreSQL. An operation
+ * is a generator that yields its statements one at a time and gets each one's rows back, so the
+ * same code runs synchronously inside a SQLite transaction and awaited inside a PostgreSQL one.
+ * Placeholders are PostgreSQL's `$1`; the SQLite store rewrites them to its `?1`.
+ */
+export type SqlValue = string | number | null;
+export type Row = Record<string, unknown>;
+export interface Step {
+  readonly sql: string;
+  readonly params: readonly SqlValue[];
+}
+export type Op<T> = Generator<Step, T, Row[]>;
+
+const step = (sql: string, ...params: SqlValue[]): Step => ({ sql, params });
+
+// A position is allocated under the session row's lock: the counter moves even where two
+// PostgreSQL writers append to one session at once.
+const NEXT_SEQ = `INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ($1, $2, 2)
+  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 1
+  RETURNING next_seq - 1 AS seq`;
+const TOUCH = `UPDATE history_sessions SET touched_at = $2 WHERE session_key = $1`;
+const INSERT = `INSERT INTO history_messages
+  (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, reply_id)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
+const FINISH_DRAFT = `UPDATE history_messages
+  SET role = $3, status = $4, content = $5, created_at = $6, prompt_tokens = $7, completion_tokens = $8
+  WHERE session_key = $1 AND reply_id = $2 AND status = 'draft' RETURNING seq`;
+const UPDATE_DRAFT = `UPDATE history_messages SET content = $3
+  WHERE session_key = $1 AND reply_id = $2 AND status = 'draft' RETURNING seq`;
+const REPLY_EXISTS = `SELECT seq FROM history_messages WHERE session_key = $1 AND reply_id = $2`;
+// Positions have no gaps (a draft keeps the one it took), so the newest `keepLast` are the last
+// `keepLast` positions given.
+const TRIM = `DELETE FROM history_messages WHERE session_key = $1
+  AND seq < (SELECT next_seq FROM history_sessions WHERE session_key = $1) - $2`;
+const READ = `SELECT seq, role, status, content, created_at, prompt_tokens, completion_tokens, reply_id
+  FROM history_messages WHERE session_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`;
+const DELETE_SESSION = `DELETE FROM history_sessions WHERE session_key = $1 RETURNING session_key`;
+const EXPIRE = `DELETE FROM history_sessions WHERE session_key IN
+  (SELECT session_key FROM history_sessions WHERE touched_at < $1 ORDER BY touched_at LIMIT $2)
+  RETURNING session_key`;
+
+const DRAFT = 'draft';
+
+export function* append(sessionKey: string, message: ChatMessage, keepLast: number, replyId: string | undefined, now: number): Op<number> {
+  const fields = [
+    message.role,
+    message.status,
+    message.content,
+    message.createdAt,
+    message.usage?.promptTokens ?? null,
+    message.usage?.completionTokens ?? null,
+  ] as const;
+  let seq: number | undefined;
+  if (replyId !== undefined) {
+    const [replaced] = yield step(FINISH_DRAFT, sessionKey, replyId, ...fields);
+    if (replaced) {
+      seq = Number(replaced.seq);
+      yield step(TOUCH, sessionKey, now);
+    } else {
+      // A reply has one final message: appending it again (a retry) changes nothing.
+      const [finished] = yield step(REPLY_EXISTS, sessionKey, replyId);
+      if (finished) return Number(finished.seq);
+    }
+  }
+  if (seq === undefined) {
+    seq = yield* nextSeq(sessionKey, now);
+    yield step(INSERT, sessionKey, seq, ...fields, replyId ?? null);
+  }
+  yield step(TRIM, sessionKey, keepLast);
+  return seq;
+}
+
+export function* checkpoint(sessionKey: string, replyId: string, text: string, now: number): Op<void> {
+  // The session was touched when the draft began (a running reply's session is not idle): one statement.
+  const [updated] = yield step(UPDATE_DRAFT, sessionKey, replyId, text);
+  if (updated) return;
+  const [finished] = yield step(REPLY_EXISTS, sessionKey, replyId);
+  if (finished) return; // the reply has its final message
+  const seq = yield* nextSeq(sessionKey, now);
+  yield step(INSERT, sessionKey, seq, 'assistant', DRAFT, text, new Date(now).toISOString(), null, null, replyId);
+}
+
+function* nextSeq(sessionKey: string, now: number): Op<number> {
+  const [row] = yield step(NEXT_SEQ, sessionKey, now);
+  return Number(row!.seq);
+}
+
+export function* deleteSession(sessionKey: string): Op<boolean> {
+  return (yield step(DELETE_SESSION, sessionKey)).length > 0;
+}
+
+/** Deletes up to `chunk` idle sessions (a bounded transaction); resolves with how many. */
+export function* expireIdle(cutoff: number, chunk: number): Op<number> {
+  return (yield step(EXPIRE, cutoff, chunk)).length;
+}
+
+export const readStep = (sessionKey: string, limit: number, before: number): Step => step(READ, sessionKey, before, limit);
+
+/** READ's rows (newest first) as messages, oldest first. */
+export function toMessages(rows: readonly Row[]): HistoryMessage[] {
+  const out: HistoryMessage[] = [];
+  for (let i = rows.length - 1; i >= 0; i--) {
+    const row = rows[i]!;
+    const draft = row.status === DRAFT;
+    const message: HistoryMessage = {
+      role: row.role as HistoryMessage['role'],
+      content: row.content as string,
+      status: draft ? 'interrupted' : (row.status as HistoryMessage['status']),
+      createdAt: row.created_at as string,
+      seq: Number(row.seq),
+    };
+    if (row.prompt_tokens !== null && row.completion_tokens !== null) {
+      message.usage = { promptTokens: Number(row.prompt_tokens), completionTokens: Number(row.completion_tokens) };
+    }
+    out.push(draft ? { ...message, draftOf: row.reply_id as string } : message);
+  }
+  return out;
+}
+
+export interface MigrationResult {
+  /** The versions this call applied. */
+  readonly applied: number[];
+  /** The newest version in the database (above ours when a newer release migrated it). */
+  readonly version: number;
+}
+
+/**
+ * Applies the migrations the database lacks, each recorded in `history_migrations`. Run it in one
+ * transaction that no other migrator can enter (`lock`: PostgreSQL's advisory lock; SQLite's
+ * BEGIN IMMEDIATE needs none), so instances starting together apply each version once.
+ */
+export function* migrate(migrations: readonly Migration[], now: number, lock: readonly Step[] = []): Op<MigrationResult> {
+  for (const s of lock) yield s;
+  yield step(`CREATE TABLE IF NOT EXISTS history_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`);
+  const done = new Set((yield step('SELECT version FROM history_migrations')).map((row) => Number(row.version)));
+  const applied: number[] = [];
+  for (const migration of migrations) {
+    if (done.has(migration.version)) continue;
+    for (const statement of migration.statements) yield step(statement);
+    yield step('INSERT INTO history_migrations (version, name, applied_at) VALUES ($1, $2, $3)', migration.version, migration.name, now);
+    applied.push(migration.version);
+    done.add(migration.version);
+  }
+  return { applied, version: Math.max(0, ...done) };
+}
+
+/** Logs what a migration run did, and a database migrated by a newer release (a rolling deploy's old instance). */
+export function logMigration(result: MigrationResult, migrations: readonly Migration[], logger: Logger, database: string): void {
+  if (result.applied.length > 0) logger.info({ database, applied: result.applied }, 'history: schema migrated');
+  const known = migrations.at(-1)?.version ?? 0;
+  if (result.version > known) logger.warn({ database, version: result.version, known }, 'history: the schema is newer than this release knows');
+}

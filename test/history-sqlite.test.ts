@@ -1,0 +1,119 @@
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import Database from 'libsql';
+import { afterEach, expect, it, vi } from 'vitest';
+import { SqliteHistory } from '../server/core/store/history/sqlite.ts';
+import { REPO_ROOT, spawnNode } from './helpers/children.ts';
+import { captureLogs } from './helpers/logs.ts';
+
+let dir: string | undefined;
+afterEach(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+const logger = pino({ level: 'silent' });
+
+it('keeps the database in WAL mode, and moves the WAL into the database file from its worker', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-wal-'));
+  const path = join(dir, 'history.db');
+  const history = await SqliteHistory.open({ path, logger });
+  try {
+    const other = new Database(path);
+    expect(other.prepare('PRAGMA journal_mode').get()).toMatchObject({ journal_mode: 'wal' });
+    other.close();
+    const initial = statSync(path).size;
+    // About 2 MB: well under the writer's own checkpoint threshold, so only the worker moves it.
+    await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        history.append(`o/s${i}`, { role: 'user', content: 'x'.repeat(10_000), status: 'complete', createdAt: new Date().toISOString() }, { keepLast: 10 }),
+      ),
+    );
+    expect(statSync(`${path}-wal`).size).toBeGreaterThan(2_000_000);
+    await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(initial + 2_000_000), { timeout: 5000, interval: 50 });
+  } finally {
+    await history.close();
+  }
+});
+
+it("keeps a SIGKILLed process's running reply as interrupted, with the text it had checkpointed", async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-crash-'));
+  const path = join(dir, 'history.db');
+  const child = spawnNode(['--import', 'tsx', 'test/helpers/sqlite-crash-child.ts', path]);
+  let out = '';
+  let errors = '';
+  child.stderr!.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+  // The number of the last word whose checkpoint the child saw resolve (complete lines only).
+  let acknowledged = -1;
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const lines = out.slice(0, out.lastIndexOf('\n')).split('\n');
+      acknowledged = Number(lines.at(-1));
+      if (acknowledged >= 200) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`the child exited with ${code}: ${errors}`)));
+  });
+  const exited = once(child, 'exit');
+  child.kill('SIGKILL');
+  expect(await exited).toEqual([null, 'SIGKILL']);
+
+  const history = await SqliteHistory.open({ path, logger });
+  try {
+    const messages = await history.read('o/s');
+    expect(messages.map((m) => [m.seq, m.role, m.status])).toEqual([
+      [1, 'user', 'complete'],
+      [2, 'assistant', 'interrupted'],
+    ]);
+    // Every checkpoint that resolved is there (and maybe one or two the child wrote after).
+    const words = messages[1]!.content.trim().split(' ');
+    expect(words.length).toBeGreaterThan(acknowledged);
+    expect(words).toEqual(words.map((_, i) => `w${i}`));
+    expect(messages[1]!.draftOf).toBe('reply-1');
+    // The session takes new messages at once.
+    const next = { role: 'user' as const, content: 'go on', status: 'complete' as const, createdAt: new Date().toISOString() };
+    expect(await history.append('o/s', next, { keepLast: 100 })).toBe(3);
+  } finally {
+    await history.close();
+  }
+});
+
+it('backs up online as docs/stores.md says (VACUUM INTO through libsql), into a file the store opens', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-backup-'));
+  const path = join(dir, 'history.db');
+  const history = await SqliteHistory.open({ path, logger });
+  try {
+    await history.append('o/s', { role: 'user', content: 'keep me', status: 'complete', createdAt: new Date().toISOString() }, { keepLast: 10 });
+    await history.checkpoint('o/s', 'r', 'half');
+    // The command of docs/stores.md, run from the repository (where node_modules has libsql) while the store is open.
+    const backup = join(dir, 'backup.db');
+    const child = spawnNode(['-e', `new (require('libsql'))(${JSON.stringify(path)}).exec("VACUUM INTO '${backup}'")`], { cwd: REPO_ROOT });
+    expect(await once(child, 'exit')).toEqual([0, null]);
+    const restored = await SqliteHistory.open({ path: backup, logger });
+    try {
+      expect((await restored.read('o/s')).map((m) => [m.content, m.status])).toEqual([
+        ['keep me', 'complete'],
+        ['half', 'interrupted'],
+      ]);
+    } finally {
+      await restored.close();
+    }
+  } finally {
+    await history.close();
+  }
+});
+
+it('migrates a new file once, and says so when a newer release has migrated it further', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-migrate-'));
+  const path = join(dir, 'history.db');
+  const first = captureLogs('info');
+  await (await SqliteHistory.open({ path, logger: first.logger })).close();
+  expect(first.lines.filter((l) => l.msg === 'history: schema migrated')).toHaveLength(1);
+  const db = new Database(path);
+  db.exec("INSERT INTO history_migrations (version, name, applied_at) VALUES (999, 'from the future', 0)");
+  db.close();
+  const again = captureLogs('info');
+  await (await SqliteHistory.open({ path, logger: again.logger })).close();
+  expect(again.lines.map((l) => [l.msg, l.version])).toEqual([['history: the schema is newer than this release knows', 999]]);
+});
