@@ -1,0 +1,152 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { describe, expect, it } from 'vitest';
+import { simulatedDeltas } from '../server/core/providers/simulated.ts';
+import { DeleteResult, ErrorBody, SessionHistory } from '../shared/index.ts';
+import { startPostgres } from './helpers/postgres.ts';
+import { startSluiceProcess } from './helpers/process.ts';
+import { startRedis } from './helpers/redis.ts';
+import { startServer } from './helpers/server.ts';
+import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { collectStream, stockClient } from './helpers/trpc-clients.ts';
+
+// History lives in a database: the default embedded one survives a restart and a crash, PostgreSQL
+// serves a fleet, and sessions can be paged through and deleted.
+
+const history = async (url: string, session: string, query = '', headers: Record<string, string> = {}) =>
+  SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages${query}`, { headers })).json());
+
+async function turn(url: string, session: string, message: string, headers: Record<string, string> = {}): Promise<SseFrame[]> {
+  const frames: SseFrame[] = [];
+  for await (const frame of streamSseRoute(url, { message, session_id: session }, { headers })) frames.push(frame);
+  return frames;
+}
+
+const dataDir = (): string => mkdtempSync(join(tmpdir(), 'sluice-durable-'));
+
+describe('durable history', () => {
+  it('the default store (no settings) keeps every conversation across a restart', async () => {
+    const DATA_DIR = dataDir();
+    const first = await startSluiceProcess({ DATA_DIR, SIM_DELAY_MS: 0 });
+    expect(first.output()).toMatch(/"store":"memory, history in sqlite"/);
+    await turn(first.url, 'kept', 'remember me');
+    expect(await first.stop('SIGTERM')).toBe(0);
+
+    const second = await startSluiceProcess({ DATA_DIR, SIM_DELAY_MS: 0 });
+    const kept = await history(second.url, 'kept');
+    expect(kept.messages.map((m) => [m.role, m.status, m.seq])).toEqual([
+      ['user', 'complete', 1],
+      ['assistant', 'complete', 2],
+    ]);
+    expect(kept.messages[1]!.content).toBe(simulatedDeltas('remember me').join(''));
+    await second.stop('SIGTERM');
+  });
+
+  it('SIGKILL mid-reply: after a restart the reply is there as interrupted, with its text up to about a second before', async () => {
+    const DATA_DIR = dataDir();
+    const prompt = 'crash '.repeat(150).trim();
+    const full = simulatedDeltas(prompt).join('');
+    const sluice = await startSluiceProcess({ DATA_DIR, SIM_DELAY_MS: 20 });
+    let received = '';
+    const startedAt = performance.now();
+    for await (const frame of streamSseRoute(sluice.url, { message: prompt, session_id: 'crash' })) {
+      received += (JSON.parse(frame.data) as { delta: string }).delta;
+      // Two and a half seconds of streaming: two checkpoints at least.
+      if (performance.now() - startedAt > 2500) break;
+    }
+    await sluice.stop('SIGKILL');
+
+    const restarted = await startSluiceProcess({ DATA_DIR, SIM_DELAY_MS: 0 });
+    const [user, reply] = (await history(restarted.url, 'crash')).messages;
+    expect(user).toMatchObject({ role: 'user', content: prompt, seq: 1 });
+    expect(reply).toMatchObject({ role: 'assistant', status: 'interrupted', seq: 2 });
+    // What was saved is the reply's beginning, no further than it got, and at most ~1 s (50 deltas at 20 ms) behind the client.
+    expect(full.startsWith(reply!.content)).toBe(true);
+    const behind = received.length - reply!.content.length;
+    expect(reply!.content.length).toBeGreaterThan(0);
+    expect(behind).toBeLessThan(simulatedDeltas(prompt).slice(0, 75).join('').length);
+    // The session takes a new message at once.
+    const next = await turn(restarted.url, 'crash', 'again');
+    expect(JSON.parse(next.at(-1)!.data)).toMatchObject({ done: true });
+    expect((await history(restarted.url, 'crash')).messages.map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    await restarted.stop('SIGTERM');
+  });
+
+  it('two instances on PostgreSQL and Redis share history; migrations run once', async () => {
+    const [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
+    if (!pg || !redis) return;
+    const DATABASE_URL = await pg.createDatabase();
+    const env = { DATABASE_URL, REDIS_URL: redis.url, SIM_DELAY_MS: 0 };
+    const [a, b] = await Promise.all([startSluiceProcess(env), startSluiceProcess(env)]);
+    expect(a.output()).toMatch(/"store":"redis, history in postgres"/);
+    await turn(a.url, 'fleet', 'on A');
+    await turn(b.url, 'fleet', 'on B');
+    expect((await history(a.url, 'fleet')).messages.map((m) => [m.role, m.seq])).toEqual([
+      ['user', 1],
+      ['assistant', 2],
+      ['user', 3],
+      ['assistant', 4],
+    ]);
+    const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => undefined });
+    try {
+      const rows = await sql<{ version: number; n: number }[]>`SELECT version, count(*)::int AS n FROM history_migrations GROUP BY version`;
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) expect(row.n).toBe(1);
+    } finally {
+      await sql.end();
+    }
+    await Promise.all([a.stop('SIGTERM'), b.stop('SIGTERM')]);
+  });
+
+  it('pages through a long session by limit and before, over HTTP and tRPC; a bad page is a 422 naming it', async () => {
+    const { url } = await startServer();
+    for (let i = 1; i <= 3; i++) await turn(url, 'long', `turn ${i}`);
+    expect((await history(url, 'long')).messages.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect((await history(url, 'long', '?limit=2')).messages.map((m) => m.seq)).toEqual([5, 6]);
+    expect((await history(url, 'long', '?limit=2&before=5')).messages.map((m) => m.seq)).toEqual([3, 4]);
+    expect((await history(url, 'long', '?before=2')).messages.map((m) => m.content)).toEqual(['turn 1']);
+    const bad = await fetch(`${url}/v1/sessions/long/messages?limit=0`);
+    expect(bad.status).toBe(422);
+    expect(ErrorBody.parse(await bad.json()).error).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/^limit: /) });
+
+    for (const kind of ['ws', 'sse'] as const) {
+      const { client } = stockClient(url, kind);
+      const page = await client.chat.history.query({ sessionId: 'long', limit: 3, before: 6 });
+      expect(page.messages.map((m) => m.seq)).toEqual([3, 4, 5]);
+    }
+  });
+
+  it("deletion is per owner, and cancels the session's running reply first", async () => {
+    const A = 'delete-alpha-0123456789abcdef';
+    const B = 'delete-bravo-0123456789abcdef';
+    const { url } = await startServer({ API_KEYS: `${A},${B}`, SIM_DELAY_MS: 20 });
+    const as = (key: string) => ({ authorization: `Bearer ${key}` });
+    await turn(url, 'mine', 'of A', as(A));
+    await turn(url, 'mine', 'of B', as(B));
+
+    const running = streamSseRoute(url, { message: 'a long one', session_id: 'mine' }, { headers: as(A) });
+    await running.next();
+    // B deleting its own "mine" leaves A's session, and A's running reply, alone.
+    const byB = await fetch(`${url}/v1/sessions/mine`, { method: 'DELETE', headers: as(B) });
+    expect(DeleteResult.parse(await byB.json())).toEqual({ deleted: true });
+    expect((await history(url, 'mine', '', as(B))).messages).toEqual([]);
+    expect((await history(url, 'mine', '', as(A))).messages.map((m) => m.content)).toContain('of A');
+
+    // A deletes its session while the reply runs: the reply is cancelled, then nothing is left.
+    const byA = await fetch(`${url}/v1/sessions/mine`, { method: 'DELETE', headers: as(A) });
+    expect(DeleteResult.parse(await byA.json())).toEqual({ deleted: true });
+    let last: SseFrame | undefined;
+    for await (const frame of running) last = frame;
+    expect(last?.event).toBe('error');
+    expect((await history(url, 'mine', '', as(A))).messages).toEqual([]);
+    expect(DeleteResult.parse(await (await fetch(`${url}/v1/sessions/mine`, { method: 'DELETE', headers: as(A) })).json())).toEqual({ deleted: false });
+
+    // The same over tRPC.
+    const { client } = stockClient(url, 'ws', { apiKey: A });
+    await collectStream(client, { message: 'again', sessionId: 'trpc-mine' });
+    expect(await client.chat.deleteSession.mutate({ sessionId: 'trpc-mine' })).toEqual({ deleted: true });
+    expect((await client.chat.history.query({ sessionId: 'trpc-mine' })).messages).toEqual([]);
+  });
+});
