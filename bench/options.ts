@@ -1,5 +1,5 @@
 import { buildScenarios, DEFAULT_SETTINGS, type Scenario, type ScenarioSettings } from './scenarios.ts';
-import { TARGET_NAMES, targetByName, type TargetName } from './targets.ts';
+import { TARGET_GROUPS, TARGET_NAMES, targetByName, type TargetName } from './targets.ts';
 
 // Command-line flags of `npm run bench -- ...`; each has a BENCH_* variable that mirrors it
 // (`--held 1000,2000` or BENCH_HELD=1000,2000). Flags win over variables.
@@ -8,6 +8,7 @@ export const USAGE = `usage: npm run bench -- [flags]
 
   --scenarios LIST          latency,throughput,held,long (default: all)
   --targets LIST            ${TARGET_NAMES.join(',')}
+                            or a group: ${Object.entries(TARGET_GROUPS).map(([g, t]) => `${g} (${t.join(',')})`).join('; ')}
                             (default: all; in --profile mode: the sluice-* ones)
   --latency-streams N       replies in the latency scenario (default ${DEFAULT_SETTINGS.latencyStreams})
   --latency-turn N          the latency scenario's servers take turns every N replies (default ${DEFAULT_SETTINGS.latencyTurn})
@@ -150,7 +151,9 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
   }
 
   const targetList = list(values, 'targets');
-  const targets = (targetList ?? TARGET_NAMES.filter((t) => !profile || t.startsWith('sluice-'))).map((t) => targetByName(t).name);
+  const targets = [
+    ...new Set((targetList ?? TARGET_NAMES.filter((t) => !profile || t.startsWith('sluice-'))).flatMap((t) => TARGET_GROUPS[t] ?? [targetByName(t).name])),
+  ];
 
   return {
     scenarios,

@@ -68,10 +68,13 @@ function aggregate(runs: readonly RunMetrics[], memoryOfFirst: boolean): RunMetr
     serverCpuUsPerEvent: m((r) => r.serverCpuUsPerEvent),
     serverCpuMs: m((r) => r.serverCpuMs),
     clientCpuUsPerEvent: m((r) => r.clientCpuUsPerEvent),
+    clientCpuShare: m((r) => r.clientCpuShare),
+    ...(runs.some((r) => r.upstreamCpuUsPerEvent !== undefined) ? { upstreamCpuUsPerEvent: m((r) => r.upstreamCpuUsPerEvent) } : {}),
     firstEventP50Ms: mo((r) => r.firstEventP50Ms),
     firstEventP99Ms: mo((r) => r.firstEventP99Ms),
     streamP50Ms: mo((r) => r.streamP50Ms),
     streamP99Ms: mo((r) => r.streamP99Ms),
+    pacingP50Ms: mo((r) => r.pacingP50Ms),
     ...(memoryOfFirst
       ? { idleRssMB: runs[0]!.idleRssMB, peakRssMB: runs[0]!.peakRssMB, memPerStreamKB: runs[0]!.memPerStreamKB }
       : { idleRssMB: m((r) => r.idleRssMB), peakRssMB: m((r) => r.peakRssMB), memPerStreamKB: m((r) => r.memPerStreamKB) }),
@@ -108,7 +111,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       log(
         `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
           `first event p50 ${fmt(r.firstEventP50Ms, 2)} ms, stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, ` +
-          `load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ${r.complete}/${r.streams} complete` +
+          `pacing p50 ${fmt(r.pacingP50Ms, 0)} ms, ` +
+          (r.upstreamCpuUsPerEvent === undefined ? '' : `upstream ${fmt(r.upstreamCpuUsPerEvent)} µs/ev, `) +
+          `load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev (${fmt(r.clientCpuShare * 100, 0)}% of a core), ${r.complete}/${r.streams} complete` +
           (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
       );
     };
