@@ -125,9 +125,12 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): Provider {
       ...(o.maxTokens !== undefined ? { max_tokens: o.maxTokens } : {}),
     });
   const limits = { firstTokenTimeoutMs: o.firstTokenTimeoutMs, stallTimeoutMs: o.stallTimeoutMs };
+  let closed: Promise<void> | undefined;
 
   return {
     name: 'openai',
+    // The pool closes its idle connections at once, and the others as their replies end.
+    close: () => (closed ??= endpoint.dispatcher.close()),
     async *stream(request: ProviderRequest): AsyncGenerator<string> {
       const body = bodyFor(request.messages);
       const { signal } = request;
