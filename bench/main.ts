@@ -46,6 +46,7 @@ try {
     targets: options.targets,
     cpuProfileDir: profileDir,
     concurrentTargets: options.smoke,
+    loadWorkers: options.loadWorkers,
   });
 } finally {
   await stopBenchRedis();

@@ -1,8 +1,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startServer, type ChildServer } from './child-server.ts';
-import type { LoadClient, StreamRequest } from './clients/types.ts';
-import { runLoad, type LoadPlan } from './load.ts';
+import { inProcessDriver, type LoadDriver, type LoadSpec } from './load.ts';
+import { workerDriver } from './load-workers.ts';
 import { processCpuMicros, processRssBytes, processTree, RssSampler } from './proc-stats.ts';
 import type { Scenario } from './scenarios.ts';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
@@ -53,6 +53,8 @@ export interface MeasureOptions {
   readonly cpuProfileDir?: string;
   /** Tag for this run's ids and profile file. */
   readonly tag: string;
+  /** Drive the load from this many worker threads (1: the load generator's own event loop). */
+  readonly loadWorkers?: number;
 }
 
 /** Settings every server under test gets: the scenario's pace, and room for the long prompt. */
@@ -66,19 +68,16 @@ function serverEnv(scenario: Scenario): Record<string, string> {
   };
 }
 
-function plan(scenario: Scenario, tag: string, total: number, concurrency: number, offset = 0): LoadPlan {
-  const expected = simulatedDeltas(scenario.prompt);
+function plan(scenario: Scenario, tag: string, total: number, concurrency: number, offset = 0): LoadSpec {
   return {
     concurrency,
     total,
     rampMs: concurrency === scenario.concurrency ? scenario.rampMs : 0,
-    request: (i): StreamRequest => ({
-      message: scenario.prompt,
-      // A new conversation per reply: per-request work does not grow with a session's history.
-      sessionId: `${tag}-${offset + i}`,
-      expected,
-      timeoutMs: scenario.streamTimeoutMs,
-    }),
+    prompt: scenario.prompt,
+    expected: simulatedDeltas(scenario.prompt),
+    timeoutMs: scenario.streamTimeoutMs,
+    tag,
+    offset,
   };
 }
 
@@ -124,7 +123,7 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
   // A proxy target's upstream: its own process, at the scenario's pace, never profiled.
   let upstream: ChildServer | undefined;
   let server: ChildServer | undefined;
-  let client: LoadClient | undefined;
+  let client: LoadDriver | undefined;
   const close = async (): Promise<void> => {
     await client?.close();
     await server?.stop();
@@ -148,9 +147,10 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
       await close();
       return { skipped: skip };
     }
-    client = target.client(started.url);
+    const workers = options.loadWorkers ?? 1;
+    client = workers > 1 ? await workerDriver(target.name, started.url, workers) : inProcessDriver(target.client(started.url));
     if (scenario.warmup > 0) {
-      await runLoad(client, plan(scenario, `${options.tag}-w`, scenario.warmup, Math.min(scenario.concurrency, 50)));
+      await client.run(plan(scenario, `${options.tag}-w`, scenario.warmup, Math.min(scenario.concurrency, 50)));
     }
   } catch (error) {
     await close();
@@ -183,14 +183,14 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
   };
 }
 
-async function measurePiece(client: LoadClient, pid: number, members: readonly number[], upstreamPid: number | undefined, load: LoadPlan): Promise<RunPiece> {
+async function measurePiece(client: LoadDriver, pid: number, members: readonly number[], upstreamPid: number | undefined, load: LoadSpec): Promise<RunPiece> {
   const idleRss = processRssBytes(pid, members);
   const startUs = monotonicMicros();
   const cpu0 = processCpuMicros(pid, members);
   const upstream0 = upstreamPid === undefined ? 0 : processCpuMicros(upstreamPid, [upstreamPid]);
   const client0 = process.cpuUsage();
   const sampler = new RssSampler(pid, members);
-  const { outcomes, wallMs } = await runLoad(client, load);
+  const { outcomes, wallMs } = await client.run(load);
   const cpu1 = processCpuMicros(pid, members);
   const upstream1 = upstreamPid === undefined ? 0 : processCpuMicros(upstreamPid, [upstreamPid]);
   const clientCpu = process.cpuUsage(client0);

@@ -24,6 +24,9 @@ export const USAGE = `usage: npm run bench -- [flags]
   --long-concurrency N      (default ${DEFAULT_SETTINGS.longConcurrency})
   --long-streams N          (default ${DEFAULT_SETTINGS.longStreams})
   --ramp-ms N               spread the users' starts over N ms (default 0: all at once)
+  --load-workers N          drive each target's load from N worker threads, each with its own client and a
+                            share of the users (default 1: the bench's own event loop); for when the load
+                            generator's CPU nears a whole core (the "load gen" column)
   --out DIR                 where latest.{json,md,svg} go (default bench/results)
   --smoke                   a tiny run of every transport (2 users, 4 replies, all servers at once), for tests
   --profile                 run the throughput scenario once with the servers under --cpu-prof and print
@@ -36,6 +39,7 @@ export interface CliOptions {
   readonly scenarios: Scenario[];
   readonly targets: TargetName[];
   readonly outDir: string;
+  readonly loadWorkers: number;
   readonly profile: boolean;
   readonly profileDir: string | undefined;
   readonly smoke: boolean;
@@ -59,6 +63,7 @@ const FLAGS = [
   'long-concurrency',
   'long-streams',
   'ramp-ms',
+  'load-workers',
   'out',
   'profile-dir',
 ] as const;
@@ -159,6 +164,7 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
     scenarios,
     targets,
     outDir: values.get('out') ?? 'bench/results',
+    loadWorkers: positive(values, 'load-workers', 1),
     profile,
     profileDir: values.get('profile-dir'),
     smoke,

@@ -19,6 +19,8 @@ export interface BenchOptions {
    * the CPU, so the figures mean nothing).
    */
   readonly concurrentTargets?: boolean;
+  /** Drive each target's load from this many worker threads (default 1: the bench's own event loop). */
+  readonly loadWorkers?: number;
   /** Progress lines (default: stderr). */
   readonly log?: (line: string) => void;
 }
@@ -48,6 +50,8 @@ export interface BenchReport {
   /** 1-minute load average before and after the run: other work on the machine skews the figures. */
   readonly loadAverage: { readonly atStart: number; readonly atEnd: number };
   readonly durationS: number;
+  /** Worker threads that drove each target's load (1: the bench's own event loop). */
+  readonly loadWorkers?: number;
   readonly machine: MachineInfo;
   readonly scenarios: readonly ScenarioResult[];
 }
@@ -98,7 +102,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const skipped = new Map<TargetName, string>();
     const opened = new Map<TargetName, OpenTarget>();
     const open = async (target: (typeof targets)[number]): Promise<void> => {
-      const result = await openTarget(target, scenario, { tag: `${scenario.name}-${target.name}`, cpuProfileDir: options.cpuProfileDir });
+      const result = await openTarget(target, scenario, {
+        tag: `${scenario.name}-${target.name}`,
+        cpuProfileDir: options.cpuProfileDir,
+        ...(options.loadWorkers ? { loadWorkers: options.loadWorkers } : {}),
+      });
       if ('skipped' in result) {
         skipped.set(target.name, result.skipped);
         log(`  ${target.name}: skipped: ${result.skipped}`);
@@ -182,6 +190,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     startedAt: new Date(started).toISOString(),
     loadAverage: { atStart: Math.round(loadAtStart * 100) / 100, atEnd: Math.round(os.loadavg()[0]! * 100) / 100 },
     durationS: (Date.now() - started) / 1000,
+    loadWorkers: options.loadWorkers ?? 1,
     machine: machineInfo(),
     scenarios,
   };

@@ -8,7 +8,8 @@ function machineLine(report: BenchReport): string {
   const load = report.loadAverage;
   return (
     `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGB} GB, Node ${m.node}, ${m.os}; commit ${m.commit}; ` +
-    `${report.startedAt}, ${Math.round(report.durationS)} s; load average ${load.atStart} at start, ${load.atEnd} at end`
+    `${report.startedAt}, ${Math.round(report.durationS)} s; load average ${load.atStart} at start, ${load.atEnd} at end` +
+    ((report.loadWorkers ?? 1) > 1 ? `; load driven from ${report.loadWorkers} worker threads` : '')
   );
 }
 
