@@ -69,6 +69,27 @@ describe('upstream connections', () => {
     expect(upstream.connections).toBe(1);
   });
 
+  it('when all are busy, a reply waits for one within its first-token timeout, and is never sent once it gave up', async () => {
+    // The first reply holds the only connection for ten tokens 100 ms apart; its own first token
+    // comes well within the limit.
+    const upstream = await startFakeUpstream({ kind: 'ok', delayMs: 100, tokens: Array.from({ length: 10 }, (_, i) => `t${i} `) });
+    const provider = providerFor(upstream, { maxConnections: 1, firstTokenTimeoutMs: 400 });
+    let second: Promise<unknown> | undefined;
+    const first = reply(provider, () => {
+      second ??= reply(provider).then(
+        () => 'streamed',
+        (error: unknown) => error,
+      );
+    });
+    await expect(first).resolves.toHaveLength(30);
+    expect(await second).toMatchObject({ code: 'upstream_timeout' });
+    // Once the connection is free again (a turn later, see above), the request given up on is dropped, not sent.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await reply(provider)).toHaveLength(30);
+    expect(upstream.requests).toHaveLength(2);
+  });
+
   it('of a reply left mid-stream are closed, and the next reply opens a new one', async () => {
     const upstream = await startFakeUpstream({ kind: 'ok', delayMs: 20 });
     const provider = providerFor(upstream);

@@ -88,8 +88,11 @@ export async function* streamCompletion(endpoint: UpstreamEndpoint, body: string
     signal.throwIfAborted();
     if (!reader.finished) throw new UpstreamStreamFault('ended_early', 'stream ended without a finish_reason');
   } catch (error) {
-    // An abort by our watchdog surfaces as the body's error: name the real reason.
-    if (watchdog.fired && !(error instanceof UpstreamStreamFault) && !signal.aborted) throw new UpstreamStreamFault(watchdog.fired);
+    // An abort by our watchdog surfaces as the body's error: name the real reason (an error status
+    // whose body was cut short by it stays what it was).
+    if (watchdog.fired && !(error instanceof UpstreamStreamFault || error instanceof UpstreamHttpError) && !signal.aborted) {
+      throw new UpstreamStreamFault(watchdog.fired);
+    }
     throw error;
   } finally {
     watchdog.dispose();
