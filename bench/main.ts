@@ -7,6 +7,7 @@ import { openFilesLimit } from './proc-stats.ts';
 import { formatSummary, profileFiles, summarizeProfile } from './profile-summary.ts';
 import { stopBenchRedis } from './redis.ts';
 import { runBench } from './run.ts';
+import { targetByName } from './targets.ts';
 import { updateReadme } from './report/readme.ts';
 import { consoleReport } from './report/text.ts';
 import { writeReport } from './report/write.ts';
@@ -28,12 +29,14 @@ if (options.help) {
 }
 
 // Each held stream needs a descriptor in the load generator and one in the server (both inherit
-// this limit). Node cannot raise it: run `ulimit -n <n>` in the shell first.
+// this limit), and Sluice in front of an upstream one more for its upstream connection. Node
+// cannot raise it: run `ulimit -n <n>` in the shell first.
 const biggest = Math.max(...options.scenarios.map((s) => s.concurrency));
+const perStream = options.targets.some((t) => targetByName(t).upstreamEnv !== undefined) ? 2 : 1;
 const limit = openFilesLimit();
-if (limit !== undefined && limit < biggest + 512) {
+if (limit !== undefined && limit < biggest * perStream + 512) {
   console.error(
-    `bench: ${biggest} concurrent streams need more open files than the limit (${limit}); run \`ulimit -n ${biggest * 2 + 1024}\` first, or lower --held`,
+    `bench: ${biggest} concurrent streams need more open files than the limit (${limit}); run \`ulimit -n ${biggest * (perStream + 1) + 1024}\` first, or lower --held`,
   );
   process.exit(2);
 }
@@ -48,6 +51,7 @@ try {
     targets: options.targets,
     cpuProfileDir: profileDir,
     concurrentTargets: options.smoke,
+    loadWorkers: options.loadWorkers,
   });
 } finally {
   await stopBenchRedis();

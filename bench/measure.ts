@@ -1,15 +1,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer } from './child-server.ts';
-import type { LoadClient, StreamRequest } from './clients/types.ts';
-import { runLoad, type LoadPlan } from './load.ts';
+import { startServer, type ChildServer } from './child-server.ts';
+import { inProcessDriver, type LoadDriver, type LoadSpec } from './load.ts';
+import { workerDriver } from './load-workers.ts';
 import { processCpuMicros, processRssBytes, processTree, RssSampler } from './proc-stats.ts';
 import type { Scenario } from './scenarios.ts';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { monotonicMicros, WINDOW_FILE, type ProfileWindow } from './profile-summary.ts';
 import { percentile } from './stats.ts';
 import type { StreamOutcome } from './stream-check.ts';
-import type { Target } from './targets.ts';
+import { UPSTREAM_ENTRY, type Target } from './targets.ts';
 
 // Measurements of one target: its server process, a warm-up, then runs of the scenario's load
 // while the server's CPU time and resident memory are read from /proc.
@@ -30,10 +30,16 @@ export interface RunMetrics {
   readonly serverCpuMs: number;
   /** The load generator's own CPU per event (to see when it, not the server, was the limit). */
   readonly clientCpuUsPerEvent: number;
+  /** The load generator's CPU time over the run's wall time: near 1 (a whole core), it was the limit. */
+  readonly clientCpuShare: number;
+  /** CPU per event of the fake upstream behind a proxy target (its own process, not counted as the server's). */
+  readonly upstreamCpuUsPerEvent?: number | undefined;
   readonly firstEventP50Ms: number | undefined;
   readonly firstEventP99Ms: number | undefined;
   readonly streamP50Ms: number | undefined;
   readonly streamP99Ms: number | undefined;
+  /** Pacing: the median time from a stream's first event to its end (the ideal is the pace × (deltas − 1)). */
+  readonly pacingP50Ms: number | undefined;
   readonly idleRssMB: number;
   readonly peakRssMB: number;
   /** (peak − idle) / concurrency. */
@@ -47,6 +53,8 @@ export interface MeasureOptions {
   readonly cpuProfileDir?: string;
   /** Tag for this run's ids and profile file. */
   readonly tag: string;
+  /** Drive the load from this many worker threads (1: the load generator's own event loop). */
+  readonly loadWorkers?: number;
 }
 
 /** Settings every server under test gets: the scenario's pace, and room for the long prompt. */
@@ -60,19 +68,16 @@ function serverEnv(scenario: Scenario): Record<string, string> {
   };
 }
 
-function plan(scenario: Scenario, tag: string, total: number, concurrency: number, offset = 0): LoadPlan {
-  const expected = simulatedDeltas(scenario.prompt);
+function plan(scenario: Scenario, tag: string, total: number, concurrency: number, offset = 0): LoadSpec {
   return {
     concurrency,
     total,
     rampMs: concurrency === scenario.concurrency ? scenario.rampMs : 0,
-    request: (i): StreamRequest => ({
-      message: scenario.prompt,
-      // A new conversation per reply: per-request work does not grow with a session's history.
-      sessionId: `${tag}-${offset + i}`,
-      expected,
-      timeoutMs: scenario.streamTimeoutMs,
-    }),
+    prompt: scenario.prompt,
+    expected: simulatedDeltas(scenario.prompt),
+    timeoutMs: scenario.streamTimeoutMs,
+    tag,
+    offset,
   };
 }
 
@@ -85,6 +90,8 @@ export interface RunPiece {
   readonly wallMs: number;
   readonly serverCpuMicros: number;
   readonly clientCpuMicros: number;
+  /** The fake upstream's CPU over the stretch (proxy targets only). */
+  readonly upstreamCpuMicros: number | undefined;
   readonly idleRss: number;
   readonly peakRss: number;
   /** The stretch on the clock CPU profiles use. */
@@ -113,25 +120,37 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
   if (options.cpuProfileDir) await mkdir(join(options.cpuProfileDir, options.tag), { recursive: true });
   const targetEnv = (await target.env?.()) ?? {};
   if (typeof targetEnv === 'string') return { skipped: targetEnv };
-  const server = await startServer({
-    entry: target.entry,
-    env: { ...serverEnv(scenario), ...options.serverEnv, ...targetEnv },
-    cpuProfileDir: options.cpuProfileDir && join(options.cpuProfileDir, options.tag),
-  });
-  let client: LoadClient | undefined;
+  // A proxy target's upstream: its own process, at the scenario's pace, never profiled.
+  let upstream: ChildServer | undefined;
+  let server: ChildServer | undefined;
+  let client: LoadDriver | undefined;
   const close = async (): Promise<void> => {
     await client?.close();
-    await server.stop();
+    await server?.stop();
+    await upstream?.stop();
   };
   try {
-    const skip = await target.probe?.(server.url);
+    if (target.upstreamEnv) upstream = await startServer({ entry: UPSTREAM_ENTRY, env: serverEnv(scenario) });
+    server = await startServer({
+      entry: target.entry,
+      env: { ...serverEnv(scenario), ...options.serverEnv, ...targetEnv, ...(upstream ? target.upstreamEnv?.(`${upstream.url}/v1`) : {}) },
+      cpuProfileDir: options.cpuProfileDir && join(options.cpuProfileDir, options.tag),
+    });
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  const started = server;
+  try {
+    const skip = await target.probe?.(started.url);
     if (skip) {
       await close();
       return { skipped: skip };
     }
-    client = target.client(server.url);
+    const workers = options.loadWorkers ?? 1;
+    client = workers > 1 ? await workerDriver(target.name, started.url, workers) : inProcessDriver(target.client(started.url));
     if (scenario.warmup > 0) {
-      await runLoad(client, plan(scenario, `${options.tag}-w`, scenario.warmup, Math.min(scenario.concurrency, 50)));
+      await client.run(plan(scenario, `${options.tag}-w`, scenario.warmup, Math.min(scenario.concurrency, 50)));
     }
   } catch (error) {
     await close();
@@ -140,10 +159,11 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
   const warm = client;
   // Read once, after the warm-up: a server's processes (a cluster's workers) are all up by then,
   // and scanning /proc for every turn of a few replies would cost the load generator more than them.
-  const members = processTree(server.pid);
+  const members = processTree(started.pid);
   const profileDir = options.cpuProfileDir && join(options.cpuProfileDir, options.tag);
+  const upstreamPid = upstream?.pid;
   const piece = (tag: string, offset: number, count: number): Promise<RunPiece> =>
-    measurePiece(warm, server.pid, members, plan(scenario, tag, count, scenario.concurrency, offset));
+    measurePiece(warm, started.pid, members, upstreamPid, plan(scenario, tag, count, scenario.concurrency, offset));
   const finish = async (pieces: readonly RunPiece[]): Promise<RunMetrics> => {
     const metrics = metricsOf(pieces, scenario.concurrency);
     if (profileDir && pieces.length > 0) {
@@ -163,14 +183,16 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
   };
 }
 
-async function measurePiece(client: LoadClient, pid: number, members: readonly number[], load: LoadPlan): Promise<RunPiece> {
+async function measurePiece(client: LoadDriver, pid: number, members: readonly number[], upstreamPid: number | undefined, load: LoadSpec): Promise<RunPiece> {
   const idleRss = processRssBytes(pid, members);
   const startUs = monotonicMicros();
   const cpu0 = processCpuMicros(pid, members);
+  const upstream0 = upstreamPid === undefined ? 0 : processCpuMicros(upstreamPid, [upstreamPid]);
   const client0 = process.cpuUsage();
   const sampler = new RssSampler(pid, members);
-  const { outcomes, wallMs } = await runLoad(client, load);
+  const { outcomes, wallMs } = await client.run(load);
   const cpu1 = processCpuMicros(pid, members);
+  const upstream1 = upstreamPid === undefined ? 0 : processCpuMicros(upstreamPid, [upstreamPid]);
   const clientCpu = process.cpuUsage(client0);
   const peakRss = sampler.stop();
   return {
@@ -178,6 +200,7 @@ async function measurePiece(client: LoadClient, pid: number, members: readonly n
     wallMs,
     serverCpuMicros: cpu1 - cpu0,
     clientCpuMicros: clientCpu.user + clientCpu.system,
+    upstreamCpuMicros: upstreamPid === undefined ? undefined : upstream1 - upstream0,
     idleRss,
     peakRss,
     startUs,
@@ -196,6 +219,8 @@ function metricsOf(pieces: readonly RunPiece[], concurrency: number): RunMetrics
   const failed = outcomes.filter((o) => !o.complete);
   const firstEvents = outcomes.flatMap((o) => (o.firstEventMs === undefined ? [] : [o.firstEventMs]));
   const streamTimes = outcomes.filter((o) => o.complete).map((o) => o.streamMs);
+  const pacing = outcomes.flatMap((o) => (o.complete && o.firstEventMs !== undefined ? [o.streamMs - o.firstEventMs] : []));
+  const upstreamCpu = pieces.every((p) => p.upstreamCpuMicros !== undefined) ? sum((p) => p.upstreamCpuMicros ?? 0) : undefined;
   const perEvent = (micros: number): number => (events > 0 ? micros / events : Number.NaN);
   return {
     streams: outcomes.length,
@@ -208,10 +233,13 @@ function metricsOf(pieces: readonly RunPiece[], concurrency: number): RunMetrics
     serverCpuUsPerEvent: perEvent(sum((p) => p.serverCpuMicros)),
     serverCpuMs: sum((p) => p.serverCpuMicros) / 1000,
     clientCpuUsPerEvent: perEvent(sum((p) => p.clientCpuMicros)),
+    clientCpuShare: wallMs > 0 ? sum((p) => p.clientCpuMicros) / 1000 / wallMs : Number.NaN,
+    ...(upstreamCpu === undefined ? {} : { upstreamCpuUsPerEvent: perEvent(upstreamCpu) }),
     firstEventP50Ms: percentile(firstEvents, 50),
     firstEventP99Ms: percentile(firstEvents, 99),
     streamP50Ms: percentile(streamTimes, 50),
     streamP99Ms: percentile(streamTimes, 99),
+    pacingP50Ms: percentile(pacing, 50),
     idleRssMB: idleRss / 2 ** 20,
     peakRssMB: peakRss / 2 ** 20,
     memPerStreamKB: Math.max(0, peakRss - idleRss) / 1024 / concurrency,

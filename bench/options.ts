@@ -1,5 +1,5 @@
 import { buildScenarios, DEFAULT_SETTINGS, type Scenario, type ScenarioSettings } from './scenarios.ts';
-import { TARGET_NAMES, targetByName, type TargetName } from './targets.ts';
+import { TARGET_GROUPS, TARGET_NAMES, targetByName, type TargetName } from './targets.ts';
 
 // Command-line flags of `npm run bench -- ...`; each has a BENCH_* variable that mirrors it
 // (`--held 1000,2000` or BENCH_HELD=1000,2000). Flags win over variables.
@@ -8,6 +8,9 @@ export const USAGE = `usage: npm run bench -- [flags]
 
   --scenarios LIST          latency,throughput,held,long (default: all)
   --targets LIST            ${TARGET_NAMES.join(',')}
+                            or a group: ${Object.entries(TARGET_GROUPS)
+                              .map(([g, t]) => `${g} (${t.join(',')})`)
+                              .join('; ')}
                             (default: all; in --profile mode: the sluice-* ones)
   --latency-streams N       replies in the latency scenario (default ${DEFAULT_SETTINGS.latencyStreams})
   --latency-turn N          the latency scenario's servers take turns every N replies (default ${DEFAULT_SETTINGS.latencyTurn})
@@ -23,6 +26,9 @@ export const USAGE = `usage: npm run bench -- [flags]
   --long-concurrency N      (default ${DEFAULT_SETTINGS.longConcurrency})
   --long-streams N          (default ${DEFAULT_SETTINGS.longStreams})
   --ramp-ms N               spread the users' starts over N ms (default 0: all at once)
+  --load-workers N          drive each target's load from N worker threads, each with its own client and a
+                            share of the users (default 1: the bench's own event loop); for when the load
+                            generator's CPU nears a whole core (the "load gen" column)
   --out DIR                 where latest.{json,md,svg} go (default bench/results)
   --smoke                   a tiny run of every transport (2 users, 4 replies, all servers at once), for tests
   --profile                 run the throughput scenario once with the servers under --cpu-prof and print
@@ -35,6 +41,7 @@ export interface CliOptions {
   readonly scenarios: Scenario[];
   readonly targets: TargetName[];
   readonly outDir: string;
+  readonly loadWorkers: number;
   readonly profile: boolean;
   readonly profileDir: string | undefined;
   readonly smoke: boolean;
@@ -58,6 +65,7 @@ const FLAGS = [
   'long-concurrency',
   'long-streams',
   'ramp-ms',
+  'load-workers',
   'out',
   'profile-dir',
 ] as const;
@@ -150,12 +158,15 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
   }
 
   const targetList = list(values, 'targets');
-  const targets = (targetList ?? TARGET_NAMES.filter((t) => !profile || t.startsWith('sluice-'))).map((t) => targetByName(t).name);
+  const targets = [
+    ...new Set((targetList ?? TARGET_NAMES.filter((t) => !profile || t.startsWith('sluice-'))).flatMap((t) => TARGET_GROUPS[t] ?? [targetByName(t).name])),
+  ];
 
   return {
     scenarios,
     targets,
     outDir: values.get('out') ?? 'bench/results',
+    loadWorkers: positive(values, 'load-workers', 1),
     profile,
     profileDir: values.get('profile-dir'),
     smoke,

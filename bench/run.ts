@@ -19,6 +19,8 @@ export interface BenchOptions {
    * the CPU, so the figures mean nothing).
    */
   readonly concurrentTargets?: boolean;
+  /** Drive each target's load from this many worker threads (default 1: the bench's own event loop). */
+  readonly loadWorkers?: number;
   /** Progress lines (default: stderr). */
   readonly log?: (line: string) => void;
 }
@@ -48,6 +50,8 @@ export interface BenchReport {
   /** 1-minute load average before and after the run: other work on the machine skews the figures. */
   readonly loadAverage: { readonly atStart: number; readonly atEnd: number };
   readonly durationS: number;
+  /** Worker threads that drove each target's load (1: the bench's own event loop). */
+  readonly loadWorkers?: number;
   readonly machine: MachineInfo;
   readonly scenarios: readonly ScenarioResult[];
 }
@@ -68,10 +72,13 @@ function aggregate(runs: readonly RunMetrics[], memoryOfFirst: boolean): RunMetr
     serverCpuUsPerEvent: m((r) => r.serverCpuUsPerEvent),
     serverCpuMs: m((r) => r.serverCpuMs),
     clientCpuUsPerEvent: m((r) => r.clientCpuUsPerEvent),
+    clientCpuShare: m((r) => r.clientCpuShare),
+    ...(runs.some((r) => r.upstreamCpuUsPerEvent !== undefined) ? { upstreamCpuUsPerEvent: m((r) => r.upstreamCpuUsPerEvent) } : {}),
     firstEventP50Ms: mo((r) => r.firstEventP50Ms),
     firstEventP99Ms: mo((r) => r.firstEventP99Ms),
     streamP50Ms: mo((r) => r.streamP50Ms),
     streamP99Ms: mo((r) => r.streamP99Ms),
+    pacingP50Ms: mo((r) => r.pacingP50Ms),
     ...(memoryOfFirst
       ? { idleRssMB: runs[0]!.idleRssMB, peakRssMB: runs[0]!.peakRssMB, memPerStreamKB: runs[0]!.memPerStreamKB }
       : { idleRssMB: m((r) => r.idleRssMB), peakRssMB: m((r) => r.peakRssMB), memPerStreamKB: m((r) => r.memPerStreamKB) }),
@@ -95,7 +102,11 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const skipped = new Map<TargetName, string>();
     const opened = new Map<TargetName, OpenTarget>();
     const open = async (target: (typeof targets)[number]): Promise<void> => {
-      const result = await openTarget(target, scenario, { tag: `${scenario.name}-${target.name}`, cpuProfileDir: options.cpuProfileDir });
+      const result = await openTarget(target, scenario, {
+        tag: `${scenario.name}-${target.name}`,
+        cpuProfileDir: options.cpuProfileDir,
+        ...(options.loadWorkers ? { loadWorkers: options.loadWorkers } : {}),
+      });
       if ('skipped' in result) {
         skipped.set(target.name, result.skipped);
         log(`  ${target.name}: skipped: ${result.skipped}`);
@@ -108,7 +119,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       log(
         `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
           `first event p50 ${fmt(r.firstEventP50Ms, 2)} ms, stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, ` +
-          `load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev, ${r.complete}/${r.streams} complete` +
+          `pacing p50 ${fmt(r.pacingP50Ms, 0)} ms, ` +
+          (r.upstreamCpuUsPerEvent === undefined ? '' : `upstream ${fmt(r.upstreamCpuUsPerEvent)} µs/ev, `) +
+          `load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev (${fmt(r.clientCpuShare * 100, 0)}% of a core), ${r.complete}/${r.streams} complete` +
           (r.errors > 0 ? `, errors: ${r.errorSamples.join(' | ')}` : ''),
       );
     };
@@ -182,6 +195,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     startedAt: new Date(started).toISOString(),
     loadAverage: { atStart: Math.round(loadAtStart * 100) / 100, atEnd: Math.round(os.loadavg()[0]! * 100) / 100 },
     durationS: (Date.now() - started) / 1000,
+    loadWorkers: options.loadWorkers ?? 1,
     machine: machineInfo(),
     scenarios,
   };

@@ -19,7 +19,11 @@ export type TargetName =
   | 'raw-trpc-sse'
   | 'raw-trpc-ws'
   | 'trpc-ws-min'
-  | 'trpc-sse-min';
+  | 'trpc-sse-min'
+  | 'openai-upstream'
+  | 'sluice-proxy-openai'
+  | 'sluice-proxy-sse'
+  | 'sluice-proxy-trpc-ws';
 
 export interface Target {
   readonly name: TargetName;
@@ -45,7 +49,24 @@ export interface Target {
    * Redis store): left out of scenarios that run only the compared targets (Scenario.comparedOnly).
    */
   readonly reference?: boolean;
+  /**
+   * Runs in front of the bench's fake OpenAI-compatible upstream (`bench/baselines/openai-upstream.ts`),
+   * started as a process of its own with the target's server and stopped with it; the server gets
+   * the env this returns for the upstream's base URL (`.../v1`).
+   */
+  upstreamEnv?(upstreamBaseUrl: string): Readonly<Record<string, string>>;
 }
+
+/** The fake upstream's entry, and the model id it serves. */
+export const UPSTREAM_ENTRY = 'bench/baselines/openai-upstream.ts';
+export const UPSTREAM_MODEL = 'bench-upstream';
+
+/** Sluice with LLM_PROVIDER=openai in front of the fake upstream. */
+const proxying = (upstreamBaseUrl: string): Readonly<Record<string, string>> => ({
+  LLM_PROVIDER: 'openai',
+  OPENAI_BASE_URL: upstreamBaseUrl,
+  LLM_MODEL: UPSTREAM_MODEL,
+});
 
 /** Sluice on Redis, with `workers` processes on one port (Node cluster). */
 function onRedis(workers: number): () => Promise<Readonly<Record<string, string>> | string> {
@@ -158,7 +179,49 @@ export const TARGETS: readonly Target[] = [
     scenarios: /^(throughput|held-|smoke)/,
     reference: true,
   },
+  // The proxy path: Sluice in front of a fake OpenAI-compatible upstream, compared with that
+  // upstream serving the same load directly (read by the same client as Sluice's OpenAI route).
+  {
+    name: 'openai-upstream',
+    label: 'fake OpenAI upstream (baseline)',
+    sluice: false,
+    entry: UPSTREAM_ENTRY,
+    baselines: [],
+    client: (baseUrl) => openAIClient(baseUrl, UPSTREAM_MODEL),
+  },
+  {
+    name: 'sluice-proxy-openai',
+    label: 'Sluice OpenAI route, openai upstream',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['openai-upstream', 'sluice-openai'],
+    client: (baseUrl) => openAIClient(baseUrl, UPSTREAM_MODEL),
+    upstreamEnv: proxying,
+  },
+  {
+    name: 'sluice-proxy-sse',
+    label: 'Sluice SSE route, openai upstream',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['openai-upstream', 'sluice-sse'],
+    client: sseRouteClient,
+    upstreamEnv: proxying,
+  },
+  {
+    name: 'sluice-proxy-trpc-ws',
+    label: 'Sluice tRPC WS, openai upstream',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['openai-upstream', 'sluice-trpc-ws'],
+    client: trpcWsClient,
+    upstreamEnv: proxying,
+  },
 ];
+
+/** Names that stand for several targets in `--targets`. */
+export const TARGET_GROUPS: Readonly<Record<string, readonly TargetName[]>> = {
+  proxy: ['openai-upstream', 'sluice-proxy-openai', 'sluice-proxy-sse', 'sluice-proxy-trpc-ws'],
+};
 
 export const TARGET_NAMES: readonly TargetName[] = TARGETS.map((t) => t.name);
 

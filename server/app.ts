@@ -103,6 +103,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
       service.beginDrain();
       await service.close();
       await http.close();
+      await provider.close?.();
       retention?.stop();
       leases.close();
       await store.close();

@@ -46,6 +46,12 @@ export const ConfigSchema = z
     UPSTREAM_STALL_TIMEOUT_MS: int(0, 3_600_000).default(30_000).describe('how long the upstream may go quiet between tokens (0: no limit)'),
     UPSTREAM_RETRIES: int(0, 10).default(0).describe('retries of a failed upstream call before its first token (never after); 0 for non-idempotent setups'),
     UPSTREAM_RETRY_BASE_MS: int(1, 60_000).default(500).describe('first retry delay; doubles each retry, with jitter'),
+    UPSTREAM_MAX_CONNECTIONS: int(1, 65535)
+      .default(4096)
+      .describe('connections to the upstream at most (a keep-alive pool; replies beyond it wait for a free one)'),
+    UPSTREAM_KEEP_ALIVE_MS: int(1, 600_000)
+      .default(4000)
+      .describe("how long an idle upstream connection is kept for the next reply (an upstream's `Keep-Alive: timeout` hint wins)"),
     UPSTREAM_RETRY_MAX_DELAY_MS: int(0, 600_000)
       .default(10_000)
       .describe('longest wait before a retry; a 429 asking for longer is not retried, its hint is passed on'),

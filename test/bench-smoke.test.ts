@@ -56,5 +56,35 @@ describe('bench smoke run', () => {
     expect(svg).toContain('Server CPU per event');
     // The table printed on the console.
     expect(output).toMatch(/Sluice tRPC WS +\d/);
+    // The proxy path: Sluice in front of the fake OpenAI upstream, checked against it.
+    expect(output).toMatch(/Sluice OpenAI route, openai upstream +\d/);
+    expect(markdown).toContain('fake OpenAI upstream (baseline)');
+  });
+
+  it('drives the load from worker threads (--load-workers), the proxy targets among them', { timeout: 120_000 }, async () => {
+    const out = await mkdtemp(join(tmpdir(), 'sluice-bench-smoke-'));
+    dirs.push(out);
+    const bench = spawnNode(['--import', 'tsx', 'bench/main.ts', '--smoke', '--targets', 'proxy,sluice-trpc-sse', '--load-workers', '2', '--out', out]);
+    let output = '';
+    bench.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    bench.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const [code] = (await once(bench, 'exit')) as [number | null];
+    expect(code, output).toBe(0);
+    const report = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as BenchReport;
+    expect(report.loadWorkers).toBe(2);
+    const [scenario] = report.scenarios;
+    expect(scenario!.results.map((r) => r.target).sort()).toEqual([
+      'openai-upstream',
+      'sluice-proxy-openai',
+      'sluice-proxy-sse',
+      'sluice-proxy-trpc-ws',
+      'sluice-trpc-sse',
+    ]);
+    // Two users and four replies, split over the two workers: every reply arrived whole.
+    for (const result of scenario!.results) {
+      expect(result.metrics?.errorSamples, `${result.target}\n${output}`).toEqual([]);
+      expect(result.metrics?.complete).toBe(4);
+      expect(result.metrics?.events).toBe(4 * scenario!.scenario.deltasPerStream);
+    }
   });
 });

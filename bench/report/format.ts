@@ -11,9 +11,11 @@ export const COLUMNS = [
   'CPU µs/event',
   'first event p50 / p99 ms',
   'stream p50 / p99 ms',
+  'pacing p50 ms',
   'peak RSS MB',
   'KB/stream',
   'complete',
+  'load gen µs/event',
   'compared with',
 ] as const;
 
@@ -89,6 +91,14 @@ export function rowsOf(s: ScenarioResult): string[][] {
         b((x) => x.streamP50Ms),
         b((x) => x.streamP99Ms),
       ),
+      memory
+        ? cell(
+            m.pacingP50Ms,
+            b((x) => x.pacingP50Ms),
+            0,
+            show,
+          )
+        : '-',
       num(m.peakRssMB, 0),
       memory
         ? cell(
@@ -99,6 +109,8 @@ export function rowsOf(s: ScenarioResult): string[][] {
           )
         : '-',
       `${m.complete}/${m.streams}${m.errors > 0 ? ` (${m.errorSamples[0] ?? 'errors'})` : ''}`,
+      // The load generator's CPU (and its share of a core: near 100% it, not the server, set the pace).
+      `${num(m.clientCpuUsPerEvent, 1)} (${num((m.clientCpuShare ?? Number.NaN) * 100, 0)}%)`,
       compared.join('; '),
     ];
   });
@@ -152,7 +164,8 @@ export function targetChecks(scenarios: readonly ScenarioResult[]): TargetCheck[
   for (const s of scenarios.filter((x) => x.scenario.name.startsWith('held-') && !x.scenario.comparedOnly)) {
     const c = s.scenario.concurrency;
     // The Redis-store rows are reference figures: the targets are per transport, on the default store.
-    for (const r of s.results.filter((x) => x.sluice && !x.reference && x.metrics)) {
+    // The proxy rows have targets of their own (proxyChecks).
+    for (const r of s.results.filter((x) => x.sluice && !x.reference && x.metrics && !PROXY_TARGETS.includes(x.target))) {
       // "Ideal plus connection setup" is what the raw baseline achieves in the same run.
       const base = get(s.scenario.name, raw(r.target))?.streamP99Ms;
       const p99 = ratio(r.metrics!.streamP99Ms, base);
@@ -171,6 +184,45 @@ export function targetChecks(scenarios: readonly ScenarioResult[]): TargetCheck[
     ] as const) {
       const value = ratio(get('latency', t)?.firstEventP50Ms, get('latency', b)?.firstEventP50Ms);
       if (value !== undefined) checks.push(check(`${t}: first event p50 at C=1 ≤ 1.2× ${b}`, value, 1.2));
+    }
+  }
+  return checks;
+}
+
+// The targets of the proxy path: Sluice with LLM_PROVIDER=openai in front of the fake upstream,
+// against that upstream serving the same load directly (the floor), in the same run.
+
+const PROXY_TARGETS: readonly string[] = ['sluice-proxy-openai', 'sluice-proxy-sse', 'sluice-proxy-trpc-ws'];
+const UPSTREAM = 'openai-upstream';
+
+export function proxyChecks(scenarios: readonly ScenarioResult[]): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const floorOf = (s: ScenarioResult): RunMetrics | undefined => findResult(s, UPSTREAM)?.metrics;
+  const proxies = (s: ScenarioResult): TargetResult[] => s.results.filter((r) => PROXY_TARGETS.includes(r.target) && r.metrics);
+  const throughput = scenarios.find((s) => s.scenario.name === 'throughput');
+  if (throughput) {
+    const floor = floorOf(throughput);
+    for (const r of proxies(throughput)) {
+      checks.push(
+        check(
+          `${r.label}, ${throughput.scenario.concurrency} streams, no delay: CPU/event ≤ 2.5× the upstream's`,
+          ratio(r.metrics!.serverCpuUsPerEvent, floor?.serverCpuUsPerEvent),
+          2.5,
+        ),
+      );
+    }
+  }
+  for (const s of scenarios.filter((x) => x.scenario.name.startsWith('held-') && !x.scenario.comparedOnly)) {
+    const floor = floorOf(s);
+    const c = s.scenario.concurrency;
+    for (const r of proxies(s)) {
+      const m = r.metrics!;
+      checks.push(check(`${r.label}, ${c} held streams: CPU/event ≤ 2.5× the upstream's`, ratio(m.serverCpuUsPerEvent, floor?.serverCpuUsPerEvent), 2.5));
+      checks.push(check(`${r.label}, ${c} held streams: memory a stream ≤ 2.5× the upstream's`, ratio(m.memPerStreamKB, floor?.memPerStreamKB), 2.5));
+      checks.push(check(`${r.label}, ${c} held streams: first event p99 ≤ 2× the upstream's`, ratio(m.firstEventP99Ms, floor?.firstEventP99Ms), 2));
+      checks.push(
+        check(`${r.label}, ${c} held streams: pacing (first event to end, p50) ≤ 1.1× the upstream's`, ratio(m.pacingP50Ms, floor?.pacingP50Ms), 1.1),
+      );
     }
   }
   return checks;

@@ -25,6 +25,8 @@ export function providerFrom(config: Config, logger?: Logger): Provider {
         retries: config.UPSTREAM_RETRIES,
         retryBaseMs: config.UPSTREAM_RETRY_BASE_MS,
         retryMaxDelayMs: config.UPSTREAM_RETRY_MAX_DELAY_MS,
+        maxConnections: config.UPSTREAM_MAX_CONNECTIONS,
+        keepAliveMs: config.UPSTREAM_KEEP_ALIVE_MS,
         logger: logger?.child({ provider: 'openai' }),
       });
     default: {

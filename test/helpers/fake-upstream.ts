@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterEach } from 'vitest';
 
 /**
@@ -28,6 +28,10 @@ export interface UpstreamRequest {
   readonly headers: IncomingMessage['headers'];
   readonly body: Record<string, unknown>;
   readonly plan: UpstreamPlan;
+  /** The client's port: requests with the same one came over the same (kept-alive) connection. */
+  readonly remotePort: number | undefined;
+  /** performance.now() when the request arrived (its body read). */
+  readonly receivedAt: number;
   /** performance.now() when the request's connection closed, whoever closed it. */
   closedAt: number | undefined;
   /** True when the response was not finished at close: the client went away first. */
@@ -40,6 +44,8 @@ export interface FakeUpstream {
   /** Base URL to give as OPENAI_BASE_URL (ends in /v1). */
   readonly baseURL: string;
   readonly requests: UpstreamRequest[];
+  /** Connections open now (kept-alive idle ones included). */
+  readonly connections: number;
   /** Plans for the next requests, in order; once used up, `fallback` applies. */
   plan(...plans: UpstreamPlan[]): void;
   fallback: UpstreamPlan;
@@ -148,9 +154,13 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
     }
   };
 
+  const sockets = new Set<Socket>();
   const upstream: FakeUpstream = {
     baseURL: '',
     requests,
+    get connections() {
+      return sockets.size;
+    },
     fallback,
     plan: (...plans) => void queue.push(...plans),
     close: async () => {
@@ -176,6 +186,8 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
         headers: req.headers,
         body,
         plan: queue.shift() ?? upstream.fallback,
+        remotePort: req.socket.remotePort,
+        receivedAt: performance.now(),
         closedAt: undefined,
         abortedByClient: false,
         closed,
@@ -192,6 +204,10 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
       if (!res.headersSent) res.writeHead(500).end(String(error));
       else res.destroy();
     });
+  });
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');

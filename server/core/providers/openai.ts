@@ -1,11 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import OpenAI from 'openai';
-import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'openai/resources/chat/completions';
 import type { Logger } from 'pino';
-import type { TokenUsage } from '../../../shared/messages.ts';
+import { Pool } from 'undici';
 import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
-import { classifyUpstreamError, UpstreamStreamFault, type UpstreamFailure } from './upstream-errors.ts';
-import { Watchdog } from './watchdog.ts';
+import { streamCompletion, type UpstreamEndpoint } from './upstream-call.ts';
+import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.ts';
 
 export interface OpenAIProviderOptions {
   /** The API's base URL, ending where `/chat/completions` is appended (such as `http://host/v1`). */
@@ -28,6 +26,14 @@ export interface OpenAIProviderOptions {
   readonly retryBaseMs: number;
   /** A wait longer than this (an upstream's retry-after included) is not made: the failure stands. */
   readonly retryMaxDelayMs: number;
+  /**
+   * Connections kept to the upstream, at most (default 4096). A streamed reply holds one for its
+   * whole length, so this bounds the replies streaming at once; the next ones wait for a connection
+   * (their first-token timeout counting) and are sent as replies end.
+   */
+  readonly maxConnections?: number | undefined;
+  /** How long an idle connection is kept for the next reply (default 4000; an upstream's `Keep-Alive: timeout` hint overrides it). */
+  readonly keepAliveMs?: number | undefined;
   /** Upstream failures are logged here with their details, which clients never see. */
   readonly logger?: Pick<Logger, 'warn'> | undefined;
 }
@@ -58,7 +64,16 @@ function checkOptions(o: OpenAIProviderOptions): void {
   }
   if (!Number.isInteger(o.retries) || o.retries < 0 || o.retries > 10) fail('retries', 'must be an integer from 0 to 10', o.retries);
   if (!Number.isInteger(o.retryBaseMs) || o.retryBaseMs < 1) fail('retryBaseMs', 'must be a positive integer', o.retryBaseMs);
+  if (o.maxConnections !== undefined && !(Number.isInteger(o.maxConnections) && o.maxConnections >= 1 && o.maxConnections <= 65_535)) {
+    fail('maxConnections', 'must be an integer from 1 to 65535', o.maxConnections);
+  }
+  if (o.keepAliveMs !== undefined && !(Number.isInteger(o.keepAliveMs) && o.keepAliveMs >= 1 && o.keepAliveMs <= 600_000)) {
+    fail('keepAliveMs', 'must be an integer from 1 to 600000', o.keepAliveMs);
+  }
 }
+
+export const DEFAULT_MAX_CONNECTIONS = 4096;
+export const DEFAULT_KEEP_ALIVE_MS = 4000;
 
 /** Doubling backoff with jitter (half fixed, half random), so that retrying clients spread out. */
 export function backoffMs(attempt: number, baseMs: number): number {
@@ -66,122 +81,63 @@ export function backoffMs(attempt: number, baseMs: number): number {
   return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }
 
-interface ChunkChoice {
-  readonly index?: unknown;
-  readonly delta?: { readonly content?: unknown } | null;
-  readonly finish_reason?: unknown;
-}
-interface Chunk {
-  readonly choices: readonly ChunkChoice[];
-  readonly usage?: { readonly prompt_tokens?: unknown; readonly completion_tokens?: unknown } | null;
-}
-
-// The SDK parses JSON but checks no shape; a chunk we cannot read is the upstream's fault.
-function asChunk(value: unknown): Chunk {
-  if (typeof value !== 'object' || value === null || !Array.isArray((value as { choices?: unknown }).choices)) {
-    throw new UpstreamStreamFault('malformed', `chunk without a choices array: ${JSON.stringify(value)?.slice(0, 200)}`);
-  }
-  return value as Chunk;
-}
-
-function usageOf(chunk: Chunk): TokenUsage | undefined {
-  const u = chunk.usage;
-  if (!u) return undefined;
-  const { prompt_tokens: p, completion_tokens: c } = u;
-  if (!Number.isInteger(p) || !Number.isInteger(c) || (p as number) < 0 || (c as number) < 0) return undefined;
-  return { promptTokens: p as number, completionTokens: c as number };
+/** The chat completions path under the base URL (`http://host/v1` → `/v1/chat/completions`). */
+function completionsPath(base: URL): string {
+  return `${base.pathname.replace(/\/+$/, '')}/chat/completions${base.search}`;
 }
 
 /**
  * A provider for any OpenAI-compatible chat completions API (OpenAI, vLLM, llama.cpp, Ollama's /v1,
- * LiteLLM, another Sluice), through the official SDK. It owns retries and timeouts (the SDK's own
- * retries are off: they would retry after tokens were sent, and could not be aborted while waiting).
+ * LiteLLM, another Sluice), over undici's keep-alive connection pool. It owns retries and timeouts:
+ * retries only before the first token, and nothing waits on a request once its reply is not wanted.
  */
 export function createOpenAIProvider(options: OpenAIProviderOptions): Provider {
   checkOptions(options);
   const o = options;
-  const client = new OpenAI({
-    baseURL: o.baseURL,
-    // The SDK insists on a key; without one we send none at all (the null header below).
-    apiKey: o.apiKey ?? 'unused',
-    ...(o.apiKey === undefined ? { defaultHeaders: { Authorization: null } } : {}),
-    // Explicit nulls, so that OPENAI_ORG_ID / OPENAI_PROJECT_ID in the environment are not sent.
-    organization: null,
-    project: null,
-    maxRetries: 0,
-    // The SDK would print malformed chunks (upstream text) to the console; we log them ourselves.
-    logLevel: 'off',
-  });
-  const system: ChatCompletionMessageParam[] = o.systemPrompt ? [{ role: 'system', content: o.systemPrompt }] : [];
-  const paramsFor = (messages: readonly ProviderMessage[]): ChatCompletionCreateParamsStreaming => ({
-    model: o.model,
-    messages: [...system, ...messages.map((m) => ({ role: m.role, content: m.content }))],
-    stream: true,
-    ...(o.includeUsage ? { stream_options: { include_usage: true } } : {}),
-    ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
-    ...(o.maxTokens !== undefined ? { max_tokens: o.maxTokens } : {}),
-  });
-
-  /** One HTTP call: yields content deltas; throws what went wrong; aborts its request when left. */
-  async function* attempt(params: ChatCompletionCreateParamsStreaming, request: ProviderRequest): AsyncGenerator<string> {
-    const { signal } = request;
-    const controller = new AbortController();
-    const onAbort = (): void => controller.abort(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    const watchdog = new Watchdog(o.firstTokenTimeoutMs, o.stallTimeoutMs, (fault) => controller.abort(new UpstreamStreamFault(fault)));
-    try {
-      signal.throwIfAborted();
-      let finished = false;
-      let stream;
-      try {
-        stream = await client.chat.completions.create(params, { signal: controller.signal });
-      } catch (error) {
-        // An abort by our watchdog surfaces as the SDK's abort error; name the real reason.
-        if (watchdog.fired) throw new UpstreamStreamFault(watchdog.fired);
-        throw error;
-      }
-      for await (const raw of stream as AsyncIterable<unknown>) {
-        const chunk = asChunk(raw);
-        watchdog.chunkArrived();
-        const usage = usageOf(chunk);
-        if (usage) request.reportUsage?.(usage);
-        for (const choice of chunk.choices) {
-          if (typeof choice !== 'object' || choice === null) throw new UpstreamStreamFault('malformed', 'choice is not an object');
-          // n is always 1; a choice with another index is not ours to show.
-          if (choice.index !== undefined && choice.index !== 0) continue;
-          const content = choice.delta?.content;
-          if (typeof content === 'string') {
-            if (content.length > 0) {
-              watchdog.tokenArrived();
-              yield content;
-            }
-          } else if (content !== undefined && content !== null) {
-            throw new UpstreamStreamFault('malformed', 'delta.content is not a string');
-          }
-          if (typeof choice.finish_reason === 'string') finished = true;
-        }
-      }
-      // The SDK ends its iteration quietly when its request is aborted: say why it ended.
-      if (watchdog.fired) throw new UpstreamStreamFault(watchdog.fired);
-      signal.throwIfAborted();
-      if (!finished) throw new UpstreamStreamFault('ended_early', 'stream ended without a finish_reason');
-    } finally {
-      watchdog.dispose();
-      signal.removeEventListener('abort', onAbort);
-      // Whatever ended this call (done, failure, the consumer leaving), no request stays open.
-      controller.abort();
-    }
-  }
+  const base = new URL(o.baseURL);
+  const endpoint: UpstreamEndpoint = {
+    dispatcher: new Pool(base.origin, {
+      connections: o.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      // A streamed reply holds its connection to the end: pipelining would queue replies behind it.
+      pipelining: 1,
+      keepAliveTimeout: o.keepAliveMs ?? DEFAULT_KEEP_ALIVE_MS,
+      // The watchdog owns the time limits (firstTokenTimeoutMs, stallTimeoutMs; 0 means none).
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    }),
+    path: completionsPath(base),
+    headers: {
+      'content-type': 'application/json',
+      accept: 'text/event-stream',
+      'user-agent': 'sluice',
+      // Without a key no Authorization header at all (local servers).
+      ...(o.apiKey === undefined ? {} : { authorization: `Bearer ${o.apiKey}` }),
+    },
+  };
+  const system: ProviderMessage[] = o.systemPrompt ? [{ role: 'system', content: o.systemPrompt }] : [];
+  const bodyFor = (messages: readonly ProviderMessage[]): string =>
+    JSON.stringify({
+      model: o.model,
+      messages: [...system, ...messages].map((m) => ({ role: m.role, content: m.content })),
+      stream: true,
+      ...(o.includeUsage ? { stream_options: { include_usage: true } } : {}),
+      ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
+      ...(o.maxTokens !== undefined ? { max_tokens: o.maxTokens } : {}),
+    });
+  const limits = { firstTokenTimeoutMs: o.firstTokenTimeoutMs, stallTimeoutMs: o.stallTimeoutMs };
+  let closed: Promise<void> | undefined;
 
   return {
     name: 'openai',
+    // The pool closes its idle connections at once, and the others as their replies end.
+    close: () => (closed ??= endpoint.dispatcher.close()),
     async *stream(request: ProviderRequest): AsyncGenerator<string> {
-      const params = paramsFor(request.messages);
+      const body = bodyFor(request.messages);
       const { signal } = request;
       for (let n = 0; ; n++) {
         let yielded = false;
         try {
-          for await (const delta of attempt(params, request)) {
+          for await (const delta of streamCompletion(endpoint, body, request, limits)) {
             yielded = true;
             yield delta;
           }

@@ -23,4 +23,9 @@ export interface ProviderRequest {
 export interface Provider {
   readonly name: string;
   stream(request: ProviderRequest): AsyncIterable<string>;
+  /**
+   * Lets go of what the provider holds (an upstream's kept-alive connections), once no reply is
+   * running: replies still streaming are left to finish.
+   */
+  close?(): Promise<void>;
 }

@@ -1,4 +1,3 @@
-import { APIConnectionError, APIConnectionTimeoutError, APIError } from 'openai';
 import { SluiceError } from '../errors.ts';
 
 /**
@@ -25,8 +24,8 @@ export const UPSTREAM_MESSAGES = {
   endedEarly: 'The upstream model ended its reply unexpectedly',
 } as const;
 
-/** Our own verdicts on a stream, thrown inside the provider and classified like the SDK's errors. */
-export type StreamFault = 'first_token_timeout' | 'stall' | 'malformed' | 'ended_early';
+/** Our own verdicts on a stream that was answered 200, thrown inside the provider and classified here. */
+export type StreamFault = 'first_token_timeout' | 'stall' | 'malformed' | 'error_chunk' | 'ended_early';
 
 export class UpstreamStreamFault extends Error {
   override readonly name = 'UpstreamStreamFault';
@@ -38,12 +37,47 @@ export class UpstreamStreamFault extends Error {
   }
 }
 
+/** Response headers as undici gives them (lower-case names), or a fetch `Headers`. */
+export type ResponseHeaders = Headers | Readonly<Record<string, string | string[] | undefined>>;
+
+function header(headers: ResponseHeaders, name: string): string | undefined {
+  if (headers instanceof Headers) return headers.get(name) ?? undefined;
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** The upstream answered a status other than 200: its body's error text is for the logs only. */
+export class UpstreamHttpError extends Error {
+  override readonly name = 'UpstreamHttpError';
+  constructor(
+    readonly status: number,
+    readonly headers: ResponseHeaders,
+    detail: string,
+  ) {
+    super(`${status} ${detail}`);
+  }
+}
+
+/** No answer at all: the connection could not be made, or broke before the response's headers. */
+export class UpstreamConnectionError extends Error {
+  override readonly name = 'UpstreamConnectionError';
+  /** The system or undici error code (ECONNREFUSED, UND_ERR_SOCKET, ...). */
+  readonly code: string;
+  constructor(cause: unknown) {
+    const c = cause as { code?: unknown; cause?: { code?: unknown }; message?: unknown } | undefined;
+    const raw = c?.code ?? c?.cause?.code;
+    const code = typeof raw === 'string' ? raw : 'unknown';
+    super(`${code}: ${String(c?.message ?? cause)}`, { cause });
+    this.code = code;
+  }
+}
+
 /** `retry-after-ms` (OpenAI's) or `retry-after` (seconds or an HTTP date), in seconds. */
-export function retryAfterSeconds(headers: Headers | undefined, now = Date.now()): number | undefined {
+export function retryAfterSeconds(headers: ResponseHeaders | undefined, now = Date.now()): number | undefined {
   if (!headers) return undefined;
-  const ms = Number.parseFloat(headers.get('retry-after-ms') ?? '');
+  const ms = Number.parseFloat(header(headers, 'retry-after-ms') ?? '');
   if (Number.isFinite(ms) && ms >= 0) return ms / 1000;
-  const raw = headers.get('retry-after')?.trim();
+  const raw = header(headers, 'retry-after')?.trim();
   if (!raw) return undefined;
   if (/^\d+(\.\d+)?$/.test(raw)) return Number(raw);
   const date = Date.parse(raw);
@@ -61,6 +95,9 @@ function faultFailure(fault: UpstreamStreamFault): UpstreamFailure {
       return { error: new SluiceError('upstream_timeout', UPSTREAM_MESSAGES.stall, { cause: fault }), retryable: false, log };
     case 'malformed':
       return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.malformed, { cause: fault }), retryable: false, log };
+    // An `{"error": ...}` chunk inside a 200 stream, as OpenAI sends when it fails mid-reply.
+    case 'error_chunk':
+      return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.errorInStream, { cause: fault }), retryable: false, log };
     case 'ended_early':
       return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.endedEarly, { cause: fault }), retryable: true, log };
     default: {
@@ -70,7 +107,7 @@ function faultFailure(fault: UpstreamStreamFault): UpstreamFailure {
   }
 }
 
-function statusFailure(error: APIError, status: number): UpstreamFailure {
+function statusFailure(error: UpstreamHttpError, status: number): UpstreamFailure {
   const log = { kind: 'http', status, detail: clip(error.message) };
   if (status === 401 || status === 403) {
     return { error: new SluiceError('upstream_auth', UPSTREAM_MESSAGES.auth, { cause: error }), retryable: false, log };
@@ -81,7 +118,7 @@ function statusFailure(error: APIError, status: number): UpstreamFailure {
     return { error: new SluiceError('upstream_rate_limited', UPSTREAM_MESSAGES.rateLimited, options), retryable: true, log };
   }
   if (status >= 500) return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, { cause: error }), retryable: true, log };
-  // 408 and 409 are worth another try (the SDK's own policy); other 4xx mean our request is wrong
+  // 408 and 409 are worth another try (as OpenAI's SDK has it); other 4xx mean our request is wrong
   // for this upstream (an unknown model, say): retrying cannot help.
   const retryable = status === 408 || status === 409;
   return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.rejected, { cause: error }), retryable, log };
@@ -90,42 +127,15 @@ function statusFailure(error: APIError, status: number): UpstreamFailure {
 /** Classifies anything an upstream call threw (the caller has already ruled out our own abort). */
 export function classifyUpstreamError(error: unknown): UpstreamFailure {
   if (error instanceof UpstreamStreamFault) return faultFailure(error);
-  // The SDK's own timeout (headers not received within its `timeout`).
-  if (error instanceof APIConnectionTimeoutError) {
-    return {
-      error: new SluiceError('upstream_timeout', UPSTREAM_MESSAGES.firstTokenTimeout, { cause: error }),
-      retryable: true,
-      log: { kind: 'timeout', detail: clip(error.message) },
-    };
-  }
-  if (error instanceof APIConnectionError) {
-    const cause = error.cause as { code?: unknown; cause?: { code?: unknown } } | undefined;
-    const code = cause?.code ?? cause?.cause?.code;
-    const detail = typeof code === 'string' ? code : 'unknown';
+  if (error instanceof UpstreamHttpError) return statusFailure(error, error.status);
+  if (error instanceof UpstreamConnectionError) {
     return {
       error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.connection, { cause: error }),
       retryable: true,
-      log: { kind: 'connection', detail },
+      log: { kind: 'connection', detail: error.code },
     };
   }
-  if (error instanceof APIError) {
-    if (typeof error.status === 'number') return statusFailure(error as APIError<number>, error.status);
-    // No status: an `{"error": ...}` chunk inside a 200 stream.
-    return {
-      error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.errorInStream, { cause: error }),
-      retryable: false,
-      log: { kind: 'error_chunk', detail: clip(error.message) },
-    };
-  }
-  // The SDK rethrows JSON.parse's SyntaxError for a `data:` line that is not JSON.
-  if (error instanceof SyntaxError) {
-    return {
-      error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.malformed, { cause: error }),
-      retryable: false,
-      log: { kind: 'malformed', detail: clip(error.message) },
-    };
-  }
-  // undici's "terminated" (the connection dropped mid-body) and anything else unforeseen.
+  // The connection dropped mid-body (undici's "other side closed"), and anything else unforeseen.
   const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   return {
     error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, { cause: error }),

@@ -1,0 +1,131 @@
+import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
+import type { TokenUsage } from '../../../shared/messages.ts';
+import { UpstreamStreamFault } from './upstream-errors.ts';
+
+// Reads the body of a streamed chat completion: SSE events (eventsource-parser) whose `data` is a
+// `chat.completion.chunk` in JSON, then `data: [DONE]`. Nothing in it is trusted: a chunk we cannot
+// read is the upstream's fault, and its text goes to the logs only.
+
+/** One SSE event larger than this (in characters) is a malformed stream, not a reason to buffer on. */
+export const MAX_EVENT_CHARS = 1 << 20;
+
+interface ChunkChoice {
+  readonly index?: unknown;
+  readonly delta?: { readonly content?: unknown } | null;
+  readonly finish_reason?: unknown;
+}
+interface Chunk {
+  readonly choices: readonly ChunkChoice[];
+  readonly usage?: { readonly prompt_tokens?: unknown; readonly completion_tokens?: unknown } | null;
+}
+
+const clip = (text: string): string => (text.length > 200 ? `${text.slice(0, 200)}…` : text);
+
+function parseChunk(data: string): Chunk {
+  let value: unknown;
+  try {
+    value = JSON.parse(data);
+  } catch (error) {
+    throw new UpstreamStreamFault('malformed', `${(error as Error).message}: ${clip(data)}`);
+  }
+  if (typeof value !== 'object' || value === null) throw new UpstreamStreamFault('malformed', `chunk is not an object: ${clip(data)}`);
+  // OpenAI reports a failure mid-reply as an `{"error": ...}` chunk in the 200 stream.
+  const error = (value as { error?: unknown }).error;
+  if (error !== undefined && error !== null) throw new UpstreamStreamFault('error_chunk', clip(JSON.stringify(error) ?? ''));
+  if (!Array.isArray((value as { choices?: unknown }).choices)) throw new UpstreamStreamFault('malformed', `chunk without a choices array: ${clip(data)}`);
+  return value as Chunk;
+}
+
+function usageOf(chunk: Chunk): TokenUsage | undefined {
+  const u = chunk.usage;
+  if (!u) return undefined;
+  const { prompt_tokens: p, completion_tokens: c } = u;
+  if (!Number.isInteger(p) || !Number.isInteger(c) || (p as number) < 0 || (c as number) < 0) return undefined;
+  return { promptTokens: p as number, completionTokens: c as number };
+}
+
+/**
+ * Fed the body's text as it arrives: `feed` returns the content deltas it completed, in order, up
+ * to the first thing it cannot read; `check` then throws that (an UpstreamStreamFault), so that the
+ * deltas before a fault are still sent, as they would have been had they come in a read of their own.
+ */
+export class CompletionChunkReader {
+  readonly #onChunk: () => void;
+  readonly #onUsage: ((usage: TokenUsage) => void) | undefined;
+  readonly #parser: EventSourceParser;
+  /** The events the current feed completed. */
+  #events: EventSourceMessage[] = [];
+  /** An event too large to read, met by the current feed after its #events. */
+  #tooLarge: UpstreamStreamFault | undefined;
+  #fault: UpstreamStreamFault | undefined;
+  #finished = false;
+  #done = false;
+
+  /** `onChunk`: every chunk read (the stall watchdog's sign of life); `onUsage`: the usage chunk. */
+  constructor(onChunk: () => void, onUsage?: (usage: TokenUsage) => void) {
+    this.#onChunk = onChunk;
+    this.#onUsage = onUsage;
+    this.#parser = createParser({
+      onEvent: (event) => void this.#events.push(event),
+      onError: (error) => {
+        // An event beyond MAX_EVENT_CHARS; unknown fields are ignored, as the SSE standard says.
+        if (error.type === 'max-buffer-size-exceeded') this.#tooLarge ??= new UpstreamStreamFault('malformed', error.message);
+      },
+      maxBufferSize: MAX_EVENT_CHARS,
+    });
+  }
+
+  /** A choice said why it finished (`finish_reason`): the reply is whole. */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  feed(text: string): readonly string[] {
+    if (this.#fault || this.#done) return [];
+    this.#parser.feed(text);
+    const events = this.#events;
+    const deltas: string[] = [];
+    if (events.length > 0) {
+      this.#events = [];
+      try {
+        for (const event of events) {
+          if (event.data === '[DONE]') {
+            // Nothing after it is read.
+            this.#done = true;
+            break;
+          }
+          if (event.event === 'error') throw new UpstreamStreamFault('error_chunk', clip(event.data));
+          this.#read(parseChunk(event.data), deltas);
+        }
+      } catch (error) {
+        if (!(error instanceof UpstreamStreamFault)) throw error;
+        this.#fault = error;
+      }
+    }
+    if (!this.#done) this.#fault ??= this.#tooLarge;
+    return deltas;
+  }
+
+  /** Throws what the last feed could not read, if anything. */
+  check(): void {
+    if (this.#fault) throw this.#fault;
+  }
+
+  #read(chunk: Chunk, deltas: string[]): void {
+    this.#onChunk();
+    const usage = usageOf(chunk);
+    if (usage) this.#onUsage?.(usage);
+    for (const choice of chunk.choices) {
+      if (typeof choice !== 'object' || choice === null) throw new UpstreamStreamFault('malformed', 'choice is not an object');
+      // n is always 1; a choice with another index is not ours to show.
+      if (choice.index !== undefined && choice.index !== 0) continue;
+      const content = choice.delta?.content;
+      if (typeof content === 'string') {
+        if (content.length > 0) deltas.push(content);
+      } else if (content !== undefined && content !== null) {
+        throw new UpstreamStreamFault('malformed', 'delta.content is not a string');
+      }
+      if (typeof choice.finish_reason === 'string') this.#finished = true;
+    }
+  }
+}
