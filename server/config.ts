@@ -33,6 +33,9 @@ export const ConfigSchema = z
       ),
     LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),
+    SIM_FIRST_TOKEN_MS: int(0, 600_000)
+      .optional()
+      .describe("the simulator's wait before its first token (unset: SIM_DELAY_MS); real models take longer to start than to continue"),
     OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream'),
     OPENAI_API_KEY: z.string().optional().describe('API key for the upstream'),
     LLM_MODEL: z.string().min(1).optional().describe('model name sent upstream (required when LLM_PROVIDER=openai)'),

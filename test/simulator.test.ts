@@ -19,6 +19,17 @@ describe('simulated provider', () => {
     expect(out).toEqual(simulatedDeltas('hi there'));
   });
 
+  it('waits SIM_FIRST_TOKEN_MS before its first token, then SIM_DELAY_MS between the others', async () => {
+    const provider = createSimulatedProvider({ delayMs: 0, firstDelayMs: 150 });
+    const at: number[] = [];
+    const start = performance.now();
+    for await (const _ of provider.stream({ messages: [user('slow start')], signal: new AbortController().signal })) at.push(performance.now() - start);
+    expect(at[0]).toBeGreaterThanOrEqual(140);
+    // The other 37 come without a delay.
+    expect(at.at(-1)! - at[0]!).toBeLessThan(100);
+    expect(() => createSimulatedProvider({ delayMs: 0, firstDelayMs: -1 })).toThrow(/firstDelayMs/);
+  });
+
   it('answers the last user message of the session', async () => {
     const provider = createSimulatedProvider({ delayMs: 0 });
     const out: string[] = [];

@@ -8,7 +8,12 @@ import { createSimulatedProvider, SIMULATED_MODEL_ID } from '../core/providers/s
 export function providerFrom(config: Config, logger?: Logger): Provider {
   switch (config.LLM_PROVIDER) {
     case 'simulated':
-      return createSimulatedProvider({ delayMs: config.SIM_DELAY_MS, tokenizer: config.SIM_TOKENIZER, usage: config.SIM_USAGE });
+      return createSimulatedProvider({
+        delayMs: config.SIM_DELAY_MS,
+        firstDelayMs: config.SIM_FIRST_TOKEN_MS,
+        tokenizer: config.SIM_TOKENIZER,
+        usage: config.SIM_USAGE,
+      });
     case 'openai':
       // The config schema has checked that both are present for this provider.
       if (!config.OPENAI_BASE_URL || !config.LLM_MODEL) throw new Error('LLM_PROVIDER=openai needs OPENAI_BASE_URL and LLM_MODEL');

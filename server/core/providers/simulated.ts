@@ -45,6 +45,8 @@ export type SimulatedTokenizer = 'words' | 'bpe';
 export interface SimulatedProviderOptions {
   /** Delay before each token, in milliseconds (0: as fast as the event loop allows). */
   readonly delayMs: number;
+  /** Delay before the first token (a real model takes longer to start than to go on). Default: `delayMs`. */
+  readonly firstDelayMs?: number;
   /**
    * `words` (default): the documented template, one word and a space per delta. `bpe`: the same
    * text split into real o200k_base tokens.
@@ -65,6 +67,10 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
     throw new RangeError(`simulated provider: tokenizer must be 'words' or 'bpe', got ${JSON.stringify(tokenizer)}`);
   }
   const { delayMs } = options;
+  const firstDelayMs = options.firstDelayMs ?? delayMs;
+  if (!Number.isInteger(firstDelayMs) || firstDelayMs < 0) {
+    throw new RangeError(`simulated provider: firstDelayMs must be a non-negative integer, got ${firstDelayMs}`);
+  }
   const usage = options.usage ?? false;
   // Start loading the tables now, so that the first reply does not wait for them.
   const bpe = tokenizer === 'bpe' ? loadBpeTokenizer() : undefined;
@@ -85,10 +91,11 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       // ends (or the consumer stops iterating), so nothing is left behind. Without a delay nothing
       // waits longer than a turn of the event loop: the reply stops when its consumer stops pulling,
       // and the signal is not touched (a generation makes it only when a provider asks).
-      const pacer = delayMs > 0 ? new Pacer(request.signal) : undefined;
+      const pacer = delayMs > 0 || firstDelayMs > 0 ? new Pacer(request.signal) : undefined;
       try {
         for (let i = 0; i < deltas.length; i++) {
-          if (pacer) await pacer.wait(delayMs);
+          const wait = i === 0 ? firstDelayMs : delayMs;
+          if (pacer && wait > 0) await pacer.wait(wait);
           else if (i > 0 && i % TURN_EVERY === 0) await nextTurn();
           yield deltas[i]!;
         }
