@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { SluiceError } from '../../errors.ts';
@@ -22,6 +23,8 @@ const BLOCKING_POOL_SIZE = 16;
 export class RedisConnection {
   readonly prefix: string;
   readonly logger: Logger;
+  /** A random id of this connection set, in every connection's name (`sluice-<instance>-<role>`). */
+  readonly instance: string;
   readonly #redis: Scripted;
   readonly #sub: Redis;
   readonly #idleReaders: Redis[] = [];
@@ -38,10 +41,13 @@ export class RedisConnection {
       connectTimeout: 2000,
       retryStrategy: (attempt) => Math.min(100 * attempt, 2000),
     };
-    const redis = new Redis(options.url, { ...common, enableAutoPipelining: true });
+    // Named, so that an operator (or a test) can tell each instance's connections apart in CLIENT LIST.
+    this.instance = randomBytes(4).toString('hex');
+    const name = (role: string): string => `sluice-${this.instance}-${role}`;
+    const redis = new Redis(options.url, { ...common, enableAutoPipelining: true, connectionName: name('main') });
     for (const name of Object.keys(SCRIPTS) as ScriptName[]) redis.defineCommand(name, { lua: scriptSource(name), numberOfKeys: SCRIPTS[name].keys });
     this.#redis = redis as Scripted;
-    this.#sub = new Redis(options.url, { ...common, enableOfflineQueue: true });
+    this.#sub = new Redis(options.url, { ...common, enableOfflineQueue: true, connectionName: name('sub') });
     let down = false;
     redis.on('error', (error: Error) => {
       if (!down) this.logger.warn({ err: error }, 'redis unreachable');
@@ -106,7 +112,7 @@ export class RedisConnection {
   }
 
   #newReader(): Redis {
-    const reader = this.#redis.duplicate({ enableOfflineQueue: true, enableAutoPipelining: false });
+    const reader = this.#redis.duplicate({ enableOfflineQueue: true, enableAutoPipelining: false, connectionName: `sluice-${this.instance}-reader` });
     reader.on('error', noop);
     return reader;
   }

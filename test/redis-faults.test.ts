@@ -1,0 +1,239 @@
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { simulatedDeltas } from '../server/core/providers/simulated.ts';
+import { SessionHistory, SseErrorData, SseMessageData } from '../shared/index.ts';
+import { startSluiceProcess } from './helpers/process.ts';
+import { startRedis, type RedisServer } from './helpers/redis.ts';
+import { startServer, type TestServer } from './helpers/server.ts';
+import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { stockClient } from './helpers/trpc-clients.ts';
+
+// Two instances on one real Redis, and the faults a production Redis has: connections killed,
+// keys lost in a failover, a subscriber that reconnects. Whatever happens, a cancel that says
+// `true` stops its reply, a session has one reply per turn, and listeners see only stored events.
+
+const LONG = 'long '.repeat(120).trim();
+const admins: Redis[] = [];
+afterEach(() => {
+  for (const admin of admins.splice(0)) admin.disconnect();
+});
+
+async function admin(redis: RedisServer): Promise<Redis> {
+  const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  admins.push(client);
+  return client;
+}
+
+/** The names of the Redis connections of one Sluice instance: those opened since `before`. */
+async function clientNames(redis: Redis): Promise<Map<string, string>> {
+  const list = (await redis.call('CLIENT', 'LIST')) as string;
+  const byId = new Map<string, string>();
+  for (const line of list.split('\n')) {
+    const id = /\bid=(\d+)/.exec(line)?.[1];
+    const name = /\bname=(\S*)/.exec(line)?.[1];
+    if (id && name) byId.set(id, name);
+  }
+  return byId;
+}
+
+/** Kills the connections of the instance whose names start with `prefix` and end with one of `roles`. */
+async function kill(redis: Redis, instance: string, roles: readonly string[]): Promise<number> {
+  let killed = 0;
+  for (const [id, name] of await clientNames(redis)) {
+    if (name.startsWith(`sluice-${instance}-`) && roles.some((r) => name.endsWith(`-${r}`))) {
+      killed += (await redis.call('CLIENT', 'KILL', 'ID', id)) as number;
+    }
+  }
+  return killed;
+}
+
+/** Starts A, learns its connection names' instance id, then starts B. */
+async function pair(
+  settings: Record<string, string | number>,
+): Promise<{ redis: RedisServer; a: TestServer; b: TestServer; aId: string; admin: Redis } | undefined> {
+  const redis = await startRedis();
+  if (!redis) return undefined;
+  const adminClient = await admin(redis);
+  const env = { REDIS_URL: redis.url, ...settings };
+  const a = await startServer(env);
+  await vi.waitFor(async () => expect([...(await clientNames(adminClient)).values()].some((n) => n.endsWith('-sub'))).toBe(true));
+  const aId = /^sluice-([0-9a-f]+)-/.exec([...(await clientNames(adminClient)).values()].find((n) => n.startsWith('sluice-'))!)![1]!;
+  const b = await startServer(env);
+  return { redis, a, b, aId, admin: adminClient };
+}
+
+const cancel = async (url: string, session: string): Promise<boolean> =>
+  (
+    (await (
+      await fetch(`${url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: session }) })
+    ).json()) as {
+      cancelled: boolean;
+    }
+  ).cancelled;
+
+async function drain(frames: AsyncIterable<SseFrame>): Promise<SseFrame[]> {
+  const out: SseFrame[] = [];
+  for await (const frame of frames) out.push(frame);
+  return out;
+}
+
+const history = async (url: string, session: string) => SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages`)).json());
+const lastIsCancelled = (frames: SseFrame[]): boolean =>
+  frames.at(-1)?.event === 'error' && SseErrorData.parse(JSON.parse(frames.at(-1)!.data)).message === 'The reply was cancelled';
+
+describe('faults of a shared Redis', () => {
+  it('7: a cancel sent to B while the reply starts on A, answering true, always ends the reply as cancelled', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 10, RESUME_GRACE_MS: 60_000 });
+    if (!setup) return;
+    const { a, b } = setup;
+    let raced = 0;
+    for (let i = 0; i < 30; i++) {
+      const session = `race-${i}`;
+      const stream = drain(streamSseRoute(a.url, { message: 'race me', session_id: session }));
+      // Cancels sent from the first moment on, until one lands or the reply is over.
+      let said = false;
+      const done = stream.then(() => true);
+      while (!said && !(await Promise.race([done, Promise.resolve(false)]))) said = await cancel(b.url, session);
+      const frames = await stream;
+      if (!said) continue;
+      raced++;
+      expect(lastIsCancelled(frames), `attempt ${i}: ${frames.at(-1)?.data}`).toBe(true);
+      expect((await history(a.url, session)).messages.at(-1)?.status).toBe('interrupted');
+    }
+    expect(raced).toBeGreaterThan(10);
+  });
+
+  it("7: a cancel published while A's subscriber connection reconnects still stops the reply", async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
+    if (!setup) return;
+    const { a, b, aId, admin: redis } = setup;
+    const frames: SseFrame[] = [];
+    const stream = streamSseRoute(a.url, { message: LONG, session_id: 'resub' });
+    frames.push((await stream.next()).value as SseFrame);
+    expect(await kill(redis, aId, ['sub'])).toBe(1);
+    expect(await cancel(b.url, 'resub')).toBe(true);
+    frames.push(...(await drain(stream)));
+    expect(lastIsCancelled(frames)).toBe(true);
+    expect(frames.length).toBeLessThan(simulatedDeltas(LONG).length);
+  });
+
+  it('8: when the session lock vanishes (a failover lost it), a second message never runs beside the first reply', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000, LIVENESS_TTL_MS: 600 });
+    if (!setup) return;
+    const { a, b, admin: redis } = setup;
+    const first = streamSseRoute(a.url, { message: LONG, session_id: 'lost' });
+    await first.next();
+    const locks = await redis.keys('sluice:lease:session:*');
+    expect(locks).toHaveLength(1);
+    await redis.del(...locks);
+    // B may start the second turn (the lock was free); then A's reply must stop, and each user
+    // message keeps exactly one reply, right after it.
+    const second = await drain(streamSseRoute(b.url, { message: 'second', session_id: 'lost' }).catch(() => [] as SseFrame[]) as never);
+    const firstFrames = await drain(first);
+    expect(firstFrames.length + 1).toBeLessThan(simulatedDeltas(LONG).length);
+    void second;
+    await vi.waitFor(async () => {
+      const roles = (await history(b.url, 'lost')).messages.map((m) => m.role);
+      expect(roles).toEqual(roles.map((_, i) => (i % 2 === 0 ? 'user' : 'assistant')));
+      expect(roles.length % 2).toBe(0);
+    });
+  });
+
+  it('8: an instance stalled longer than LIVENESS_TTL_MS (its reply ended as orphan elsewhere) adds nothing to the log or history when it wakes', async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const env = { REDIS_URL: redis.url, SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000, LIVENESS_TTL_MS: 400 };
+    const [a, b] = await Promise.all([startSluiceProcess(env), startSluiceProcess(env)]);
+    const head = streamSseRoute(a.url, { message: LONG, session_id: 'stall' });
+    const first = (await head.next()).value as SseFrame;
+    // A stops (a long GC pause, a frozen VM); B's follower finds it dead and ends the reply.
+    a.child.kill('SIGSTOP');
+    const follower = await drain(streamSseRoute(b.url, { message: LONG, session_id: 'stall' }, { headers: { 'last-event-id': first.id! } }));
+    expect(follower.at(-1)?.event).toBe('error');
+    a.child.kill('SIGCONT');
+    await drain(head).catch(() => undefined);
+    const client = await admin(redis);
+    const generation = first.id!.split(':')[0]!;
+    await vi.waitFor(async () => {
+      const log = (await client.xrange(`sluice:ev:${generation}`, '-', '+')).map(([, fields]) => JSON.parse(fields[1]!) as { type: string });
+      // One ending, and nothing after it.
+      expect(log.filter((e) => e.type !== 'delta')).toHaveLength(1);
+      expect(log.at(-1)!.type).not.toBe('delta');
+      const roles = (await history(b.url, 'stall')).messages.map((m) => m.role);
+      expect(roles).toEqual(['user', 'assistant']);
+    });
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it('9: events whose write to Redis failed are never shown; a full resume on B matches what A sent, or both end with an error', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 15, RESUME_GRACE_MS: 60_000 });
+    if (!setup) return;
+    const { a, b, aId, admin: redis } = setup;
+    const prompt = 'kill '.repeat(60).trim();
+    const frames: SseFrame[] = [];
+    let kills = 0;
+    for await (const frame of streamSseRoute(a.url, { message: prompt, session_id: 'holes' })) {
+      frames.push(frame);
+      if (frames.length % 10 === 5 && kills < 4) kills += await kill(redis, aId, ['main']);
+    }
+    expect(kills).toBeGreaterThan(0);
+    const id = frames[0]!.id!.replace(/:\d+$/, ':0');
+    const resumed = await drain(streamSseRoute(b.url, { message: prompt, session_id: 'holes' }, { headers: { 'last-event-id': id } }));
+    const seen = (list: SseFrame[]) => list.map((f) => `${f.event}|${f.id}|${f.data}`);
+    expect(seen(resumed)).toEqual(seen(frames));
+    const last = frames.at(-1)!;
+    if (last.event === 'message') {
+      const done = SseMessageData.parse(JSON.parse(last.data));
+      expect(done).toMatchObject({ done: true, total_chunks: frames.length - 1 });
+    } else expect(last.event).toBe('error');
+  });
+
+  it('11: listeners on B following one reply on A share one Redis reader: no connection churn', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
+    if (!setup) return;
+    const { a, b, admin: redis } = setup;
+    const head = streamSseRoute(a.url, { message: LONG, session_id: 'many' });
+    const first = (await head.next()).value as SseFrame;
+    const connectionsReceived = async (): Promise<number> => Number(/total_connections_received:(\d+)/.exec((await redis.info('stats')) as string)![1]);
+    const before = await connectionsReceived();
+    const followers = Array.from({ length: 60 }, () =>
+      drain(streamSseRoute(b.url, { message: LONG, session_id: 'many' }, { headers: { 'last-event-id': first.id! } })),
+    );
+    const all = await Promise.all(followers);
+    for (const frames of all) expect(JSON.parse(frames.at(-1)!.data)).toMatchObject({ done: true });
+    await drain(head);
+    expect((await connectionsReceived()) - before).toBeLessThanOrEqual(4);
+  });
+
+  it('12: a Redis outage while B follows a reply reaches every transport as an `unavailable` error event', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
+    if (!setup) return;
+    const { a, b, redis } = setup;
+    const head = streamSseRoute(a.url, { message: LONG, session_id: 'outage' });
+    const first = (await head.next()).value as SseFrame;
+    // B follows over the SSE route and over tRPC WebSocket.
+    const sse = drain(streamSseRoute(b.url, { message: LONG, session_id: 'outage' }, { headers: { 'last-event-id': first.id! } }));
+    const { client } = stockClient(b.url, 'ws');
+    const trpcEvents: Array<{ type: string; code?: string }> = [];
+    const trpc = new Promise<unknown>((resolve) => {
+      client.chat.stream.subscribe(
+        { message: LONG, sessionId: 'outage', lastEventId: first.id! },
+        {
+          onData: ({ data }) => {
+            trpcEvents.push(data);
+            if (data.type !== 'delta') resolve(undefined);
+          },
+          onError: (error) => resolve(error),
+        },
+      );
+    });
+    await vi.waitFor(() => expect(trpcEvents.length).toBeGreaterThan(2));
+    await redis.stop();
+    const sseFrames = await sse;
+    expect(sseFrames.at(-1)?.event).toBe('error');
+    expect(await trpc).toBeUndefined();
+    expect(trpcEvents.at(-1)).toMatchObject({ type: 'error', code: 'unavailable' });
+    await drain(head).catch(() => undefined);
+    void a;
+  });
+});
