@@ -126,12 +126,12 @@ describe('faults of a shared Redis', () => {
     const locks = await redis.keys('sluice:lease:session:*');
     expect(locks).toHaveLength(1);
     await redis.del(...locks);
-    // B may start the second turn (the lock was free); then A's reply must stop, and each user
-    // message keeps exactly one reply, right after it.
-    const second = await drain(streamSseRoute(b.url, { message: 'second', session_id: 'lost' }).catch(() => [] as SseFrame[]) as never);
+    // B may start the second turn (the lock was free): then A's reply must stop. Or A took its
+    // lock back first: then B is refused. Never both replies to the end, side by side.
+    const second = await drain(streamSseRoute(b.url, { message: 'second', session_id: 'lost' })).catch(() => undefined);
     const firstFrames = await drain(first);
-    expect(firstFrames.length + 1).toBeLessThan(simulatedDeltas(LONG).length);
-    void second;
+    const firstCompleted = firstFrames.at(-1)?.event === 'message';
+    expect(second === undefined || !firstCompleted).toBe(true);
     await vi.waitFor(async () => {
       const roles = (await history(b.url, 'lost')).messages.map((m) => m.role);
       expect(roles).toEqual(roles.map((_, i) => (i % 2 === 0 ? 'user' : 'assistant')));
@@ -194,7 +194,7 @@ describe('faults of a shared Redis', () => {
     const { a, b, admin: redis } = setup;
     const head = streamSseRoute(a.url, { message: LONG, session_id: 'many' });
     const first = (await head.next()).value as SseFrame;
-    const connectionsReceived = async (): Promise<number> => Number(/total_connections_received:(\d+)/.exec((await redis.info('stats')) as string)![1]);
+    const connectionsReceived = async (): Promise<number> => Number(/total_connections_received:(\d+)/.exec(await redis.info('stats'))![1]);
     const before = await connectionsReceived();
     const followers = Array.from({ length: 60 }, () =>
       drain(streamSseRoute(b.url, { message: LONG, session_id: 'many' }, { headers: { 'last-event-id': first.id! } })),
