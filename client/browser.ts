@@ -9,4 +9,4 @@ export { streamChat, type StreamChatRequest } from './stream-chat.ts';
 export { ReplyTimer, formatReplyStats, type ReplyStats } from './reply-stats.ts';
 export { uiChatFetch } from './ui-chat-fetch.ts';
 export type { UIChatMetadata, UIChatUsage } from '../shared/ui-chat.ts';
-export type { StreamEvent, ChatMessage, SessionHistory } from '../shared/index.ts';
+export type { StreamEvent, ReplyEvent, ChatMessage, SessionHistory } from '../shared/index.ts';

@@ -8,7 +8,7 @@ export { chatClientTransport, closeChatClient } from './create-chat-client.ts';
 export { streamChat, type StreamChatRequest } from './stream-chat.ts';
 export { uiChatFetch } from './ui-chat-fetch.ts';
 export type { UIChatMetadata, UIChatUsage } from '../shared/ui-chat.ts';
-export type { StreamEvent, ChatMessage, SessionHistory } from '../shared/index.ts';
+export type { StreamEvent, ReplyEvent, ChatMessage, SessionHistory } from '../shared/index.ts';
 
 /**
  * Node entry: fills in `ws` and the `eventsource` package where the runtime has no WebSocket or

@@ -1,4 +1,4 @@
-import type { StreamEvent } from '../shared/stream-events.ts';
+import type { ReplyEvent, StreamEvent } from '../shared/stream-events.ts';
 import { DEFAULT_SESSION_ID } from '../shared/session-id.ts';
 import type { ChatClient } from './create-chat-client.ts';
 
@@ -18,11 +18,11 @@ export interface StreamChatRequest {
  * Streams one reply as an async iterable of events, ending after `done` or `error`. Leaving early
  * (abort, or `break`) cancels the reply on the server; a dropped connection is resumed by the links.
  */
-export async function* streamChat(client: ChatClient, request: StreamChatRequest): AsyncGenerator<StreamEvent> {
+export async function* streamChat(client: ChatClient, request: StreamChatRequest): AsyncGenerator<ReplyEvent> {
   const sessionId = request.sessionId ?? DEFAULT_SESSION_ID;
   const { signal } = request;
   signal?.throwIfAborted();
-  const queue: StreamEvent[] = [];
+  const queue: ReplyEvent[] = [];
   let failure: unknown;
   let finished = false;
   let wake: (() => void) | undefined;
@@ -51,6 +51,8 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
         }
       },
       onData: ({ data }) => {
+        // `start` only gives the links an id to resume from: it is not part of the reply.
+        if (data.type === 'start') return;
         queue.push(data);
         notify();
       },

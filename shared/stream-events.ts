@@ -28,22 +28,36 @@ export const ErrorEvent = z.object({
   usage: TokenUsage.optional(),
 });
 
-export const StreamEvent = z.discriminatedUnion('type', [DeltaEvent, DoneEvent, ErrorEvent]);
+/**
+ * The first event of a reply a tRPC client started (tracked as `<replyId>:0`, and never stored in
+ * the log): a client whose connection drops before the first token then reconnects with that id,
+ * and gets the whole reply instead of finding its session busy with it. Other transports do not
+ * send it.
+ */
+export const StartEvent = z.object({
+  type: z.literal('start'),
+  replyId: z.string(),
+});
+
+export const StreamEvent = z.discriminatedUnion('type', [StartEvent, DeltaEvent, DoneEvent, ErrorEvent]);
 export type StreamEvent = z.infer<typeof StreamEvent>;
 export type DeltaEvent = z.infer<typeof DeltaEvent>;
 export type DoneEvent = z.infer<typeof DoneEvent>;
 export type ErrorEvent = z.infer<typeof ErrorEvent>;
+export type StartEvent = z.infer<typeof StartEvent>;
+/** What a reply is made of: its deltas and its end (the stream's `start` is a protocol detail). */
+export type ReplyEvent = Exclude<StreamEvent, StartEvent>;
 
 /** True for the events after which a stream has nothing more to say. */
 export function isTerminalEvent(event: StreamEvent): event is DoneEvent | ErrorEvent {
-  return event.type !== 'delta';
+  return event.type === 'done' || event.type === 'error';
 }
 
 /**
  * Event ids name the generation and the position (`<generationId>:<seq>`), so an id alone says
  * where to resume.
  */
-export const EventId = z.string().regex(/^[A-Za-z0-9_-]{1,64}:[1-9][0-9]{0,9}$/, 'must look like "<generation>:<seq>"');
+export const EventId = z.string().regex(/^[A-Za-z0-9_-]{1,64}:(0|[1-9][0-9]{0,9})$/, 'must look like "<generation>:<seq>"');
 
 export function formatEventId(generationId: string, seq: number): string {
   return `${generationId}:${seq}`;

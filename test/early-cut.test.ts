@@ -54,6 +54,7 @@ function subscribe(client: TRPCClient<AppRouter>, sessionId: string, onStarted: 
           onStarted();
         },
         onData: ({ data }) => {
+          if (data.type === 'start') return;
           events.push(data);
           if (data.type !== 'delta') {
             sub.unsubscribe();

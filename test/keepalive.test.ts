@@ -62,12 +62,14 @@ describe('keep-alives', () => {
     expect(text).toContain('event: ping');
   });
 
-  it('tRPC over SSE sends `connected` (with the reconnect hint) at once, while a slow model has produced nothing', async () => {
+  it('tRPC over SSE sends `connected` (with the reconnect hint) and `start` at once, while a slow model has produced nothing', async () => {
     // 60 s before the first token: whatever arrives now was sent without waiting for it.
     const { url } = await startServer({ SIM_DELAY_MS: 60_000, SSE_PING_MS: 10_000 });
     const input = encodeURIComponent(JSON.stringify({ json: { message: 'slow', sessionId: 'c' } }));
-    const text = await readUntil(`${url}/trpc/chat.stream?input=${input}`, { method: 'GET' }, (t) => t.includes('\n\n'));
-    expect(text).toBe('event: connected\ndata: {"reconnectAfterInactivityMs":25000}\n\n');
+    const text = await readUntil(`${url}/trpc/chat.stream?input=${input}`, { method: 'GET' }, (t) => t.split('\n\n').length > 2);
+    expect(text).toMatch(
+      /^event: connected\ndata: \{"reconnectAfterInactivityMs":25000\}\n\ndata: \{"json":\{"type":"start","replyId":"([0-9a-f]{32})"\}\}\nid: \1:0\n\n$/,
+    );
   });
 
   it('a WebSocket peer that stops answering pings is terminated and its reply released', async () => {

@@ -54,7 +54,11 @@ function timedRequest(
 }
 
 /** Generation ids differ per reply; everything else must be byte for byte the same. */
-const normalizeIds = (body: Buffer): string => body.toString('utf8').replace(/^id: [A-Za-z0-9_-]+:/gm, 'id: <generation>:');
+const normalizeIds = (body: Buffer): string =>
+  body
+    .toString('utf8')
+    .replace(/^id: [A-Za-z0-9_-]+:/gm, 'id: <generation>:')
+    .replace(/"replyId":"[A-Za-z0-9_-]+"/g, '"replyId":"<generation>"');
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 const gaps = (times: number[]): number[] => times.slice(1).map((t, i) => t - times[i]!);
@@ -141,6 +145,7 @@ describe('Sluice behind nginx (docs/deploy/nginx.conf, real nginx)', () => {
         { message: PROMPT, sessionId: 'link' },
         {
           onData: ({ data }) => {
+            if (data.type === 'start') return;
             arrivals.push(performance.now());
             events.push(data);
             if (data.type !== 'delta') {

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { EventLog, GenerationRecord } from '../server/core/store/event-log.ts';
+import type { AppendResult, EventLog, GenerationRecord } from '../server/core/store/event-log.ts';
 import { MemoryEventLog } from '../server/core/store/event-log/memory.ts';
 import { RedisEventLog } from '../server/core/store/event-log/redis.ts';
 import type { LeaseStore } from '../server/core/store/lease-store.ts';
@@ -132,8 +132,10 @@ describe.each(
     expect(write).toBeTypeOf('function');
     expect(await b.load('gen1')).toEqual(record('gen1'));
     expect(await b.load('nope')).toBeUndefined();
-    for (let i = 1; i <= 5; i++) expect(await write!(i, delta(i))).toBe(true);
-    expect(await b.append('gen1', 5, delta(99))).toBe(false);
+    for (let i = 1; i <= 5; i++) expect(await write!(i, delta(i))).toBe('added');
+    expect(await b.append('gen1', 5, delta(99))).toBe('duplicate');
+    // In order, without holes.
+    expect(await b.append('gen1', 7, delta(7))).toBe('gap');
     const after2 = await b.read('gen1', 2, 0);
     expect(after2.map((e) => e.seq)).toEqual([3, 4, 5]);
     expect(after2[0]!.event).toEqual(delta(3));
@@ -144,15 +146,29 @@ describe.each(
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
-    const asked: Array<Promise<boolean>> = [];
+    const asked: Array<Promise<AppendResult>> = [];
     for (let i = 1; i <= 4; i++) for (const gen of ['batch-a', 'batch-b', 'batch-c']) asked.push(a.append(gen, i, delta(i)));
     asked.push(a.append('batch-b', 2, delta(42)));
     const added = await Promise.all(asked);
-    expect(added.slice(0, 12).every(Boolean)).toBe(true);
-    expect(added[12]).toBe(false);
+    expect(added.slice(0, 12).every((r) => r === 'added')).toBe(true);
+    expect(added[12]).toBe('duplicate');
     for (const gen of ['batch-a', 'batch-b', 'batch-c']) {
       expect(await b.read(gen, 0, 0)).toEqual([1, 2, 3, 4].map((seq) => ({ seq, event: delta(seq) })));
     }
+  });
+
+  it('takes nothing after a terminal event: a reply ended by another instance stays ended', async () => {
+    const pair = await backend.pair();
+    if (!pair) return;
+    const [a, b] = pair;
+    expect(await a.append('gen-end', 1, delta(1))).toBe('added');
+    const ending: StreamEvent = { type: 'error', code: 'interrupted', message: 'gone', partial: 'w1 ' };
+    expect(await b.append('gen-end', 2, ending)).toBe('added');
+    // The instance that ran it wakes up and goes on: refused, at the ending's position and after it.
+    expect(await a.append('gen-end', 2, delta(2))).toBe('ended');
+    expect(await a.append('gen-end', 3, delta(3))).toBe('ended');
+    expect(await a.append('gen-end', 1, delta(1))).toBe('duplicate');
+    expect((await b.read('gen-end', 0, 0)).map((e) => e.event.type)).toEqual(['delta', 'error']);
   });
 
   it('wakes a waiting reader when an event arrives, and returns empty on timeout or abort', async () => {
@@ -209,19 +225,29 @@ describe.each(
     (c) => new RedisSignals(c),
   ),
 )('signals contract: $name', (backend) => {
-  it('delivers cancel signals to every instance', async () => {
+  it('delivers cancels to every instance, and decides each one against the reply settling', async () => {
     const pair = await backend.pair();
     if (!pair) return;
     const [a, b] = pair;
     const seen: string[] = [];
     const unsubscribe = b.onCancel((id) => seen.push(id));
+    // The subscription may take a moment: each try is a new generation.
+    let n = 0;
     await vi.waitFor(async () => {
-      await a.publishCancel('gen5');
-      expect(seen).toContain('gen5');
+      expect(await a.requestCancel(`gen5-${++n}`, 60_000)).toBe(true);
+      expect(seen).toContain(`gen5-${n}`);
     });
+    // Once asked, a second cancel changes nothing, and the reply cannot settle: it is cancelled.
+    expect(await b.requestCancel(`gen5-${n}`, 60_000)).toBe(false);
+    expect(await b.settle(`gen5-${n}`, 60_000)).toBe(false);
+    expect(await a.cancelled([`gen5-${n}`, 'gen-other'])).toEqual([`gen5-${n}`]);
+    // A reply that settled first is not cancelled: the cancel answers false.
+    expect(await a.settle('gen6', 60_000)).toBe(true);
+    expect(await b.requestCancel('gen6', 60_000)).toBe(false);
+    expect(await b.cancelled(['gen6'])).toEqual([]);
     unsubscribe();
     const before = seen.length;
-    await a.publishCancel('gen6');
+    await a.requestCancel('gen7', 60_000);
     expect(seen.length).toBe(before);
   });
 });

@@ -82,7 +82,8 @@ describe("tRPC SSE protocol: Sluice's producer answers as tRPC's own does", () =
     expect(messages(sluice)).toEqual(messages(reference));
     const all = messages(sluice);
     expect(all[0]).toEqual({ event: 'connected', data: {}, id: undefined });
-    expect(all[1]).toEqual({ event: undefined, data: { json: { type: 'delta', delta: 'Based ', index: 1 } }, id: 'GEN:1' });
+    expect(all[1]).toEqual({ event: undefined, data: { json: { type: 'start', replyId: 'GEN' } }, id: 'GEN:0' });
+    expect(all[2]).toEqual({ event: undefined, data: { json: { type: 'delta', delta: 'Based ', index: 1 } }, id: 'GEN:1' });
     expect(all.at(-2)).toEqual({
       event: undefined,
       data: { json: { type: 'done', totalChunks: 39, usage: expect.objectContaining({ estimated: true }) } },

@@ -144,8 +144,10 @@ describe('tRPC WebSocket protocol: Sluice answers as tRPC adapter does', () => {
     expect(messages[0]).toEqual({ id: 1, result: { type: 'started' } });
     expect(messages.at(-1)).toEqual({ id: 1, result: { type: 'stopped' } });
     const data = messages.slice(1, -1);
-    expect(data).toHaveLength(40);
-    expect(data[0]).toEqual({
+    // `start` (position 0, naming the reply), then the 39 deltas and `done`.
+    expect(data).toHaveLength(41);
+    expect(data[0]).toEqual({ id: 1, result: { type: 'data', id: 'GEN:0', data: { json: { id: 'GEN:0', data: { type: 'start', replyId: 'GEN' } } } } });
+    expect(data[1]).toEqual({
       id: 1,
       result: { type: 'data', id: 'GEN:1', data: { json: { id: 'GEN:1', data: { type: 'delta', delta: simulatedDeltas('explain caching')[0], index: 1 } } } },
     });

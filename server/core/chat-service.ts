@@ -50,6 +50,8 @@ export interface StartRequest {
    * stops the reply at once instead of after the resume window. Default true.
    */
   readonly resumable?: boolean;
+  /** The first event is `start`, naming the reply (for clients that resume by the last id they saw). */
+  readonly announce?: boolean;
 }
 
 export interface StatelessRequest {
@@ -76,6 +78,9 @@ interface Holds {
   /** The liveness mark, let go only once the last event is where other instances read it. */
   readonly alive?: Held;
 }
+
+/** How long a cancel for a generation not (yet) running here is remembered, for one that is starting. */
+const EARLY_CANCEL_MS = 30_000;
 
 /** How long a deletion waits for the session's running reply to end after its cancel. */
 const DELETE_WAIT_MS = 5_000;
@@ -119,6 +124,12 @@ export class ChatService {
   readonly #local: LocalGenerations;
   readonly #checkpoints: Checkpoints;
   readonly #unsubscribeCancel: () => void;
+  readonly #unsubscribeResubscribed: () => void;
+  /**
+   * Cancels that arrived for a generation not registered here (yet): one that is starting on this
+   * instance (its lock taken, not yet launched) stops as soon as it launches. Kept a short while.
+   */
+  readonly #earlyCancels = new Map<string, number>();
   #openListeners = 0;
   readonly #countListener = (delta: 1 | -1): void => {
     this.#openListeners += delta;
@@ -143,7 +154,16 @@ export class ChatService {
       maxHistoryMessages: this.#keepMessages,
     };
     this.#unsubscribeCancel = options.signals.onCancel((generationId) => {
-      this.#local.get(generationId)?.stop('cancelled');
+      const generation = this.#local.get(generationId);
+      if (generation) generation.stop('cancelled');
+      else this.#rememberCancel(generationId);
+    });
+    // Cancels published while the subscription was down were missed: ask for them.
+    this.#unsubscribeResubscribed = options.signals.onResubscribed(() => {
+      options.signals.cancelled(this.#local.runningIds()).then(
+        (ids) => ids.forEach((id) => this.#local.get(id)?.stop('cancelled')),
+        (error: unknown) => options.logger.warn({ err: error }, 'could not catch up on cancels'),
+      );
     });
   }
 
@@ -177,6 +197,8 @@ export class ChatService {
     const sessionKey = ChatService.sessionKey(request.owner, request.sessionId);
     const record: GenerationRecord = { id: newGenerationId(), owner: request.owner, sessionId: request.sessionId, sessionKey, stored: true };
     const taken: Held[] = [];
+    // Once running, a reply whose session lock went to another reply stops (within a heartbeat).
+    let lost = (): void => undefined;
     try {
       const slot = await this.#takeStreamSlot(record.owner);
       taken.push(slot);
@@ -184,13 +206,20 @@ export class ChatService {
       // never takes a reply that is starting for one whose instance died (see endIfDead).
       const alive = await leases.markAlive(record.id);
       taken.push(alive);
-      const lock = await this.#lockSession(record);
+      const lock = await this.#lockSession(record, () => lost());
       taken.push(lock);
       const messages: ProviderMessage[] = await history.read(sessionKey);
       const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
-      const [writer] = await Promise.all([events.open(record, this.#lockTtlMs), history.append(sessionKey, userMessage, { keepLast: this.#keepMessages })]);
+      const [writer] = await Promise.all([
+        events.open(record, this.#lockTtlMs),
+        history.append(sessionKey, userMessage, { keepLast: this.#keepMessages }),
+        // The reply's place, right after its message, whatever happens to the session meanwhile.
+        history.checkpoint(sessionKey, record.id, ''),
+      ]);
       messages.push(userMessage);
-      return this.#launch(record, messages, writer, { slot, lock, alive }, request.transport, signal, request.resumable ?? true);
+      const attachment = this.#launch(record, messages, writer, { slot, lock, alive }, request, signal);
+      lost = () => void this.#local.get(record.id)?.stop('lost');
+      return attachment;
     } catch (error) {
       await Promise.all(taken.map((held) => held.release()));
       throw toSluiceError(error);
@@ -217,7 +246,7 @@ export class ChatService {
       throw toSluiceError(error);
     });
     // Nobody can resume a reply that belongs to no session: a client that leaves stops it.
-    return this.#launch(record, request.messages, undefined, { slot }, request.transport, signal, false);
+    return this.#launch(record, request.messages, undefined, { slot }, { transport: request.transport, resumable: false }, signal);
   }
 
   /** Attaches to the generation named by an event id, after that event, on this instance or any other. */
@@ -276,21 +305,35 @@ export class ChatService {
     return { generationId: record.id, listener: this.#remoteListener(record, 0, signal) };
   }
 
-  /** Stops the session's running generation, whichever instance runs it. */
+  /**
+   * Stops the session's running generation, whichever instance runs it. True only when the reply
+   * will end as cancelled: the request and the reply's own settling are decided atomically in the
+   * shared state, so a cancel that arrives as the reply completes answers false.
+   */
   async cancel(owner: string, sessionId: string): Promise<boolean> {
     const sessionKey = ChatService.sessionKey(owner, sessionId);
-    const local = this.#local.runningIn(sessionKey);
-    if (local) return local.stop('cancelled');
+    const { signals, leases } = this.#o;
     try {
-      const holder = await this.#o.leases.sessionHolder(sessionKey);
+      const local = this.#local.runningIn(sessionKey);
+      if (local) {
+        const cancelled = await signals.requestCancel(local.id, this.#lockTtlMs);
+        if (cancelled) local.stop('cancelled');
+        return cancelled;
+      }
+      const holder = await leases.sessionHolder(sessionKey);
       if (!holder || this.#local.get(holder)) return false;
       // A reply whose instance died is not running: end it (its partial is stored), nothing to cancel.
       if (await endIfDead(this.#orphans, sessionKey, holder)) return false;
-      await this.#o.signals.publishCancel(holder);
-      return true;
+      return await signals.requestCancel(holder, this.#lockTtlMs);
     } catch (error) {
       throw toSluiceError(error);
     }
+  }
+
+  #rememberCancel(generationId: string): void {
+    const now = Date.now();
+    if (this.#earlyCancels.size >= 100) for (const [id, at] of this.#earlyCancels) if (now - at > EARLY_CANCEL_MS) this.#earlyCancels.delete(id);
+    this.#earlyCancels.set(generationId, now);
   }
 
   /** The session's messages, oldest first: all of them, or a page (the newest `limit` before `before`). */
@@ -349,6 +392,7 @@ export class ChatService {
       await this.#local.settled();
       this.#checkpoints.stop();
       this.#unsubscribeCancel();
+      this.#unsubscribeResubscribed();
       this.#local.clear();
     })();
     return this.#closing;
@@ -366,13 +410,13 @@ export class ChatService {
   }
 
   /** Takes the session's lock; a lock left by a dead instance is repaired and taken over. */
-  async #lockSession(record: GenerationRecord): Promise<Held> {
+  async #lockSession(record: GenerationRecord, onLost: () => void): Promise<Held> {
     const { leases } = this.#o;
-    const lock = await leases.lockSession(record.sessionKey, record.id, this.#lockTtlMs);
+    const lock = await leases.lockSession(record.sessionKey, record.id, this.#lockTtlMs, onLost);
     if (lock) return lock;
     const holder = await leases.sessionHolder(record.sessionKey);
     if (holder && !this.#local.get(holder) && (await endIfDead(this.#orphans, record.sessionKey, holder))) {
-      const taken = await leases.lockSession(record.sessionKey, record.id, this.#lockTtlMs);
+      const taken = await leases.lockSession(record.sessionKey, record.id, this.#lockTtlMs, onLost);
       if (taken) return taken;
     }
     throw new SluiceError('session_busy');
@@ -383,9 +427,8 @@ export class ChatService {
     messages: readonly ProviderMessage[],
     writer: EventWriter | undefined,
     holds: Holds,
-    transport: string,
+    request: Pick<StartRequest, 'transport' | 'resumable' | 'announce'>,
     signal: AbortSignal | undefined,
-    resumable: boolean,
   ): Attachment {
     const { logger } = this.#o;
     let copyFailed = false;
@@ -394,22 +437,28 @@ export class ChatService {
       owner: record.owner,
       sessionId: record.sessionId,
       sessionKey: record.sessionKey,
-      resumeGraceMs: resumable ? this.#o.resumeGraceMs : 0,
+      resumeGraceMs: (request.resumable ?? true) ? this.#o.resumeGraceMs : 0,
       onEvent: writer
         ? (seq, event) =>
             writer(seq, event).catch((error: unknown) => {
-              if (!copyFailed) logger.warn({ generationId: record.id, err: error }, 'could not log stream event');
+              // Tried again by the generation: one line per reply, not one per try.
+              if (!copyFailed) logger.warn({ generationId: record.id, err: error }, 'could not log a stream event; trying again');
               copyFailed = true;
+              throw error;
             })
         : undefined,
       keepAlive: record.stored ? async () => (await this.#o.events.countListeners(record.id)) > 0 : undefined,
+      // Replies of a session can be cancelled from anywhere: their outcome is settled in the shared state.
+      settle: record.stored ? () => this.#o.signals.settle(record.id, this.#lockTtlMs) : undefined,
       onListener: this.#countListener,
       onFirstDelta: (ms) => this.#observer.firstDelta(ms),
     });
     // Attach before the provider runs so that a client that is already gone stops it at once.
-    const listener = generation.listen(0, signal);
+    const listener = generation.listen(0, signal, request.announce ?? false);
+    const { transport } = request;
     this.#observer.started(transport);
     if (record.stored) this.#checkpoints.track(generation);
+    if (this.#earlyCancels.delete(record.id)) generation.stop('cancelled');
     this.#local.add(generation, this.#run(generation, record, messages, holds, writer !== undefined, transport));
     return { generationId: record.id, listener };
   }

@@ -2,11 +2,16 @@ import type { ChatMessage, TokenUsage } from '../../shared/messages.ts';
 import { formatEventId, type DoneEvent, type ErrorEvent, type StreamEvent } from '../../shared/stream-events.ts';
 import { ERROR_MESSAGES, isAbortError, SluiceError, toSluiceError } from './errors.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './providers/provider.ts';
+import type { AppendResult } from './store/event-log.ts';
 import { estimateUsage } from './usage.ts';
 
 export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
-/** Why a generation was stopped from outside. */
-export type StopReason = 'cancelled' | 'no_listeners' | 'shutdown';
+/**
+ * Why a generation was stopped from outside: a cancel; nobody listening; a shutdown; `lost`: it is
+ * no longer this instance's to run (its session lock went to another reply, or another instance
+ * ended it as an orphan); `unavailable`: the shared log kept refusing its events.
+ */
+export type StopReason = 'cancelled' | 'no_listeners' | 'shutdown' | 'lost' | 'unavailable';
 
 export interface TrackedEvent {
   /** `<generationId>:<seq>`, the id transports send so that a client can resume after it. */
@@ -36,10 +41,16 @@ export interface GenerationOptions {
   /** How long to keep running after the last listener left (0: stop at once). */
   readonly resumeGraceMs: number;
   /**
-   * Copies each event to a shared log. When given, an event reaches listeners only once its copy
-   * has settled, so a client never sees an event that a resume elsewhere could miss.
+   * Copies each event to a shared log. When given, an event reaches listeners only once it is
+   * stored there, so a client never sees an event that a resume elsewhere could miss. A copy that
+   * fails is tried again; one that keeps failing ends the reply with `unavailable` (no hole).
    */
-  readonly onEvent?: (seq: number, event: StreamEvent) => Promise<unknown>;
+  readonly onEvent?: (seq: number, event: StreamEvent) => Promise<AppendResult>;
+  /**
+   * Asked once the provider is done, unless the generation was stopped: false when a cancel got
+   * there first (the reply then ends as cancelled, so that a cancel that answered true holds).
+   */
+  readonly settle?: () => Promise<boolean>;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
   /** Told when a listener joins (+1) or leaves (-1), for process-wide counts. */
@@ -63,8 +74,11 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+/** Tries of one event's copy before the reply ends as `unavailable`: waits of 50, 100, 200, 400, 800 ms between them. */
+const COPY_TRIES = 6;
+const COPY_RETRY_MS = 50;
 const NOTHING_CONSUMED: TokenUsage = Object.freeze({ promptTokens: 0, completionTokens: 0, estimated: true });
-const SETTLED: Promise<unknown> = Promise.resolve();
+const SETTLED_VOID: Promise<void> = Promise.resolve();
 
 /**
  * One assistant reply being produced. It owns the provider call and writes every event into a log
@@ -77,12 +91,17 @@ export class Generation {
   readonly sessionId: string;
   readonly sessionKey: string;
   readonly #resumeGraceMs: number;
-  #onEvent: ((seq: number, event: StreamEvent) => Promise<unknown>) | undefined;
+  #onEvent: ((seq: number, event: StreamEvent) => Promise<AppendResult>) | undefined;
+  #settle: (() => Promise<boolean>) | undefined;
   /** Events 1..#visible may be shown to listeners. */
   #visible = 0;
   /** Copies to the shared log that settled ahead of an earlier one (made on the first). */
   #settled: Set<number> | undefined;
-  #lastCopy: Promise<unknown> = SETTLED;
+  /** Copies under way, and who waits for them all to settle. */
+  #copying = 0;
+  #copiesSettled: (() => void) | undefined;
+  /** After a copy failed for good: the deltas stored before it, the only ones the reply keeps. */
+  #broken: number | undefined;
   #keepAlive: (() => Promise<boolean>) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
   #onFirstDelta: ((ms: number) => void) | undefined;
@@ -102,6 +121,8 @@ export class Generation {
   #listeners = 0;
   #graceTimer: NodeJS.Timeout | undefined;
   #stopReason: StopReason | undefined;
+  /** The outcome is settled: nothing from outside changes it any more. */
+  #decided = false;
   #ended = false;
   /** The terminal event is in the log: the reply is over, whoever still listens. */
   #over = false;
@@ -117,6 +138,7 @@ export class Generation {
     this.sessionKey = options.sessionKey;
     this.#resumeGraceMs = options.resumeGraceMs;
     this.#onEvent = options.onEvent;
+    this.#settle = options.settle;
     this.#keepAlive = options.keepAlive;
     this.#onListener = options.onListener;
     this.#onFirstDelta = options.onFirstDelta;
@@ -179,6 +201,16 @@ export class Generation {
     } catch (error) {
       if (!this.#stopReason && !isAbortError(error)) failure = toSluiceError(error);
     }
+    // The reply keeps what reached the shared log (a copy that kept failing cuts it there), and a
+    // cancel that got to the shared state before the reply settled decides its outcome.
+    await this.#allCopied();
+    // A cancel that reached the shared state first wins, whatever else ended the reply (it answered true).
+    if (this.#stopReason !== 'cancelled' && this.#settle && !(await this.#settle().catch(() => true))) {
+      this.#stopReason = 'cancelled';
+      failure = undefined;
+    }
+    this.#decided = true;
+    if (this.#broken !== undefined) deltas = this.#deltas.length;
 
     // One flat string, shared by the stored reply and the kept log (`+=` would keep a rope of every delta).
     const text = this.#deltas.join('');
@@ -189,6 +221,10 @@ export class Generation {
       terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
       // The retry hint (an upstream's 429) travels with the event to the transports that can carry it.
       if (failure.retryAfterSeconds !== undefined) terminal.retryAfterSeconds = failure.retryAfterSeconds;
+    } else if (this.#stopReason === 'unavailable') {
+      outcome = 'failed';
+      failure = new SluiceError('unavailable', 'The reply could not be stored; it was stopped');
+      terminal = { type: 'error', code: 'unavailable', message: failure.message, partial: text };
     } else if (this.#stopReason) {
       outcome = this.#stopReason === 'cancelled' ? 'cancelled' : 'interrupted';
       const code = outcome === 'cancelled' ? 'cancelled' : 'interrupted';
@@ -222,7 +258,7 @@ export class Generation {
     this.#over = true;
     this.#appendTerminal(terminal);
     this.#compact(text);
-    await this.#lastCopy;
+    await this.#allCopied();
     this.#end();
     return {
       generationId: this.id,
@@ -236,9 +272,12 @@ export class Generation {
     };
   }
 
-  /** Stops the provider now. False when the generation had already ended or been stopped. */
+  /**
+   * Stops the provider now. False when the generation had already ended, been stopped, or settled
+   * its outcome (a cancel then comes too late: the reply completes).
+   */
   stop(reason: StopReason): boolean {
-    if (this.#ended || this.#stopReason) return false;
+    if (this.#ended || this.#stopReason || this.#decided) return false;
     this.#stopReason = reason;
     this.#clearGrace();
     this.#controller?.abort(Generation.#abortReason(reason));
@@ -265,17 +304,27 @@ export class Generation {
 
   /**
    * A new listener that gets the events after `afterSeq`, then the live tail; it ends after the
-   * terminal event or when `signal` aborts. It counts as a listener from this call on.
+   * terminal event or when `signal` aborts. It counts as a listener from this call on. With
+   * `announce`, a `start` event naming the reply comes first (see StartEvent).
    */
-  listen(afterSeq: number, signal?: AbortSignal): Listener {
+  listen(afterSeq: number, signal?: AbortSignal, announce = false): Listener {
     if (!Number.isInteger(afterSeq) || afterSeq < 0) throw new RangeError(`listen: bad position ${afterSeq}`);
     const generation = this;
     let pos = afterSeq;
     let closed = false;
     let pending: ((result: IteratorResult<TrackedEvent>) => void) | undefined;
+    // With `announce`, the listener starts with the reply's `start` event (position 0, not in the log).
+    let start: IteratorResult<TrackedEvent> | undefined = announce
+      ? { done: false, value: { id: formatEventId(generation.id, 0), seq: 0, event: { type: 'start', replyId: generation.id } } }
+      : undefined;
 
     const take = (): IteratorResult<TrackedEvent> | undefined => {
       if (closed) return DONE;
+      if (start) {
+        const first = start;
+        start = undefined;
+        return first;
+      }
       if (pos < generation.#visible) {
         const event = generation.#eventAt(pos++);
         return { done: false, value: { id: formatEventId(generation.id, pos), seq: pos, event } };
@@ -355,15 +404,17 @@ export class Generation {
   }
 
   #appendDelta(delta: string): void {
+    // After a copy failed for good, nothing more joins the reply.
+    if (this.#broken !== undefined) return;
     const seq = this.#deltas.push(delta);
-    if (this.#onEvent) this.#copyThenShow(this.#onEvent, seq, { type: 'delta', delta, index: seq });
+    if (this.#onEvent) this.#copyThenShow(seq, { type: 'delta', delta, index: seq });
     else this.#show(seq);
   }
 
   #appendTerminal(event: StreamEvent): void {
     this.#terminal = event;
     const seq = this.#deltas.length + 1;
-    if (this.#onEvent) this.#copyThenShow(this.#onEvent, seq, event);
+    if (this.#onEvent) this.#copyThenShow(seq, event);
     else this.#show(seq);
   }
 
@@ -392,17 +443,71 @@ export class Generation {
   }
 
   /** Shows event `seq` once the shared store holds its copy. */
-  #copyThenShow(copy: (seq: number, event: StreamEvent) => Promise<unknown>, seq: number, event: StreamEvent): void {
-    // Copies usually settle in order (one connection); the set covers any that do not.
-    this.#lastCopy = copy(seq, event).finally(() => {
-      const settled = (this.#settled ??= new Set());
-      settled.add(seq);
-      let advanced = false;
-      while (settled.delete(this.#visible + 1)) {
-        this.#visible++;
-        advanced = true;
+  #copyThenShow(seq: number, event: StreamEvent): void {
+    this.#copying++;
+    void this.#copy(seq, event).then((shown) => {
+      if (shown) {
+        // Copies usually settle in order (one connection); the set covers any that do not.
+        const settled = (this.#settled ??= new Set());
+        settled.add(seq);
+        let advanced = false;
+        while (settled.delete(this.#visible + 1)) {
+          this.#visible++;
+          advanced = true;
+        }
+        if (advanced) this.#wakeAll();
       }
-      if (advanced) this.#wakeAll();
+      if (--this.#copying === 0) this.#copiesSettled?.();
+    });
+  }
+
+  /**
+   * Copies one event, trying again while the store fails or an earlier event is still missing.
+   * True when the event may be shown: it is stored, or it is the terminal event (an explicit end
+   * is better than a cut, even if the log could not take it).
+   */
+  async #copy(seq: number, event: StreamEvent): Promise<boolean> {
+    const terminal = event.type !== 'delta';
+    for (let tries = 1; ; tries++) {
+      // A delta after one that failed for good is no longer part of the reply.
+      if (!terminal && this.#broken !== undefined && seq > this.#broken) return false;
+      let result: AppendResult | 'failed';
+      try {
+        result = await this.#onEvent!(seq, event);
+      } catch {
+        result = 'failed';
+      }
+      if (result === 'added' || result === 'duplicate') return true;
+      if (result === 'ended') {
+        // Another instance ended this reply (it found this one dead): it is not ours any more.
+        this.stop('lost');
+        return terminal;
+      }
+      if (tries >= COPY_TRIES) {
+        if (terminal) return true;
+        this.#breakAt(seq);
+        return false;
+      }
+      await new Promise((resolve) => setTimeout(resolve, COPY_RETRY_MS << (tries - 1)));
+    }
+  }
+
+  /** Event `seq` could not be stored: the reply keeps the deltas before it, and stops. */
+  #breakAt(seq: number): void {
+    if (this.#broken !== undefined && this.#broken < seq) return;
+    this.#broken = seq - 1;
+    if (this.#deltas.length > seq - 1) this.#deltas.length = seq - 1;
+    this.stop('unavailable');
+  }
+
+  /** Resolves once every copy under way has settled. */
+  #allCopied(): Promise<void> {
+    if (this.#copying === 0) return SETTLED_VOID;
+    return new Promise((resolve) => {
+      this.#copiesSettled = () => {
+        this.#copiesSettled = undefined;
+        resolve();
+      };
     });
   }
 
@@ -413,7 +518,7 @@ export class Generation {
     this.#onEvent = undefined;
     this.#keepAlive = undefined;
     this.#onFirstDelta = undefined;
-    this.#lastCopy = SETTLED;
+    this.#settle = undefined;
     this.#settled = undefined;
     this.#finishedAt = Date.now();
     this.#clearGrace();

@@ -20,7 +20,11 @@ export interface LeasesOptions {
 
 interface Entry {
   readonly refresh: () => Promise<boolean>;
+  /** Takes the lease back after a refresh found it gone; false when another holder has it. */
+  readonly retake: () => Promise<boolean>;
   readonly what: string;
+  /** Told when the lease is gone for good (another holder has it). */
+  readonly onLost?: (() => void) | undefined;
 }
 
 const NOTHING_HELD: Held = { release: async () => undefined };
@@ -54,12 +58,14 @@ export class Leases {
    */
   async markAlive(generationId: string): Promise<Held> {
     const key = aliveKey(generationId);
-    await this.#store.acquire(key, generationId, this.#ttlMs);
-    return this.#hold(
-      `alive ${generationId}`,
-      () => this.#store.refresh(key, generationId, this.#ttlMs),
-      () => this.#store.release(key, generationId),
-    );
+    const take = (): Promise<boolean> => this.#store.acquire(key, generationId, this.#ttlMs);
+    await take();
+    return this.#hold({
+      what: `alive ${generationId}`,
+      refresh: () => this.#store.refresh(key, generationId, this.#ttlMs),
+      retake: take,
+      release: () => this.#store.release(key, generationId),
+    });
   }
 
   async isAlive(generationId: string): Promise<boolean> {
@@ -68,16 +74,20 @@ export class Leases {
 
   /**
    * Takes a session's lock for a generation, for `ttlMs` at a time; undefined when another
-   * generation holds it.
+   * generation holds it. A lock that vanishes (a Redis failover that lost recent writes) is taken
+   * back at the next heartbeat; if another generation has it by then, `onLost` is told.
    */
-  async lockSession(sessionKey: string, generationId: string, ttlMs: number): Promise<Held | undefined> {
+  async lockSession(sessionKey: string, generationId: string, ttlMs: number, onLost?: () => void): Promise<Held | undefined> {
     const key = sessionLockKey(sessionKey);
-    if (!(await this.#store.acquire(key, generationId, ttlMs))) return undefined;
-    return this.#hold(
-      `session ${sessionKey}`,
-      () => this.#store.refresh(key, generationId, ttlMs),
-      () => this.#store.release(key, generationId),
-    );
+    const take = (): Promise<boolean> => this.#store.acquire(key, generationId, ttlMs);
+    if (!(await take())) return undefined;
+    return this.#hold({
+      what: `session ${sessionKey}`,
+      refresh: () => this.#store.refresh(key, generationId, ttlMs),
+      retake: take,
+      release: () => this.#store.release(key, generationId),
+      onLost,
+    });
   }
 
   /** The generation holding a session's lock, if any. */
@@ -94,12 +104,14 @@ export class Leases {
   async takeSlot(key: string, limit: number): Promise<Held | undefined> {
     if (limit === 0) return NOTHING_HELD;
     const member = randomBytes(9).toString('base64url');
-    if (!(await this.#store.acquireSlot(key, member, limit, this.#ttlMs))) return undefined;
-    return this.#hold(
-      `slot ${key}`,
-      () => this.#store.refreshSlot(key, member, this.#ttlMs),
-      () => this.#store.releaseSlot(key, member),
-    );
+    const take = (): Promise<boolean> => this.#store.acquireSlot(key, member, limit, this.#ttlMs);
+    if (!(await take())) return undefined;
+    return this.#hold({
+      what: `slot ${key}`,
+      refresh: () => this.#store.refreshSlot(key, member, this.#ttlMs),
+      retake: take,
+      release: () => this.#store.releaseSlot(key, member),
+    });
   }
 
   /** Stops the heartbeat (what is still held then expires by itself). */
@@ -108,8 +120,9 @@ export class Leases {
     this.#stopHeartbeat();
   }
 
-  #hold(what: string, refresh: () => Promise<boolean>, release: () => Promise<void>): Held {
-    const entry: Entry = { refresh, what };
+  #hold(lease: Entry & { readonly release: () => Promise<void> }): Held {
+    const { release, what } = lease;
+    const entry: Entry = lease;
     this.#held.add(entry);
     this.#heartbeat ??= setInterval(() => this.#beat(), Math.max(1, Math.floor(this.#ttlMs / 3))).unref();
     let released: Promise<void> | undefined;
@@ -126,13 +139,23 @@ export class Leases {
   }
 
   #beat(): void {
-    for (const entry of this.#held) {
-      entry.refresh().then(
-        (kept) => {
-          if (!kept && this.#held.has(entry)) this.#logger.warn({ lease: entry.what }, 'a lease was lost');
-        },
-        () => undefined,
-      );
+    for (const entry of this.#held) void this.#keep(entry);
+  }
+
+  /** Refreshes one lease; one found gone is taken back, or given up (and its holder told). */
+  async #keep(entry: Entry): Promise<void> {
+    try {
+      if (await entry.refresh()) return;
+      if (!this.#held.has(entry)) return;
+      if (await entry.retake()) {
+        this.#logger.warn({ lease: entry.what }, 'a lease had vanished; taken back');
+        return;
+      }
+      if (!this.#held.delete(entry)) return;
+      this.#logger.warn({ lease: entry.what }, 'a lease was lost to another holder');
+      entry.onLost?.();
+    } catch {
+      // The store is away: the lease is refreshed at the next beat, or expires.
     }
   }
 

@@ -35,6 +35,11 @@ export class LocalGenerations {
     return this.#running.get(sessionKey);
   }
 
+  /** The ids of the running generations. */
+  runningIds(): string[] {
+    return [...this.#running.values()].map((generation) => generation.id);
+  }
+
   /** A generation that starts running, and its run (kept until it settles). */
   add(generation: Generation, run: Promise<unknown>): void {
     this.#byId.set(generation.id, generation);

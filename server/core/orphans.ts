@@ -30,7 +30,7 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
     const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
     const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_MESSAGES.interrupted, partial };
     const seq = (last?.seq ?? 0) + 1;
-    if (await events.append(record.id, seq, ending)) {
+    if ((await events.append(record.id, seq, ending)) === 'added') {
       o.logger.warn({ generationId: record.id, seq }, 'generation lost its instance; stored the partial reply');
       if (record.stored) {
         await o.history.append(
@@ -43,7 +43,7 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
       await events.expire(record.id, o.eventLogTtlMs);
       return { seq, event: ending };
     }
-    // Another instance wrote an event at that position first: read again.
+    // Another instance wrote at that position first (or ended the log): read again.
   }
 }
 

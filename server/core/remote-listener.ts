@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { formatEventId, isTerminalEvent } from '../../shared/stream-events.ts';
 import type { Listener, TrackedEvent } from './generation.ts';
 import { endOrphan, type OrphanContext } from './orphans.ts';
-import type { GenerationRecord } from './store/event-log.ts';
+import { SluiceError } from './errors.ts';
+import type { GenerationRecord, LoggedEvent } from './store/event-log.ts';
 
 export interface RemoteListenerOptions extends OrphanContext {
   readonly record: GenerationRecord;
@@ -44,16 +45,29 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
     };
     touch();
     const presence = setInterval(touch, Math.max(50, Math.floor(options.presenceTtlMs / 3)));
+    let partial = '';
     try {
       while (!controller.signal.aborted) {
-        let batch = await events.read(record.id, seq, options.pollMs, controller.signal);
-        if (batch.length === 0 && !controller.signal.aborted && !(await options.leases.isAlive(record.id))) {
-          // The owner's liveness mark is cleared only after its final event is logged: one more read decides.
-          batch = await events.read(record.id, seq, 0);
-          if (batch.length === 0) batch = [await endOrphan(options, record)];
+        let batch: LoggedEvent[];
+        try {
+          batch = await events.read(record.id, seq, options.pollMs, controller.signal);
+          if (batch.length === 0 && !controller.signal.aborted && !(await options.leases.isAlive(record.id))) {
+            // The owner's liveness mark is cleared only after its final event is logged: one more read decides.
+            batch = await events.read(record.id, seq, 0);
+            if (batch.length === 0) batch = [await endOrphan(options, record)];
+          }
+        } catch (error) {
+          // The log cannot be read (the store is away, or an entry is corrupt): an explicit ending,
+          // never a cut or internal text. Its id is the last event's: a resume picks up from there.
+          if (controller.signal.aborted) return;
+          logger.warn({ generationId: record.id, seq, err: error }, 'could not follow a reply');
+          const failure = new SluiceError('unavailable', 'The reply could not be followed; resume it in a moment');
+          yield { id: formatEventId(record.id, seq), seq, event: { type: 'error', code: failure.code, message: failure.message, partial } };
+          return;
         }
         for (const { seq: at, event } of batch) {
           seq = at;
+          if (event.type === 'delta') partial += event.delta;
           yield { id: formatEventId(record.id, at), seq: at, event };
           if (isTerminalEvent(event)) return;
         }

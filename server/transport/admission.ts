@@ -32,6 +32,8 @@ export interface OpenRequest {
   /** How the client named the resume point, for the error message when it is malformed. */
   readonly lastEventIdField: string;
   readonly transport: TransportName;
+  /** Start with a `start` event naming the reply (the tRPC transports, whose links resume by event id). */
+  readonly announce?: boolean;
 }
 
 export interface AdmissionOptions {
@@ -73,6 +75,7 @@ export class Admission {
         lastEventId: input.lastEventId || undefined,
         lastEventIdField: 'lastEventId',
         transport: request.transport,
+        announce: true,
       },
       request.signal,
     );
@@ -86,6 +89,15 @@ export class Admission {
       if (!from) throw new SluiceError('invalid_request', `${request.lastEventIdField}: must look like "<generation>:<seq>"`);
       return service.attach(owner, from, signal, request.transport);
     }
-    return service.start({ owner, sessionId: request.sessionId ?? DEFAULT_SESSION_ID, message: request.message, transport: request.transport }, signal);
+    return service.start(
+      {
+        owner,
+        sessionId: request.sessionId ?? DEFAULT_SESSION_ID,
+        message: request.message,
+        transport: request.transport,
+        announce: request.announce ?? false,
+      },
+      signal,
+    );
   }
 }

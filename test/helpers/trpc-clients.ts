@@ -62,6 +62,8 @@ export function collectStream(
     const events: StreamEvent[] = [];
     const sub = client.chat.stream.subscribe(input, {
       onData: ({ id, data }) => {
+        // `start` gives the links an id to resume from; it is not part of the reply.
+        if (data.type === 'start') return;
         ids.push(id);
         events.push(data);
         if (data.type !== 'delta') {

@@ -15,8 +15,16 @@ export interface LoggedEvent {
   readonly event: StreamEvent;
 }
 
-/** Copies a running generation's events into the log, numbered from 1; false when `seq` is already there. */
-export type EventWriter = (seq: number, event: StreamEvent) => Promise<boolean>;
+/**
+ * What appending event `seq` did: `added`; `duplicate` (the log already has that position: a retry
+ * whose first try was stored); `gap` (an earlier position is missing: events are stored in order,
+ * never with a hole); `ended` (the log already has a terminal event, at or before this position:
+ * another instance ended the reply).
+ */
+export type AppendResult = 'added' | 'duplicate' | 'gap' | 'ended';
+
+/** Copies a running generation's events into the log, numbered from 1. */
+export type EventWriter = (seq: number, event: StreamEvent) => Promise<AppendResult>;
 
 /**
  * Where a generation's events are kept for listeners on other instances (and after a restart):
@@ -33,7 +41,7 @@ export interface EventLog {
   /** The record of a generation opened in this log, unless it expired. */
   load(generationId: string): Promise<GenerationRecord | undefined>;
   /** Appends event `seq` (the writer's own call, for a log that must be ended from outside). */
-  append(generationId: string, seq: number, event: StreamEvent): Promise<boolean>;
+  append(generationId: string, seq: number, event: StreamEvent): Promise<AppendResult>;
   /**
    * Events after `afterSeq`, in order. When there are none yet, waits up to `waitMs` for some
    * (returning an empty list on timeout or abort).

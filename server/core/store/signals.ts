@@ -1,7 +1,22 @@
-/** Signals between instances: the Signals port. */
+/**
+ * Signals between instances: the Signals port. A cancel is a message to the instance that runs the
+ * reply, and a mark in the shared state, so that it holds even when the message is lost (an
+ * instance whose subscription was re-established catches up through `cancelled`): a reply whose
+ * outcome is not settled yet when the cancel arrives ends as cancelled, and one whose outcome is
+ * settled is not cancelled. The two are decided atomically, so a cancel's answer is the truth.
+ */
 export interface Signals {
-  /** Asks whichever instance runs the generation to stop it. */
-  publishCancel(generationId: string): Promise<void>;
-  /** Calls `handler` for every cancel published by any instance; returns the unsubscribe function. */
+  /**
+   * Asks the generation to stop; true when its outcome was not settled yet (it will end as
+   * cancelled), false when it was, or a cancel was already asked. The mark lasts `ttlMs`.
+   */
+  requestCancel(generationId: string, ttlMs: number): Promise<boolean>;
+  /** The generation settles its outcome now: false when a cancel came first (it ends as cancelled). */
+  settle(generationId: string, ttlMs: number): Promise<boolean>;
+  /** Which of these generations a cancel was asked for (to catch up on messages that were missed). */
+  cancelled(generationIds: readonly string[]): Promise<string[]>;
+  /** Calls `handler` for every cancel asked on any instance; returns the unsubscribe function. */
   onCancel(handler: (generationId: string) => void): () => void;
+  /** Calls `handler` whenever messages may have been missed (the subscription was re-established). */
+  onResubscribed(handler: () => void): () => void;
 }

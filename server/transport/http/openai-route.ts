@@ -136,7 +136,7 @@ class CompletionOutlet implements Outlet {
 
   add({ event }: TrackedEvent): void {
     if (event.type === 'delta') this.text += event.delta;
-    else this.terminal = event;
+    else if (event.type !== 'start') this.terminal = event;
   }
 
   flush(): void {}
@@ -159,6 +159,8 @@ function encodeChunk(encoder: ChunkEncoder, meta: CompletionMeta, event: StreamE
     case 'error':
       // As OpenAI does mid-stream: an error object as a data line, then the end (no [DONE]).
       return (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + errorLine(openAIErrorBody(event.code, event.message));
+    case 'start':
+      return '';
     default: {
       const unexpected: never = event;
       throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);

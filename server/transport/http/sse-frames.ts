@@ -13,6 +13,10 @@ export function encodeSseFrame(event: StreamEvent, id: string): string {
       return `event: message\r\ndata: {"delta": "", "done": true, "total_chunks": ${event.totalChunks}}\r\nid: ${id}\r\n\r\n`;
     case 'error':
       return `event: error\r\ndata: {"message": ${pyJsonString(event.message)}, "partial": ${pyJsonString(event.partial)}}\r\nid: ${id}\r\n\r\n`;
+    case 'start':
+      // The documented format has no such event: its clients get the reply's id from the
+      // `X-Sluice-Reply-Id` response header instead.
+      return '';
     default: {
       const unexpected: never = event;
       throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);

@@ -72,6 +72,9 @@ export function encodeUIChunk(event: StreamEvent): string {
         line({ type: 'finish', finishReason: 'error', messageMetadata: metadata('failed', event.usage) })
       );
     }
+    case 'start':
+      // The UI stream has its own `start` part, written when the stream opens.
+      return '';
     default: {
       const unexpected: never = event;
       throw new TypeError(`unknown stream event ${JSON.stringify(unexpected)}`);

@@ -1,5 +1,5 @@
 import type { StreamEvent } from '../../../../shared/stream-events.ts';
-import type { EventLog, EventWriter, GenerationRecord, LoggedEvent } from '../event-log.ts';
+import type { AppendResult, EventLog, EventWriter, GenerationRecord, LoggedEvent } from '../event-log.ts';
 
 interface Log {
   record: GenerationRecord | undefined;
@@ -43,12 +43,15 @@ export class MemoryEventLog implements EventLog {
     return this.#log(generationId, false)?.record;
   }
 
-  async append(generationId: string, seq: number, event: StreamEvent): Promise<boolean> {
+  async append(generationId: string, seq: number, event: StreamEvent): Promise<AppendResult> {
     const log = this.#log(generationId, true)!;
-    if (seq !== log.events.length + 1) return false;
+    const last = log.events.length;
+    if (last > 0 && log.events[last - 1]!.type !== 'delta' && seq >= last) return 'ended';
+    if (seq <= last) return 'duplicate';
+    if (seq !== last + 1) return 'gap';
     log.events.push(event);
     for (const wake of log.waiters) wake();
-    return true;
+    return 'added';
   }
 
   async read(generationId: string, afterSeq: number, waitMs: number, signal?: AbortSignal): Promise<LoggedEvent[]> {

@@ -1,5 +1,5 @@
 import { StreamEvent } from '../../../../shared/stream-events.ts';
-import type { EventLog, EventWriter, GenerationRecord, LoggedEvent } from '../event-log.ts';
+import type { AppendResult, EventLog, EventWriter, GenerationRecord, LoggedEvent } from '../event-log.ts';
 import type { RedisConnection } from '../redis/connection.ts';
 
 // A log has a lifetime even while running, so that one abandoned by a dead instance cannot stay forever.
@@ -9,11 +9,15 @@ const MAX_APPEND_BATCH = 512;
 
 interface PendingAppend {
   readonly key: string;
-  readonly id: string;
+  readonly seq: number;
   readonly json: string;
-  readonly resolve: (added: boolean) => void;
+  /** 'd' for a delta, 't' for a terminal event (nothing is appended after one). */
+  readonly kind: 'd' | 't';
+  readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
 }
+
+const RESULTS: readonly AppendResult[] = ['duplicate', 'added', 'gap', 'ended'];
 
 /**
  * Event logs in Redis Streams (entry ids `0-<seq>`), records in keys with expiry, listener presence
@@ -44,10 +48,11 @@ export class RedisEventLog implements EventLog {
   // CPU per event (a command object, a promise and a reply each, and their garbage). The events
   // asked for in one turn of the event loop go to Redis as one script call instead (which, like
   // every call, is refused once the store is closing).
-  append(generationId: string, seq: number, event: StreamEvent): Promise<boolean> {
+  append(generationId: string, seq: number, event: StreamEvent): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
       if (this.#appends.length === 0) setImmediate(this.#flushAppends);
-      this.#appends.push({ key: this.#c.key('ev', generationId), id: `0-${seq}`, json: JSON.stringify(event), resolve, reject });
+      const kind = event.type === 'delta' ? 'd' : 't';
+      this.#appends.push({ key: this.#c.key('ev', generationId), seq, json: JSON.stringify(event), kind, resolve, reject });
     });
   }
 
@@ -61,10 +66,10 @@ export class RedisEventLog implements EventLog {
     try {
       const args: Array<string | number> = [batch.length];
       for (const a of batch) args.push(a.key);
-      for (const a of batch) args.push(a.id, a.json);
+      for (const a of batch) args.push(a.seq, a.json, a.kind);
       args.push(RUNNING_LOG_TTL_MS);
-      const added = (await this.#c.call((redis) => redis.appendEvents(...args))) as number[];
-      batch.forEach((a, i) => a.resolve(added[i] === 1));
+      const results = (await this.#c.call((redis) => redis.appendEvents(...args))) as number[];
+      batch.forEach((a, i) => a.resolve(RESULTS[results[i]!] ?? 'gap'));
     } catch (error) {
       for (const a of batch) a.reject(error);
     }
@@ -74,8 +79,7 @@ export class RedisEventLog implements EventLog {
     const key = this.#c.key('ev', generationId);
     const now = await this.#c.call((redis) => redis.xrange(key, `(0-${afterSeq}`, '+'));
     if (now.length > 0 || waitMs <= 0 || signal?.aborted) return now.map(toLogged);
-    const reply = await this.#c.blocking((reader) => reader.xread('BLOCK', waitMs, 'STREAMS', key, `0-${afterSeq}`), signal);
-    return reply?.[0]?.[1].map(toLogged) ?? [];
+    return (await this.#c.tail.wait(key, afterSeq, waitMs, signal)).map(toLogged);
   }
 
   expire(generationId: string, ttlMs: number): Promise<void> {

@@ -3,6 +3,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import { SluiceError } from '../../errors.ts';
 import { SCRIPTS, scriptSource, type ScriptName } from './scripts.ts';
+import { RedisTail } from './tail.ts';
 
 export interface RedisConnectionOptions {
   readonly url: string;
@@ -13,11 +14,9 @@ export interface RedisConnectionOptions {
 
 type Scripted = Redis & Record<ScriptName, (...args: Array<string | number>) => Promise<unknown>>;
 
-const BLOCKING_POOL_SIZE = 16;
-
 /**
  * The Redis connections every role shares: one for commands (auto-pipelined), one subscriber for
- * signals, and a small pool for blocking reads. Calls fail fast while Redis is away (a clear 503
+ * signals, and one for the blocking reads of every listener (the tail). Calls fail fast while Redis is away (a clear 503
  * instead of a hung request) and the clients reconnect forever.
  */
 export class RedisConnection {
@@ -27,8 +26,8 @@ export class RedisConnection {
   readonly instance: string;
   readonly #redis: Scripted;
   readonly #sub: Redis;
-  readonly #idleReaders: Redis[] = [];
-  readonly #busyReaders = new Set<Redis>();
+  #tail: RedisTail | undefined;
+  #tailReader: Redis | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: RedisConnectionOptions) {
@@ -88,33 +87,15 @@ export class RedisConnection {
     }
   }
 
-  /**
-   * Runs a blocking command on a connection of its own (it ties the connection up); an abort
-   * disconnects it, which ends the wait.
-   */
-  async blocking<T>(run: (reader: Redis) => Promise<T>, signal: AbortSignal | undefined): Promise<T | undefined> {
-    const reader = this.#idleReaders.pop() ?? this.#newReader();
-    this.#busyReaders.add(reader);
-    const onAbort = (): void => reader.disconnect();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await this.call(() => run(reader));
-    } catch (error) {
-      if (signal?.aborted) return undefined;
-      throw error;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      this.#busyReaders.delete(reader);
-      if (!signal?.aborted && !this.#closing && this.#idleReaders.length < BLOCKING_POOL_SIZE && reader.status === 'ready') {
-        this.#idleReaders.push(reader);
-      } else reader.disconnect();
+  /** Waits for new stream entries, for every listener of this instance, on one connection (see RedisTail). */
+  get tail(): RedisTail {
+    if (!this.#tail) {
+      const reader = this.#redis.duplicate({ enableOfflineQueue: true, enableAutoPipelining: false, connectionName: `sluice-${this.instance}-tail` });
+      reader.on('error', noop);
+      this.#tailReader = reader;
+      this.#tail = new RedisTail(reader, this.#redis);
     }
-  }
-
-  #newReader(): Redis {
-    const reader = this.#redis.duplicate({ enableOfflineQueue: true, enableAutoPipelining: false, connectionName: `sluice-${this.instance}-reader` });
-    reader.on('error', noop);
-    return reader;
+    return this.#tail;
   }
 
   async ready(timeoutMs: number): Promise<boolean> {
@@ -142,8 +123,8 @@ export class RedisConnection {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      for (const reader of [...this.#idleReaders, ...this.#busyReaders]) reader.disconnect();
-      this.#idleReaders.length = 0;
+      this.#tail?.close();
+      this.#tailReader?.disconnect();
       await Promise.allSettled([quit(this.#redis), quit(this.#sub)]);
     })();
     return this.#closing;

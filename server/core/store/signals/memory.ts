@@ -3,9 +3,24 @@ import type { Signals } from '../signals.ts';
 /** Signals within this process. */
 export class MemorySignals implements Signals {
   readonly #cancelHandlers = new Set<(generationId: string) => void>();
+  /** Per generation: cancelled ('c') or settled ('s'), until the mark expires. */
+  readonly #marks = new Map<string, { mark: 'c' | 's'; until: number }>();
 
-  async publishCancel(generationId: string): Promise<void> {
+  async requestCancel(generationId: string, ttlMs: number): Promise<boolean> {
+    if (this.#mark(generationId)) return false;
+    this.#set(generationId, 'c', ttlMs);
     for (const handler of this.#cancelHandlers) handler(generationId);
+    return true;
+  }
+
+  async settle(generationId: string, ttlMs: number): Promise<boolean> {
+    if (this.#mark(generationId) === 'c') return false;
+    this.#set(generationId, 's', ttlMs);
+    return true;
+  }
+
+  async cancelled(generationIds: readonly string[]): Promise<string[]> {
+    return generationIds.filter((id) => this.#mark(id) === 'c');
   }
 
   onCancel(handler: (generationId: string) => void): () => void {
@@ -13,7 +28,28 @@ export class MemorySignals implements Signals {
     return () => this.#cancelHandlers.delete(handler);
   }
 
+  // Nothing is ever missed within one process.
+  onResubscribed(): () => void {
+    return () => undefined;
+  }
+
   close(): void {
     this.#cancelHandlers.clear();
+    this.#marks.clear();
+  }
+
+  #mark(generationId: string): 'c' | 's' | undefined {
+    const entry = this.#marks.get(generationId);
+    if (!entry) return undefined;
+    if (entry.until > Date.now()) return entry.mark;
+    this.#marks.delete(generationId);
+    return undefined;
+  }
+
+  #set(generationId: string, mark: 'c' | 's', ttlMs: number): void {
+    const now = Date.now();
+    // Expired marks go as new ones come: the map holds about one mark per reply of the last ttlMs.
+    if (this.#marks.size >= 10_000) for (const [id, entry] of this.#marks) if (entry.until <= now) this.#marks.delete(id);
+    this.#marks.set(generationId, { mark, until: now + ttlMs });
   }
 }

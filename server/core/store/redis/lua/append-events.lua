@@ -1,17 +1,30 @@
--- Appends a batch of events to their generations' logs (Redis Streams, entry ids 0-<seq>).
--- KEYS: one log key per event. ARGV: the id and JSON of each event, then the running log's TTL (ms).
--- Returns, per event, 1 when added or 0 when an entry with that id is already there.
--- A log gets its TTL with event 1, so that one abandoned by a dead instance cannot stay forever.
-local added = {}
+-- Appends a batch of events to their generations' logs (Redis Streams, entry ids 0-<seq>), in
+-- order and without holes: an event is added only right after the log's last one, and never after
+-- a terminal event (another instance may have ended the reply).
+-- KEYS: one log key per event. ARGV: per event its position, its JSON and its kind ('d' for a
+-- delta, 't' for a terminal event); then the running log's TTL (ms), set with event 1, so that a
+-- log abandoned by a dead instance cannot stay forever.
+-- Returns per event: 1 added, 0 duplicate (the position is taken), 2 gap, 3 ended.
+local results = {}
 for i = 1, #KEYS do
-  local id = ARGV[2 * i - 1]
-  local reply = redis.pcall('xadd', KEYS[i], id, 'e', ARGV[2 * i])
-  if type(reply) == 'table' and reply.err then
-    if not string.find(reply.err, 'equal or smaller', 1, true) then return redis.error_reply(reply.err) end
-    added[i] = 0
+  local seq = tonumber(ARGV[3 * i - 2])
+  local last = redis.call('xrevrange', KEYS[i], '+', '-', 'COUNT', 1)[1]
+  local lastSeq = 0
+  local ended = false
+  if last then
+    lastSeq = tonumber(string.sub(last[1], 3))
+    ended = last[2][4] == 't'
+  end
+  if ended and seq >= lastSeq then
+    results[i] = 3
+  elseif seq <= lastSeq then
+    results[i] = 0
+  elseif seq ~= lastSeq + 1 then
+    results[i] = 2
   else
-    added[i] = 1
-    if id == '0-1' then redis.call('pexpire', KEYS[i], ARGV[#ARGV]) end
+    redis.call('xadd', KEYS[i], '0-' .. seq, 'e', ARGV[3 * i - 1], 'k', ARGV[3 * i])
+    if seq == 1 then redis.call('pexpire', KEYS[i], ARGV[#ARGV]) end
+    results[i] = 1
   end
 end
-return added
+return results

@@ -1,0 +1,7 @@
+-- Asks generation KEYS[1]'s instance to stop it, unless its outcome is settled: marks it
+-- cancelled for ARGV[1] ms and publishes its id on channel ARGV[2]. Returns 1 when it did, 0 when
+-- the generation had settled ('s') or was already cancelled ('c').
+if redis.call('get', KEYS[1]) then return 0 end
+redis.call('set', KEYS[1], 'c', 'PX', ARGV[1])
+redis.call('publish', ARGV[2], ARGV[3])
+return 1
