@@ -1,4 +1,4 @@
-import type { ReplyEvent, StreamEvent } from '../shared/stream-events.ts';
+import type { ReplyEvent } from '../shared/stream-events.ts';
 import { DEFAULT_SESSION_ID } from '../shared/session-id.ts';
 import type { ChatClient } from './create-chat-client.ts';
 

@@ -89,9 +89,7 @@ export class RedisTail {
         const keys = [...covered.keys()];
         let reply: Array<[string, StreamEntry[]]> | null;
         try {
-          reply = (await this.#reader.xread('BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...keys.map((k) => `0-${covered.get(k)!}`))) as Array<
-            [string, StreamEntry[]]
-          > | null;
+          reply = await this.#reader.xread('BLOCK', BLOCK_MS, 'STREAMS', ...keys, ...keys.map((k) => `0-${covered.get(k)!}`));
         } catch (error) {
           // Every current wait fails (its listener ends with an explicit error); later ones try again.
           this.#failAll(new SluiceError('unavailable', 'The session store is unavailable; try again shortly', { cause: error }));
