@@ -210,8 +210,9 @@ export class ChatService {
       taken.push(lock);
       const messages: ProviderMessage[] = await history.read(sessionKey);
       const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
-      const [writer] = await Promise.all([
-        events.open(record, this.#lockTtlMs),
+      // The shared log first: a start that fails there leaves nothing in history.
+      const writer = await events.open(record, this.#lockTtlMs);
+      await Promise.all([
         history.append(sessionKey, userMessage, { keepLast: this.#keepMessages }),
         // The reply's place, right after its message, whatever happens to the session meanwhile.
         history.checkpoint(sessionKey, record.id, ''),
@@ -260,7 +261,10 @@ export class ChatService {
       // Another owner's generation looks exactly like a missing one.
       if (local.owner !== owner) throw notFound;
       this.#observer.resumed(transport);
-      return { generationId: local.id, listener: local.listen(Math.min(from.seq, local.eventCount), signal) };
+      // An id beyond what this instance has shown yet is not clamped: another instance may have read
+      // an event from the shared log before this one knew it was stored. The listener waits for it.
+      if (local.ended && from.seq > local.eventCount) throw notFound;
+      return { generationId: local.id, listener: local.listen(from.seq, signal) };
     }
     const record = await this.#o.events.load(from.generationId).catch((error: unknown) => {
       throw toSluiceError(error);

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach } from 'vitest';
 import { requireBinary } from './binaries.ts';
 import { freePort } from './ports.ts';
@@ -11,6 +14,8 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Starts it again on the same port. */
   start(): Promise<void>;
+  /** A clean restart (SIGTERM, then start): a persistent server keeps its data. */
+  restart(): Promise<void>;
 }
 
 const running = new Set<ChildProcess>();
@@ -26,14 +31,21 @@ async function stopChild(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** A real redis-server on a free port, stopped after the test. Undefined when it is not installed locally. */
-export async function startRedis(): Promise<RedisServer | undefined> {
+/**
+ * A real redis-server on a free port, stopped after the test. Undefined when it is not installed
+ * locally. `persistent`: with an append-only file (every write synced), so that a restart keeps
+ * what it had.
+ */
+export async function startRedis(options: { persistent?: boolean } = {}): Promise<RedisServer | undefined> {
   const binary = requireBinary('redis-server');
   if (!binary) return undefined;
   const port = await freePort();
+  const persistence = options.persistent
+    ? ['--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', mkdtempSync(join(tmpdir(), 'sluice-redis-'))]
+    : ['--save', '', '--appendonly', 'no'];
   let child: ChildProcess | undefined;
   const start = async (): Promise<void> => {
-    const proc = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    const proc = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', ...persistence], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     running.add(proc);
@@ -54,6 +66,16 @@ export async function startRedis(): Promise<RedisServer | undefined> {
     start,
     stop: async () => {
       if (child) await stopChild(child);
+    },
+    restart: async () => {
+      const proc = child;
+      if (proc && proc.exitCode === null && proc.signalCode === null) {
+        running.delete(proc);
+        const exited = once(proc, 'exit');
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      await start();
     },
   };
 }
