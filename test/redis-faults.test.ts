@@ -206,6 +206,34 @@ describe('faults of a shared Redis', () => {
     expect((await connectionsReceived()) - before).toBeLessThanOrEqual(4);
   });
 
+  it('12: a corrupt entry in a log ends the stream with a safe `unavailable` error; one in history is skipped', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 0 });
+    if (!setup) return;
+    const { b, admin: redis } = setup;
+    // A reply's log as an instance left it, with its 3rd entry mangled (written by hand, say).
+    const id = 'c0ffee00c0ffee00c0ffee00c0ffee00';
+    await redis.set(`sluice:gen:${id}`, JSON.stringify({ id, owner: 'anonymous', sessionId: 'mangled', sessionKey: 'anonymous/mangled', stored: true }));
+    for (const [seq, json] of [
+      [1, '{"type":"delta","delta":"one ","index":1}'],
+      [2, '{"type":"delta","delta":"two ","index":2}'],
+      [3, '{"type":"delta","delta":42'],
+    ] as const) {
+      await redis.xadd(`sluice:ev:${id}`, `0-${seq}`, 'e', json, 'k', 'd');
+    }
+    const frames = await drain(streamSseRoute(b.url, { message: 'x', session_id: 'mangled' }, { headers: { 'last-event-id': `${id}:0` } }));
+    expect(frames.map((f) => f.event)).toEqual(['message', 'message', 'error']);
+    const error = SseErrorData.parse(JSON.parse(frames.at(-1)!.data));
+    expect(error.message).toBe('The reply could not be followed; resume it in a moment');
+    expect(error.partial).toBe('one two ');
+
+    // History: a member that is not a message is skipped, the rest of the session still reads.
+    await drain(streamSseRoute(b.url, { message: 'keep me', session_id: 'mixed' }));
+    const [key] = await redis.keys('sluice:hm:*mixed*');
+    await redis.zadd(key!, 99, '99|f||{"role":"robot"');
+    const { messages } = await history(b.url, 'mixed');
+    expect(messages.map((m) => m.role)).toEqual(['user', 'assistant']);
+  });
+
   it('12: a Redis outage while B follows a reply reaches every transport as an `unavailable` error event', async () => {
     const setup = await pair({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
     if (!setup) return;

@@ -1,4 +1,5 @@
 import { StreamEvent } from '../../../../shared/stream-events.ts';
+import { SluiceError } from '../../errors.ts';
 import type { AppendResult, EventLog, EventWriter, GenerationRecord, LoggedEvent } from '../event-log.ts';
 import type { RedisConnection } from '../redis/connection.ts';
 
@@ -78,8 +79,8 @@ export class RedisEventLog implements EventLog {
   async read(generationId: string, afterSeq: number, waitMs: number, signal?: AbortSignal): Promise<LoggedEvent[]> {
     const key = this.#c.key('ev', generationId);
     const now = await this.#c.call((redis) => redis.xrange(key, `(0-${afterSeq}`, '+'));
-    if (now.length > 0 || waitMs <= 0 || signal?.aborted) return now.map(toLogged);
-    return (await this.#c.tail.wait(key, afterSeq, waitMs, signal)).map(toLogged);
+    if (now.length > 0 || waitMs <= 0 || signal?.aborted) return toLogged(now);
+    return toLogged(await this.#c.tail.wait(key, afterSeq, waitMs, signal));
   }
 
   expire(generationId: string, ttlMs: number): Promise<void> {
@@ -114,7 +115,25 @@ export class RedisEventLog implements EventLog {
   }
 }
 
-function toLogged([id, fields]: [string, string[]]): LoggedEvent {
-  const seq = Number(id.slice(id.indexOf('-') + 1));
-  return { seq, event: StreamEvent.parse(JSON.parse(fields[1]!)) };
+/**
+ * Stream entries as events, up to the first that is not one (a log mangled by hand, say): the
+ * events before it are read; a read that starts at it fails with `unavailable`.
+ */
+function toLogged(entries: ReadonlyArray<[string, string[]]>): LoggedEvent[] {
+  const out: LoggedEvent[] = [];
+  for (const [id, fields] of entries) {
+    let event: StreamEvent | undefined;
+    try {
+      const parsed = StreamEvent.safeParse(JSON.parse(fields[1] ?? ''));
+      if (parsed.success) event = parsed.data;
+    } catch {
+      event = undefined;
+    }
+    if (!event) {
+      if (out.length > 0) return out;
+      throw new SluiceError('unavailable', 'The reply could not be read', { cause: new Error(`corrupt event log entry ${id}`) });
+    }
+    out.push({ seq: Number(id.slice(id.indexOf('-') + 1)), event });
+  }
+  return out;
 }

@@ -38,12 +38,19 @@ export class PostgresHistory implements History {
   readonly #writer: Sql;
   readonly #readers: Sql;
   readonly #clock: () => number;
+  readonly #logger: Logger;
   readonly #queue: WriteQueue;
   #closing: Promise<void> | undefined;
+
+  /** Reports a stored row that is not a message (skipped by the read). */
+  #corrupt(sessionKey: string): (row: Record<string, unknown>) => void {
+    return (row) => this.#logger.warn({ sessionKey, seq: row.seq }, 'skipped a corrupt history entry');
+  }
 
   private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions) {
     this.#writer = writer;
     this.#readers = readers;
+    this.#logger = options.logger;
     this.#clock = options.clock ?? Date.now;
     this.#queue = new WriteQueue({
       run: (writes) => this.#writer.begin<unknown[]>((tx) => pipelined(tx, writes)),
@@ -93,7 +100,7 @@ export class PostgresHistory implements History {
     const { limit, before } = checkReadOptions(options);
     if (this.#closing) throw new SluiceError('unavailable', 'The history store is closed');
     try {
-      return sql.toMessages(await exec(this.#readers, sql.readStep(sessionKey, limit, before)));
+      return sql.toMessages(await exec(this.#readers, sql.readStep(sessionKey, limit, before)), this.#corrupt(sessionKey));
     } catch (error) {
       throw unavailable(error);
     }

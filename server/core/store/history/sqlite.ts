@@ -36,13 +36,20 @@ const BACKSTOP_PAGES = 16_384;
 export class SqliteHistory implements History {
   readonly #db: Database.Database;
   readonly #clock: () => number;
+  readonly #logger: Logger;
   readonly #queue: WriteQueue;
   readonly #statements = new Map<string, Statement>();
   #checkpointer: Checkpointer | undefined;
   #closing: Promise<void> | undefined;
 
+  /** Reports a stored row that is not a message (skipped by the read). */
+  #corrupt(sessionKey: string): (row: Record<string, unknown>) => void {
+    return (row) => this.#logger.warn({ sessionKey, seq: row.seq }, 'skipped a corrupt history entry');
+  }
+
   private constructor(db: Database.Database, options: SqliteHistoryOptions) {
     this.#db = db;
+    this.#logger = options.logger;
     this.#clock = options.clock ?? Date.now;
     this.#queue = new WriteQueue({
       run: (writes) => this.#transaction(() => writes.map((w) => this.#drive(w.make()))),
@@ -90,7 +97,7 @@ export class SqliteHistory implements History {
     const { limit, before } = checkReadOptions(options);
     if (this.#closing) throw new SluiceError('unavailable', 'The history store is closed');
     try {
-      return sql.toMessages(this.#exec(sql.readStep(sessionKey, limit, before)));
+      return sql.toMessages(this.#exec(sql.readStep(sessionKey, limit, before)), this.#corrupt(sessionKey));
     } catch (error) {
       throw unavailable(error);
     }

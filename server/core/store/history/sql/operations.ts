@@ -102,11 +102,26 @@ export function* expireIdle(cutoff: number, chunk: number): Op<number> {
 
 export const readStep = (sessionKey: string, limit: number, before: number): Step => step(READ, sessionKey, before, limit);
 
-/** READ's rows (newest first) as messages, oldest first. */
-export function toMessages(rows: readonly Row[]): HistoryMessage[] {
+const ROLES = new Set(['user', 'assistant']);
+const STATUSES = new Set(['complete', 'interrupted', 'failed', DRAFT]);
+
+/**
+ * READ's rows (newest first) as messages, oldest first. A row that is not a message (written by
+ * hand, say) is skipped and reported to `onCorrupt`, never fatal to the session.
+ */
+export function toMessages(rows: readonly Row[], onCorrupt?: (row: Row) => void): HistoryMessage[] {
   const out: HistoryMessage[] = [];
   for (let i = rows.length - 1; i >= 0; i--) {
     const row = rows[i]!;
+    if (
+      !ROLES.has(row.role as string) ||
+      !STATUSES.has(row.status as string) ||
+      typeof row.content !== 'string' ||
+      Number.isNaN(Date.parse(String(row.created_at)))
+    ) {
+      onCorrupt?.(row);
+      continue;
+    }
     const draft = row.status === DRAFT;
     const message: HistoryMessage = {
       role: row.role as HistoryMessage['role'],
