@@ -1,7 +1,7 @@
 import { TRPCClientError } from '@trpc/client';
 import WebSocket from 'ws';
 import { once } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { AppRouter } from '../server/router-type.ts';
 import { ErrorBody, SessionHistory } from '../shared/index.ts';
 import { startRedis } from './helpers/redis.ts';
@@ -98,6 +98,36 @@ describe('limits', () => {
     expect(third.reply.result.data.json).toEqual({ status: 'ok' });
     third.ws.close();
     await once(third.ws, 'close');
+  });
+
+  it('subscriptions per WebSocket: the one over WS_MAX_SUBSCRIPTIONS is refused with TOO_MANY_REQUESTS', async () => {
+    const { url } = await startServer({ WS_MAX_SUBSCRIPTIONS: 2, SIM_DELAY_MS: 20 });
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/trpc`);
+    const replies: Array<{ id: number; result?: { type: string }; error?: { json: { message: string; data: { code: string } } } }> = [];
+    ws.on('message', (data) => replies.push(JSON.parse(String(data))));
+    await once(ws, 'open');
+    const subscribe = (id: number) =>
+      ws.send(
+        JSON.stringify({ id, method: 'subscription', params: { path: 'chat.stream', input: { json: { message: 'a long one', sessionId: `sub-${id}` } } } }),
+      );
+    const reply = (id: number, type: string) =>
+      vi.waitFor(() => expect(replies.find((r) => r.id === id && (r.result?.type ?? 'error') === type)).toBeDefined());
+    subscribe(1);
+    subscribe(2);
+    await reply(1, 'started');
+    await reply(2, 'started');
+    subscribe(3);
+    await reply(3, 'error');
+    const refused = replies.find((r) => r.id === 3)!;
+    expect(refused.error!.json.data.code).toBe('TOO_MANY_REQUESTS');
+    expect(refused.error!.json.message).toMatch(/subscriptions.*limit 2/);
+    // A place is freed when a subscription stops.
+    ws.send(JSON.stringify({ id: 1, method: 'subscription.stop' }));
+    await reply(1, 'stopped');
+    subscribe(4);
+    await reply(4, 'started');
+    ws.close();
+    await once(ws, 'close');
   });
 
   it('tRPC reports limits as typed errors', async () => {
