@@ -90,6 +90,8 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     wsPingMs: config.WS_PING_MS,
     wsPongWaitMs: config.WS_PONG_WAIT_MS,
     maxWsConnectionsPerKey: config.MAX_WS_CONNECTIONS_PER_KEY,
+    wsMaxBatch: config.WS_MAX_BATCH,
+    wsMaxSubscriptions: config.WS_MAX_SUBSCRIPTIONS,
     sendTimeoutMs: config.SEND_TIMEOUT_MS,
     highWaterBytes: config.STREAM_HIGH_WATER_BYTES,
     isReady: async () => !service.draining && (await store.healthy()),

@@ -110,6 +110,12 @@ export const ConfigSchema = z
     WS_MAX_MESSAGE_BYTES: int(1024)
       .default(1024 * 1024)
       .describe('largest WebSocket message accepted (the connection is closed above)'),
+    WS_MAX_BATCH: int(1, 1000)
+      .default(10)
+      .describe('calls one tRPC WebSocket message may carry (tRPC batches calls made together); a bigger batch is refused whole, each call with BAD_REQUEST'),
+    WS_MAX_SUBSCRIPTIONS: int(1, 10_000)
+      .default(16)
+      .describe('subscriptions one WebSocket connection may hold at once; the one beyond is refused with TOO_MANY_REQUESTS'),
     WS_PING_MS: int(100).default(30_000).describe('quiet time after which the server pings a WebSocket client'),
     WS_PONG_WAIT_MS: int(100).default(10_000).describe('how long a pinged WebSocket client has to answer before it is cut off'),
     SEND_TIMEOUT_MS: int(100).default(30_000).describe('a reader whose socket stays full this long is disconnected (its reply follows the resume window)'),

@@ -36,6 +36,10 @@ export interface HttpServerOptions {
   readonly wsPingMs: number;
   readonly wsPongWaitMs: number;
   readonly maxWsConnectionsPerKey: number;
+  /** Calls one tRPC WebSocket message may carry (WS_MAX_BATCH). */
+  readonly wsMaxBatch: number;
+  /** Subscriptions one WebSocket may hold at once (WS_MAX_SUBSCRIPTIONS). */
+  readonly wsMaxSubscriptions: number;
   readonly sendTimeoutMs: number;
   readonly highWaterBytes: number;
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
@@ -183,6 +187,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     pingMs: options.wsPingMs,
     pongWaitMs: options.wsPongWaitMs,
     maxConnectionsPerKey: options.maxWsConnectionsPerKey,
+    maxBatch: options.wsMaxBatch,
+    maxSubscriptions: options.wsMaxSubscriptions,
     highWaterBytes: options.highWaterBytes,
     sendTimeoutMs: options.sendTimeoutMs,
   });

@@ -27,6 +27,10 @@ export interface TrpcWsServerOptions {
   readonly maxConnectionsPerKey: number;
   readonly highWaterBytes: number;
   readonly sendTimeoutMs: number;
+  /** Calls one message may carry. */
+  readonly maxBatch: number;
+  /** Subscriptions one connection may hold at once. */
+  readonly maxSubscriptions: number;
 }
 
 export interface TrpcWsServer {
@@ -58,7 +62,7 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
 
   const handler = createTrpcWsHandler({
     router: o.router,
-    createContext: async ({ req, ws, connectionParams }): Promise<TRPCContext> => {
+    createContext: async ({ ws, connectionParams, sink }): Promise<TRPCContext> => {
       const apiKey = connectionParams?.['apiKey'];
       const credential = typeof apiKey === 'string' ? apiKey : undefined;
       const owner = await o.credentials.ownerOf(credential);
@@ -68,16 +72,20 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
         credential,
         transport: 'trpc-ws',
         metrics,
-        // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
-        sink: createSink({
-          buffered: () => ws.bufferedAmount,
-          drains: req.socket,
-          cut: () => ws.terminate(),
-          highWaterBytes: o.highWaterBytes,
-          sendTimeoutMs: o.sendTimeoutMs,
-        }),
+        sink,
       };
     },
+    // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
+    sinkFor: (ws, req) =>
+      createSink({
+        buffered: () => ws.bufferedAmount,
+        drains: req.socket,
+        cut: () => ws.terminate(),
+        highWaterBytes: o.highWaterBytes,
+        sendTimeoutMs: o.sendTimeoutMs,
+      }),
+    maxBatch: o.maxBatch,
+    maxSubscriptions: o.maxSubscriptions,
     // Half-open peers: a client that does not answer a ping within the wait is terminated.
     keepAlive: { pingMs: o.pingMs, pongWaitMs: o.pongWaitMs },
     onError: o.onError,
