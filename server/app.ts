@@ -92,6 +92,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     maxWsConnectionsPerKey: config.MAX_WS_CONNECTIONS_PER_KEY,
     wsMaxBatch: config.WS_MAX_BATCH,
     wsMaxSubscriptions: config.WS_MAX_SUBSCRIPTIONS,
+    wsAuthTimeoutMs: config.WS_AUTH_TIMEOUT_MS,
     sendTimeoutMs: config.SEND_TIMEOUT_MS,
     highWaterBytes: config.STREAM_HIGH_WATER_BYTES,
     isReady: async () => !service.draining && (await store.healthy()),

@@ -116,6 +116,11 @@ export const ConfigSchema = z
     WS_MAX_SUBSCRIPTIONS: int(1, 10_000)
       .default(16)
       .describe('subscriptions one WebSocket connection may hold at once; the one beyond is refused with TOO_MANY_REQUESTS'),
+    WS_AUTH_TIMEOUT_MS: int(100, 600_000)
+      .default(5000)
+      .describe(
+        'with API keys on, a WebSocket that has not shown a valid key (in its connection params) within this time is closed; its calls until then are refused with UNAUTHORIZED',
+      ),
     WS_PING_MS: int(100).default(30_000).describe('quiet time after which the server pings a WebSocket client'),
     WS_PONG_WAIT_MS: int(100).default(10_000).describe('how long a pinged WebSocket client has to answer before it is cut off'),
     SEND_TIMEOUT_MS: int(100).default(30_000).describe('a reader whose socket stays full this long is disconnected (its reply follows the resume window)'),

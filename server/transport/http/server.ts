@@ -40,6 +40,8 @@ export interface HttpServerOptions {
   readonly wsMaxBatch: number;
   /** Subscriptions one WebSocket may hold at once (WS_MAX_SUBSCRIPTIONS). */
   readonly wsMaxSubscriptions: number;
+  /** With credentials required, how long a WebSocket may go without showing one (WS_AUTH_TIMEOUT_MS). */
+  readonly wsAuthTimeoutMs: number;
   readonly sendTimeoutMs: number;
   readonly highWaterBytes: number;
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
@@ -163,9 +165,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       sendError(res, sluice);
     });
   });
+  // A connection is counted once: as http until it asks for an upgrade, then by the WebSocket server.
+  const httpConnections = new WeakSet<Duplex>();
   server.on('connection', (socket) => {
     metrics.connectionOpened('http');
-    socket.once('close', () => metrics.connectionClosed('http'));
+    httpConnections.add(socket);
+    socket.once('close', () => httpConnections.delete(socket) && metrics.connectionClosed('http'));
   });
   // Malformed HTTP never reaches a handler; answer it and drop the socket.
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
@@ -189,10 +194,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     maxConnectionsPerKey: options.maxWsConnectionsPerKey,
     maxBatch: options.wsMaxBatch,
     maxSubscriptions: options.wsMaxSubscriptions,
+    authTimeoutMs: options.wsAuthTimeoutMs,
     highWaterBytes: options.highWaterBytes,
     sendTimeoutMs: options.sendTimeoutMs,
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (httpConnections.delete(socket)) metrics.connectionClosed('http');
     socket.on('error', () => socket.destroy());
     const url = req.url ?? '/';
     const q = url.indexOf('?');

@@ -48,6 +48,8 @@ export interface TrpcWsHandler {
   handleConnection(ws: WebSocket, req: IncomingMessage): void;
   /** tRPC's reconnect notification, to one client (before a shutdown, say). */
   notifyReconnect(ws: WebSocket): void;
+  /** Refuses a connection as tRPC refuses one whose context fails: the error (id null), then the close. */
+  refuse(ws: WebSocket, error: TRPCError, closeCode: number): void;
 }
 
 type ContextResult = { ok: true; ctx: TRPCContext } | { ok: false; error: TRPCError };
@@ -80,6 +82,13 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
   return {
     notifyReconnect(ws) {
       if (ws.readyState === OPEN) ws.send(RECONNECT);
+    },
+    refuse(ws, error, closeCode) {
+      onError({ error, path: undefined });
+      if (ws.readyState !== OPEN) return;
+      const shape = getErrorShape({ config, ctx: undefined, error, type: 'unknown', path: undefined, input: undefined });
+      ws.send(JSON.stringify(transformTRPCResponse(config, { id: null, error: shape })));
+      ws.close(closeCode, error.message.slice(0, 120));
     },
     handleConnection(ws, req) {
       const socket = req.socket;

@@ -16,7 +16,10 @@ export interface TrpcWsServerOptions {
   readonly chat: ChatApi;
   readonly credentials: Credentials;
   readonly leases: Leases;
-  readonly metrics: StreamMetrics & { connectionOpened(transport: 'ws'): void; connectionClosed(transport: 'ws'): void };
+  readonly metrics: StreamMetrics & {
+    connectionOpened(transport: 'ws' | 'ws_unauthenticated'): void;
+    connectionClosed(transport: 'ws' | 'ws_unauthenticated'): void;
+  };
   readonly logger: Logger;
   readonly clientIpOf: (req: IncomingMessage) => string | undefined;
   readonly onError: (info: TrpcWsErrorInfo) => void;
@@ -31,6 +34,8 @@ export interface TrpcWsServerOptions {
   readonly maxBatch: number;
   /** Subscriptions one connection may hold at once. */
   readonly maxSubscriptions: number;
+  /** With credentials required, how long a connection may stay without showing a valid one. */
+  readonly authTimeoutMs: number;
 }
 
 export interface TrpcWsServer {
@@ -43,6 +48,8 @@ export interface TrpcWsServer {
   /** Drops whatever is still connected. */
   terminate(): void;
 }
+
+const POLICY_VIOLATION = 1008;
 
 /** tRPC over WebSocket at `/trpc`: the connections, their context and limits. */
 export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
@@ -67,6 +74,7 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
       const credential = typeof apiKey === 'string' ? apiKey : undefined;
       const owner = await o.credentials.ownerOf(credential);
       if (owner) await takeSlot(ws, owner);
+      if (owner) authenticated.get(ws)?.();
       return {
         chat: o.chat,
         credential,
@@ -91,14 +99,32 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
     onError: o.onError,
   });
 
+  // With credentials required, a connection is counted apart until it shows a valid one, and is
+  // refused (UNAUTHORIZED, then closed) if it has not within the timeout; its calls until then are
+  // refused one by one by the procedures.
+  const authenticated = new WeakMap<WebSocket, () => void>();
   wss.on('connection', (socket, req: IncomingMessage) => {
     const openedAt = performance.now();
     const ip = o.clientIpOf(req);
-    metrics.connectionOpened('ws');
+    let counted: 'ws' | 'ws_unauthenticated' = o.credentials.required ? 'ws_unauthenticated' : 'ws';
+    metrics.connectionOpened(counted);
+    if (counted === 'ws_unauthenticated') {
+      const message = `No valid credential within ${o.authTimeoutMs} ms`;
+      const timer = setTimeout(() => handler.refuse(socket, new TRPCError({ code: 'UNAUTHORIZED', message }), POLICY_VIOLATION), o.authTimeoutMs);
+      socket.once('close', () => clearTimeout(timer));
+      authenticated.set(socket, () => {
+        authenticated.delete(socket);
+        clearTimeout(timer);
+        if (socket.readyState !== socket.OPEN) return;
+        metrics.connectionClosed(counted);
+        counted = 'ws';
+        metrics.connectionOpened(counted);
+      });
+    }
     socket.on('error', (error) => logger.debug({ err: error }, 'websocket error'));
     handler.handleConnection(socket, req);
     socket.once('close', (code) => {
-      metrics.connectionClosed('ws');
+      metrics.connectionClosed(counted);
       logger.info({ transport: 'ws', code, durationMs: Math.round(performance.now() - openedAt), clientIp: ip }, 'websocket closed');
     });
   });
