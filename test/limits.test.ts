@@ -7,6 +7,7 @@ import { ErrorBody, SessionHistory } from '../shared/index.ts';
 import { startRedis } from './helpers/redis.ts';
 import { startServer } from './helpers/server.ts';
 import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
 
 const KEY = 'limits-key-0123456789abcdef';
@@ -98,6 +99,42 @@ describe('limits', () => {
     expect(third.reply.result.data.json).toEqual({ status: 'ok' });
     third.ws.close();
     await once(third.ws, 'close');
+  });
+
+  it('a WebSocket that closes while its slot is being taken in Redis does not keep the slot', async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    // Redis behind a proxy that can hold the server's commands back while the client leaves.
+    const proxy = await startTcpProxy(`http://127.0.0.1:${redis.port}`);
+    const server = await startServer({ API_KEYS: KEY, MAX_WS_CONNECTIONS_PER_KEY: 1, REDIS_URL: proxy.url.replace('http', 'redis') });
+    const wsUrl = `${server.url.replace('http', 'ws')}/trpc?connectionParams=1`;
+    const openWebSockets = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      return [...text.matchAll(/^sluice_open_connections\{transport="ws[^"]*"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+
+    proxy.hold();
+    const leaving = new WebSocket(wsUrl);
+    await once(leaving, 'open');
+    leaving.send(JSON.stringify({ method: 'connectionParams', data: { apiKey: KEY } }));
+    await proxy.holding(); // the slot is being taken
+    leaving.terminate();
+    await vi.waitFor(async () => expect(await openWebSockets()).toBe(0));
+    proxy.release();
+
+    // The key's one slot is free again for the next connection.
+    await vi.waitFor(
+      async () => {
+        const ws = new WebSocket(wsUrl);
+        await once(ws, 'open');
+        ws.send(JSON.stringify({ method: 'connectionParams', data: { apiKey: KEY } }));
+        ws.send(JSON.stringify({ id: 1, method: 'query', params: { path: 'health', input: { json: null } } }));
+        const [data] = await once(ws, 'message');
+        ws.close();
+        expect(JSON.parse(String(data)).result?.data.json).toEqual({ status: 'ok' });
+      },
+      { timeout: 3000, interval: 100 },
+    );
   });
 
   it('subscriptions per WebSocket: the one over WS_MAX_SUBSCRIPTIONS is refused with TOO_MANY_REQUESTS', async () => {
