@@ -63,6 +63,11 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
     if (limit === 0 || slots.has(ws)) return;
     const slot = await o.leases.takeSlot(`ws:${owner}`, limit);
     if (!slot) throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: `Too many WebSocket connections for this key (limit ${limit})` });
+    // The connection may have gone while the slot was taken (its 'close' came and went): let it go now.
+    if (ws.readyState === ws.CLOSED) {
+      await slot.release();
+      return;
+    }
     slots.set(ws, slot);
     ws.once('close', () => void slot.release());
   };
