@@ -112,7 +112,9 @@ export const ConfigSchema = z
       .describe('largest WebSocket message accepted (the connection is closed above)'),
     WS_MAX_BATCH: int(1, 1000)
       .default(10)
-      .describe('calls one tRPC WebSocket message may carry (tRPC batches calls made together); a bigger batch is refused whole, each call with BAD_REQUEST'),
+      .describe(
+        'calls one tRPC batch may carry (tRPC batches calls made together): a WebSocket message, or a request to `/trpc/a,b,...?batch=1`; a bigger batch is refused whole (BAD_REQUEST, 400 over HTTP)',
+      ),
     WS_MAX_SUBSCRIPTIONS: int(1, 10_000)
       .default(16)
       .describe('subscriptions one WebSocket connection may hold at once; the one beyond is refused with TOO_MANY_REQUESTS'),

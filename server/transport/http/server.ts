@@ -36,7 +36,7 @@ export interface HttpServerOptions {
   readonly wsPingMs: number;
   readonly wsPongWaitMs: number;
   readonly maxWsConnectionsPerKey: number;
-  /** Calls one tRPC WebSocket message may carry (WS_MAX_BATCH). */
+  /** Calls one tRPC batch may carry, over WebSocket and HTTP (WS_MAX_BATCH). */
   readonly wsMaxBatch: number;
   /** Subscriptions one WebSocket may hold at once (WS_MAX_SUBSCRIPTIONS). */
   readonly wsMaxSubscriptions: number;
@@ -82,6 +82,11 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const trpcHttp = createHTTPHandler({
     router,
     basePath: '/trpc/',
+    // The bounds of the other routes: MAX_BODY_BYTES (413, read no further), and WS_MAX_BATCH calls per batch.
+    maxBodySize: options.maxBodyBytes,
+    maxBatchSize: options.wsMaxBatch,
+    // As Sluice's own routes answer a body they refused to read: it must not be parsed as the next request.
+    responseMeta: ({ errors }) => (errors.some((e) => e.code === 'PAYLOAD_TOO_LARGE') ? { headers: { Connection: 'close' } } : {}),
     createContext: ({ req, res }): TRPCContext => ({
       chat,
       credential: bearerToken(req.headers.authorization),
