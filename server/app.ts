@@ -95,6 +95,9 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     wsAuthTimeoutMs: config.WS_AUTH_TIMEOUT_MS,
     sendTimeoutMs: config.SEND_TIMEOUT_MS,
     highWaterBytes: config.STREAM_HIGH_WATER_BYTES,
+    requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: config.KEEP_ALIVE_TIMEOUT_MS,
+    maxConnections: config.MAX_CONNECTIONS,
     isReady: async () => !service.draining && (await store.healthy()),
     trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES),
   });

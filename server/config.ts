@@ -18,6 +18,17 @@ export const ConfigSchema = z
       .describe(
         'connections the kernel holds for Sluice before it accepts them (capped by `net.core.somaxconn`): beyond it, a burst of connections (a reconnect storm) is dropped and retried by TCP a second later',
       ),
+    MAX_CONNECTIONS: int(1, 1_000_000)
+      .default(20_000)
+      .describe('connections one process holds at most, WebSockets and streams included; those beyond are closed at once (raise `ulimit -n` above it)'),
+    REQUEST_TIMEOUT_MS: int(100, 3_600_000)
+      .default(30_000)
+      .describe('how long a client may take to send a whole request, headers and body; 408 and the connection closed after (a response may stream for longer)'),
+    KEEP_ALIVE_TIMEOUT_MS: int(100, 3_600_000)
+      .default(65_000)
+      .describe(
+        "how long an idle keep-alive connection is kept for the client's next request; keep it longer than the idle timeout of any proxy or load balancer in front (nginx's upstream keepalive: 60 s), or a request may be sent on a connection Sluice is closing",
+      ),
     TRUSTED_PROXIES: z
       .string()
       .superRefine((value, ctx) => {

@@ -91,7 +91,9 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     held[0].socket.destroy();
     await vi.waitFor(async () => {
       const res = await fetch(`${url}/metrics`);
-      expect(await res.text()).toMatch(/^sluice_rejected_requests_total\{reason="too_many_connections"\} 1$/m);
+      // The one refused above, and any scrape that came before the server saw the place freed.
+      const refusals = /^sluice_rejected_requests_total\{reason="too_many_connections"\} (\d+)$/m.exec(await res.text());
+      expect(Number(refusals?.[1])).toBeGreaterThanOrEqual(1);
     });
   });
 
