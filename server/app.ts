@@ -48,7 +48,8 @@ export interface Sluice {
 export async function createSluice(config: Config, overrides: SluiceOverrides = {}): Promise<Sluice> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid });
   const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
-  const store = overrides.store ?? (await storeFrom(config, logger));
+  const metrics: Metrics = new Metrics((): number => service.runningCount);
+  const store = overrides.store ?? (await storeFrom(config, logger, { onSessionEvicted: () => metrics.sessionsEvicted('capacity') }));
   const provider = overrides.provider ?? providerFrom(config, logger);
   const leases = new Leases({ store: store.leases, ttlMs: config.LIVENESS_TTL_MS, logger });
 
@@ -56,7 +57,6 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const tokenizer = preloadTokenizer().catch((error: unknown) =>
     logger.error({ err: error }, 'could not load the tokenizer; replies without usage from their provider will have none'),
   );
-  const metrics: Metrics = new Metrics((): number => service.runningCount);
   const service: ChatService = new ChatService({
     observer: metrics,
     history: store.history,
@@ -73,7 +73,8 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
   });
   const ttlMs = sessionTtlMs(config);
-  const retention = ttlMs > 0 ? startRetention({ history: store.history, ttlMs, logger }) : undefined;
+  const retention =
+    ttlMs > 0 ? startRetention({ history: store.history, ttlMs, logger, onExpired: (count) => metrics.sessionsEvicted('idle', count) }) : undefined;
   const admission = new Admission({ service, credentials: keys, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
   const http = createHttpServer({
     service,

@@ -84,6 +84,12 @@ export class Metrics implements GenerationObserver {
     labelNames: ['transport'],
     registers: [this.#registry],
   });
+  readonly #evicted = new Counter({
+    name: 'sluice_sessions_evicted_total',
+    help: 'Sessions deleted to bound the store, by reason (capacity: the memory store was full, its least recently used went; idle: untouched for SESSION_TTL_DAYS)',
+    labelNames: ['reason'],
+    registers: [this.#registry],
+  });
   readonly #rejected = new Counter({
     name: 'sluice_rejected_requests_total',
     help: 'Requests refused before streaming, by reason',
@@ -127,6 +133,10 @@ export class Metrics implements GenerationObserver {
 
   rejected(reason: string): void {
     this.#rejected.inc({ reason });
+  }
+
+  sessionsEvicted(reason: 'capacity' | 'idle', count = 1): void {
+    this.#evicted.inc({ reason }, count);
   }
 
   // GenerationObserver
