@@ -40,8 +40,6 @@ export function sendError(res: ServerResponse, error: unknown): SluiceError {
   const headers: Record<string, string> = {};
   if (sluice.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.ceil(sluice.retryAfterSeconds));
   if (NOT_RETRYABLE.has(sluice.code)) headers['x-should-retry'] = 'false';
-  // A body we refused to read must not be parsed as the next request on this connection.
-  if (sluice.code === 'payload_too_large') headers['Connection'] = 'close';
   sendJson(res, HTTP_STATUS[sluice.code], body, headers);
   return sluice;
 }

@@ -37,7 +37,6 @@ export function sendOpenAIError(res: ServerResponse, error: unknown): void {
   const headers: Record<string, string> = {};
   if (sluice.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.ceil(sluice.retryAfterSeconds));
   if (NOT_RETRYABLE.has(sluice.code)) headers['x-should-retry'] = 'false';
-  if (sluice.code === 'payload_too_large') headers['Connection'] = 'close';
   sendJson(res, openAIStatus(sluice.code), openAIErrorBody(sluice.code, sluice.message, param), headers);
 }
 

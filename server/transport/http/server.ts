@@ -88,11 +88,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const trpcHttp = createHTTPHandler({
     router,
     basePath: '/trpc/',
-    // The bounds of the other routes: MAX_BODY_BYTES (413, read no further), and WS_MAX_BATCH calls per batch.
+    // The bounds of the other routes: MAX_BODY_BYTES (413, nothing kept beyond it), and WS_MAX_BATCH calls per batch.
     maxBodySize: options.maxBodyBytes,
     maxBatchSize: options.wsMaxBatch,
-    // As Sluice's own routes answer a body they refused to read: it must not be parsed as the next request.
-    responseMeta: ({ errors }) => (errors.some((e) => e.code === 'PAYLOAD_TOO_LARGE') ? { headers: { Connection: 'close' } } : {}),
     createContext: ({ req, res }): TRPCContext => ({
       chat,
       credential: bearerToken(req.headers.authorization),
