@@ -9,6 +9,7 @@ import { createSink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
 import type { ChatApi, TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
+import { createWsAuthWindow, type WsAuthWindowOptions } from './ws-auth-window.ts';
 import { createTrpcWsHandler, type TrpcWsErrorInfo } from './ws-handler.ts';
 
 export interface TrpcWsServerOptions {
@@ -16,10 +17,7 @@ export interface TrpcWsServerOptions {
   readonly chat: ChatApi;
   readonly credentials: Credentials;
   readonly leases: Leases;
-  readonly metrics: StreamMetrics & {
-    connectionOpened(transport: 'ws' | 'ws_unauthenticated'): void;
-    connectionClosed(transport: 'ws' | 'ws_unauthenticated'): void;
-  };
+  readonly metrics: StreamMetrics & WsAuthWindowOptions['metrics'];
   readonly logger: Logger;
   readonly clientIpOf: (req: IncomingMessage) => string | undefined;
   readonly onError: (info: TrpcWsErrorInfo) => void;
@@ -79,7 +77,7 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
       const credential = typeof apiKey === 'string' ? apiKey : undefined;
       const owner = await o.credentials.ownerOf(credential);
       if (owner) await takeSlot(ws, owner);
-      if (owner) authenticated.get(ws)?.();
+      if (owner) authWindow.authenticated(ws);
       return {
         chat: o.chat,
         credential,
@@ -104,32 +102,20 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
     onError: o.onError,
   });
 
-  // With credentials required, a connection is counted apart until it shows a valid one, and is
-  // refused (UNAUTHORIZED, then closed) if it has not within the timeout; its calls until then are
-  // refused one by one by the procedures.
-  const authenticated = new WeakMap<WebSocket, () => void>();
+  const authWindow = createWsAuthWindow({
+    required: o.credentials.required,
+    timeoutMs: o.authTimeoutMs,
+    metrics,
+    refuse: (ws, message) => handler.refuse(ws, new TRPCError({ code: 'UNAUTHORIZED', message }), POLICY_VIOLATION),
+  });
+
   wss.on('connection', (socket, req: IncomingMessage) => {
     const openedAt = performance.now();
     const ip = o.clientIpOf(req);
-    let counted: 'ws' | 'ws_unauthenticated' = o.credentials.required ? 'ws_unauthenticated' : 'ws';
-    metrics.connectionOpened(counted);
-    if (counted === 'ws_unauthenticated') {
-      const message = `No valid credential within ${o.authTimeoutMs} ms`;
-      const timer = setTimeout(() => handler.refuse(socket, new TRPCError({ code: 'UNAUTHORIZED', message }), POLICY_VIOLATION), o.authTimeoutMs);
-      socket.once('close', () => clearTimeout(timer));
-      authenticated.set(socket, () => {
-        authenticated.delete(socket);
-        clearTimeout(timer);
-        if (socket.readyState !== socket.OPEN) return;
-        metrics.connectionClosed(counted);
-        counted = 'ws';
-        metrics.connectionOpened(counted);
-      });
-    }
+    authWindow.track(socket);
     socket.on('error', (error) => logger.debug({ err: error }, 'websocket error'));
     handler.handleConnection(socket, req);
     socket.once('close', (code) => {
-      metrics.connectionClosed(counted);
       logger.info({ transport: 'ws', code, durationMs: Math.round(performance.now() - openedAt), clientIp: ip }, 'websocket closed');
     });
   });
