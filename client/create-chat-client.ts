@@ -83,7 +83,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
             }
           : {},
     }),
-    false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: () => authHeaders }),
+    // Within the server's default batch limit (WS_MAX_BATCH, 10 calls), which refuses a bigger batch whole.
+    false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: () => authHeaders, maxItems: 10 }),
   });
 
   if (transport === 'sse') {

@@ -48,7 +48,8 @@ export interface Sluice {
 export async function createSluice(config: Config, overrides: SluiceOverrides = {}): Promise<Sluice> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid });
   const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
-  const store = overrides.store ?? (await storeFrom(config, logger));
+  const metrics: Metrics = new Metrics((): number => service.runningCount);
+  const store = overrides.store ?? (await storeFrom(config, logger, { onSessionEvicted: () => metrics.sessionsEvicted('capacity') }));
   const provider = overrides.provider ?? providerFrom(config, logger);
   const leases = new Leases({ store: store.leases, ttlMs: config.LIVENESS_TTL_MS, logger });
 
@@ -56,7 +57,6 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const tokenizer = preloadTokenizer().catch((error: unknown) =>
     logger.error({ err: error }, 'could not load the tokenizer; replies without usage from their provider will have none'),
   );
-  const metrics: Metrics = new Metrics((): number => service.runningCount);
   const service: ChatService = new ChatService({
     observer: metrics,
     history: store.history,
@@ -73,7 +73,8 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
   });
   const ttlMs = sessionTtlMs(config);
-  const retention = ttlMs > 0 ? startRetention({ history: store.history, ttlMs, logger }) : undefined;
+  const retention =
+    ttlMs > 0 ? startRetention({ history: store.history, ttlMs, logger, onExpired: (count) => metrics.sessionsEvicted('idle', count) }) : undefined;
   const admission = new Admission({ service, credentials: keys, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
   const http = createHttpServer({
     service,
@@ -90,8 +91,14 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     wsPingMs: config.WS_PING_MS,
     wsPongWaitMs: config.WS_PONG_WAIT_MS,
     maxWsConnectionsPerKey: config.MAX_WS_CONNECTIONS_PER_KEY,
+    wsMaxBatch: config.WS_MAX_BATCH,
+    wsMaxSubscriptions: config.WS_MAX_SUBSCRIPTIONS,
+    wsAuthTimeoutMs: config.WS_AUTH_TIMEOUT_MS,
     sendTimeoutMs: config.SEND_TIMEOUT_MS,
     highWaterBytes: config.STREAM_HIGH_WATER_BYTES,
+    requestTimeoutMs: config.REQUEST_TIMEOUT_MS,
+    keepAliveTimeoutMs: config.KEEP_ALIVE_TIMEOUT_MS,
+    maxConnections: config.MAX_CONNECTIONS,
     isReady: async () => !service.draining && (await store.healthy()),
     trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES),
   });

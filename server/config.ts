@@ -18,6 +18,17 @@ export const ConfigSchema = z
       .describe(
         'connections the kernel holds for Sluice before it accepts them (capped by `net.core.somaxconn`): beyond it, a burst of connections (a reconnect storm) is dropped and retried by TCP a second later',
       ),
+    MAX_CONNECTIONS: int(1, 1_000_000)
+      .default(20_000)
+      .describe('connections one process holds at most, WebSockets and streams included; those beyond are closed at once (raise `ulimit -n` above it)'),
+    REQUEST_TIMEOUT_MS: int(100, 3_600_000)
+      .default(30_000)
+      .describe('how long a client may take to send a whole request, headers and body; 408 and the connection closed after (a response may stream for longer)'),
+    KEEP_ALIVE_TIMEOUT_MS: int(100, 3_600_000)
+      .default(65_000)
+      .describe(
+        "how long an idle keep-alive connection is kept for the client's next request; keep it longer than the idle timeout of any proxy or load balancer in front (nginx's upstream keepalive: 60 s), or a request may be sent on a connection Sluice is closing",
+      ),
     TRUSTED_PROXIES: z
       .string()
       .superRefine((value, ctx) => {
@@ -113,6 +124,19 @@ export const ConfigSchema = z
     WS_MAX_MESSAGE_BYTES: int(1024)
       .default(1024 * 1024)
       .describe('largest WebSocket message accepted (the connection is closed above)'),
+    WS_MAX_BATCH: int(1, 1000)
+      .default(10)
+      .describe(
+        'calls one tRPC batch may carry (tRPC batches calls made together): a WebSocket message, or a request to `/trpc/a,b,...?batch=1`; a bigger batch is refused whole (BAD_REQUEST, 400 over HTTP)',
+      ),
+    WS_MAX_SUBSCRIPTIONS: int(1, 10_000)
+      .default(16)
+      .describe('subscriptions one WebSocket connection may hold at once; the one beyond is refused with TOO_MANY_REQUESTS'),
+    WS_AUTH_TIMEOUT_MS: int(100, 600_000)
+      .default(5000)
+      .describe(
+        'with API keys on, a WebSocket that has not shown a valid key (in its connection params) within this time is closed; its calls until then are refused with UNAUTHORIZED',
+      ),
     WS_PING_MS: int(100).default(30_000).describe('quiet time after which the server pings a WebSocket client'),
     WS_PONG_WAIT_MS: int(100).default(10_000).describe('how long a pinged WebSocket client has to answer before it is cut off'),
     SEND_TIMEOUT_MS: int(100).default(30_000).describe('a reader whose socket stays full this long is disconnected (its reply follows the resume window)'),

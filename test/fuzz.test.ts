@@ -39,6 +39,16 @@ const ROUTES: ReadonlyArray<readonly [string, string]> = [
   ['POST', '/trpc/chat.history,health?batch=1'],
 ];
 
+// tRPC batches over HTTP, up to and over the batch limit (WS_MAX_BATCH, 10), of known and unknown procedures.
+const trpcBatch = fc
+  .tuple(
+    fc.constantFrom('GET', 'POST'),
+    fc.array(fc.constantFrom('health', 'chat.history', 'chat.cancel', 'chat.deleteSession', 'chat.stream', 'nothing'), { minLength: 1, maxLength: 15 }),
+    fc.json({ maxDepth: 3 }),
+  )
+  .map(([method, procedures, input]) => [method, `/trpc/${procedures.join(',')}?batch=1&input=${encodeURIComponent(input)}`] as const);
+const route = fc.oneof(fc.constantFrom(...ROUTES), trpcBatch);
+
 // Bodies: random text and bytes, any JSON, and near-misses of the real shapes.
 const body = fc.oneof(
   fc.string({ maxLength: 300 }),
@@ -76,7 +86,7 @@ describe('fuzzing every route', () => {
     const server = await startServer({ API_KEYS: KEY, MAX_BODY_BYTES: 256 });
     let requests = 0;
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...ROUTES), headers, body, query, async ([method, path], h, b, q) => {
+      fc.asyncProperty(route, headers, body, query, async ([method, path], h, b, q) => {
         const fullPath = path.includes('?') ? path : `${path}${q}`;
         const answer = await send(server.port, method, fullPath, h, method === 'GET' ? undefined : b);
         requests++;
@@ -98,53 +108,72 @@ describe('fuzzing every route', () => {
     expect(ok.body).toContain('"done": true');
   }, 120_000);
 
-  it('malformed WebSocket frames get typed errors, never a crash', async () => {
-    const server = await startServer();
-    const url = `${server.url.replace('http', 'ws')}/trpc`;
-    let ws = new WebSocket(url);
-    await once(ws, 'open');
+  it('malformed WebSocket frames, batches and connection params get typed errors, never a crash', async () => {
+    const server = await startServer({ API_KEYS: KEY });
+    const base = `${server.url.replace('http', 'ws')}/trpc`;
     const replies: string[] = [];
-    const listen = (socket: WebSocket) => socket.on('message', (data) => replies.push(String(data)));
-    listen(ws);
+    let ws: WebSocket | undefined;
+    const call = fc.record({
+      id: fc.oneof(fc.integer(), fc.string(), fc.constant(null)),
+      jsonrpc: fc.oneof(fc.constant(undefined), fc.constant('2.0'), fc.string({ maxLength: 5 })),
+      method: fc.oneof(fc.constantFrom('query', 'mutation', 'subscription', 'subscription.stop', 'connectionParams'), fc.string()),
+      params: fc.oneof(
+        fc.constant(undefined),
+        fc.record({ path: fc.oneof(fc.constantFrom('chat.stream', 'chat.history', 'chat.cancel', 'health'), fc.string()), input: fc.jsonValue() }),
+      ),
+    });
+    // What a client sends first on `?connectionParams=1`: the key, a wrong one, or anything at all.
+    const params = fc.oneof(
+      fc
+        .record({ method: fc.constant('connectionParams'), data: fc.record({ apiKey: fc.oneof(fc.constant(KEY), fc.string({ maxLength: 40 })) }) })
+        .map((o) => JSON.stringify(o)),
+      fc.record({ method: fc.oneof(fc.constant('connectionParams'), fc.string()), data: fc.jsonValue() }).map((o) => JSON.stringify(o)),
+      fc.string({ maxLength: 100 }),
+    );
     const frame = fc.oneof(
       fc.string({ maxLength: 200 }),
       fc.json({ maxDepth: 4 }),
-      fc
-        .record({
-          id: fc.oneof(fc.integer(), fc.string(), fc.constant(null)),
-          method: fc.oneof(fc.constantFrom('query', 'mutation', 'subscription', 'subscription.stop', 'connectionParams'), fc.string()),
-          params: fc.oneof(
-            fc.constant(undefined),
-            fc.record({ path: fc.oneof(fc.constantFrom('chat.stream', 'chat.history', 'health'), fc.string()), input: fc.jsonValue() }),
-          ),
-        })
-        .map((o) => JSON.stringify(o)),
+      call.map((o) => JSON.stringify(o)),
+      // Batches, up to and over the limit (WS_MAX_BATCH, 10).
+      fc.array(fc.oneof(call, fc.jsonValue()), { maxLength: 15 }).map((calls) => JSON.stringify(calls)),
+      params,
       fc.uint8Array({ maxLength: 100 }).map((a) => Buffer.from(a)),
     );
+    // Now and then a new connection, with or without connection params.
+    const connection = fc.oneof({ arbitrary: fc.constant(null), weight: 9 }, { arbitrary: fc.record({ withParams: fc.boolean(), first: params }), weight: 1 });
     await fc.assert(
-      fc.asyncProperty(frame, async (data) => {
-        if (ws.readyState !== WebSocket.OPEN) {
-          ws = new WebSocket(url);
-          listen(ws);
-          await once(ws, 'open');
+      fc.asyncProperty(connection, frame, async (fresh, data) => {
+        if (fresh || ws?.readyState !== WebSocket.OPEN) {
+          ws?.close();
+          const socket = new WebSocket(fresh?.withParams ? `${base}?connectionParams=1` : base);
+          socket.on('message', (reply) => replies.push(String(reply)));
+          socket.on('error', () => undefined);
+          await once(socket, 'open');
+          if (fresh?.withParams) socket.send(fresh.first);
+          ws = socket;
         }
-        ws.send(data);
+        if (ws.readyState === WebSocket.OPEN) ws.send(data);
       }),
       { numRuns: 1000 },
     );
     // A ping-pong round trip: everything sent before it has been handled.
-    if (ws.readyState === WebSocket.OPEN) {
-      ws.send('PING');
-      await new Promise<void>((resolve) => ws.on('message', (d) => String(d) === 'PONG' && resolve()));
-      ws.close();
+    if (ws?.readyState === WebSocket.OPEN) {
+      const last = ws;
+      last.send('PING');
+      await new Promise<void>((resolve) => {
+        last.on('message', (d) => String(d) === 'PONG' && resolve());
+        last.on('close', () => resolve());
+      });
+      last.close();
     }
+    expect(replies.length).toBeGreaterThan(100);
     for (const reply of replies) {
       if (reply === 'PONG' || reply === 'PING') continue;
       const parsed = JSON.parse(reply) as { error?: { json?: { data?: { httpStatus?: number } } } };
       const status = parsed.error?.json?.data?.httpStatus;
       if (status !== undefined) expect(status).toBeLessThan(500);
     }
-    const { client } = stockClient(server.url, 'ws');
+    const { client } = stockClient(server.url, 'ws', { apiKey: KEY });
     expect((await collectStream(client, { message: 'still here', sessionId: 'fuzz-after' })).events.at(-1)).toMatchObject({ type: 'done' });
   }, 120_000);
 });

@@ -18,12 +18,15 @@ it('deletes the sessions idle longer than the TTL at start, then at each sweep (
   clock.now = T0 + 29 * DAY;
   await history.append('o/recent', user('b'), { keepLast: 10 });
   clock.now = T0 + 30 * DAY + 1;
-  retention = startRetention({ history, ttlMs: 30 * DAY, clock: () => clock.now, logger });
+  // What is deleted is reported (for the metrics).
+  const expired: number[] = [];
+  retention = startRetention({ history, ttlMs: 30 * DAY, clock: () => clock.now, logger, onExpired: (count) => expired.push(count) });
   await vi.waitFor(async () => expect(await history.read('o/old')).toEqual([]));
   expect(await history.read('o/recent')).toHaveLength(1);
   clock.now = T0 + 59 * DAY + 1;
   expect(await retention.sweep()).toBe(1);
   expect(history.size).toBe(0);
+  expect(expired).toEqual([1, 1]);
   expect(() => startRetention({ history, ttlMs: 0, logger })).toThrow(/ttlMs/);
 });
 

@@ -1,12 +1,13 @@
 import { TRPCClientError } from '@trpc/client';
 import WebSocket from 'ws';
 import { once } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { AppRouter } from '../server/router-type.ts';
 import { ErrorBody, SessionHistory } from '../shared/index.ts';
 import { startRedis } from './helpers/redis.ts';
 import { startServer } from './helpers/server.ts';
 import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
 
 const KEY = 'limits-key-0123456789abcdef';
@@ -98,6 +99,72 @@ describe('limits', () => {
     expect(third.reply.result.data.json).toEqual({ status: 'ok' });
     third.ws.close();
     await once(third.ws, 'close');
+  });
+
+  it('a WebSocket that closes while its slot is being taken in Redis does not keep the slot', async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    // Redis behind a proxy that can hold the server's commands back while the client leaves.
+    const proxy = await startTcpProxy(`http://127.0.0.1:${redis.port}`);
+    const server = await startServer({ API_KEYS: KEY, MAX_WS_CONNECTIONS_PER_KEY: 1, REDIS_URL: proxy.url.replace('http', 'redis') });
+    const wsUrl = `${server.url.replace('http', 'ws')}/trpc?connectionParams=1`;
+    const openWebSockets = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      return [...text.matchAll(/^sluice_open_connections\{transport="ws[^"]*"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+
+    proxy.hold();
+    const leaving = new WebSocket(wsUrl);
+    await once(leaving, 'open');
+    leaving.send(JSON.stringify({ method: 'connectionParams', data: { apiKey: KEY } }));
+    await proxy.holding(); // the slot is being taken
+    leaving.terminate();
+    await vi.waitFor(async () => expect(await openWebSockets()).toBe(0));
+    proxy.release();
+
+    // The key's one slot is free again for the next connection.
+    await vi.waitFor(
+      async () => {
+        const ws = new WebSocket(wsUrl);
+        await once(ws, 'open');
+        ws.send(JSON.stringify({ method: 'connectionParams', data: { apiKey: KEY } }));
+        ws.send(JSON.stringify({ id: 1, method: 'query', params: { path: 'health', input: { json: null } } }));
+        const [data] = await once(ws, 'message');
+        ws.close();
+        expect(JSON.parse(String(data)).result?.data.json).toEqual({ status: 'ok' });
+      },
+      { timeout: 3000, interval: 100 },
+    );
+  });
+
+  it('subscriptions per WebSocket: the one over WS_MAX_SUBSCRIPTIONS is refused with TOO_MANY_REQUESTS', async () => {
+    const { url } = await startServer({ WS_MAX_SUBSCRIPTIONS: 2, SIM_DELAY_MS: 20 });
+    const ws = new WebSocket(`${url.replace('http', 'ws')}/trpc`);
+    const replies: Array<{ id: number; result?: { type: string }; error?: { json: { message: string; data: { code: string } } } }> = [];
+    ws.on('message', (data) => replies.push(JSON.parse(String(data))));
+    await once(ws, 'open');
+    const subscribe = (id: number) =>
+      ws.send(
+        JSON.stringify({ id, method: 'subscription', params: { path: 'chat.stream', input: { json: { message: 'a long one', sessionId: `sub-${id}` } } } }),
+      );
+    const reply = (id: number, type: string) =>
+      vi.waitFor(() => expect(replies.find((r) => r.id === id && (r.result?.type ?? 'error') === type)).toBeDefined());
+    subscribe(1);
+    subscribe(2);
+    await reply(1, 'started');
+    await reply(2, 'started');
+    subscribe(3);
+    await reply(3, 'error');
+    const refused = replies.find((r) => r.id === 3)!;
+    expect(refused.error!.json.data.code).toBe('TOO_MANY_REQUESTS');
+    expect(refused.error!.json.message).toMatch(/subscriptions.*limit 2/);
+    // A place is freed when a subscription stops.
+    ws.send(JSON.stringify({ id: 1, method: 'subscription.stop' }));
+    await reply(1, 'stopped');
+    subscribe(4);
+    await reply(4, 'started');
+    ws.close();
+    await once(ws, 'close');
   });
 
   it('tRPC reports limits as typed errors', async () => {

@@ -1,5 +1,5 @@
 import OpenAI, { APIError, BadRequestError, ConflictError } from 'openai';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SIMULATED_MODEL_ID } from '../server/core/providers/simulated.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { ChatCompletion, OpenAIModelList, SessionHistory } from '../shared/index.ts';
@@ -190,6 +190,58 @@ describe('the official openai SDK against Sluice', () => {
     const bad = await postCompletion(url, { model: 'm', messages: [{ role: 'user', content: 'hi' }] }, { 'x-sluice-session': 'no spaces allowed' });
     expect(bad.status).toBe(400);
     expect(bad.errorBody?.error.code).toBe('invalid_request');
+  });
+
+  it("with the SDK's default retries, a busy session's 409 is not retried (x-should-retry: false): the caller is told, and no turn is added behind its back", async () => {
+    const { url } = await startServer({ SIM_DELAY_MS: 50 });
+    let requests = 0;
+    const client = new OpenAI({
+      baseURL: `${url}/v1`,
+      apiKey: 'not-checked',
+      defaultHeaders: { 'X-Sluice-Session': 'retry' },
+      fetch: (input, init) => {
+        requests++;
+        return fetch(input, init);
+      },
+    });
+    const running = streamSseRoute(url, { message: 'long', session_id: 'retry' });
+    await running.next(); // the reply is running, for about two seconds
+    const error: unknown = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'again' }] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConflictError);
+    expect((error as ConflictError).headers?.get('x-should-retry')).toBe('false');
+    expect(requests).toBe(1);
+    // Sluice's own routes say the same.
+    const own = await fetch(`${url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"message":"again","session_id":"retry"}',
+    });
+    expect(own.status).toBe(409);
+    expect(own.headers.get('x-should-retry')).toBe('false');
+    await own.text();
+    for await (const _ of running) void _;
+    const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/retry/messages`)).json());
+    expect(history.messages.map((m) => m.content)).toEqual(['long', expect.any(String)]);
+  });
+
+  it('a client that leaves stops its reply at once, whatever RESUME_GRACE_MS (this route has no resume)', async () => {
+    const recorder = recordingProvider(createSimulatedProvider({ delayMs: 25 }));
+    const { url } = await startServer({ RESUME_GRACE_MS: 60_000 }, { provider: recorder.provider });
+    const controller = new AbortController();
+    const stream = await sdk(url, { defaultHeaders: { 'X-Sluice-Session': 'leaves' } }).chat.completions.create(
+      { model: 'm', messages: [{ role: 'user', content: 'leave early' }], stream: true },
+      { signal: controller.signal },
+    );
+    const iterator = stream[Symbol.asyncIterator]();
+    await iterator.next();
+    await iterator.next();
+    controller.abort();
+    const leftAt = performance.now();
+    await vi.waitFor(() => expect(recorder.calls[0]?.settled).toBe(true));
+    expect(recorder.calls[0]!.aborted).toBe(true);
+    expect(performance.now() - leftAt).toBeLessThan(5000);
+    const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/leaves/messages`)).json());
+    expect(history.messages[1]).toMatchObject({ status: 'interrupted' });
   });
 
   it('speaks the wire format exactly: SSE headers, a role chunk first, a finish chunk, data: [DONE] last', async () => {

@@ -14,6 +14,9 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
+/** How an open connection is counted: a WebSocket as `ws_unauthenticated` until it shows a credential (when one is required). */
+export type ConnectionKind = 'http' | 'ws' | 'ws_unauthenticated';
+
 const DELTA_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** Sluice's Prometheus metrics (prom-client), one registry per server. */
@@ -27,7 +30,7 @@ export class Metrics implements GenerationObserver {
   });
   readonly #connections = new Gauge({
     name: 'sluice_open_connections',
-    help: 'Open client connections, by transport (http, ws)',
+    help: 'Open client connections, by transport (http; ws; ws_unauthenticated: a WebSocket that has not shown a credential yet)',
     labelNames: ['transport'],
     registers: [this.#registry],
   });
@@ -81,6 +84,12 @@ export class Metrics implements GenerationObserver {
     labelNames: ['transport'],
     registers: [this.#registry],
   });
+  readonly #evicted = new Counter({
+    name: 'sluice_sessions_evicted_total',
+    help: 'Sessions deleted to bound the store, by reason (capacity: the memory store was full, its least recently used went; idle: untouched for SESSION_TTL_DAYS)',
+    labelNames: ['reason'],
+    registers: [this.#registry],
+  });
   readonly #rejected = new Counter({
     name: 'sluice_rejected_requests_total',
     help: 'Requests refused before streaming, by reason',
@@ -114,16 +123,20 @@ export class Metrics implements GenerationObserver {
     if (eventsSent > 0) this.#events.inc({ transport }, eventsSent);
   }
 
-  connectionOpened(transport: 'http' | 'ws'): void {
+  connectionOpened(transport: ConnectionKind): void {
     this.#connections.inc({ transport });
   }
 
-  connectionClosed(transport: 'http' | 'ws'): void {
+  connectionClosed(transport: ConnectionKind): void {
     this.#connections.dec({ transport });
   }
 
   rejected(reason: string): void {
     this.#rejected.inc({ reason });
+  }
+
+  sessionsEvicted(reason: 'capacity' | 'idle', count = 1): void {
+    this.#evicted.inc({ reason }, count);
   }
 
   // GenerationObserver

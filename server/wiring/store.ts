@@ -11,6 +11,15 @@ import type { Store } from '../core/store/store.ts';
 
 const DAY_MS = 86_400_000;
 
+export interface StoreHooks {
+  /** A session dropped from the memory store to stay within MEMORY_MAX_SESSIONS. */
+  readonly onSessionEvicted?: () => void;
+}
+
+function memoryHistory(config: Config, hooks: StoreHooks): MemoryHistory {
+  return new MemoryHistory({ maxSessions: config.MEMORY_MAX_SESSIONS, onEvicted: hooks.onSessionEvicted });
+}
+
 /** How long an idle session is kept (SESSION_TTL_DAYS; 0: forever). */
 export function sessionTtlMs(config: Config): number {
   return Math.round(config.SESSION_TTL_DAYS * DAY_MS);
@@ -21,8 +30,8 @@ export function sessionTtlMs(config: Config): number {
  * PostgreSQL, Redis or memory), the live roles (event logs, leases, signals) in Redis when
  * REDIS_URL is set, in this process otherwise.
  */
-export async function storeFrom(config: Config, logger: Logger): Promise<Store> {
-  const history = await historyFrom(config, logger);
+export async function storeFrom(config: Config, logger: Logger, hooks: StoreHooks = {}): Promise<Store> {
+  const history = await historyFrom(config, logger, hooks);
   if (config.REDIS_URL) {
     return createRedisStore({
       url: config.REDIS_URL,
@@ -33,11 +42,11 @@ export async function storeFrom(config: Config, logger: Logger): Promise<Store> 
       historyIdleTtlMs: sessionTtlMs(config),
     });
   }
-  return createMemoryStore({ history: history ?? new MemoryHistory({ maxSessions: config.MEMORY_MAX_SESSIONS }), historyKind: config.STORE });
+  return createMemoryStore({ history: history ?? memoryHistory(config, hooks), historyKind: config.STORE });
 }
 
 /** The history store, unless it is Redis's own (undefined: the Redis store makes it). */
-async function historyFrom(config: Config, logger: Logger): Promise<History | undefined> {
+async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): Promise<History | undefined> {
   switch (config.STORE) {
     case 'sqlite':
       return SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger });
@@ -45,7 +54,7 @@ async function historyFrom(config: Config, logger: Logger): Promise<History | un
       // The configuration schema requires DATABASE_URL for this store.
       return PostgresHistory.open({ url: config.DATABASE_URL!, logger });
     case 'memory':
-      return config.REDIS_URL ? new MemoryHistory({ maxSessions: config.MEMORY_MAX_SESSIONS }) : undefined;
+      return config.REDIS_URL ? memoryHistory(config, hooks) : undefined;
     case 'redis':
       return undefined;
     default: {

@@ -6,6 +6,12 @@ export interface TcpProxy {
   readonly url: string;
   /** Cuts every connection through the proxy at once, as a network blip would. */
   dropAll(): void;
+  /** From now on, what clients send is held back (the target hears nothing, as over a stalled network) until release(). */
+  hold(): void;
+  /** Resolves once something has been held back. */
+  holding(): Promise<void>;
+  /** Sends on what was held back, and stops holding. */
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -18,6 +24,8 @@ afterEach(async () => {
 export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
   const target = new URL(targetUrl);
   const sockets = new Set<Socket>();
+  let held: Array<() => void> | undefined;
+  let onHeld: (() => void) | undefined;
   const server = createServer((client) => {
     const upstream = connect(Number(target.port), target.hostname);
     for (const s of [client, upstream]) {
@@ -28,7 +36,15 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
         upstream.destroy();
       });
     }
-    client.pipe(upstream);
+    client.on('data', (chunk: Buffer) => {
+      if (!held) {
+        upstream.write(chunk);
+        return;
+      }
+      held.push(() => upstream.write(chunk));
+      onHeld?.();
+    });
+    client.on('end', () => upstream.end());
     upstream.pipe(client);
   });
   server.listen(0, '127.0.0.1');
@@ -39,6 +55,20 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
     url: `http://127.0.0.1:${port}`,
     dropAll: () => {
       for (const s of sockets) s.destroy();
+    },
+    hold: () => {
+      held ??= [];
+    },
+    holding: () =>
+      new Promise<void>((resolve) => {
+        if (held?.length) resolve();
+        else onHeld = resolve;
+      }),
+    release: () => {
+      const writes = held ?? [];
+      held = undefined;
+      onHeld = undefined;
+      for (const write of writes) write();
     },
     close: () => {
       closed ??= new Promise<void>((resolve) => {

@@ -36,8 +36,20 @@ export interface HttpServerOptions {
   readonly wsPingMs: number;
   readonly wsPongWaitMs: number;
   readonly maxWsConnectionsPerKey: number;
+  /** Calls one tRPC batch may carry, over WebSocket and HTTP (WS_MAX_BATCH). */
+  readonly wsMaxBatch: number;
+  /** Subscriptions one WebSocket may hold at once (WS_MAX_SUBSCRIPTIONS). */
+  readonly wsMaxSubscriptions: number;
+  /** With credentials required, how long a WebSocket may go without showing one (WS_AUTH_TIMEOUT_MS). */
+  readonly wsAuthTimeoutMs: number;
   readonly sendTimeoutMs: number;
   readonly highWaterBytes: number;
+  /** How long a client may take to send a whole request, headers and body (408 after). */
+  readonly requestTimeoutMs: number;
+  /** How long an idle keep-alive connection is kept: longer than the proxies' in front keep theirs. */
+  readonly keepAliveTimeoutMs: number;
+  /** Connections (WebSockets included) this process holds at most; those beyond are closed at once. */
+  readonly maxConnections: number;
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
   readonly isReady: () => Promise<boolean>;
   /** Peers whose `X-Forwarded-For` names the client (TRUSTED_PROXIES); none by default. */
@@ -76,6 +88,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const trpcHttp = createHTTPHandler({
     router,
     basePath: '/trpc/',
+    // The bounds of the other routes: MAX_BODY_BYTES (413, nothing kept beyond it), and WS_MAX_BATCH calls per batch.
+    maxBodySize: options.maxBodyBytes,
+    maxBatchSize: options.wsMaxBatch,
     createContext: ({ req, res }): TRPCContext => ({
       chat,
       credential: bearerToken(req.headers.authorization),
@@ -131,7 +146,25 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     sendError(res, new SluiceError('not_found', `No route for ${req.method} ${path ?? url.slice(0, q === -1 ? undefined : q)}`));
   };
 
-  const server = createServer((req, res) => {
+  const requestTimeout = options.requestTimeoutMs;
+  const server = createServer(
+    {
+      requestTimeout,
+      // Node requires it to be at most the request timeout.
+      headersTimeout: Math.min(60_000, requestTimeout),
+      // How often requests are checked against those timeouts (Node's default, 30 s, would let one run a timeout and a half).
+      connectionsCheckingInterval: Math.max(50, Math.min(5_000, Math.floor(requestTimeout / 10))),
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+    },
+    (req, res) => onRequest(req, res),
+  );
+  server.maxConnections = options.maxConnections;
+  server.on('drop', () => metrics.rejected('too_many_connections'));
+  // The response in flight on each connection, so that a connection-level error never writes into one that has started.
+  const inFlight = new WeakMap<Duplex, ServerResponse>();
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    inFlight.set(req.socket, res);
     const startedAt = performance.now();
     // Read now: a socket that is gone by the time the line is written no longer knows its peer.
     const ip = clientIpOf(req);
@@ -158,16 +191,23 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       if (sluice.code === 'internal') logger.error({ err: error, url: req.url }, 'request handler failed');
       sendError(res, sluice);
     });
-  });
+  };
+  // A connection is counted once: as http until it asks for an upgrade, then by the WebSocket server.
+  const httpConnections = new WeakSet<Duplex>();
   server.on('connection', (socket) => {
     metrics.connectionOpened('http');
-    socket.once('close', () => metrics.connectionClosed('http'));
+    httpConnections.add(socket);
+    socket.once('close', () => httpConnections.delete(socket) && metrics.connectionClosed('http'));
   });
-  // Malformed HTTP never reaches a handler; answer it and drop the socket.
+  // Malformed HTTP never reaches a handler, and a request too slow to arrive is given up on: answer
+  // it (unless a response has started) and drop the socket.
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     logger.debug({ code: error.code, reason: (error as { reason?: string }).reason }, 'malformed request');
-    if (socket.writable && error.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
+    const timedOut = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (timedOut) metrics.rejected('request_timeout');
+    if (socket.writable && error.code !== 'ECONNRESET' && !inFlight.get(socket)?.headersSent) {
+      socket.end(`HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+    } else socket.destroy();
   });
 
   const ws = createTrpcWsServer({
@@ -183,10 +223,14 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     pingMs: options.wsPingMs,
     pongWaitMs: options.wsPongWaitMs,
     maxConnectionsPerKey: options.maxWsConnectionsPerKey,
+    maxBatch: options.wsMaxBatch,
+    maxSubscriptions: options.wsMaxSubscriptions,
+    authTimeoutMs: options.wsAuthTimeoutMs,
     highWaterBytes: options.highWaterBytes,
     sendTimeoutMs: options.sendTimeoutMs,
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (httpConnections.delete(socket)) metrics.connectionClosed('http');
     socket.on('error', () => socket.destroy());
     const url = req.url ?? '/';
     const q = url.indexOf('?');

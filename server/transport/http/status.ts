@@ -1,5 +1,12 @@
 import type { ErrorCode } from '../../../shared/errors.ts';
 
+/**
+ * Codes answered with `x-should-retry: false`, which the official `openai` SDKs obey: a busy
+ * session's request, retried by default, would run after the reply it collided with, as a turn its
+ * caller was never told about.
+ */
+export const NOT_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['session_busy']);
+
 /** The HTTP status of each error code on Sluice's own routes. */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
   invalid_json: 400,

@@ -5,6 +5,7 @@ import { parseConnectionParamsFromUnknown, type TRPCRequestInfo } from '@trpc/se
 import { parseTRPCMessage, type TRPCClientOutgoingMessage, type TRPCResponseMessage } from '@trpc/server/rpc';
 import { isAsyncIterable, isTrackedEnvelope } from '@trpc/server/unstable-core-do-not-import';
 import type { RawData, WebSocket } from 'ws';
+import type { Sink } from '../backpressure.ts';
 import type { TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
 import { toTRPCError } from './errors.ts';
@@ -21,8 +22,22 @@ export interface TrpcWsErrorInfo {
 
 export interface TrpcWsHandlerOptions {
   readonly router: AppRouter;
-  /** Once per connection, with the `connectionParams` the client sent (or null). May throw to refuse it. */
-  readonly createContext: (opts: { req: IncomingMessage; ws: WebSocket; connectionParams: TRPCRequestInfo['connectionParams'] }) => Promise<TRPCContext>;
+  /**
+   * Once per connection, with the `connectionParams` the client sent (or null) and the connection's
+   * sink. May throw to refuse it.
+   */
+  readonly createContext: (opts: {
+    req: IncomingMessage;
+    ws: WebSocket;
+    connectionParams: TRPCRequestInfo['connectionParams'];
+    sink: Sink;
+  }) => Promise<TRPCContext>;
+  /** Flow control towards one connection's client: every reply waits for its room. */
+  readonly sinkFor: (ws: WebSocket, req: IncomingMessage) => Sink;
+  /** Calls one message may carry (tRPC's `maxBatchSize`); a bigger batch is refused whole. */
+  readonly maxBatch: number;
+  /** Subscriptions one connection may hold at once; the one beyond is refused. */
+  readonly maxSubscriptions: number;
   /** Half-open peers: a client quiet for `pingMs` is sent `PING`, and cut off if nothing comes back in `pongWaitMs`. */
   readonly keepAlive: { readonly pingMs: number; readonly pongWaitMs: number };
   readonly onError: (info: TrpcWsErrorInfo) => void;
@@ -33,6 +48,8 @@ export interface TrpcWsHandler {
   handleConnection(ws: WebSocket, req: IncomingMessage): void;
   /** tRPC's reconnect notification, to one client (before a shutdown, say). */
   notifyReconnect(ws: WebSocket): void;
+  /** Refuses a connection as tRPC refuses one whose context fails: the error (id null), then the close. */
+  refuse(ws: WebSocket, error: TRPCError, closeCode: number): void;
 }
 
 type ContextResult = { ok: true; ctx: TRPCContext } | { ok: false; error: TRPCError };
@@ -46,17 +63,36 @@ const RECONNECT = JSON.stringify({ id: null, method: 'reconnect' });
  * runs queries and mutations through tRPC itself; only `chat.stream`, the hot path, is written
  * directly (see ws-chat-stream.ts): tRPC's adapter costs about three times raw `ws` per event and
  * over 100 KB per held stream.
+ *
+ * Unlike tRPC's adapter, it never queues replies for a client that does not read them: each
+ * connection serves its messages one at a time, and stops reading the socket while it does. Every
+ * call (and every answer to a message) waits for the reader's room before it starts, and queries
+ * and mutations are answered before the next call starts; so a connection holds at most the
+ * high-water mark plus one reply, and a reader that stays full is cut after the send timeout.
+ * Subscriptions, once started, are paced by their own drain loop.
  */
 export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandler {
-  const { router, onError } = options;
+  const { router, onError, maxBatch, maxSubscriptions } = options;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`trpc ws: maxBatch must be a positive integer, got ${maxBatch}`);
+  if (!Number.isInteger(maxSubscriptions) || maxSubscriptions < 1) {
+    throw new RangeError(`trpc ws: maxSubscriptions must be a positive integer, got ${maxSubscriptions}`);
+  }
   const config = router._def._config;
 
   return {
     notifyReconnect(ws) {
       if (ws.readyState === OPEN) ws.send(RECONNECT);
     },
+    refuse(ws, error, closeCode) {
+      onError({ error, path: undefined });
+      if (ws.readyState !== OPEN) return;
+      const shape = getErrorShape({ config, ctx: undefined, error, type: 'unknown', path: undefined, input: undefined });
+      ws.send(JSON.stringify(transformTRPCResponse(config, { id: null, error: shape })));
+      ws.close(closeCode, error.message.slice(0, 120));
+    },
     handleConnection(ws, req) {
       const socket = req.socket;
+      const sink = options.sinkFor(ws, req);
       const subscriptions = new Map<number | string, AbortController>();
       let ctx: TRPCContext | undefined;
 
@@ -80,7 +116,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
 
       const createCtx = async (connectionParams: () => TRPCRequestInfo['connectionParams']): Promise<ContextResult> => {
         try {
-          ctx = await options.createContext({ req, ws, connectionParams: connectionParams() });
+          ctx = await options.createContext({ req, ws, connectionParams: connectionParams(), sink });
           return { ok: true, ctx };
         } catch (cause) {
           const error = toTRPCError(cause);
@@ -115,6 +151,11 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
         }
         if (type === 'subscription' && subscriptions.has(id)) {
           respondWithError(id, jsonrpc, new TRPCError({ code: 'BAD_REQUEST', message: `Duplicate id ${id}` }), type, path, input);
+          return;
+        }
+        if (type === 'subscription' && subscriptions.size >= maxSubscriptions) {
+          const message = `Too many subscriptions on this connection (limit ${maxSubscriptions})`;
+          respondWithError(id, jsonrpc, new TRPCError({ code: 'TOO_MANY_REQUESTS', message }), type, path, input);
           return;
         }
         const controller = new AbortController();
@@ -179,9 +220,27 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
         }
       };
 
-      const onMessage = (raw: RawData): void => {
-        const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
-        if (text === 'PONG') return;
+      // True once the reader has room (at once, usually); false when it was cut off or is gone.
+      const room = (): boolean | Promise<boolean> => ws.readyState === OPEN && (sink.hasRoom() || sink.ready());
+
+      // As tRPC's adapter answers a batch over its `maxBatchSize`: each call with an id is refused.
+      const refuseBatch = async (items: unknown[]): Promise<void> => {
+        const error = new TRPCError({ code: 'BAD_REQUEST', message: 'Batch call exceeds maximum size' });
+        onError({ error, path: undefined });
+        const shape = errorShape(error, 'unknown', undefined, undefined);
+        let responded = false;
+        for (const item of items) {
+          if (item === null || typeof item !== 'object') continue;
+          const { id, method, jsonrpc } = item as { id?: unknown; method?: unknown; jsonrpc?: unknown };
+          if (method === 'subscription.stop' || (typeof id !== 'number' && typeof id !== 'string')) continue;
+          if (!(await room())) return;
+          respond({ id, jsonrpc: jsonrpc === '2.0' ? '2.0' : undefined, error: shape });
+          responded = true;
+        }
+        if (!responded) respond({ id: null, error: shape });
+      };
+
+      const handleMessage = async (text: string): Promise<void> => {
         if (text === 'PING') {
           ws.send('PONG');
           return;
@@ -201,24 +260,59 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
           });
           return;
         }
-        let messages: TRPCClientOutgoingMessage[];
+        let json: unknown;
+        let messages: TRPCClientOutgoingMessage[] | undefined;
         try {
-          const json: unknown = JSON.parse(text);
-          messages = (Array.isArray(json) ? json : [json]).map((item) => parseTRPCMessage(item, config.transformer));
+          json = JSON.parse(text);
+          const tooMany = Array.isArray(json) && json.length > maxBatch;
+          if (!tooMany) messages = (Array.isArray(json) ? json : [json]).map((item) => parseTRPCMessage(item, config.transformer));
         } catch (cause) {
           respondWithError(null, undefined, new TRPCError({ code: 'PARSE_ERROR', cause }), 'unknown');
           return;
         }
+        if (!messages) {
+          await refuseBatch(json as unknown[]);
+          return;
+        }
         const ready = ctxPromise;
-        messages.forEach((msg, index) => {
-          handleRequest(msg, index, ready).catch((cause: unknown) => onError({ error: toTRPCError(cause), path: undefined }));
-        });
+        for (const [index, msg] of messages.entries()) {
+          if (index > 0 && !(await room())) return;
+          const handled = handleRequest(msg, index, ready).catch((cause: unknown) => onError({ error: toTRPCError(cause), path: undefined }));
+          // A subscription runs on by itself; a query's reply goes out before the next call starts.
+          if (msg.method !== 'subscription') await handled;
+        }
+      };
+
+      // The connection's request loop: one message at a time, with the socket not read meanwhile
+      // (what a chunk already held still arrives, and waits here).
+      const inbox: string[] = [];
+      let serving = false;
+      const serve = async (): Promise<void> => {
+        serving = true;
+        ws.pause();
+        try {
+          for (let text = inbox.shift(); text !== undefined; text = inbox.shift()) {
+            if (!(await room())) return;
+            await handleMessage(text);
+          }
+        } finally {
+          serving = false;
+          // Closing too: the client's close frame must still be read.
+          ws.resume();
+        }
+      };
+      const onMessage = (raw: RawData): void => {
+        const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
+        if (text === 'PONG') return;
+        inbox.push(text);
+        if (!serving) serve().catch((cause: unknown) => onError({ error: toTRPCError(cause), path: undefined }));
       };
 
       handleKeepAlive(ws, options.keepAlive.pingMs, options.keepAlive.pongWaitMs);
       ws.on('message', onMessage);
       ws.once('close', () => {
         ws.off('message', onMessage);
+        inbox.length = 0;
         for (const controller of subscriptions.values()) controller.abort();
         subscriptions.clear();
       });

@@ -9,6 +9,7 @@ import { createSink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
 import type { ChatApi, TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
+import { createWsAuthWindow, type WsAuthWindowOptions } from './ws-auth-window.ts';
 import { createTrpcWsHandler, type TrpcWsErrorInfo } from './ws-handler.ts';
 
 export interface TrpcWsServerOptions {
@@ -16,7 +17,7 @@ export interface TrpcWsServerOptions {
   readonly chat: ChatApi;
   readonly credentials: Credentials;
   readonly leases: Leases;
-  readonly metrics: StreamMetrics & { connectionOpened(transport: 'ws'): void; connectionClosed(transport: 'ws'): void };
+  readonly metrics: StreamMetrics & WsAuthWindowOptions['metrics'];
   readonly logger: Logger;
   readonly clientIpOf: (req: IncomingMessage) => string | undefined;
   readonly onError: (info: TrpcWsErrorInfo) => void;
@@ -27,6 +28,12 @@ export interface TrpcWsServerOptions {
   readonly maxConnectionsPerKey: number;
   readonly highWaterBytes: number;
   readonly sendTimeoutMs: number;
+  /** Calls one message may carry. */
+  readonly maxBatch: number;
+  /** Subscriptions one connection may hold at once. */
+  readonly maxSubscriptions: number;
+  /** With credentials required, how long a connection may stay without showing a valid one. */
+  readonly authTimeoutMs: number;
 }
 
 export interface TrpcWsServer {
@@ -40,6 +47,8 @@ export interface TrpcWsServer {
   terminate(): void;
 }
 
+const POLICY_VIOLATION = 1008;
+
 /** tRPC over WebSocket at `/trpc`: the connections, their context and limits. */
 export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
   const { metrics, logger } = o;
@@ -52,45 +61,61 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
     if (limit === 0 || slots.has(ws)) return;
     const slot = await o.leases.takeSlot(`ws:${owner}`, limit);
     if (!slot) throw new TRPCError({ code: 'TOO_MANY_REQUESTS', message: `Too many WebSocket connections for this key (limit ${limit})` });
+    // The connection may have gone while the slot was taken (its 'close' came and went): let it go now.
+    if (ws.readyState === ws.CLOSED) {
+      await slot.release();
+      return;
+    }
     slots.set(ws, slot);
     ws.once('close', () => void slot.release());
   };
 
   const handler = createTrpcWsHandler({
     router: o.router,
-    createContext: async ({ req, ws, connectionParams }): Promise<TRPCContext> => {
+    createContext: async ({ ws, connectionParams, sink }): Promise<TRPCContext> => {
       const apiKey = connectionParams?.['apiKey'];
       const credential = typeof apiKey === 'string' ? apiKey : undefined;
       const owner = await o.credentials.ownerOf(credential);
       if (owner) await takeSlot(ws, owner);
+      if (owner) authWindow.authenticated(ws);
       return {
         chat: o.chat,
         credential,
         transport: 'trpc-ws',
         metrics,
-        // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
-        sink: createSink({
-          buffered: () => ws.bufferedAmount,
-          drains: req.socket,
-          cut: () => ws.terminate(),
-          highWaterBytes: o.highWaterBytes,
-          sendTimeoutMs: o.sendTimeoutMs,
-        }),
+        sink,
       };
     },
+    // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
+    sinkFor: (ws, req) =>
+      createSink({
+        buffered: () => ws.bufferedAmount,
+        drains: req.socket,
+        cut: () => ws.terminate(),
+        highWaterBytes: o.highWaterBytes,
+        sendTimeoutMs: o.sendTimeoutMs,
+      }),
+    maxBatch: o.maxBatch,
+    maxSubscriptions: o.maxSubscriptions,
     // Half-open peers: a client that does not answer a ping within the wait is terminated.
     keepAlive: { pingMs: o.pingMs, pongWaitMs: o.pongWaitMs },
     onError: o.onError,
   });
 
+  const authWindow = createWsAuthWindow({
+    required: o.credentials.required,
+    timeoutMs: o.authTimeoutMs,
+    metrics,
+    refuse: (ws, message) => handler.refuse(ws, new TRPCError({ code: 'UNAUTHORIZED', message }), POLICY_VIOLATION),
+  });
+
   wss.on('connection', (socket, req: IncomingMessage) => {
     const openedAt = performance.now();
     const ip = o.clientIpOf(req);
-    metrics.connectionOpened('ws');
+    authWindow.track(socket);
     socket.on('error', (error) => logger.debug({ err: error }, 'websocket error'));
     handler.handleConnection(socket, req);
     socket.once('close', (code) => {
-      metrics.connectionClosed('ws');
       logger.info({ transport: 'ws', code, durationMs: Math.round(performance.now() - openedAt), clientIp: ip }, 'websocket closed');
     });
   });

@@ -10,6 +10,8 @@ export interface MemoryHistoryOptions {
    * recently touched. Default: unbounded (then bound it with `expireIdle`).
    */
   readonly maxSessions?: number;
+  /** Told of each session dropped for `maxSessions` (for the metrics). */
+  readonly onEvicted?: () => void;
 }
 
 interface Entry {
@@ -31,6 +33,7 @@ interface Session {
 export class MemoryHistory implements History {
   readonly #clock: () => number;
   readonly #maxSessions: number;
+  readonly #onEvicted: (() => void) | undefined;
   /** In least recently touched order (a touch moves a session to the end), so eviction is O(evicted). */
   readonly #sessions = new Map<string, Session>();
   #closed = false;
@@ -40,6 +43,7 @@ export class MemoryHistory implements History {
     if (!(maxSessions >= 1)) throw new RangeError(`MemoryHistory: maxSessions must be at least 1, got ${maxSessions}`);
     this.#clock = options.clock ?? Date.now;
     this.#maxSessions = maxSessions;
+    this.#onEvicted = options.onEvicted;
   }
 
   /** How many sessions are held. */
@@ -127,7 +131,10 @@ export class MemoryHistory implements History {
     if (session) this.#sessions.delete(sessionKey);
     else {
       session = { touchedAt: 0, nextSeq: 1, entries: [] };
-      if (this.#sessions.size >= this.#maxSessions) this.#sessions.delete(this.#sessions.keys().next().value!);
+      if (this.#sessions.size >= this.#maxSessions) {
+        this.#sessions.delete(this.#sessions.keys().next().value!);
+        this.#onEvicted?.();
+      }
     }
     session.touchedAt = this.#clock();
     this.#sessions.set(sessionKey, session);

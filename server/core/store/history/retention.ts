@@ -10,6 +10,8 @@ export interface RetentionOptions {
   /** Epoch ms. Default: Date.now. */
   readonly clock?: () => number;
   readonly logger: Logger;
+  /** Told how many sessions each sweep deleted, when it deleted some (for the metrics). */
+  readonly onExpired?: (count: number) => void;
 }
 
 export interface Retention {
@@ -33,7 +35,10 @@ export function startRetention(options: RetentionOptions): Retention {
     (running ??= history
       .expireIdle(clock() - ttlMs)
       .then((deleted) => {
-        if (deleted > 0) logger.info({ deleted, ttlDays: ttlMs / 86_400_000 }, 'history: idle sessions deleted');
+        if (deleted > 0) {
+          logger.info({ deleted, ttlDays: ttlMs / 86_400_000 }, 'history: idle sessions deleted');
+          options.onExpired?.(deleted);
+        }
         return deleted;
       })
       .finally(() => (running = undefined)));

@@ -125,7 +125,7 @@ export function toMessages(rows: readonly Row[], onCorrupt?: (row: Row) => void)
     const draft = row.status === DRAFT;
     const message: HistoryMessage = {
       role: row.role as HistoryMessage['role'],
-      content: row.content as string,
+      content: row.content,
       status: draft ? 'interrupted' : (row.status as HistoryMessage['status']),
       createdAt: row.created_at as string,
       seq: Number(row.seq),

@@ -1,0 +1,112 @@
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { startServer } from './helpers/server.ts';
+
+const sockets = new Set<Socket>();
+afterEach(() => {
+  for (const socket of sockets) socket.destroy();
+  sockets.clear();
+});
+
+interface Peer {
+  readonly socket: Socket;
+  /** Everything the server sent so far. */
+  received(): string;
+  /** When the server closed the connection (performance.now()). */
+  readonly closedAt: Promise<number>;
+}
+
+async function open(port: number): Promise<Peer> {
+  const socket = connect(port, '127.0.0.1');
+  sockets.add(socket);
+  let text = '';
+  socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+  socket.on('error', () => undefined);
+  const closedAt = once(socket, 'close').then(() => performance.now());
+  await once(socket, 'connect');
+  return { socket, received: () => text, closedAt };
+}
+
+/** A keep-alive GET /health on the peer's connection; resolves when the whole response is in. */
+async function health(peer: Peer): Promise<string> {
+  const start = peer.received().length;
+  peer.socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+  await vi.waitFor(() => expect(peer.received().slice(start)).toMatch(/\r\n\r\n\{"status":"ok"\}$/), { timeout: 2000, interval: 5 });
+  return peer.received().slice(start);
+}
+
+/** Writes one byte of `text` every `everyMs` until the connection closes. */
+function drip(peer: Peer, text: string, everyMs: number): () => void {
+  let i = 0;
+  const timer = setInterval(() => {
+    if (i < text.length && !peer.socket.destroyed) peer.socket.write(text[i++]!);
+  }, everyMs);
+  void peer.closedAt.then(() => clearInterval(timer));
+  return () => clearInterval(timer);
+}
+
+/** Resolves with when the peer was closed, or rejects after `ms`. */
+function closedWithin(peer: Peer, ms: number): Promise<number> {
+  return Promise.race([peer.closedAt, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still open after ${ms} ms`)), ms).unref())]);
+}
+
+describe('HTTP connections: request timeout, connection cap, keep-alive', () => {
+  it('a request that drips its body or its headers is answered 408 and closed after REQUEST_TIMEOUT_MS', async () => {
+    const TIMEOUT = 500;
+    const { port } = await startServer({ REQUEST_TIMEOUT_MS: TIMEOUT });
+    const body = await open(port);
+    const startedAt = performance.now();
+    body.socket.write('POST /v1/chat/cancel HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n');
+    const stopBody = drip(body, '{"session_id":"' + 'x'.repeat(150), 100);
+    const headers = await open(port);
+    const stopHeaders = drip(headers, 'GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'y'.repeat(100), 100);
+    try {
+      for (const peer of [body, headers]) {
+        const closedAt = await closedWithin(peer, TIMEOUT + 3000);
+        expect(closedAt - startedAt).toBeGreaterThanOrEqual(TIMEOUT - 50);
+        expect(peer.received()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+      }
+    } finally {
+      stopBody();
+      stopHeaders();
+    }
+  });
+
+  it('connections beyond MAX_CONNECTIONS (WebSockets included) are closed at once; a freed place is taken again', async () => {
+    const { port, url } = await startServer({ MAX_CONNECTIONS: 4 });
+    const held = await Promise.all([open(port), open(port), open(port)]);
+    for (const peer of held) await health(peer);
+    const ws = await open(port);
+    ws.socket.write(
+      'GET /trpc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    await vi.waitFor(() => expect(ws.received()).toMatch(/^HTTP\/1\.1 101 /));
+
+    const refused = await open(port);
+    refused.socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closedWithin(refused, 2000);
+    expect(refused.received()).toBe('');
+
+    held[0].socket.destroy();
+    await vi.waitFor(async () => {
+      const res = await fetch(`${url}/metrics`);
+      // The one refused above, and any scrape that came before the server saw the place freed.
+      const refusals = /^sluice_rejected_requests_total\{reason="too_many_connections"\} (\d+)$/m.exec(await res.text());
+      expect(Number(refusals?.[1])).toBeGreaterThanOrEqual(1);
+    });
+  });
+
+  it('an idle keep-alive connection is kept for KEEP_ALIVE_TIMEOUT_MS (65 s by default, longer than proxies keep theirs), whatever REQUEST_TIMEOUT_MS', async () => {
+    const defaults = await startServer();
+    expect(await health(await open(defaults.port))).toMatch(/\r\nKeep-Alive: timeout=65\r\n/i);
+
+    const KEEP_ALIVE = 1200;
+    const { port } = await startServer({ KEEP_ALIVE_TIMEOUT_MS: KEEP_ALIVE, REQUEST_TIMEOUT_MS: 300 });
+    const peer = await open(port);
+    expect(await health(peer)).toMatch(/\r\nKeep-Alive: timeout=1\r\n/i);
+    const idleFrom = performance.now();
+    const closedAt = await closedWithin(peer, KEEP_ALIVE + 3000);
+    expect(closedAt - idleFrom).toBeGreaterThanOrEqual(KEEP_ALIVE - 50);
+  });
+});
