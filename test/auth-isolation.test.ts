@@ -191,6 +191,13 @@ describe('tRPC over SSE: the credential in connectionParams', () => {
     const refused = await subscribe(sseOnly(url, { apiKey: 'wrong-key-0123456789abcdef' }), 'cp').catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(TRPCClientError);
     expect((refused as TRPCClientError<AppRouter>).data?.code).toBe('UNAUTHORIZED');
+
+    // Malformed params are the client's mistake, answered on the stream as tRPC's producer does.
+    const input = encodeURIComponent(JSON.stringify({ json: { message: 'x' } }));
+    const res = await fetch(`${url}/trpc/chat.stream?input=${input}&connectionParams=%7Bnot-json`);
+    const body = await res.text();
+    expect(body).toContain('event: serialized-error');
+    expect(body).toContain('"code":"PARSE_ERROR"');
   });
 });
 

@@ -10,6 +10,7 @@ import { clientIp, type TrustedProxies } from '../../net/client-ip.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Admission } from '../admission.ts';
 import { createSink } from '../backpressure.ts';
+import { credentialFromParams } from '../trpc/connection-params.ts';
 import { chatApi, type TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
 import { handleTrpcSse } from '../trpc/sse-producer.ts';
@@ -76,9 +77,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const trpcHttp = createHTTPHandler({
     router,
     basePath: '/trpc/',
-    createContext: ({ req, res }): TRPCContext => ({
+    createContext: ({ req, res, info }): TRPCContext => ({
       chat,
-      credential: bearerToken(req.headers.authorization),
+      credential: bearerToken(req.headers.authorization) ?? credentialFromParams(info.connectionParams),
       transport: 'trpc-http',
       sink: sinkFor(res),
       metrics,
