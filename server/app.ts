@@ -14,6 +14,8 @@ import { startRetention } from './core/store/history/retention.ts';
 import { Admission } from './transport/admission.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
+import { parseAllowedOrigins } from './net/origins.ts';
+import { OriginPolicy } from './transport/http/origin-policy.ts';
 import { createLogger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 
@@ -94,6 +96,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     highWaterBytes: config.STREAM_HIGH_WATER_BYTES,
     isReady: async () => !service.draining && (await store.healthy()),
     trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES),
+    origins: new OriginPolicy({ allowed: parseAllowedOrigins(config.ALLOWED_ORIGINS) }),
   });
 
   let closing: Promise<void> | undefined;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseTrustedProxies } from './net/client-ip.ts';
+import { parseAllowedOrigins } from './net/origins.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
@@ -30,6 +31,19 @@ export const ConfigSchema = z
       .optional()
       .describe(
         "proxies whose `X-Forwarded-For` is believed, as comma-separated IPs or CIDRs (or `loopback`): only a request from one of them gets its client IP (`clientIp` in the logs) from that header (unset: none; the socket's peer is the client)",
+      ),
+    ALLOWED_ORIGINS: z
+      .string()
+      .superRefine((value, ctx) => {
+        try {
+          parseAllowedOrigins(value);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        }
+      })
+      .optional()
+      .describe(
+        "browser origins besides the server's own that may call it (CORS) and open WebSockets, comma-separated (`https://app.example.com,http://localhost:5173`), or `*` for any; other sites' pages are refused (403). Requests without an `Origin` (programs, not browsers) are not affected",
       ),
     LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),

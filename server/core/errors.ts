@@ -7,6 +7,7 @@ export const ERROR_MESSAGES: Readonly<Record<ErrorCode, string>> = {
   payload_too_large: 'The request body is too large',
   unsupported_media_type: 'Content-Type must be application/json',
   unauthorized: 'A valid API key is required',
+  forbidden: 'This origin may not use this server',
   not_found: 'Not found',
   session_busy: 'A reply is already being generated for this session',
   rate_limited: 'Too many requests',

@@ -18,6 +18,7 @@ import { createTrpcWsServer } from '../trpc/ws-server.ts';
 import { bearerToken } from './bearer.ts';
 import { rejectionOf, sendError } from './json-io.ts';
 import { normalizePath } from './normalize-path.ts';
+import type { OriginPolicy } from './origin-policy.ts';
 import type { RouteDeps } from './route-context.ts';
 import { ROUTES } from './routes.ts';
 
@@ -41,6 +42,8 @@ export interface HttpServerOptions {
   readonly highWaterBytes: number;
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
   readonly isReady: () => Promise<boolean>;
+  /** Which browser pages may call (ALLOWED_ORIGINS), on every route but the page's and on WebSocket upgrades. */
+  readonly origins: OriginPolicy;
   /** Peers whose `X-Forwarded-For` names the client (TRUSTED_PROXIES); none by default. */
   readonly trustedProxies?: TrustedProxies;
 }
@@ -55,7 +58,7 @@ export interface HttpServer {
 
 /** One port for everything: Sluice's own routes, tRPC over HTTP/SSE under /trpc, tRPC over WebSocket at /trpc. */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
-  const { service, admission, logger, metrics } = options;
+  const { service, admission, logger, metrics, origins } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
   const chat = chatApi(admission, service);
   const owners = new WeakMap<IncomingMessage, string>();
@@ -113,9 +116,21 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     for (const route of path === undefined ? [] : ROUTES) {
       const match = route.path.exec(path!);
       if (!match) continue;
+      if (!route.anySite && origins.isPreflight(req)) {
+        origins.preflight(req, res);
+        return;
+      }
       if (route.method !== '*' && req.method !== route.method) {
         sendError(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
         return;
+      }
+      if (!route.anySite) {
+        const verdict = origins.check(req);
+        if (verdict.kind === 'refused') {
+          (route.sendError ?? sendError)(res, new SluiceError('forbidden', verdict.reason));
+          return;
+        }
+        origins.expose(res, verdict);
       }
       if (!route.open) {
         try {
@@ -194,6 +209,11 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     if (!options.wsEnabled || normalizePath(q === -1 ? url : url.slice(0, q)) !== '/trpc') {
       const status = options.wsEnabled ? '404 Not Found' : '403 Forbidden';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      return;
+    }
+    if (!origins.allowsUpgrade(req)) {
+      metrics.rejected('forbidden');
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     ws.handleUpgrade(req, socket, head);
