@@ -2,12 +2,13 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { ChatService } from './core/chat-service.ts';
+import type { Credentials } from './core/credentials.ts';
 import type { Provider } from './core/providers/provider.ts';
-import { ApiKeys } from './core/api-keys.ts';
 import { Leases } from './core/leases.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
 import { preloadTokenizer } from './core/usage.ts';
 import type { Store } from './core/store/store.ts';
+import { credentialsFrom } from './wiring/credentials.ts';
 import { providerFrom, servedModelId } from './wiring/provider.ts';
 import { sessionTtlMs, storeFrom } from './wiring/store.ts';
 import { startRetention } from './core/store/history/retention.ts';
@@ -21,6 +22,8 @@ import { Metrics } from './observability/metrics.ts';
 
 export interface SluiceOverrides {
   readonly provider?: Provider;
+  /** Instead of the API keys and token settings of the configuration. */
+  readonly credentials?: Credentials;
   readonly store?: Store;
   readonly logger?: Logger;
 }
@@ -49,7 +52,7 @@ export interface Sluice {
  */
 export async function createSluice(config: Config, overrides: SluiceOverrides = {}): Promise<Sluice> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid });
-  const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
+  const credentials = overrides.credentials ?? credentialsFrom(config, logger);
   const store = overrides.store ?? (await storeFrom(config, logger));
   const provider = overrides.provider ?? providerFrom(config, logger);
   const leases = new Leases({ store: store.leases, ttlMs: config.LIVENESS_TTL_MS, logger });
@@ -76,12 +79,12 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   });
   const ttlMs = sessionTtlMs(config);
   const retention = ttlMs > 0 ? startRetention({ history: store.history, ttlMs, logger }) : undefined;
-  const admission = new Admission({ service, credentials: keys, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
+  const admission = new Admission({ service, credentials, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
   const http = createHttpServer({
     service,
     leases,
     logger,
-    credentials: keys,
+    credentials,
     admission,
     metrics,
     modelId: servedModelId(config),

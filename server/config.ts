@@ -98,6 +98,24 @@ export const ConfigSchema = z
       .describe('with `STORE=memory`: sessions kept in the process at most; beyond it the least recently used one is dropped'),
     API_KEYS_FILE: z.string().optional().describe('file of API keys, one a line (blank lines and # comments ignored); when set, every request needs one'),
     API_KEYS: z.string().optional().describe('API keys as a comma-separated list (in addition to API_KEYS_FILE)'),
+    AUTH_JWKS_URL: z
+      .url()
+      .optional()
+      .describe(
+        "end-user tokens (JWTs from the app's identity provider) are accepted, verified with the keys of this JWKS (https://, or http:// on localhost; fetched, cached, fetched again for an unknown `kid`)",
+      ),
+    AUTH_JWT_PUBLIC_KEY: z
+      .string()
+      .optional()
+      .describe('instead of a JWKS: the PEM public key (or certificate) that verifies end-user tokens (line ends may be written `\\n`)'),
+    AUTH_JWT_SECRET: z.string().optional().describe('instead of a JWKS: the HMAC secret (at least 32 bytes) that verifies end-user tokens (HS256/384/512)'),
+    AUTH_JWT_ISSUER: z.string().min(1).optional().describe("when set, a token's `iss` must be this"),
+    AUTH_JWT_AUDIENCE: z.string().min(1).optional().describe("when set, a token's `aud` must name one of these (comma-separated)"),
+    AUTH_JWT_OWNER_CLAIM: z
+      .string()
+      .regex(/^\S+$/, 'must be a claim name')
+      .default('sub')
+      .describe("the token's claim that names the user: each user has their own sessions, as each API key does"),
     RATE_LIMIT_PER_MINUTE: int(0).default(0).describe('requests a minute per key, across instances; 429 with Retry-After above (0: no limit)'),
     MAX_STREAMS_PER_KEY: int(0).default(0).describe('replies a key may have running at once, across instances; 429 above (0: no limit)'),
     MAX_WS_CONNECTIONS_PER_KEY: int(0).default(0).describe('WebSocket connections a key may hold at once, across instances (0: no limit)'),
@@ -138,6 +156,13 @@ export const ConfigSchema = z
     }
     if (c.OPENAI_BASE_URL && !/^https?:\/\//i.test(c.OPENAI_BASE_URL)) {
       ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'must be an http:// or https:// URL' });
+    }
+    const tokenKeys = (['AUTH_JWKS_URL', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET'] as const).filter((name) => c[name] !== undefined);
+    if (tokenKeys.length > 1) ctx.addIssue({ code: 'custom', path: [tokenKeys[1]!], message: `set only one of ${tokenKeys.join(', ')}` });
+    for (const name of ['AUTH_JWT_ISSUER', 'AUTH_JWT_AUDIENCE'] as const) {
+      if (c[name] !== undefined && tokenKeys.length === 0) {
+        ctx.addIssue({ code: 'custom', path: [name], message: 'needs AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY or AUTH_JWT_SECRET' });
+      }
     }
     if (c.STORE === 'postgres' && !c.DATABASE_URL) ctx.addIssue({ code: 'custom', path: ['DATABASE_URL'], message: 'is required when STORE=postgres' });
     if (c.STORE === 'redis' && !c.REDIS_URL) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when STORE=redis' });

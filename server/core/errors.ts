@@ -6,7 +6,7 @@ export const ERROR_MESSAGES: Readonly<Record<ErrorCode, string>> = {
   invalid_request: 'The request is invalid',
   payload_too_large: 'The request body is too large',
   unsupported_media_type: 'Content-Type must be application/json',
-  unauthorized: 'A valid API key is required',
+  unauthorized: 'A valid API key or token is required',
   forbidden: 'This origin may not use this server',
   not_found: 'Not found',
   session_busy: 'A reply is already being generated for this session',
