@@ -13,18 +13,23 @@ import { startServer, type TestServer } from './helpers/server.ts';
 // http://127.0.0.1:<port>) with its user's token, in headless Chromium; B lists A in
 // ALLOWED_ORIGINS. The same app served from an origin B does not list (C) gets nothing.
 
-let script = '';
-beforeAll(async () => {
+const bundle = async (page: string): Promise<string> => {
   const result = await esbuild.build({
-    entryPoints: [fileURLToPath(new URL('./pages/cross-origin-app.ts', import.meta.url))],
+    entryPoints: [fileURLToPath(new URL(`./pages/${page}`, import.meta.url))],
     bundle: true,
     write: false,
     format: 'esm',
     platform: 'browser',
     target: 'es2022',
+    define: { 'process.env.NODE_ENV': '"development"' },
     logLevel: 'error',
   });
-  script = result.outputFiles[0]!.text;
+  return result.outputFiles[0]!.text;
+};
+let script = '';
+let reactScript = '';
+beforeAll(async () => {
+  [script, reactScript] = await Promise.all([bundle('cross-origin-app.ts'), bundle('react-chat.ts')]);
 });
 
 const appSite = () =>
@@ -33,7 +38,7 @@ const appSite = () =>
     '/app.js': { body: script, type: 'text/javascript' },
   });
 
-async function sluiceFor(idp: IdentityProvider, allowed: string, settings: Record<string, string | boolean> = {}): Promise<TestServer> {
+async function sluiceFor(idp: IdentityProvider, allowed: string, settings: Record<string, string | number | boolean> = {}): Promise<TestServer> {
   return startServer({ AUTH_JWKS_URL: idp.jwksUrl, ALLOWED_ORIGINS: allowed, ...settings });
 }
 
@@ -42,8 +47,8 @@ async function resultOf(page: Page): Promise<{ text?: string; last?: string; tra
   return page.evaluate(() => window.sluiceResult!);
 }
 
-async function historyOf(server: TestServer, token: string): Promise<SessionHistory['messages']> {
-  const res = await fetch(`${server.url}/v1/sessions/cross-origin/messages`, { headers: { authorization: `Bearer ${token}` } });
+async function historyOf(server: TestServer, token: string, session = 'cross-origin'): Promise<SessionHistory['messages']> {
+  const res = await fetch(`${server.url}/v1/sessions/${session}/messages`, { headers: { authorization: `Bearer ${token}` } });
   return SessionHistory.parse(await res.json()).messages;
 }
 
@@ -96,5 +101,58 @@ describe('a web app on another origin, with its user signed in (headless Chromiu
       await browser.close();
     }
     expect(await historyOf(server, token)).toEqual([]);
+  });
+});
+
+describe('useChatStream (sluice-client/react) in a React app on another origin (headless Chromium)', () => {
+  it('shows the history, streams a reply into the page, stops one, and reports a refusal', async () => {
+    const idp = await startIdentityProvider();
+    const app = await serveOrigin({
+      '/': {
+        body: '<!doctype html><html><head><script type="module" src="/app.js"></script></head><body><div id="root"></div></body></html>',
+        type: 'text/html',
+      },
+      '/app.js': { body: reactScript, type: 'text/javascript' },
+    });
+    const server = await sluiceFor(idp, app.origin, { SIM_DELAY_MS: 30, RESUME_GRACE_MS: 60_000 });
+    const token = await idp.token('alice');
+    await fetch(`${server.url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ message: 'earlier question', session_id: 'react' }),
+    }).then((res) => res.text());
+    const browser = await openPage(`${app.origin}/?sluice=${encodeURIComponent(server.url)}&session=react#token=${token}`);
+    if (!browser) return;
+    const { page } = browser;
+    const items = page.locator('#messages li');
+    await expect.poll(() => page.locator('#status').textContent()).toBe('ready');
+    expect(await items.count()).toBe(2);
+    expect(await items.nth(0).textContent()).toBe('earlier question');
+
+    await page.locator('#message').fill('explain caching');
+    await page.locator('#send').click();
+    // Part of the reply is in the page while it streams.
+    await expect.poll(() => items.last().getAttribute('data-status')).toBe('streaming');
+    await expect.poll(async () => (await items.last().textContent())?.length ?? 0).toBeGreaterThan(0);
+    await expect.poll(() => items.last().getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    expect(await items.last().textContent()).toBe(simulatedDeltas('explain caching').join(''));
+
+    await page.locator('#message').fill('a long story');
+    await page.locator('#send').click();
+    await expect.poll(() => items.last().textContent(), { timeout: 15_000 }).toContain('Based on');
+    await page.locator('#stop').click();
+    await expect.poll(() => items.last().getAttribute('data-status')).toBe('interrupted');
+    await expect
+      .poll(async () => (await historyOf(server, token, 'react')).map((m) => m.status))
+      .toEqual(['complete', 'complete', 'complete', 'complete', 'complete', 'interrupted']);
+    expect(await page.locator('#status').textContent()).toBe('ready');
+
+    // A message refused before any token (too long) leaves no trace in the page but the error.
+    await page.locator('#message').fill('x'.repeat(40_000));
+    await page.locator('#send').click();
+    await expect.poll(() => page.locator('#status').textContent()).toBe('error');
+    expect(await page.locator('#error').textContent()).toContain('message');
+    expect(await items.count()).toBe(6);
+    expect(browser.errors).toEqual([]);
   });
 });
