@@ -29,6 +29,13 @@ function run(command: string, args: readonly string[], cwd: string, env: Record<
 
 /** Packages of the server that a client must never install. */
 const SERVER_PACKAGES = ['ioredis', 'openai', 'pino', 'prom-client', 'esbuild', 'tsx', 'gpt-tokenizer', 'libsql', 'postgres', 'jose', 'undici'];
+/** The fenced block right after a `<!-- name -->` marker in the README. */
+function readmeBlock(name: string): string {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  const match = new RegExp(`<!-- ${name} -->\\s*\`\`\`\\w*\\n([\\s\\S]*?)\`\`\``).exec(readme);
+  if (!match) throw new Error(`README has no block marked <!-- ${name} -->`);
+  return match[1]!;
+}
 const rootVersion = (name: string): string =>
   (JSON.parse(readFileSync(join(REPO_ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -107,12 +114,11 @@ describe('sluice-client, installed from its tarball in a fresh project', () => {
       expect(files).toContain('dist/client/index.js');
       expect(files).toContain('dist/client/index.d.ts');
       expect(files.filter((f) => !f.startsWith('dist/') && f !== 'package.json')).toEqual([]);
-      const lint = await timed('publint', () => run(process.execPath, [join(REPO_ROOT, 'node_modules/publint/src/cli.js'), 'run', tarball, '--strict'], dir));
-      expect(lint.code, lint.stdout + lint.stderr).toBe(0);
-      const attw = await timed('attw', () =>
+      // The package's own checks run while the fresh project below installs it.
+      const lint = timed('publint', () => run(process.execPath, [join(REPO_ROOT, 'node_modules/publint/src/cli.js'), 'run', tarball, '--strict'], dir));
+      const attw = timed('attw', () =>
         run(process.execPath, [join(REPO_ROOT, 'node_modules/@arethetypeswrong/cli/dist/index.js'), tarball, '--profile', 'esm-only'], dir),
       );
-      expect(attw.code, attw.stdout + attw.stderr).toBe(0);
 
       // A fresh TypeScript project for Node that depends on the tarball. (It brings its own
       // typescript, which @trpc/client wants as a peer; the versions are the root's, from npm's cache.)
@@ -132,6 +138,9 @@ describe('sluice-client, installed from its tarball in a fresh project', () => {
         run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', '--loglevel=error'], app),
       );
       expect(install.code, install.stderr).toBe(0);
+      const [linted, typesChecked] = await Promise.all([lint, attw]);
+      expect(linted.code, linted.stdout + linted.stderr).toBe(0);
+      expect(typesChecked.code, typesChecked.stdout + typesChecked.stderr).toBe(0);
       const installed = readdirSync(join(app, 'node_modules'));
       expect(installed).toContain('sluice-client');
       for (const name of SERVER_PACKAGES) expect(installed, name).not.toContain(name);
@@ -139,11 +148,16 @@ describe('sluice-client, installed from its tarball in a fresh project', () => {
       writeFileSync(join(app, 'src/stream.ts'), STREAM_TS);
       writeFileSync(join(app, 'src/misspelled.ts'), MISSPELLED_TS);
       writeFileSync(join(app, 'src/browser.ts'), BROWSER_TS);
+      writeFileSync(join(app, 'src/readme-example.ts'), readmeBlock('client-example'));
       const compilerOptions = { strict: true, module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', outDir: 'dist' };
-      writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({ compilerOptions, files: ['src/stream.ts', 'src/browser.ts', 'src/misspelled.ts'] }));
+      writeFileSync(
+        join(app, 'tsconfig.json'),
+        JSON.stringify({ compilerOptions, files: ['src/stream.ts', 'src/browser.ts', 'src/readme-example.ts', 'src/misspelled.ts'] }),
+      );
 
-      // One run of tsc (it checks the libraries' declarations too, which takes most of its time):
-      // the misspelled field is the only error, and the other files compile (tsc emits them anyway).
+      // One run of tsc (it checks the libraries' declarations too, which takes most of its time): the
+      // misspelled field is the only error; the other files, the README's example among them, compile
+      // (tsc emits them anyway).
       const tsc = await timed('tsc', () => run(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], app));
       const errors = tsc.stdout.split('\n').filter((line) => /error TS\d+/.test(line));
       expect(errors, tsc.stdout + tsc.stderr).toHaveLength(1);
