@@ -41,9 +41,23 @@ export async function benchPostgresUrl(): Promise<string | undefined> {
     const { port } = probe.address() as { port: number };
     await new Promise((resolve) => probe.close(resolve));
     const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-pg-'));
-    if (process.getuid?.() === 0) chownSync(dir, Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })), Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })));
+    if (process.getuid?.() === 0)
+      chownSync(
+        dir,
+        Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' })),
+        Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' })),
+      );
     asPostgres(join(dir0, 'initdb'), ['-D', join(dir, 'data'), '-A', 'trust', '-U', 'postgres']);
-    asPostgres(join(dir0, 'pg_ctl'), ['-D', join(dir, 'data'), '-l', join(dir, 'log'), '-w', 'start', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=on`]);
+    asPostgres(join(dir0, 'pg_ctl'), [
+      '-D',
+      join(dir, 'data'),
+      '-l',
+      join(dir, 'log'),
+      '-w',
+      'start',
+      '-o',
+      `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=on`,
+    ]);
     server = { bin: dir0, dir, port };
     return server;
   })();

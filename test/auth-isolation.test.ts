@@ -2,7 +2,9 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { TRPCClientError } from '@trpc/client';
+import { createTRPCClient, httpSubscriptionLink, TRPCClientError } from '@trpc/client';
+import { EventSource } from 'eventsource';
+import superjson from 'superjson';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
 import type { AppRouter } from '../server/router-type.ts';
@@ -147,6 +149,56 @@ describe('API keys', () => {
       }
       return JSON.parse(frames.at(-1)!.data).done === true;
     }
+  });
+});
+
+describe('tRPC over SSE: the credential in connectionParams', () => {
+  // EventSource cannot send headers: httpSubscriptionLink puts `connectionParams` in the URL
+  // (`?connectionParams=<JSON>`), which is how a browser authenticates a subscription.
+  function sseOnly(url: string, connectionParams: Record<string, string>) {
+    return createTRPCClient<AppRouter>({
+      links: [httpSubscriptionLink({ url: `${url}/trpc`, transformer: superjson, EventSource, connectionParams })],
+    });
+  }
+  const subscribe = (client: ReturnType<typeof sseOnly>, sessionId: string) =>
+    new Promise<StreamEvent[]>((resolve, reject) => {
+      const events: StreamEvent[] = [];
+      const sub = client.chat.stream.subscribe(
+        { message: 'via connectionParams', sessionId },
+        {
+          onData: ({ data }) => {
+            if (data.type === 'start') return;
+            events.push(data);
+            if (data.type !== 'delta') {
+              sub.unsubscribe();
+              resolve(events);
+            }
+          },
+          onError: (error) => {
+            sub.unsubscribe();
+            reject(error);
+          },
+        },
+      );
+    });
+
+  it("streams for the key in connectionParams (no header), into that key's sessions; a wrong key is UNAUTHORIZED", async () => {
+    const { url } = await keyedServer();
+    const events = await subscribe(sseOnly(url, { apiKey: KEY_A }), 'cp');
+    expect(events.at(-1)?.type).toBe('done');
+    expect((await history(url, 'cp', KEY_A)).messages.map((m) => m.content)).toContain('via connectionParams');
+    expect((await history(url, 'cp', KEY_B)).messages).toEqual([]);
+
+    const refused = await subscribe(sseOnly(url, { apiKey: 'wrong-key-0123456789abcdef' }), 'cp').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(TRPCClientError);
+    expect((refused as TRPCClientError<AppRouter>).data?.code).toBe('UNAUTHORIZED');
+
+    // Malformed params are the client's mistake, answered on the stream as tRPC's producer does.
+    const input = encodeURIComponent(JSON.stringify({ json: { message: 'x' } }));
+    const res = await fetch(`${url}/trpc/chat.stream?input=${input}&connectionParams=%7Bnot-json`);
+    const body = await res.text();
+    expect(body).toContain('event: serialized-error');
+    expect(body).toContain('"code":"PARSE_ERROR"');
   });
 });
 

@@ -10,6 +10,7 @@ import { clientIp, type TrustedProxies } from '../../net/client-ip.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Admission } from '../admission.ts';
 import { createSink } from '../backpressure.ts';
+import { credentialFromParams } from '../trpc/connection-params.ts';
 import { chatApi, type TRPCContext } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
 import { handleTrpcSse } from '../trpc/sse-producer.ts';
@@ -17,6 +18,7 @@ import { createTrpcWsServer } from '../trpc/ws-server.ts';
 import { bearerToken } from './bearer.ts';
 import { rejectionOf, sendError } from './json-io.ts';
 import { normalizePath } from './normalize-path.ts';
+import type { OriginPolicy } from './origin-policy.ts';
 import type { RouteDeps } from './route-context.ts';
 import { ROUTES } from './routes.ts';
 
@@ -52,6 +54,8 @@ export interface HttpServerOptions {
   readonly maxConnections: number;
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
   readonly isReady: () => Promise<boolean>;
+  /** Which browser pages may call (ALLOWED_ORIGINS), on every route but the page's and on WebSocket upgrades. */
+  readonly origins: OriginPolicy;
   /** Peers whose `X-Forwarded-For` names the client (TRUSTED_PROXIES); none by default. */
   readonly trustedProxies?: TrustedProxies;
 }
@@ -66,7 +70,7 @@ export interface HttpServer {
 
 /** One port for everything: Sluice's own routes, tRPC over HTTP/SSE under /trpc, tRPC over WebSocket at /trpc. */
 export function createHttpServer(options: HttpServerOptions): HttpServer {
-  const { service, admission, logger, metrics } = options;
+  const { service, admission, logger, metrics, origins } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
   const chat = chatApi(admission, service);
   const owners = new WeakMap<IncomingMessage, string>();
@@ -91,9 +95,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     // The bounds of the other routes: MAX_BODY_BYTES (413, nothing kept beyond it), and WS_MAX_BATCH calls per batch.
     maxBodySize: options.maxBodyBytes,
     maxBatchSize: options.wsMaxBatch,
-    createContext: ({ req, res }): TRPCContext => ({
+    createContext: ({ req, res, info }): TRPCContext => ({
       chat,
-      credential: bearerToken(req.headers.authorization),
+      credential: bearerToken(req.headers.authorization) ?? credentialFromParams(info.connectionParams),
       transport: 'trpc-http',
       sink: sinkFor(res),
       metrics,
@@ -127,9 +131,21 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     for (const route of path === undefined ? [] : ROUTES) {
       const match = route.path.exec(path!);
       if (!match) continue;
+      if (!route.anySite && origins.isPreflight(req)) {
+        origins.preflight(req, res);
+        return;
+      }
       if (route.method !== '*' && req.method !== route.method) {
         sendError(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
         return;
+      }
+      if (!route.anySite) {
+        const verdict = origins.check(req);
+        if (verdict.kind === 'refused') {
+          (route.sendError ?? sendError)(res, new SluiceError('forbidden', verdict.reason));
+          return;
+        }
+        origins.expose(res, verdict);
       }
       if (!route.open) {
         try {
@@ -237,6 +253,11 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     if (!options.wsEnabled || normalizePath(q === -1 ? url : url.slice(0, q)) !== '/trpc') {
       const status = options.wsEnabled ? '404 Not Found' : '403 Forbidden';
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      return;
+    }
+    if (!origins.allowsUpgrade(req)) {
+      metrics.rejected('forbidden');
+      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }
     ws.handleUpgrade(req, socket, head);
