@@ -100,6 +100,24 @@ describe('upstream connections', () => {
     expect(upstream.requests[1]!.remotePort).not.toBe(upstream.requests[0]!.remotePort);
   });
 
+  it('of a reply read slower than the upstream sends are paused and resumed: every delta arrives, in order, and the connection is kept', async () => {
+    // Thousands of tokens at once, read a turn of the event loop apart: far more than the call
+    // queues before it pauses the socket.
+    const tokens = Array.from({ length: 5000 }, (_, i) => `t${i} `);
+    const upstream = await startFakeUpstream({ kind: 'ok', tokens });
+    const provider = providerFor(upstream);
+    const seen: string[] = [];
+    for await (const delta of provider.stream({ messages: [{ role: 'user', content: 'hi' }], signal: new AbortController().signal })) {
+      seen.push(delta);
+      if (seen.length % 8 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(seen).toEqual(tokens);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await reply(provider)).toBe(tokens.join(''));
+    expect(upstream.requests[1]!.remotePort).toBe(upstream.requests[0]!.remotePort);
+    expect(upstream.requests.every((r) => !r.abortedByClient)).toBe(true);
+  });
+
   it('are let go of by close(), which leaves a running reply to finish', async () => {
     const upstream = await startFakeUpstream({ kind: 'ok', delayMs: 20 });
     const provider = providerFor(upstream);

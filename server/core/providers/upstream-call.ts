@@ -1,15 +1,19 @@
 import { StringDecoder } from 'node:string_decoder';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { CompletionChunkReader } from './openai-chunks.ts';
 import type { ProviderRequest } from './provider.ts';
 import { UpstreamConnectionError, UpstreamHttpError, UpstreamStreamFault } from './upstream-errors.ts';
 import { Watchdog } from './watchdog.ts';
 
-// One streamed chat completion call, through undici's `request` on the provider's keep-alive pool.
+// One streamed chat completion call, dispatched on the provider's keep-alive pool with a handler of
+// our own: undici hands it the body's bytes as they are parsed, and it reads them into deltas right
+// there. (undici's `request` would wrap the body in a Readable read through an async iterator, and
+// the call in an AbortSignal: per read and per call, more than the rest of the proxy's own work.)
 // It yields content deltas and throws what went wrong (our UpstreamStreamFault, UpstreamHttpError,
-// UpstreamConnectionError, or the body's own error when the connection breaks mid-reply); the
-// caller classifies and retries. Whatever ends it, no request stays open: a reply read to its end
-// leaves its connection to the pool, anything else aborts the request, which closes the connection.
+// UpstreamConnectionError, or undici's own error when the connection breaks mid-reply); the caller
+// classifies and retries. Whatever ends it, no request stays open: a reply read to its end leaves
+// its connection to the pool, anything else aborts the request, which closes the connection.
 
 export interface UpstreamEndpoint {
   readonly dispatcher: Dispatcher;
@@ -28,22 +32,17 @@ export interface CallLimits {
 /** Most of an error body that is read for the logs; the rest is not waited for. */
 const MAX_ERROR_BODY_CHARS = 8192;
 
+/**
+ * Deltas read but not yet taken by the consumer, past which the upstream's socket is paused until
+ * it catches up (the generation takes each at once, so this is only a bound).
+ */
+const MAX_QUEUED_DELTAS = 1024;
+
 /** The abort reason when the call is left (its consumer stopped, or it failed): no DOMException to make. */
 const LEFT = new Error('upstream call left');
 
 /** The upstream's own message from an error body (OpenAI's `{"error": {"message": ...}}`), or its text. */
-async function errorDetail(body: Dispatcher.ResponseData['body']): Promise<string> {
-  let text = '';
-  // undici's body hands out Buffers whatever setEncoding says; a character may span two of them.
-  const decoder = new StringDecoder('utf8');
-  try {
-    for await (const part of body as AsyncIterable<Buffer>) {
-      text += decoder.write(part);
-      if (text.length > MAX_ERROR_BODY_CHARS) break; // leaving the loop destroys the body
-    }
-  } catch {
-    // Cut short (by our watchdog, say): what arrived is the detail.
-  }
+function errorDetail(text: string): string {
   try {
     const message = (JSON.parse(text) as { error?: { message?: unknown } } | null)?.error?.message;
     if (typeof message === 'string') return message;
@@ -53,47 +52,180 @@ async function errorDetail(body: Dispatcher.ResponseData['body']): Promise<strin
   return text.slice(0, MAX_ERROR_BODY_CHARS);
 }
 
+type Outcome = { readonly ok: true } | { readonly ok: false; readonly error: unknown };
+
+/** An error status, whose body is read (up to a bound) for the logs. */
+interface ErrorStatus {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  text: string;
+}
+
+/**
+ * The call's dispatch handler, and the queue between it and the generator that reads it: the
+ * handler runs inside undici's parser, the generator on its consumer's pulls.
+ */
+class Call implements Dispatcher.DispatchHandler {
+  readonly #reader: CompletionChunkReader;
+  readonly #onToken: () => void;
+  readonly #decoder = new StringDecoder('utf8');
+  #controller: Dispatcher.DispatchController | undefined;
+  /** Why the request is to be aborted, set before undici handed us its controller. */
+  #abortOnStart: Error | undefined;
+  /** Deltas read, taken from `#taken` on. */
+  #deltas: string[] = [];
+  #taken = 0;
+  #errorStatus: ErrorStatus | undefined;
+  #started = false;
+  /** How the call ended, once it has (after the deltas still queued). */
+  #outcome: Outcome | undefined;
+  #wake: (() => void) | undefined;
+
+  /** `onToken`: deltas arrived (the watchdog's first token, then its sign of life). */
+  constructor(reader: CompletionChunkReader, onToken: () => void) {
+    this.#reader = reader;
+    this.#onToken = onToken;
+  }
+
+  get ended(): boolean {
+    return this.#outcome !== undefined;
+  }
+
+  /** The next delta read, if one is queued. */
+  take(): string | undefined {
+    if (this.#taken === this.#deltas.length) return undefined;
+    const delta = this.#deltas[this.#taken++]!;
+    if (this.#taken === this.#deltas.length) {
+      this.#deltas = [];
+      this.#taken = 0;
+      if (this.#controller?.paused && !this.#outcome) this.#controller.resume();
+    }
+    return delta;
+  }
+
+  /** How the call ended, once every delta was taken; undefined while it runs. */
+  outcome(): Outcome | undefined {
+    return this.#taken === this.#deltas.length ? this.#outcome : undefined;
+  }
+
+  /** Resolves when there is something new to take. */
+  wait(): Promise<void> {
+    return new Promise((resolve) => (this.#wake = resolve));
+  }
+
+  /** Ends the call with `error` (the first end stands) and aborts the request. */
+  abort(error: unknown): void {
+    this.#end({ ok: false, error });
+    if (this.#controller) this.#controller.abort(LEFT);
+    else this.#abortOnStart = LEFT;
+  }
+
+  /** The watchdog fired: an error status keeps what of its body arrived; anything else is the fault. */
+  timedOut(fault: UpstreamStreamFault): void {
+    this.abort(this.#errorStatus ? this.#httpError(this.#errorStatus) : fault);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#abortOnStart) controller.abort(this.#abortOnStart);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.#started = true;
+    if (statusCode !== 200) this.#errorStatus = { status: statusCode, headers, text: '' };
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#outcome) return;
+    const text = this.#decoder.write(chunk);
+    const failed = this.#errorStatus;
+    if (failed) {
+      failed.text += text;
+      if (failed.text.length > MAX_ERROR_BODY_CHARS) this.abort(this.#httpError(failed));
+      return;
+    }
+    const deltas = this.#reader.feed(text);
+    if (deltas.length > 0) {
+      for (const delta of deltas) this.#deltas.push(delta);
+      this.#onToken();
+      if (this.#deltas.length - this.#taken > MAX_QUEUED_DELTAS) controller.pause();
+      this.#notify();
+    }
+    // What the reader could not read ends the call, after the deltas before it.
+    try {
+      this.#reader.check();
+    } catch (fault) {
+      this.abort(fault);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#outcome) return;
+    const failed = this.#errorStatus;
+    if (failed) {
+      failed.text += this.#decoder.end();
+      this.#end({ ok: false, error: this.#httpError(failed) });
+    } else if (!this.#reader.finished) {
+      this.#end({ ok: false, error: new UpstreamStreamFault('ended_early', 'stream ended without a finish_reason') });
+    } else {
+      this.#end({ ok: true });
+    }
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.#outcome) return;
+    // Cut short while reading an error body: what arrived is the detail.
+    if (this.#errorStatus) this.#end({ ok: false, error: this.#httpError(this.#errorStatus) });
+    // No answer at all, or the body broke mid-reply (undici's own error, classified as such).
+    else this.#end({ ok: false, error: this.#started ? error : new UpstreamConnectionError(error) });
+  }
+
+  #httpError(failed: ErrorStatus): UpstreamHttpError {
+    return new UpstreamHttpError(failed.status, failed.headers, errorDetail(failed.text));
+  }
+
+  #end(outcome: Outcome): void {
+    if (this.#outcome) return;
+    this.#outcome = outcome;
+    this.#notify();
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
 export async function* streamCompletion(endpoint: UpstreamEndpoint, body: string, request: ProviderRequest, limits: CallLimits): AsyncGenerator<string> {
   const { signal } = request;
   signal.throwIfAborted();
-  const controller = new AbortController();
-  const onAbort = (): void => controller.abort(signal.reason);
+  // The reader and the call reach the watchdog only from later callbacks (chunks, tokens).
+  const reader = new CompletionChunkReader(() => watchdog.chunkArrived(), request.reportUsage && ((usage) => request.reportUsage?.(usage)));
+  const current = new Call(reader, () => watchdog.tokenArrived());
+  const watchdog = new Watchdog(limits.firstTokenTimeoutMs, limits.stallTimeoutMs, (fault) => current.timedOut(new UpstreamStreamFault(fault)));
+  // Our own stop: the generator throws the signal's reason, as the caller expects of an abort.
+  const onAbort = (): void => current.abort(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
-  const watchdog = new Watchdog(limits.firstTokenTimeoutMs, limits.stallTimeoutMs, (fault) => controller.abort(new UpstreamStreamFault(fault)));
-  let complete = false;
   try {
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await endpoint.dispatcher.request({ path: endpoint.path, method: 'POST', headers: endpoint.headers, body, signal: controller.signal });
-    } catch (error) {
-      if (watchdog.fired) throw new UpstreamStreamFault(watchdog.fired);
-      if (signal.aborted) throw error;
-      throw new UpstreamConnectionError(error);
-    }
-    if (response.statusCode !== 200) throw new UpstreamHttpError(response.statusCode, response.headers, await errorDetail(response.body));
-    const reader = new CompletionChunkReader(() => watchdog.chunkArrived(), request.reportUsage && ((usage) => request.reportUsage?.(usage)));
-    const decoder = new StringDecoder('utf8');
-    for await (const bytes of response.body as AsyncIterable<Buffer>) {
-      for (const delta of reader.feed(decoder.write(bytes))) {
-        watchdog.tokenArrived();
+    endpoint.dispatcher.dispatch({ path: endpoint.path, method: 'POST', headers: endpoint.headers, body }, current);
+    for (;;) {
+      const delta = current.take();
+      if (delta !== undefined) {
         yield delta;
+        continue;
       }
-      reader.check();
+      const outcome = current.outcome();
+      if (outcome) {
+        if (!outcome.ok) throw outcome.error;
+        return;
+      }
+      await current.wait();
     }
-    complete = true;
-    if (watchdog.fired) throw new UpstreamStreamFault(watchdog.fired);
-    signal.throwIfAborted();
-    if (!reader.finished) throw new UpstreamStreamFault('ended_early', 'stream ended without a finish_reason');
-  } catch (error) {
-    // An abort by our watchdog surfaces as the body's error: name the real reason (an error status
-    // whose body was cut short by it stays what it was).
-    if (watchdog.fired && !(error instanceof UpstreamStreamFault || error instanceof UpstreamHttpError) && !signal.aborted) {
-      throw new UpstreamStreamFault(watchdog.fired);
-    }
-    throw error;
   } finally {
     watchdog.dispose();
     signal.removeEventListener('abort', onAbort);
-    if (!complete) controller.abort(LEFT);
+    // Left before its end (the consumer stopped): the request goes, and its connection with it.
+    if (!current.ended) current.abort(LEFT);
   }
 }
