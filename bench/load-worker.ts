@@ -1,5 +1,5 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import { runLoad, type LoadSpec } from './load.ts';
+import { runOn, type LoadSpec } from './load.ts';
 import { targetByName } from './targets.ts';
 
 // One load worker (see load-workers.ts): its own client of the target, driving the parts of the
@@ -15,6 +15,7 @@ const target = targetByName(name);
 // The probe also learns what the client needs to know (the model id the OpenAI route serves).
 await target.probe?.(url);
 const client = target.client(url);
+const makeClient = (): ReturnType<typeof target.client> => target.client(url);
 const port = parentPort!;
 
 port.on('message', (message: Message) => {
@@ -22,7 +23,7 @@ port.on('message', (message: Message) => {
     void client.close().finally(() => port.close());
     return;
   }
-  runLoad(client, message.spec).then(
+  runOn(client, makeClient, message.spec).then(
     (result) => port.postMessage({ id: message.id, result }),
     (error: unknown) => port.postMessage({ id: message.id, error: String(error) }),
   );

@@ -17,6 +17,8 @@ export interface LoadSpec {
   /** Reply i is a new conversation, `<tag>-<offset + i>`. */
   readonly tag: string;
   readonly offset: number;
+  /** Run on a new client, closed after: every stream opens a new connection (the storm scenario). */
+  readonly freshConnections?: boolean;
 }
 
 export interface LoadResult {
@@ -85,6 +87,21 @@ export interface LoadDriver {
   close(): Promise<void>;
 }
 
-export function inProcessDriver(client: LoadClient): LoadDriver {
-  return { run: (spec) => runLoad(client, spec), close: () => client.close() };
+/**
+ * Runs a stretch of load on `client`, or on a new client from `makeClient` when the spec asks for
+ * new connections (closed after it, so that nothing it opened is left for the next stretch).
+ */
+export async function runOn(client: LoadClient, makeClient: () => LoadClient, spec: LoadSpec): Promise<LoadResult> {
+  if (!spec.freshConnections) return runLoad(client, spec);
+  const fresh = makeClient();
+  try {
+    return await runLoad(fresh, spec);
+  } finally {
+    await fresh.close();
+  }
+}
+
+export function inProcessDriver(makeClient: () => LoadClient): LoadDriver {
+  const client = makeClient();
+  return { run: (spec) => runOn(client, makeClient, spec), close: () => client.close() };
 }

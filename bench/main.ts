@@ -32,7 +32,8 @@ if (options.help) {
 // Each held stream needs a descriptor in the load generator and one in the server (both inherit
 // this limit), and Sluice in front of an upstream one more for its upstream connection. Node
 // cannot raise it: run `ulimit -n <n>` in the shell first.
-const biggest = Math.max(...options.scenarios.map((s) => s.concurrency));
+// (The streams-per-core search stays within the limit by itself.)
+const biggest = Math.max(0, ...options.scenarios.map((s) => s.concurrency));
 const perStream = options.targets.some((t) => targetByName(t).upstreamEnv !== undefined) ? 2 : 1;
 const limit = openFilesLimit();
 if (limit !== undefined && limit < biggest * perStream + 512) {
@@ -49,6 +50,7 @@ let report;
 try {
   report = await runBench({
     scenarios: options.scenarios,
+    capacity: options.capacity,
     targets: options.targets,
     cpuProfileDir: profileDir,
     concurrentTargets: options.smoke,

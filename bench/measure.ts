@@ -40,6 +40,8 @@ export interface RunMetrics {
   readonly streamP99Ms: number | undefined;
   /** Pacing: the median time from a stream's first event to its end (the ideal is the pace × (deltas − 1)). */
   readonly pacingP50Ms: number | undefined;
+  /** The same at the 99th percentile: how far behind the pace the slowest streams fell. */
+  readonly pacingP99Ms?: number | undefined;
   readonly idleRssMB: number;
   readonly peakRssMB: number;
   /** (peak − idle) / concurrency. */
@@ -78,6 +80,7 @@ function plan(scenario: Scenario, tag: string, total: number, concurrency: numbe
     timeoutMs: scenario.streamTimeoutMs,
     tag,
     offset,
+    ...(scenario.freshConnections ? { freshConnections: true } : {}),
   };
 }
 
@@ -148,7 +151,7 @@ export async function openTarget(target: Target, scenario: Scenario, options: Me
       return { skipped: skip };
     }
     const workers = options.loadWorkers ?? 1;
-    client = workers > 1 ? await workerDriver(target.name, started.url, workers) : inProcessDriver(target.client(started.url));
+    client = workers > 1 ? await workerDriver(target.name, started.url, workers) : inProcessDriver(() => target.client(started.url));
     if (scenario.warmup > 0) {
       await client.run(plan(scenario, `${options.tag}-w`, scenario.warmup, Math.min(scenario.concurrency, 50)));
     }
@@ -240,6 +243,7 @@ function metricsOf(pieces: readonly RunPiece[], concurrency: number): RunMetrics
     streamP50Ms: percentile(streamTimes, 50),
     streamP99Ms: percentile(streamTimes, 99),
     pacingP50Ms: percentile(pacing, 50),
+    pacingP99Ms: percentile(pacing, 99),
     idleRssMB: idleRss / 2 ** 20,
     peakRssMB: peakRss / 2 ** 20,
     memPerStreamKB: Math.max(0, peakRss - idleRss) / 1024 / concurrency,

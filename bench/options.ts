@@ -1,3 +1,4 @@
+import { DEFAULT_CAPACITY, type CapacitySettings } from './capacity.ts';
 import { buildScenarios, DEFAULT_SETTINGS, type Scenario, type ScenarioSettings } from './scenarios.ts';
 import { TARGET_GROUPS, TARGET_NAMES, targetByName, type TargetName } from './targets.ts';
 
@@ -6,7 +7,7 @@ import { TARGET_GROUPS, TARGET_NAMES, targetByName, type TargetName } from './ta
 
 export const USAGE = `usage: npm run bench -- [flags]
 
-  --scenarios LIST          latency,throughput,held,long (default: all)
+  --scenarios LIST          latency,throughput,held,storm,long,capacity (default: all)
   --targets LIST            ${TARGET_NAMES.join(',')}
                             or a group: ${Object.entries(TARGET_GROUPS)
                               .map(([g, t]) => `${g} (${t.join(',')})`)
@@ -22,6 +23,11 @@ export const USAGE = `usage: npm run bench -- [flags]
   --held-delay-ms N         token delay of held streams (default ${DEFAULT_SETTINGS.heldDelayMs})
   --held-reps N             runs of the smallest held concurrency, back to back on each server; the
                             larger ones run once, without the reference baselines (default ${DEFAULT_SETTINGS.heldReps})
+  --storm N                 streams of the storm scenario, all started at once over new connections, at
+                            --held-delay-ms a token; runs --held-reps times (default ${DEFAULT_SETTINGS.stormConcurrency})
+  --capacity-start N        streams per core: the first concurrency tried (default ${DEFAULT_CAPACITY.start})
+  --capacity-max N          streams per core: the most tried (default ${DEFAULT_CAPACITY.max}; also bounded by ulimit -n)
+  --capacity-step N         streams per core: the search stops when it knows the largest C to within N (default ${DEFAULT_CAPACITY.step})
   --long-words N            prompt words of the long reply; the reply has N + 37 deltas (default ${DEFAULT_SETTINGS.longWords})
   --long-concurrency N      (default ${DEFAULT_SETTINGS.longConcurrency})
   --long-streams N          (default ${DEFAULT_SETTINGS.longStreams})
@@ -39,6 +45,8 @@ export const USAGE = `usage: npm run bench -- [flags]
 
 export interface CliOptions {
   readonly scenarios: Scenario[];
+  /** The streams-per-core search, when asked for (`capacity` in --scenarios). */
+  readonly capacity: CapacitySettings | undefined;
   readonly targets: TargetName[];
   readonly outDir: string;
   readonly loadWorkers: number;
@@ -61,6 +69,10 @@ const FLAGS = [
   'held',
   'held-delay-ms',
   'held-reps',
+  'storm',
+  'capacity-start',
+  'capacity-max',
+  'capacity-step',
   'long-words',
   'long-concurrency',
   'long-streams',
@@ -72,6 +84,8 @@ const FLAGS = [
 const SWITCHES = ['smoke', 'profile', 'update-readme', 'help'] as const;
 
 export class UsageError extends Error {}
+
+const SCENARIO_NAMES = ['latency', 'throughput', 'held', 'storm', 'long', 'capacity'] as const;
 
 function envName(flag: string): string {
   return `BENCH_${flag.replaceAll('-', '_').toUpperCase()}`;
@@ -137,6 +151,7 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
     }),
     heldDelayMs: positive(values, 'held-delay-ms', DEFAULT_SETTINGS.heldDelayMs, 0),
     heldReps: profile ? 1 : positive(values, 'held-reps', DEFAULT_SETTINGS.heldReps),
+    stormConcurrency: positive(values, 'storm', DEFAULT_SETTINGS.stormConcurrency),
     longWords: positive(values, 'long-words', DEFAULT_SETTINGS.longWords),
     longConcurrency: positive(values, 'long-concurrency', DEFAULT_SETTINGS.longConcurrency),
     longStreams: positive(values, 'long-streams', DEFAULT_SETTINGS.longStreams),
@@ -144,17 +159,27 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
   };
 
   let scenarios: Scenario[];
+  let capacity: CapacitySettings | undefined;
   if (smoke) {
     scenarios = [smokeScenario()];
   } else {
     const all = buildScenarios(settings);
-    const wanted = list(values, 'scenarios') ?? (profile ? ['throughput'] : ['latency', 'throughput', 'held', 'long']);
+    const wanted = list(values, 'scenarios') ?? (profile ? ['throughput'] : [...SCENARIO_NAMES]);
     for (const w of wanted) {
-      if (!['latency', 'throughput', 'held', 'long'].includes(w) && !all.some((s) => s.name === w)) {
-        throw new UsageError(`unknown scenario "${w}" (known: latency, throughput, held, long)`);
+      if (!(SCENARIO_NAMES as readonly string[]).includes(w) && !all.some((s) => s.name === w)) {
+        throw new UsageError(`unknown scenario "${w}" (known: ${SCENARIO_NAMES.join(', ')})`);
       }
     }
     scenarios = all.filter((s) => wanted.includes(s.name) || (wanted.includes('held') && s.name.startsWith('held-')));
+    if (wanted.includes('capacity')) {
+      capacity = {
+        start: positive(values, 'capacity-start', DEFAULT_CAPACITY.start),
+        max: positive(values, 'capacity-max', DEFAULT_CAPACITY.max),
+        step: positive(values, 'capacity-step', DEFAULT_CAPACITY.step),
+        delayMs: settings.heldDelayMs,
+      };
+      if (capacity.max < capacity.start) throw new UsageError(`--capacity-max (${capacity.max}) is below --capacity-start (${capacity.start})`);
+    }
   }
 
   const targetList = list(values, 'targets');
@@ -164,6 +189,7 @@ export function parseOptions(argv: readonly string[], env: Record<string, string
 
   return {
     scenarios,
+    capacity,
     targets,
     outDir: values.get('out') ?? 'bench/results',
     loadWorkers: positive(values, 'load-workers', 1),

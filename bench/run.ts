@@ -1,9 +1,10 @@
 import os from 'node:os';
+import { capacityTargets, runCapacity, type CapacityReport, type CapacitySettings } from './capacity.ts';
 import { openTarget, type OpenTarget, type RunMetrics, type RunPiece } from './measure.ts';
 import { machineInfo, type MachineInfo } from './machine.ts';
 import { deltasOf, idealStreamMs, type Scenario } from './scenarios.ts';
 import { median } from './stats.ts';
-import { targetByName, type TargetName } from './targets.ts';
+import { isProxyPath, targetByName, type TargetName } from './targets.ts';
 
 // Runs every scenario on every target (baselines first, so each rep compares like with like in
 // time), and keeps the medians of repeated runs. Each target runs on one server process per
@@ -11,6 +12,8 @@ import { targetByName, type TargetName } from './targets.ts';
 
 export interface BenchOptions {
   readonly scenarios: readonly Scenario[];
+  /** Also search for the streams each target keeps pace with on one process (after the scenarios). */
+  readonly capacity?: CapacitySettings | undefined;
   readonly targets: readonly TargetName[];
   /** Run servers with --cpu-prof, writing profiles here. */
   readonly cpuProfileDir?: string;
@@ -54,6 +57,8 @@ export interface BenchReport {
   readonly loadWorkers?: number;
   readonly machine: MachineInfo;
   readonly scenarios: readonly ScenarioResult[];
+  /** Streams per core, when asked for. */
+  readonly capacity?: CapacityReport;
 }
 
 /** Medians of the runs; with `memoryOfFirst`, the memory figures of the first run (Scenario.alone). */
@@ -79,6 +84,7 @@ function aggregate(runs: readonly RunMetrics[], memoryOfFirst: boolean): RunMetr
     streamP50Ms: mo((r) => r.streamP50Ms),
     streamP99Ms: mo((r) => r.streamP99Ms),
     pacingP50Ms: mo((r) => r.pacingP50Ms),
+    pacingP99Ms: mo((r) => r.pacingP99Ms),
     ...(memoryOfFirst
       ? { idleRssMB: runs[0]!.idleRssMB, peakRssMB: runs[0]!.peakRssMB, memPerStreamKB: runs[0]!.memPerStreamKB }
       : { idleRssMB: m((r) => r.idleRssMB), peakRssMB: m((r) => r.peakRssMB), memPerStreamKB: m((r) => r.memPerStreamKB) }),
@@ -97,7 +103,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const scenarios: ScenarioResult[] = [];
   for (const scenario of options.scenarios) {
     log(`# ${scenario.name}: ${scenario.title}`);
-    const here = targets.filter((t) => (!t.scenarios || t.scenarios.test(scenario.name)) && !(scenario.comparedOnly && t.reference));
+    const here = targets.filter(
+      (t) => (!t.scenarios || t.scenarios.test(scenario.name)) && !(scenario.comparedOnly && t.reference) && !(scenario.noProxy && isProxyPath(t)),
+    );
     const runs = new Map<TargetName, RunMetrics[]>(here.map((t) => [t.name, []]));
     const skipped = new Map<TargetName, string>();
     const opened = new Map<TargetName, OpenTarget>();
@@ -191,6 +199,9 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       }),
     });
   }
+  const capacity = options.capacity
+    ? await runCapacity(capacityTargets(options.targets), options.capacity, { log, ...(options.loadWorkers ? { loadWorkers: options.loadWorkers } : {}) })
+    : undefined;
   return {
     startedAt: new Date(started).toISOString(),
     loadAverage: { atStart: Math.round(loadAtStart * 100) / 100, atEnd: Math.round(os.loadavg()[0]! * 100) / 100 },
@@ -198,5 +209,6 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     loadWorkers: options.loadWorkers ?? 1,
     machine: machineInfo(),
     scenarios,
+    ...(capacity ? { capacity } : {}),
   };
 }

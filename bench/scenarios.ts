@@ -38,6 +38,13 @@ export interface Scenario {
    * raw baselines; see Target.reference): the larger held concurrencies, which show where each bends.
    */
   readonly comparedOnly?: boolean;
+  /** The proxy path's targets sit it out (the larger held concurrencies: their targets are at 1,000). */
+  readonly noProxy?: boolean;
+  /**
+   * Every run opens its streams over new connections (a new client per run): a storm of connections,
+   * not streams over the ones the warm-up or an earlier run left open.
+   */
+  readonly freshConnections?: boolean;
 }
 
 export const DEFAULT_PROMPT = 'explain caching';
@@ -70,6 +77,8 @@ export interface ScenarioSettings {
   readonly heldDelayMs: number;
   /** Runs of the smallest held concurrency (the keep-pace check); the larger ones run once. */
   readonly heldReps: number;
+  /** Streams of the storm scenario, all started at once over new connections. */
+  readonly stormConcurrency: number;
   readonly longWords: number;
   readonly longConcurrency: number;
   readonly longStreams: number;
@@ -83,9 +92,10 @@ export const DEFAULT_SETTINGS: ScenarioSettings = {
   throughputStreams: 1000,
   throughputReps: 7,
   throughputTurn: 250,
-  heldConcurrency: [1000, 2000],
+  heldConcurrency: [1000, 4000],
   heldDelayMs: 50,
   heldReps: 3,
+  stormConcurrency: 1000,
   longWords: 2000,
   longConcurrency: 10,
   longStreams: 20,
@@ -136,13 +146,29 @@ export function buildScenarios(s: ScenarioSettings): Scenario[] {
         title: `Held streams: ${c} concurrent replies at ${s.heldDelayMs} ms a token, all opened at once`,
         concurrency: c,
         total: c,
-        warmup: 50,
+        // One round of the warm-up's users (at most 50 at once).
+        warmup: Math.min(50, c),
         delayMs: s.heldDelayMs,
         repetitions: smallest ? s.heldReps : 1,
         alone: true,
-        ...(smallest ? {} : { comparedOnly: true }),
+        ...(smallest ? {} : { comparedOnly: true, noProxy: true }),
       };
     }),
+    {
+      ...base,
+      // The held scenarios' first run opens its streams over new connections too, but their later
+      // runs reuse them (the SSE clients' keep-alive agents); a storm is new connections every time.
+      name: 'storm',
+      title: `Connection storm: ${s.stormConcurrency} streams started at once, each over a new connection, at ${s.heldDelayMs} ms a token`,
+      concurrency: s.stormConcurrency,
+      total: s.stormConcurrency,
+      warmup: Math.min(50, s.stormConcurrency),
+      delayMs: s.heldDelayMs,
+      repetitions: s.heldReps,
+      alone: true,
+      comparedOnly: true,
+      freshConnections: true,
+    },
     {
       ...base,
       name: 'long',

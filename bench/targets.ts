@@ -111,7 +111,7 @@ export const TARGETS: readonly Target[] = [
     entry: 'bench/baselines/raw-trpc-sse.ts',
     baselines: ['raw-sse'],
     client: trpcSseClient,
-    scenarios: /^(latency|throughput|held-|smoke)/,
+    scenarios: /^(latency|throughput|held-|storm|smoke|capacity)/,
   },
   {
     name: 'raw-trpc-ws',
@@ -120,7 +120,7 @@ export const TARGETS: readonly Target[] = [
     entry: 'bench/baselines/raw-trpc-ws.ts',
     baselines: ['raw-ws'],
     client: trpcWsClient,
-    scenarios: /^(latency|throughput|held-|smoke)/,
+    scenarios: /^(latency|throughput|held-|storm|smoke|capacity)/,
   },
   {
     name: 'trpc-ws-min',
@@ -248,6 +248,11 @@ export const TARGETS: readonly Target[] = [
     upstreamEnv: proxying,
   },
 ];
+
+/** The proxy path's targets: Sluice in front of the fake upstream, and that upstream measured alone. */
+export function isProxyPath(target: Target): boolean {
+  return target.upstreamEnv !== undefined || target.entry === UPSTREAM_ENTRY;
+}
 
 /** Names that stand for several targets in `--targets`. */
 export const TARGET_GROUPS: Readonly<Record<string, readonly TargetName[]>> = {

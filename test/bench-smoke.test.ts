@@ -61,6 +61,38 @@ describe('bench smoke run', () => {
     expect(markdown).toContain('fake OpenAI upstream (baseline)');
   });
 
+  it('runs the storm over new connections and the streams-per-core search, and reports both', { timeout: 180_000 }, async () => {
+    const out = await mkdtemp(join(tmpdir(), 'sluice-bench-smoke-'));
+    dirs.push(out);
+    const targets = ['raw-sse', 'sluice-sse', 'raw-trpc-sse', 'sluice-trpc-sse', 'openai-upstream', 'sluice-proxy-openai'];
+    const args = ['--scenarios', 'storm,capacity', '--storm', '4', '--held-reps', '1', '--held-delay-ms', '20'];
+    args.push('--capacity-start', '2', '--capacity-max', '4', '--capacity-step', '2', '--targets', targets.join(','), '--out', out);
+    const bench = spawnNode(['--import', 'tsx', 'bench/main.ts', ...args]);
+    let output = '';
+    bench.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    bench.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const [code] = (await once(bench, 'exit')) as [number | null];
+    expect(code, output).toBe(0);
+    const report = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as BenchReport;
+    const [storm] = report.scenarios;
+    expect(storm!.scenario).toMatchObject({ name: 'storm', concurrency: 4, freshConnections: true });
+    expect(storm!.results.map((r) => r.target).sort()).toEqual([...targets].sort());
+    for (const result of storm!.results) {
+      expect(result.metrics?.errorSamples, `${result.target}\n${output}`).toEqual([]);
+      expect(result.metrics?.complete).toBe(4);
+    }
+    // Every target of the search tried at least its first concurrency, each try a whole run.
+    expect(report.capacity!.results.map((r) => r.target).sort()).toEqual([...targets].sort());
+    for (const result of report.capacity!.results) {
+      expect(result.probes.length, `${result.target}\n${output}`).toBeGreaterThan(0);
+      expect(result.probes[0]!.concurrency).toBe(2);
+      for (const probe of result.probes) expect(probe.metrics.complete, `${result.target}\n${output}`).toBe(probe.concurrency);
+    }
+    const markdown = await readFile(join(out, 'latest.md'), 'utf8');
+    expect(markdown).toContain('#### Streams per core');
+    expect(markdown).toContain('storm of 4: first event p99 ≤ 2×');
+  });
+
   it('drives the load from worker threads (--load-workers), the proxy targets among them', { timeout: 120_000 }, async () => {
     const out = await mkdtemp(join(tmpdir(), 'sluice-bench-smoke-'));
     dirs.push(out);

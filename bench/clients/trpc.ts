@@ -1,6 +1,7 @@
 import { createTRPCClient, createWSClient, httpSubscriptionLink, wsLink, type TRPCClient } from '@trpc/client';
 import { EventSource } from 'eventsource';
 import superjson from 'superjson';
+import { Agent, fetch as undiciFetch } from 'undici';
 import WebSocket from 'ws';
 import type { AppRouter } from '../../server/router-type.ts';
 import { StreamCheck, type StreamOutcome } from '../stream-check.ts';
@@ -13,6 +14,9 @@ import type { LoadClient, StreamRequest, User } from './types.ts';
 //   user's first stream and kept for its later ones.
 // - SSE: `httpSubscriptionLink` with the `eventsource` package. One tRPC client is shared: the link
 //   keeps no state between operations, and every subscription is its own EventSource request anyway.
+//   Its requests go through a keep-alive agent of the client's own (not the process's global fetch
+//   dispatcher), so that a new client opens new connections (the storm scenario) and closing it
+//   closes them.
 //
 // As Sluice's own `streamChat` does, a stream is unsubscribed as soon as its terminal event arrives.
 
@@ -86,11 +90,13 @@ export function trpcWsClient(baseUrl: string): LoadClient {
 }
 
 export function trpcSseClient(baseUrl: string): LoadClient {
+  const agent = new Agent({ connections: null, pipelining: 1 });
+  const fetch = ((url: string | URL, init?: Record<string, unknown>) => undiciFetch(url, { ...init, dispatcher: agent })) as unknown as typeof globalThis.fetch;
   const client = createTRPCClient<AppRouter>({
-    links: [httpSubscriptionLink({ url: `${baseUrl}/trpc`, transformer: superjson, EventSource })],
+    links: [httpSubscriptionLink({ url: `${baseUrl}/trpc`, transformer: superjson, EventSource, eventSourceOptions: { fetch } })],
   });
   return {
     user: () => ({ stream: (req) => subscribe(client, req), close: async () => undefined }),
-    close: async () => undefined,
+    close: () => agent.destroy(),
   };
 }

@@ -1,3 +1,4 @@
+import type { CapacityReport } from '../capacity.ts';
 import type { RunMetrics } from '../measure.ts';
 import type { ScenarioResult, TargetResult } from '../run.ts';
 import { ratio } from '../stats.ts';
@@ -226,4 +227,83 @@ export function proxyChecks(scenarios: readonly ScenarioResult[]): TargetCheck[]
     }
   }
   return checks;
+}
+
+// The targets of issue 20: held streams at the larger concurrency (4,000) against the raw writer of
+// each wire, connection storms, and the Redis store against the memory store.
+
+/** The raw writer each Sluice target is held to: of its own wire, or the upstream for the proxy path. */
+function rawOf(target: string): string {
+  if (PROXY_TARGETS.includes(target)) return UPSTREAM;
+  return target === 'sluice-trpc-ws' ? 'raw-trpc-ws' : target === 'sluice-trpc-sse' ? 'raw-trpc-sse' : 'raw-sse';
+}
+
+export function scaleChecks(scenarios: readonly ScenarioResult[]): TargetCheck[] {
+  const checks: TargetCheck[] = [];
+  const compared = (s: ScenarioResult): TargetResult[] => s.results.filter((r) => r.sluice && !r.reference && r.metrics);
+  for (const s of scenarios.filter((x) => x.scenario.name.startsWith('held-') && x.scenario.comparedOnly)) {
+    const c = s.scenario.concurrency;
+    for (const r of compared(s)) {
+      const base = findResult(s, rawOf(r.target))?.metrics;
+      const m = r.metrics!;
+      const vs = `${rawOf(r.target)}'s`;
+      checks.push(check(`${r.label}, ${c} held streams: CPU/event ≤ 1.2× ${vs}`, ratio(m.serverCpuUsPerEvent, base?.serverCpuUsPerEvent), 1.2));
+      checks.push(check(`${r.label}, ${c} held streams: memory a stream ≤ 1.2× ${vs}`, ratio(m.memPerStreamKB, base?.memPerStreamKB), 1.2));
+      checks.push(check(`${r.label}, ${c} held streams: pacing p50 ≤ 1.1× ${vs}`, ratio(m.pacingP50Ms, base?.pacingP50Ms), 1.1));
+    }
+  }
+  const storm = scenarios.find((x) => x.scenario.name === 'storm');
+  if (storm) {
+    for (const r of compared(storm)) {
+      const base = findResult(storm, rawOf(r.target))?.metrics;
+      const value = ratio(r.metrics!.firstEventP99Ms, base?.firstEventP99Ms);
+      const c = check(`${r.label}, storm of ${storm.scenario.concurrency}: first event p99 ≤ 2× ${rawOf(r.target)}'s`, value, 2);
+      const detail = c.met === undefined ? '' : ` (${num(r.metrics!.firstEventP99Ms)} vs ${num(base?.firstEventP99Ms)} ms)`;
+      checks.push({ ...c, measured: c.measured + detail });
+    }
+  }
+  // The Redis store is held to the memory store (history and the event log in the process) at the keep-pace concurrency.
+  for (const s of scenarios.filter((x) => x.scenario.name.startsWith('held-') && !x.scenario.comparedOnly)) {
+    const redis = findResult(s, 'sluice-sse-redis')?.metrics;
+    const memory = findResult(s, 'sluice-sse-memory')?.metrics;
+    if (redis || memory) {
+      checks.push(
+        check(
+          `SSE route on Redis, ${s.scenario.concurrency} held streams: CPU/event ≤ 1.5× STORE=memory's`,
+          ratio(redis?.serverCpuUsPerEvent, memory?.serverCpuUsPerEvent),
+          1.5,
+        ),
+      );
+    }
+  }
+  return checks;
+}
+
+export const CAPACITY_COLUMNS = ['server', 'largest C that keeps pace', 'first C that does not', 'why', 'server CPU at largest', 'load gen at largest', 'tries'] as const;
+
+/** One row per target of the streams-per-core search. */
+export function capacityRows(report: CapacityReport): string[][] {
+  return report.results.map((r) => {
+    if (r.skipped) return [r.label, '-', '-', `skipped: ${r.skipped}`, '-', '-', '0'];
+    const best = r.probes.find((p) => p.concurrency === r.largest)?.metrics;
+    const miss = r.probes.find((p) => p.concurrency === r.firstMissed);
+    const share = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '-' : `${Math.round(v * 100)}% of a core`);
+    return [
+      r.label,
+      r.largest === undefined ? `< ${num(r.probes[0]?.concurrency)}` : `${num(r.largest)}${r.capped ? ` (or more: ${r.capped})` : ''}`,
+      r.firstMissed === undefined ? '-' : num(r.firstMissed),
+      miss?.why ?? '',
+      share(best ? best.serverCpuMs / best.wallMs : undefined),
+      share(best?.clientCpuShare),
+      r.probes.map((p) => `${num(p.concurrency)}${p.keepsPace ? '✓' : '✗'}`).join(' '),
+    ];
+  });
+}
+
+export function capacityHeading(report: CapacityReport): string {
+  return (
+    `Streams per core: the largest number of held streams one server process keeps pace with, at ${report.delayMs} ms a token ` +
+    `(every stream complete, and 99% of them from first event to end within ${report.paceSlack}× the model's ${num(report.idealPacingMs)} ms), ` +
+    `found to within ${report.step} streams; each try a fresh server, warmed up, its streams opened at once; the load generator on the same machine`
+  );
 }

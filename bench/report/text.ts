@@ -1,5 +1,5 @@
 import type { BenchReport } from '../run.ts';
-import { COLUMNS, proxyChecks, rowsOf, scenarioHeading, targetChecks } from './format.ts';
+import { CAPACITY_COLUMNS, capacityHeading, capacityRows, COLUMNS, proxyChecks, rowsOf, scaleChecks, scenarioHeading, targetChecks } from './format.ts';
 
 // The console table, and the markdown file with the same figures.
 
@@ -13,9 +13,9 @@ function machineLine(report: BenchReport): string {
   );
 }
 
-function textTable(rows: readonly (readonly string[])[]): string {
-  const all = [COLUMNS as readonly string[], ...rows];
-  const widths = COLUMNS.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+function textTable(rows: readonly (readonly string[])[], columns: readonly string[] = COLUMNS): string {
+  const all = [columns, ...rows];
+  const widths = columns.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
   const line = (r: readonly string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(all[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
@@ -32,6 +32,14 @@ export function consoleReport(report: BenchReport): string {
   if (proxy.length > 0) {
     out.push('## Targets of the proxy path');
     for (const c of proxy) out.push(`  ${c.met === undefined ? '  ?' : c.met ? ' ok' : 'NOT'}  ${c.goal}: ${c.measured}`);
+  }
+  const scale = scaleChecks(report.scenarios);
+  if (scale.length > 0) {
+    out.push('## Targets at scale (held streams at the larger concurrency, storms, the Redis store)');
+    for (const c of scale) out.push(`  ${c.met === undefined ? '  ?' : c.met ? ' ok' : 'NOT'}  ${c.goal}: ${c.measured}`);
+  }
+  if (report.capacity) {
+    out.push('', `## capacity: ${capacityHeading(report.capacity)}`, textTable(capacityRows(report.capacity), CAPACITY_COLUMNS));
   }
   return out.join('\n');
 }
@@ -62,6 +70,18 @@ export function markdownReport(report: BenchReport, chartFile?: string): string 
   if (proxy.length > 0) {
     out.push('#### Targets of the proxy path', '', '| target | measured | met |', '|---|---:|:---:|');
     for (const c of proxy) out.push(`| ${escape(c.goal)} | ${c.measured} | ${c.met === undefined ? '?' : c.met ? 'yes' : 'no'} |`);
+    out.push('');
+  }
+  const scale = scaleChecks(report.scenarios);
+  if (scale.length > 0) {
+    out.push('#### Targets at scale', '', '| target | measured | met |', '|---|---:|:---:|');
+    for (const c of scale) out.push(`| ${escape(c.goal)} | ${c.measured} | ${c.met === undefined ? '?' : c.met ? 'yes' : 'no'} |`);
+    out.push('');
+  }
+  if (report.capacity) {
+    out.push('#### Streams per core', '', capacityHeading(report.capacity), '');
+    out.push(`| ${CAPACITY_COLUMNS.join(' | ')} |`, `|${CAPACITY_COLUMNS.map((_, i) => (i === 0 || i === 3 || i === 6 ? '---' : '---:')).join('|')}|`);
+    for (const row of capacityRows(report.capacity)) out.push(`| ${row.map(escape).join(' | ')} |`);
     out.push('');
   }
   return out.join('\n');
