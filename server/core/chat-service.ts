@@ -281,6 +281,7 @@ export class ChatService {
       afterSeq,
       signal,
       pollMs: this.#o.remotePollMs ?? 1_000,
+      outageWaitMs: this.#o.events.outageWaitMs ?? 1_500,
       presenceTtlMs: this.#o.presenceTtlMs ?? 10_000,
       onListener: this.#countListener,
     });
@@ -442,6 +443,7 @@ export class ChatService {
       sessionId: record.sessionId,
       sessionKey: record.sessionKey,
       resumeGraceMs: (request.resumable ?? true) ? this.#o.resumeGraceMs : 0,
+      storeWaitMs: this.#o.events.outageWaitMs,
       onEvent: writer
         ? (seq, event) =>
             writer(seq, event).catch((error: unknown) => {
