@@ -444,6 +444,11 @@ export class ChatService {
       sessionKey: record.sessionKey,
       resumeGraceMs: (request.resumable ?? true) ? this.#o.resumeGraceMs : 0,
       storeWaitMs: this.#o.events.outageWaitMs,
+      onRefill: (events) =>
+        logger.warn(
+          { generationId: record.id, events },
+          'the shared log had lost events it had taken (a failover to a replica that lacked them); stored them again',
+        ),
       onEvent: writer
         ? (seq, event) =>
             writer(seq, event).catch((error: unknown) => {

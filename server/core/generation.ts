@@ -58,6 +58,8 @@ export interface GenerationOptions {
    * as `unavailable` (default 1500 ms; longer where the store fails over to a replica).
    */
   readonly storeWaitMs?: number;
+  /** Told how many events the shared log had lost and took again (see #refill). */
+  readonly onRefill?: (events: number) => void;
   /** Told when a listener joins (+1) or leaves (-1), for process-wide counts. */
   readonly onListener?: (delta: 1 | -1) => void;
   /**
@@ -115,6 +117,7 @@ export class Generation {
   /** After a copy failed for good: the deltas stored before it, the only ones the reply keeps. */
   #broken: number | undefined;
   #keepAlive: (() => Promise<boolean>) | undefined;
+  readonly #onRefill: ((events: number) => void) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
   #onFirstDelta: ((ms: number) => void) | undefined;
   /**
@@ -155,6 +158,7 @@ export class Generation {
     this.#onEvent = options.onEvent;
     this.#settle = options.settle;
     this.#keepAlive = options.keepAlive;
+    this.#onRefill = options.onRefill;
     this.#onListener = options.onListener;
     this.#onFirstDelta = options.onFirstDelta;
   }
@@ -527,6 +531,8 @@ export class Generation {
         const results = await Promise.all(sent);
         // The first one is a gap too: the log lost more than that; go further back.
         if (results[0] === 'gap' && from > 1) continue;
+        const taken = results.filter((r) => r === 'added').length;
+        if (taken > 0) this.#onRefill?.(taken);
         const last = results.at(-1);
         return last === 'added' || last === 'duplicate';
       }

@@ -9,7 +9,7 @@ export interface ReplicaWaitOptions {
   readonly logger: Logger;
 }
 
-/** After a WAIT that timed out (no replica is there), writes go on without waiting this long. */
+/** After a WAIT that timed out (no replica is there), writes go on without waiting; checked again this often. */
 const DEGRADED_MS = 5_000;
 
 /**
@@ -19,14 +19,17 @@ const DEGRADED_MS = 5_000;
  * which returns once that many replicas have everything written before it (on any connection: a
  * replica receives the primary's writes in order). The WAITs asked for in one turn of the event
  * loop are one. When no replica answers in time (none is connected: after a failover, until the
- * old primary comes back as a replica), the writes go on without waiting for a while, with a
- * warning, rather than each one waiting out the timeout.
+ * old primary comes back as a replica), the writes go on without waiting, with a warning, until
+ * the primary has enough replicas again (checked every few seconds), rather than each one
+ * waiting out the timeout.
  */
 export class ReplicaWait {
   readonly #client: Redis;
   readonly #o: ReplicaWaitOptions;
   #next: Promise<void> | undefined;
+  /** Until when writes do not wait (0: they do; in the past: check the replicas first). */
   #degradedUntil = 0;
+  #warned = false;
 
   constructor(client: Redis, options: ReplicaWaitOptions) {
     if (!Number.isInteger(options.replicas) || options.replicas < 1)
@@ -35,6 +38,11 @@ export class ReplicaWait {
       throw new RangeError(`replica wait: timeoutMs must be a positive integer, got ${options.timeoutMs}`);
     this.#client = client;
     this.#o = options;
+    // On every (re)connection, perhaps to a new primary after a failover, whose replicas may not be
+    // there yet: the next write checks first, instead of waiting out the timeout.
+    client.on('ready', () => {
+      this.#degradedUntil = Math.max(this.#degradedUntil, 1);
+    });
   }
 
   /** The connection the writes go through (so that one WAIT on it covers them). */
@@ -54,12 +62,35 @@ export class ReplicaWait {
   }
 
   async #wait(): Promise<void> {
+    // Back from a degraded spell: wait again only once enough replicas are connected, rather than
+    // have a write wait out the timeout to learn that they are not.
+    if (this.#degradedUntil > 0) {
+      const connected = await this.#connectedReplicas();
+      if (connected < this.#o.replicas) {
+        this.#degrade(connected);
+        return;
+      }
+      this.#degradedUntil = 0;
+      if (this.#warned) this.#o.logger.info({ replicas: connected }, 'Redis replicas are back; writes that start and end a turn wait for them again');
+      this.#warned = false;
+    }
     const acked = await this.#client.wait(this.#o.replicas, this.#o.timeoutMs);
-    if (acked >= this.#o.replicas) return;
+    if (acked < this.#o.replicas) this.#degrade(acked);
+  }
+
+  #degrade(replicas: number): void {
     this.#degradedUntil = Date.now() + DEGRADED_MS;
+    if (this.#warned) return;
+    this.#warned = true;
     this.#o.logger.warn(
-      { replicas: this.#o.replicas, acked, timeoutMs: this.#o.timeoutMs },
-      'Redis replicas did not confirm writes in time; a failover now could lose the latest ones (not waiting again for 5 s)',
+      { wanted: this.#o.replicas, replicas, timeoutMs: this.#o.timeoutMs },
+      'Redis replicas are missing or late: writes go on without waiting for them (a failover now could lose the latest), until they are back',
     );
+  }
+
+  /** How many replicas the primary has connected (ROLE lists them). */
+  async #connectedReplicas(): Promise<number> {
+    const role = await this.#client.role();
+    return role[0] === 'master' && Array.isArray(role[2]) ? role[2].length : 0;
   }
 }
