@@ -168,6 +168,28 @@ export async function startTlsRedis(ca: TestCa): Promise<{ url: string; server: 
   return { url: `rediss://127.0.0.1:${port}`, server };
 }
 
+/** A primary and a replica in sync with it. */
+export async function startReplicated(options: { tls?: TestCa } = {}): Promise<{ primary: RedisProcess; replica: RedisProcess } | undefined> {
+  const bins = binaries('redis-server');
+  if (!bins) return undefined;
+  const server = bins['redis-server']!;
+  const { tls } = options;
+  const [primaryPort, replicaPort] = await Promise.all([freePort(), freePort()]);
+  const listen = (port: number): string[] => (tls ? [...tlsArgs(tls, port), '--tls-replication', 'yes'] : ['--port', String(port)]);
+  const primary = await launch(server, primaryPort, ['--bind', '127.0.0.1', ...listen(primaryPort), ...NO_PERSISTENCE]);
+  const replica = await launch(server, replicaPort, [
+    '--bind',
+    '127.0.0.1',
+    ...listen(replicaPort),
+    ...NO_PERSISTENCE,
+    '--replicaof',
+    '127.0.0.1',
+    String(primaryPort),
+  ]);
+  await until('the replica to sync', async () => (await ask(replicaPort, (r) => r.info('replication'), tls)).includes('master_link_status:up'));
+  return { primary, replica };
+}
+
 export interface SentinelSetup {
   /** REDIS_SENTINELS */
   readonly sentinels: string;
@@ -190,19 +212,9 @@ export async function startSentinels(options: { tls?: TestCa } = {}): Promise<Se
   const server = bins['redis-server']!;
   const { tls } = options;
   const master = 'sluice-test';
-  const [primaryPort, replicaPort, ...sentinelPorts] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-  const listen = (port: number): string[] => (tls ? [...tlsArgs(tls, port), '--tls-replication', 'yes'] : ['--port', String(port)]);
-  const primary = await launch(server, primaryPort, ['--bind', '127.0.0.1', ...listen(primaryPort), ...NO_PERSISTENCE]);
-  const replica = await launch(server, replicaPort, [
-    '--bind',
-    '127.0.0.1',
-    ...listen(replicaPort),
-    ...NO_PERSISTENCE,
-    '--replicaof',
-    '127.0.0.1',
-    String(primaryPort),
-  ]);
-  await until('the replica to sync', async () => (await ask(replicaPort, (r) => r.info('replication'), tls)).includes('master_link_status:up'));
+  const { primary, replica } = (await startReplicated({ tls }))!;
+  const primaryPort = primary.port;
+  const sentinelPorts = await Promise.all([freePort(), freePort(), freePort()]);
   const sentinelProcesses: RedisProcess[] = [];
   for (const port of sentinelPorts) {
     // A sentinel rewrites its configuration file: one of its own, in a directory of its own.
