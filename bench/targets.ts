@@ -2,7 +2,7 @@ import { openAIClient, sseRouteClient } from './clients/http-sse.ts';
 import { rawWsClient } from './clients/raw-ws.ts';
 import { trpcSseClient, trpcWsClient } from './clients/trpc.ts';
 import type { LoadClient } from './clients/types.ts';
-import { benchRedisUrl } from './redis.ts';
+import { benchRedisClusterNodes, benchRedisUrl } from './redis.ts';
 
 // What the bench measures: Sluice on each of its transports, and the minimal baselines it is
 // compared with in the same run. Each runs as its own child process, a fresh one for every scenario.
@@ -14,6 +14,7 @@ export type TargetName =
   | 'sluice-openai'
   | 'sluice-sse-redis'
   | 'sluice-sse-cluster'
+  | 'sluice-sse-redis-cluster'
   | 'raw-sse'
   | 'raw-ws'
   | 'raw-trpc-sse'
@@ -176,6 +177,23 @@ export const TARGETS: readonly Target[] = [
     baselines: ['sluice-sse-redis', 'raw-sse'],
     client: sseRouteClient,
     env: onRedis(2),
+    scenarios: /^(throughput|held-|smoke)/,
+    reference: true,
+  },
+  // Redis beyond one server: the same route on a Redis Cluster of three masters (a reply's keys on
+  // the shard of its id, the events of one turn one script call per slot, followers woken by
+  // sharded pub/sub), one worker.
+  {
+    name: 'sluice-sse-redis-cluster',
+    label: 'Sluice SSE route, Redis Cluster (3 masters)',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['sluice-sse-redis', 'raw-sse'],
+    client: sseRouteClient,
+    env: async () => {
+      const nodes = await benchRedisClusterNodes();
+      return nodes ? { REDIS_CLUSTER_NODES: nodes } : 'redis-server or redis-cli is not installed';
+    },
     scenarios: /^(throughput|held-|smoke)/,
     reference: true,
   },
