@@ -119,7 +119,7 @@ export const ConfigSchema = z
       .enum(['sqlite', 'memory', 'redis', 'postgres'])
       .default('sqlite')
       .describe(
-        'where history lives: `sqlite` (embedded, durable), `memory` (nothing kept across restarts), `redis`, `postgres`; when unset, `postgres` with DATABASE_URL, else `redis` with REDIS_URL, else `sqlite`',
+        'where history lives: `sqlite` (embedded, durable), `memory` (nothing kept across restarts), `redis`, `postgres`; when unset, `postgres` with DATABASE_URL, else `redis` with a Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES), else `sqlite`',
       ),
     DATA_DIR: z.string().min(1).default('./data').describe('where the embedded store (`STORE=sqlite`) keeps its database, `history.db`; created on start'),
     DATABASE_URL: z
