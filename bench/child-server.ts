@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildServer, bundle } from '../server/tools/server-bundle.ts';
 
@@ -18,7 +18,13 @@ const bundles = new Map<string, Promise<string>>();
 function compiled(entry: string): Promise<string> {
   let file = bundles.get(entry);
   if (!file) {
-    file = entry === 'server/main.ts' ? buildServer() : bundle(entry, join(repoRoot, 'dist/bench', entry.replace(/\.ts$/, '.mjs')));
+    file =
+      entry === 'server/main.ts'
+        ? buildServer()
+        : // Another checkout's server (the A/B bench): bundled into that checkout, which it reads its files from.
+          isAbsolute(entry)
+          ? bundle(entry, join(dirname(entry), '../dist/server/main.mjs'))
+          : bundle(entry, join(repoRoot, 'dist/bench', entry.replace(/\.ts$/, '.mjs')));
     bundles.set(entry, file);
   }
   return file;

@@ -5,6 +5,7 @@ import { repoRoot } from './child-server.ts';
 import { parseOptions, USAGE, UsageError } from './options.ts';
 import { openFilesLimit } from './proc-stats.ts';
 import { formatSummary, profileFiles, summarizeProfile } from './profile-summary.ts';
+import { stopBenchPostgres } from './postgres.ts';
 import { stopBenchRedis } from './redis.ts';
 import { runBench } from './run.ts';
 import { targetByName } from './targets.ts';
@@ -55,6 +56,7 @@ try {
   });
 } finally {
   await stopBenchRedis();
+  stopBenchPostgres();
 }
 console.log(`\n${consoleReport(report)}\n`);
 

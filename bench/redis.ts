@@ -42,13 +42,13 @@ async function redisServer(args: readonly string[]): Promise<ChildProcess> {
   const server = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   await new Promise<void>((resolve, reject) => {
-    server.stdout!.on('data', (c: Buffer) => {
+    server.stdout.on('data', (c: Buffer) => {
       out += c.toString();
       if (out.includes('Ready to accept connections')) resolve();
     });
     server.once('exit', (code) => reject(new Error(`redis-server exited with ${code}`)));
   });
-  server.stdout!.resume();
+  server.stdout.resume();
   return server;
 }
 

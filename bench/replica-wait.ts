@@ -38,13 +38,13 @@ async function redisServer(args: string[], ready = 'Ready to accept connections'
   children.push(child);
   let out = '';
   await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       if (out.includes(ready)) resolve();
     });
     child.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)));
   });
-  child.stdout!.resume();
+  child.stdout.resume();
 }
 
 async function until(check: () => Promise<boolean>): Promise<void> {

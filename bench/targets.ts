@@ -2,6 +2,7 @@ import { openAIClient, sseRouteClient } from './clients/http-sse.ts';
 import { rawWsClient } from './clients/raw-ws.ts';
 import { trpcSseClient, trpcWsClient } from './clients/trpc.ts';
 import type { LoadClient } from './clients/types.ts';
+import { benchPostgresUrl } from './postgres.ts';
 import { benchRedisClusterNodes, benchRedisUrl } from './redis.ts';
 
 // What the bench measures: Sluice on each of its transports, and the minimal baselines it is
@@ -13,6 +14,8 @@ export type TargetName =
   | 'sluice-trpc-sse'
   | 'sluice-openai'
   | 'sluice-sse-redis'
+  | 'sluice-sse-memory'
+  | 'sluice-sse-postgres'
   | 'sluice-sse-cluster'
   | 'sluice-sse-redis-cluster'
   | 'raw-sse'
@@ -156,6 +159,34 @@ export const TARGETS: readonly Target[] = [
     baselines: ['raw-sse'],
     client: (baseUrl) => openAIClient(baseUrl, openAIModel),
     probe: probeOpenAI,
+  },
+  // Where history lives: Sluice's targets above keep the default (SQLite under DATA_DIR); the same
+  // route with history in memory is the floor the default store is held to, and PostgreSQL the
+  // fleet's choice.
+  {
+    name: 'sluice-sse-memory',
+    label: 'Sluice SSE route, STORE=memory',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['raw-sse', 'sluice-sse'],
+    client: sseRouteClient,
+    env: async () => ({ STORE: 'memory' }),
+    scenarios: /^(throughput|held-|smoke)/,
+    reference: true,
+  },
+  {
+    name: 'sluice-sse-postgres',
+    label: 'Sluice SSE route, PostgreSQL history',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['raw-sse', 'sluice-sse-memory'],
+    client: sseRouteClient,
+    env: async () => {
+      const url = await benchPostgresUrl();
+      return url ? { DATABASE_URL: url } : 'PostgreSQL is not installed';
+    },
+    scenarios: /^(throughput|held-|smoke)/,
+    reference: true,
   },
   // Scaling beyond one core: the same route on Redis, with one worker and with one per core.
   {

@@ -1,12 +1,12 @@
 /**
- * Browser entry of the typed client: the runtime's own WebSocket and EventSource, nothing from
- * Node (client/index.ts is the Node entry, which pulls in `ws` and `eventsource`).
+ * Browser entry of the typed client (`sluice-client/browser`): the runtime's own WebSocket and
+ * EventSource, nothing from Node. It exports what the Node entry (client/index.ts) exports.
  */
-export type { AppRouter } from '../server/router-type.ts';
-export type { ChatClient, ChatClientOptions, Transport } from './create-chat-client.ts';
+export type { AppRouter, SluiceErrorShape, TrackedStreamEvent } from '../shared/app-router.ts';
+export type { ChatClient, ChatClientOptions, GetToken, Transport } from './create-chat-client.ts';
 export { chatClientTransport, closeChatClient, createChatClient } from './create-chat-client.ts';
 export { streamChat, type StreamChatRequest } from './stream-chat.ts';
 export { ReplyTimer, formatReplyStats, type ReplyStats } from './reply-stats.ts';
 export { uiChatFetch } from './ui-chat-fetch.ts';
 export type { UIChatMetadata, UIChatUsage } from '../shared/ui-chat.ts';
-export type { StreamEvent, ReplyEvent, ChatMessage, SessionHistory } from '../shared/index.ts';
+export type { StreamEvent, ReplyEvent, ChatMessage, SessionHistory, ErrorCode } from '../shared/index.ts';

@@ -1,20 +1,44 @@
-import { createTRPCClient, createWSClient, httpBatchLink, httpSubscriptionLink, splitLink, wsLink, type TRPCClient, type TRPCLink } from '@trpc/client';
+import {
+  createTRPCClient,
+  createWSClient,
+  httpBatchLink,
+  httpSubscriptionLink,
+  retryLink,
+  splitLink,
+  wsLink,
+  type TRPCClient,
+  type TRPCLink,
+} from '@trpc/client';
 import { observable, type Unsubscribable } from '@trpc/server/observable';
 import superjson from 'superjson';
-import type { AppRouter } from '../server/router-type.ts';
+import type { AppRouter } from '../shared/app-router.ts';
 
 export type Transport = 'ws' | 'sse' | 'auto';
 export type ChatClient = TRPCClient<AppRouter>;
 
 type EventSourceClass = new (url: string, init?: { withCredentials?: boolean; fetch?: typeof fetch }) => EventSource;
 
+/** A user's token as the app has it now: called at each (re)connect and HTTP request, so a refreshed one is picked up. */
+export type GetToken = () => string | null | undefined | Promise<string | null | undefined>;
+
 export interface ChatClientOptions {
   /** The server's base URL, such as `http://localhost:8000`. */
   readonly url: string;
   /** `'auto'` (default): WebSocket, falling back to SSE when it cannot connect within `wsConnectTimeoutMs`. */
   readonly transport?: Transport;
-  /** Sent as `Authorization: Bearer` over HTTP/SSE and as `connectionParams.apiKey` over WebSocket. */
+  /**
+   * An API key (a secret: for servers and scripts, never in a web page). Sent as
+   * `Authorization: Bearer` over HTTP and as `connectionParams: { apiKey }` over WebSocket and SSE.
+   */
   readonly apiKey?: string;
+  /**
+   * The signed-in user's token (a JWT from your identity provider), for apps whose users sign in.
+   * Called at each (re)connect and HTTP request; sent as `Authorization: Bearer` over HTTP and as
+   * `connectionParams: { token }` over WebSocket and SSE (EventSource cannot send headers). A call
+   * refused as `UNAUTHORIZED` (the token expired) is retried once with a fresh token, over a new
+   * connection. Use `apiKey` or `getToken`, not both.
+   */
+  readonly getToken?: GetToken;
   /** How long `'auto'` waits for the WebSocket before falling back to SSE. Default 3000. */
   readonly wsConnectTimeoutMs?: number;
   /** Called once the transport is known (`'ws'` or `'sse'`), and on every WebSocket reconnect. */
@@ -36,6 +60,9 @@ interface ClientControl {
 
 const controls = new WeakMap<object, ClientControl>();
 
+/** The close code (private range) of a connection replaced to show a fresh token. */
+const RENEW_CLOSE_CODE = 4001;
+
 function validate(options: ChatClientOptions): URL {
   let base: URL;
   try {
@@ -50,6 +77,10 @@ function validate(options: ChatClientOptions): URL {
   if (!['ws', 'sse', 'auto'].includes(transport)) {
     throw new TypeError(`createChatClient: transport must be 'ws', 'sse' or 'auto', got "${String(transport)}"`);
   }
+  if (options.apiKey !== undefined && options.getToken !== undefined) throw new TypeError('createChatClient: pass apiKey or getToken, not both');
+  if (options.getToken !== undefined && typeof options.getToken !== 'function') throw new TypeError('createChatClient: getToken must be a function');
+  if (options.apiKey !== undefined && (typeof options.apiKey !== 'string' || options.apiKey === ''))
+    throw new TypeError('createChatClient: apiKey must be a non-empty string');
   const timeout = options.wsConnectTimeoutMs;
   if (timeout !== undefined && (!Number.isFinite(timeout) || timeout <= 0)) {
     throw new TypeError(`createChatClient: wsConnectTimeoutMs must be a positive number, got ${timeout}`);
@@ -64,9 +95,9 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const basePath = base.pathname.replace(/\/+$/, '');
   const httpUrl = `${base.origin}${basePath}/trpc`;
   const wsUrl = `${base.protocol === 'https:' ? 'wss:' : 'ws:'}//${base.host}${basePath}/trpc`;
-  const authHeaders: Record<string, string> = options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {};
   const EventSourceImpl = (options.EventSource ?? globalThis.EventSource) as EventSourceClass | undefined;
   const WebSocketImpl = (options.WebSocket ?? globalThis.WebSocket) as typeof WebSocket | undefined;
+  const credentials = credentialsFor(options);
 
   const httpLinks: TRPCLink<AppRouter> = splitLink({
     condition: (op) => op.type === 'subscription',
@@ -74,21 +105,14 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       url: httpUrl,
       transformer: superjson,
       ...(EventSourceImpl ? { EventSource: EventSourceImpl } : {}),
-      // EventSource has no header option: the key goes through a fetch of our own.
-      eventSourceOptions: () =>
-        options.apiKey
-          ? {
-              fetch: (url: RequestInfo | URL, init?: RequestInit) =>
-                fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string>), ...authHeaders } }),
-            }
-          : {},
+      ...(credentials ? { connectionParams: credentials.params } : {}),
     }),
     // Within the server's default batch limit (WS_MAX_BATCH, 10 calls), which refuses a bigger batch whole.
-    false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: () => authHeaders, maxItems: 10 }),
+    false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: credentials?.headers ?? {}, maxItems: 10 }),
   });
 
   if (transport === 'sse') {
-    const client = createTRPCClient<AppRouter>({ links: [httpLinks] });
+    const client = createTRPCClient<AppRouter>({ links: [...retryWithFreshToken(options, () => undefined), httpLinks] });
     controls.set(client, { transport: () => 'sse', close: async () => undefined });
     options.onTransport?.('sse');
     return client;
@@ -111,28 +135,41 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const timer = transport === 'auto' ? setTimeout(() => decide('sse'), options.wsConnectTimeoutMs ?? 3000) : undefined;
 
   let closing: Promise<void> | undefined;
+  // Connections closed to renew the credential are not drops: neither their close nor the next
+  // open is reported.
+  let renewals = 0;
   const wsClient = createWSClient({
     url: wsUrl,
     WebSocket: WebSocketImpl,
-    ...(options.apiKey ? { connectionParams: { apiKey: options.apiKey } } : {}),
+    ...(credentials ? { connectionParams: credentials.params } : {}),
     keepAlive: { enabled: true, intervalMs: 10_000, pongTimeoutMs: 5_000 },
     onOpen: () => {
       if (decided === 'pending') decide('ws');
+      else if (renewals > 0) renewals--;
       else if (decided === 'ws') options.onTransport?.('ws');
     },
     // Before the first open, any failure means this network will not carry WebSockets.
     onError: () => decide('sse'),
-    onClose: () => {
-      if (decided === 'ws' && !closing) options.onDisconnect?.();
+    onClose: (cause) => {
+      if (decided === 'ws' && !closing && cause?.code !== RENEW_CLOSE_CODE) options.onDisconnect?.();
       decide('sse');
     },
   });
+  // A refused token is replaced by a new connection, whose connectionParams ask getToken again:
+  // closing the socket in use makes the client reconnect, and resume its streams, by itself.
+  const renewConnection = (): void => {
+    const connection = wsClient.connection;
+    if (decided !== 'ws' || connection?.state !== 'open') return;
+    renewals++;
+    connection.ws.close(RENEW_CLOSE_CODE, 'renewing the credential');
+  };
   const wsLinks = wsLink<AppRouter>({ client: wsClient, transformer: superjson });
 
   const links: TRPCLink<AppRouter>[] =
     transport === 'ws'
-      ? [wsLinks]
+      ? [...retryWithFreshToken(options, renewConnection), wsLinks]
       : [
+          ...retryWithFreshToken(options, renewConnection),
           (runtime) => {
             const viaWs = wsLinks(runtime);
             const viaHttp = httpLinks(runtime);
@@ -173,4 +210,48 @@ export function chatClientTransport(client: ChatClient): 'ws' | 'sse' | 'pending
 /** Closes the client's WebSocket, if any. Safe to call twice. */
 export function closeChatClient(client: ChatClient): Promise<void> {
   return controls.get(client)?.close() ?? Promise.resolve();
+}
+
+interface Credentials {
+  /** `connectionParams` for WebSocket and SSE: `{ apiKey }` or `{ token }`. */
+  readonly params: () => Promise<Record<string, string>>;
+  readonly headers: () => Promise<Record<string, string>>;
+}
+
+/** How the client shows its credential, or undefined when it has none. */
+function credentialsFor(options: ChatClientOptions): Credentials | undefined {
+  const { apiKey, getToken } = options;
+  if (apiKey !== undefined) {
+    return { params: async () => ({ apiKey }), headers: async () => ({ authorization: `Bearer ${apiKey}` }) };
+  }
+  if (getToken === undefined) return undefined;
+  const token = async (): Promise<string | undefined> => (await getToken()) || undefined;
+  return {
+    params: async (): Promise<Record<string, string>> => {
+      const current = await token();
+      return current ? { token: current } : {};
+    },
+    headers: async (): Promise<Record<string, string>> => {
+      const current = await token();
+      return current ? { authorization: `Bearer ${current}` } : {};
+    },
+  };
+}
+
+/**
+ * With `getToken`, a call refused as UNAUTHORIZED (before anything started: the token expired, say)
+ * is made once more, with a fresh token: over HTTP and SSE each request asks getToken; over
+ * WebSocket the token goes with the connection, so `renew` replaces it first.
+ */
+function retryWithFreshToken(options: ChatClientOptions, renew: () => void): TRPCLink<AppRouter>[] {
+  if (!options.getToken) return [];
+  return [
+    retryLink<AppRouter>({
+      retry: ({ error, attempts }) => {
+        if (attempts > 1 || error.data?.code !== 'UNAUTHORIZED') return false;
+        renew();
+        return true;
+      },
+    }),
+  ];
 }

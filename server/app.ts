@@ -2,23 +2,28 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { ChatService } from './core/chat-service.ts';
+import type { Credentials } from './core/credentials.ts';
 import type { Provider } from './core/providers/provider.ts';
-import { ApiKeys } from './core/api-keys.ts';
 import { Leases } from './core/leases.ts';
 import { RateLimiter } from './core/rate-limiter.ts';
 import { preloadTokenizer } from './core/usage.ts';
 import type { Store } from './core/store/store.ts';
+import { credentialsFrom } from './wiring/credentials.ts';
 import { providerFrom, servedModelId } from './wiring/provider.ts';
 import { sessionTtlMs, storeFrom } from './wiring/store.ts';
 import { startRetention } from './core/store/history/retention.ts';
 import { Admission } from './transport/admission.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
+import { parseAllowedOrigins } from './net/origins.ts';
+import { OriginPolicy } from './transport/http/origin-policy.ts';
 import { createLogger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
 
 export interface SluiceOverrides {
   readonly provider?: Provider;
+  /** Instead of the API keys and token settings of the configuration. */
+  readonly credentials?: Credentials;
   readonly store?: Store;
   readonly logger?: Logger;
 }
@@ -47,7 +52,7 @@ export interface Sluice {
  */
 export async function createSluice(config: Config, overrides: SluiceOverrides = {}): Promise<Sluice> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid });
-  const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
+  const credentials = overrides.credentials ?? credentialsFrom(config, logger);
   const metrics: Metrics = new Metrics((): number => service.runningCount);
   const store = overrides.store ?? (await storeFrom(config, logger, { onSessionEvicted: () => metrics.sessionsEvicted('capacity') }));
   const provider = overrides.provider ?? providerFrom(config, logger);
@@ -75,12 +80,12 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const ttlMs = sessionTtlMs(config);
   const retention =
     ttlMs > 0 ? startRetention({ history: store.history, ttlMs, logger, onExpired: (count) => metrics.sessionsEvicted('idle', count) }) : undefined;
-  const admission = new Admission({ service, credentials: keys, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
+  const admission = new Admission({ service, credentials, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
   const http = createHttpServer({
     service,
     leases,
     logger,
-    credentials: keys,
+    credentials,
     admission,
     metrics,
     modelId: servedModelId(config),
@@ -101,6 +106,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     maxConnections: config.MAX_CONNECTIONS,
     isReady: async () => !service.draining && (await store.healthy()),
     trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES),
+    origins: new OriginPolicy({ allowed: parseAllowedOrigins(config.ALLOWED_ORIGINS) }),
   });
 
   let closing: Promise<void> | undefined;

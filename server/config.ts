@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseHostPorts } from './core/store/redis/topology.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
+import { parseAllowedOrigins } from './net/origins.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
@@ -49,6 +50,19 @@ export const ConfigSchema = z
       .optional()
       .describe(
         "proxies whose `X-Forwarded-For` is believed, as comma-separated IPs or CIDRs (or `loopback`): only a request from one of them gets its client IP (`clientIp` in the logs) from that header (unset: none; the socket's peer is the client)",
+      ),
+    ALLOWED_ORIGINS: z
+      .string()
+      .superRefine((value, ctx) => {
+        try {
+          parseAllowedOrigins(value);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        }
+      })
+      .optional()
+      .describe(
+        "browser origins besides the server's own that may call it (CORS) and open WebSockets, comma-separated (`https://app.example.com,http://localhost:5173`), or `*` for any; other sites' pages are refused (403). Requests without an `Origin` (programs, not browsers) are not affected",
       ),
     LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),
@@ -138,6 +152,24 @@ export const ConfigSchema = z
       .describe('with `STORE=memory`: sessions kept in the process at most; beyond it the least recently used one is dropped'),
     API_KEYS_FILE: z.string().optional().describe('file of API keys, one a line (blank lines and # comments ignored); when set, every request needs one'),
     API_KEYS: z.string().optional().describe('API keys as a comma-separated list (in addition to API_KEYS_FILE)'),
+    AUTH_JWKS_URL: z
+      .url()
+      .optional()
+      .describe(
+        "end-user tokens (JWTs from the app's identity provider) are accepted, verified with the keys of this JWKS (https://, or http:// on localhost; fetched, cached, fetched again for an unknown `kid`)",
+      ),
+    AUTH_JWT_PUBLIC_KEY: z
+      .string()
+      .optional()
+      .describe('instead of a JWKS: the PEM public key (or certificate) that verifies end-user tokens (line ends may be written `\\n`)'),
+    AUTH_JWT_SECRET: z.string().optional().describe('instead of a JWKS: the HMAC secret (at least 32 bytes) that verifies end-user tokens (HS256/384/512)'),
+    AUTH_JWT_ISSUER: z.string().min(1).optional().describe("when set, a token's `iss` must be this"),
+    AUTH_JWT_AUDIENCE: z.string().min(1).optional().describe("when set, a token's `aud` must name one of these (comma-separated)"),
+    AUTH_JWT_OWNER_CLAIM: z
+      .string()
+      .regex(/^\S+$/, 'must be a claim name')
+      .default('sub')
+      .describe("the token's claim that names the user: each user has their own sessions, as each API key does"),
     RATE_LIMIT_PER_MINUTE: int(0).default(0).describe('requests a minute per key, across instances; 429 with Retry-After above (0: no limit)'),
     MAX_STREAMS_PER_KEY: int(0).default(0).describe('replies a key may have running at once, across instances; 429 above (0: no limit)'),
     MAX_WS_CONNECTIONS_PER_KEY: int(0).default(0).describe('WebSocket connections a key may hold at once, across instances (0: no limit)'),
@@ -191,6 +223,13 @@ export const ConfigSchema = z
     }
     if (c.OPENAI_BASE_URL && !/^https?:\/\//i.test(c.OPENAI_BASE_URL)) {
       ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'must be an http:// or https:// URL' });
+    }
+    const tokenKeys = (['AUTH_JWKS_URL', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET'] as const).filter((name) => c[name] !== undefined);
+    if (tokenKeys.length > 1) ctx.addIssue({ code: 'custom', path: [tokenKeys[1]!], message: `set only one of ${tokenKeys.join(', ')}` });
+    for (const name of ['AUTH_JWT_ISSUER', 'AUTH_JWT_AUDIENCE'] as const) {
+      if (c[name] !== undefined && tokenKeys.length === 0) {
+        ctx.addIssue({ code: 'custom', path: [name], message: 'needs AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY or AUTH_JWT_SECRET' });
+      }
     }
     if (c.STORE === 'postgres' && !c.DATABASE_URL) ctx.addIssue({ code: 'custom', path: ['DATABASE_URL'], message: 'is required when STORE=postgres' });
     if (c.STORE === 'redis' && !usesRedis(c))

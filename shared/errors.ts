@@ -10,6 +10,7 @@ export const ERROR_CODES = [
   'payload_too_large',
   'unsupported_media_type',
   'unauthorized',
+  'forbidden',
   'not_found',
   'session_busy',
   'rate_limited',

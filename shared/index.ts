@@ -6,3 +6,4 @@ export * from './chat-request.ts';
 export * from './sse-route.ts';
 export * from './openai.ts';
 export * from './ui-chat.ts';
+export * from './app-router.ts';

@@ -40,7 +40,7 @@ interface Case {
   readonly limited?: boolean;
 }
 
-const unauthorized: Expected = { code: 'UNAUTHORIZED', sluiceCode: 'unauthorized', message: 'A valid API key is required' };
+const unauthorized: Expected = { code: 'UNAUTHORIZED', sluiceCode: 'unauthorized', message: 'A valid API key or token is required' };
 const badRequest = (message: string | RegExp): Expected => ({ code: 'BAD_REQUEST', sluiceCode: 'invalid_request', message });
 const notFound: Expected = { code: 'NOT_FOUND', sluiceCode: 'not_found', message: 'No resumable reply for this event id' };
 const completion = (content: unknown) => ({ model: 'm', messages: [{ role: 'user', content }] });

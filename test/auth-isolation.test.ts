@@ -2,13 +2,16 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { TRPCClientError } from '@trpc/client';
+import { createTRPCClient, httpSubscriptionLink, TRPCClientError } from '@trpc/client';
+import { EventSource } from 'eventsource';
+import superjson from 'superjson';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
 import type { AppRouter } from '../server/router-type.ts';
 import { ErrorBody, SessionHistory, type StreamEvent } from '../shared/index.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
 import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { collectStream } from './helpers/trpc-clients.ts';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
@@ -147,6 +150,37 @@ describe('API keys', () => {
       }
       return JSON.parse(frames.at(-1)!.data).done === true;
     }
+  });
+});
+
+describe('tRPC over SSE: the credential in connectionParams', () => {
+  // EventSource cannot send headers: httpSubscriptionLink puts `connectionParams` in the URL
+  // (`?connectionParams=<JSON>`), which is how a browser authenticates a subscription.
+  function sseOnly(url: string, connectionParams: Record<string, string>) {
+    return createTRPCClient<AppRouter>({
+      links: [httpSubscriptionLink({ url: `${url}/trpc`, transformer: superjson, EventSource, connectionParams })],
+    });
+  }
+  const subscribe = async (client: ReturnType<typeof sseOnly>, sessionId: string) =>
+    (await collectStream(client, { message: 'via connectionParams', sessionId })).events;
+
+  it("streams for the key in connectionParams (no header), into that key's sessions; a wrong key is UNAUTHORIZED", async () => {
+    const { url } = await keyedServer();
+    const events = await subscribe(sseOnly(url, { apiKey: KEY_A }), 'cp');
+    expect(events.at(-1)?.type).toBe('done');
+    expect((await history(url, 'cp', KEY_A)).messages.map((m) => m.content)).toContain('via connectionParams');
+    expect((await history(url, 'cp', KEY_B)).messages).toEqual([]);
+
+    const refused = await subscribe(sseOnly(url, { apiKey: 'wrong-key-0123456789abcdef' }), 'cp').catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(TRPCClientError);
+    expect((refused as TRPCClientError<AppRouter>).data?.code).toBe('UNAUTHORIZED');
+
+    // Malformed params are the client's mistake, answered on the stream as tRPC's producer does.
+    const input = encodeURIComponent(JSON.stringify({ json: { message: 'x' } }));
+    const res = await fetch(`${url}/trpc/chat.stream?input=${input}&connectionParams=%7Bnot-json`);
+    const body = await res.text();
+    expect(body).toContain('event: serialized-error');
+    expect(body).toContain('"code":"PARSE_ERROR"');
   });
 });
 

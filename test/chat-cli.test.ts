@@ -5,6 +5,7 @@ import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { EXIT } from '../client/cli/exit-codes.ts';
 import { CHAT_BIN, runChat, spawnChat } from './helpers/chat-cli.ts';
 import { freePort } from './helpers/ports.ts';
+import { startIdentityProvider } from './helpers/identity-provider.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
 import { streamSseRoute } from './helpers/sse.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
@@ -193,6 +194,20 @@ describe('sluice-chat --message (one-shot)', () => {
       expect(refused.code).toBe(EXIT.refused);
       expect(refused.stderr).toMatch(/error: (unauthorized|UNAUTHORIZED): /);
     }
+  });
+
+  it("sends --token (or SLUICE_TOKEN) as a user's token; a key and a token together are a usage error", async () => {
+    const idp = await startIdentityProvider();
+    const server = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+    const token = await idp.token('alice');
+    for (const transport of ['ws', 'sse'] as const) {
+      const ok = await runChat(['--url', server.url, '--transport', transport, '-q', '--token', token, '--session', 'mine', '-m', 'hi']);
+      expect(ok).toEqual({ code: EXIT.ok, stdout: `${reply('hi')}\n`, stderr: '' });
+      expect((await runChat(['--url', server.url, '--transport', transport, '-q', '-m', 'hi'], { SLUICE_TOKEN: token })).code).toBe(EXIT.ok);
+    }
+    const both = await runChat(['--url', server.url, '--key', 'k'.repeat(16), '--token', token, '-m', 'hi']);
+    expect(both.code).toBe(EXIT.usage);
+    expect(both.stderr).toContain('not both');
   });
 
   it('stops and cancels the reply when its reader goes away (| head), without a crash', async () => {

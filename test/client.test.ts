@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { chatClientTransport, closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
+import { JwtVerifier } from '../server/core/auth/jwt-verifier.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { StreamEvent } from '../shared/index.ts';
+import { startIdentityProvider } from './helpers/identity-provider.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startServer } from './helpers/server.ts';
 
@@ -72,5 +74,62 @@ describe('createChatClient', () => {
     expect(() => createChatClient({ url: 'localhost:8000' })).toThrow(/http: or https:|absolute URL/);
     expect(() => createChatClient({ url: 'http://x', transport: 'smoke' as never })).toThrow(/'ws', 'sse' or 'auto'/);
     expect(() => createChatClient({ url: 'http://x', wsConnectTimeoutMs: -1 })).toThrow(/wsConnectTimeoutMs/);
+    expect(() => createChatClient({ url: 'http://x', apiKey: 'k'.repeat(16), getToken: () => 't' })).toThrow(/apiKey or getToken, not both/);
+    expect(() => createChatClient({ url: 'http://x', getToken: 'token' as never })).toThrow(/getToken must be a function/);
   });
+});
+
+describe('createChatClient with getToken (users signed in with an identity provider)', () => {
+  it.each(['ws', 'sse'] as const)('over %s, asks getToken (sync or async) for each connection and request, and streams as that user', async (transport) => {
+    const idp = await startIdentityProvider();
+    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+    const token = await idp.token('alice');
+    let calls = 0;
+    const sync = client({ url, transport, getToken: () => (calls++, token) });
+    const events = await collect(streamChat(sync, { message: 'as alice', sessionId: 'mine' }));
+    expect(events.at(-1)?.type).toBe('done');
+    expect((await sync.chat.history.query({ sessionId: 'mine' })).messages).toHaveLength(2);
+    // Over WebSocket the token goes with the connection; over SSE and HTTP with each request.
+    expect(calls).toBeGreaterThanOrEqual(transport === 'ws' ? 1 : 2);
+
+    const async = client({ url, transport, getToken: async () => idp.token('alice') });
+    expect((await async.chat.history.query({ sessionId: 'mine' })).messages).toHaveLength(2);
+    const bob = client({ url, transport, getToken: async () => idp.token('bob') });
+    expect((await bob.chat.history.query({ sessionId: 'mine' })).messages).toEqual([]);
+    // No token yet (signed out): the server refuses, as for a bad one.
+    const none = client({ url, transport, getToken: () => undefined });
+    await expect(none.chat.history.query({ sessionId: 'mine' })).rejects.toMatchObject({ data: { code: 'UNAUTHORIZED' } });
+  });
+
+  it.each(['ws', 'sse'] as const)(
+    'over %s, a token that expires does not cut the reply in flight; the next call gets a fresh token by itself',
+    async (transport) => {
+      const idp = await startIdentityProvider();
+      let clock = Date.now();
+      const credentials = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, now: () => clock });
+      const { url } = await startServer({ SIM_DELAY_MS: 10 }, { credentials });
+      let issued = 0;
+      const disconnects: string[] = [];
+      const c = client({
+        url,
+        transport,
+        getToken: async () => (issued++, idp.token('alice', { at: clock, expiresIn: 60 })),
+        onDisconnect: () => disconnects.push('lost'),
+      });
+      const events: StreamEvent[] = [];
+      for await (const event of streamChat(c, { message: 'a long answer', sessionId: 'exp' })) {
+        events.push(event);
+        // Ten minutes pass while the reply streams: the token it was started with has expired.
+        if (events.length === 1) clock += 10 * 60_000;
+      }
+      expect(events.at(-1)?.type).toBe('done');
+      const before = issued;
+      // Refused with the old token, the call is made again with a new one (over a new connection for WebSocket).
+      const next = await collect(streamChat(c, { message: 'and another', sessionId: 'exp' }));
+      expect(next.at(-1)?.type).toBe('done');
+      expect(issued).toBeGreaterThan(before);
+      expect((await c.chat.history.query({ sessionId: 'exp' })).messages.map((m) => m.status)).toEqual(['complete', 'complete', 'complete', 'complete']);
+      expect(disconnects).toEqual([]);
+    },
+  );
 });

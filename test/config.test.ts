@@ -39,4 +39,14 @@ describe('configuration', () => {
     );
     expect(() => loadConfig({ STORE: 'redis' })).toThrow(/REDIS_URL: is required when STORE=redis/);
   });
+
+  it('end-user tokens: one source of keys; issuer and audience need one', () => {
+    expect(loadConfig({ AUTH_JWT_SECRET: 'x'.repeat(32) }).AUTH_JWT_OWNER_CLAIM).toBe('sub');
+    expect(() => loadConfig({ AUTH_JWKS_URL: 'https://id.example.com/jwks', AUTH_JWT_SECRET: 'x'.repeat(32) })).toThrow(
+      /AUTH_JWT_SECRET: set only one of AUTH_JWKS_URL, AUTH_JWT_SECRET/,
+    );
+    expect(() => loadConfig({ AUTH_JWT_ISSUER: 'https://id.example.com/' })).toThrow(/AUTH_JWT_ISSUER: needs AUTH_JWKS_URL/);
+    expect(() => loadConfig({ AUTH_JWKS_URL: 'not a url' })).toThrow(/AUTH_JWKS_URL/);
+    expect(() => loadConfig({ AUTH_JWT_SECRET: 'x'.repeat(32), AUTH_JWT_OWNER_CLAIM: 'two words' })).toThrow(/AUTH_JWT_OWNER_CLAIM: must be a claim name/);
+  });
 });

@@ -2,6 +2,8 @@ import { describe, expect, it, vi } from 'vitest';
 import type { Page } from 'playwright-core';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { openPage, saveScreenshot } from './helpers/browser.ts';
+import { startIdentityProvider } from './helpers/identity-provider.ts';
+import { captureLogs } from './helpers/logs.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
 import { rawRequest } from './helpers/sse.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
@@ -143,5 +145,70 @@ describe('browser chat page (headless Chromium)', () => {
     expect(again.status).toBe(304);
     expect((await rawRequest(`${server.url}/assets/app.css`, { method: 'GET' })).status).toBe(200);
     expect((await rawRequest(`${server.url}/assets/nope.js`, { method: 'GET' })).status).toBe(404);
+  });
+});
+
+describe('browser chat page with keys or tokens on (headless Chromium)', () => {
+  const KEY = 'page-key-0123456789abcdef';
+
+  it('asks for a token, then loads the history and streams over WebSocket; a token in the fragment needs no asking, and no token reaches the logs', async () => {
+    const idp = await startIdentityProvider();
+    const { logger, lines } = captureLogs('info');
+    const server = await startServer({ AUTH_JWKS_URL: idp.jwksUrl, API_KEYS: KEY, SIM_DELAY_MS: 10, LOG_LEVEL: 'info' }, { logger });
+    const token = await idp.token('alice');
+    await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ message: 'earlier question', session_id: 'web-auth' }),
+    });
+    const browser = await openPage(`${server.url}/?session=web-auth`);
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.locator('#signin').isVisible()).toBe(true);
+    expect(await page.locator('#messages li').count()).toBe(0);
+    await saveScreenshot(page, 'web-page-signin');
+    await page.locator('#token').fill('not-a-valid-token');
+    await page.locator('#token').press('Enter');
+    await expect.poll(() => page.locator('#signin-reason').textContent()).toBe('The server refused that token. Paste another one.');
+
+    await page.locator('#token').fill(token);
+    await page.locator('#token').press('Enter');
+    await expect.poll(() => page.locator('#messages li').count()).toBe(2);
+    expect(await page.locator('#signin').isVisible()).toBe(false);
+    expect(await page.locator('#transport').getAttribute('data-transport')).toBe('ws');
+    await say(page, 'hello with a token');
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    expect(await lastReply(page).locator('.text').textContent()).toBe(reply('hello with a token'));
+    await saveScreenshot(page, 'web-page-signed-in');
+    await browser.close();
+
+    // A link that carries the token after `#`: no form, and the token leaves the address bar.
+    const linked = await openPage(`${server.url}/?session=web-auth#token=${encodeURIComponent(token)}`);
+    if (!linked) return;
+    await expect.poll(() => linked.page.locator('#messages li').count()).toBe(4);
+    expect(await linked.page.locator('#signin').isVisible()).toBe(false);
+    expect(linked.page.url()).not.toContain(token);
+    expect(linked.page.url()).toContain('session=web-auth');
+    expect(linked.errors).toEqual([]);
+    await linked.close();
+    expect(JSON.stringify(lines)).not.toContain(token);
+  });
+
+  it('streams over SSE with the token when WebSocket upgrades are refused', async () => {
+    const { logger, lines } = captureLogs('info');
+    const server = await startServer({ API_KEYS: KEY, WS_ENABLED: false, SIM_DELAY_MS: 10, LOG_LEVEL: 'info' }, { logger });
+    const browser = await openPage(`${server.url}/?session=web-auth-sse#token=${KEY}`);
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.locator('#transport').getAttribute('data-transport')).toBe('sse');
+    await expect.poll(() => page.evaluate(() => document.body.dataset.ready)).toBe('true');
+    await say(page, 'over sse with a key');
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    expect(await lastReply(page).locator('.text').textContent()).toBe(reply('over sse with a key'));
+    const res = await fetch(`${server.url}/v1/sessions/web-auth-sse/messages`, { headers: { authorization: `Bearer ${KEY}` } });
+    expect(((await res.json()) as { messages: unknown[] }).messages).toHaveLength(2);
+    // On SSE the key travels in the URL's query (connectionParams); the request log never has the query.
+    expect(lines.some((line) => line.path === '/trpc/chat.stream')).toBe(true);
+    expect(JSON.stringify(lines)).not.toContain(KEY);
+    expect(browser.errors).toEqual([]);
   });
 });

@@ -9,6 +9,8 @@ export interface CliOptions {
   /** Undefined: a new session id is made up. */
   readonly session: string | undefined;
   readonly apiKey: string | undefined;
+  /** A signed-in user's token (a JWT), instead of an API key. */
+  readonly token: string | undefined;
   /** One-shot mode: send this, print the reply, exit. */
   readonly message: string | undefined;
   /** No transport line or statistics on stderr. */
@@ -32,6 +34,7 @@ Options:
   --transport T          ws, sse or auto (default auto: WebSocket, SSE when it is blocked)
   --session ID           session to talk in (default: a new one, printed at start)
   --key KEY              API key (env SLUICE_API_KEY; keeps it out of the process list)
+  --token TOKEN          a user's token (JWT) instead of a key (env SLUICE_TOKEN)
   -m, --message TEXT     one-shot: send TEXT, print the reply on stdout, exit
   -q, --quiet            one-shot: no transport line or statistics on stderr
   -h, --help             this help
@@ -57,6 +60,7 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
         transport: { type: 'string' },
         session: { type: 'string' },
         key: { type: 'string' },
+        token: { type: 'string' },
         message: { type: 'string', short: 'm' },
         quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
@@ -87,13 +91,17 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
   if (values.message !== undefined && values.message.trim() === '') {
     throw new UsageError('--message must not be empty');
   }
+  const apiKey = values.key ?? (env.SLUICE_API_KEY || undefined);
+  const token = values.token ?? (env.SLUICE_TOKEN || undefined);
+  if (apiKey !== undefined && token !== undefined) throw new UsageError('give --key (SLUICE_API_KEY) or --token (SLUICE_TOKEN), not both');
   return {
     kind: 'run',
     options: {
       url,
       transport,
       session: values.session,
-      apiKey: values.key ?? (env.SLUICE_API_KEY || undefined),
+      apiKey,
+      token,
       message: values.message,
       quiet: values.quiet ?? false,
     },

@@ -39,6 +39,7 @@ export function connect(options: CliOptions): Connection {
     url: options.url,
     transport: options.transport,
     ...(options.apiKey ? { apiKey: options.apiKey } : {}),
+    ...(options.token ? { getToken: () => options.token } : {}),
     // The first report is the transport chosen; later ones are WebSocket reconnects.
     onTransport: () => {
       if (transportReports++ > 0) watch.back();

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * sluice-chat: a terminal chat client for Sluice, built on the typed client (client/).
  * `npm run chat -- --help`, or the `sluice-chat` bin.

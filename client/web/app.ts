@@ -1,6 +1,7 @@
 /**
  * The browser chat page served at `/`: the typed client over WebSocket, falling back to SSE, with
- * the session's history, a streaming reply, Stop, and the transport and reconnects shown.
+ * the session's history, a streaming reply, Stop, and the transport and reconnects shown. When the
+ * server wants a credential, the page asks for a token (or takes one from `#token=...`).
  * Bundled by esbuild (server/transport/http/web-assets.ts); no framework.
  */
 import { createChatClient, formatReplyStats, ReplyTimer, streamChat, type ChatMessage, type Transport } from '../browser.ts';
@@ -27,7 +28,28 @@ const ui = {
   send: byId<HTMLButtonElement>('send'),
   stop: byId<HTMLButtonElement>('stop'),
   stats: byId<HTMLParagraphElement>('stats'),
+  signin: byId<HTMLFormElement>('signin'),
+  signinReason: byId<HTMLLabelElement>('signin-reason'),
+  token: byId<HTMLInputElement>('token'),
 };
+
+// The credential, when the server wants one: kept in this tab only (sessionStorage), read by the
+// client at each connection and request. A link may carry it in the fragment (`#token=...`),
+// which browsers never send to the server; it is taken out of the address bar at once.
+const TOKEN_KEY = 'sluice.token';
+function takeTokenFromFragment(): void {
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const token = fragment.get('token');
+  if (token === null) return;
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  fragment.delete('token');
+  const rest = fragment.toString();
+  history.replaceState(null, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+}
+takeTokenFromFragment();
+const currentToken = (): string | undefined => sessionStorage.getItem(TOKEN_KEY) ?? undefined;
+
+const isUnauthorized = (error: unknown): boolean => (error as { data?: { code?: string } | null }).data?.code === 'UNAUTHORIZED';
 
 const newSessionId = (): string => `web-${crypto.randomUUID().slice(0, 8)}`;
 
@@ -38,7 +60,7 @@ function pickSession(params: URLSearchParams): string {
   const id = fromUrl && SESSION_ID_PATTERN.test(fromUrl) ? fromUrl : stored && SESSION_ID_PATTERN.test(stored) ? stored : newSessionId();
   localStorage.setItem('sluice.session', id);
   params.set('session', id);
-  history.replaceState(null, '', `?${params.toString()}`);
+  history.replaceState(null, '', `?${params.toString()}${location.hash}`);
   return id;
 }
 
@@ -71,6 +93,7 @@ function back(): void {
 const client = createChatClient({
   url: location.origin,
   transport: requested,
+  getToken: currentToken,
   onTransport: (transport) => {
     if (transportReports++ > 0) return back();
     ui.transport.dataset.transport = transport;
@@ -175,6 +198,7 @@ async function send(message: string): Promise<void> {
     const data = (error as { data?: { sluiceCode?: string | null } | null }).data;
     showAlert(`${data?.sluiceCode ? `${data.sluiceCode}: ` : ''}${(error as Error).message}`);
     ui.input.value = message;
+    if (isUnauthorized(error)) askForToken(currentToken() ? 'The server refused the token (it may have expired). Paste a new one.' : undefined);
   } finally {
     current = undefined;
     setBusy(false);
@@ -201,19 +225,48 @@ ui.newChat.addEventListener('click', () => {
   location.search = `?session=${id}${wanted ? `&transport=${encodeURIComponent(wanted)}` : ''}`;
 });
 
+/** Shows the token form (the server wants a credential this tab does not have, or refused it). */
+function askForToken(reason?: string): void {
+  if (reason) ui.signinReason.textContent = reason;
+  ui.signin.hidden = false;
+  ui.empty.hidden = true;
+  document.body.dataset.signin = 'needed';
+  ui.token.focus();
+}
+
+ui.signin.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const token = ui.token.value.trim();
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  ui.token.value = '';
+  ui.signin.hidden = true;
+  delete document.body.dataset.signin;
+  showAlert(undefined);
+  // The client asks for the token again by itself (over WebSocket, on a new connection).
+  void loadHistory();
+});
+
 async function loadHistory(): Promise<void> {
+  ui.messages.replaceChildren();
+  ui.empty.hidden = false;
   try {
     const { messages } = await client.chat.history.query({ sessionId });
     for (const m of messages) addMessage(m.role, m.content, m.status);
     document.body.dataset.ready = 'true';
     scrollToEnd();
   } catch (error) {
+    if (isUnauthorized(error)) {
+      askForToken(currentToken() ? 'The server refused that token. Paste another one.' : undefined);
+      document.body.dataset.ready = 'signin';
+      return;
+    }
     showAlert(`Could not load the history: ${(error as Error).message}`);
     document.body.dataset.ready = 'error';
   } finally {
     ui.input.disabled = false;
     ui.send.disabled = false;
-    ui.input.focus();
+    if (ui.signin.hidden) ui.input.focus();
   }
 }
 

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ChatMessage, SessionHistory } from '../../shared/messages.ts';
 import type { EventRef } from '../../shared/stream-events.ts';
 import { SluiceError, toSluiceError } from './errors.ts';
-import { Generation, type Listener } from './generation.ts';
+import type { Listener } from './generation.ts';
 import { newGenerationId } from './ids.ts';
 import type { Held, Leases } from './leases.ts';
 import { LocalGenerations } from './local-generations.ts';
@@ -10,9 +10,11 @@ import { NO_OBSERVER, type GenerationObserver } from './observer.ts';
 import { endIfDead, type OrphanContext } from './orphans.ts';
 import type { Provider, ProviderMessage } from './providers/provider.ts';
 import { remoteListener } from './remote-listener.ts';
-import type { EventLog, EventWriter, GenerationRecord } from './store/event-log.ts';
+import type { EventLog, GenerationRecord } from './store/event-log.ts';
 import type { History, ReadOptions } from './store/history.ts';
+import { CancelRouting } from './cancel-routing.ts';
 import { Checkpoints } from './checkpoints.ts';
+import { ReplyRunner } from './reply-runner.ts';
 import type { Signals } from './store/signals.ts';
 
 export interface ChatServiceOptions {
@@ -70,18 +72,6 @@ export interface Attachment {
   readonly listener: Listener;
 }
 
-/** What a running generation holds, released as it ends. */
-interface Holds {
-  readonly slot: Held;
-  /** The session's lock (none for a stateless reply). */
-  readonly lock?: Held;
-  /** The liveness mark, let go only once the last event is where other instances read it. */
-  readonly alive?: Held;
-}
-
-/** How long a cancel for a generation not (yet) running here is remembered, for one that is starting. */
-const EARLY_CANCEL_MS = 30_000;
-
 /** How long a deletion waits for the session's running reply to end after its cancel. */
 const DELETE_WAIT_MS = 5_000;
 
@@ -123,13 +113,8 @@ export class ChatService {
   readonly #orphans: OrphanContext;
   readonly #local: LocalGenerations;
   readonly #checkpoints: Checkpoints;
-  readonly #unsubscribeCancel: () => void;
-  readonly #unsubscribeResubscribed: () => void;
-  /**
-   * Cancels that arrived for a generation not registered here (yet): one that is starting on this
-   * instance (its lock taken, not yet launched) stops as soon as it launches. Kept a short while.
-   */
-  readonly #earlyCancels = new Map<string, number>();
+  readonly #cancels: CancelRouting;
+  readonly #runner: ReplyRunner;
   #openListeners = 0;
   readonly #countListener = (delta: 1 | -1): void => {
     this.#openListeners += delta;
@@ -153,17 +138,22 @@ export class ChatService {
       eventLogTtlMs: options.eventLogTtlMs,
       maxHistoryMessages: this.#keepMessages,
     };
-    this.#unsubscribeCancel = options.signals.onCancel((generationId) => {
-      const generation = this.#local.get(generationId);
-      if (generation) generation.stop('cancelled');
-      else this.#rememberCancel(generationId);
-    });
-    // Cancels published while the subscription was down were missed: ask for them.
-    this.#unsubscribeResubscribed = options.signals.onResubscribed(() => {
-      options.signals.cancelled(this.#local.runningIds()).then(
-        (ids) => ids.forEach((id) => this.#local.get(id)?.stop('cancelled')),
-        (error: unknown) => options.logger.warn({ err: error }, 'could not catch up on cancels'),
-      );
+    this.#cancels = new CancelRouting(options.signals, this.#local, options.logger);
+    this.#runner = new ReplyRunner({
+      history: options.history,
+      events: options.events,
+      signals: options.signals,
+      provider: options.provider,
+      logger: options.logger,
+      observer: this.#observer,
+      local: this.#local,
+      checkpoints: this.#checkpoints,
+      cancels: this.#cancels,
+      resumeGraceMs: options.resumeGraceMs,
+      eventLogTtlMs: options.eventLogTtlMs,
+      markTtlMs: this.#lockTtlMs,
+      keepMessages: this.#keepMessages,
+      onListener: this.#countListener,
     });
   }
 
@@ -218,9 +208,9 @@ export class ChatService {
         history.checkpoint(sessionKey, record.id, ''),
       ]);
       messages.push(userMessage);
-      const attachment = this.#launch(record, messages, writer, { slot, lock, alive }, request, signal);
+      const listener = this.#runner.launch(record, messages, writer, { slot, lock, alive }, request, signal);
       lost = () => void this.#local.get(record.id)?.stop('lost');
-      return attachment;
+      return { generationId: record.id, listener };
     } catch (error) {
       await Promise.all(taken.map((held) => held.release()));
       throw toSluiceError(error);
@@ -247,7 +237,8 @@ export class ChatService {
       throw toSluiceError(error);
     });
     // Nobody can resume a reply that belongs to no session: a client that leaves stops it.
-    return this.#launch(record, request.messages, undefined, { slot }, { transport: request.transport, resumable: false }, signal);
+    const listener = this.#runner.launch(record, request.messages, undefined, { slot }, { transport: request.transport, resumable: false }, signal);
+    return { generationId: record.id, listener };
   }
 
   /** Attaches to the generation named by an event id, after that event, on this instance or any other. */
@@ -335,12 +326,6 @@ export class ChatService {
     }
   }
 
-  #rememberCancel(generationId: string): void {
-    const now = Date.now();
-    if (this.#earlyCancels.size >= 100) for (const [id, at] of this.#earlyCancels) if (now - at > EARLY_CANCEL_MS) this.#earlyCancels.delete(id);
-    this.#earlyCancels.set(generationId, now);
-  }
-
   /** The session's messages, oldest first: all of them, or a page (the newest `limit` before `before`). */
   async history(owner: string, sessionId: string, page: HistoryPage = {}): Promise<SessionHistory> {
     try {
@@ -396,8 +381,7 @@ export class ChatService {
       this.#local.stopAll('shutdown');
       await this.#local.settled();
       this.#checkpoints.stop();
-      this.#unsubscribeCancel();
-      this.#unsubscribeResubscribed();
+      this.#cancels.close();
       this.#local.clear();
     })();
     return this.#closing;
@@ -425,110 +409,5 @@ export class ChatService {
       if (taken) return taken;
     }
     throw new SluiceError('session_busy');
-  }
-
-  #launch(
-    record: GenerationRecord,
-    messages: readonly ProviderMessage[],
-    writer: EventWriter | undefined,
-    holds: Holds,
-    request: Pick<StartRequest, 'transport' | 'resumable' | 'announce'>,
-    signal: AbortSignal | undefined,
-  ): Attachment {
-    const { logger } = this.#o;
-    let copyFailed = false;
-    const generation = new Generation({
-      id: record.id,
-      owner: record.owner,
-      sessionId: record.sessionId,
-      sessionKey: record.sessionKey,
-      resumeGraceMs: (request.resumable ?? true) ? this.#o.resumeGraceMs : 0,
-      storeWaitMs: this.#o.events.outageWaitMs,
-      onRefill: (events) =>
-        logger.warn(
-          { generationId: record.id, events },
-          'the shared log had lost events it had taken (a failover to a replica that lacked them); stored them again',
-        ),
-      onEvent: writer
-        ? (seq, event) =>
-            writer(seq, event).catch((error: unknown) => {
-              // Tried again by the generation: one line per reply, not one per try.
-              if (!copyFailed) logger.warn({ generationId: record.id, err: error }, 'could not log a stream event; trying again');
-              copyFailed = true;
-              throw error;
-            })
-        : undefined,
-      keepAlive: record.stored ? async () => (await this.#o.events.countListeners(record.id)) > 0 : undefined,
-      // Replies of a session can be cancelled from anywhere: their outcome is settled in the shared state.
-      settle: record.stored ? () => this.#o.signals.settle(record.id, this.#lockTtlMs) : undefined,
-      onListener: this.#countListener,
-      onFirstDelta: (ms) => this.#observer.firstDelta(ms),
-    });
-    // Attach before the provider runs so that a client that is already gone stops it at once.
-    const listener = generation.listen(0, signal, request.announce ?? false);
-    const { transport } = request;
-    this.#observer.started(transport);
-    if (record.stored) this.#checkpoints.track(generation);
-    if (this.#earlyCancels.delete(record.id)) generation.stop('cancelled');
-    this.#local.add(generation, this.#run(generation, record, messages, holds, writer !== undefined, transport));
-    return { generationId: record.id, listener };
-  }
-
-  async #run(
-    generation: Generation,
-    record: GenerationRecord,
-    messages: readonly ProviderMessage[],
-    holds: Holds,
-    logged: boolean,
-    transport: string,
-  ): Promise<void> {
-    const { history, provider, logger } = this.#o;
-    try {
-      // The session is free again before the terminal event goes out, so a client that reacts to
-      // `done` with its next message never finds its own session busy.
-      const summary = await generation.run(provider, messages, async (reply) => {
-        this.#checkpoints.untrack(generation);
-        try {
-          if (record.stored) await history.append(record.sessionKey, reply, { keepLast: this.#keepMessages, replyId: record.id });
-        } finally {
-          await this.#leaveSession(generation, holds);
-        }
-      });
-      this.#observer.ended(summary.outcome, transport, summary.deltas, summary.reply.usage);
-      if (summary.deltaGapMs) this.#observer.deltaGaps(summary.deltaGapMs.mean, summary.deltaGapMs.max);
-      if (summary.error) this.#observer.failed(summary.error.code);
-      const line = {
-        generationId: generation.id,
-        sessionId: generation.sessionId,
-        transport,
-        outcome: summary.outcome,
-        deltas: summary.deltas,
-        durationMs: Math.round(summary.durationMs),
-        firstDeltaMs: summary.firstDeltaMs === undefined ? undefined : Math.round(summary.firstDeltaMs),
-      };
-      if (summary.error?.code === 'internal') logger.error({ ...line, err: summary.error.cause }, 'generation failed unexpectedly');
-      else if (summary.error) logger.warn({ ...line, code: summary.error.code, err: summary.error.cause }, 'generation failed');
-      else logger.info(line, 'generation finished');
-    } catch (error) {
-      // run() catches everything it can; this guards against a bug taking the process down.
-      logger.error({ generationId: generation.id, err: error }, 'generation crashed');
-    } finally {
-      this.#checkpoints.untrack(generation);
-      await this.#leaveSession(generation, holds);
-      this.#local.finished(generation);
-      // run() has waited for the last copy: the final event is in the log before the mark goes
-      // (see remote-listener), and the log then lives for the resume window only.
-      await holds.alive?.release();
-      if (logged) {
-        await this.#o.events.expire(record.id, this.#o.eventLogTtlMs).catch((error: unknown) => {
-          logger.warn({ generationId: record.id, err: error }, 'could not expire generation log');
-        });
-      }
-    }
-  }
-
-  async #leaveSession(generation: Generation, holds: Holds): Promise<void> {
-    if (!this.#local.leaveSession(generation)) return;
-    await Promise.all([holds.slot.release(), holds.lock?.release()]);
   }
 }

@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { packageRoot } from '../package-root.ts';
 
 const ROOT = packageRoot();
@@ -7,7 +7,7 @@ const ROOT = packageRoot();
 export const SERVER_BUNDLE = join(ROOT, 'dist/server/main.mjs');
 
 /**
- * Compiles a TypeScript entry (relative to the package root) and everything it imports from this
+ * Compiles a TypeScript entry (relative to the package root, or absolute) and everything it imports from this
  * repository into one ES module (packages stay imports from node_modules), with a source map so
  * that stack traces name the TypeScript lines (run it with `node --enable-source-maps`).
  *
@@ -19,7 +19,7 @@ export const SERVER_BUNDLE = join(ROOT, 'dist/server/main.mjs');
 export async function bundle(entry: string, outfile: string): Promise<string> {
   const esbuild = await import('esbuild');
   await esbuild.build({
-    entryPoints: [join(ROOT, entry)],
+    entryPoints: [resolve(ROOT, entry)],
     outfile,
     bundle: true,
     platform: 'node',

@@ -2,8 +2,8 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { spawnNode } from './children.ts';
 
-/** The `sluice-chat` bin, as package.json names it. */
-export const CHAT_BIN = ['node', 'client/cli/sluice-chat.js'] as const;
+/** The `sluice-chat` bin, as client/package.json names it: compiled, run by plain node. */
+export const CHAT_BIN = ['node', 'client/dist/client/cli/main.js'] as const;
 
 export interface ChatProcess {
   readonly child: ChildProcess;

@@ -87,6 +87,8 @@ function errorType(code: ErrorCode): string {
       return 'invalid_request_error';
     case 'unauthorized':
       return 'authentication_error';
+    case 'forbidden':
+      return 'permission_error';
     case 'not_found':
       return 'not_found_error';
     case 'rate_limited':

@@ -15,7 +15,12 @@ export interface Route {
   readonly handler: RouteHandler;
   /** Served without a credential (tRPC's procedures check theirs themselves). */
   readonly open?: boolean;
-  /** How this route answers errors found before its handler runs (auth, rate limit); Sluice's shape by default. */
+  /**
+   * Served to pages of any site, with no origin check: the chat page and its assets (a link from
+   * elsewhere opens the page). Every other route follows the origin policy (origin-policy.ts).
+   */
+  readonly anySite?: boolean;
+  /** How this route answers errors found before its handler runs (origin, auth, rate limit); Sluice's shape by default. */
   readonly sendError?: (res: ServerResponse, error: unknown) => void;
 }
 
@@ -55,6 +60,6 @@ export const ROUTES: readonly Route[] = [
   // tRPC: Sluice's own SSE producer for the hot subscription, tRPC's handler for everything else.
   { method: 'GET', path: /^\/trpc\/chat\.stream$/, open: true, handler: (req, res, deps) => deps.trpc.sse(req, res) },
   { method: '*', path: /^\/trpc\/[^/]+$/, open: true, handler: async (req, res, deps) => deps.trpc.http(req, res) },
-  { method: 'GET', path: /^\/$/, open: true, handler: handleWebPage },
-  { method: 'GET', path: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, handler: handleWebAsset },
+  { method: 'GET', path: /^\/$/, open: true, anySite: true, handler: handleWebPage },
+  { method: 'GET', path: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, anySite: true, handler: handleWebAsset },
 ];

@@ -12,6 +12,7 @@ const TRPC_CODES: Readonly<Record<ErrorCode, TRPCCode>> = {
   payload_too_large: 'PAYLOAD_TOO_LARGE',
   unsupported_media_type: 'UNSUPPORTED_MEDIA_TYPE',
   unauthorized: 'UNAUTHORIZED',
+  forbidden: 'FORBIDDEN',
   not_found: 'NOT_FOUND',
   session_busy: 'CONFLICT',
   rate_limited: 'TOO_MANY_REQUESTS',

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { parseConnectionParamsFromString } from '@trpc/server/http';
 import { getErrorShape } from '@trpc/server/unstable-core-do-not-import';
 import superjson from 'superjson';
 import type { StreamEvent } from '../../../shared/stream-events.ts';
@@ -9,6 +10,7 @@ import type { StreamMetrics } from '../drain.ts';
 import { bearerToken } from '../http/bearer.ts';
 import { streamSse } from '../http/sse-stream.ts';
 import type { ChatApi } from './context.ts';
+import { credentialFromParams } from './connection-params.ts';
 import { toTRPCError } from './errors.ts';
 import type { AppRouter } from './router.ts';
 
@@ -60,8 +62,12 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
     const header = req.headers['last-event-id'];
     const lastEventId = (typeof header === 'string' && header) || query.get('lastEventId') || query.get('Last-Event-Id');
     if (lastEventId) input = input !== null && typeof input === 'object' && !Array.isArray(input) ? { ...input, lastEventId } : (input ?? { lastEventId });
+    // The header when the client can send one; else `connectionParams`, which httpSubscriptionLink
+    // puts in the URL (a browser's EventSource has no headers).
+    const params = query.get('connectionParams');
+    const credential = bearerToken(req.headers.authorization) ?? (params === null ? undefined : credentialFromParams(parseConnectionParamsFromString(params)));
     attachment = await o.chat.chatStream({
-      credential: bearerToken(req.headers.authorization),
+      credential,
       input,
       transport: 'trpc-http',
       // A client that leaves meanwhile is noticed by the stream, which then closes the listener.

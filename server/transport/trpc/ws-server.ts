@@ -7,6 +7,7 @@ import type { Credentials } from '../../core/credentials.ts';
 import type { Held, Leases } from '../../core/leases.ts';
 import { createSink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
+import { credentialFromParams } from './connection-params.ts';
 import type { ChatApi, TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
 import { createWsAuthWindow, type WsAuthWindowOptions } from './ws-auth-window.ts';
@@ -73,8 +74,7 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
   const handler = createTrpcWsHandler({
     router: o.router,
     createContext: async ({ ws, connectionParams, sink }): Promise<TRPCContext> => {
-      const apiKey = connectionParams?.['apiKey'];
-      const credential = typeof apiKey === 'string' ? apiKey : undefined;
+      const credential = credentialFromParams(connectionParams);
       const owner = await o.credentials.ownerOf(credential);
       if (owner) await takeSlot(ws, owner);
       if (owner) authWindow.authenticated(ws);

@@ -1,0 +1,29 @@
+import { ANONYMOUS_OWNER } from '../api-keys.ts';
+import type { Credentials } from '../credentials.ts';
+
+/**
+ * Several kinds of credential at once (API keys and end-user tokens): a credential names the owner
+ * the first kind that accepts it names. The kinds' owners never collide (`k_...` for keys, `u_...`
+ * for users). With none configured, every caller is `anonymous`.
+ */
+export class AnyCredential implements Credentials {
+  readonly #kinds: readonly Credentials[];
+
+  constructor(kinds: readonly Credentials[]) {
+    this.#kinds = kinds.filter((kind) => kind.required);
+  }
+
+  get required(): boolean {
+    return this.#kinds.length > 0;
+  }
+
+  async ownerOf(credential: string | undefined): Promise<string | undefined> {
+    if (!this.required) return ANONYMOUS_OWNER;
+    if (!credential) return undefined;
+    for (const kind of this.#kinds) {
+      const owner = await kind.ownerOf(credential);
+      if (owner) return owner;
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,185 @@
+import { describe, expect, it, vi } from 'vitest';
+import NodeWebSocket from 'ws';
+import { loadConfig } from '../server/config.ts';
+import { parseAllowedOrigins } from '../server/net/origins.ts';
+import { OriginPolicy } from '../server/transport/http/origin-policy.ts';
+import { SessionHistory } from '../shared/index.ts';
+import { openPage } from './helpers/browser.ts';
+import { captureLogs } from './helpers/logs.ts';
+import { BLANK_PAGE, serveOrigin } from './helpers/origin-server.ts';
+import { startServer, type TestServer } from './helpers/server.ts';
+import { rawRequest } from './helpers/sse.ts';
+
+async function history(server: TestServer, sessionId: string): Promise<SessionHistory['messages']> {
+  return SessionHistory.parse(await (await fetch(`${server.url}/v1/sessions/${sessionId}/messages`)).json()).messages;
+}
+
+describe('a page on another website, with keys off (headless Chromium)', () => {
+  it('cannot open the WebSocket to read a history', async () => {
+    const server = await startServer();
+    await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'the secret plan', session_id: 'victim' }),
+    });
+    const site = await serveOrigin({ '/': BLANK_PAGE });
+    const browser = await openPage(`${site.origin}/`);
+    if (!browser) return;
+
+    // Opened, the socket would answer chat.history for any session.
+    const ws = await browser.page.evaluate(
+      (url) =>
+        new Promise<{ opened: boolean; data?: string }>((resolve) => {
+          const socket = new WebSocket(url);
+          socket.onopen = () =>
+            socket.send(JSON.stringify({ id: 1, method: 'query', params: { path: 'chat.history', input: { json: { sessionId: 'victim' } } } }));
+          socket.onmessage = (event) => {
+            resolve({ opened: true, data: String(event.data) });
+            socket.close();
+          };
+          socket.onclose = () => resolve({ opened: false });
+        }),
+      `${server.url.replace('http:', 'ws:')}/trpc`,
+    );
+    expect(ws.data ?? '').not.toContain('the secret plan');
+    expect(ws.opened).toBe(false);
+    expect(browser.errors).toEqual([]);
+  });
+
+  it('cannot start a reply with a simple GET of the subscription (no preflight, no Origin)', async () => {
+    const { logger, lines } = captureLogs('info');
+    const server = await startServer({ LOG_LEVEL: 'info' }, { logger });
+    const site = await serveOrigin({ '/': BLANK_PAGE });
+    const browser = await openPage(`${site.origin}/`);
+    if (!browser) return;
+
+    const input = encodeURIComponent(JSON.stringify({ json: { message: 'planted by another site', sessionId: 'csrf' } }));
+    await browser.page.evaluate((url) => fetch(url, { mode: 'no-cors' }).then(() => undefined), `${server.url}/trpc/chat.stream?input=${input}`);
+    // Answered (the request's log line is written when its response ends): nothing was started.
+    await vi.waitFor(() => expect(lines.some((line) => line.msg === 'request' && line.path === '/trpc/chat.stream')).toBe(true));
+    expect(await history(server, 'csrf')).toEqual([]);
+    expect(browser.errors).toEqual([]);
+  });
+});
+
+const APP = 'http://localhost:5173';
+const EVIL = 'https://evil.example';
+
+describe('ALLOWED_ORIGINS', () => {
+  it('parses origins to their serialized form and names a bad entry', () => {
+    expect(parseAllowedOrigins('https://App.Example.com:443/, http://localhost:5173,capacitor://localhost')).toEqual(
+      new Set(['https://app.example.com', 'http://localhost:5173', 'capacitor://localhost']),
+    );
+    expect(parseAllowedOrigins('*')).toBe('*');
+    expect(parseAllowedOrigins(undefined)).toEqual(new Set());
+    expect(() => parseAllowedOrigins('https://app.example.com/path')).toThrow('"https://app.example.com/path" is not an origin');
+    expect(() => parseAllowedOrigins('null')).toThrow('"null" is not an origin');
+    expect(() => parseAllowedOrigins('*,https://a.example')).toThrow('list it alone');
+    expect(() => loadConfig({ ALLOWED_ORIGINS: 'app.example.com' })).toThrow(/ALLOWED_ORIGINS: "app.example.com" is not an origin/);
+    expect(() => new OriginPolicy({ allowed: new Set(['HTTPS://A.example']) })).toThrow(RangeError);
+  });
+});
+
+describe('origin policy over HTTP and WebSocket', () => {
+  it("programs (no Origin) and the server's own pages pass; allowed pages get CORS; other pages get 403 and nothing done", async () => {
+    const server = await startServer({ ALLOWED_ORIGINS: APP });
+    const host = new URL(server.url).host;
+    const historyUrl = `${server.url}/v1/sessions/s/messages`;
+
+    const program = await rawRequest(historyUrl, { method: 'GET' });
+    expect(program.status).toBe(200);
+    expect(program.headers['access-control-allow-origin']).toBeUndefined();
+
+    const own = await rawRequest(historyUrl, { method: 'GET', headers: { origin: `http://${host}`, 'sec-fetch-site': 'same-origin' } });
+    expect(own.status).toBe(200);
+    expect(own.headers['access-control-allow-origin']).toBeUndefined();
+
+    const app = await rawRequest(historyUrl, { method: 'GET', headers: { origin: APP, 'sec-fetch-site': 'cross-site' } });
+    expect(app.status).toBe(200);
+    expect(app.headers['access-control-allow-origin']).toBe(APP);
+    expect(app.headers['vary']).toContain('Origin');
+    expect(app.headers['access-control-expose-headers']).toContain('Retry-After');
+
+    // A simple request (text/plain needs no preflight) from elsewhere is refused before it acts.
+    const evil = await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { origin: EVIL, 'content-type': 'text/plain' },
+      body: JSON.stringify({ message: 'planted', session_id: 'target' }),
+    });
+    expect(evil.status).toBe(403);
+    expect(evil.headers['access-control-allow-origin']).toBeUndefined();
+    expect(JSON.parse(evil.body.toString()).error).toEqual({ code: 'forbidden', message: `The origin ${EVIL} is not allowed (ALLOWED_ORIGINS)` });
+    expect(await history(server, 'target')).toEqual([]);
+
+    // No Origin, but the browser says the request comes from another site (a no-cors GET).
+    const input = encodeURIComponent(JSON.stringify({ json: { message: 'planted', sessionId: 'target' } }));
+    const noCors = await rawRequest(`${server.url}/trpc/chat.stream?input=${input}`, { method: 'GET', headers: { 'sec-fetch-site': 'cross-site' } });
+    expect(noCors.status).toBe(403);
+    expect(JSON.parse(noCors.body.toString()).error.code).toBe('forbidden');
+    const sameSite = await rawRequest(historyUrl, { method: 'GET', headers: { 'sec-fetch-site': 'same-site' } });
+    expect(sameSite.status).toBe(403);
+    // Typed into the address bar: not a cross-site request.
+    expect((await rawRequest(historyUrl, { method: 'GET', headers: { 'sec-fetch-site': 'none' } })).status).toBe(200);
+    expect(await history(server, 'target')).toEqual([]);
+
+    // The OpenAI route refuses in OpenAI's shape.
+    const openai = await rawRequest(`${server.url}/v1/models`, { method: 'GET', headers: { origin: EVIL } });
+    expect(openai.status).toBe(403);
+    expect(JSON.parse(openai.body.toString()).error).toMatchObject({ type: 'permission_error', code: 'forbidden' });
+
+    // The page and its assets are for any site (a link from elsewhere opens the page).
+    expect((await rawRequest(`${server.url}/`, { method: 'GET', headers: { 'sec-fetch-site': 'cross-site' } })).status).toBe(200);
+  });
+
+  it('answers CORS preflights for allowed origins only', async () => {
+    const server = await startServer({ ALLOWED_ORIGINS: APP });
+    const preflight = (origin: string, path: string, method = 'POST', headers = 'authorization, content-type') =>
+      rawRequest(`${server.url}${path}`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': headers },
+      });
+    for (const path of ['/v1/chat/stream', '/trpc/chat.history', '/trpc/chat.cancel', '/v1/chat/completions', '/v1/sessions/s']) {
+      const ok = await preflight(APP, path);
+      expect(ok.status).toBe(204);
+      expect(ok.headers['access-control-allow-origin']).toBe(APP);
+      expect(ok.headers['access-control-allow-methods']).toBe('GET, POST, DELETE');
+      expect(ok.headers['access-control-allow-headers']).toBe('authorization, content-type');
+      expect(ok.headers['access-control-max-age']).toBe('600');
+
+      const refused = await preflight(EVIL, path);
+      expect(refused.status).toBe(403);
+      expect(refused.headers['access-control-allow-origin']).toBeUndefined();
+      expect(refused.headers['access-control-allow-methods']).toBeUndefined();
+    }
+    // A header list that is not one is not echoed.
+    expect((await preflight(APP, '/v1/chat/stream', 'POST', 'x-a;b')).headers['access-control-allow-headers']).toBeUndefined();
+  });
+
+  it('`*` allows any origin', async () => {
+    const server = await startServer({ ALLOWED_ORIGINS: '*' });
+    const res = await rawRequest(`${server.url}/v1/sessions/s/messages`, { method: 'GET', headers: { origin: EVIL } });
+    expect(res.status).toBe(200);
+    expect(res.headers['access-control-allow-origin']).toBe(EVIL);
+  });
+
+  it('WebSocket upgrades: programs, the own origin and allowed origins connect; others get 403', async () => {
+    const server = await startServer({ ALLOWED_ORIGINS: APP });
+    const wsUrl = `${server.url.replace('http:', 'ws:')}/trpc`;
+    const connect = (origin?: string) =>
+      new Promise<number>((resolve) => {
+        const ws = new NodeWebSocket(wsUrl, origin ? { origin } : {});
+        ws.on('error', () => undefined);
+        ws.once('open', () => {
+          ws.close();
+          resolve(101);
+        });
+        ws.once('unexpected-response', (_req, res) => {
+          resolve(res.statusCode ?? 0);
+          ws.terminate();
+        });
+      });
+    expect(await connect()).toBe(101);
+    expect(await connect(APP)).toBe(101);
+    expect(await connect(`http://${new URL(server.url).host}`)).toBe(101);
+    expect(await connect(EVIL)).toBe(403);
+    expect(await connect('null')).toBe(403);
+  });
+});
