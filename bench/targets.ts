@@ -3,7 +3,7 @@ import { rawWsClient } from './clients/raw-ws.ts';
 import { trpcSseClient, trpcWsClient } from './clients/trpc.ts';
 import type { LoadClient } from './clients/types.ts';
 import { benchPostgresUrl } from './postgres.ts';
-import { benchRedisUrl } from './redis.ts';
+import { benchRedisClusterNodes, benchRedisUrl } from './redis.ts';
 
 // What the bench measures: Sluice on each of its transports, and the minimal baselines it is
 // compared with in the same run. Each runs as its own child process, a fresh one for every scenario.
@@ -17,6 +17,7 @@ export type TargetName =
   | 'sluice-sse-memory'
   | 'sluice-sse-postgres'
   | 'sluice-sse-cluster'
+  | 'sluice-sse-redis-cluster'
   | 'raw-sse'
   | 'raw-ws'
   | 'raw-trpc-sse'
@@ -207,6 +208,23 @@ export const TARGETS: readonly Target[] = [
     baselines: ['sluice-sse-redis', 'raw-sse'],
     client: sseRouteClient,
     env: onRedis(2),
+    scenarios: /^(throughput|held-|smoke)/,
+    reference: true,
+  },
+  // Redis beyond one server: the same route on a Redis Cluster of three masters (a reply's keys on
+  // the shard of its id, the events of one turn one script call per slot, followers woken by
+  // sharded pub/sub), one worker.
+  {
+    name: 'sluice-sse-redis-cluster',
+    label: 'Sluice SSE route, Redis Cluster (3 masters)',
+    sluice: true,
+    entry: SLUICE,
+    baselines: ['sluice-sse-redis', 'raw-sse'],
+    client: sseRouteClient,
+    env: async () => {
+      const nodes = await benchRedisClusterNodes();
+      return nodes ? { REDIS_CLUSTER_NODES: nodes } : 'redis-server or redis-cli is not installed';
+    },
     scenarios: /^(throughput|held-|smoke)/,
     reference: true,
   },

@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import type { Config } from './config.ts';
+import { usesRedis, type Config } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 
 /**
@@ -9,8 +9,8 @@ import { createLogger } from './observability/logger.ts';
  */
 export async function runPrimary(config: Config, workers: number): Promise<void> {
   const logger = createLogger(config.LOG_LEVEL, { service: 'sluice', role: 'primary' });
-  if (!config.REDIS_URL) {
-    console.error('sluice: WORKERS > 1 needs REDIS_URL (the workers share sessions, logs and locks through Redis)');
+  if (!usesRedis(config)) {
+    console.error('sluice: WORKERS > 1 needs REDIS_URL (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES): the workers share sessions, logs and locks through Redis');
     process.exit(2);
   }
   if (config.STORE === 'sqlite' || config.STORE === 'memory') {

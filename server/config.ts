@@ -1,9 +1,17 @@
 import { z } from 'zod';
+import { parseHostPorts } from './core/store/redis/topology.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
 import { parseAllowedOrigins } from './net/origins.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const hostPorts = z.string().superRefine((value, ctx) => {
+  try {
+    parseHostPorts(value);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+  }
+});
 
 /**
  * Every setting Sluice reads, with its default. Read once at start-up (environment variables, or
@@ -95,11 +103,37 @@ export const ConfigSchema = z
       .optional()
       .describe('when set, history, stream logs and limits live in Redis (several instances can share it)'),
     REDIS_PREFIX: z.string().min(1).default('sluice:').describe('prefix of every Redis key and channel'),
+    REDIS_SENTINELS: hostPorts
+      .optional()
+      .describe(
+        'instead of REDIS_URL: comma-separated `host:port` of Redis Sentinels; the primary they name (REDIS_SENTINEL_MASTER) is followed through failovers',
+      ),
+    REDIS_SENTINEL_MASTER: z.string().min(1).max(200).optional().describe('the name the Sentinels monitor the primary under (`sentinel monitor <name> ...`)'),
+    REDIS_CLUSTER_NODES: hostPorts
+      .optional()
+      .describe('instead of REDIS_URL: comma-separated `host:port` of a few nodes of a Redis Cluster (the rest are discovered)'),
+    REDIS_TLS_CA_FILE: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "PEM file of the authorities that sign the Redis servers' certificates: every Redis connection uses TLS and trusts them (REDIS_URL must be `rediss://`; Sentinels and Cluster nodes are reached over TLS too)",
+      ),
+    REDIS_WAIT_REPLICAS: int(0, 16)
+      .optional()
+      .describe(
+        'replicas that must confirm (WAIT) the writes that start and end a turn before they count as done, so that a failover cannot lose them (unset: 1 with REDIS_SENTINELS, else 0; not with REDIS_CLUSTER_NODES)',
+      ),
+    REDIS_OUTAGE_WAIT_MS: int(0, 600_000)
+      .optional()
+      .describe(
+        'how long a running reply, and a listener following one, wait for Redis to come back (a failover) before ending with `unavailable` (unset: 10000 with REDIS_SENTINELS or REDIS_CLUSTER_NODES, else 1500)',
+      ),
     STORE: z
       .enum(['sqlite', 'memory', 'redis', 'postgres'])
       .default('sqlite')
       .describe(
-        'where history lives: `sqlite` (embedded, durable), `memory` (nothing kept across restarts), `redis`, `postgres`; when unset, `postgres` with DATABASE_URL, else `redis` with REDIS_URL, else `sqlite`',
+        'where history lives: `sqlite` (embedded, durable), `memory` (nothing kept across restarts), `redis`, `postgres`; when unset, `postgres` with DATABASE_URL, else `redis` with a Redis (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES), else `sqlite`',
       ),
     DATA_DIR: z.string().min(1).default('./data').describe('where the embedded store (`STORE=sqlite`) keeps its database, `history.db`; created on start'),
     DATABASE_URL: z
@@ -198,10 +232,39 @@ export const ConfigSchema = z
       }
     }
     if (c.STORE === 'postgres' && !c.DATABASE_URL) ctx.addIssue({ code: 'custom', path: ['DATABASE_URL'], message: 'is required when STORE=postgres' });
-    if (c.STORE === 'redis' && !c.REDIS_URL) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when STORE=redis' });
+    if (c.STORE === 'redis' && !usesRedis(c))
+      ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'is required when STORE=redis (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES)' });
+    checkRedis(c, ctx);
   });
 
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** Whether the configuration names a Redis (a URL, Sentinels or a Cluster). */
+export function usesRedis(c: Pick<Config, 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_CLUSTER_NODES'>): boolean {
+  return Boolean(c.REDIS_URL || c.REDIS_SENTINELS || c.REDIS_CLUSTER_NODES);
+}
+
+type RedisSettings = {
+  readonly [K in 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_MASTER' | 'REDIS_CLUSTER_NODES' | 'REDIS_TLS_CA_FILE']?: string | undefined;
+} & {
+  readonly REDIS_WAIT_REPLICAS?: number | undefined;
+};
+
+/** One way to reach Redis at most, and the settings each needs. */
+function checkRedis(c: RedisSettings, ctx: z.core.$RefinementCtx): void {
+  const ways = (['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const).filter((name) => c[name]);
+  if (ways.length > 1) ctx.addIssue({ code: 'custom', path: [ways[1]!], message: `set one of ${ways.join(', ')}, not several` });
+  if (c.REDIS_SENTINELS && !c.REDIS_SENTINEL_MASTER)
+    ctx.addIssue({ code: 'custom', path: ['REDIS_SENTINEL_MASTER'], message: 'is required with REDIS_SENTINELS' });
+  if (c.REDIS_SENTINEL_MASTER && !c.REDIS_SENTINELS)
+    ctx.addIssue({ code: 'custom', path: ['REDIS_SENTINELS'], message: 'is required with REDIS_SENTINEL_MASTER' });
+  if (c.REDIS_TLS_CA_FILE && c.REDIS_URL && !c.REDIS_URL.startsWith('rediss://')) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'must be rediss:// (TLS) when REDIS_TLS_CA_FILE is set' });
+  }
+  if (c.REDIS_WAIT_REPLICAS && c.REDIS_CLUSTER_NODES) {
+    ctx.addIssue({ code: 'custom', path: ['REDIS_WAIT_REPLICAS'], message: 'is not supported with REDIS_CLUSTER_NODES' });
+  }
+}
 export type ConfigInput = z.input<typeof ConfigSchema>;
 
 export class ConfigError extends Error {
@@ -244,6 +307,6 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
   }
   const c = parsed.data;
   // Unset, the store follows what is configured: a database, else Redis, else the embedded one.
-  if (input.STORE === undefined) c.STORE = c.DATABASE_URL ? 'postgres' : c.REDIS_URL ? 'redis' : 'sqlite';
+  if (input.STORE === undefined) c.STORE = c.DATABASE_URL ? 'postgres' : usesRedis(c) ? 'redis' : 'sqlite';
   return c;
 }

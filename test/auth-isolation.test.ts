@@ -11,6 +11,7 @@ import type { AppRouter } from '../server/router-type.ts';
 import { ErrorBody, SessionHistory, type StreamEvent } from '../shared/index.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
 import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { collectStream } from './helpers/trpc-clients.ts';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'bravo-key-0123456789abcdef';
@@ -160,27 +161,8 @@ describe('tRPC over SSE: the credential in connectionParams', () => {
       links: [httpSubscriptionLink({ url: `${url}/trpc`, transformer: superjson, EventSource, connectionParams })],
     });
   }
-  const subscribe = (client: ReturnType<typeof sseOnly>, sessionId: string) =>
-    new Promise<StreamEvent[]>((resolve, reject) => {
-      const events: StreamEvent[] = [];
-      const sub = client.chat.stream.subscribe(
-        { message: 'via connectionParams', sessionId },
-        {
-          onData: ({ data }) => {
-            if (data.type === 'start') return;
-            events.push(data);
-            if (data.type !== 'delta') {
-              sub.unsubscribe();
-              resolve(events);
-            }
-          },
-          onError: (error) => {
-            sub.unsubscribe();
-            reject(error);
-          },
-        },
-      );
-    });
+  const subscribe = async (client: ReturnType<typeof sseOnly>, sessionId: string) =>
+    (await collectStream(client, { message: 'via connectionParams', sessionId })).events;
 
   it("streams for the key in connectionParams (no header), into that key's sessions; a wrong key is UNAUTHORIZED", async () => {
     const { url } = await keyedServer();

@@ -37,7 +37,7 @@ describe('bench smoke run', () => {
     // The Redis targets need redis-server: required in CI, may be missing locally.
     const haveRedis = requireBinary('redis-server') !== undefined;
     for (const result of scenario!.results) {
-      const optional = !haveRedis && (result.target === 'sluice-sse-redis' || result.target === 'sluice-sse-cluster');
+      const optional = !haveRedis && ['sluice-sse-redis', 'sluice-sse-cluster', 'sluice-sse-redis-cluster'].includes(result.target);
       if (!optional) expect(result.skipped, `${result.target}\n${log.join('\n')}`).toBeUndefined();
       if (result.skipped) continue;
       const m = result.metrics!;

@@ -21,6 +21,25 @@ describe('configuration', () => {
     expect(() => loadConfig({}, ['--prot', '1'])).toThrow(/unknown flag --prot/);
   });
 
+  it('reaches Redis one way: a URL, Sentinels with their master, or Cluster nodes; TLS with a CA only over rediss://', () => {
+    expect(loadConfig({ REDIS_SENTINELS: '10.0.0.1:26379, [::1]:26380', REDIS_SENTINEL_MASTER: 'main' })).toMatchObject({ STORE: 'redis' });
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'redis-1:7000,redis-2:7000' })).toMatchObject({ STORE: 'redis' });
+    expect(() => loadConfig({ REDIS_URL: 'redis://h:6379', REDIS_CLUSTER_NODES: 'h:7000' })).toThrow(
+      /REDIS_CLUSTER_NODES: set one of REDIS_URL, REDIS_CLUSTER_NODES/,
+    );
+    expect(() => loadConfig({ REDIS_SENTINELS: 'h:26379' })).toThrow(/REDIS_SENTINEL_MASTER: is required with REDIS_SENTINELS/);
+    expect(() => loadConfig({ REDIS_SENTINEL_MASTER: 'main' })).toThrow(/REDIS_SENTINELS: is required with REDIS_SENTINEL_MASTER/);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'h:7000,nope' })).toThrow(/REDIS_CLUSTER_NODES: "nope" is not host:port/);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'h:70000' })).toThrow(/"h:70000" is not host:port/);
+    expect(() => loadConfig({ REDIS_URL: 'redis://h:6379', REDIS_TLS_CA_FILE: '/ca.pem' })).toThrow(
+      /REDIS_URL: must be rediss:\/\/ \(TLS\) when REDIS_TLS_CA_FILE is set/,
+    );
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'h:7000', REDIS_WAIT_REPLICAS: '1' })).toThrow(
+      /REDIS_WAIT_REPLICAS: is not supported with REDIS_CLUSTER_NODES/,
+    );
+    expect(() => loadConfig({ STORE: 'redis' })).toThrow(/REDIS_URL: is required when STORE=redis/);
+  });
+
   it('end-user tokens: one source of keys; issuer and audience need one', () => {
     expect(loadConfig({ AUTH_JWT_SECRET: 'x'.repeat(32) }).AUTH_JWT_OWNER_CLAIM).toBe('sub');
     expect(() => loadConfig({ AUTH_JWKS_URL: 'https://id.example.com/jwks', AUTH_JWT_SECRET: 'x'.repeat(32) })).toThrow(

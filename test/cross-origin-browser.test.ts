@@ -1,10 +1,9 @@
-import { fileURLToPath } from 'node:url';
-import * as esbuild from 'esbuild';
 import type { Page } from 'playwright-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { SessionHistory } from '../shared/index.ts';
 import { openPage } from './helpers/browser.ts';
+import { bundleTestPage } from './helpers/page-bundle.ts';
 import { startIdentityProvider, type IdentityProvider } from './helpers/identity-provider.ts';
 import { serveOrigin, type OriginServer } from './helpers/origin-server.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
@@ -13,23 +12,10 @@ import { startServer, type TestServer } from './helpers/server.ts';
 // http://127.0.0.1:<port>) with its user's token, in headless Chromium; B lists A in
 // ALLOWED_ORIGINS. The same app served from an origin B does not list (C) gets nothing.
 
-const bundle = async (page: string): Promise<string> => {
-  const result = await esbuild.build({
-    entryPoints: [fileURLToPath(new URL(`./pages/${page}`, import.meta.url))],
-    bundle: true,
-    write: false,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    define: { 'process.env.NODE_ENV': '"development"' },
-    logLevel: 'error',
-  });
-  return result.outputFiles[0]!.text;
-};
 let script = '';
 let reactScript = '';
 beforeAll(async () => {
-  [script, reactScript] = await Promise.all([bundle('cross-origin-app.ts'), bundle('react-chat.ts')]);
+  [script, reactScript] = await Promise.all([bundleTestPage('cross-origin-app.ts'), bundleTestPage('react-chat.ts')]);
 });
 
 const appSite = () =>

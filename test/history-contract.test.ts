@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +12,11 @@ import { MIGRATIONS } from '../server/core/store/history/sql/migrations/index.ts
 import { SqliteHistory } from '../server/core/store/history/sqlite.ts';
 import { RedisHistory } from '../server/core/store/history/redis.ts';
 import { RedisConnection } from '../server/core/store/redis/connection.ts';
+import { parseHostPorts } from '../server/core/store/redis/topology.ts';
 import type { ChatMessage } from '../shared/index.ts';
 import { startPostgres, type PostgresServer } from './helpers/postgres.ts';
 import { startRedis } from './helpers/redis.ts';
+import { startCluster, type ClusterSetup } from './helpers/redis-topologies.ts';
 
 const logger = pino({ level: 'silent' });
 const opened: History[] = [];
@@ -26,6 +29,9 @@ const dirs: string[] = [];
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
+
+/** One Redis Cluster (three masters) for the whole file. */
+let cluster: Promise<ClusterSetup | undefined> | undefined;
 
 /** One PostgreSQL server for the whole file; each test gets a database of its own. */
 let pg: Promise<PostgresServer | undefined> | undefined;
@@ -73,6 +79,24 @@ const backends: Backend[] = [
           const connection = new RedisConnection({ url: redis.url, logger, prefix: 'history-contract:' });
           connections.push(connection);
           expect(await connection.ready(5000)).toBe(true);
+          return new RedisHistory(connection, { clock, logger });
+        },
+      };
+    },
+  },
+  {
+    name: 'redis cluster',
+    durable: true,
+    place: async () => {
+      // The file's cluster (it takes seconds to form); a prefix of its own is an empty place.
+      const setup = await (cluster ??= startCluster());
+      if (!setup) return undefined;
+      const prefix = `history-contract-${randomUUID()}:`;
+      return {
+        open: async (clock) => {
+          const connection = new RedisConnection({ topology: { kind: 'cluster', nodes: parseHostPorts(setup.nodes) }, logger, prefix });
+          connections.push(connection);
+          expect(await connection.ready(10_000)).toBe(true);
           return new RedisHistory(connection, { clock, logger });
         },
       };

@@ -11,6 +11,7 @@ import { ErrorBody, SessionHistory, type StreamEvent } from '../shared/index.ts'
 import { AUDIENCE, b64, ISSUER, startIdentityProvider, type IdentityProvider } from './helpers/identity-provider.ts';
 import { startServer } from './helpers/server.ts';
 import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { collectStream } from './helpers/trpc-clients.ts';
 
 const KEY = 'tenant-key-0123456789abcdef';
 
@@ -41,27 +42,8 @@ function tokenClient(url: string, transport: 'ws' | 'sse', token: string): TRPCC
   });
 }
 
-function stream(client: TRPCClient<AppRouter>, message: string, sessionId: string): Promise<StreamEvent[]> {
-  return new Promise((resolve, reject) => {
-    const events: StreamEvent[] = [];
-    const sub = client.chat.stream.subscribe(
-      { message, sessionId },
-      {
-        onData: ({ data }) => {
-          if (data.type === 'start') return;
-          events.push(data);
-          if (data.type !== 'delta') {
-            sub.unsubscribe();
-            resolve(events);
-          }
-        },
-        onError: (error) => {
-          sub.unsubscribe();
-          reject(error);
-        },
-      },
-    );
-  });
+async function stream(client: TRPCClient<AppRouter>, message: string, sessionId: string): Promise<StreamEvent[]> {
+  return (await collectStream(client, { message, sessionId })).events;
 }
 
 const bearer = (credential: string) => ({ authorization: `Bearer ${credential}` });

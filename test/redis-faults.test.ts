@@ -156,7 +156,7 @@ describe('faults of a shared Redis', () => {
     const client = await admin(redis);
     const generation = first.id!.split(':')[0]!;
     await vi.waitFor(async () => {
-      const log = (await client.xrange(`sluice:ev:${generation}`, '-', '+')).map(([, fields]) => JSON.parse(fields[1]!) as { type: string });
+      const log = (await client.xrange(`sluice:ev:{${generation}}`, '-', '+')).map(([, fields]) => JSON.parse(fields[1]!) as { type: string });
       // One ending, and nothing after it.
       expect(log.filter((e) => e.type !== 'delta')).toHaveLength(1);
       expect(log.at(-1)!.type).not.toBe('delta');
@@ -212,13 +212,13 @@ describe('faults of a shared Redis', () => {
     const { b, admin: redis } = setup;
     // A reply's log as an instance left it, with its 3rd entry mangled (written by hand, say).
     const id = 'c0ffee00c0ffee00c0ffee00c0ffee00';
-    await redis.set(`sluice:gen:${id}`, JSON.stringify({ id, owner: 'anonymous', sessionId: 'mangled', sessionKey: 'anonymous/mangled', stored: true }));
+    await redis.set(`sluice:gen:{${id}}`, JSON.stringify({ id, owner: 'anonymous', sessionId: 'mangled', sessionKey: 'anonymous/mangled', stored: true }));
     for (const [seq, json] of [
       [1, '{"type":"delta","delta":"one ","index":1}'],
       [2, '{"type":"delta","delta":"two ","index":2}'],
       [3, '{"type":"delta","delta":42'],
     ] as const) {
-      await redis.xadd(`sluice:ev:${id}`, `0-${seq}`, 'e', json, 'k', 'd');
+      await redis.xadd(`sluice:ev:{${id}}`, `0-${seq}`, 'e', json, 'k', 'd');
     }
     const frames = await drain(streamSseRoute(b.url, { message: 'x', session_id: 'mangled' }, { headers: { 'last-event-id': `${id}:0` } }));
     expect(frames.map((f) => f.event)).toEqual(['message', 'message', 'error']);

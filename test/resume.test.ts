@@ -7,6 +7,7 @@ import { createSimulatedProvider, simulatedDeltas } from '../server/core/provide
 import type { AppRouter } from '../server/router-type.ts';
 import { SessionHistory, SseDeltaData, SseMessageData, type StreamEvent } from '../shared/index.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
+import { startCluster, type ClusterSetup } from './helpers/redis-topologies.ts';
 import { startServer } from './helpers/server.ts';
 import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
@@ -34,10 +35,33 @@ const dropAfterFive = (proxy: TcpProxy) => (event: StreamEvent) => {
   if (event.type === 'delta' && event.index === 5) proxy.dropAll();
 };
 
-describe('resume after a dropped connection', () => {
+/**
+ * Where the replies' shared state lives: in the process, or on a Redis Cluster of three masters
+ * (the event logs, leases and signals each on the shard of their key), started once for the file.
+ */
+let cluster: Promise<ClusterSetup | undefined> | undefined;
+const STORES = [
+  { store: 'in memory', env: async (): Promise<Record<string, string> | undefined> => ({}) },
+  {
+    store: 'on a Redis Cluster',
+    env: async (): Promise<Record<string, string> | undefined> => {
+      const setup = await (cluster ??= startCluster());
+      return setup && { REDIS_CLUSTER_NODES: setup.nodes };
+    },
+  },
+];
+
+describe.each(STORES)('resume after a dropped connection, $store', ({ env }) => {
+  /** A server on this store (undefined when the store's binaries are not installed). */
+  const start = async (settings: Parameters<typeof startServer>[0] = {}, overrides: Parameters<typeof startServer>[1] = {}) => {
+    const storeEnv = await env();
+    return storeEnv && startServer({ ...settings, ...storeEnv }, overrides);
+  };
+
   it('SSE route: Last-Event-ID gives exactly the events after it, then the live tail', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 15 }));
-    const server = await startServer({ RESUME_GRACE_MS: 5000 }, { provider: recorder.provider });
+    const server = await start({ RESUME_GRACE_MS: 5000 }, { provider: recorder.provider });
+    if (!server) return;
     const proxy = await startTcpProxy(server.url);
     const frames: SseFrame[] = [];
     await expect(
@@ -66,7 +90,8 @@ describe('resume after a dropped connection', () => {
   });
 
   it('SSE route: an unknown or foreign event id is a 404, a malformed one a 422', async () => {
-    const server = await startServer();
+    const server = await start();
+    if (!server) return;
     const post = (id: string) =>
       fetch(`${server.url}/v1/chat/stream`, {
         method: 'POST',
@@ -79,7 +104,8 @@ describe('resume after a dropped connection', () => {
 
   it('tRPC over WebSocket: the stock wsLink resumes by itself after the socket is cut', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 15 }));
-    const server = await startServer({ RESUME_GRACE_MS: 5000 }, { provider: recorder.provider });
+    const server = await start({ RESUME_GRACE_MS: 5000 }, { provider: recorder.provider });
+    if (!server) return;
     const proxy = await startTcpProxy(server.url);
     const wsClient = createWSClient({ url: `${proxy.url.replace('http', 'ws')}/trpc`, WebSocket: WebSocket as never, retryDelayMs: () => 20 });
     closers.push(() => wsClient.close());
@@ -92,7 +118,8 @@ describe('resume after a dropped connection', () => {
 
   it('tRPC over SSE: the stock httpSubscriptionLink resumes by itself after the stream is cut', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 15 }));
-    const server = await startServer({ RESUME_GRACE_MS: 5000 }, { provider: recorder.provider });
+    const server = await start({ RESUME_GRACE_MS: 5000 }, { provider: recorder.provider });
+    if (!server) return;
     const proxy = await startTcpProxy(server.url);
     const client = createTRPCClient<AppRouter>({
       links: [
@@ -109,10 +136,16 @@ describe('resume after a dropped connection', () => {
   });
 });
 
-describe('resume window', () => {
+describe.each(STORES)('resume window, $store', ({ env }) => {
+  const start = async (settings: Parameters<typeof startServer>[0] = {}, overrides: Parameters<typeof startServer>[1] = {}) => {
+    const storeEnv = await env();
+    return storeEnv && startServer({ ...settings, ...storeEnv }, overrides);
+  };
+
   it('a client that stays away: the upstream is aborted after the window, the partial stored as interrupted', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 20 }));
-    const server = await startServer({ RESUME_GRACE_MS: 400 }, { provider: recorder.provider });
+    const server = await start({ RESUME_GRACE_MS: 400 }, { provider: recorder.provider });
+    if (!server) return;
     let n = 0;
     for await (const _frame of streamSseRoute(server.url, { message: PROMPT, session_id: 'g' })) if (++n === 3) break;
     await vi.waitFor(() => expect(server.sluice.service.listenerCount).toBe(0));
@@ -130,7 +163,8 @@ describe('resume window', () => {
 
   it('a client that comes back inside the window gets the whole reply', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 20 }));
-    const server = await startServer({ RESUME_GRACE_MS: 10_000 }, { provider: recorder.provider });
+    const server = await start({ RESUME_GRACE_MS: 10_000 }, { provider: recorder.provider });
+    if (!server) return;
     const frames: SseFrame[] = [];
     for await (const frame of streamSseRoute(server.url, { message: PROMPT, session_id: 'b' })) {
       frames.push(frame);
@@ -149,7 +183,8 @@ describe('resume window', () => {
 
   it('an explicit cancel stops the reply at once, whatever the window', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 20 }));
-    const server = await startServer({ RESUME_GRACE_MS: 60_000 }, { provider: recorder.provider });
+    const server = await start({ RESUME_GRACE_MS: 60_000 }, { provider: recorder.provider });
+    if (!server) return;
     const frames: SseFrame[] = [];
     for await (const frame of streamSseRoute(server.url, { message: PROMPT, session_id: 'c' })) {
       frames.push(frame);
@@ -176,7 +211,8 @@ describe('resume window', () => {
   it('several listeners follow one reply; it goes on while one remains', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 15 }));
     // No window: the reply stops as soon as its last listener leaves, not before.
-    const server = await startServer({ RESUME_GRACE_MS: 0 }, { provider: recorder.provider });
+    const server = await start({ RESUME_GRACE_MS: 0 }, { provider: recorder.provider });
+    if (!server) return;
     const first = streamSseRoute(server.url, { message: PROMPT, session_id: 'm' });
     const firstFrame = (await first.next()).value as SseFrame;
     const second = streamSseRoute(server.url, { message: PROMPT, session_id: 'm' }, { headers: { 'last-event-id': firstFrame.id! } });

@@ -1,10 +1,9 @@
-import { fileURLToPath } from 'node:url';
-import * as esbuild from 'esbuild';
 import type { Page } from 'playwright-core';
 import { describe, expect, it, vi } from 'vitest';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { SessionHistory } from '../shared/index.ts';
 import { openPage } from './helpers/browser.ts';
+import { bundleTestPage } from './helpers/page-bundle.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
 
@@ -13,20 +12,6 @@ import { startServer, type TestServer } from './helpers/server.ts';
 // Playwright's routing, so the page's requests to /v1/... reach the real server).
 
 const reply = (prompt: string): string => simulatedDeltas(prompt).join('');
-
-async function bundlePage(): Promise<string> {
-  const result = await esbuild.build({
-    entryPoints: [fileURLToPath(new URL('./pages/ui-chat.ts', import.meta.url))],
-    bundle: true,
-    write: false,
-    format: 'esm',
-    platform: 'browser',
-    target: 'es2022',
-    define: { 'process.env.NODE_ENV': '"development"' },
-    logLevel: 'error',
-  });
-  return result.outputFiles[0]!.text;
-}
 
 async function history(server: TestServer, chatId: string): Promise<SessionHistory['messages']> {
   return SessionHistory.parse(await (await fetch(`${server.url}/v1/sessions/${chatId}/messages`)).json()).messages;
@@ -67,7 +52,7 @@ describe('useChat (@ai-sdk/react) against Sluice in Chromium', () => {
     // Slow tokens and a minute-long resume window: a reply that stops did so because of a Stop.
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 60 }));
     const server = await startServer({ RESUME_GRACE_MS: 60_000 }, { provider: recorder.provider });
-    const script = await bundlePage();
+    const script = await bundleTestPage('ui-chat.ts');
     const browser = await openPage('about:blank');
     if (!browser) return;
     const { page } = browser;

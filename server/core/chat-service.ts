@@ -272,6 +272,7 @@ export class ChatService {
       afterSeq,
       signal,
       pollMs: this.#o.remotePollMs ?? 1_000,
+      outageWaitMs: this.#o.events.outageWaitMs ?? 1_500,
       presenceTtlMs: this.#o.presenceTtlMs ?? 10_000,
       onListener: this.#countListener,
     });

@@ -53,6 +53,13 @@ export interface GenerationOptions {
   readonly settle?: () => Promise<boolean>;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
+  /**
+   * How long a copy to the shared log is tried again while the store fails, before the reply ends
+   * as `unavailable` (default 1500 ms; longer where the store fails over to a replica).
+   */
+  readonly storeWaitMs?: number;
+  /** Told how many events the shared log had lost and took again (see #refill). */
+  readonly onRefill?: (events: number) => void;
   /** Told when a listener joins (+1) or leaves (-1), for process-wide counts. */
   readonly onListener?: (delta: 1 | -1) => void;
   /**
@@ -74,9 +81,13 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
-/** Tries of one event's copy before the reply ends as `unavailable`: waits of 50, 100, 200, 400, 800 ms between them. */
-const COPY_TRIES = 6;
+/** How long one event's copy is tried before the reply ends as `unavailable`, unless told otherwise. */
+const STORE_WAIT_MS = 1_500;
+/** Waits between tries of a copy: 50, 100, 200, 400 ms, then 500 ms each (the store is soon used again once back). */
 const COPY_RETRY_MS = 50;
+const COPY_RETRY_MAX_MS = 500;
+/** Events sent again at first when the log turns out to have lost some (doubled until enough). */
+const REFILL_SPAN = 32;
 const NOTHING_CONSUMED: TokenUsage = Object.freeze({ promptTokens: 0, completionTokens: 0, estimated: true });
 const SETTLED_VOID: Promise<void> = Promise.resolve();
 
@@ -91,6 +102,9 @@ export class Generation {
   readonly sessionId: string;
   readonly sessionKey: string;
   readonly #resumeGraceMs: number;
+  readonly #storeWaitMs: number;
+  /** Events being sent again to a log that lost some (see #refill). */
+  #refilling: Promise<boolean> | undefined;
   #onEvent: ((seq: number, event: StreamEvent) => Promise<AppendResult>) | undefined;
   #settle: (() => Promise<boolean>) | undefined;
   /** Events 1..#visible may be shown to listeners. */
@@ -103,6 +117,7 @@ export class Generation {
   /** After a copy failed for good: the deltas stored before it, the only ones the reply keeps. */
   #broken: number | undefined;
   #keepAlive: (() => Promise<boolean>) | undefined;
+  readonly #onRefill: ((events: number) => void) | undefined;
   readonly #onListener: ((delta: 1 | -1) => void) | undefined;
   #onFirstDelta: ((ms: number) => void) | undefined;
   /**
@@ -129,17 +144,21 @@ export class Generation {
   #finishedAt: number | undefined;
 
   constructor(options: GenerationOptions) {
-    if (!Number.isInteger(options.resumeGraceMs) || options.resumeGraceMs < 0) {
-      throw new RangeError(`generation: resumeGraceMs must be a non-negative integer, got ${options.resumeGraceMs}`);
+    for (const name of ['resumeGraceMs', 'storeWaitMs'] as const) {
+      const value = options[name];
+      if (value !== undefined && (!Number.isInteger(value) || value < 0))
+        throw new RangeError(`generation: ${name} must be a non-negative integer, got ${value}`);
     }
     this.id = options.id;
     this.owner = options.owner;
     this.sessionId = options.sessionId;
     this.sessionKey = options.sessionKey;
     this.#resumeGraceMs = options.resumeGraceMs;
+    this.#storeWaitMs = options.storeWaitMs ?? STORE_WAIT_MS;
     this.#onEvent = options.onEvent;
     this.#settle = options.settle;
     this.#keepAlive = options.keepAlive;
+    this.#onRefill = options.onRefill;
     this.#onListener = options.onListener;
     this.#onFirstDelta = options.onFirstDelta;
   }
@@ -462,12 +481,13 @@ export class Generation {
   }
 
   /**
-   * Copies one event, trying again while the store fails or an earlier event is still missing.
-   * True when the event may be shown: it is stored, or it is the terminal event (an explicit end
-   * is better than a cut, even if the log could not take it).
+   * Copies one event, trying again while the store fails or an earlier event is missing, for up
+   * to `storeWaitMs`. True when the event may be shown: it is stored, or it is the terminal event
+   * (an explicit end is better than a cut, even if the log could not take it).
    */
   async #copy(seq: number, event: StreamEvent): Promise<boolean> {
     const terminal = event.type !== 'delta';
+    const startedAt = performance.now();
     for (let tries = 1; ; tries++) {
       // A delta after one that failed for good is no longer part of the reply.
       if (!terminal && this.#broken !== undefined && seq > this.#broken) return false;
@@ -483,13 +503,43 @@ export class Generation {
         this.stop('lost');
         return terminal;
       }
-      if (tries >= COPY_TRIES) {
+      // The log lacks an earlier event: still being copied, or lost by the store after it took it.
+      if (result === 'gap' && (await this.#refill(seq))) continue;
+      if (performance.now() - startedAt >= this.#storeWaitMs) {
         if (terminal) return true;
         this.#breakAt(seq);
         return false;
       }
-      await new Promise((resolve) => setTimeout(resolve, COPY_RETRY_MS << (tries - 1)));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(COPY_RETRY_MS << (tries - 1), COPY_RETRY_MAX_MS)));
     }
+  }
+
+  /**
+   * Sends the events before `seq` again, for a log that lost some it had taken: Redis replicates
+   * asynchronously, and a replica that takes over from a failed primary may lack its last writes.
+   * Listeners were shown those events (they had been stored); this instance still has them, so
+   * the log gets them back, the same at the same positions, instead of a hole. Positions the log
+   * has are refused as duplicates. True when the event before `seq` is in the log afterwards.
+   */
+  #refill(seq: number): Promise<boolean> {
+    if (this.#refilling) return this.#refilling.then(() => false);
+    const refilling = (async () => {
+      for (let span = REFILL_SPAN; ; span *= 2) {
+        const from = Math.max(1, seq - span);
+        const sent: Array<Promise<AppendResult>> = [];
+        for (let at = from; at < seq; at++) sent.push(this.#onEvent!(at, this.#eventAt(at - 1)));
+        const results = await Promise.all(sent);
+        // The first one is a gap too: the log lost more than that; go further back.
+        if (results[0] === 'gap' && from > 1) continue;
+        const taken = results.filter((r) => r === 'added').length;
+        if (taken > 0) this.#onRefill?.(taken);
+        const last = results.at(-1);
+        return last === 'added' || last === 'duplicate';
+      }
+    })().catch(() => false);
+    this.#refilling = refilling;
+    void refilling.then(() => (this.#refilling = undefined));
+    return refilling;
   }
 
   /** Event `seq` could not be stored: the reply keeps the deltas before it, and stops. */

@@ -3,7 +3,7 @@ import { formatEventId, isTerminalEvent } from '../../shared/stream-events.ts';
 import type { Listener, TrackedEvent } from './generation.ts';
 import { endOrphan, type OrphanContext } from './orphans.ts';
 import { SluiceError } from './errors.ts';
-import type { GenerationRecord, LoggedEvent } from './store/event-log.ts';
+import { isCorruptLog, type GenerationRecord, type LoggedEvent } from './store/event-log.ts';
 
 export interface RemoteListenerOptions extends OrphanContext {
   readonly record: GenerationRecord;
@@ -11,6 +11,8 @@ export interface RemoteListenerOptions extends OrphanContext {
   readonly signal: AbortSignal | undefined;
   /** How long one blocking read waits before the generation's liveness is checked. */
   readonly pollMs: number;
+  /** How long a log that cannot be read is tried again (a failover) before the stream ends with an error. */
+  readonly outageWaitMs: number;
   /** Presence entries expire after this; they are refreshed at a third of it. */
   readonly presenceTtlMs: number;
   /** Told when this listener starts (+1) and ends (-1). */
@@ -18,6 +20,22 @@ export interface RemoteListenerOptions extends OrphanContext {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+/** Waits between reads of a log that cannot be read: 50, 100, 200, 400 ms, then 500 ms each. */
+const RETRY_MS = 50;
+const RETRY_MAX_MS = 500;
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 
 /**
  * Follows a generation that runs on another instance (or ran before a restart) through the store's
@@ -46,6 +64,9 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
     touch();
     const presence = setInterval(touch, Math.max(50, Math.floor(options.presenceTtlMs / 3)));
     let partial = '';
+    /** Since when the log cannot be read, and the tries since. */
+    let failingSince: number | undefined;
+    let failures = 0;
     try {
       while (!controller.signal.aborted) {
         let batch: LoggedEvent[];
@@ -56,10 +77,18 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
             batch = await events.read(record.id, seq, 0);
             if (batch.length === 0) batch = [await endOrphan(options, record)];
           }
+          failingSince = undefined;
+          failures = 0;
         } catch (error) {
-          // The log cannot be read (the store is away, or an entry is corrupt): an explicit ending,
-          // never a cut or internal text. Its id is the last event's: a resume picks up from there.
           if (controller.signal.aborted) return;
+          // The store is away (a failover): tried again for a while, as the reply's own copies are.
+          failingSince ??= performance.now();
+          if (!isCorruptLog(error) && performance.now() - failingSince < options.outageWaitMs) {
+            await pause(Math.min(RETRY_MS << failures++, RETRY_MAX_MS), controller.signal);
+            continue;
+          }
+          // The log cannot be read (the store stays away, or an entry is corrupt): an explicit
+          // ending, never a cut or internal text. Its id is the last event's: a resume picks up from there.
           logger.warn({ generationId: record.id, seq, err: error }, 'could not follow a reply');
           const failure = new SluiceError('unavailable', 'The reply could not be followed; resume it in a moment');
           yield { id: formatEventId(record.id, seq), seq, event: { type: 'error', code: failure.code, message: failure.message, partial } };

@@ -78,6 +78,12 @@ export class ReplyRunner {
       sessionId: record.sessionId,
       sessionKey: record.sessionKey,
       resumeGraceMs: (request.resumable ?? true) ? o.resumeGraceMs : 0,
+      storeWaitMs: o.events.outageWaitMs,
+      onRefill: (events) =>
+        o.logger.warn(
+          { generationId: record.id, events },
+          'the shared log had lost events it had taken (a failover to a replica that lacked them); stored them again',
+        ),
       onEvent: writer
         ? (seq, event) =>
             writer(seq, event).catch((error: unknown) => {

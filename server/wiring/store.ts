@@ -1,12 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from '../config.ts';
+import { usesRedis, type Config } from '../config.ts';
 import type { History } from '../core/store/history.ts';
 import { MemoryHistory } from '../core/store/history/memory.ts';
 import { PostgresHistory } from '../core/store/history/postgres.ts';
 import { SqliteHistory } from '../core/store/history/sqlite.ts';
 import { createMemoryStore } from '../core/store/memory/create.ts';
 import { createRedisStore } from '../core/store/redis/create.ts';
+import { parseHostPorts, type RedisTopology } from '../core/store/redis/topology.ts';
 import type { Store } from '../core/store/store.ts';
 
 const DAY_MS = 86_400_000;
@@ -27,22 +29,39 @@ export function sessionTtlMs(config: Config): number {
 
 /**
  * The store the configuration names: history where STORE says (SQLite under DATA_DIR by default,
- * PostgreSQL, Redis or memory), the live roles (event logs, leases, signals) in Redis when
- * REDIS_URL is set, in this process otherwise.
+ * PostgreSQL, Redis or memory), the live roles (event logs, leases, signals) in Redis when one is
+ * configured (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES), in this process otherwise.
  */
 export async function storeFrom(config: Config, logger: Logger, hooks: StoreHooks = {}): Promise<Store> {
   const history = await historyFrom(config, logger, hooks);
-  if (config.REDIS_URL) {
+  const topology = redisTopology(config);
+  if (topology) {
+    const failover = topology.kind !== 'single';
     return createRedisStore({
-      url: config.REDIS_URL,
+      topology,
       logger,
       prefix: config.REDIS_PREFIX,
+      waitReplicas: config.REDIS_WAIT_REPLICAS ?? (topology.kind === 'sentinel' ? 1 : 0),
+      outageWaitMs: config.REDIS_OUTAGE_WAIT_MS ?? (failover ? 10_000 : 1_500),
       history,
       historyKind: config.STORE,
       historyIdleTtlMs: sessionTtlMs(config),
     });
   }
   return createMemoryStore({ history: history ?? memoryHistory(config, hooks), historyKind: config.STORE });
+}
+
+/** The Redis the configuration names (a URL, Sentinels or a Cluster), if any. */
+export function redisTopology(config: Config): RedisTopology | undefined {
+  // Read at start-up: a missing or unreadable file stops the server, naming it.
+  const tls = config.REDIS_TLS_CA_FILE ? { ca: readFileSync(config.REDIS_TLS_CA_FILE, 'utf8') } : undefined;
+  const withTls = tls ? { tls } : {};
+  if (config.REDIS_URL) return { kind: 'single', url: config.REDIS_URL, ...withTls };
+  if (config.REDIS_SENTINELS && config.REDIS_SENTINEL_MASTER) {
+    return { kind: 'sentinel', sentinels: parseHostPorts(config.REDIS_SENTINELS), master: config.REDIS_SENTINEL_MASTER, ...withTls };
+  }
+  if (config.REDIS_CLUSTER_NODES) return { kind: 'cluster', nodes: parseHostPorts(config.REDIS_CLUSTER_NODES), ...withTls };
+  return undefined;
 }
 
 /** The history store, unless it is Redis's own (undefined: the Redis store makes it). */
@@ -54,7 +73,7 @@ async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): P
       // The configuration schema requires DATABASE_URL for this store.
       return PostgresHistory.open({ url: config.DATABASE_URL!, logger });
     case 'memory':
-      return config.REDIS_URL ? memoryHistory(config, hooks) : undefined;
+      return usesRedis(config) ? memoryHistory(config, hooks) : undefined;
     case 'redis':
       return undefined;
     default: {

@@ -26,7 +26,8 @@ export async function startServer(settings: Settings = {}, overrides: SluiceOver
   const env: Record<string, string> = { PORT: '0', SIM_DELAY_MS: '0', RESUME_GRACE_MS: '0', LOG_LEVEL: 'silent' };
   for (const [k, v] of Object.entries(settings)) env[k] = String(v);
   // Tests keep history in memory unless they name a store (the default writes under ./data).
-  if (env.STORE === undefined && env.REDIS_URL === undefined && env.DATABASE_URL === undefined) env.STORE = 'memory';
+  const shared = ['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES', 'DATABASE_URL'].some((name) => env[name] !== undefined);
+  if (env.STORE === undefined && !shared) env.STORE = 'memory';
   const config = loadConfig(env);
   const sluice = await createSluice(config, { logger: pino({ level: config.LOG_LEVEL }), ...overrides });
   const { url, port } = await sluice.listen();

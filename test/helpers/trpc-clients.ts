@@ -54,7 +54,7 @@ export interface Collected {
 /** Subscribes to chat.stream and collects every event until the terminal one. */
 export function collectStream(
   client: TRPCClient<AppRouter>,
-  input: { message: string; sessionId?: string },
+  input: { message: string; sessionId?: string; lastEventId?: string },
   onEvent?: (event: StreamEvent, unsubscribe: () => void) => void,
 ): Promise<Collected> {
   return new Promise((resolve, reject) => {

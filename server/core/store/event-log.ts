@@ -1,4 +1,5 @@
 import type { StreamEvent } from '../../../shared/stream-events.ts';
+import { SluiceError } from '../errors.ts';
 
 /** What the event log keeps about a generation so that any instance can attach to it. */
 export interface GenerationRecord {
@@ -33,6 +34,11 @@ export type EventWriter = (seq: number, event: StreamEvent) => Promise<AppendRes
  */
 export interface EventLog {
   /**
+   * How long a running reply, and a listener following one, wait for this log through an outage
+   * (a failover) before they end as `unavailable`; unset: the default of each (about 1.5 s).
+   */
+  readonly outageWaitMs?: number;
+  /**
    * Opens a starting generation's log (its record kept for `ttlMs`), and returns the writer its
    * events are copied through. A log that no other process reads returns undefined: the generation
    * then serves every listener itself, and nothing is copied or recorded.
@@ -54,4 +60,14 @@ export interface EventLog {
   touchListener(generationId: string, listenerId: string, ttlMs: number): Promise<void>;
   dropListener(generationId: string, listenerId: string): Promise<void>;
   countListeners(generationId: string): Promise<number>;
+}
+
+/** The cause of a read that met an entry which is not an event (a log mangled by hand, say). */
+export class CorruptLogError extends Error {
+  override readonly name = 'CorruptLogError';
+}
+
+/** Whether a read failed on a corrupt entry: reading again will not help, unlike a store that is away. */
+export function isCorruptLog(error: unknown): boolean {
+  return error instanceof SluiceError && error.cause instanceof CorruptLogError;
 }

@@ -1,6 +1,4 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import type { Logger } from 'pino';
 import type { Credentials } from '../../core/credentials.ts';
 import type { ChatService } from '../../core/chat-service.ts';
@@ -10,17 +8,17 @@ import { clientIp, type TrustedProxies } from '../../net/client-ip.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Admission } from '../admission.ts';
 import { createSink } from '../backpressure.ts';
-import { credentialFromParams } from '../trpc/connection-params.ts';
-import { chatApi, type TRPCContext } from '../trpc/context.ts';
+import { chatApi } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
-import { handleTrpcSse } from '../trpc/sse-producer.ts';
+import { createTrpcHttpRoutes } from '../trpc/http-routes.ts';
+import { createUpgradeHandler } from '../trpc/upgrade.ts';
 import { createTrpcWsServer } from '../trpc/ws-server.ts';
-import { bearerToken } from './bearer.ts';
-import { rejectionOf, sendError } from './json-io.ts';
-import { normalizePath } from './normalize-path.ts';
+import { watchConnections } from './connections.ts';
+import { createDispatcher } from './dispatch.ts';
+import { sendError } from './json-io.ts';
+import { logWhenClosed } from './request-log.ts';
 import type { OriginPolicy } from './origin-policy.ts';
 import type { RouteDeps } from './route-context.ts';
-import { ROUTES } from './routes.ts';
 
 export interface HttpServerOptions {
   readonly service: ChatService;
@@ -89,22 +87,16 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     metrics.rejected(error.cause instanceof SluiceError ? error.cause.code : error.code.toLowerCase());
   };
 
-  const trpcHttp = createHTTPHandler({
+  const trpc = createTrpcHttpRoutes({
     router,
-    basePath: '/trpc/',
-    // The bounds of the other routes: MAX_BODY_BYTES (413, nothing kept beyond it), and WS_MAX_BATCH calls per batch.
-    maxBodySize: options.maxBodyBytes,
-    maxBatchSize: options.wsMaxBatch,
-    createContext: ({ req, res, info }): TRPCContext => ({
-      chat,
-      credential: bearerToken(req.headers.authorization) ?? credentialFromParams(info.connectionParams),
-      transport: 'trpc-http',
-      sink: sinkFor(res),
-      metrics,
-    }),
+    chat,
+    metrics,
+    ssePingMs: options.ssePingMs,
+    sinkFor,
     onError: onTRPCError,
+    maxBodyBytes: options.maxBodyBytes,
+    maxBatch: options.wsMaxBatch,
   });
-  const trpcSse = { router, chat, metrics, ssePingMs: options.ssePingMs, sinkFor, onError: onTRPCError };
   const deps: RouteDeps = {
     service,
     admission,
@@ -116,51 +108,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     sinkFor,
     metrics,
     isReady: options.isReady,
-    trpc: {
-      sse: (req, res) => handleTrpcSse(req, res, new URLSearchParams(queryOf(req.url)), trpcSse),
-      http: (req, res) => trpcHttp(req, res),
-    },
+    trpc,
   };
 
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = normalizePath(q === -1 ? url : url.slice(0, q));
-    // tRPC reads the procedure from the URL too: it must see the path the route was chosen by.
-    if (path !== undefined) req.url = q === -1 ? path : path + url.slice(q);
-    for (const route of path === undefined ? [] : ROUTES) {
-      const match = route.path.exec(path!);
-      if (!match) continue;
-      if (!route.anySite && origins.isPreflight(req)) {
-        origins.preflight(req, res);
-        return;
-      }
-      if (route.method !== '*' && req.method !== route.method) {
-        sendError(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
-        return;
-      }
-      if (!route.anySite) {
-        const verdict = origins.check(req);
-        if (verdict.kind === 'refused') {
-          (route.sendError ?? sendError)(res, new SluiceError('forbidden', verdict.reason));
-          return;
-        }
-        origins.expose(res, verdict);
-      }
-      if (!route.open) {
-        try {
-          owners.set(req, await admission.owner(bearerToken(req.headers.authorization)));
-        } catch (error) {
-          if (error instanceof SluiceError && error.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
-          (route.sendError ?? sendError)(res, error);
-          return;
-        }
-      }
-      await route.handler(req, res, deps, match.slice(1));
-      return;
-    }
-    sendError(res, new SluiceError('not_found', `No route for ${req.method} ${path ?? url.slice(0, q === -1 ? undefined : q)}`));
-  };
+  const handle = createDispatcher({ admission, origins, deps, owners });
 
   const requestTimeout = options.requestTimeoutMs;
   const server = createServer(
@@ -175,56 +126,17 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     (req, res) => onRequest(req, res),
   );
   server.maxConnections = options.maxConnections;
-  server.on('drop', () => metrics.rejected('too_many_connections'));
-  // The response in flight on each connection, so that a connection-level error never writes into one that has started.
-  const inFlight = new WeakMap<Duplex, ServerResponse>();
+  const connections = watchConnections(server, metrics, logger);
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    inFlight.set(req.socket, res);
-    const startedAt = performance.now();
-    // Read now: a socket that is gone by the time the line is written no longer knows its peer.
-    const ip = clientIpOf(req);
-    // One line per request: never the query (tRPC puts the message there), the body or the key.
-    res.once('close', () => {
-      const reason = rejectionOf(res);
-      if (reason) metrics.rejected(reason);
-      logger.info(
-        {
-          method: req.method,
-          path: (req.url ?? '/').split('?', 1)[0],
-          status: res.statusCode,
-          durationMs: Math.round(performance.now() - startedAt),
-          owner: owners.get(req),
-          clientIp: ip,
-          ...(reason ? { reason } : {}),
-          ...(res.writableFinished ? {} : { aborted: true }),
-        },
-        'request',
-      );
-    });
+    connections.responding(req, res);
+    logWhenClosed(req, res, { logger, metrics, clientIp: clientIpOf(req), ownerOf: (r) => owners.get(r) });
     handle(req, res).catch((error: unknown) => {
       const sluice = SluiceError.from(error);
       if (sluice.code === 'internal') logger.error({ err: error, url: req.url }, 'request handler failed');
       sendError(res, sluice);
     });
   };
-  // A connection is counted once: as http until it asks for an upgrade, then by the WebSocket server.
-  const httpConnections = new WeakSet<Duplex>();
-  server.on('connection', (socket) => {
-    metrics.connectionOpened('http');
-    httpConnections.add(socket);
-    socket.once('close', () => httpConnections.delete(socket) && metrics.connectionClosed('http'));
-  });
-  // Malformed HTTP never reaches a handler, and a request too slow to arrive is given up on: answer
-  // it (unless a response has started) and drop the socket.
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    logger.debug({ code: error.code, reason: (error as { reason?: string }).reason }, 'malformed request');
-    const timedOut = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-    if (timedOut) metrics.rejected('request_timeout');
-    if (socket.writable && error.code !== 'ECONNRESET' && !inFlight.get(socket)?.headersSent) {
-      socket.end(`HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
-    } else socket.destroy();
-  });
 
   const ws = createTrpcWsServer({
     router,
@@ -245,23 +157,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     highWaterBytes: options.highWaterBytes,
     sendTimeoutMs: options.sendTimeoutMs,
   });
-  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (httpConnections.delete(socket)) metrics.connectionClosed('http');
-    socket.on('error', () => socket.destroy());
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    if (!options.wsEnabled || normalizePath(q === -1 ? url : url.slice(0, q)) !== '/trpc') {
-      const status = options.wsEnabled ? '404 Not Found' : '403 Forbidden';
-      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      return;
-    }
-    if (!origins.allowsUpgrade(req)) {
-      metrics.rejected('forbidden');
-      socket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
-    }
-    ws.handleUpgrade(req, socket, head);
-  });
+  server.on('upgrade', createUpgradeHandler({ enabled: options.wsEnabled, origins, metrics, connections, ws }));
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 2000): Promise<void> => {
@@ -272,7 +168,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       while (service.openListeners > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       await ws.close();
       server.closeIdleConnections();
-      while ((await connectionCount(server)) > 0 && Date.now() < deadline) {
+      while ((await connections.count()) > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 10));
         server.closeIdleConnections();
       }
@@ -284,13 +180,4 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   };
 
   return { server, notifyReconnect: () => ws.notifyReconnect(), close };
-}
-
-function queryOf(url: string | undefined): string {
-  const q = url?.indexOf('?') ?? -1;
-  return q === -1 ? '' : url!.slice(q + 1);
-}
-
-function connectionCount(server: Server): Promise<number> {
-  return new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count)));
 }

@@ -1,7 +1,7 @@
 import { StreamEvent } from '../../../../shared/stream-events.ts';
 import { SluiceError } from '../../errors.ts';
-import type { AppendResult, EventLog, EventWriter, GenerationRecord, LoggedEvent } from '../event-log.ts';
-import type { RedisConnection } from '../redis/connection.ts';
+import { CorruptLogError, type AppendResult, type EventLog, type EventWriter, type GenerationRecord, type LoggedEvent } from '../event-log.ts';
+import type { RedisConnection, Scripted } from '../redis/connection.ts';
 
 // A log has a lifetime even while running, so that one abandoned by a dead instance cannot stay forever.
 const RUNNING_LOG_TTL_MS = 24 * 60 * 60 * 1000;
@@ -29,18 +29,32 @@ export class RedisEventLog implements EventLog {
   /** Events asked for in this turn of the event loop, written together at its end. */
   #appends: PendingAppend[] = [];
 
-  constructor(connection: RedisConnection) {
+  readonly outageWaitMs: number | undefined;
+
+  constructor(connection: RedisConnection, options: { readonly outageWaitMs?: number } = {}) {
+    const wait = options.outageWaitMs;
+    if (wait !== undefined && (!Number.isInteger(wait) || wait < 0))
+      throw new RangeError(`RedisEventLog: outageWaitMs must be a non-negative integer, got ${wait}`);
     this.#c = connection;
+    this.outageWaitMs = wait;
+  }
+
+  // A generation's keys share its hash tag: on a cluster they live on one shard.
+  #key(kind: 'ev' | 'gen' | 'ls', generationId: string): string {
+    return this.#c.key(kind, `{${generationId}}`);
   }
 
   async open(record: GenerationRecord, ttlMs: number): Promise<EventWriter> {
-    await this.#c.call((redis) => redis.set(this.#c.key('gen', record.id), JSON.stringify(record), 'PX', ttlMs));
+    // Replicated before the reply starts (when replicas are waited for): a failover then loses
+    // neither the record other instances resume from nor what the start wrote before it (the
+    // session lock, the liveness mark).
+    await this.#c.write((redis) => redis.set(this.#key('gen', record.id), JSON.stringify(record), 'PX', ttlMs), true);
     return (seq, event) => this.append(record.id, seq, event);
   }
 
   load(generationId: string): Promise<GenerationRecord | undefined> {
     return this.#c.call(async (redis) => {
-      const raw = await redis.get(this.#c.key('gen', generationId));
+      const raw = await redis.get(this.#key('gen', generationId));
       return raw ? (JSON.parse(raw) as GenerationRecord) : undefined;
     });
   }
@@ -48,28 +62,42 @@ export class RedisEventLog implements EventLog {
   // Every token of every running reply comes here: one XADD each cost the server about 15 µs more
   // CPU per event (a command object, a promise and a reply each, and their garbage). The events
   // asked for in one turn of the event loop go to Redis as one script call instead (which, like
-  // every call, is refused once the store is closing).
+  // every call, is refused once the store is closing). On a cluster, one call per hash slot: a
+  // script touches one slot there (a generation's log is in the slot of its id). Terminal events
+  // are written apart when replicas are waited for: they end the reply, and must outlive a failover.
   append(generationId: string, seq: number, event: StreamEvent): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
       if (this.#appends.length === 0) setImmediate(this.#flushAppends);
       const kind = event.type === 'delta' ? 'd' : 't';
-      this.#appends.push({ key: this.#c.key('ev', generationId), seq, json: JSON.stringify(event), kind, resolve, reject });
+      this.#appends.push({ key: this.#key('ev', generationId), seq, json: JSON.stringify(event), kind, resolve, reject });
     });
   }
 
   readonly #flushAppends = (): void => {
     const all = this.#appends;
     this.#appends = [];
-    for (let from = 0; from < all.length; from += MAX_APPEND_BATCH) void this.#appendBatch(all.slice(from, from + MAX_APPEND_BATCH));
+    const groups = new Map<string, PendingAppend[]>();
+    const apart = this.#c.waitsForReplicas;
+    for (const append of all) {
+      const group = `${apart && append.kind === 't' ? 't' : 'd'}${this.#c.scriptGroup(append.key)}`;
+      let list = groups.get(group);
+      if (!list) groups.set(group, (list = []));
+      list.push(append);
+    }
+    for (const [group, list] of groups) {
+      const terminal = group.startsWith('t');
+      for (let from = 0; from < list.length; from += MAX_APPEND_BATCH) void this.#appendBatch(list.slice(from, from + MAX_APPEND_BATCH), terminal);
+    }
   };
 
-  async #appendBatch(batch: readonly PendingAppend[]): Promise<void> {
+  async #appendBatch(batch: readonly PendingAppend[], terminal: boolean): Promise<void> {
     try {
-      const args: Array<string | number> = [batch.length];
-      for (const a of batch) args.push(a.key);
+      const keys = batch.map((a) => a.key);
+      const args: Array<string | number> = [];
       for (const a of batch) args.push(a.seq, a.json, a.kind);
-      args.push(RUNNING_LOG_TTL_MS);
-      const results = (await this.#c.call((redis) => redis.appendEvents(...args))) as number[];
+      args.push(RUNNING_LOG_TTL_MS, this.#c.announcesAppends ? '1' : '0');
+      const run = (redis: Scripted): Promise<unknown> => this.#c.evalScript(redis, 'appendEvents', keys, args);
+      const results = (await (terminal ? this.#c.write(run, true) : this.#c.call(run))) as number[];
       batch.forEach((a, i) => a.resolve(RESULTS[results[i]!] ?? 'gap'));
     } catch (error) {
       for (const a of batch) a.reject(error);
@@ -77,7 +105,7 @@ export class RedisEventLog implements EventLog {
   }
 
   async read(generationId: string, afterSeq: number, waitMs: number, signal?: AbortSignal): Promise<LoggedEvent[]> {
-    const key = this.#c.key('ev', generationId);
+    const key = this.#key('ev', generationId);
     const now = await this.#c.call((redis) => redis.xrange(key, `(0-${afterSeq}`, '+'));
     if (now.length > 0 || waitMs <= 0 || signal?.aborted) return toLogged(now);
     return toLogged(await this.#c.tail.wait(key, afterSeq, waitMs, signal));
@@ -86,29 +114,29 @@ export class RedisEventLog implements EventLog {
   expire(generationId: string, ttlMs: number): Promise<void> {
     return this.#c.call(async (redis) => {
       await Promise.all([
-        redis.pexpire(this.#c.key('ev', generationId), Math.max(ttlMs, 1)),
-        redis.pexpire(this.#c.key('gen', generationId), Math.max(ttlMs, 1)),
-        redis.del(this.#c.key('ls', generationId)),
+        redis.pexpire(this.#key('ev', generationId), Math.max(ttlMs, 1)),
+        redis.pexpire(this.#key('gen', generationId), Math.max(ttlMs, 1)),
+        redis.del(this.#key('ls', generationId)),
       ]);
     });
   }
 
   touchListener(generationId: string, listenerId: string, ttlMs: number): Promise<void> {
     return this.#c.call(async (redis) => {
-      const key = this.#c.key('ls', generationId);
+      const key = this.#key('ls', generationId);
       await Promise.all([redis.zadd(key, Date.now() + ttlMs, listenerId), redis.pexpire(key, ttlMs * 2)]);
     });
   }
 
   dropListener(generationId: string, listenerId: string): Promise<void> {
     return this.#c.call(async (redis) => {
-      await redis.zrem(this.#c.key('ls', generationId), listenerId);
+      await redis.zrem(this.#key('ls', generationId), listenerId);
     });
   }
 
   countListeners(generationId: string): Promise<number> {
     return this.#c.call(async (redis) => {
-      const key = this.#c.key('ls', generationId);
+      const key = this.#key('ls', generationId);
       await redis.zremrangebyscore(key, '-inf', Date.now());
       return redis.zcard(key);
     });
@@ -131,7 +159,7 @@ function toLogged(entries: ReadonlyArray<[string, string[]]>): LoggedEvent[] {
     }
     if (!event) {
       if (out.length > 0) return out;
-      throw new SluiceError('unavailable', 'The reply could not be read', { cause: new Error(`corrupt event log entry ${id}`) });
+      throw new SluiceError('unavailable', 'The reply could not be read', { cause: new CorruptLogError(`corrupt event log entry ${id}`) });
     }
     out.push({ seq: Number(id.slice(id.indexOf('-') + 1)), event });
   }

@@ -1,11 +1,10 @@
 import type { Logger } from 'pino';
 import postgres from 'postgres';
-import type { ChatMessage } from '../../../../shared/messages.ts';
 import { SluiceError } from '../../errors.ts';
-import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
 import { MIGRATIONS } from './sql/migrations/index.ts';
 import * as sql from './sql/operations.ts';
-import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './sql/write-queue.ts';
+import { SqlHistory } from './sql/sql-history.ts';
+import type { QueuedWrite } from './sql/write-queue.ts';
 
 export interface PostgresHistoryOptions {
   /** `postgres://` or `postgresql://` (TLS and the rest as URL parameters, e.g. `?sslmode=require`). */
@@ -19,8 +18,6 @@ export interface PostgresHistoryOptions {
 
 type Sql = postgres.Sql;
 
-/** Idle sessions deleted per transaction, so that a large sweep holds no lock for long. */
-const EXPIRE_CHUNK = 500;
 // The one lock every migrating instance takes: a second instance waits, then finds the work done.
 const MIGRATION_LOCK = { sql: 'SELECT pg_advisory_xact_lock(hashtext($1))', params: ['sluice history migrations'] };
 // PostgreSQL errors of one write, not of the connection: a constraint (23...), a deadlock or
@@ -33,33 +30,40 @@ const ONE_WRITE = /^(23|40)[0-9A-Z]{3}$/;
  * writer, batching the writes of a turn of the event loop into one transaction (pipelined across
  * sessions); reads use the rest of the pool.
  */
-export class PostgresHistory implements History {
+export class PostgresHistory extends SqlHistory {
   /** One connection, so that statements are prepared once and a batch's queries pipeline on it. */
   readonly #writer: Sql;
   readonly #readers: Sql;
-  readonly #clock: () => number;
-  readonly #logger: Logger;
-  readonly #queue: WriteQueue;
-  #closing: Promise<void> | undefined;
-
-  /** Reports a stored row that is not a message (skipped by the read). */
-  #corrupt(sessionKey: string): (row: Record<string, unknown>) => void {
-    return (row) => this.#logger.warn({ sessionKey, seq: row.seq }, 'skipped a corrupt history entry');
-  }
 
   private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions) {
+    // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
+    // (100), past which a transaction's queries go one round trip at a time.
+    super({ logger: options.logger, clock: options.clock, maxBatch: 64 });
     this.#writer = writer;
     this.#readers = readers;
-    this.#logger = options.logger;
-    this.#clock = options.clock ?? Date.now;
-    this.#queue = new WriteQueue({
-      run: (writes) => this.#writer.begin<unknown[]>((tx) => pipelined(tx, writes)),
-      retryAlone: (error) => ONE_WRITE.test(String((error as { code?: unknown }).code)),
-      logger: options.logger,
-      // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
-      // (100), past which a transaction's queries go one round trip at a time.
-      maxBatch: 64,
-    });
+  }
+
+  protected runBatch(writes: readonly QueuedWrite[]): Promise<unknown[]> {
+    return this.#writer.begin<unknown[]>((tx) => pipelined(tx, writes));
+  }
+
+  protected isOneWriteError(error: unknown): boolean {
+    return ONE_WRITE.test(String((error as { code?: unknown }).code));
+  }
+
+  protected readRows(step: sql.Step): Promise<sql.Row[]> {
+    return exec(this.#readers, step);
+  }
+
+  protected ping(): Promise<boolean> {
+    return this.#readers`SELECT 1`.then(
+      () => true,
+      () => false,
+    );
+  }
+
+  protected async closeConnections(): Promise<void> {
+    await Promise.all([this.#writer.end({ timeout: 5 }), this.#readers.end({ timeout: 5 })]);
   }
 
   /** Connects and brings the schema up to date (safe when several instances start together). */
@@ -86,7 +90,7 @@ export class PostgresHistory implements History {
       const result = await writer.begin(async (tx) => {
         // A migration may take longer than a write may; waiting for another instance's too.
         await tx.unsafe('SET LOCAL statement_timeout = 0');
-        return drive(tx, sql.migrate(MIGRATIONS, history.#clock(), [MIGRATION_LOCK]));
+        return drive(tx, sql.migrate(MIGRATIONS, history.clock(), [MIGRATION_LOCK]));
       });
       sql.logMigration(result, MIGRATIONS, options.logger, where);
       return history;
@@ -94,57 +98,6 @@ export class PostgresHistory implements History {
       await Promise.all([writer.end({ timeout: 1 }), readers.end({ timeout: 1 })]);
       throw new SluiceError('unavailable', `Cannot open the history database at ${where}`, { cause: error });
     }
-  }
-
-  async read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]> {
-    const { limit, before } = checkReadOptions(options);
-    if (this.#closing) throw new SluiceError('unavailable', 'The history store is closed');
-    try {
-      return sql.toMessages(await exec(this.#readers, sql.readStep(sessionKey, limit, before)), this.#corrupt(sessionKey));
-    } catch (error) {
-      throw unavailable(error);
-    }
-  }
-
-  async append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number> {
-    const keepLast = checkKeepLast(options.keepLast);
-    const { replyId } = options;
-    const now = this.#clock();
-    return this.#queue.push(sessionKey, () => sql.append(sessionKey, message, keepLast, replyId, now), { barrier: replyId && draftKey(sessionKey, replyId) });
-  }
-
-  checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
-    const now = this.#clock();
-    return this.#queue.push(sessionKey, () => sql.checkpoint(sessionKey, replyId, text, now), { coalesce: draftKey(sessionKey, replyId) });
-  }
-
-  deleteSession(sessionKey: string): Promise<boolean> {
-    return this.#queue.push(sessionKey, () => sql.deleteSession(sessionKey));
-  }
-
-  async expireIdle(cutoff: number): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const deleted = await this.#queue.push(undefined, () => sql.expireIdle(cutoff, EXPIRE_CHUNK));
-      total += deleted;
-      if (deleted < EXPIRE_CHUNK) return total;
-    }
-  }
-
-  async healthy(): Promise<boolean> {
-    if (this.#closing) return false;
-    return this.#readers`SELECT 1`.then(
-      () => true,
-      () => false,
-    );
-  }
-
-  close(): Promise<void> {
-    this.#closing ??= (async () => {
-      await this.#queue.close();
-      await Promise.all([this.#writer.end({ timeout: 5 }), this.#readers.end({ timeout: 5 })]);
-    })();
-    return this.#closing;
   }
 }
 

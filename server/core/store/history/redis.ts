@@ -68,34 +68,39 @@ export class RedisHistory implements History {
   async append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number> {
     const keepLast = checkKeepLast(options.keepLast);
     const { seq: _ignored, ...stored } = message;
+    // A turn's messages outlive a failover (when replicas are waited for): nothing the client saw
+    // stored (the user's message, the reply it read to the end) goes missing from history.
     return this.#run(() =>
-      this.#c.call(async (redis) => {
+      this.#c.write(async (redis) => {
         const at = (await redis.historyAppend(...this.#keys(sessionKey), JSON.stringify(stored), keepLast, options.replyId ?? '', this.#ttlMs)) as number;
         await redis.zadd(this.#touched, this.#clock(), sessionKey);
         return at;
-      }),
+      }, true),
     );
   }
 
   checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
     const draft: ChatMessage = { role: 'assistant', content: text, status: 'interrupted', createdAt: new Date(this.#clock()).toISOString() };
+    // Drafts are written in order with the messages (the place a reply reserves comes after its
+    // user's message), without waiting for replicas: the final message replaces them.
     return this.#run(() =>
-      this.#c.call(async (redis) => {
+      this.#c.write(async (redis) => {
         const created = await redis.historyCheckpoint(...this.#keys(sessionKey), replyId, text, JSON.stringify(draft), this.#ttlMs);
         if (created === 1) await redis.zadd(this.#touched, this.#clock(), sessionKey);
-      }),
+      }, false),
     );
   }
 
   deleteSession(sessionKey: string): Promise<boolean> {
-    return this.#run(() => this.#delete(sessionKey));
+    return this.#run(() => this.#delete(sessionKey, true));
   }
 
-  #delete(sessionKey: string): Promise<boolean> {
-    return this.#c.call(async (redis) => {
+  /** Deletes a session's keys (one hash tag: one slot) and its last touch; `replicated`: see RedisConnection.write. */
+  #delete(sessionKey: string, replicated: boolean): Promise<boolean> {
+    return this.#c.write(async (redis) => {
       const [deleted] = await Promise.all([redis.del(...this.#keys(sessionKey)), redis.zrem(this.#touched, sessionKey)]);
       return deleted > 0;
-    });
+    }, replicated);
   }
 
   expireIdle(cutoff: number): Promise<number> {
@@ -103,10 +108,12 @@ export class RedisHistory implements History {
   }
 
   async #expireIdle(cutoff: number): Promise<number> {
+    // The first sweep runs as the server starts, which may be before a cluster is ready.
+    await this.#c.ready(5_000);
     let deleted = 0;
     for (;;) {
       const idle = await this.#c.call((redis) => redis.zrangebyscore(this.#touched, '-inf', `(${cutoff}`, 'LIMIT', 0, SWEEP_BATCH));
-      for (const sessionKey of idle) if (await this.#delete(sessionKey)) deleted++;
+      for (const sessionKey of idle) if (await this.#delete(sessionKey, false)) deleted++;
       if (idle.length < SWEEP_BATCH) return deleted;
     }
   }

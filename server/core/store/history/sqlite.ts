@@ -2,13 +2,12 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'libsql';
 import type { Logger } from 'pino';
-import type { ChatMessage } from '../../../../shared/messages.ts';
 import { SluiceError } from '../../errors.ts';
-import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.ts';
 import { MIGRATIONS } from './sql/migrations/index.ts';
 import * as sql from './sql/operations.ts';
-import { draftKey, unavailable, WriteQueue } from './sql/write-queue.ts';
+import { SqlHistory } from './sql/sql-history.ts';
+import type { QueuedWrite } from './sql/write-queue.ts';
 
 export interface SqliteHistoryOptions {
   /** The database file; its directory is created when missing. */
@@ -20,8 +19,6 @@ export interface SqliteHistoryOptions {
 
 type Statement = Database.Statement;
 
-/** Idle sessions deleted per transaction, so that a large sweep does not hold the event loop. */
-const EXPIRE_CHUNK = 500;
 const CHECKPOINT_INTERVAL_MS = 1000;
 /** WAL pages (4 KiB) past which the writer checkpoints by itself (SQLite's default: 1000). */
 const BACKSTOP_PAGES = 16_384;
@@ -33,31 +30,37 @@ const BACKSTOP_PAGES = 16_384;
  * when the call resolves, so a killed process loses nothing written; a power cut may lose the
  * last commits, never consistency.
  */
-export class SqliteHistory implements History {
+export class SqliteHistory extends SqlHistory {
   readonly #db: Database.Database;
-  readonly #clock: () => number;
-  readonly #logger: Logger;
-  readonly #queue: WriteQueue;
   readonly #statements = new Map<string, Statement>();
   #checkpointer: Checkpointer | undefined;
-  #closing: Promise<void> | undefined;
-
-  /** Reports a stored row that is not a message (skipped by the read). */
-  #corrupt(sessionKey: string): (row: Record<string, unknown>) => void {
-    return (row) => this.#logger.warn({ sessionKey, seq: row.seq }, 'skipped a corrupt history entry');
-  }
 
   private constructor(db: Database.Database, options: SqliteHistoryOptions) {
+    // A batch runs on the event loop: 64 writes hold it about 3 ms (256: 12 ms), at the same throughput.
+    super({ logger: options.logger, clock: options.clock, maxBatch: 64 });
     this.#db = db;
-    this.#logger = options.logger;
-    this.#clock = options.clock ?? Date.now;
-    this.#queue = new WriteQueue({
-      run: (writes) => this.#transaction(() => writes.map((w) => this.#drive(w.make()))),
-      retryAlone: (error) => String((error as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT'),
-      logger: options.logger,
-      // A batch runs on the event loop: 64 writes hold it about 3 ms (256: 12 ms), at the same throughput.
-      maxBatch: 64,
-    });
+  }
+
+  protected runBatch(writes: readonly QueuedWrite[]): unknown[] {
+    return this.#transaction(() => writes.map((w) => this.#drive(w.make())));
+  }
+
+  protected isOneWriteError(error: unknown): boolean {
+    return String((error as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT');
+  }
+
+  protected readRows(step: sql.Step): sql.Row[] {
+    return this.#exec(step);
+  }
+
+  protected ping(): boolean {
+    return this.#db.open;
+  }
+
+  protected async closeConnections(): Promise<void> {
+    await this.#checkpointer?.close();
+    // The last connection to close checkpoints what is left and removes the WAL.
+    this.#db.close();
   }
 
   /** Opens (creating) the database and brings its schema up to date. */
@@ -79,7 +82,7 @@ export class SqliteHistory implements History {
       db.exec('PRAGMA synchronous = NORMAL');
       db.exec('PRAGMA foreign_keys = ON');
       const history = new SqliteHistory(db, options);
-      const result = history.#transaction(() => history.#drive(sql.migrate(MIGRATIONS, history.#clock())));
+      const result = history.#transaction(() => history.#drive(sql.migrate(MIGRATIONS, history.clock())));
       sql.logMigration(result, MIGRATIONS, options.logger, options.path);
       // The checkpointer keeps the WAL short; the writer steps in only if it falls far behind.
       db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
@@ -91,55 +94,6 @@ export class SqliteHistory implements History {
       db.close();
       throw new SluiceError('unavailable', `Cannot open the history database at ${options.path}`, { cause: error });
     }
-  }
-
-  async read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]> {
-    const { limit, before } = checkReadOptions(options);
-    if (this.#closing) throw new SluiceError('unavailable', 'The history store is closed');
-    try {
-      return sql.toMessages(this.#exec(sql.readStep(sessionKey, limit, before)), this.#corrupt(sessionKey));
-    } catch (error) {
-      throw unavailable(error);
-    }
-  }
-
-  async append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number> {
-    const keepLast = checkKeepLast(options.keepLast);
-    const { replyId } = options;
-    const now = this.#clock();
-    return this.#queue.push(sessionKey, () => sql.append(sessionKey, message, keepLast, replyId, now), { barrier: replyId && draftKey(sessionKey, replyId) });
-  }
-
-  checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
-    const now = this.#clock();
-    return this.#queue.push(sessionKey, () => sql.checkpoint(sessionKey, replyId, text, now), { coalesce: draftKey(sessionKey, replyId) });
-  }
-
-  deleteSession(sessionKey: string): Promise<boolean> {
-    return this.#queue.push(sessionKey, () => sql.deleteSession(sessionKey));
-  }
-
-  async expireIdle(cutoff: number): Promise<number> {
-    let total = 0;
-    for (;;) {
-      const deleted = await this.#queue.push(undefined, () => sql.expireIdle(cutoff, EXPIRE_CHUNK));
-      total += deleted;
-      if (deleted < EXPIRE_CHUNK) return total;
-    }
-  }
-
-  async healthy(): Promise<boolean> {
-    return !this.#closing && this.#db.open;
-  }
-
-  close(): Promise<void> {
-    this.#closing ??= (async () => {
-      await this.#queue.close();
-      await this.#checkpointer?.close();
-      // The last connection to close checkpoints what is left and removes the WAL.
-      this.#db.close();
-    })();
-    return this.#closing;
   }
 
   /** Runs `fn` in one IMMEDIATE transaction (the write lock taken at once, so no upgrade can fail midway). */

@@ -1,72 +1,117 @@
 import { randomBytes } from 'node:crypto';
-import { Redis, type RedisOptions } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
+import type { Cluster, Redis, RedisCommander } from 'ioredis';
 import type { Logger } from 'pino';
 import { SluiceError } from '../../errors.ts';
-import { SCRIPTS, scriptSource, type ScriptName } from './scripts.ts';
-import { RedisTail } from './tail.ts';
+import { clusterClient, serverClient, type ClientSettings } from './clients.ts';
+import { ClusterPubSub, ServerPubSub, type PubSub } from './pubsub.ts';
+import { ReplicaWait } from './replica-wait.ts';
+import { SCRIPTS, scriptSource, variadicScript, VARIADIC_SCRIPTS, type ScriptName, type VariadicScriptName } from './scripts.ts';
+import { ShardTail } from './shard-tail.ts';
+import { RedisTail, type Tail } from './tail.ts';
+import type { RedisTopology } from './topology.ts';
 
 export interface RedisConnectionOptions {
-  readonly url: string;
+  /** One Redis server: shorthand for `topology: { kind: 'single', url }`. */
+  readonly url?: string;
+  readonly topology?: RedisTopology;
   readonly logger: Logger;
   /** Prefix of every key and channel, so several deployments can share one Redis. */
   readonly prefix?: string;
+  /**
+   * Replicas that must confirm the writes that start and end a turn before they count as done
+   * (WAIT), so that a failover cannot lose them (0: none). Not on a cluster.
+   */
+  readonly waitReplicas?: number;
+  /** How long such a write waits for its replicas (default 500 ms). */
+  readonly waitTimeoutMs?: number;
 }
 
-type Scripted = Redis & Record<ScriptName, (...args: Array<string | number>) => Promise<unknown>>;
+/** The commands every role uses: the same on one server and on a cluster, plus the scripts. */
+export type Scripted = RedisCommander & Record<ScriptName, (...args: Array<string | number>) => Promise<unknown>>;
+
+const SCRIPT_OPTIONS = Object.fromEntries(
+  (Object.keys(SCRIPTS) as ScriptName[]).map((name) => [name, { lua: scriptSource(name), numberOfKeys: SCRIPTS[name].keys }]),
+);
+const VARIADIC = Object.fromEntries((Object.keys(VARIADIC_SCRIPTS) as VariadicScriptName[]).map((name) => [name, variadicScript(name)])) as Record<
+  VariadicScriptName,
+  { readonly lua: string; readonly sha: string }
+>;
 
 /**
- * The Redis connections every role shares: one for commands (auto-pipelined), one subscriber for
- * signals, and one for the blocking reads of every listener (the tail). Calls fail fast while Redis is away (a clear 503
- * instead of a hung request) and the clients reconnect forever.
+ * The Redis connections every role shares, on one server, the primary the Sentinels name, or a
+ * Cluster: one for commands (auto-pipelined), pub/sub for signals, the tail that serves every
+ * listener's wait for new events, and, when writes must wait for replicas, one for those. The
+ * roles use the same commands on every topology; where a cluster's slots force a difference
+ * (which keys a script may take together, how waits and messages travel), it is decided here.
+ * Calls fail fast while Redis is away (a clear 503 instead of a hung request) and the clients
+ * reconnect forever.
  */
 export class RedisConnection {
   readonly prefix: string;
   readonly logger: Logger;
   /** A random id of this connection set, in every connection's name (`sluice-<instance>-<role>`). */
   readonly instance: string;
-  readonly #redis: Scripted;
-  readonly #sub: Redis;
-  #tail: RedisTail | undefined;
+  readonly topology: RedisTopology;
+  readonly #commands: Redis | Cluster;
+  readonly #pubsub: PubSub;
+  readonly #subscriber: Redis | undefined;
+  readonly #replicaWait: ReplicaWait | undefined;
+  #tail: Tail | undefined;
   #tailReader: Redis | undefined;
   #closing: Promise<void> | undefined;
 
   constructor(options: RedisConnectionOptions) {
-    if (!/^rediss?:\/\//.test(options.url)) throw new RangeError(`redis: url must start with redis:// or rediss://, got "${options.url}"`);
+    const topology = options.topology ?? (options.url === undefined ? undefined : { kind: 'single' as const, url: options.url });
+    if (!topology) throw new RangeError('redis: give a url or a topology');
+    if (topology.kind === 'single' && !/^rediss?:\/\//.test(topology.url)) {
+      throw new RangeError(`redis: url must start with redis:// or rediss://, got "${topology.url}"`);
+    }
+    const waitReplicas = options.waitReplicas ?? 0;
+    if (!Number.isInteger(waitReplicas) || waitReplicas < 0) throw new RangeError(`redis: waitReplicas must be a non-negative integer, got ${waitReplicas}`);
+    if (waitReplicas > 0 && topology.kind === 'cluster') throw new RangeError('redis: waitReplicas is not supported on a cluster');
+    this.topology = topology;
     this.prefix = options.prefix ?? 'sluice:';
     this.logger = options.logger;
-    const common: RedisOptions = {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      connectTimeout: 2000,
-      retryStrategy: (attempt) => Math.min(100 * attempt, 2000),
-    };
     // Named, so that an operator (or a test) can tell each instance's connections apart in CLIENT LIST.
     this.instance = randomBytes(4).toString('hex');
-    const name = (role: string): string => `sluice-${this.instance}-${role}`;
-    const redis = new Redis(options.url, { ...common, enableAutoPipelining: true, connectionName: name('main') });
-    for (const name of Object.keys(SCRIPTS) as ScriptName[]) redis.defineCommand(name, { lua: scriptSource(name), numberOfKeys: SCRIPTS[name].keys });
-    this.#redis = redis as Scripted;
-    this.#sub = new Redis(options.url, { ...common, enableOfflineQueue: true, connectionName: name('sub') });
+    const settings = (role: string, rest: Omit<ClientSettings, 'name'>): ClientSettings => ({ name: `sluice-${this.instance}-${role}`, ...rest });
+    const main = settings('main', { offlineQueue: false, autoPipelining: true, scripts: SCRIPT_OPTIONS });
+    if (topology.kind === 'cluster') {
+      const cluster = clusterClient(topology, main);
+      this.#commands = cluster;
+      this.#pubsub = new ClusterPubSub(cluster);
+    } else {
+      const server = serverClient(topology, main);
+      this.#commands = server;
+      this.#subscriber = serverClient(topology, settings('sub', { offlineQueue: true, autoPipelining: false }));
+      this.#subscriber.on('error', noop);
+      this.#pubsub = new ServerPubSub(this.#subscriber, server);
+      if (waitReplicas > 0) {
+        const durable = serverClient(topology, settings('durable', { offlineQueue: false, autoPipelining: true, scripts: SCRIPT_OPTIONS }));
+        durable.on('error', noop);
+        this.#replicaWait = new ReplicaWait(durable, { replicas: waitReplicas, timeoutMs: options.waitTimeoutMs ?? 500, logger: options.logger });
+      }
+    }
     let down = false;
-    redis.on('error', (error: Error) => {
+    this.#commands.on('error', (error: Error) => {
       if (!down) this.logger.warn({ err: error }, 'redis unreachable');
       down = true;
     });
-    redis.on('ready', () => {
+    this.#commands.on('ready', () => {
       if (down) this.logger.info('redis reachable again');
       down = false;
     });
-    this.#sub.on('error', noop);
   }
 
   /** The command connection (auto-pipelined; its scripts are methods named after their files). */
   get redis(): Scripted {
-    return this.#redis;
+    return this.#commands as unknown as Scripted;
   }
 
-  /** The subscriber connection. */
-  get subscriber(): Redis {
-    return this.#sub;
+  /** Messages between instances. */
+  get pubsub(): PubSub {
+    return this.#pubsub;
   }
 
   get closed(): boolean {
@@ -77,45 +122,99 @@ export class RedisConnection {
     return this.prefix + parts.join(':');
   }
 
+  /**
+   * Keys one script call may take together have the same group: every key on one server, the
+   * keys of one hash slot on a cluster (a script touches one slot there).
+   */
+  scriptGroup(key: string): number {
+    return this.topology.kind === 'cluster' ? calculateSlot(key) : 0;
+  }
+
+  /** Whether writes that must outlive a failover wait for replicas (see write). */
+  get waitsForReplicas(): boolean {
+    return this.#replicaWait !== undefined;
+  }
+
+  /** Whether scripts announce appended events on a sharded channel named like the log (see ShardTail). */
+  get announcesAppends(): boolean {
+    return this.topology.kind === 'cluster';
+  }
+
+  /**
+   * Runs a script whose number of keys varies by call. Not as a command defined on the client:
+   * on a cluster, ioredis 5 routes such a command's auto-pipeline by its first argument (the
+   * number of keys), not by its first key. EVALSHA sent by name is routed by its keys; a server
+   * that does not have the script yet gets its source once (EVAL).
+   */
+  async evalScript(redis: Scripted, name: VariadicScriptName, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+    const { lua, sha } = VARIADIC[name];
+    try {
+      return await redis.call('EVALSHA', sha, keys.length, ...keys, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return redis.call('EVAL', lua, keys.length, ...keys, ...args);
+    }
+  }
+
   /** Runs a command; any failure becomes the client-safe `unavailable`. */
   async call<T>(run: (redis: Scripted) => Promise<T>): Promise<T> {
     if (this.#closing) throw new SluiceError('unavailable', 'The session store is closed');
     try {
-      return await run(this.#redis);
+      return await run(this.redis);
     } catch (error) {
       throw new SluiceError('unavailable', 'The session store is unavailable; try again shortly', { cause: error });
     }
   }
 
-  /** Waits for new stream entries, for every listener of this instance, on one connection (see RedisTail). */
-  get tail(): RedisTail {
+  /**
+   * Runs writes that must survive a failover: with `waitReplicas`, on the connection that waits
+   * for the replicas, and (`replicated`) only done once they have them. Writes that must stay in
+   * order with those go through here too, with `replicated` false.
+   */
+  async write<T>(run: (redis: Scripted) => Promise<T>, replicated: boolean): Promise<T> {
+    const wait = this.#replicaWait;
+    if (!wait) return this.call(run);
+    return this.call(async () => {
+      const result = await run(wait.client as unknown as Scripted);
+      if (replicated) await wait.replicated();
+      return result;
+    });
+  }
+
+  /** Waits for new stream entries, for every listener of this instance (see RedisTail, ShardTail). */
+  get tail(): Tail {
     if (!this.#tail) {
-      const reader = this.#redis.duplicate({ enableOfflineQueue: true, enableAutoPipelining: false, connectionName: `sluice-${this.instance}-tail` });
-      reader.on('error', noop);
-      this.#tailReader = reader;
-      this.#tail = new RedisTail(reader, this.#redis);
+      const commands = this.#commands;
+      if (this.topology.kind === 'cluster') {
+        this.#tail = new ShardTail(commands as Cluster);
+      } else {
+        const reader = (commands as Redis).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false, connectionName: `sluice-${this.instance}-tail` });
+        reader.on('error', noop);
+        this.#tailReader = reader;
+        this.#tail = new RedisTail(reader, commands as Redis);
+      }
     }
     return this.#tail;
   }
 
   async ready(timeoutMs: number): Promise<boolean> {
-    if (this.#redis.status === 'ready') return true;
+    if (this.#commands.status === 'ready') return true;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
-        this.#redis.off('ready', onReady);
+        this.#commands.off('ready', onReady);
         resolve(false);
       }, timeoutMs);
       const onReady = (): void => {
         clearTimeout(timer);
         resolve(true);
       };
-      this.#redis.once('ready', onReady);
+      this.#commands.once('ready', onReady);
     });
   }
 
   async healthy(): Promise<boolean> {
-    if (this.#closing || this.#redis.status !== 'ready') return false;
-    return this.#redis.ping().then(
+    if (this.#closing || this.#commands.status !== 'ready') return false;
+    return this.#commands.ping().then(
       () => true,
       () => false,
     );
@@ -124,8 +223,9 @@ export class RedisConnection {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#tail?.close();
+      this.#pubsub.close();
       this.#tailReader?.disconnect();
-      await Promise.allSettled([quit(this.#redis), quit(this.#sub)]);
+      await Promise.allSettled([quit(this.#commands), this.#subscriber && quit(this.#subscriber), this.#replicaWait && quit(this.#replicaWait.client)]);
     })();
     return this.#closing;
   }
@@ -133,7 +233,7 @@ export class RedisConnection {
 
 function noop(): void {}
 
-async function quit(redis: Redis): Promise<void> {
+async function quit(redis: Redis | Cluster): Promise<void> {
   if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
   else redis.disconnect();
 }

@@ -1,26 +1,23 @@
-import type { Logger } from 'pino';
 import { RedisEventLog } from '../event-log/redis.ts';
 import { RedisHistory } from '../history/redis.ts';
 import type { History } from '../history.ts';
 import { RedisLeaseStore } from '../leases/redis.ts';
 import { RedisSignals } from '../signals/redis.ts';
 import type { Store } from '../store.ts';
-import { RedisConnection } from './connection.ts';
+import { RedisConnection, type RedisConnectionOptions } from './connection.ts';
 
-export interface RedisStoreOptions {
-  readonly url: string;
-  readonly logger: Logger;
-  /** Prefix of every key and channel, so several deployments can share one Redis. */
-  readonly prefix?: string;
+export interface RedisStoreOptions extends RedisConnectionOptions {
   /** History kept elsewhere (a database); in Redis by default. */
   readonly history?: History;
   /** For logs: the history's backend, when it is not Redis. */
   readonly historyKind?: string;
   /** Redis history of a session expires this long after its last write (0: never). */
   readonly historyIdleTtlMs?: number;
+  /** How long replies wait for Redis through an outage (see EventLog.outageWaitMs). */
+  readonly outageWaitMs?: number;
 }
 
-/** Every live role in one Redis, which several instances share. */
+/** Every live role in one Redis (a server, the Sentinels' primary, or a Cluster), which several instances share. */
 export function createRedisStore(options: RedisStoreOptions): Store {
   const connection = new RedisConnection(options);
   const history = options.history ?? new RedisHistory(connection, { logger: options.logger, idleTtlMs: options.historyIdleTtlMs ?? 0 });
@@ -29,7 +26,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
   return {
     kind: options.historyKind ? `redis, history in ${options.historyKind}` : 'redis',
     history,
-    events: new RedisEventLog(connection),
+    events: new RedisEventLog(connection, { outageWaitMs: options.outageWaitMs }),
     leases: new RedisLeaseStore(connection),
     signals,
     healthy: async () => (await connection.healthy()) && (await history.healthy()),

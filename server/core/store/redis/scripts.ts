@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../../package-root.ts';
@@ -6,9 +7,8 @@ import { packageRoot } from '../../../package-root.ts';
 // sources: the same files whether the server runs from TypeScript or bundled.
 const DIR = join(packageRoot(), 'server/core/store/redis/lua');
 
-/** Each script's command name, its file, and its number of keys (undefined: given with each call). */
+/** Scripts with a fixed number of keys: each is a command of the connection, named as here. */
 export const SCRIPTS = {
-  appendEvents: { file: 'append-events.lua', keys: undefined },
   acquireLease: { file: 'acquire-lease.lua', keys: 1 },
   refreshLease: { file: 'refresh-lease.lua', keys: 1 },
   releaseLease: { file: 'release-lease.lua', keys: 1 },
@@ -22,7 +22,19 @@ export const SCRIPTS = {
 } as const;
 export type ScriptName = keyof typeof SCRIPTS;
 
+/** Scripts given any number of keys (see RedisConnection.evalScript). */
+export const VARIADIC_SCRIPTS = {
+  appendEvents: 'append-events.lua',
+} as const;
+export type VariadicScriptName = keyof typeof VARIADIC_SCRIPTS;
+
 /** A script's source. */
 export function scriptSource(name: ScriptName): string {
   return readFileSync(join(DIR, SCRIPTS[name].file), 'utf8');
+}
+
+/** A variadic script's source and its SHA1 (what EVALSHA names it by). */
+export function variadicScript(name: VariadicScriptName): { readonly lua: string; readonly sha: string } {
+  const lua = readFileSync(join(DIR, VARIADIC_SCRIPTS[name]), 'utf8');
+  return { lua, sha: createHash('sha1').update(lua).digest('hex') };
 }

@@ -12,7 +12,15 @@ interface Waiter {
 /** How long one blocking read waits before it is made again (it is interrupted sooner when needed). */
 const BLOCK_MS = 1_000;
 
-const seqOf = (id: string): number => Number(id.slice(id.indexOf('-') + 1));
+export const seqOf = (id: string): number => Number(id.slice(id.indexOf('-') + 1));
+
+/** Waits for new entries of event logs, for every listener of this instance. */
+export interface Tail {
+  /** Entries of `key` after position `afterSeq`, once there are some; empty after `waitMs` or an abort. */
+  wait(key: string, afterSeq: number, waitMs: number, signal: AbortSignal | undefined): Promise<StreamEntry[]>;
+  /** Ends every wait (with the store's `unavailable`) and stops reading. */
+  close(): void;
+}
 
 /**
  * Every wait for new events of any log, on this instance, served by one blocking `XREAD` over all
@@ -20,7 +28,7 @@ const seqOf = (id: string): number => Number(id.slice(id.indexOf('-') + 1));
  * opened or closed as they come and go. A wait for a log the read does not cover yet interrupts it
  * (`CLIENT UNBLOCK`), and the next read covers it.
  */
-export class RedisTail {
+export class RedisTail implements Tail {
   readonly #reader: Redis;
   readonly #control: Redis;
   readonly #waiters = new Map<string, Set<Waiter>>();

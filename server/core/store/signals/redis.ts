@@ -5,35 +5,30 @@ import type { Signals } from '../signals.ts';
 export class RedisSignals implements Signals {
   readonly #c: RedisConnection;
   readonly #cancelHandlers = new Set<(generationId: string) => void>();
-  readonly #resubscribed = new Set<() => void>();
   readonly #channel: string;
+  readonly #unsubscribeResubscribed: Array<() => void> = [];
 
   constructor(connection: RedisConnection) {
     this.#c = connection;
     this.#channel = connection.key('cancel');
-    const sub = connection.subscriber;
-    sub.subscribe(this.#channel).catch(() => undefined);
-    sub.on('message', (from: string, generationId: string) => {
-      if (from !== this.#channel) return;
+    connection.pubsub.subscribe(this.#channel, (generationId) => {
       for (const handler of this.#cancelHandlers) handler(generationId);
     });
-    // ioredis subscribes again by itself after a reconnect; what was published meanwhile is lost.
-    let first = true;
-    sub.on('ready', () => {
-      if (first) {
-        first = false;
-        return;
-      }
-      for (const handler of this.#resubscribed) handler();
-    });
   }
 
+  // Tagged with the generation: on a cluster, each mark lives on the shard of its generation.
   #mark(generationId: string): string {
-    return this.#c.key('cx', generationId);
+    return this.#c.key('cx', `{${generationId}}`);
   }
 
-  requestCancel(generationId: string, ttlMs: number): Promise<boolean> {
-    return this.#c.call(async (redis) => (await redis.requestCancel(this.#mark(generationId), ttlMs, this.#channel, generationId)) === 1);
+  async requestCancel(generationId: string, ttlMs: number): Promise<boolean> {
+    const { pubsub } = this.#c;
+    // The script publishes with the mark when it may (one server); on a cluster the channel is in
+    // another slot, so the message follows the mark: an instance that misses it still finds the mark.
+    const channel = pubsub.publishInScripts ? this.#channel : '';
+    const asked = await this.#c.call(async (redis) => (await redis.requestCancel(this.#mark(generationId), ttlMs, channel, generationId)) === 1);
+    if (asked && !pubsub.publishInScripts) await this.#c.call(() => pubsub.publish(this.#channel, generationId));
+    return asked;
   }
 
   settle(generationId: string, ttlMs: number): Promise<boolean> {
@@ -42,8 +37,9 @@ export class RedisSignals implements Signals {
 
   cancelled(generationIds: readonly string[]): Promise<string[]> {
     if (generationIds.length === 0) return Promise.resolve([]);
+    // One GET each (auto-pipelined: one round trip), not MGET: on a cluster the marks are in different slots.
     return this.#c.call(async (redis) => {
-      const marks = await redis.mget(generationIds.map((id) => this.#mark(id)));
+      const marks = await Promise.all(generationIds.map((id) => redis.get(this.#mark(id))));
       return generationIds.filter((_, i) => marks[i] === 'c');
     });
   }
@@ -54,12 +50,13 @@ export class RedisSignals implements Signals {
   }
 
   onResubscribed(handler: () => void): () => void {
-    this.#resubscribed.add(handler);
-    return () => this.#resubscribed.delete(handler);
+    const unsubscribe = this.#c.pubsub.onResubscribed(handler);
+    this.#unsubscribeResubscribed.push(unsubscribe);
+    return unsubscribe;
   }
 
   close(): void {
     this.#cancelHandlers.clear();
-    this.#resubscribed.clear();
+    for (const unsubscribe of this.#unsubscribeResubscribed.splice(0)) unsubscribe();
   }
 }

@@ -3,9 +3,13 @@
 -- a terminal event (another instance may have ended the reply).
 -- KEYS: one log key per event. ARGV: per event its position, its JSON and its kind ('d' for a
 -- delta, 't' for a terminal event); then the running log's TTL (ms), set with event 1, so that a
--- log abandoned by a dead instance cannot stay forever.
+-- log abandoned by a dead instance cannot stay forever; then '1' to announce each log's new last
+-- position on the sharded channel named like the log (a cluster's listeners wait on it), else '0'.
 -- Returns per event: 1 added, 0 duplicate (the position is taken), 2 gap, 3 ended.
 local results = {}
+local ttl = ARGV[#ARGV - 1]
+local announce = ARGV[#ARGV] == '1'
+local added = {}
 for i = 1, #KEYS do
   local seq = tonumber(ARGV[3 * i - 2])
   local last = redis.call('xrevrange', KEYS[i], '+', '-', 'COUNT', 1)[1]
@@ -23,8 +27,12 @@ for i = 1, #KEYS do
     results[i] = 2
   else
     redis.call('xadd', KEYS[i], '0-' .. seq, 'e', ARGV[3 * i - 1], 'k', ARGV[3 * i])
-    if seq == 1 then redis.call('pexpire', KEYS[i], ARGV[#ARGV]) end
+    if seq == 1 then redis.call('pexpire', KEYS[i], ttl) end
     results[i] = 1
+    added[KEYS[i]] = seq
   end
+end
+if announce then
+  for key, seq in pairs(added) do redis.call('spublish', key, seq) end
 end
 return results

@@ -1,0 +1,98 @@
+import type { Logger } from 'pino';
+import type { ChatMessage } from '../../../../../shared/messages.ts';
+import { SluiceError } from '../../../errors.ts';
+import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../../history.ts';
+import * as sql from './operations.ts';
+import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './write-queue.ts';
+
+/** Idle sessions deleted per transaction, so that a large sweep holds neither a lock nor the event loop for long. */
+const EXPIRE_CHUNK = 500;
+
+export interface SqlHistoryOptions {
+  readonly logger: Logger;
+  /** Epoch ms, for the sessions' last-touched times. Default: Date.now. */
+  readonly clock?: () => number;
+  /** Operations per transaction (see WriteQueueOptions.maxBatch). */
+  readonly maxBatch: number;
+}
+
+/**
+ * What SQLite and PostgreSQL share: the same statements (operations.ts), one write queue per
+ * instance, the same answers to closing and to corrupt rows. A database supplies how a batch runs
+ * in a transaction, how a read runs, which errors are one write's, and how it closes.
+ */
+export abstract class SqlHistory implements History {
+  protected readonly clock: () => number;
+  protected readonly logger: Logger;
+  readonly #queue: WriteQueue;
+  #closing: Promise<void> | undefined;
+
+  protected constructor(options: SqlHistoryOptions) {
+    this.logger = options.logger;
+    this.clock = options.clock ?? Date.now;
+    this.#queue = new WriteQueue({
+      run: (writes) => this.runBatch(writes),
+      retryAlone: (error) => this.isOneWriteError(error),
+      logger: options.logger,
+      maxBatch: options.maxBatch,
+    });
+  }
+
+  /** Runs the writes in one transaction (see BatchRunner). */
+  protected abstract runBatch(writes: readonly QueuedWrite[]): Promise<unknown[]> | unknown[];
+  /** Whether a failed batch failed for one write's sake (then each is tried alone). */
+  protected abstract isOneWriteError(error: unknown): boolean;
+  protected abstract readRows(step: sql.Step): Promise<sql.Row[]> | sql.Row[];
+  /** Whether the database answers (the store is not closing). */
+  protected abstract ping(): Promise<boolean> | boolean;
+  /** Closes the connections, once the queue has written what it held. */
+  protected abstract closeConnections(): Promise<void> | void;
+
+  async read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]> {
+    const { limit, before } = checkReadOptions(options);
+    if (this.#closing) throw new SluiceError('unavailable', 'The history store is closed');
+    try {
+      const rows = await this.readRows(sql.readStep(sessionKey, limit, before));
+      return sql.toMessages(rows, (row) => this.logger.warn({ sessionKey, seq: row.seq }, 'skipped a corrupt history entry'));
+    } catch (error) {
+      throw unavailable(error);
+    }
+  }
+
+  async append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number> {
+    const keepLast = checkKeepLast(options.keepLast);
+    const { replyId } = options;
+    const now = this.clock();
+    return this.#queue.push(sessionKey, () => sql.append(sessionKey, message, keepLast, replyId, now), { barrier: replyId && draftKey(sessionKey, replyId) });
+  }
+
+  checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
+    const now = this.clock();
+    return this.#queue.push(sessionKey, () => sql.checkpoint(sessionKey, replyId, text, now), { coalesce: draftKey(sessionKey, replyId) });
+  }
+
+  deleteSession(sessionKey: string): Promise<boolean> {
+    return this.#queue.push(sessionKey, () => sql.deleteSession(sessionKey));
+  }
+
+  async expireIdle(cutoff: number): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const deleted = await this.#queue.push(undefined, () => sql.expireIdle(cutoff, EXPIRE_CHUNK));
+      total += deleted;
+      if (deleted < EXPIRE_CHUNK) return total;
+    }
+  }
+
+  async healthy(): Promise<boolean> {
+    return !this.#closing && (await this.ping());
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#queue.close();
+      await this.closeConnections();
+    })();
+    return this.#closing;
+  }
+}

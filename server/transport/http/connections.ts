@@ -1,0 +1,44 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Metrics } from '../../observability/metrics.ts';
+
+export interface HttpConnections {
+  /** A request's response is under way on its socket (a connection-level error must not write into it). */
+  responding(req: IncomingMessage, res: ServerResponse): void;
+  /** The socket asked for an upgrade: from now on the WebSocket server counts it. */
+  upgraded(socket: Duplex): void;
+  /** Connections open now, WebSockets included. */
+  count(): Promise<number>;
+}
+
+/**
+ * The server's connections below the requests: each counted once (as http until it is upgraded),
+ * and malformed or too-slow requests, which never reach a handler, answered (unless a response has
+ * started) and dropped.
+ */
+export function watchConnections(server: Server, metrics: Metrics, logger: Logger): HttpConnections {
+  const inFlight = new WeakMap<Duplex, ServerResponse>();
+  const httpConnections = new WeakSet<Duplex>();
+  server.on('drop', () => metrics.rejected('too_many_connections'));
+  server.on('connection', (socket) => {
+    metrics.connectionOpened('http');
+    httpConnections.add(socket);
+    socket.once('close', () => httpConnections.delete(socket) && metrics.connectionClosed('http'));
+  });
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    logger.debug({ code: error.code, reason: (error as { reason?: string }).reason }, 'malformed request');
+    const timedOut = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    if (timedOut) metrics.rejected('request_timeout');
+    if (socket.writable && error.code !== 'ECONNRESET' && !inFlight.get(socket)?.headersSent) {
+      socket.end(`HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+    } else socket.destroy();
+  });
+  return {
+    responding: (req, res) => inFlight.set(req.socket, res),
+    upgraded: (socket) => {
+      if (httpConnections.delete(socket)) metrics.connectionClosed('http');
+    },
+    count: () => new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count))),
+  };
+}

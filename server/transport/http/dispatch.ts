@@ -1,0 +1,64 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { SluiceError } from '../../core/errors.ts';
+import type { Admission } from '../admission.ts';
+import { bearerToken } from './bearer.ts';
+import { sendError } from './json-io.ts';
+import { normalizePath } from './normalize-path.ts';
+import type { OriginPolicy } from './origin-policy.ts';
+import type { RouteDeps } from './route-context.ts';
+import { ROUTES } from './routes.ts';
+
+export interface DispatchOptions {
+  readonly admission: Admission;
+  readonly origins: OriginPolicy;
+  readonly deps: RouteDeps;
+  /** Where the owner of an authenticated request is kept for the route and the request log. */
+  readonly owners: WeakMap<IncomingMessage, string>;
+}
+
+/**
+ * The one way a request reaches a route: its path normalised, matched in the routing table, then
+ * the route's checks in a fixed order (preflight, method, origin, credential) before its handler.
+ */
+export function createDispatcher(options: DispatchOptions): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { admission, origins, deps, owners } = options;
+  return async (req, res) => {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = normalizePath(q === -1 ? url : url.slice(0, q));
+    // tRPC reads the procedure from the URL too: it must see the path the route was chosen by.
+    if (path !== undefined) req.url = q === -1 ? path : path + url.slice(q);
+    for (const route of path === undefined ? [] : ROUTES) {
+      const match = route.path.exec(path!);
+      if (!match) continue;
+      if (!route.anySite && origins.isPreflight(req)) {
+        origins.preflight(req, res);
+        return;
+      }
+      if (route.method !== '*' && req.method !== route.method) {
+        sendError(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
+        return;
+      }
+      if (!route.anySite) {
+        const verdict = origins.check(req);
+        if (verdict.kind === 'refused') {
+          (route.sendError ?? sendError)(res, new SluiceError('forbidden', verdict.reason));
+          return;
+        }
+        origins.expose(res, verdict);
+      }
+      if (!route.open) {
+        try {
+          owners.set(req, await admission.owner(bearerToken(req.headers.authorization)));
+        } catch (error) {
+          if (error instanceof SluiceError && error.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
+          (route.sendError ?? sendError)(res, error);
+          return;
+        }
+      }
+      await route.handler(req, res, deps, match.slice(1));
+      return;
+    }
+    sendError(res, new SluiceError('not_found', `No route for ${req.method} ${path ?? url.slice(0, q === -1 ? undefined : q)}`));
+  };
+}

@@ -1,0 +1,38 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Metrics } from '../../observability/metrics.ts';
+import { rejectionOf } from './json-io.ts';
+
+export interface RequestLogContext {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** The client's address, read when the request arrives: a socket that is gone by the end no longer knows its peer. */
+  readonly clientIp: string | undefined;
+  /** The request's owner once it is authenticated. */
+  readonly ownerOf: (req: IncomingMessage) => string | undefined;
+}
+
+/**
+ * One line per request when its response closes, and the rejection it carried counted. Never the
+ * query (tRPC puts the message there), the body or the key.
+ */
+export function logWhenClosed(req: IncomingMessage, res: ServerResponse, context: RequestLogContext): void {
+  const startedAt = performance.now();
+  res.once('close', () => {
+    const reason = rejectionOf(res);
+    if (reason) context.metrics.rejected(reason);
+    context.logger.info(
+      {
+        method: req.method,
+        path: (req.url ?? '/').split('?', 1)[0],
+        status: res.statusCode,
+        durationMs: Math.round(performance.now() - startedAt),
+        owner: context.ownerOf(req),
+        clientIp: context.clientIp,
+        ...(reason ? { reason } : {}),
+        ...(res.writableFinished ? {} : { aborted: true }),
+      },
+      'request',
+    );
+  });
+}

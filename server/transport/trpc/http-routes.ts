@@ -1,0 +1,56 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import type { Sink } from '../backpressure.ts';
+import type { StreamMetrics } from '../drain.ts';
+import { bearerToken } from '../http/bearer.ts';
+import { credentialFromParams } from './connection-params.ts';
+import type { ChatApi, TRPCContext } from './context.ts';
+import type { AppRouter } from './router.ts';
+import { handleTrpcSse, type TrpcSseOptions } from './sse-producer.ts';
+
+export interface TrpcHttpRoutesOptions {
+  readonly router: AppRouter;
+  readonly chat: ChatApi;
+  readonly metrics: StreamMetrics;
+  readonly ssePingMs: number;
+  readonly sinkFor: (res: ServerResponse) => Sink;
+  readonly onError: TrpcSseOptions['onError'];
+  /** Largest request body (MAX_BODY_BYTES): 413 above, nothing kept beyond it. */
+  readonly maxBodyBytes: number;
+  /** Calls one batch may carry (WS_MAX_BATCH, as over WebSocket). */
+  readonly maxBatch: number;
+}
+
+export interface TrpcHttpRoutes {
+  /** `GET /trpc/chat.stream`: Sluice's own SSE producer. */
+  readonly sse: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+  /** Every other call under `/trpc/`: tRPC's HTTP handler, with the same bounds as the other routes. */
+  readonly http: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
+/** tRPC over HTTP: the subscription through Sluice's SSE producer, queries and mutations through tRPC's handler. */
+export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
+  const http = createHTTPHandler({
+    router: o.router,
+    basePath: '/trpc/',
+    maxBodySize: o.maxBodyBytes,
+    maxBatchSize: o.maxBatch,
+    createContext: ({ req, res, info }): TRPCContext => ({
+      chat: o.chat,
+      credential: bearerToken(req.headers.authorization) ?? credentialFromParams(info.connectionParams),
+      transport: 'trpc-http',
+      sink: o.sinkFor(res),
+      metrics: o.metrics,
+    }),
+    onError: o.onError,
+  });
+  return {
+    sse: (req, res) => handleTrpcSse(req, res, new URLSearchParams(queryOf(req.url)), o),
+    http: (req, res) => http(req, res),
+  };
+}
+
+function queryOf(url: string | undefined): string {
+  const q = url?.indexOf('?') ?? -1;
+  return q === -1 ? '' : url!.slice(q + 1);
+}
