@@ -80,7 +80,8 @@ export function idealPacingMs(delayMs: number): number {
 }
 
 export function verdict(m: RunMetrics, idealMs: number): { keepsPace: boolean; why?: string } {
-  if (m.complete < m.streams) return { keepsPace: false, why: `${m.streams - m.complete} of ${m.streams} streams failed (${m.errorSamples[0] ?? 'incomplete'})` };
+  if (m.complete < m.streams)
+    return { keepsPace: false, why: `${m.streams - m.complete} of ${m.streams} streams failed (${m.errorSamples[0] ?? 'incomplete'})` };
   if (m.pacingP99Ms === undefined) return { keepsPace: false, why: 'no stream paced' };
   if (m.pacingP99Ms > idealMs * PACE_SLACK) return { keepsPace: false, why: `pacing p99 ${(m.pacingP99Ms / idealMs).toFixed(2)}× the model's` };
   return { keepsPace: true };

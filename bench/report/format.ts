@@ -279,7 +279,15 @@ export function scaleChecks(scenarios: readonly ScenarioResult[]): TargetCheck[]
   return checks;
 }
 
-export const CAPACITY_COLUMNS = ['server', 'largest C that keeps pace', 'first C that does not', 'why', 'server CPU at largest', 'load gen at largest', 'tries'] as const;
+export const CAPACITY_COLUMNS = [
+  'server',
+  'largest C that keeps pace',
+  'first C that does not',
+  'why',
+  'server CPU at largest',
+  'load gen at largest',
+  'tries',
+] as const;
 
 /** One row per target of the streams-per-core search. */
 export function capacityRows(report: CapacityReport): string[][] {
