@@ -179,6 +179,23 @@ describe.each(backends)('history contract: $name', (backend) => {
     expect((await history.read('o/s')).map((m) => m.seq)).toEqual([4, 5, 6]);
   });
 
+  it('trims past keepLast when a reply replaces its draft too, and a smaller keepLast catches up at the next append', async () => {
+    const s = await setup();
+    if (!s) return;
+    const { history } = s;
+    for (let i = 1; i <= 3; i++) await history.append('o/s', user(`m${i}`), { keepLast: 3 });
+    await history.checkpoint('o/s', 'r', 'partial');
+    const final: ChatMessage = { role: 'assistant', content: 'whole', status: 'complete', createdAt: new Date(T0).toISOString() };
+    expect(await history.append('o/s', final, { keepLast: 3, replyId: 'r' })).toBe(4);
+    expect((await history.read('o/s')).map((m) => [m.seq, m.content])).toEqual([
+      [2, 'm2'],
+      [3, 'm3'],
+      [4, 'whole'],
+    ]);
+    await history.append('o/s', user('m5'), { keepLast: 2 });
+    expect((await history.read('o/s')).map((m) => m.seq)).toEqual([4, 5]);
+  });
+
   it('pages back from the newest: limit is the newest N, before a position', async () => {
     const s = await setup();
     if (!s) return;

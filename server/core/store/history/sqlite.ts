@@ -17,7 +17,11 @@ export interface SqliteHistoryOptions {
   readonly clock?: () => number;
 }
 
-type Statement = Database.Statement;
+/** A prepared statement, and whether it returns rows (asked once: libsql's getter crosses into native code). */
+interface Prepared {
+  readonly statement: Database.Statement;
+  readonly reader: boolean;
+}
 
 const CHECKPOINT_INTERVAL_MS = 1000;
 /** WAL pages (4 KiB) past which the writer checkpoints by itself (SQLite's default: 1000). */
@@ -32,7 +36,7 @@ const BACKSTOP_PAGES = 16_384;
  */
 export class SqliteHistory extends SqlHistory {
   readonly #db: Database.Database;
-  readonly #statements = new Map<string, Statement>();
+  readonly #statements = new Map<string, Prepared>();
   #checkpointer: Checkpointer | undefined;
 
   private constructor(db: Database.Database, options: SqliteHistoryOptions) {
@@ -117,14 +121,20 @@ export class SqliteHistory extends SqlHistory {
   }
 
   #exec(step: sql.Step): sql.Row[] {
-    let statement = this.#statements.get(step.sql);
-    if (!statement) {
-      statement = this.#db.prepare(step.sql.replace(/\$(\d+)/g, '?$1'));
-      this.#statements.set(step.sql, statement);
+    let prepared = this.#statements.get(step.sql);
+    if (!prepared) {
+      const statement = this.#db.prepare(step.sql.replace(/\$(\d+)/g, '?$1'));
+      prepared = { statement, reader: statement.reader };
+      this.#statements.set(step.sql, prepared);
     }
-    // A statement that returns rows is stepped to its end (all), so that it never stays open.
-    if (statement.reader) return statement.all(...step.params) as sql.Row[];
-    statement.run(...step.params);
+    // A statement that returns rows is stepped to its end, so that it never stays open; one that
+    // returns at most one row is fetched alone (libsql's all() costs twice its get()).
+    if (prepared.reader && step.one) {
+      const row = prepared.statement.get(...step.params) as sql.Row | undefined;
+      return row ? [row] : [];
+    }
+    if (prepared.reader) return prepared.statement.all(...step.params) as sql.Row[];
+    prepared.statement.run(...step.params);
     return [];
   }
 }

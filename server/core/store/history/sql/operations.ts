@@ -14,26 +14,29 @@ export type Row = Record<string, unknown>;
 export interface Step {
   readonly sql: string;
   readonly params: readonly SqlValue[];
+  /** At most one row comes back (a key lookup, a RETURNING of one row): a driver may fetch it alone. */
+  readonly one?: boolean;
 }
 export type Op<T> = Generator<Step, T, Row[]>;
 
 const step = (sql: string, ...params: SqlValue[]): Step => ({ sql, params });
+const stepOne = (sql: string, ...params: SqlValue[]): Step => ({ sql, params, one: true });
 
 // A position is allocated under the session row's lock: the counter moves even where two
 // PostgreSQL writers append to one session at once.
 const NEXT_SEQ = `INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ($1, $2, 2)
   ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 1
   RETURNING next_seq - 1 AS seq`;
-const TOUCH = `UPDATE history_sessions SET touched_at = $2 WHERE session_key = $1`;
+const TOUCH = `UPDATE history_sessions SET touched_at = $2 WHERE session_key = $1 RETURNING next_seq`;
 const INSERT = `INSERT INTO history_messages
   (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, reply_id)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
 const FINISH_DRAFT = `UPDATE history_messages
   SET role = $3, status = $4, content = $5, created_at = $6, prompt_tokens = $7, completion_tokens = $8
-  WHERE session_key = $1 AND reply_id = $2 AND status = 'draft' RETURNING seq`;
+  WHERE session_key = $1 AND seq = $2 AND status = 'draft'`;
 const UPDATE_DRAFT = `UPDATE history_messages SET content = $3
   WHERE session_key = $1 AND reply_id = $2 AND status = 'draft' RETURNING seq`;
-const REPLY_EXISTS = `SELECT seq FROM history_messages WHERE session_key = $1 AND reply_id = $2`;
+const REPLY_ROW = `SELECT seq, status FROM history_messages WHERE session_key = $1 AND reply_id = $2`;
 // Positions have no gaps (a draft keeps the one it took), so the newest `keepLast` are the last
 // `keepLast` positions given.
 const TRIM = `DELETE FROM history_messages WHERE session_key = $1
@@ -56,38 +59,42 @@ export function* append(sessionKey: string, message: ChatMessage, keepLast: numb
     message.usage?.promptTokens ?? null,
     message.usage?.completionTokens ?? null,
   ] as const;
+  // The session's newest position once this message is in, which decides whether anything is past keepLast.
+  let newest = 0;
   let seq: number | undefined;
   if (replyId !== undefined) {
-    const [replaced] = yield step(FINISH_DRAFT, sessionKey, replyId, ...fields);
-    if (replaced) {
-      seq = Number(replaced.seq);
-      yield step(TOUCH, sessionKey, now);
-    } else {
+    const [row] = yield stepOne(REPLY_ROW, sessionKey, replyId);
+    if (row) {
+      seq = Number(row.seq);
       // A reply has one final message: appending it again (a retry) changes nothing.
-      const [finished] = yield step(REPLY_EXISTS, sessionKey, replyId);
-      if (finished) return Number(finished.seq);
+      if (row.status !== DRAFT) return seq;
+      yield step(FINISH_DRAFT, sessionKey, seq, ...fields);
+      const [session] = yield stepOne(TOUCH, sessionKey, now);
+      newest = Number(session!.next_seq) - 1;
     }
   }
   if (seq === undefined) {
     seq = yield* nextSeq(sessionKey, now);
     yield step(INSERT, sessionKey, seq, ...fields, replyId ?? null);
+    newest = seq;
   }
-  yield step(TRIM, sessionKey, keepLast);
+  // Positions start at 1 without gaps: up to keepLast of them, there is nothing to trim.
+  if (newest > keepLast) yield step(TRIM, sessionKey, keepLast);
   return seq;
 }
 
 export function* checkpoint(sessionKey: string, replyId: string, text: string, now: number): Op<void> {
   // The session was touched when the draft began (a running reply's session is not idle): one statement.
-  const [updated] = yield step(UPDATE_DRAFT, sessionKey, replyId, text);
+  const [updated] = yield stepOne(UPDATE_DRAFT, sessionKey, replyId, text);
   if (updated) return;
-  const [finished] = yield step(REPLY_EXISTS, sessionKey, replyId);
-  if (finished) return; // the reply has its final message
+  const [finished] = yield stepOne(REPLY_ROW, sessionKey, replyId);
+  if (finished) return; // the reply has its final message (an UPDATE_DRAFT miss: not a draft)
   const seq = yield* nextSeq(sessionKey, now);
   yield step(INSERT, sessionKey, seq, 'assistant', DRAFT, text, new Date(now).toISOString(), null, null, replyId);
 }
 
 function* nextSeq(sessionKey: string, now: number): Op<number> {
-  const [row] = yield step(NEXT_SEQ, sessionKey, now);
+  const [row] = yield stepOne(NEXT_SEQ, sessionKey, now);
   return Number(row!.seq);
 }
 
