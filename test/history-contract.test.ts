@@ -165,6 +165,31 @@ describe.each(backends)('history contract: $name', (backend) => {
     expect(await history.read('other-owner/a')).toEqual([]);
   });
 
+  it('keeps a usage Sluice estimated marked as such, on a final message and on a draft it replaces', async () => {
+    const s = await setup();
+    if (!s) return;
+    const { history } = s;
+    const estimated: ChatMessage = {
+      role: 'assistant',
+      content: 'counted by Sluice',
+      status: 'complete',
+      createdAt: new Date(T0).toISOString(),
+      usage: { promptTokens: 9, completionTokens: 4, estimated: true },
+    };
+    const reported: ChatMessage = { ...estimated, content: 'counted upstream', usage: { promptTokens: 9, completionTokens: 3 } };
+    await history.append('o/u', user('q'), keep);
+    await history.append('o/u', estimated, keep);
+    await history.checkpoint('o/u', 'r', 'coun');
+    await history.append('o/u', { ...estimated, status: 'interrupted' }, { ...keep, replyId: 'r' });
+    await history.append('o/u', reported, keep);
+    expect((await history.read('o/u')).map((m) => m.usage)).toEqual([
+      undefined,
+      { promptTokens: 9, completionTokens: 4, estimated: true },
+      { promptTokens: 9, completionTokens: 4, estimated: true },
+      { promptTokens: 9, completionTokens: 3 },
+    ]);
+  });
+
   it('keeps the newest keepLast messages, and never gives a position twice', async () => {
     const s = await setup();
     if (!s) return;
