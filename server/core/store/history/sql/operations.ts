@@ -29,10 +29,10 @@ const NEXT_SEQ = `INSERT INTO history_sessions (session_key, touched_at, next_se
   RETURNING next_seq - 1 AS seq`;
 const TOUCH = `UPDATE history_sessions SET touched_at = $2 WHERE session_key = $1 RETURNING next_seq`;
 const INSERT = `INSERT INTO history_messages
-  (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, reply_id)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`;
+  (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, usage_estimated, reply_id)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
 const FINISH_DRAFT = `UPDATE history_messages
-  SET role = $3, status = $4, content = $5, created_at = $6, prompt_tokens = $7, completion_tokens = $8
+  SET role = $3, status = $4, content = $5, created_at = $6, prompt_tokens = $7, completion_tokens = $8, usage_estimated = $9
   WHERE session_key = $1 AND seq = $2 AND status = 'draft'`;
 const UPDATE_DRAFT = `UPDATE history_messages SET content = $3
   WHERE session_key = $1 AND reply_id = $2 AND status = 'draft' RETURNING seq`;
@@ -41,7 +41,7 @@ const REPLY_ROW = `SELECT seq, status FROM history_messages WHERE session_key = 
 // `keepLast` positions given.
 const TRIM = `DELETE FROM history_messages WHERE session_key = $1
   AND seq < (SELECT next_seq FROM history_sessions WHERE session_key = $1) - $2`;
-const READ = `SELECT seq, role, status, content, created_at, prompt_tokens, completion_tokens, reply_id
+const READ = `SELECT seq, role, status, content, created_at, prompt_tokens, completion_tokens, usage_estimated, reply_id
   FROM history_messages WHERE session_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`;
 const DELETE_SESSION = `DELETE FROM history_sessions WHERE session_key = $1 RETURNING session_key`;
 const EXPIRE = `DELETE FROM history_sessions WHERE session_key IN
@@ -58,6 +58,7 @@ export function* append(sessionKey: string, message: ChatMessage, keepLast: numb
     message.createdAt,
     message.usage?.promptTokens ?? null,
     message.usage?.completionTokens ?? null,
+    message.usage?.estimated ? 1 : null,
   ] as const;
   // The session's newest position once this message is in, which decides whether anything is past keepLast.
   let newest = 0;
@@ -90,7 +91,7 @@ export function* checkpoint(sessionKey: string, replyId: string, text: string, n
   const [finished] = yield stepOne(REPLY_ROW, sessionKey, replyId);
   if (finished) return; // the reply has its final message (an UPDATE_DRAFT miss: not a draft)
   const seq = yield* nextSeq(sessionKey, now);
-  yield step(INSERT, sessionKey, seq, 'assistant', DRAFT, text, new Date(now).toISOString(), null, null, replyId);
+  yield step(INSERT, sessionKey, seq, 'assistant', DRAFT, text, new Date(now).toISOString(), null, null, null, replyId);
 }
 
 function* nextSeq(sessionKey: string, now: number): Op<number> {
@@ -139,6 +140,7 @@ export function toMessages(rows: readonly Row[], onCorrupt?: (row: Row) => void)
     };
     if (row.prompt_tokens !== null && row.completion_tokens !== null) {
       message.usage = { promptTokens: Number(row.prompt_tokens), completionTokens: Number(row.completion_tokens) };
+      if (Number(row.usage_estimated) === 1) message.usage.estimated = true;
     }
     out.push(draft ? { ...message, draftOf: row.reply_id as string } : message);
   }

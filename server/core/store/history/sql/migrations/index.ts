@@ -1,4 +1,5 @@
 import { initial } from './0001-initial.ts';
+import { usageEstimated } from './0002-usage-estimated.ts';
 
 /**
  * One step of the schema, in SQL that SQLite and PostgreSQL both run. A migration is never edited
@@ -11,4 +12,4 @@ export interface Migration {
 }
 
 /** In version order, without gaps. */
-export const MIGRATIONS: readonly Migration[] = [initial];
+export const MIGRATIONS: readonly Migration[] = [initial, usageEstimated];
