@@ -197,19 +197,13 @@ export class RedisConnection {
     return this.#tail;
   }
 
+  /** Resolves true once every connection that serves requests is ready (the replica-waiting one too: writes go through it). */
   async ready(timeoutMs: number): Promise<boolean> {
-    if (this.#commands.status === 'ready') return true;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#commands.off('ready', onReady);
-        resolve(false);
-      }, timeoutMs);
-      const onReady = (): void => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      this.#commands.once('ready', onReady);
-    });
+    const clients: Array<Redis | Cluster> = [this.#commands];
+    if (this.#replicaWait) clients.push(this.#replicaWait.client);
+    const deadline = Date.now() + timeoutMs;
+    for (const client of clients) if (!(await readyWithin(client, deadline - Date.now()))) return false;
+    return true;
   }
 
   async healthy(): Promise<boolean> {
@@ -236,4 +230,20 @@ function noop(): void {}
 async function quit(redis: Redis | Cluster): Promise<void> {
   if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
   else redis.disconnect();
+}
+
+function readyWithin(client: Redis | Cluster, timeoutMs: number): Promise<boolean> {
+  if (client.status === 'ready') return Promise.resolve(true);
+  if (timeoutMs <= 0) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      client.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    client.once('ready', onReady);
+  });
 }
