@@ -3,6 +3,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { AppRouter } from '../server/router-type.ts';
 import { ErrorBody, SessionHistory, SseErrorData, SseMessageData } from '../shared/index.ts';
+import { SLUICE_SESSION_HEADER } from '../shared/openai.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
 import { startServer } from './helpers/server.ts';
@@ -155,7 +156,16 @@ describe('Redis outage', () => {
       const res = await stream();
       expect(res.status).toBe(503);
       expect(ErrorBody.parse(await res.json()).error).toMatchObject({ code: 'unavailable', message: expect.stringMatching(/store is unavailable/) });
+      // Retryable, and when: a client (the openai SDK among them) waits a second rather than guessing.
+      expect(res.headers.get('retry-after')).toBe('1');
     });
+    const completion = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [SLUICE_SESSION_HEADER]: 'o' },
+      body: JSON.stringify({ model: 'sluice-sim', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(completion.status).toBe(503);
+    expect(completion.headers.get('retry-after')).toBe('1');
     const historyDown = await fetch(`${server.url}/v1/sessions/o/messages`);
     expect(historyDown.status).toBe(503);
     const { client } = stockClient(server.url, 'ws');

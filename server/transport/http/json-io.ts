@@ -3,7 +3,7 @@ import type { ZodType } from 'zod';
 import type { ErrorBody } from '../../../shared/errors.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
 import { parseWith } from '../parse-input.ts';
-import { HTTP_STATUS, NOT_RETRYABLE } from './status.ts';
+import { HTTP_STATUS, retryHeaders } from './status.ts';
 
 const rejections = new WeakMap<ServerResponse, string>();
 
@@ -37,9 +37,7 @@ export function sendError(res: ServerResponse, error: unknown): SluiceError {
   }
   markRejected(res, sluice.code);
   const body: ErrorBody = { error: { code: sluice.code, message: sluice.message } };
-  const headers: Record<string, string> = {};
-  if (sluice.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.ceil(sluice.retryAfterSeconds));
-  if (NOT_RETRYABLE.has(sluice.code)) headers['x-should-retry'] = 'false';
+  const headers = retryHeaders(sluice);
   sendJson(res, HTTP_STATUS[sluice.code], body, headers);
   return sluice;
 }

@@ -6,7 +6,7 @@ import type { Attachment } from '../../core/chat-service.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
 import type { TrackedEvent } from '../../core/generation.ts';
 import { markRejected, readJsonBody, sendJson } from './json-io.ts';
-import { NOT_RETRYABLE } from './status.ts';
+import { retryHeaders } from './status.ts';
 import type { Sink } from '../backpressure.ts';
 import { drain, type Outlet } from '../drain.ts';
 import { streamSse } from './sse-stream.ts';
@@ -34,9 +34,7 @@ export function sendOpenAIError(res: ServerResponse, error: unknown): void {
   }
   markRejected(res, sluice.code);
   const param = error instanceof InvalidParamError ? error.param : null;
-  const headers: Record<string, string> = {};
-  if (sluice.retryAfterSeconds !== undefined) headers['Retry-After'] = String(Math.ceil(sluice.retryAfterSeconds));
-  if (NOT_RETRYABLE.has(sluice.code)) headers['x-should-retry'] = 'false';
+  const headers = retryHeaders(sluice);
   sendJson(res, openAIStatus(sluice.code), openAIErrorBody(sluice.code, sluice.message, param), headers);
 }
 

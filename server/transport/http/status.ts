@@ -5,7 +5,20 @@ import type { ErrorCode } from '../../../shared/errors.ts';
  * session's request, retried by default, would run after the reply it collided with, as a turn its
  * caller was never told about.
  */
-export const NOT_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['session_busy']);
+const NOT_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['session_busy']);
+
+/**
+ * The headers that tell a client whether and when to retry: the error's own hint (a rate limit's
+ * window, an upstream's Retry-After), else a second for `unavailable` (a store failing over, the
+ * server draining), which is worth retrying soon; `x-should-retry: false` where a retry would do harm.
+ */
+export function retryHeaders(error: { readonly code: ErrorCode; readonly retryAfterSeconds?: number | undefined }): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const seconds = error.retryAfterSeconds ?? (error.code === 'unavailable' ? 1 : undefined);
+  if (seconds !== undefined) headers['Retry-After'] = String(Math.ceil(seconds));
+  if (NOT_RETRYABLE.has(error.code)) headers['x-should-retry'] = 'false';
+  return headers;
+}
 
 /** The HTTP status of each error code on Sluice's own routes. */
 export const HTTP_STATUS: Readonly<Record<ErrorCode, number>> = {
