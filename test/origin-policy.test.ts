@@ -99,6 +99,22 @@ describe('origin policy over HTTP and WebSocket', () => {
     expect(app.headers['vary']).toContain('Origin');
     expect(app.headers['access-control-expose-headers']).toContain('Retry-After');
 
+    // Streams answer per origin too, so a cache never hands one origin's answer to another.
+    const streamInput = encodeURIComponent(JSON.stringify({ json: { message: 'hi', sessionId: 'vary' } }));
+    const trpcSse = await rawRequest(`${server.url}/trpc/chat.stream?input=${streamInput}`, {
+      method: 'GET',
+      headers: { origin: APP, 'sec-fetch-site': 'cross-site', accept: 'text/event-stream' },
+    });
+    expect(trpcSse.status).toBe(200);
+    expect(trpcSse.headers['access-control-allow-origin']).toBe(APP);
+    expect(String(trpcSse.headers['vary']).split(/,\s*/)).toEqual(expect.arrayContaining(['Origin', 'trpc-accept', 'accept']));
+    const sseRoute = await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { origin: APP, 'sec-fetch-site': 'cross-site', 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'hi', session_id: 'vary-sse' }),
+    });
+    expect(sseRoute.status).toBe(200);
+    expect(sseRoute.headers['vary']).toContain('Origin');
+
     // A simple request (text/plain needs no preflight) from elsewhere is refused before it acts.
     const evil = await rawRequest(`${server.url}/v1/chat/stream`, {
       headers: { origin: EVIL, 'content-type': 'text/plain' },

@@ -49,7 +49,9 @@ function dataFrame(event: StreamEvent, id: string): string {
  * transport, so the stock httpSubscriptionLink cannot tell the difference.
  */
 export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, o: TrpcSseOptions): Promise<void> {
-  res.writeHead(200, HEADERS);
+  // writeHead's headers replace those set before: keep the origin policy's `Vary: Origin`.
+  const vary = res.getHeader('Vary');
+  res.writeHead(200, vary === undefined ? HEADERS : { ...HEADERS, Vary: `${String(vary)}, ${HEADERS.Vary}` });
   // Written with what follows it (the first events, or the error), in one write.
   const connected = o.ssePingMs > 0 ? CONNECTED_WITH_RECONNECT(o.ssePingMs * 2 + 5000) : CONNECTED;
 
