@@ -199,3 +199,56 @@ describe('origin policy over HTTP and WebSocket', () => {
     expect(await connect('null')).toBe(403);
   });
 });
+
+describe('DNS rebinding', () => {
+  // A page on evil.example whose name the attacker then points at 127.0.0.1: the browser takes
+  // Sluice for the page's own origin (Origin and Host agree), and sends no Origin at all on a GET.
+  it('a page whose name was rebound to a loopback Sluice gets nothing and starts nothing; the real names and programs still pass', async () => {
+    const server = await startServer({});
+    const port = new URL(server.url).port;
+    const rebound = `evil.example:${port}`;
+    const refusal = { code: 'forbidden', message: 'The host evil.example is not allowed (ALLOWED_HOSTS)' };
+
+    const post = await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { host: rebound, origin: `http://${rebound}`, 'sec-fetch-site': 'same-origin', 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'planted', session_id: 'victim' }),
+    });
+    expect(post.status).toBe(403);
+    expect(JSON.parse(post.body.toString()).error).toEqual(refusal);
+    const get = await rawRequest(`${server.url}/v1/sessions/victim/messages`, { method: 'GET', headers: { host: rebound, 'sec-fetch-site': 'same-origin' } });
+    expect(get.status).toBe(403);
+    expect(JSON.parse(get.body.toString()).error).toEqual(refusal);
+    const upgrade = await new Promise<number>((resolve) => {
+      const ws = new NodeWebSocket(`${server.url.replace('http:', 'ws:')}/trpc`, { headers: { host: rebound }, origin: `http://${rebound}` });
+      ws.on('error', () => undefined);
+      ws.once('open', () => {
+        ws.close();
+        resolve(101);
+      });
+      ws.once('unexpected-response', (_req, res) => {
+        resolve(res.statusCode ?? 0);
+        ws.terminate();
+      });
+    });
+    expect(upgrade).toBe(403);
+    expect(await history(server, 'victim')).toEqual([]);
+
+    for (const name of ['localhost', '127.0.0.1']) {
+      const own = await rawRequest(`${server.url}/v1/sessions/victim/messages`, {
+        method: 'GET',
+        headers: { host: `${name}:${port}`, origin: `http://${name}:${port}`, 'sec-fetch-site': 'same-origin' },
+      });
+      expect(own.status, name).toBe(200);
+    }
+    // A program (no Origin, no Fetch Metadata) is not a browser page, whatever Host it sends.
+    expect((await rawRequest(`${server.url}/v1/sessions/victim/messages`, { method: 'GET', headers: { host: rebound } })).status).toBe(200);
+    // Named in ALLOWED_HOSTS, the host is served.
+    const named = await startServer({ ALLOWED_HOSTS: 'evil.example' });
+    const namedPort = new URL(named.url).port;
+    const served = await rawRequest(`${named.url}/v1/sessions/victim/messages`, {
+      method: 'GET',
+      headers: { host: `evil.example:${namedPort}`, 'sec-fetch-site': 'same-origin' },
+    });
+    expect(served.status).toBe(200);
+  });
+});
