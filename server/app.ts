@@ -15,6 +15,7 @@ import { startRetention } from './core/store/history/retention.ts';
 import { Admission } from './transport/admission.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
+import { defaultAllowedHosts, parseAllowedHosts } from './net/hosts.ts';
 import { parseAllowedOrigins } from './net/origins.ts';
 import { OriginPolicy } from './transport/http/origin-policy.ts';
 import { createLogger } from './observability/logger.ts';
@@ -106,7 +107,11 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     maxConnections: config.MAX_CONNECTIONS,
     isReady: async () => !service.draining && (await store.healthy()),
     trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES),
-    origins: new OriginPolicy({ allowed: parseAllowedOrigins(config.ALLOWED_ORIGINS) }),
+    origins: new OriginPolicy({
+      allowed: parseAllowedOrigins(config.ALLOWED_ORIGINS),
+      hosts:
+        config.ALLOWED_HOSTS === undefined ? defaultAllowedHosts(config.HOST, config.TRUSTED_PROXIES !== undefined) : parseAllowedHosts(config.ALLOWED_HOSTS),
+    }),
   });
 
   let closing: Promise<void> | undefined;

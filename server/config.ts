@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseHostPorts } from './core/store/redis/topology.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
+import { parseAllowedHosts } from './net/hosts.ts';
 import { parseAllowedOrigins } from './net/origins.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
@@ -63,6 +64,19 @@ export const ConfigSchema = z
       .optional()
       .describe(
         "browser origins besides the server's own that may call it (CORS) and open WebSockets, comma-separated (`https://app.example.com,http://localhost:5173`), or `*` for any; other sites' pages are refused (403). Requests without an `Origin` (programs, not browsers) are not affected",
+      ),
+    ALLOWED_HOSTS: z
+      .string()
+      .superRefine((value, ctx) => {
+        try {
+          parseAllowedHosts(value);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        }
+      })
+      .optional()
+      .describe(
+        "the names browser pages reach Sluice by (the `Host` of their requests), comma-separated hostnames (`chat.example.com`), or `*`; a page on any other name is refused (403), which stops DNS rebinding (a site whose name is pointed at Sluice's address). Unset: `localhost`, `*.localhost`, `127.0.0.1` and `[::1]` when HOST is a loopback address and TRUSTED_PROXIES is unset, else any (behind a proxy, list the site's names). Requests without `Origin` or Fetch Metadata (programs) are not affected",
       ),
     LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),

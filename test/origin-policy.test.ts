@@ -1,6 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import NodeWebSocket from 'ws';
 import { loadConfig } from '../server/config.ts';
+import { defaultAllowedHosts, hostnameOf, isAllowedHost, parseAllowedHosts } from '../server/net/hosts.ts';
 import { parseAllowedOrigins } from '../server/net/origins.ts';
 import { OriginPolicy } from '../server/transport/http/origin-policy.ts';
 import { SessionHistory } from '../shared/index.ts';
@@ -250,5 +251,24 @@ describe('DNS rebinding', () => {
       headers: { host: `evil.example:${namedPort}`, 'sec-fetch-site': 'same-origin' },
     });
     expect(served.status).toBe(200);
+  });
+});
+
+describe('ALLOWED_HOSTS', () => {
+  it('parses hostnames, names a bad entry, and defaults to the loopback names only on a loopback address with no proxy', () => {
+    expect(parseAllowedHosts('Chat.Example.com, localhost,[::1]')).toEqual(new Set(['chat.example.com', 'localhost', '[::1]']));
+    expect(parseAllowedHosts('*')).toBe('*');
+    expect(() => parseAllowedHosts('https://chat.example.com')).toThrow('"https://chat.example.com" is not a hostname');
+    expect(() => parseAllowedHosts('chat.example.com:443')).toThrow('is not a hostname (no scheme, no port)');
+    expect(() => parseAllowedHosts('*,a.example')).toThrow('list it alone');
+    expect(() => loadConfig({ ALLOWED_HOSTS: 'a.example:80' })).toThrow(/ALLOWED_HOSTS: "a.example:80" is not a hostname/);
+    expect(hostnameOf('[::1]:8000')).toBe('[::1]');
+    expect(hostnameOf('Chat.Example.com')).toBe('chat.example.com');
+    expect(hostnameOf('a b')).toBeUndefined();
+    const local = defaultAllowedHosts('127.0.0.1', false);
+    for (const host of ['localhost:8000', '127.0.0.1:8000', '[::1]:8000', 'app.localhost:8000']) expect(isAllowedHost(local, host), host).toBe(true);
+    for (const host of ['evil.example:8000', 'localhost.evil.example', undefined]) expect(isAllowedHost(local, host), String(host)).toBe(false);
+    expect(defaultAllowedHosts('127.0.0.1', true)).toBe('*');
+    expect(defaultAllowedHosts('0.0.0.0', false)).toBe('*');
   });
 });

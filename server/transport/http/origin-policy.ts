@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isAllowedHost, hostnameOf, type AllowedHosts } from '../../net/hosts.ts';
 import { normalizeOrigin, type AllowedOrigins } from '../../net/origins.ts';
 
 /** Who is calling, as far as a browser's origin rules go. */
@@ -14,6 +15,8 @@ export type OriginVerdict =
 export interface OriginPolicyOptions {
   /** Origins besides the server's own that may use it from a browser (ALLOWED_ORIGINS); `*` for any. */
   readonly allowed: AllowedOrigins;
+  /** The names pages may reach the server by (ALLOWED_HOSTS): its own origin is one of these. Default: any. */
+  readonly hosts?: AllowedHosts;
   /** How long a browser may cache a preflight's answer, in seconds. */
   readonly preflightMaxAgeSeconds?: number;
 }
@@ -36,10 +39,12 @@ const EXPOSED = 'Retry-After, WWW-Authenticate';
  * - WebSocket handshakes always carry `Origin` in browsers.
  *
  * The own origin is the request's `Host` (the scheme is not compared: behind a TLS proxy the page is
- * `https` while Sluice sees `http`).
+ * `https` while Sluice sees `http`), when that names the server (ALLOWED_HOSTS): a page whose DNS
+ * name was rebound to Sluice's address has an Origin that agrees with its Host too.
  */
 export class OriginPolicy {
   readonly #allowed: AllowedOrigins;
+  readonly #hosts: AllowedHosts;
   readonly #maxAge: string;
 
   constructor(options: OriginPolicyOptions) {
@@ -53,23 +58,35 @@ export class OriginPolicy {
       throw new RangeError(`OriginPolicy: preflightMaxAgeSeconds must be a non-negative integer, got ${preflightMaxAgeSeconds}`);
     }
     this.#allowed = allowed;
+    this.#hosts = options.hosts ?? '*';
     this.#maxAge = String(preflightMaxAgeSeconds);
   }
 
   /** The verdict for a request to an API route (anything but the page and its assets). */
   check(req: IncomingMessage): OriginVerdict {
     const origin = req.headers.origin;
+    const host = req.headers.host;
     if (origin === undefined) {
       const site = req.headers['sec-fetch-site'];
       if (site === 'cross-site' || site === 'same-site') {
         return { kind: 'refused', reason: `Requests from another site must come with an allowed Origin (this one has Sec-Fetch-Site: ${site})` };
       }
+      // A page's same-origin GET carries no Origin: its Host is all that names the page's site.
+      if (site === 'same-origin' && !isAllowedHost(this.#hosts, host)) return this.#refusedHost(host);
       return { kind: 'no-origin' };
     }
     const normalized = normalizeOrigin(origin);
-    if (normalized !== undefined && sameHost(normalized, req.headers.host)) return { kind: 'same-origin' };
+    const ownOrigin = normalized !== undefined && sameHost(normalized, host);
+    if (ownOrigin && isAllowedHost(this.#hosts, host)) return { kind: 'same-origin' };
     if (this.#allowed === '*' || (normalized !== undefined && this.#allowed.has(normalized))) return { kind: 'allowed', origin };
+    // A page whose name was rebound to this server's address: its Origin and Host agree.
+    if (ownOrigin) return this.#refusedHost(host);
     return { kind: 'refused', reason: `The origin ${origin.slice(0, 200)} is not allowed (ALLOWED_ORIGINS)` };
+  }
+
+  #refusedHost(host: string | undefined): OriginVerdict {
+    const name = hostnameOf(host) ?? String(host ?? '').slice(0, 200);
+    return { kind: 'refused', reason: `The host ${name} is not allowed (ALLOWED_HOSTS)` };
   }
 
   /** Whether a WebSocket upgrade may proceed. */
