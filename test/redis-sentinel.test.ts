@@ -41,7 +41,22 @@ interface OpenStream {
   readonly frames: SseFrame[];
   /** Settles with the response's status once the stream is over (0: no response). */
   readonly done: Promise<number>;
+  /** Whether `done` has settled. */
+  readonly ended: boolean;
   cut(): void;
+}
+
+/** `promise`, or an error naming what did not happen within `ms` (and `detail()` of the moment). */
+async function within<T>(promise: Promise<T>, ms: number, what: string, detail?: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`waited ${ms} ms for ${what}${detail ? `: ${detail()}` : ''}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A stream read frame by frame; `cut()` drops its connection (as a network failure would). */
@@ -65,23 +80,29 @@ function open(url: string, body: unknown, headers: Record<string, string> = {}):
     req.on('error', () => resolve(0));
     req.end(JSON.stringify(body));
   });
-  return { frames, done, cut: () => req.destroy() };
+  const stream = { frames, done, ended: false, cut: () => req.destroy() };
+  void done.then(() => (stream.ended = true));
+  return stream;
 }
 
 /** As `open`, asking again while the answer is 503 (the store is failing over), as a client told Retry-After would. */
 function openRetrying(url: string, body: unknown, headers: Record<string, string>): OpenStream {
   const frames: SseFrame[] = [];
   let current: OpenStream | undefined;
+  const started = performance.now();
   const done = (async () => {
     for (;;) {
       current = open(url, body, headers);
       const status = await current.done;
       frames.push(...current.frames);
-      if (status !== 503) return status;
+      // Retried for as long as a failover may take, not for ever.
+      if (status !== 503 || performance.now() - started > 30_000) return status;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   })();
-  return { frames, done, cut: () => current?.cut() };
+  const stream = { frames, done, ended: false, cut: () => current?.cut() };
+  void done.then(() => (stream.ended = true));
+  return stream;
 }
 
 interface Seen {
@@ -150,9 +171,13 @@ describe('Redis Sentinel', () => {
       // Both instances take new replies again (their first event is out): how long after the kill.
       const after: Array<Promise<SseFrame[]>> = [];
       const servesAgain = servers.map(async (server, i) => {
-        for (let attempt = 0; ; attempt++) {
+        let last: unknown;
+        for (let attempt = 0; performance.now() - killedAt < 30_000; attempt++) {
           const stream = streamSseRoute(server.url, { message: 'after', session_id: `after-${i}-${attempt}` });
-          const first = await stream.next().catch(() => undefined);
+          const first = await within(stream.next(), 15_000, `instance ${i}'s first event of a new reply`).catch((error: unknown) => {
+            last = error;
+            return undefined;
+          });
           if (first && !first.done) {
             const at = performance.now() - killedAt;
             after.push(drain(stream));
@@ -160,6 +185,7 @@ describe('Redis Sentinel', () => {
           }
           await new Promise((resolve) => setTimeout(resolve, 50));
         }
+        throw new Error(`instance ${i} started no new reply within 30 s of the kill; last answer: ${String(last)}`);
       });
 
       await until('the sentinels to promote the replica', async () => (await setup!.primaryPort()) === setup!.replica.port, 30_000);
@@ -167,7 +193,17 @@ describe('Redis Sentinel', () => {
       const resumed = cutters.map((cutter, i) =>
         openRetrying(servers[(i + 1) % 2]!.url, { message: prompt, session_id: `fo-${i}` }, { 'last-event-id': cutter.frames.at(-1)!.id! }),
       );
-      await Promise.all([...heads, ...followers, ...resumed].map((s) => s.done));
+      const streams = { head: heads, follower: followers, resumed };
+      await within(
+        Promise.all(Object.values(streams).flatMap((list) => list.map((s) => s.done))),
+        45_000,
+        'every stream to end',
+        () =>
+          Object.entries(streams)
+            .flatMap(([kind, list]) => list.map((s, i) => (s.ended ? '' : `${kind} ${i} (${s.frames.length} events)`)))
+            .filter(Boolean)
+            .join(', ') + ' still open',
+      );
       const [readyA, readyB] = await Promise.all(servesAgain);
       console.log(
         `sentinel failover: replica promoted ${Math.round(promotedAfter)} ms after the kill; new replies start again after ${Math.round(readyA!)} ms (A), ${Math.round(readyB!)} ms (B)`,
