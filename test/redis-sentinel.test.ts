@@ -209,7 +209,8 @@ describe('Redis Sentinel', () => {
         `sentinel failover: replica promoted ${Math.round(promotedAfter)} ms after the kill; new replies start again after ${Math.round(readyA!)} ms (A), ${Math.round(readyB!)} ms (B)`,
       );
       expect(Math.max(readyA!, readyB!)).toBeLessThan(10_000);
-      for (const frames of await Promise.all(after)) expect(JSON.parse(frames.at(-1)!.data)).toMatchObject({ done: true });
+      for (const frames of await within(Promise.all(after), 30_000, 'the replies started after the failover to end'))
+        expect(JSON.parse(frames.at(-1)!.data)).toMatchObject({ done: true });
 
       // Acknowledged writes were lost, and the generations stored them again.
       expect(lines.some((l) => l.msg === 'the shared log had lost events it had taken (a failover to a replica that lacked them); stored them again')).toBe(
@@ -264,7 +265,7 @@ describe('Redis Sentinel', () => {
         },
         { timeout: 20_000 },
       );
-      await Promise.all(servers.map((s) => s.close()));
+      await within(Promise.all(servers.map((s) => s.close())), 20_000, 'both instances to close');
       const promoted = admin(setup.replica.port);
       await vi.waitFor(async () => {
         const clients = ((await promoted.call('CLIENT', 'LIST')) as string).split('\n').filter((line) => /name=sluice-/.test(line));
