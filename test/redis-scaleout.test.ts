@@ -1,3 +1,4 @@
+import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { TRPCClientError } from '@trpc/client';
 import { describe, expect, it, vi } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
@@ -132,6 +133,10 @@ describe('several Sluice processes on one Redis', () => {
     const stored = await history(b.url, 'k');
     expect(stored.messages).toHaveLength(2);
     expect(stored.messages[1]).toMatchObject({ role: 'assistant', status: 'interrupted', content: partial });
+    // What the dead instance's reply consumed is kept too, as every interrupted reply's is: estimated.
+    const tokens = (text: string): number => countTokens(text, { disallowedSpecial: new Set() });
+    const usage = { promptTokens: 3 + 3 + tokens(PROMPT), completionTokens: tokens(partial), estimated: true };
+    expect(stored.messages[1]!.usage).toEqual(usage);
     // The session is free again, and B keeps serving.
     const next = await readFrames(streamSseRoute(b.url, { message: 'after the crash', session_id: 'k' }));
     expect(JSON.parse(next.at(-1)!.data)).toMatchObject({ done: true });
