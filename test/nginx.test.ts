@@ -472,6 +472,8 @@ describe('two Sluice instances on one Redis behind nginx round robin', () => {
       code: 'interrupted',
       message: 'The reply was interrupted',
       partial: deltas.map((e) => (e.type === 'delta' ? e.delta : '')).join(''),
+      // What the dead instance's reply consumed, estimated by the survivor that ended it.
+      usage: { promptTokens: expect.any(Number) as number, completionTokens: expect.any(Number) as number, estimated: true },
     });
     await closeChatClient(client);
 

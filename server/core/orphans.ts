@@ -4,6 +4,8 @@ import { ERROR_MESSAGES } from './errors.ts';
 import type { Leases } from './leases.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
 import type { History } from './store/history.ts';
+import type { TokenUsage } from '../../shared/messages.ts';
+import { estimateUsage } from './usage.ts';
 
 /** What ending an orphan needs. */
 export interface OrphanContext {
@@ -28,14 +30,15 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
     const last = all.at(-1);
     if (last && isTerminalEvent(last.event)) return last;
     const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
-    const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_MESSAGES.interrupted, partial };
+    const usage = record.stored ? await usageOf(o, record, partial) : undefined;
+    const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_MESSAGES.interrupted, partial, ...(usage ? { usage } : {}) };
     const seq = (last?.seq ?? 0) + 1;
     if ((await events.append(record.id, seq, ending)) === 'added') {
       o.logger.warn({ generationId: record.id, seq }, 'generation lost its instance; stored the partial reply');
       if (record.stored) {
         await o.history.append(
           record.sessionKey,
-          { role: 'assistant', content: partial, status: 'interrupted', createdAt: new Date().toISOString() },
+          { role: 'assistant', content: partial, status: 'interrupted', createdAt: new Date().toISOString(), ...(usage ? { usage } : {}) },
           { keepLast: o.maxHistoryMessages, replyId: record.id },
         );
       }
@@ -58,4 +61,19 @@ export async function endIfDead(o: OrphanContext, sessionKey: string, holder: st
   if (orphan) await endOrphan(o, orphan);
   else await o.leases.releaseSession(sessionKey, holder);
   return true;
+}
+
+/**
+ * What the dead instance's reply consumed, estimated as its instance would have: the session's
+ * history before the reply (its prompt) and the partial text. Undefined when history cannot be read
+ * now: the ending is stored without it rather than not at all.
+ */
+async function usageOf(o: OrphanContext, record: GenerationRecord, partial: string): Promise<TokenUsage | undefined> {
+  try {
+    const prompt = (await o.history.read(record.sessionKey)).filter((message) => message.draftOf !== record.id);
+    return await estimateUsage(prompt, partial);
+  } catch (error) {
+    o.logger.warn({ generationId: record.id, err: error }, 'could not estimate the usage of a reply that lost its instance');
+    return undefined;
+  }
 }
