@@ -1,3 +1,4 @@
+import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +68,9 @@ describe('durable history', () => {
     const behind = received.length - reply!.content.length;
     expect(reply!.content.length).toBeGreaterThan(0);
     expect(behind).toBeLessThan(simulatedDeltas(prompt).slice(0, 75).join('').length);
+    // Like every interrupted reply, it keeps the usage of what it produced (estimated on restart).
+    const tokens = (text: string): number => countTokens(text, { disallowedSpecial: new Set() });
+    expect(reply!.usage).toEqual({ promptTokens: 3 + 3 + tokens(prompt), completionTokens: tokens(reply!.content), estimated: true });
     // The session takes a new message at once.
     const next = await turn(restarted.url, 'crash', 'again');
     expect(JSON.parse(next.at(-1)!.data)).toMatchObject({ done: true });
