@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { usesRedis, type Config } from '../config.ts';
+import { endCrashedDrafts } from '../core/crashed-drafts.ts';
 import type { History } from '../core/store/history.ts';
 import { MemoryHistory } from '../core/store/history/memory.ts';
 import { PostgresHistory } from '../core/store/history/postgres.ts';
@@ -67,8 +68,13 @@ export function redisTopology(config: Config): RedisTopology | undefined {
 /** The history store, unless it is Redis's own (undefined: the Redis store makes it). */
 async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): Promise<History | undefined> {
   switch (config.STORE) {
-    case 'sqlite':
-      return SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger });
+    case 'sqlite': {
+      const history = await SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger });
+      await endCrashedDrafts(history, { keepLast: config.MAX_HISTORY_MESSAGES, logger }).catch((error: unknown) =>
+        logger.warn({ err: error }, 'could not end the replies a crash left unfinished; they read as interrupted, without usage'),
+      );
+      return history;
+    }
     case 'postgres':
       // The configuration schema requires DATABASE_URL for this store.
       return PostgresHistory.open({ url: config.DATABASE_URL!, logger });

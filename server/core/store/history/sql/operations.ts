@@ -110,6 +110,9 @@ export function* expireIdle(cutoff: number, chunk: number): Op<number> {
 
 export const readStep = (sessionKey: string, limit: number, before: number): Step => step(READ, sessionKey, before, limit);
 
+const DRAFTS = `SELECT session_key, reply_id FROM history_messages WHERE status = 'draft' ORDER BY session_key, seq LIMIT $1`;
+export const draftsStep = (limit: number): Step => step(DRAFTS, limit);
+
 const ROLES = new Set(['user', 'assistant']);
 const STATUSES = new Set(['complete', 'interrupted', 'failed', DRAFT]);
 

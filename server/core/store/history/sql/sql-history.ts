@@ -59,6 +59,12 @@ export abstract class SqlHistory implements History {
     }
   }
 
+  /** Replies whose drafts are still there (nothing wrote their final message), at most `limit`. */
+  async drafts(limit = 1000): Promise<Array<{ sessionKey: string; replyId: string }>> {
+    const rows = await this.readRows(sql.draftsStep(limit));
+    return rows.map((row) => ({ sessionKey: String(row.session_key), replyId: String(row.reply_id) }));
+  }
+
   async append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number> {
     const keepLast = checkKeepLast(options.keepLast);
     const { replyId } = options;
