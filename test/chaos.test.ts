@@ -1,11 +1,10 @@
-import { request, type ClientRequest } from 'node:http';
 import { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { SessionHistory } from '../shared/index.ts';
 import { startPostgres } from './helpers/postgres.ts';
 import { startRedis } from './helpers/redis.ts';
 import { expectTimersBackTo, startServer, timerCount, type TestServer } from './helpers/server.ts';
-import { parseSse, type SseFrame } from './helpers/sse.ts';
+import { openSseRoute, untilReady } from './helpers/sse.ts';
 
 // Two instances on one real Redis (history in PostgreSQL), 300 replies whose clients drop at random
 // points and resume on the other instance, while Redis client connections are killed and Redis is
@@ -14,32 +13,7 @@ import { parseSse, type SseFrame } from './helpers/sse.ts';
 
 const REPLIES = 300;
 const AT_ONCE = 25;
-
-/** One POST to the SSE route; `cut()` drops the connection at once (as a network failure would). */
-function open(url: string, body: unknown, headers: Record<string, string>, onFrame: (frame: SseFrame) => void): { done: Promise<number>; cut(): void } {
-  let req: ClientRequest;
-  const done = new Promise<number>((resolve) => {
-    // No keep-alive agent: its idle sockets and their timers would outlive the test.
-    req = request(`${url}/v1/chat/stream`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\r\n\r\n')) !== -1) {
-          for (const frame of parseSse(buffer.slice(0, end + 4))) onFrame(frame);
-          buffer = buffer.slice(end + 4);
-        }
-      });
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(res.statusCode ?? 0));
-      res.on('close', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', () => resolve(0));
-    req.end(JSON.stringify(body));
-  });
-  return { done, cut: () => req.destroy() };
-}
+const FRAMES_PER_STRIKE = 1000;
 
 interface Outcome {
   readonly indices: number[];
@@ -47,8 +21,13 @@ interface Outcome {
   readonly totalChunks?: number;
 }
 
+/** Frames the clients have read so far: the chaos strikes at a pace of the clients' progress. */
+interface Progress {
+  frames: number;
+}
+
 /** A client that reads one reply, dropping and resuming on the other instance up to three times. */
-async function client(servers: readonly TestServer[], session: string, random: () => number): Promise<Outcome> {
+async function client(servers: readonly TestServer[], session: string, random: () => number, progress: Progress): Promise<Outcome> {
   const indices: number[] = [];
   let lastId: string | undefined;
   let ending: Outcome['ending'] | undefined;
@@ -62,7 +41,8 @@ async function client(servers: readonly TestServer[], session: string, random: (
     const dropAfter = attempt < 3 ? 1 + Math.floor(random() * 40) : Number.POSITIVE_INFINITY;
     let seen = 0;
     const headers: Record<string, string> = lastId ? { 'last-event-id': lastId } : {};
-    const stream = open(server.url, { message: 'chaos '.repeat(3).trim(), session_id: session }, headers, (frame) => {
+    const stream = openSseRoute(server.url, { message: 'chaos '.repeat(3).trim(), session_id: session }, headers, (frame) => {
+      progress.frames++;
       if (ending) return;
       lastId = frame.id ?? lastId;
       if (frame.event === 'error') {
@@ -77,10 +57,10 @@ async function client(servers: readonly TestServer[], session: string, random: (
       if (++seen >= dropAfter && !ending) stream.cut();
     });
     const status = await stream.done;
-    // 503 while Redis is away: a client tries again shortly, as Retry-After says.
+    // 503 while Redis is away: a client tries again once the instance is ready, as Retry-After says.
     if (status === 503 && unavailable++ < 20) {
       attempt--;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await untilReady(server.url, 15_000);
       continue;
     }
     // Refused before any stream (the log expired, the session busy): an explicit answer.
@@ -113,9 +93,14 @@ describe('chaos', () => {
 
     let stopChaos = false;
     let restarted = false;
+    const progress: Progress = { frames: 0 };
     const chaos = (async () => {
       for (let round = 0; !stopChaos; round++) {
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        // A strike every 1,000 frames the clients read (about a third of a second here), so that
+        // each one lands among replies in flight however fast the machine runs them.
+        const mark = progress.frames + FRAMES_PER_STRIKE;
+        await vi.waitFor(() => expect(stopChaos || progress.frames >= mark).toBe(true), { timeout: 60_000, interval: 20 });
+        if (stopChaos) break;
         try {
           if (round === 6 && !restarted) {
             restarted = true;
@@ -141,7 +126,7 @@ describe('chaos', () => {
       Array.from({ length: AT_ONCE }, async () => {
         while (next < REPLIES) {
           const n = next++;
-          outcomes[n] = await client(servers, `chaos-${n}`, random);
+          outcomes[n] = await client(servers, `chaos-${n}`, random, progress);
         }
       }),
     );

@@ -1,11 +1,10 @@
-import { request, type ClientRequest } from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SessionHistory } from '../shared/index.ts';
 import { captureLogs } from './helpers/logs.ts';
 import { startSentinels, until, type SentinelSetup } from './helpers/redis-topologies.ts';
 import { expectTimersBackTo, startServer, timerCount, type TestServer } from './helpers/server.ts';
-import { parseSse, streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { openSseRoute, streamSseRoute, untilReady, type SseFrame } from './helpers/sse.ts';
 
 // Two Sluice instances on a primary, a replica and three sentinels (a primary is down after 1 s).
 // The primary is killed while replies run on both instances, some of them followed or resumed on
@@ -62,26 +61,9 @@ async function within<T>(promise: Promise<T>, ms: number, what: string, detail?:
 /** A stream read frame by frame; `cut()` drops its connection (as a network failure would). */
 function open(url: string, body: unknown, headers: Record<string, string> = {}): OpenStream {
   const frames: SseFrame[] = [];
-  let req: ClientRequest;
-  const done = new Promise<number>((resolve) => {
-    req = request(`${url}/v1/chat/stream`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
-      res.on('close', () => resolve(res.statusCode ?? 0));
-      let buffer = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf('\r\n\r\n')) !== -1) {
-          frames.push(...parseSse(buffer.slice(0, end + 4)));
-          buffer = buffer.slice(end + 4);
-        }
-      });
-    });
-    req.on('error', () => resolve(0));
-    req.end(JSON.stringify(body));
-  });
-  const stream = { frames, done, ended: false, cut: () => req.destroy() };
-  void done.then(() => (stream.ended = true));
+  const route = openSseRoute(url, body, headers, (frame) => frames.push(frame));
+  const stream = { frames, done: route.done, ended: false, cut: () => route.cut() };
+  void stream.done.then(() => (stream.ended = true));
   return stream;
 }
 
@@ -95,9 +77,14 @@ function openRetrying(url: string, body: unknown, headers: Record<string, string
       current = open(url, body, headers);
       const status = await current.done;
       frames.push(...current.frames);
-      // Retried for as long as a failover may take, not for ever.
-      if (status !== 503 || performance.now() - started > 30_000) return status;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      // Retried once the instance is ready again, for as long as a failover may take, not for ever.
+      const left = 30_000 - (performance.now() - started);
+      if (status !== 503 || left <= 0) return status;
+      const ready = await untilReady(url, left).then(
+        () => true,
+        () => false,
+      );
+      if (!ready) return status;
     }
   })();
   const stream = { frames, done, ended: false, cut: () => current?.cut() };
@@ -183,7 +170,8 @@ describe('Redis Sentinel', () => {
             after.push(drain(stream));
             return at;
           }
-          await new Promise((resolve) => setTimeout(resolve, 50));
+          // Refused (503 while there is no primary): try again once the instance says it is ready.
+          await untilReady(server.url, Math.max(1, 30_000 - (performance.now() - killedAt))).catch(() => undefined);
         }
         throw new Error(`instance ${i} started no new reply within 30 s of the kill; last answer: ${String(last)}`);
       });

@@ -1,4 +1,5 @@
-import { request } from 'node:http';
+import { request, type ClientRequest } from 'node:http';
+import { expect, vi } from 'vitest';
 
 export interface SseFrame {
   readonly event: string | undefined;
@@ -80,4 +81,57 @@ export async function* streamSseRoute(
   } finally {
     controller.abort();
   }
+}
+
+/** A stream of the SSE route read frame by frame, as `openSseRoute` gives it. */
+export interface OpenSseRoute {
+  /** Settles with the response's status once the stream is over (0: no response). */
+  readonly done: Promise<number>;
+  /** Drops the connection at once, as a network failure would. */
+  cut(): void;
+}
+
+/**
+ * One POST to the SSE route, each frame handed to `onFrame` as it arrives. No keep-alive agent: its
+ * idle sockets and their timers would outlive a test that counts them.
+ */
+export function openSseRoute(baseUrl: string, body: unknown, headers: Record<string, string>, onFrame: (frame: SseFrame) => void): OpenSseRoute {
+  let req: ClientRequest;
+  const done = new Promise<number>((resolve) => {
+    req = request(`${baseUrl}/v1/chat/stream`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', ...headers } }, (res) => {
+      let buffer = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buffer += chunk;
+        let end: number;
+        while ((end = buffer.indexOf('\r\n\r\n')) !== -1) {
+          for (const frame of parseSse(buffer.slice(0, end + 4))) onFrame(frame);
+          buffer = buffer.slice(end + 4);
+        }
+      });
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(res.statusCode ?? 0));
+      res.on('close', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', () => resolve(0));
+    req.end(JSON.stringify(body));
+  });
+  return { done, cut: () => req.destroy() };
+}
+
+/**
+ * Resolves once `GET /ready` answers 200 (the store answers again: what a client told to retry a
+ * 503 waits for), or rejects after `timeoutMs`. No keep-alive agent, as above.
+ */
+export async function untilReady(baseUrl: string, timeoutMs: number): Promise<void> {
+  const status = (): Promise<number> =>
+    new Promise((resolve) => {
+      const req = request(`${baseUrl}/ready`, { agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', () => resolve(0));
+      req.end();
+    });
+  await vi.waitFor(async () => expect(await status()).toBe(200), { timeout: timeoutMs, interval: 50 });
 }
