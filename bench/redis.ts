@@ -29,7 +29,8 @@ function installed(program = 'redis-server'): boolean {
   }
 }
 
-async function freePort(): Promise<number> {
+/** A port free on this machine now (for a server started next). */
+export async function freePort(): Promise<number> {
   const probe = createServer().listen(0, '127.0.0.1');
   await once(probe, 'listening');
   const { port } = probe.address() as { port: number };

@@ -1,11 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startServer } from './child-server.ts';
+import { freePort } from './redis.ts';
 import { processCpuMicros } from './proc-stats.ts';
 import { median, percentile } from './stats.ts';
 
@@ -24,14 +23,6 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
 const children: ChildProcess[] = [];
 process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1');
-  await once(probe, 'listening');
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 async function redisServer(args: string[], ready = 'Ready to accept connections'): Promise<void> {
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'ignore'] });

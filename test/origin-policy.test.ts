@@ -62,6 +62,22 @@ describe('a page on another website, with keys off (headless Chromium)', () => {
   });
 });
 
+/** The status of a WebSocket handshake to `/trpc` (101 when it opens). */
+function upgradeStatus(baseUrl: string, options: NodeWebSocket.ClientOptions): Promise<number> {
+  return new Promise((resolve) => {
+    const ws = new NodeWebSocket(`${baseUrl.replace('http:', 'ws:')}/trpc`, options);
+    ws.on('error', () => undefined);
+    ws.once('open', () => {
+      ws.close();
+      resolve(101);
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+  });
+}
+
 const APP = 'http://localhost:5173';
 const EVIL = 'https://evil.example';
 
@@ -179,20 +195,7 @@ describe('origin policy over HTTP and WebSocket', () => {
 
   it('WebSocket upgrades: programs, the own origin and allowed origins connect; others get 403', async () => {
     const server = await startServer({ ALLOWED_ORIGINS: APP });
-    const wsUrl = `${server.url.replace('http:', 'ws:')}/trpc`;
-    const connect = (origin?: string) =>
-      new Promise<number>((resolve) => {
-        const ws = new NodeWebSocket(wsUrl, origin ? { origin } : {});
-        ws.on('error', () => undefined);
-        ws.once('open', () => {
-          ws.close();
-          resolve(101);
-        });
-        ws.once('unexpected-response', (_req, res) => {
-          resolve(res.statusCode ?? 0);
-          ws.terminate();
-        });
-      });
+    const connect = (origin?: string): Promise<number> => upgradeStatus(server.url, origin ? { origin } : {});
     expect(await connect()).toBe(101);
     expect(await connect(APP)).toBe(101);
     expect(await connect(`http://${new URL(server.url).host}`)).toBe(101);
@@ -219,19 +222,7 @@ describe('DNS rebinding', () => {
     const get = await rawRequest(`${server.url}/v1/sessions/victim/messages`, { method: 'GET', headers: { host: rebound, 'sec-fetch-site': 'same-origin' } });
     expect(get.status).toBe(403);
     expect(JSON.parse(get.body.toString()).error).toEqual(refusal);
-    const upgrade = await new Promise<number>((resolve) => {
-      const ws = new NodeWebSocket(`${server.url.replace('http:', 'ws:')}/trpc`, { headers: { host: rebound }, origin: `http://${rebound}` });
-      ws.on('error', () => undefined);
-      ws.once('open', () => {
-        ws.close();
-        resolve(101);
-      });
-      ws.once('unexpected-response', (_req, res) => {
-        resolve(res.statusCode ?? 0);
-        ws.terminate();
-      });
-    });
-    expect(upgrade).toBe(403);
+    expect(await upgradeStatus(server.url, { headers: { host: rebound }, origin: `http://${rebound}` })).toBe(403);
     expect(await history(server, 'victim')).toEqual([]);
 
     for (const name of ['localhost', '127.0.0.1']) {

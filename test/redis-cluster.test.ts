@@ -1,11 +1,11 @@
 import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
-import { SessionHistory, SseErrorData, SseMessageData, type StreamEvent } from '../shared/index.ts';
+import { SseErrorData, SseMessageData, type StreamEvent } from '../shared/index.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startCluster, type ClusterSetup } from './helpers/redis-topologies.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
-import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { cancel, drain, history, type SseFrame, streamSseRoute } from './helpers/sse.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
 
 // Sluice on a Redis Cluster of three masters: replies resumed, followed and cancelled across two
@@ -23,21 +23,6 @@ beforeAll(async () => {
   admin = cluster?.admin();
 });
 afterAll(() => admin?.disconnect());
-
-const history = async (url: string, session: string) => SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages`)).json());
-
-async function drain(frames: AsyncIterable<SseFrame>): Promise<SseFrame[]> {
-  const out: SseFrame[] = [];
-  for await (const frame of frames) out.push(frame);
-  return out;
-}
-
-const cancel = async (url: string, session: string): Promise<boolean> =>
-  (
-    (await (
-      await fetch(`${url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: session }) })
-    ).json()) as { cancelled: boolean }
-  ).cancelled;
 
 /** Two instances on the cluster; undefined when redis-server is not installed. */
 async function pair(settings: Record<string, string | number> = {}): Promise<[TestServer, TestServer] | undefined> {

@@ -1,11 +1,11 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
-import { SessionHistory, SseErrorData, SseMessageData } from '../shared/index.ts';
+import { SseErrorData, SseMessageData } from '../shared/index.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis, type RedisServer } from './helpers/redis.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
-import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { cancel, drain, history, type SseFrame, streamSseRoute } from './helpers/sse.ts';
 import { stockClient } from './helpers/trpc-clients.ts';
 
 // Two instances on one real Redis, and the faults a production Redis has: connections killed,
@@ -63,22 +63,6 @@ async function pair(
   return { redis, a, b, aId, admin: adminClient };
 }
 
-const cancel = async (url: string, session: string): Promise<boolean> =>
-  (
-    (await (
-      await fetch(`${url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: session }) })
-    ).json()) as {
-      cancelled: boolean;
-    }
-  ).cancelled;
-
-async function drain(frames: AsyncIterable<SseFrame>): Promise<SseFrame[]> {
-  const out: SseFrame[] = [];
-  for await (const frame of frames) out.push(frame);
-  return out;
-}
-
-const history = async (url: string, session: string) => SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages`)).json());
 const lastIsCancelled = (frames: SseFrame[]): boolean =>
   frames.at(-1)?.event === 'error' && SseErrorData.parse(JSON.parse(frames.at(-1)!.data)).message === 'The reply was cancelled';
 

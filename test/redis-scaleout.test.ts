@@ -3,18 +3,16 @@ import { TRPCClientError } from '@trpc/client';
 import { describe, expect, it, vi } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { AppRouter } from '../server/router-type.ts';
-import { ErrorBody, SessionHistory, SseErrorData, SseMessageData } from '../shared/index.ts';
+import { ErrorBody, SseErrorData, SseMessageData } from '../shared/index.ts';
 import { SLUICE_SESSION_HEADER } from '../shared/openai.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
 import { startServer } from './helpers/server.ts';
-import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { history, type SseFrame, streamSseRoute } from './helpers/sse.ts';
 import { stockClient } from './helpers/trpc-clients.ts';
 
 const PROMPT = 'scale me out';
 const FULL = simulatedDeltas(PROMPT);
-
-const history = async (url: string, session: string) => SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages`)).json());
 
 async function readFrames(iterable: AsyncIterable<SseFrame>, stopAfter = Infinity): Promise<SseFrame[]> {
   const frames: SseFrame[] = [];

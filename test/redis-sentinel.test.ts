@@ -1,10 +1,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { SessionHistory } from '../shared/index.ts';
 import { captureLogs } from './helpers/logs.ts';
 import { startSentinels, until, type SentinelSetup } from './helpers/redis-topologies.ts';
 import { expectTimersBackTo, startServer, timerCount, type TestServer } from './helpers/server.ts';
-import { openSseRoute, streamSseRoute, untilReady, type SseFrame } from './helpers/sse.ts';
+import { drain, history, openSseRoute, type SseFrame, streamSseRoute, untilReady } from './helpers/sse.ts';
 
 // Two Sluice instances on a primary, a replica and three sentinels (a primary is down after 1 s).
 // The primary is killed while replies run on both instances, some of them followed or resumed on
@@ -26,14 +25,6 @@ function admin(port: number): Redis {
   client.on('error', () => undefined);
   admins.push(client);
   return client;
-}
-
-const history = async (url: string, session: string) => SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages`)).json());
-
-async function drain(frames: AsyncIterable<SseFrame>): Promise<SseFrame[]> {
-  const out: SseFrame[] = [];
-  for await (const frame of frames) out.push(frame);
-  return out;
 }
 
 interface OpenStream {

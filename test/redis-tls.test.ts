@@ -4,7 +4,7 @@ import { SessionHistory } from '../shared/index.ts';
 import { startSluiceProcess, type SluiceProcess } from './helpers/process.ts';
 import { makeTestCa, startCluster, startSentinels, startTlsRedis, type TestCa } from './helpers/redis-topologies.ts';
 import { startServer } from './helpers/server.ts';
-import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { drain, streamSseRoute } from './helpers/sse.ts';
 
 // Redis over TLS, as managed services require: a CA made with openssl for the test, redis-servers
 // that speak TLS only, and Sluice (real processes, then instances in the test's process) given
@@ -23,12 +23,6 @@ async function start(env: Record<string, string | number>): Promise<SluiceProces
   const sluice = await startSluiceProcess({ SIM_DELAY_MS: 0, ...env });
   processes.push(sluice);
   return sluice;
-}
-
-async function drain(frames: AsyncIterable<SseFrame>): Promise<SseFrame[]> {
-  const out: SseFrame[] = [];
-  for await (const frame of frames) out.push(frame);
-  return out;
 }
 
 /** A turn on `a` is in `b`'s history: both share the store through TLS. */

@@ -1,5 +1,6 @@
 import { request, type ClientRequest } from 'node:http';
 import { expect, vi } from 'vitest';
+import { SessionHistory } from '../../shared/index.ts';
 
 export interface SseFrame {
   readonly event: string | undefined;
@@ -135,3 +136,22 @@ export async function untilReady(baseUrl: string, timeoutMs: number): Promise<vo
     });
   await vi.waitFor(async () => expect(await status()).toBe(200), { timeout: timeoutMs, interval: 50 });
 }
+
+/** Every frame of a stream, once it is over. */
+export async function drain(frames: AsyncIterable<SseFrame>): Promise<SseFrame[]> {
+  const out: SseFrame[] = [];
+  for await (const frame of frames) out.push(frame);
+  return out;
+}
+
+/** A session's history, as the REST route gives it (no credential). */
+export const history = async (url: string, session: string): Promise<SessionHistory> =>
+  SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${session}/messages`)).json());
+
+/** `POST /v1/chat/cancel` for a session (no credential): whether a running reply was cancelled. */
+export const cancel = async (url: string, session: string): Promise<boolean> =>
+  (
+    (await (
+      await fetch(`${url}/v1/chat/cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session_id: session }) })
+    ).json()) as { cancelled: boolean }
+  ).cancelled;
