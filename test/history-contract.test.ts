@@ -293,6 +293,44 @@ describe.each(backends)('history contract: $name', (backend) => {
     ]);
   });
 
+  it("begins a turn: the user's message, then its reply's empty draft, which checkpoints fill and the final message replaces", async () => {
+    const s = await setup();
+    if (!s) return;
+    const { history, clock } = s;
+    // A new session starts at 1.
+    expect(await history.begin('o/new', user('hi'), { keepLast: 100, replyId: 'r0' })).toBe(1);
+    expect((await history.read('o/new')).map((m) => [m.seq, m.role, m.status, m.content, m.draftOf])).toEqual([
+      [1, 'user', 'complete', 'hi', undefined],
+      [2, 'assistant', 'interrupted', '', 'r0'],
+    ]);
+
+    await history.append('o/s', user('first'), keep);
+    clock.now = T0 + 1000;
+    expect(await history.begin('o/s', user('question', T0 + 1000), { keepLast: 100, replyId: 'r1' })).toBe(2);
+    const draft = { role: 'assistant', content: '', status: 'interrupted', createdAt: new Date(T0 + 1000).toISOString(), seq: 3, draftOf: 'r1' };
+    expect(await history.read('o/s')).toEqual([{ ...user('first'), seq: 1 }, { ...user('question', T0 + 1000), seq: 2 }, draft]);
+    await history.checkpoint('o/s', 'r1', 'The ans');
+    expect((await history.read('o/s'))[2]).toEqual({ ...draft, content: 'The ans' });
+    const final: ChatMessage = { role: 'assistant', content: 'The answer.', status: 'complete', createdAt: new Date(T0 + 2000).toISOString() };
+    expect(await history.append('o/s', final, { keepLast: 100, replyId: 'r1' })).toBe(3);
+    expect((await history.read('o/s')).map((m) => [m.seq, m.content, m.draftOf])).toEqual([
+      [1, 'first', undefined],
+      [2, 'question', undefined],
+      [3, 'The answer.', undefined],
+    ]);
+
+    // The next turn goes after it; keepLast trims as an append of the message would, with the draft on top.
+    expect(await history.begin('o/s', user('next'), { keepLast: 3, replyId: 'r2' })).toBe(4);
+    expect((await history.read('o/s')).map((m) => m.seq)).toEqual([2, 3, 4, 5]);
+
+    // It touches the session (for retention) as an append does.
+    clock.now = T0 + 10_000;
+    await history.begin('o/new', user('again'), { keepLast: 100, replyId: 'r3' });
+    expect(await history.expireIdle(T0 + 5000)).toBe(1);
+    expect(await history.read('o/s')).toEqual([]);
+    expect(await history.read('o/new')).toHaveLength(4);
+  });
+
   it('appends a final message that had no checkpoint, and then ignores checkpoints of its reply', async () => {
     const s = await setup();
     if (!s) return;

@@ -202,11 +202,8 @@ export class ChatService {
       const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
       // The shared log first: a start that fails there leaves nothing in history.
       const writer = await events.open(record, this.#lockTtlMs);
-      await Promise.all([
-        history.append(sessionKey, userMessage, { keepLast: this.#keepMessages }),
-        // The reply's place, right after its message, whatever happens to the session meanwhile.
-        history.checkpoint(sessionKey, record.id, ''),
-      ]);
+      // The message, and the reply's place right after it whatever happens to the session meanwhile.
+      await history.begin(sessionKey, userMessage, { keepLast: this.#keepMessages, replyId: record.id });
       messages.push(userMessage);
       const listener = this.#runner.launch(record, messages, writer, { slot, lock, alive }, request, signal);
       lost = () => void this.#local.get(record.id)?.stop('lost');

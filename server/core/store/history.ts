@@ -25,6 +25,13 @@ export interface AppendOptions {
   readonly replyId?: string;
 }
 
+export interface BeginOptions {
+  /** As in AppendOptions, for the message: the draft is on top until its final message (which trims). */
+  readonly keepLast: number;
+  /** The reply that answers the message: its draft takes the next position. */
+  readonly replyId: string;
+}
+
 /**
  * Where conversations last: the History port. One implementation per backend (memory, SQLite,
  * PostgreSQL, Redis), each held to the same contract test (test/history-contract.test.ts).
@@ -57,6 +64,12 @@ export interface History {
   read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]>;
   /** Stores `message` (its own `seq`, if any, is ignored); resolves with the position it got. */
   append(sessionKey: string, message: ChatMessage, options: AppendOptions): Promise<number>;
+  /**
+   * A turn begins: stores the user's `message` and, right after it, the empty draft of the reply
+   * `replyId`, as `append` then `checkpoint(replyId, '')` would (one write where the store can;
+   * a turn's start is on every reply's path). Resolves with the message's position.
+   */
+  begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number>;
   /** Saves the running reply `replyId`'s text so far as its draft (see the contract above). */
   checkpoint(sessionKey: string, replyId: string, text: string): Promise<void>;
   /** Deletes the session and its messages; false when there was none. */

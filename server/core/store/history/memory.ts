@@ -1,6 +1,6 @@
 import type { ChatMessage } from '../../../../shared/messages.ts';
 import { SluiceError } from '../../errors.ts';
-import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
+import { checkKeepLast, checkReadOptions, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
 
 export interface MemoryHistoryOptions {
   /** Epoch ms, for the sessions' last-touched times. Default: Date.now. */
@@ -77,6 +77,12 @@ export class MemoryHistory implements History {
       entries.push({ message: { ...message }, seq, replyId, draft: false });
     }
     if (entries.length > keepLast) entries.splice(0, entries.length - keepLast);
+    return seq;
+  }
+
+  async begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number> {
+    const seq = await this.append(sessionKey, message, { keepLast: options.keepLast });
+    await this.checkpoint(sessionKey, options.replyId, '');
     return seq;
   }
 

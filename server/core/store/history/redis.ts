@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ChatMessage } from '../../../../shared/messages.ts';
-import { checkKeepLast, checkReadOptions, MAX_SEQ, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
+import { checkKeepLast, checkReadOptions, MAX_SEQ, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
 import { SluiceError } from '../../errors.ts';
 import type { RedisConnection } from '../redis/connection.ts';
 
@@ -77,6 +77,12 @@ export class RedisHistory implements History {
         return at;
       }, true),
     );
+  }
+
+  async begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number> {
+    // Sent together on the one connection, so they run in this order.
+    const [seq] = await Promise.all([this.append(sessionKey, message, { keepLast: options.keepLast }), this.checkpoint(sessionKey, options.replyId, '')]);
+    return seq;
   }
 
   checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {

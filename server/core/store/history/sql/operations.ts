@@ -27,13 +27,20 @@ const stepOne = (sql: string, ...params: SqlValue[]): Step => ({ sql, params, on
 const NEXT_SEQ = `INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ($1, $2, 2)
   ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 1
   RETURNING next_seq - 1 AS seq`;
+// A turn's start takes two positions at once: its user's message and its reply's draft.
+const NEXT_SEQ_PAIR = `INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ($1, $2, 3)
+  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 2
+  RETURNING next_seq - 2 AS seq`;
 const TOUCH = `UPDATE history_sessions SET touched_at = $2 WHERE session_key = $1 RETURNING next_seq`;
 const INSERT = `INSERT INTO history_messages
   (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, usage_estimated, reply_id)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
+const INSERT_PAIR = `INSERT INTO history_messages
+  (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, usage_estimated, reply_id)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL), ($1, $10, 'assistant', 'draft', '', $11, NULL, NULL, NULL, $12)`;
 const FINISH_DRAFT = `UPDATE history_messages
   SET role = $3, status = $4, content = $5, created_at = $6, prompt_tokens = $7, completion_tokens = $8, usage_estimated = $9
-  WHERE session_key = $1 AND seq = $2 AND status = 'draft'`;
+  WHERE session_key = $1 AND reply_id = $2 AND status = 'draft' RETURNING seq`;
 const UPDATE_DRAFT = `UPDATE history_messages SET content = $3
   WHERE session_key = $1 AND reply_id = $2 AND status = 'draft' RETURNING seq`;
 const REPLY_ROW = `SELECT seq, status FROM history_messages WHERE session_key = $1 AND reply_id = $2`;
@@ -50,8 +57,8 @@ const EXPIRE = `DELETE FROM history_sessions WHERE session_key IN
 
 const DRAFT = 'draft';
 
-export function* append(sessionKey: string, message: ChatMessage, keepLast: number, replyId: string | undefined, now: number): Op<number> {
-  const fields = [
+function fieldsOf(message: ChatMessage): [string, string, string, string, number | null, number | null, number | null] {
+  return [
     message.role,
     message.status,
     message.content,
@@ -59,29 +66,43 @@ export function* append(sessionKey: string, message: ChatMessage, keepLast: numb
     message.usage?.promptTokens ?? null,
     message.usage?.completionTokens ?? null,
     message.usage?.estimated ? 1 : null,
-  ] as const;
-  // The session's newest position once this message is in, which decides whether anything is past keepLast.
-  let newest = 0;
-  let seq: number | undefined;
+  ];
+}
+
+export function* append(sessionKey: string, message: ChatMessage, keepLast: number, replyId: string | undefined, now: number): Op<number> {
+  const fields = fieldsOf(message);
   if (replyId !== undefined) {
-    const [row] = yield stepOne(REPLY_ROW, sessionKey, replyId);
-    if (row) {
-      seq = Number(row.seq);
-      // A reply has one final message: appending it again (a retry) changes nothing.
-      if (row.status !== DRAFT) return seq;
-      yield step(FINISH_DRAFT, sessionKey, seq, ...fields);
+    // The common case first, in one statement: the reply's draft becomes its final message.
+    const [finished] = yield stepOne(FINISH_DRAFT, sessionKey, replyId, ...fields);
+    if (finished) {
       const [session] = yield stepOne(TOUCH, sessionKey, now);
-      newest = Number(session!.next_seq) - 1;
+      // The session's newest position decides whether anything is past keepLast.
+      yield* trim(sessionKey, keepLast, Number(session!.next_seq) - 1);
+      return Number(finished.seq);
     }
+    // A reply has one final message: appending it again (a retry) changes nothing.
+    const [row] = yield stepOne(REPLY_ROW, sessionKey, replyId);
+    if (row) return Number(row.seq);
   }
-  if (seq === undefined) {
-    seq = yield* nextSeq(sessionKey, now);
-    yield step(INSERT, sessionKey, seq, ...fields, replyId ?? null);
-    newest = seq;
-  }
+  const seq = yield* nextSeq(sessionKey, now);
+  yield step(INSERT, sessionKey, seq, ...fields, replyId ?? null);
+  yield* trim(sessionKey, keepLast, seq);
+  return seq;
+}
+
+/** A turn's start: the user's message and its reply's empty draft, in two statements. */
+export function* begin(sessionKey: string, message: ChatMessage, keepLast: number, replyId: string, now: number): Op<number> {
+  const [row] = yield stepOne(NEXT_SEQ_PAIR, sessionKey, now);
+  const seq = Number(row!.seq);
+  yield step(INSERT_PAIR, sessionKey, seq, ...fieldsOf(message), seq + 1, new Date(now).toISOString(), replyId);
+  // As append then checkpoint: the message is trimmed to keepLast, its draft comes on top (the final message trims it).
+  yield* trim(sessionKey, keepLast + 1, seq + 1);
+  return seq;
+}
+
+function* trim(sessionKey: string, keepLast: number, newest: number): Op<void> {
   // Positions start at 1 without gaps: up to keepLast of them, there is nothing to trim.
   if (newest > keepLast) yield step(TRIM, sessionKey, keepLast);
-  return seq;
 }
 
 export function* checkpoint(sessionKey: string, replyId: string, text: string, now: number): Op<void> {

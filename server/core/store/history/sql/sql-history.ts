@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ChatMessage } from '../../../../../shared/messages.ts';
 import { SluiceError } from '../../../errors.ts';
-import { checkKeepLast, checkReadOptions, type AppendOptions, type History, type HistoryMessage, type ReadOptions } from '../../history.ts';
+import { checkKeepLast, checkReadOptions, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../../history.ts';
 import * as sql from './operations.ts';
 import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './write-queue.ts';
 
@@ -70,6 +70,14 @@ export abstract class SqlHistory implements History {
     const { replyId } = options;
     const now = this.clock();
     return this.#queue.push(sessionKey, () => sql.append(sessionKey, message, keepLast, replyId, now), { barrier: replyId && draftKey(sessionKey, replyId) });
+  }
+
+  begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number> {
+    const keepLast = checkKeepLast(options.keepLast);
+    const { replyId } = options;
+    const now = this.clock();
+    // A barrier like a final append's: a checkpoint called after it cannot be merged into one queued before it.
+    return this.#queue.push(sessionKey, () => sql.begin(sessionKey, message, keepLast, replyId, now), { barrier: draftKey(sessionKey, replyId) });
   }
 
   checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
