@@ -21,7 +21,8 @@ const USAGE = `usage: npm run bench:ab -- --base <ref> [--head <ref>] [--targets
   --targets      Sluice targets (default: sluice-sse,sluice-trpc-ws,sluice-trpc-sse,sluice-openai)
   --reps N       repetitions of the throughput scenario (default 7)
   --held N       also measure N held streams at 50 ms a token (default: none)
-  --store S      STORE for both builds (default memory: a build from before STORE ignores it)`;
+  --store S      STORE for both builds (default memory: a build from before STORE ignores it)
+  --profile DIR  run both servers under --cpu-prof, profiles in DIR/<target>-<side>/ (figures are then higher)`;
 
 interface Options {
   readonly base: string;
@@ -30,6 +31,7 @@ interface Options {
   readonly reps: number;
   readonly held: number;
   readonly store: string;
+  readonly profile: string | undefined;
 }
 
 function parse(argv: readonly string[]): Options {
@@ -49,6 +51,7 @@ function parse(argv: readonly string[]): Options {
     reps: Number(values.get('reps') ?? 7),
     held: Number(values.get('held') ?? 0),
     store: values.get('store') ?? 'memory',
+    profile: values.get('profile'),
   };
 }
 
@@ -68,14 +71,14 @@ interface Side {
   readonly entry: string;
 }
 
-async function measure(scenario: Scenario, targets: readonly Target[], sides: readonly Side[], store: string): Promise<void> {
+async function measure(scenario: Scenario, targets: readonly Target[], sides: readonly Side[], store: string, profile: string | undefined): Promise<void> {
   console.log(`\n# ${scenario.title}`);
   for (const target of targets) {
     const opened: Array<{ side: Side; open: OpenTarget }> = [];
     try {
       for (const side of sides) {
         const variant: Target = { ...target, entry: side.entry };
-        const result = await openTarget(variant, scenario, { tag: `ab-${target.name}-${side.tag}`, serverEnv: { STORE: store } });
+        const result = await openTarget(variant, scenario, { tag: `ab-${target.name}-${side.tag}`, serverEnv: { STORE: store }, cpuProfileDir: profile });
         if ('skipped' in result) throw new Error(`${target.name} (${side.label}): ${result.skipped}`);
         opened.push({ side, open: result.open });
       }
@@ -128,5 +131,6 @@ await measure(
   targets,
   sides,
   options.store,
+  options.profile,
 );
-if (options.held > 0) await measure({ ...scenarios.find((s) => s.name.startsWith('held-'))!, repetitions: 3 }, targets, sides, options.store);
+if (options.held > 0) await measure({ ...scenarios.find((s) => s.name.startsWith('held-'))!, repetitions: 3 }, targets, sides, options.store, options.profile);
