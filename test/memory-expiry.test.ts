@@ -6,8 +6,9 @@ import { MemorySignals } from '../server/core/store/signals/memory.ts';
 // The memory store's marks, leases and rate windows expire; what has expired must go without
 // each new entry walking every live one. A busy server keeps more than 10,000 of them live (a
 // settled mark per reply of the last minutes, two leases per running reply): a walk of them all on
-// every reply made the memory store O(n) a reply. These bounds are a thousand times what the work
-// takes done right (tens of ms), and a tenth of what the walk took (seconds to minutes).
+// every reply made the memory store O(n) a reply. The bound is 15-30 times what the work takes
+// done right (90 and 170 ms on the development machine), a quarter or less of what the walk took
+// there (12 and 21 s).
 const N = 40_000;
 const HOUR = 3_600_000;
 
@@ -20,9 +21,11 @@ async function timed(work: () => Promise<void>): Promise<number> {
 describe('memory store: entries that expire cost O(1) each, however many are live', () => {
   it('signals: settling 40,000 replies whose marks all live', async () => {
     const signals = new MemorySignals();
+    let settled = 0;
     const ms = await timed(async () => {
-      for (let i = 0; i < N; i++) expect(await signals.settle(`g${i}`, HOUR)).toBe(true);
+      for (let i = 0; i < N; i++) if (await signals.settle(`g${i}`, HOUR)) settled++;
     });
+    expect(settled).toBe(N);
     expect(ms).toBeLessThan(3000);
     // Still what they were.
     expect(await signals.requestCancel('g0', HOUR)).toBe(false);
@@ -32,12 +35,15 @@ describe('memory store: entries that expire cost O(1) each, however many are liv
 
   it('leases: 40,000 held at once, and as many rate windows', async () => {
     const leases = new MemoryLeaseStore();
+    let acquired = 0;
+    let firstHits = 0;
     const ms = await timed(async () => {
       for (let i = 0; i < N; i++) {
-        expect(await leases.acquire(`lock:${i}`, `h${i}`, HOUR)).toBe(true);
-        expect((await leases.hitWindow(`rate:${i}`, HOUR)).count).toBe(1);
+        if (await leases.acquire(`lock:${i}`, `h${i}`, HOUR)) acquired++;
+        if ((await leases.hitWindow(`rate:${i}`, HOUR)).count === 1) firstHits++;
       }
     });
+    expect([acquired, firstHits]).toEqual([N, N]);
     expect(ms).toBeLessThan(3000);
     expect(await leases.holder('lock:0')).toBe('h0');
     expect(await leases.acquire('lock:0', 'other', HOUR)).toBe(false);

@@ -1,35 +1,36 @@
 import type { LeaseStore } from '../lease-store.ts';
+import { ExpiringMap } from '../memory/expiring-map.ts';
 
 const expired = (until: number, now = Date.now()): boolean => until <= now;
 
-/** Leases and limits in this process. Expired entries are dropped as they are met, and swept as maps grow. */
+/** Leases and limits in this process. Expired entries are dropped as they are met, and swept as new ones come (see ExpiringMap). */
 export class MemoryLeaseStore implements LeaseStore {
-  readonly #leases = new Map<string, { holder: string; until: number }>();
+  /** Holders by key. */
+  readonly #leases = new ExpiringMap<string>();
   readonly #slots = new Map<string, Map<string, number>>();
-  readonly #windows = new Map<string, { count: number; endsAt: number }>();
+  readonly #windows = new ExpiringMap<{ count: number; readonly endsAt: number }>();
 
   async acquire(key: string, holder: string, ttlMs: number): Promise<boolean> {
-    const lease = this.#leases.get(key);
-    if (lease && lease.holder !== holder && !expired(lease.until)) return false;
-    if (!lease && this.#leases.size > 10_000) this.#sweepLeases();
-    this.#leases.set(key, { holder, until: Date.now() + ttlMs });
+    const now = Date.now();
+    const current = this.#leases.get(key, now);
+    if (current !== undefined && current !== holder) return false;
+    this.#leases.set(key, holder, now + ttlMs, now);
     return true;
   }
 
   async refresh(key: string, holder: string, ttlMs: number): Promise<boolean> {
-    const lease = this.#leases.get(key);
-    if (!lease || lease.holder !== holder || expired(lease.until)) return false;
-    lease.until = Date.now() + ttlMs;
+    const now = Date.now();
+    if (this.#leases.get(key, now) !== holder) return false;
+    this.#leases.set(key, holder, now + ttlMs, now);
     return true;
   }
 
   async release(key: string, holder: string): Promise<void> {
-    if (this.#leases.get(key)?.holder === holder) this.#leases.delete(key);
+    if (this.#leases.get(key) === holder) this.#leases.delete(key);
   }
 
   async holder(key: string): Promise<string | undefined> {
-    const lease = this.#leases.get(key);
-    return lease && !expired(lease.until) ? lease.holder : undefined;
+    return this.#leases.get(key);
   }
 
   async acquireSlot(key: string, member: string, limit: number, ttlMs: number): Promise<boolean> {
@@ -57,18 +58,12 @@ export class MemoryLeaseStore implements LeaseStore {
 
   async hitWindow(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }> {
     const now = Date.now();
-    let window = this.#windows.get(key);
-    if (!window || expired(window.endsAt, now)) {
-      if (this.#windows.size > 10_000) for (const [k, w] of this.#windows) if (expired(w.endsAt, now)) this.#windows.delete(k);
+    let window = this.#windows.get(key, now);
+    if (!window) {
       window = { count: 0, endsAt: now + windowMs };
-      this.#windows.set(key, window);
+      this.#windows.set(key, window, window.endsAt, now);
     }
     window.count++;
     return { count: window.count, resetInMs: window.endsAt - now };
-  }
-
-  #sweepLeases(): void {
-    const now = Date.now();
-    for (const [key, lease] of this.#leases) if (expired(lease.until, now)) this.#leases.delete(key);
   }
 }

@@ -1,10 +1,11 @@
+import { ExpiringMap } from '../memory/expiring-map.ts';
 import type { Signals } from '../signals.ts';
 
 /** Signals within this process. */
 export class MemorySignals implements Signals {
   readonly #cancelHandlers = new Set<(generationId: string) => void>();
   /** Per generation: cancelled ('c') or settled ('s'), until the mark expires. */
-  readonly #marks = new Map<string, { mark: 'c' | 's'; until: number }>();
+  readonly #marks = new ExpiringMap<'c' | 's'>();
 
   async requestCancel(generationId: string, ttlMs: number): Promise<boolean> {
     if (this.#mark(generationId)) return false;
@@ -39,17 +40,12 @@ export class MemorySignals implements Signals {
   }
 
   #mark(generationId: string): 'c' | 's' | undefined {
-    const entry = this.#marks.get(generationId);
-    if (!entry) return undefined;
-    if (entry.until > Date.now()) return entry.mark;
-    this.#marks.delete(generationId);
-    return undefined;
+    return this.#marks.get(generationId);
   }
 
   #set(generationId: string, mark: 'c' | 's', ttlMs: number): void {
-    const now = Date.now();
     // Expired marks go as new ones come: the map holds about one mark per reply of the last ttlMs.
-    if (this.#marks.size >= 10_000) for (const [id, entry] of this.#marks) if (entry.until <= now) this.#marks.delete(id);
-    this.#marks.set(generationId, { mark, until: now + ttlMs });
+    const now = Date.now();
+    this.#marks.set(generationId, mark, now + ttlMs, now);
   }
 }
