@@ -63,6 +63,10 @@ export interface MeasureOptions {
 function serverEnv(scenario: Scenario): Record<string, string> {
   return {
     SIM_DELAY_MS: String(scenario.delayMs),
+    // The model reports its usage, as an OpenAI-compatible upstream does when asked (Sluice asks by
+    // default, and the proxy path's fake upstream answers): Sluice's own count, for providers that
+    // report none, is not what a deployment pays on every reply (its cost is in the README).
+    SIM_USAGE: 'true',
     // Production's level: the URL line is logged at info, and so is one line per finished reply.
     LOG_LEVEL: 'info',
     MAX_MESSAGE_CHARS: String(Math.max(32_000, scenario.prompt.length * 2)),
