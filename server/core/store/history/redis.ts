@@ -1,6 +1,15 @@
 import type { Logger } from 'pino';
 import { ChatMessage } from '../../../../shared/messages.ts';
-import { checkKeepLast, checkReadOptions, MAX_SEQ, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
+import {
+  checkKeepLast,
+  checkReadOptions,
+  MAX_SEQ,
+  type AppendOptions,
+  type BeginOptions,
+  type History,
+  type HistoryMessage,
+  type ReadOptions,
+} from '../history.ts';
 import { SluiceError } from '../../errors.ts';
 import type { RedisConnection } from '../redis/connection.ts';
 
