@@ -7,6 +7,7 @@ import { SluiceError } from '../../core/errors.ts';
 import type { Attachment } from '../../core/chat-service.ts';
 import type { Sink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
+import { eventJson } from '../event-json.ts';
 import { bearerToken } from '../http/bearer.ts';
 import { streamSse } from '../http/sse-stream.ts';
 import type { ChatApi } from './context.ts';
@@ -39,7 +40,7 @@ const CONNECTED_WITH_RECONNECT = (ms: number): string => `event: connected\ndata
 // superjson of a plain object (strings, numbers, booleans) is `{"json": <the object>}`, so the
 // frame is written directly instead of walking each event through superjson.
 function dataFrame(event: StreamEvent, id: string): string {
-  return `data: {"json":${JSON.stringify(event)}}\nid: ${id}\n\n`;
+  return `data: {"json":${eventJson(event)}}\nid: ${id}\n\n`;
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import type { TrackedEvent } from '../../core/generation.ts';
 import { drain, type Outlet } from '../drain.ts';
+import { eventJson } from '../event-json.ts';
 import type { TRPCContext } from './context.ts';
 
 const OPEN = 1; // WebSocket.OPEN
@@ -64,7 +65,7 @@ class WsOutlet implements Outlet {
       this.#corked = true;
     }
     const id = JSON.stringify(eventId);
-    this.#ws.send(`${this.#prefix}${id},"data":{"json":{"id":${id},"data":${JSON.stringify(event)}}}}}`);
+    this.#ws.send(`${this.#prefix}${id},"data":{"json":{"id":${id},"data":${eventJson(event)}}}}}`);
   }
 
   flush(): void {
