@@ -27,8 +27,10 @@ export async function handleChatStream(req: IncomingMessage, res: ServerResponse
   // The reference's `Connection: keep-alive`, unless the client asked to close (HTTP/1.1 says it wins).
   // The reply's id comes with the headers, which go out while the model thinks: a client cut off
   // before the first event resumes with `Last-Event-ID: <id>:0` and gets the whole reply.
-  res.setHeader('X-Sluice-Reply-Id', attachment.generationId);
-  res.writeHead(200, /\bclose\b/i.test(req.headers.connection ?? '') ? SSE_HEADERS_CLOSING : SSE_HEADERS);
+  // In writeHead's own headers, not setHeader: a response with no header set before writes its head
+  // straight from the object, where one set before sends every header through setHeader's checks.
+  const headers = /\bclose\b/i.test(req.headers.connection ?? '') ? SSE_HEADERS_CLOSING : SSE_HEADERS;
+  res.writeHead(200, { ...headers, 'X-Sluice-Reply-Id': attachment.generationId });
   await streamSse({
     res,
     listener: attachment.listener,
