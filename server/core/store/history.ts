@@ -53,8 +53,9 @@ export interface BeginOptions {
  *   died reads back as that reply, `interrupted`, with the last checkpointed text. Checkpoints
  *   are cheap to call (writes are batched) but each one writes the whole text: callers
  *   checkpoint on a cadence (about every second), not on every token.
- * - Retention: appends touch their session, as does the checkpoint that starts a draft (reads
- *   do not; nor do later checkpoints, the draft being seconds old). `expireIdle(cutoff)`
+ * - Retention: appends touch their session, as do `begin` and the checkpoint that starts a draft
+ *   (reads do not; nor do later checkpoints, the draft being seconds old; the final message that
+ *   replaces a draft may or may not: its turn touched the session when it began). `expireIdle(cutoff)`
  *   deletes every session last touched before `cutoff` (in the store's clock, epoch ms).
  * - Errors: methods reject with SluiceError('unavailable') when the backing service cannot be
  *   reached or refuses the write (disk full, say), and after `close`.

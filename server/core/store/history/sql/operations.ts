@@ -31,7 +31,6 @@ const NEXT_SEQ = `INSERT INTO history_sessions (session_key, touched_at, next_se
 const NEXT_SEQ_PAIR = `INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ($1, $2, 3)
   ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 2
   RETURNING next_seq - 2 AS seq`;
-const TOUCH = `UPDATE history_sessions SET touched_at = $2 WHERE session_key = $1 RETURNING next_seq`;
 const INSERT = `INSERT INTO history_messages
   (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, usage_estimated, reply_id)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`;
@@ -75,10 +74,12 @@ export function* append(sessionKey: string, message: ChatMessage, keepLast: numb
     // The common case first, in one statement: the reply's draft becomes its final message.
     const [finished] = yield stepOne(FINISH_DRAFT, sessionKey, replyId, ...fields);
     if (finished) {
-      const [session] = yield stepOne(TOUCH, sessionKey, now);
-      // The session's newest position decides whether anything is past keepLast.
-      yield* trim(sessionKey, keepLast, Number(session!.next_seq) - 1);
-      return Number(finished.seq);
+      // The session is not touched again: its turn touched it when it began, moments ago in
+      // retention's terms, and a commit that leaves the session's row alone writes a third of the pages.
+      // The draft's position stands for the newest (a later one waits for the next append's trim).
+      const seq = Number(finished.seq);
+      yield* trim(sessionKey, keepLast, seq);
+      return seq;
     }
     // A reply has one final message: appending it again (a retry) changes nothing.
     const [row] = yield stepOne(REPLY_ROW, sessionKey, replyId);
