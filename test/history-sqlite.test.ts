@@ -117,3 +117,26 @@ it('migrates a new file once, and says so when a newer release has migrated it f
   await (await SqliteHistory.open({ path, logger: again.logger })).close();
   expect(again.lines.map((l) => [l.msg, l.version])).toEqual([['history: the schema is newer than this release knows', 999]]);
 });
+
+it('skips a row that is not a message (written by hand, a BLOB for its text) and reads the rest', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-corrupt-'));
+  const path = join(dir, 'history.db');
+  const logs = captureLogs('warn');
+  const history = await SqliteHistory.open({ path, logger: logs.logger });
+  try {
+    const message = (content: string) => ({ role: 'user' as const, content, status: 'complete' as const, createdAt: new Date().toISOString() });
+    await history.append('o/s', message('first'), { keepLast: 10 });
+    await history.append('o/s', message('second'), { keepLast: 10 });
+    await history.append('o/s', message('third'), { keepLast: 10 });
+    const db = new Database(path);
+    db.exec("UPDATE history_messages SET content = X'6E6F742074657874' WHERE session_key = 'o/s' AND seq = 2");
+    db.close();
+    expect((await history.read('o/s')).map((m) => [m.seq, m.content])).toEqual([
+      [1, 'first'],
+      [3, 'third'],
+    ]);
+    expect(logs.lines.filter((l) => l.msg === 'skipped a corrupt history entry').map((l) => l.seq)).toEqual([2]);
+  } finally {
+    await history.close();
+  }
+});
