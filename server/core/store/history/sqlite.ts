@@ -57,17 +57,6 @@ export class SqliteHistory extends SqlHistory {
     return this.#exec(step);
   }
 
-  protected override readPage(sessionKey: string, limit: number, before: number): sql.Row[] {
-    try {
-      return sql.rowsOfJsonPage(this.#exec(sql.readJsonStep(sessionKey, limit, before)));
-    } catch (error) {
-      // JSON cannot hold a value that is not a message's (a BLOB written by hand): read the rows
-      // one by one, so that the read skips that one and returns the rest.
-      if (!String((error as { message?: unknown }).message).includes('JSON')) throw error;
-      return this.#exec(sql.readStep(sessionKey, limit, before));
-    }
-  }
-
   protected ping(): boolean {
     return this.#db.open;
   }

@@ -132,21 +132,6 @@ export function* expireIdle(cutoff: number, chunk: number): Op<number> {
 
 export const readStep = (sessionKey: string, limit: number, before: number): Step => step(READ, sessionKey, before, limit);
 
-// READ's page as one row of JSON, for SQLite: its driver builds each row's object through native
-// calls, and one string parsed in JS costs less (a page of 20 messages: 82-94 against 136-142 µs).
-// PostgreSQL, whose rows come over the wire as text anyway, keeps READ.
-const READ_JSON = `SELECT json_group_array(json_object('seq', seq, 'role', role, 'status', status, 'content', content,
-  'created_at', created_at, 'prompt_tokens', prompt_tokens, 'completion_tokens', completion_tokens,
-  'usage_estimated', usage_estimated, 'reply_id', reply_id) ORDER BY seq DESC) AS page
-  FROM (SELECT * FROM history_messages WHERE session_key = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3)`;
-export const readJsonStep = (sessionKey: string, limit: number, before: number): Step => stepOne(READ_JSON, sessionKey, before, limit);
-
-/** READ_JSON's one row as READ's rows. */
-export function rowsOfJsonPage(rows: readonly Row[]): Row[] {
-  const page = rows[0]?.page;
-  return typeof page === 'string' ? (JSON.parse(page) as Row[]) : [];
-}
-
 const DRAFTS = `SELECT session_key, reply_id FROM history_messages WHERE status = 'draft' ORDER BY session_key, seq LIMIT $1`;
 export const draftsStep = (limit: number): Step => step(DRAFTS, limit);
 

@@ -43,10 +43,6 @@ export abstract class SqlHistory implements History {
   /** Whether a failed batch failed for one write's sake (then each is tried alone). */
   protected abstract isOneWriteError(error: unknown): boolean;
   protected abstract readRows(step: sql.Step): Promise<sql.Row[]> | sql.Row[];
-  /** A page of a session's messages as READ's rows (newest first); a database may read it its own way. */
-  protected readPage(sessionKey: string, limit: number, before: number): Promise<sql.Row[]> | sql.Row[] {
-    return this.readRows(sql.readStep(sessionKey, limit, before));
-  }
   /** Whether the database answers (the store is not closing). */
   protected abstract ping(): Promise<boolean> | boolean;
   /** Closes the connections, once the queue has written what it held. */
@@ -56,7 +52,7 @@ export abstract class SqlHistory implements History {
     const { limit, before } = checkReadOptions(options);
     if (this.#closing) throw new SluiceError('unavailable', 'The history store is closed');
     try {
-      const rows = await this.readPage(sessionKey, limit, before);
+      const rows = await this.readRows(sql.readStep(sessionKey, limit, before));
       return sql.toMessages(rows, (row) => this.logger.warn({ sessionKey, seq: row.seq }, 'skipped a corrupt history entry'));
     } catch (error) {
       throw unavailable(error);
