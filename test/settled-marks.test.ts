@@ -5,9 +5,9 @@ import { startServer } from './helpers/server.ts';
 import { drain, streamSseRoute } from './helpers/sse.ts';
 
 // A reply settles its outcome in the shared state, so that a cancel racing its end answers the
-// truth. Once its session lock is released no cancel reaches that mark, so it need not last
-// longer than the resume window: kept for a day, a server's Redis held one key per reply of the
-// last 24 hours (and the memory store a map entry each).
+// truth. Once its session lock is released no cancel reaches that mark, so it lasts the resume
+// window (EVENT_LOG_TTL_MS, at least a minute): kept for a day, a server's Redis held one key per
+// reply of the last 24 hours (and the memory store a map entry each).
 it('a finished reply leaves its settled mark for the resume window, not for a day', async () => {
   const redis = await startRedis();
   if (!redis) return;

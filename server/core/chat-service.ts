@@ -77,6 +77,8 @@ const DELETE_WAIT_MS = 5_000;
 
 /** How long a generation's record (and so its session lock) is kept: a day, or the event log's lifetime if longer. */
 const RECORD_TTL_MS = 24 * 60 * 60 * 1000;
+/** The least a reply's settled outcome stays marked (see ReplyRunnerOptions.settledMarkTtlMs). */
+const SETTLED_MARK_MIN_TTL_MS = 60_000;
 
 function checkOptions(o: ChatServiceOptions): void {
   for (const name of [
@@ -151,7 +153,7 @@ export class ChatService {
       cancels: this.#cancels,
       resumeGraceMs: options.resumeGraceMs,
       eventLogTtlMs: options.eventLogTtlMs,
-      markTtlMs: this.#lockTtlMs,
+      settledMarkTtlMs: Math.max(options.eventLogTtlMs, SETTLED_MARK_MIN_TTL_MS),
       keepMessages: this.#keepMessages,
       onListener: this.#countListener,
     });

@@ -41,8 +41,13 @@ export interface ReplyRunnerOptions {
   readonly cancels: CancelRouting;
   readonly resumeGraceMs: number;
   readonly eventLogTtlMs: number;
-  /** How long a cancel's or settling's mark lasts (a generation's record lifetime). */
-  readonly markTtlMs: number;
+  /**
+   * How long the mark of a settled outcome lasts. A cancel reaches it only while the reply still
+   * holds its session (until its final write and the lock's release, moments after settling), so
+   * the resume window is ample; kept as long as a cancel's own mark (a day), the store held one per
+   * reply of the last day.
+   */
+  readonly settledMarkTtlMs: number;
   readonly keepMessages: number;
   /** Told when a listener joins (+1) or leaves (-1). */
   readonly onListener: (delta: 1 | -1) => void;
@@ -95,7 +100,7 @@ export class ReplyRunner {
         : undefined,
       keepAlive: record.stored ? async () => (await o.events.countListeners(record.id)) > 0 : undefined,
       // Replies of a session can be cancelled from anywhere: their outcome is settled in the shared state.
-      settle: record.stored ? () => o.signals.settle(record.id, o.markTtlMs) : undefined,
+      settle: record.stored ? () => o.signals.settle(record.id, o.settledMarkTtlMs) : undefined,
       onListener: o.onListener,
       onFirstDelta: (ms) => o.observer.firstDelta(ms),
     });
