@@ -33,6 +33,10 @@ export class ServerPubSub implements PubSub {
     subscriber.on('message', (channel: string, message: string) => this.#handlers.get(channel)?.(message));
     let first = true;
     subscriber.on('ready', () => {
+      // Every channel again, on every connection: ioredis makes again only the subscriptions that
+      // were made, and a SUBSCRIBE queued while the connection was away fails with the first failed
+      // attempt (commands are not retried). Subscribing twice to a channel is harmless.
+      this.#subscribeAll();
       if (first) {
         first = false;
         return;
@@ -43,7 +47,12 @@ export class ServerPubSub implements PubSub {
 
   subscribe(channel: string, onMessage: (message: string) => void): void {
     this.#handlers.set(channel, onMessage);
-    this.#sub.subscribe(channel).catch(() => undefined);
+    // Now if connected; otherwise at the next 'ready'.
+    if (this.#sub.status === 'ready') this.#sub.subscribe(channel).catch(() => undefined);
+  }
+
+  #subscribeAll(): void {
+    if (this.#handlers.size > 0) this.#sub.subscribe(...this.#handlers.keys()).catch(() => undefined);
   }
 
   async publish(channel: string, message: string): Promise<void> {
