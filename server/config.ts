@@ -6,13 +6,16 @@ import { parseAllowedOrigins } from './net/origins.ts';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
-const hostPorts = z.string().superRefine((value, ctx) => {
-  try {
-    parseHostPorts(value);
-  } catch (error) {
-    ctx.addIssue({ code: 'custom', message: (error as Error).message });
-  }
-});
+/** A string that `parse` accepts; its error's message is the setting's. */
+const parsedBy = (parse: (value: string) => unknown) =>
+  z.string().superRefine((value, ctx) => {
+    try {
+      parse(value);
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: (error as Error).message });
+    }
+  });
+const hostPorts = parsedBy(parseHostPorts);
 
 /**
  * Every setting Sluice reads, with its default. Read once at start-up (environment variables, or
@@ -39,41 +42,17 @@ export const ConfigSchema = z
       .describe(
         "how long an idle keep-alive connection is kept for the client's next request; keep it longer than the idle timeout of any proxy or load balancer in front (nginx's upstream keepalive: 60 s), or a request may be sent on a connection Sluice is closing",
       ),
-    TRUSTED_PROXIES: z
-      .string()
-      .superRefine((value, ctx) => {
-        try {
-          parseTrustedProxies(value);
-        } catch (error) {
-          ctx.addIssue({ code: 'custom', message: (error as Error).message });
-        }
-      })
+    TRUSTED_PROXIES: parsedBy(parseTrustedProxies)
       .optional()
       .describe(
         "proxies whose `X-Forwarded-For` is believed, as comma-separated IPs or CIDRs (or `loopback`): only a request from one of them gets its client IP (`clientIp` in the logs) from that header (unset: none; the socket's peer is the client)",
       ),
-    ALLOWED_ORIGINS: z
-      .string()
-      .superRefine((value, ctx) => {
-        try {
-          parseAllowedOrigins(value);
-        } catch (error) {
-          ctx.addIssue({ code: 'custom', message: (error as Error).message });
-        }
-      })
+    ALLOWED_ORIGINS: parsedBy(parseAllowedOrigins)
       .optional()
       .describe(
         "browser origins besides the server's own that may call it (CORS) and open WebSockets, comma-separated (`https://app.example.com,http://localhost:5173`), or `*` for any; other sites' pages are refused (403). Requests without an `Origin` (programs, not browsers) are not affected",
       ),
-    ALLOWED_HOSTS: z
-      .string()
-      .superRefine((value, ctx) => {
-        try {
-          parseAllowedHosts(value);
-        } catch (error) {
-          ctx.addIssue({ code: 'custom', message: (error as Error).message });
-        }
-      })
+    ALLOWED_HOSTS: parsedBy(parseAllowedHosts)
       .optional()
       .describe(
         "the names browser pages reach Sluice by (the `Host` of their requests), comma-separated hostnames (`chat.example.com`), or `*`; a page on any other name is refused (403), which stops DNS rebinding (a site whose name is pointed at Sluice's address). Unset: `localhost`, `*.localhost`, `127.0.0.1` and `[::1]` when HOST is a loopback address and TRUSTED_PROXIES is unset, else any (behind a proxy, list the site's names). Requests without `Origin` or Fetch Metadata (programs) are not affected",
