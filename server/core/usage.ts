@@ -28,9 +28,10 @@ export function preloadTokenizer(): Promise<unknown> {
 /**
  * What a reply consumed, counted by Sluice and marked `estimated`: the conversation the provider
  * was sent (the prompt) and the text it produced, however the reply ended. Runs once a reply, never
- * per token: about 16 µs of a reply's CPU for a short prompt and a 39-word reply, and 0.03-0.1 µs a
- * character of context not counted before (a session's earlier messages are remembered). Undefined when the tokenizer
- * cannot be loaded.
+ * per token: 32-40 µs for a short prompt and a 39-word reply (more in a busy server, where the
+ * tokenizer's garbage adds to every collection), and 0.03-0.1 µs a character of context not
+ * counted before (a session's earlier messages are remembered). Undefined when the tokenizer cannot
+ * be loaded.
  */
 export async function estimateUsage(messages: readonly ProviderMessage[], reply: string): Promise<TokenUsage | undefined> {
   let tokenizer;
