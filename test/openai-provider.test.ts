@@ -101,6 +101,21 @@ describe('the request sent upstream', () => {
     expect(upstream.requests[0]!.body).toEqual({ model: 'local', messages: [{ role: 'user', content: 'hi' }], stream: true });
   });
 
+  it('carries the session as kept: the earlier turns in order, then the message, no more than MAX_HISTORY_MESSAGES', async () => {
+    const upstream = await startFakeUpstream();
+    const { url } = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm', MAX_HISTORY_MESSAGES: 4 });
+    for (const message of ['one', 'two', 'three']) for await (const _ of streamSseRoute(url, { message, session_id: 'turns' }));
+    const reply = { role: 'assistant', content: 'Hello from the upstream.' };
+    expect(upstream.requests.map((request) => (request.body as { messages: unknown[] }).messages)).toEqual([
+      [{ role: 'user', content: 'one' }],
+      [{ role: 'user', content: 'one' }, reply, { role: 'user', content: 'two' }],
+      // What the session keeps once the turn began (the oldest message trimmed): what the model sees.
+      [reply, { role: 'user', content: 'two' }, reply, { role: 'user', content: 'three' }],
+    ]);
+    const history = await (await fetch(`${url}/v1/sessions/turns/messages`)).json();
+    expect(history.messages.map((m: { content: string }) => m.content)).toEqual(['two', reply.content, 'three', reply.content]);
+  });
+
   it("keeps the upstream's usage with the reply in history", async () => {
     const upstream = await startFakeUpstream({ kind: 'ok', usage: { prompt: 11, completion: 5 } });
     const { url } = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm' });

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { ChatMessage, SessionHistory } from '../../shared/messages.ts';
 import type { EventRef } from '../../shared/stream-events.ts';
 import { SluiceError, toSluiceError } from './errors.ts';
-import type { Listener } from './generation.ts';
+import { NOTHING_CONSUMED, type Listener } from './generation.ts';
 import { newGenerationId } from './ids.ts';
 import type { Held, Leases } from './leases.ts';
 import { LocalGenerations } from './local-generations.ts';
@@ -200,12 +200,14 @@ export class ChatService {
       taken.push(alive);
       const lock = await this.#lockSession(record, () => lost());
       taken.push(lock);
-      const messages: ProviderMessage[] = await history.read(sessionKey);
       const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
       // The shared log first: a start that fails there leaves nothing in history.
       const writer = await events.open(record, this.#lockTtlMs);
       // The message, and the reply's place right after it whatever happens to the session meanwhile.
-      await history.begin(sessionKey, userMessage, { keepLast: this.#keepMessages, replyId: record.id });
+      const seq = await history.begin(sessionKey, userMessage, { keepLast: this.#keepMessages, replyId: record.id });
+      // The prompt is what came before the message (the lock keeps the session still): nothing when
+      // the message is the session's first, which saves a conversation's first turn a read.
+      const messages: ProviderMessage[] = seq > 1 ? await this.#priorMessages(record, seq) : [];
       messages.push(userMessage);
       const listener = this.#runner.launch(record, messages, writer, { slot, lock, alive }, request, signal);
       lost = () => void this.#local.get(record.id)?.stop('lost');
@@ -395,6 +397,22 @@ export class ChatService {
     const slot = await this.#o.leases.takeSlot(`streams:${owner}`, limit);
     if (!slot) throw new SluiceError('rate_limited', `Too many replies running at once for this key (limit ${limit})`, { retryAfterSeconds: 1 });
     return slot;
+  }
+
+  /**
+   * The session's messages before position `seq` (the turn's message). A read that fails after the
+   * turn began leaves the reply stored as failed, as any reply that fails before its first token.
+   */
+  async #priorMessages(record: GenerationRecord, seq: number): Promise<ProviderMessage[]> {
+    const { history } = this.#o;
+    try {
+      return await history.read(record.sessionKey, { before: seq });
+    } catch (error) {
+      const reply: ChatMessage = { role: 'assistant', content: '', status: 'failed', createdAt: new Date().toISOString(), usage: NOTHING_CONSUMED };
+      // Best effort: the store just failed a read; a draft left behind reads back as interrupted.
+      await history.append(record.sessionKey, reply, { keepLast: this.#keepMessages, replyId: record.id }).catch(() => undefined);
+      throw error;
+    }
   }
 
   /** Takes the session's lock; a lock left by a dead instance is repaired and taken over. */

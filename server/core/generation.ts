@@ -88,7 +88,7 @@ const COPY_RETRY_MS = 50;
 const COPY_RETRY_MAX_MS = 500;
 /** Events sent again at first when the log turns out to have lost some (doubled until enough). */
 const REFILL_SPAN = 32;
-const NOTHING_CONSUMED: TokenUsage = Object.freeze({ promptTokens: 0, completionTokens: 0, estimated: true });
+export const NOTHING_CONSUMED: TokenUsage = Object.freeze({ promptTokens: 0, completionTokens: 0, estimated: true });
 const SETTLED_VOID: Promise<void> = Promise.resolve();
 
 /**
