@@ -112,8 +112,8 @@ describe('the request sent upstream', () => {
       // What the session keeps once the turn began (the oldest message trimmed): what the model sees.
       [reply, { role: 'user', content: 'two' }, reply, { role: 'user', content: 'three' }],
     ]);
-    const history = await (await fetch(`${url}/v1/sessions/turns/messages`)).json();
-    expect(history.messages.map((m: { content: string }) => m.content)).toEqual(['two', reply.content, 'three', reply.content]);
+    const history = (await (await fetch(`${url}/v1/sessions/turns/messages`)).json()) as { messages: Array<{ content: string }> };
+    expect(history.messages.map((m) => m.content)).toEqual(['two', reply.content, 'three', reply.content]);
   });
 
   it("keeps the upstream's usage with the reply in history", async () => {
