@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -21,13 +21,18 @@ afterEach(async () => {
 describe('bench smoke run', () => {
   it('streams every reply complete on every transport and writes the table, JSON and chart', { timeout: 180_000 }, async () => {
     const out = await mkdtemp(join(tmpdir(), 'sluice-bench-smoke-'));
-    dirs.push(out);
-    const bench = spawnNode(['--import', 'tsx', 'bench/main.ts', '--smoke', '--out', out]);
+    // The bench's own temporary directory, to see what it leaves there.
+    const temp = await mkdtemp(join(tmpdir(), 'sluice-bench-tmp-'));
+    await chmod(temp, 0o755); // the bench's PostgreSQL runs as the postgres user, beneath it
+    dirs.push(out, temp);
+    const bench = spawnNode(['--import', 'tsx', 'bench/main.ts', '--smoke', '--out', out], { env: { ...process.env, TMPDIR: temp } });
     let output = '';
     bench.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     bench.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const [code] = (await once(bench, 'exit')) as [number | null];
     expect(code, output).toBe(0);
+    // Every server's data directory (its SQLite history) goes with it.
+    expect((await readdir(temp)).filter((name) => name.startsWith('sluice-bench-data-'))).toEqual([]);
     const log = [output];
     const report = JSON.parse(await readFile(join(out, 'latest.json'), 'utf8')) as BenchReport;
 
