@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,9 +50,14 @@ export interface ChildServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-const live = new Set<ChildProcess>();
+/** Each live server, and the data directory it was given (removed when it exits). */
+const live = new Map<ChildProcess, string>();
+const removeDataDir = (dir: string): void => rmSync(dir, { recursive: true, force: true });
 const killAll = (): void => {
-  for (const child of live) child.kill('SIGKILL');
+  for (const [child, dir] of live) {
+    child.kill('SIGKILL');
+    removeDataDir(dir);
+  }
 };
 // Whatever happens to the bench (an error, Ctrl-C), its servers do not outlive it.
 process.once('exit', killAll);
@@ -69,14 +74,20 @@ const MAX_OUTPUT = 16_384;
 export async function startServer(spec: ServerSpec, startTimeoutMs = 30_000): Promise<ChildServer> {
   const nodeArgs: string[] = [];
   if (spec.cpuProfileDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${spec.cpuProfileDir}`);
-  const child = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', await compiled(spec.entry)], {
+  const file = await compiled(spec.entry);
+  // Each server's embedded store in a directory of its own (the default store writes under DATA_DIR),
+  // gone with the server: a full bench starts hundreds of them.
+  const dataDir = mkdtempSync(join(tmpdir(), 'sluice-bench-data-'));
+  const child = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', file], {
     cwd: repoRoot,
-    // Each server's embedded store in a directory of its own (the default store writes under DATA_DIR).
-    env: { ...process.env, NODE_ENV: 'production', PORT: '0', DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-bench-data-')), ...spec.env },
+    env: { ...process.env, NODE_ENV: 'production', PORT: '0', DATA_DIR: dataDir, ...spec.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  live.add(child);
-  child.once('exit', () => live.delete(child));
+  live.set(child, dataDir);
+  child.once('exit', () => {
+    live.delete(child);
+    removeDataDir(dataDir);
+  });
   let out = '';
   const keep = (chunk: Buffer): void => {
     out += chunk.toString();
