@@ -1,4 +1,5 @@
 import { TRPCClientError } from '@trpc/client';
+import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { once } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
@@ -47,13 +48,22 @@ describe('limits', () => {
     if (!redis) return;
     const settings = { API_KEYS: KEY, MAX_STREAMS_PER_KEY: 1, REDIS_URL: redis.url, SIM_DELAY_MS: 20 };
     const [a, b] = await Promise.all([startServer(settings), startServer(settings)]);
-    const running = streamSseRoute(a.url, { message: 'long', session_id: 'one' }, { headers: auth });
-    await running.next();
-    const second = await post(b.url, 'two');
-    expect(second.status).toBe(429);
-    expect(ErrorBody.parse(await second.json()).error.message).toMatch(/at once.*limit 1/);
-    for await (const _ of running) void _;
-    expect((await post(b.url, 'two')).status).toBe(200);
+    const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    const aliveMarks = async (): Promise<number> => (await admin.keys('*alive:*')).length;
+    try {
+      const running = streamSseRoute(a.url, { message: 'long', session_id: 'one' }, { headers: auth });
+      await running.next();
+      const second = await post(b.url, 'two');
+      expect(second.status).toBe(429);
+      expect(ErrorBody.parse(await second.json()).error.message).toMatch(/at once.*limit 1/);
+      // The refused start kept nothing it took on its way (the running reply's liveness mark is the only one).
+      expect(await aliveMarks()).toBe(1);
+      for await (const _ of running) void _;
+      expect((await post(b.url, 'two')).status).toBe(200);
+      await vi.waitFor(async () => expect(await aliveMarks()).toBe(0));
+    } finally {
+      admin.disconnect();
+    }
   });
 
   it('messages kept per session: the oldest are trimmed', async () => {

@@ -192,12 +192,10 @@ export class ChatService {
     // Once running, a reply whose session lock went to another reply stops (within a heartbeat).
     let lost = (): void => undefined;
     try {
-      const slot = await this.#takeStreamSlot(record.owner);
-      taken.push(slot);
       // Alive before it holds the lock: whoever finds it holding the lock finds it alive too, and
-      // never takes a reply that is starting for one whose instance died (see endIfDead).
-      const alive = await leases.markAlive(record.id);
-      taken.push(alive);
+      // never takes a reply that is starting for one whose instance died (see endIfDead). The slot
+      // and the mark are taken together (one round trip to a shared store, not two).
+      const [slot, alive] = await takeBoth(this.#takeStreamSlot(record.owner), leases.markAlive(record.id), taken);
       const lock = await this.#lockSession(record, () => lost());
       taken.push(lock);
       const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
@@ -427,4 +425,16 @@ export class ChatService {
     }
     throw new SluiceError('session_busy');
   }
+}
+
+/**
+ * Both holds, or neither: each one taken is pushed to `taken` (which the caller releases when the
+ * start fails), and the first failure is thrown once both have settled.
+ */
+async function takeBoth(first: Promise<Held>, second: Promise<Held>, taken: Held[]): Promise<[Held, Held]> {
+  const [a, b] = await Promise.allSettled([first, second]);
+  for (const result of [a, b]) if (result.status === 'fulfilled') taken.push(result.value);
+  if (a.status === 'rejected') throw a.reason;
+  if (b.status === 'rejected') throw b.reason;
+  return [a.value, b.value];
 }
