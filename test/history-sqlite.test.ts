@@ -1,10 +1,11 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import Database from 'libsql';
 import { afterEach, expect, it, vi } from 'vitest';
+import { draftsStep } from '../server/core/store/history/sql/operations.ts';
 import { SqliteHistory } from '../server/core/store/history/sqlite.ts';
 import { REPO_ROOT, spawnNode } from './helpers/children.ts';
 import { captureLogs } from './helpers/logs.ts';
@@ -35,6 +36,19 @@ it('keeps the database in WAL mode, and moves the WAL into the database file fro
   } finally {
     await history.close();
   }
+});
+
+it('closes to the end in a process that has nothing else to do (the checkpoint worker waited for, the WAL folded in)', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-close-'));
+  const path = join(dir, 'history.db');
+  const child = spawnNode(['--import', 'tsx', 'test/helpers/sqlite-close-child.ts', path]);
+  let out = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  expect([code, out]).toEqual([0, 'closed\n']);
+  // The last connection to close checkpoints the WAL into the file and removes it.
+  expect(existsSync(`${path}-wal`)).toBe(false);
 });
 
 it("keeps a SIGKILLed process's running reply as interrupted, with the text it had checkpointed", async () => {
@@ -116,6 +130,20 @@ it('migrates a new file once, and says so when a newer release has migrated it f
   const again = captureLogs('info');
   await (await SqliteHistory.open({ path, logger: again.logger })).close();
   expect(again.lines.map((l) => [l.msg, l.version])).toEqual([['history: the schema is newer than this release knows', 999]]);
+});
+
+it('finds the drafts a crash left through an index of drafts alone: start-up reads none of the finished messages', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-drafts-'));
+  const path = join(dir, 'history.db');
+  await (await SqliteHistory.open({ path, logger: pino({ level: 'silent' }) })).close();
+  const db = new Database(path);
+  try {
+    // The statement the store runs before it takes requests (placeholders as the store writes them).
+    const plan = db.prepare(`EXPLAIN QUERY PLAN ${draftsStep(1000).sql.replace(/\$(\d+)/g, '?$1')}`).all(1000) as Array<{ detail: string }>;
+    expect(plan.map((row) => row.detail)).toEqual(['SCAN history_messages USING INDEX history_messages_drafts']);
+  } finally {
+    db.close();
+  }
 });
 
 it('skips a row that is not a message (written by hand, a BLOB for its text) and reads the rest', async () => {
