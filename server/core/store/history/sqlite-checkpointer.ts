@@ -60,6 +60,8 @@ export function startCheckpointer(path: string, intervalMs: number, logger: Logg
   return {
     async close() {
       closing = true;
+      // Held by the wait: a process with nothing else to do would otherwise exit before the store closed.
+      worker.ref();
       if (running) worker.postMessage('close');
       await exited;
     },
