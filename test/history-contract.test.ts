@@ -477,6 +477,11 @@ describe('PostgreSQL history: migrations', () => {
     try {
       const rows = await client`SELECT version, name FROM history_migrations ORDER BY version`;
       expect(rows.map((r) => [r.version, r.name])).toEqual(MIGRATIONS.map((m) => [m.version, m.name]));
+      // A SQLite-only step is recorded here and not run: no index of drafts, which PostgreSQL never looks for.
+      expect(await client`SELECT indexname FROM pg_indexes WHERE tablename = 'history_messages' ORDER BY indexname`).toEqual([
+        { indexname: 'history_messages_pkey' },
+        { indexname: 'history_messages_reply' },
+      ]);
       // Each instance works on the one schema.
       await instances[0]!.append('o/s', { role: 'user', content: 'hi', status: 'complete', createdAt: new Date().toISOString() }, { keepLast: 10 });
       expect(await instances[3]!.read('o/s')).toHaveLength(1);

@@ -90,7 +90,7 @@ export class PostgresHistory extends SqlHistory {
       const result = await writer.begin(async (tx) => {
         // A migration may take longer than a write may; waiting for another instance's too.
         await tx.unsafe('SET LOCAL statement_timeout = 0');
-        return drive(tx, sql.migrate(MIGRATIONS, history.clock(), [MIGRATION_LOCK]));
+        return drive(tx, sql.migrate(MIGRATIONS, 'postgres', history.clock(), [MIGRATION_LOCK]));
       });
       sql.logMigration(result, MIGRATIONS, options.logger, where);
       return history;

@@ -86,7 +86,7 @@ export class SqliteHistory extends SqlHistory {
       db.exec('PRAGMA synchronous = NORMAL');
       db.exec('PRAGMA foreign_keys = ON');
       const history = new SqliteHistory(db, options);
-      const result = history.#transaction(() => history.#drive(sql.migrate(MIGRATIONS, history.clock())));
+      const result = history.#transaction(() => history.#drive(sql.migrate(MIGRATIONS, 'sqlite', history.clock())));
       sql.logMigration(result, MIGRATIONS, options.logger, options.path);
       // The checkpointer keeps the WAL short; the writer steps in only if it falls far behind.
       db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);

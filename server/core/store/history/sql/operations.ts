@@ -1,7 +1,7 @@
 import type { ChatMessage } from '../../../../../shared/messages.ts';
 import type { Logger } from 'pino';
 import type { HistoryMessage } from '../../history.ts';
-import type { Migration } from './migrations/index.ts';
+import type { Dialect, Migration } from './migrations/index.ts';
 
 /**
  * The History's SQL and the logic around it, written once for SQLite and PostgreSQL. An operation
@@ -184,7 +184,7 @@ export interface MigrationResult {
  * transaction that no other migrator can enter (`lock`: PostgreSQL's advisory lock; SQLite's
  * BEGIN IMMEDIATE needs none), so instances starting together apply each version once.
  */
-export function* migrate(migrations: readonly Migration[], now: number, lock: readonly Step[] = []): Op<MigrationResult> {
+export function* migrate(migrations: readonly Migration[], dialect: Dialect, now: number, lock: readonly Step[] = []): Op<MigrationResult> {
   for (const s of lock) yield s;
   yield step(`CREATE TABLE IF NOT EXISTS history_migrations (
     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`);
@@ -192,7 +192,7 @@ export function* migrate(migrations: readonly Migration[], now: number, lock: re
   const applied: number[] = [];
   for (const migration of migrations) {
     if (done.has(migration.version)) continue;
-    for (const statement of migration.statements) yield step(statement);
+    if (!migration.only || migration.only === dialect) for (const statement of migration.statements) yield step(statement);
     yield step('INSERT INTO history_migrations (version, name, applied_at) VALUES ($1, $2, $3)', migration.version, migration.name, now);
     applied.push(migration.version);
     done.add(migration.version);
