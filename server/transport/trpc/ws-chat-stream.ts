@@ -4,13 +4,14 @@ import type { TrackedEvent } from '../../core/generation.ts';
 import { drain, type Outlet } from '../drain.ts';
 import { eventJson } from '../event-json.ts';
 import type { TRPCContext } from './context.ts';
+import { TextFrames } from './ws-frames.ts';
 
 const OPEN = 1; // WebSocket.OPEN
 
 /** Where a `chat.stream` subscription writes, and how it tells the client it started. */
 export interface WsStreamTarget {
   readonly ws: WebSocket;
-  /** The connection's TCP socket, corked around a batch so that it leaves in one write. */
+  /** The connection's TCP socket: a batch of frames is written to it at once. */
   readonly socket: Socket;
   /** The subscription's request id and JSON-RPC marker, as the client sent them. */
   readonly id: number | string;
@@ -41,7 +42,7 @@ class WsOutlet implements Outlet {
   readonly #socket: Socket;
   readonly #ctx: TRPCContext;
   readonly #prefix: string;
-  #corked = false;
+  readonly #frames = new TextFrames();
 
   constructor(target: WsStreamTarget, ctx: TRPCContext) {
     this.#ws = target.ws;
@@ -54,26 +55,19 @@ class WsOutlet implements Outlet {
     return this.#ws.readyState === OPEN;
   }
 
-  // The socket's own count, which includes what this batch has sent while corked.
   room(): number {
-    return this.#ctx.sink.room();
+    return this.#ctx.sink.room() - this.#frames.bytes;
   }
 
   add({ id: eventId, event }: TrackedEvent): void {
-    if (!this.#corked) {
-      this.#socket.cork();
-      this.#corked = true;
-    }
     const id = JSON.stringify(eventId);
-    this.#ws.send(`${this.#prefix}${id},"data":{"json":{"id":${id},"data":${eventJson(event)}}}}}`);
+    this.#frames.add(`${this.#prefix}${id},"data":{"json":{"id":${id},"data":${eventJson(event)}}}}}`);
   }
 
   flush(): void {
-    this.#corked = false;
-    this.#socket.uncork();
-  }
-
-  close(): void {
-    if (this.#corked) this.flush();
+    // Checked again: the batch was framed in one turn of the event loop, but a close frame may have
+    // been sent meanwhile (nothing may follow it).
+    if (this.#ws.readyState === OPEN) this.#socket.write(this.#frames.take());
+    else this.#frames.take();
   }
 }

@@ -53,7 +53,8 @@ const POLICY_VIOLATION = 1008;
 /** tRPC over WebSocket at `/trpc`: the connections, their context and limits. */
 export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
   const { metrics, logger } = o;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: o.maxMessageBytes });
+  // No permessage-deflate (ws's default, stated because the streams write their frames themselves: see ws-frames.ts).
+  const wss = new WebSocketServer({ noServer: true, maxPayload: o.maxMessageBytes, perMessageDeflate: false });
 
   // WebSocket connections per key: slots held (and refreshed) while the connection is open.
   const slots = new WeakMap<WebSocket, Held>();
