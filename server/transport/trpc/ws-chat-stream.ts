@@ -65,9 +65,8 @@ class WsOutlet implements Outlet {
   }
 
   flush(): void {
-    // Checked again: the batch was framed in one turn of the event loop, but a close frame may have
-    // been sent meanwhile (nothing may follow it).
-    if (this.#ws.readyState === OPEN) this.#socket.write(this.#frames.take());
-    else this.#frames.take();
+    const frames = this.#frames.take();
+    // Nothing may follow a close frame: checked where the bytes go out, as ws.send checks.
+    if (this.#ws.readyState === OPEN) this.#socket.write(frames);
   }
 }

@@ -15,10 +15,6 @@ export class TextFrames {
     return this.#bytes;
   }
 
-  get empty(): boolean {
-    return this.#payloads.length === 0;
-  }
-
   add(payload: string): void {
     const length = Buffer.byteLength(payload);
     this.#payloads.push(payload);
