@@ -8,20 +8,20 @@ export class MemorySignals implements Signals {
   readonly #marks = new ExpiringMap<'c' | 's'>();
 
   async requestCancel(generationId: string, ttlMs: number): Promise<boolean> {
-    if (this.#mark(generationId)) return false;
+    if (this.#marks.get(generationId)) return false;
     this.#set(generationId, 'c', ttlMs);
     for (const handler of this.#cancelHandlers) handler(generationId);
     return true;
   }
 
   async settle(generationId: string, ttlMs: number): Promise<boolean> {
-    if (this.#mark(generationId) === 'c') return false;
+    if (this.#marks.get(generationId) === 'c') return false;
     this.#set(generationId, 's', ttlMs);
     return true;
   }
 
   async cancelled(generationIds: readonly string[]): Promise<string[]> {
-    return generationIds.filter((id) => this.#mark(id) === 'c');
+    return generationIds.filter((id) => this.#marks.get(id) === 'c');
   }
 
   onCancel(handler: (generationId: string) => void): () => void {
@@ -37,10 +37,6 @@ export class MemorySignals implements Signals {
   close(): void {
     this.#cancelHandlers.clear();
     this.#marks.clear();
-  }
-
-  #mark(generationId: string): 'c' | 's' | undefined {
-    return this.#marks.get(generationId);
   }
 
   #set(generationId: string, mark: 'c' | 's', ttlMs: number): void {
