@@ -95,6 +95,20 @@ const cases = (): Case[] => [
     openai: { body: completion('x'.repeat(MAX_CHARS + 1)), headers: { 'x-sluice-session': 'm4' }, status: 400 },
   },
   {
+    name: 'message with a NUL character',
+    input: { message: 'before\u0000after', sessionId: 'm7' },
+    expected: badRequest('message: must not contain the NUL character (U+0000)'),
+    route: { body: { message: 'before\u0000after', session_id: 'm7' }, status: 422 },
+    openai: { body: completion('before\u0000after'), headers: { 'x-sluice-session': 'm7' }, status: 400 },
+  },
+  {
+    name: 'message that is not valid Unicode',
+    input: { message: 'half an emoji \ud83d', sessionId: 'm8' },
+    expected: badRequest('message: must be valid Unicode text (it holds an unpaired surrogate)'),
+    route: { body: { message: 'half an emoji \ud83d', session_id: 'm8' }, status: 422 },
+    openai: { body: completion('half an emoji \ud83d'), headers: { 'x-sluice-session': 'm8' }, status: 400 },
+  },
+  {
     name: 'bad session id',
     input: { message: 'hi', sessionId: 'no spaces/allowed' },
     expected: badRequest('sessionId: must be 1-128 characters of letters, digits, ".", "_", ":" or "-"'),

@@ -6,6 +6,7 @@ import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { DeleteResult, ErrorBody, SessionHistory } from '../shared/index.ts';
+import { startFakeUpstream } from './helpers/fake-upstream.ts';
 import { startPostgres } from './helpers/postgres.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
@@ -43,6 +44,22 @@ describe('durable history', () => {
     ]);
     expect(kept.messages[1]!.content).toBe(simulatedDeltas('remember me').join(''));
     await second.stop('SIGTERM');
+  });
+
+  it("keeps a model's text as it was streamed, on the default store: a NUL in it comes as U+FFFD in both", async () => {
+    const upstream = await startFakeUpstream({ kind: 'ok', tokens: ['before', ' \u0000', ' after'] });
+    const server = await startServer({ STORE: 'sqlite', DATA_DIR: dataDir(), LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm' });
+    const frames = await turn(server.url, 'nul', 'hi');
+    const streamed = frames
+      .filter((f) => f.event === 'message')
+      .map((f) => (JSON.parse(f.data) as { delta: string }).delta)
+      .join('');
+    expect(streamed).toBe('before \ufffd after');
+    const kept = await history(server.url, 'nul');
+    expect(kept.messages.map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'complete', 'hi'],
+      ['assistant', 'complete', streamed],
+    ]);
   });
 
   it('SIGKILL mid-reply: after a restart the reply is there as interrupted, with its text up to about a second before', async () => {
