@@ -16,6 +16,7 @@ import { CancelRouting } from './cancel-routing.ts';
 import { Checkpoints } from './checkpoints.ts';
 import { ReplyRunner } from './reply-runner.ts';
 import type { Signals } from './store/signals.ts';
+import { unstorable } from './text.ts';
 
 export interface ChatServiceOptions {
   readonly history: History;
@@ -184,6 +185,8 @@ export class ChatService {
     if (request.message.length > this.#o.maxMessageChars) {
       throw new SluiceError('invalid_request', `message: must be at most ${this.#o.maxMessageChars} characters`);
     }
+    const problem = unstorable(request.message);
+    if (problem) throw new SluiceError('invalid_request', `message: ${problem}`);
     this.#local.expire();
     const { history, events, leases } = this.#o;
     const sessionKey = ChatService.sessionKey(request.owner, request.sessionId);

@@ -3,6 +3,7 @@ import { formatEventId, type DoneEvent, type ErrorEvent, type StreamEvent } from
 import { ERROR_MESSAGES, isAbortError, SluiceError, toSluiceError } from './errors.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './providers/provider.ts';
 import type { AppendResult } from './store/event-log.ts';
+import { storable } from './text.ts';
 import { estimateUsage } from './usage.ts';
 
 export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
@@ -203,10 +204,11 @@ export class Generation {
     let usage: TokenUsage | undefined;
     let failure: SluiceError | undefined;
     try {
-      for await (const delta of provider.stream(request)) {
+      for await (const text of provider.stream(request)) {
         // Stopped: the provider's signal, if it asked for one, is aborted too.
         if (this.#stopReason) break;
-        if (delta.length === 0) continue;
+        if (text.length === 0) continue;
+        const delta = storable(text);
         const now = performance.now();
         if (deltas === 0) {
           firstDeltaAt = now;
