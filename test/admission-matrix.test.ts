@@ -21,6 +21,7 @@ const LIMITED = {
   openai: 'limited-openai-0123456789abcdef',
 };
 const MAX_CHARS = 100;
+const SESSION_ID_RULE = 'must be 1-128 characters of letters, digits, ".", "_", ":" or "-", other than "." and ".."';
 
 interface Expected {
   readonly code: string;
@@ -111,13 +112,21 @@ const cases = (): Case[] => [
   {
     name: 'bad session id',
     input: { message: 'hi', sessionId: 'no spaces/allowed' },
-    expected: badRequest('sessionId: must be 1-128 characters of letters, digits, ".", "_", ":" or "-"'),
+    expected: badRequest('sessionId: must be 1-128 characters of letters, digits, ".", "_", ":" or "-", other than "." and ".."'),
     route: {
       body: { message: 'hi', session_id: 'no spaces/allowed' },
       status: 422,
-      message: 'session_id: must be 1-128 characters of letters, digits, ".", "_", ":" or "-"',
+      message: 'session_id: must be 1-128 characters of letters, digits, ".", "_", ":" or "-", other than "." and ".."',
     },
     openai: { body: completion('hi'), headers: { 'x-sluice-session': 'no spaces/allowed' }, status: 400 },
+  },
+  {
+    // A URL cannot name it: clients and servers resolve `/v1/sessions/../messages` to `/v1/messages`.
+    name: 'session id that is a dot segment',
+    input: { message: 'hi', sessionId: '..' },
+    expected: badRequest(`sessionId: ${SESSION_ID_RULE}`),
+    route: { body: { message: 'hi', session_id: '..' }, status: 422, message: `session_id: ${SESSION_ID_RULE}` },
+    openai: { body: completion('hi'), headers: { 'x-sluice-session': '.' }, status: 400 },
   },
   {
     name: 'busy session',
