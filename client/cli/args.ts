@@ -86,7 +86,7 @@ export function parseCliArgs(argv: readonly string[], env: Record<string, string
     throw new UsageError(`--transport must be ws, sse or auto, got "${transport}"`);
   }
   if (values.session !== undefined && !SESSION_ID_PATTERN.test(values.session)) {
-    throw new UsageError('--session must be 1-128 characters of letters, digits, ".", "_", ":" or "-"');
+    throw new UsageError('--session must be 1-128 characters of letters, digits, ".", "_", ":" or "-", other than "." and ".."');
   }
   if (values.message !== undefined && values.message.trim() === '') {
     throw new UsageError('--message must not be empty');
