@@ -6,6 +6,7 @@ import type { StreamEvent } from '../shared/index.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startServer } from './helpers/server.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
 
 const clients: ChatClient[] = [];
 function client(options: Parameters<typeof createChatClient>[0]): ChatClient {
@@ -38,6 +39,32 @@ describe('createChatClient', () => {
     expect(chatClientTransport(c)).toBe(transport === 'auto' ? 'ws' : transport);
     const history = await c.chat.history.query({ sessionId: 't' });
     expect(history.messages).toHaveLength(2);
+  });
+
+  it("over WebSocket keeps each message within the server's batch limit: 11 calls at once, and 11 streams resumed after a cut", async () => {
+    const server = await startServer({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 30_000 });
+    const proxy = await startTcpProxy(server.url);
+    const c = client({ url: proxy.url, transport: 'ws' });
+    // tRPC's wsClient sends what was asked in one tick as one message (WS_MAX_BATCH: 10 calls).
+    const pages = await Promise.all(Array.from({ length: 11 }, (_, i) => c.chat.history.query({ sessionId: `q${i}` })));
+    expect(pages.map((p) => p.messages)).toEqual(Array.from({ length: 11 }, () => []));
+
+    // Started in one tick, and sent again together when the client reconnects.
+    const counts = Array.from({ length: 11 }, () => 0);
+    const streams = counts.map(async (_, i) => {
+      const events: StreamEvent[] = [];
+      for await (const event of streamChat(c, { message: 'explain caching', sessionId: `s${i}` })) {
+        events.push(event);
+        counts[i]!++;
+      }
+      return events;
+    });
+    await vi.waitFor(() => expect(Math.min(...counts)).toBeGreaterThanOrEqual(2));
+    proxy.dropAll();
+    for (const events of await Promise.all(streams)) {
+      expect(events.at(-1)).toMatchObject({ type: 'done', totalChunks: 39 });
+      expect(events.map((e) => (e.type === 'delta' ? e.delta : '')).join('')).toBe(simulatedDeltas('explain caching').join(''));
+    }
   });
 
   it("'auto' falls back to SSE by itself when the server refuses WebSocket upgrades", async () => {
