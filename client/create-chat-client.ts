@@ -12,6 +12,7 @@ import {
 import { observable, type Unsubscribable } from '@trpc/server/observable';
 import superjson from 'superjson';
 import type { AppRouter } from '../shared/app-router.ts';
+import { withBatchLimit } from './ws-batches.ts';
 
 export type Transport = 'ws' | 'sse' | 'auto';
 export type ChatClient = TRPCClient<AppRouter>;
@@ -48,6 +49,11 @@ export interface ChatClientOptions {
    * `onTransport('ws')` when it is back). Not called by `closeChatClient`.
    */
   readonly onDisconnect?: () => void;
+  /**
+   * The most calls one request or WebSocket message carries: the server's `WS_MAX_BATCH` (default
+   * 10), above which it refuses a batch whole. More calls at once go out in several.
+   */
+  readonly maxBatch?: number;
   /** Implementations for runtimes without globals (Node 20 has neither WebSocket nor EventSource). */
   readonly WebSocket?: unknown;
   readonly EventSource?: unknown;
@@ -59,6 +65,9 @@ interface ClientControl {
 }
 
 const controls = new WeakMap<object, ClientControl>();
+
+/** The server's default `WS_MAX_BATCH`. */
+const DEFAULT_MAX_BATCH = 10;
 
 /** The close code (private range) of a connection replaced to show a fresh token. */
 const RENEW_CLOSE_CODE = 4001;
@@ -85,6 +94,10 @@ function validate(options: ChatClientOptions): URL {
   if (timeout !== undefined && (!Number.isFinite(timeout) || timeout <= 0)) {
     throw new TypeError(`createChatClient: wsConnectTimeoutMs must be a positive number, got ${timeout}`);
   }
+  const maxBatch = options.maxBatch;
+  if (maxBatch !== undefined && (!Number.isInteger(maxBatch) || maxBatch < 1)) {
+    throw new TypeError(`createChatClient: maxBatch must be a positive integer, got ${maxBatch}`);
+  }
   return base;
 }
 
@@ -98,6 +111,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const EventSourceImpl = (options.EventSource ?? globalThis.EventSource) as EventSourceClass | undefined;
   const WebSocketImpl = (options.WebSocket ?? globalThis.WebSocket) as typeof WebSocket | undefined;
   const credentials = credentialsFor(options);
+  const maxBatch = options.maxBatch ?? DEFAULT_MAX_BATCH;
 
   const httpLinks: TRPCLink<AppRouter> = splitLink({
     condition: (op) => op.type === 'subscription',
@@ -107,8 +121,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       ...(EventSourceImpl ? { EventSource: EventSourceImpl } : {}),
       ...(credentials ? { connectionParams: credentials.params } : {}),
     }),
-    // Within the server's default batch limit (WS_MAX_BATCH, 10 calls), which refuses a bigger batch whole.
-    false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: credentials?.headers ?? {}, maxItems: 10 }),
+    false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: credentials?.headers ?? {}, maxItems: maxBatch }),
   });
 
   if (transport === 'sse') {
@@ -140,7 +153,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   let renewals = 0;
   const wsClient = createWSClient({
     url: wsUrl,
-    WebSocket: WebSocketImpl,
+    WebSocket: withBatchLimit(WebSocketImpl, maxBatch),
     ...(credentials ? { connectionParams: credentials.params } : {}),
     keepAlive: { enabled: true, intervalMs: 10_000, pongTimeoutMs: 5_000 },
     onOpen: () => {
