@@ -3,6 +3,7 @@ import { EventSource } from 'eventsource';
 import superjson from 'superjson';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../server/config.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { AppRouter } from '../server/router-type.ts';
 import { SessionHistory, SseDeltaData, SseMessageData, type StreamEvent } from '../shared/index.ts';
@@ -223,5 +224,25 @@ describe.each(STORES)('resume window, $store', ({ env }) => {
     expect(JSON.parse(frames.at(-1)!.data)).toMatchObject({ done: true, total_chunks: FULL.length });
     expect(frames.length).toBe(FULL.length); // events 2..40
     expect(recorder.calls[0]!.aborted).toBe(false);
+  });
+});
+
+describe('the stock wsLink at the subscription limit', () => {
+  it('resumes as many subscriptions as a connection may hold (WS_MAX_SUBSCRIPTIONS), which it sends again in one message', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 15, RESUME_GRACE_MS: 30_000 });
+    const limit = loadConfig({}).WS_MAX_SUBSCRIPTIONS;
+    const proxy = await startTcpProxy(server.url);
+    const wsClient = createWSClient({ url: `${proxy.url.replace('http', 'ws')}/trpc`, WebSocket: WebSocket as never, retryDelayMs: () => 20 });
+    closers.push(() => wsClient.close());
+    const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient, transformer: superjson })] });
+    const started = Array.from({ length: limit }, () => 0);
+    const streams = started.map((_, i) =>
+      collectStream(client, { message: PROMPT, sessionId: `full-${i}` }, (event) => {
+        if (event.type === 'delta') started[i]!++;
+      }),
+    );
+    await vi.waitFor(() => expect(Math.min(...started)).toBeGreaterThanOrEqual(2));
+    proxy.dropAll();
+    for (const { events } of await Promise.all(streams)) expectComplete(events);
   });
 });
