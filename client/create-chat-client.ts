@@ -51,7 +51,7 @@ export interface ChatClientOptions {
   readonly onDisconnect?: () => void;
   /**
    * The most calls one request or WebSocket message carries: the server's `WS_MAX_BATCH` (default
-   * 10), above which it refuses a batch whole. More calls at once go out in several.
+   * 16), above which it refuses a batch whole. More calls at once go out in several.
    */
   readonly maxBatch?: number;
   /** Implementations for runtimes without globals (Node 20 has neither WebSocket nor EventSource). */
@@ -67,7 +67,7 @@ interface ClientControl {
 const controls = new WeakMap<object, ClientControl>();
 
 /** The server's default `WS_MAX_BATCH`. */
-const DEFAULT_MAX_BATCH = 10;
+const DEFAULT_MAX_BATCH = 16;
 
 /** The close code (private range) of a connection replaced to show a fresh token. */
 const RENEW_CLOSE_CODE = 4001;

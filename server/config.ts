@@ -184,9 +184,9 @@ export const ConfigSchema = z
       .default(1024 * 1024)
       .describe('largest WebSocket message accepted (the connection is closed above)'),
     WS_MAX_BATCH: int(1, 1000)
-      .default(10)
+      .default(16)
       .describe(
-        'calls one tRPC batch may carry (tRPC batches calls made together): a WebSocket message, or a request to `/trpc/a,b,...?batch=1`; a bigger batch is refused whole (BAD_REQUEST, 400 over HTTP)',
+        'calls one tRPC batch may carry (tRPC batches calls made together): a WebSocket message, or a request to `/trpc/a,b,...?batch=1`; a bigger batch is refused whole (BAD_REQUEST, 400 over HTTP); at least WS_MAX_SUBSCRIPTIONS, since a reconnecting wsLink sends its subscriptions again in one message',
       ),
     WS_MAX_SUBSCRIPTIONS: int(1, 10_000)
       .default(16)
@@ -223,6 +223,13 @@ export const ConfigSchema = z
       if (c[name] !== undefined && tokenKeys.length === 0) {
         ctx.addIssue({ code: 'custom', path: [name], message: 'needs AUTH_JWKS_URL, AUTH_JWT_PUBLIC_KEY or AUTH_JWT_SECRET' });
       }
+    }
+    if (c.WS_MAX_BATCH < c.WS_MAX_SUBSCRIPTIONS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['WS_MAX_BATCH'],
+        message: `must be at least WS_MAX_SUBSCRIPTIONS (${c.WS_MAX_SUBSCRIPTIONS}): a reconnecting tRPC wsLink sends a connection's subscriptions again in one message`,
+      });
     }
     if (c.STORE === 'postgres' && !c.DATABASE_URL) ctx.addIssue({ code: 'custom', path: ['DATABASE_URL'], message: 'is required when STORE=postgres' });
     if (c.STORE === 'redis' && !usesRedis(c))

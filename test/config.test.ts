@@ -19,6 +19,8 @@ describe('configuration', () => {
     expect(() => loadConfig({ SIM_DELAY_MS: '-5', LOG_LEVEL: 'loud' })).toThrow(/SIM_DELAY_MS.*LOG_LEVEL/);
     expect(() => loadConfig({ LLM_PROVIDER: 'openai' })).toThrow(/OPENAI_BASE_URL: is required/);
     expect(() => loadConfig({}, ['--prot', '1'])).toThrow(/unknown flag --prot/);
+    expect(() => loadConfig({ WS_MAX_BATCH: '8' })).toThrow(/WS_MAX_BATCH: must be at least WS_MAX_SUBSCRIPTIONS \(16\)/);
+    expect(loadConfig({ WS_MAX_BATCH: '8', WS_MAX_SUBSCRIPTIONS: '8' }).WS_MAX_BATCH).toBe(8);
   });
 
   it('reaches Redis one way: a URL, Sentinels with their master, or Cluster nodes; TLS with a CA only over rediss://', () => {

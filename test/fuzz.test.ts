@@ -39,11 +39,11 @@ const ROUTES: ReadonlyArray<readonly [string, string]> = [
   ['POST', '/trpc/chat.history,health?batch=1'],
 ];
 
-// tRPC batches over HTTP, up to and over the batch limit (WS_MAX_BATCH, 10), of known and unknown procedures.
+// tRPC batches over HTTP, up to and over the batch limit (WS_MAX_BATCH, 16), of known and unknown procedures.
 const trpcBatch = fc
   .tuple(
     fc.constantFrom('GET', 'POST'),
-    fc.array(fc.constantFrom('health', 'chat.history', 'chat.cancel', 'chat.deleteSession', 'chat.stream', 'nothing'), { minLength: 1, maxLength: 15 }),
+    fc.array(fc.constantFrom('health', 'chat.history', 'chat.cancel', 'chat.deleteSession', 'chat.stream', 'nothing'), { minLength: 1, maxLength: 20 }),
     fc.json({ maxDepth: 3 }),
   )
   .map(([method, procedures, input]) => [method, `/trpc/${procedures.join(',')}?batch=1&input=${encodeURIComponent(input)}`] as const);
@@ -134,8 +134,8 @@ describe('fuzzing every route', () => {
       fc.string({ maxLength: 200 }),
       fc.json({ maxDepth: 4 }),
       call.map((o) => JSON.stringify(o)),
-      // Batches, up to and over the limit (WS_MAX_BATCH, 10).
-      fc.array(fc.oneof(call, fc.jsonValue()), { maxLength: 15 }).map((calls) => JSON.stringify(calls)),
+      // Batches, up to and over the limit (WS_MAX_BATCH, 16).
+      fc.array(fc.oneof(call, fc.jsonValue()), { maxLength: 20 }).map((calls) => JSON.stringify(calls)),
       params,
       fc.uint8Array({ maxLength: 100 }).map((a) => Buffer.from(a)),
     );

@@ -59,7 +59,7 @@ describe('tRPC over HTTP: the body and batch limits of the other routes', () => 
   }, 60_000);
 
   it('a tRPC batch of more calls than WS_MAX_BATCH is refused with 400, over GET and POST; one at the limit is served', async () => {
-    const { url } = await startServer({ WS_MAX_BATCH: 3 });
+    const { url } = await startServer({ WS_MAX_BATCH: 3, WS_MAX_SUBSCRIPTIONS: 3 });
     const paths = (n: number) => Array.from({ length: n }, () => 'health').join(',');
     const inputs = (n: number) => encodeURIComponent(JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [i, { json: null }]))));
     const over = await fetch(`${url}/trpc/${paths(4)}?batch=1&input=${inputs(4)}`);

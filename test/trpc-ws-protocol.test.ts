@@ -84,7 +84,7 @@ async function referenceServer(sluice: TestServer['sluice']): Promise<string> {
     wss,
     router: createAppRouter({ ssePingMs: 0 }),
     // Sluice's WS_MAX_BATCH, at its default.
-    maxBatchSize: 10,
+    maxBatchSize: 16,
     createContext: ({ req, res: ws }): TRPCContext => ({
       chat: chatApi(sluice.admission, sluice.service),
       credential: undefined,
@@ -205,30 +205,30 @@ describe('tRPC WebSocket protocol: Sluice answers as tRPC adapter does', () => {
     ]);
   });
 
-  it('a batch of more calls than the limit (10) is refused whole: an error per call id, or one for the connection', async () => {
+  it('a batch of more calls than the limit (16) is refused whole: an error per call id, or one for the connection', async () => {
     const health = (id: number | string | null) => ({ id, method: 'query', params: { path: 'health', input: { json: null } } });
     const answered = (ids: Array<number | string>) => (m: ReadonlyArray<Message | string>) =>
       ids.every((id) => m.some((x) => typeof x === 'object' && x.id === id));
     const { sluice, reference } = await exchange(async (p) => {
-      // Eleven calls, a stop and a call without an id: each call with an id gets the refusal.
-      p.send([...Array.from({ length: 11 }, (_, i) => health(i + 1)), { id: 1, method: 'subscription.stop' }, health(null)]);
-      await p.until(answered(Array.from({ length: 11 }, (_, i) => i + 1)));
-      p.send([...Array.from({ length: 11 }, () => ({ id: 7, method: 'subscription.stop' })), { ...health('rpc'), jsonrpc: '2.0' }]);
+      // Seventeen calls, a stop and a call without an id: each call with an id gets the refusal.
+      p.send([...Array.from({ length: 17 }, (_, i) => health(i + 1)), { id: 1, method: 'subscription.stop' }, health(null)]);
+      await p.until(answered(Array.from({ length: 17 }, (_, i) => i + 1)));
+      p.send([...Array.from({ length: 17 }, () => ({ id: 7, method: 'subscription.stop' })), { ...health('rpc'), jsonrpc: '2.0' }]);
       await p.until(answered(['rpc']));
       // Nothing to answer by id: one error for the connection.
-      p.send(Array.from({ length: 11 }, () => ({ id: 7, method: 'subscription.stop' })));
+      p.send(Array.from({ length: 17 }, () => ({ id: 7, method: 'subscription.stop' })));
       await p.until((m) => m.some((x) => typeof x === 'object' && x.id === null));
       // At the limit, every call is served.
-      p.send(Array.from({ length: 10 }, (_, i) => health(100 + i)));
-      await p.until(answered(Array.from({ length: 10 }, (_, i) => 100 + i)));
+      p.send(Array.from({ length: 16 }, (_, i) => health(100 + i)));
+      await p.until(answered(Array.from({ length: 16 }, (_, i) => 100 + i)));
     });
     expect(sluice).toEqual(reference);
     const messages = sluice as Array<{ id: unknown; error?: { json: { message: string; data: { code: string } } }; result?: unknown }>;
-    expect(messages.slice(0, 11).map((m) => [m.id, m.error?.json.data.code, m.error?.json.message])).toEqual(
-      Array.from({ length: 11 }, (_, i) => [i + 1, 'BAD_REQUEST', 'Batch call exceeds maximum size']),
+    expect(messages.slice(0, 17).map((m) => [m.id, m.error?.json.data.code, m.error?.json.message])).toEqual(
+      Array.from({ length: 17 }, (_, i) => [i + 1, 'BAD_REQUEST', 'Batch call exceeds maximum size']),
     );
-    expect(messages[12]).toMatchObject({ id: null, error: { json: { data: { code: 'BAD_REQUEST' } } } });
-    expect(messages.slice(13).map((m) => m.result)).toEqual(Array.from({ length: 10 }, () => ({ type: 'data', data: { json: { status: 'ok' } } })));
+    expect(messages[18]).toMatchObject({ id: null, error: { json: { data: { code: 'BAD_REQUEST' } } } });
+    expect(messages.slice(19).map((m) => m.result)).toEqual(Array.from({ length: 16 }, () => ({ type: 'data', data: { json: { status: 'ok' } } })));
   });
 
   it('subscription.stop ends the stream with stopped and nothing after it', async () => {
