@@ -114,7 +114,10 @@ describe('origin policy over HTTP and WebSocket', () => {
     expect(app.status).toBe(200);
     expect(app.headers['access-control-allow-origin']).toBe(APP);
     expect(app.headers['vary']).toContain('Origin');
-    expect(app.headers['access-control-expose-headers']).toContain('Retry-After');
+    // What the README tells a page to read: a 429's wait, a reply's id (to resume it), the openai SDK's retry hint.
+    expect(String(app.headers['access-control-expose-headers']).split(/,\s*/)).toEqual(
+      expect.arrayContaining(['Retry-After', 'WWW-Authenticate', 'X-Sluice-Reply-Id', 'x-should-retry']),
+    );
 
     // Streams answer per origin too, so a cache never hands one origin's answer to another.
     const streamInput = encodeURIComponent(JSON.stringify({ json: { message: 'hi', sessionId: 'vary' } }));
