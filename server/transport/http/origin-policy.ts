@@ -25,8 +25,8 @@ const METHODS = 'GET, POST, DELETE';
 // What the client's links and SDKs send; anything else a preflight asks for is refused.
 const HEADER_LIST = /^[A-Za-z0-9-]+(?:\s*,\s*[A-Za-z0-9-]+)*$/;
 const MAX_HEADER_LIST = 1024;
-/** Answers a page may read besides the CORS-safelisted ones (a 429's wait, a 401's scheme). */
-const EXPOSED = 'Retry-After, WWW-Authenticate';
+/** Answers a page may read besides the CORS-safelisted ones (a 429's wait, a 401's scheme, a reply's id to resume it by, the openai SDK's retry hint). */
+const EXPOSED = 'Retry-After, WWW-Authenticate, X-Sluice-Reply-Id, x-should-retry';
 
 /**
  * Which browser pages may use Sluice (ALLOWED_ORIGINS; the server's own origin always may).
