@@ -73,6 +73,25 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     }
   });
 
+  it('a kept-alive connection that served a request gets the same 408 for a slow request, and 400 for a malformed one', async () => {
+    const TIMEOUT = 500;
+    const { port } = await startServer({ REQUEST_TIMEOUT_MS: TIMEOUT });
+    const slow = await open(port);
+    const slowServed = (await health(slow)).length;
+    const stopSlow = drip(slow, 'GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'y'.repeat(100), 100);
+    const malformed = await open(port);
+    const served = (await health(malformed)).length;
+    malformed.socket.write('GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n');
+    try {
+      await closedWithin(malformed, 3000);
+      expect(malformed.received().slice(served)).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+      await closedWithin(slow, TIMEOUT + 3000);
+      expect(slow.received().slice(slowServed)).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    } finally {
+      stopSlow();
+    }
+  });
+
   it('connections beyond MAX_CONNECTIONS (WebSockets included) are closed at once; a freed place is taken again', async () => {
     const { port, url } = await startServer({ MAX_CONNECTIONS: 4 });
     const held = await Promise.all([open(port), open(port), open(port)]);
