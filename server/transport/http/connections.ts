@@ -30,7 +30,10 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     logger.debug({ code: error.code, reason: (error as { reason?: string }).reason }, 'malformed request');
     const timedOut = error.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     if (timedOut) metrics.rejected('request_timeout');
-    if (socket.writable && error.code !== 'ECONNRESET' && !inFlight.get(socket)?.headersSent) {
+    // A kept-alive connection's last response may be over: then the new request can be answered.
+    const res = inFlight.get(socket);
+    const answering = res !== undefined && res.headersSent && !res.writableFinished;
+    if (socket.writable && error.code !== 'ECONNRESET' && !answering) {
       socket.end(`HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
     } else socket.destroy();
   });
