@@ -92,6 +92,14 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     }
   });
 
+  it('headers too large are answered 431, as Node itself answers them', async () => {
+    const { port } = await startServer();
+    const peer = await open(port);
+    peer.socket.write(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'z'.repeat(20_000)}\r\n\r\n`);
+    await closedWithin(peer, 3000);
+    expect(peer.received()).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+  });
+
   it('connections beyond MAX_CONNECTIONS (WebSockets included) are closed at once; a freed place is taken again', async () => {
     const { port, url } = await startServer({ MAX_CONNECTIONS: 4 });
     const held = await Promise.all([open(port), open(port), open(port)]);
