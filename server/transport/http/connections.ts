@@ -34,7 +34,7 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     const res = inFlight.get(socket);
     const answering = res !== undefined && res.headersSent && !res.writableFinished;
     if (socket.writable && error.code !== 'ECONNRESET' && !answering) {
-      socket.end(`HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\n\r\n`);
+      socket.end(`HTTP/1.1 ${statusLine(error.code)}\r\nConnection: close\r\n\r\n`);
     } else socket.destroy();
   });
   return {
@@ -44,4 +44,11 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     },
     count: () => new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count))),
   };
+}
+
+/** The answer to a request that never reached a handler, as Node's own handler gives it. */
+function statusLine(code: string | undefined): string {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return '408 Request Timeout';
+  if (code === 'HPE_HEADER_OVERFLOW') return '431 Request Header Fields Too Large';
+  return '400 Bad Request';
 }
