@@ -1,5 +1,6 @@
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
-import { mkdtempSync } from 'node:fs';
+import Database from 'libsql';
+import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
@@ -35,6 +36,11 @@ describe('durable history', () => {
     expect(first.output()).toMatch(/"store":"memory, history in sqlite"/);
     await turn(first.url, 'kept', 'remember me');
     expect(await first.stop('SIGTERM')).toBe(0);
+    // The documented offline backup: after a clean stop, history.db alone holds everything.
+    expect(readdirSync(DATA_DIR)).toEqual(['history.db']);
+    const backup = new Database(join(DATA_DIR, 'history.db'), { readonly: true });
+    expect(backup.prepare('SELECT count(*) AS n FROM history_messages').get()).toMatchObject({ n: 2 });
+    backup.close();
 
     const second = await startSluiceProcess({ DATA_DIR, SIM_DELAY_MS: 0 });
     const kept = await history(second.url, 'kept');
