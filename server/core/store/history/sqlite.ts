@@ -63,7 +63,15 @@ export class SqliteHistory extends SqlHistory {
 
   protected async closeConnections(): Promise<void> {
     await this.#checkpointer?.close();
-    // The last connection to close checkpoints what is left and removes the WAL.
+    // libsql lets a connection go only once its prepared statements have, so its close can leave
+    // the WAL beside the file, and history.db alone (an offline backup's copy) without the latest
+    // writes: the WAL is folded in and WAL mode left, which removes it (open sets WAL again).
+    try {
+      this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+      this.#db.exec('PRAGMA journal_mode = DELETE');
+    } catch (error) {
+      this.logger.warn({ err: error }, 'history: could not fold the WAL into the database on close (another process has it open?)');
+    }
     this.#db.close();
   }
 
