@@ -166,3 +166,20 @@ describe('upstream failures on the stateless OpenAI route', () => {
     expect(answer.errorBody?.error.code).toBe('upstream_error');
   });
 });
+
+describe('an upstream that sends [DONE] and keeps its response open', () => {
+  it('the reply is complete at [DONE], whatever the stall limit (0: none), and the request is let go', async () => {
+    const upstream = await startFakeUpstream({ kind: 'done-open' });
+    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model', UPSTREAM_STALL_TIMEOUT_MS: 0 });
+    const res = await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'hello', session_id: 'done-open' }),
+    });
+    const frames = parseSse(res.body.toString('utf8'));
+    expect(JSON.parse(frames.at(-1)!.data)).toEqual({ delta: '', done: true, total_chunks: DEFAULT_TOKENS.length });
+    const history = await historyOf(server.url, 'done-open');
+    expect(history.messages[1]).toMatchObject({ role: 'assistant', status: 'complete', content: DEFAULT_TOKENS.join('') });
+    // The open response does not hold a connection for good.
+    await upstream.requests[0]!.closed;
+  });
+});

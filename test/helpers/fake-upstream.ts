@@ -21,7 +21,9 @@ export type UpstreamPlan =
   /** Streams `after` tokens, then an `{"error": ...}` chunk (as OpenAI does mid-stream), then ends. */
   | { kind: 'error-chunk'; after: number }
   /** Streams `after` tokens, then cuts the connection. */
-  | { kind: 'drop'; after: number };
+  | { kind: 'drop'; after: number }
+  /** Streams the tokens, a finish chunk and `[DONE]`, then keeps the response open until the client goes away. */
+  | { kind: 'done-open' };
 
 export interface UpstreamRequest {
   readonly path: string;
@@ -146,6 +148,12 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
         // Let the written chunks leave before the socket is cut.
         await new Promise((resolve) => setImmediate(resolve));
         req.socket.destroy();
+        return;
+      case 'done-open':
+        streamHead();
+        if (!(await writeTokens(res, DEFAULT_TOKENS, 0, gone))) return;
+        res.write(chunk(undefined, 'stop'));
+        res.write(`${HEADER}[DONE]\n\n`);
         return;
       default: {
         const unexpected: never = plan;
