@@ -80,6 +80,11 @@ export class CompletionChunkReader {
     return this.#finished;
   }
 
+  /** `data: [DONE]` was read: the stream is over, whether or not its response ends. */
+  get done(): boolean {
+    return this.#done;
+  }
+
   feed(text: string): readonly string[] {
     if (this.#fault || this.#done) return [];
     this.#parser.feed(text);

@@ -38,6 +38,12 @@ const MAX_ERROR_BODY_CHARS = 8192;
  */
 const MAX_QUEUED_DELTAS = 1024;
 
+/**
+ * How long a response may stay open after its `[DONE]`: the reply is over at `[DONE]`, and the
+ * connection goes back to the pool once the response ends, or is closed after this.
+ */
+const AFTER_DONE_MS = 1000;
+
 /** The abort reason when the call is left (its consumer stopped, or it failed): no DOMException to make. */
 const LEFT = new Error('upstream call left');
 
@@ -80,6 +86,7 @@ class Call implements Dispatcher.DispatchHandler {
   /** How the call ended, once it has (after the deltas still queued). */
   #outcome: Outcome | undefined;
   #wake: (() => void) | undefined;
+  #afterDone: NodeJS.Timeout | undefined;
 
   /** `onToken`: deltas arrived (the watchdog's first token, then its sign of life). */
   constructor(reader: CompletionChunkReader, onToken: () => void) {
@@ -156,28 +163,38 @@ class Call implements Dispatcher.DispatchHandler {
       this.#reader.check();
     } catch (fault) {
       this.abort(fault);
+      return;
+    }
+    if (this.#reader.done) {
+      this.#endOfStream();
+      // An upstream that keeps the response open after it does not keep the connection too.
+      this.#afterDone = setTimeout(() => controller.abort(LEFT), AFTER_DONE_MS).unref();
     }
   }
 
   onResponseEnd(): void {
+    clearTimeout(this.#afterDone);
     if (this.#outcome) return;
     const failed = this.#errorStatus;
     if (failed) {
       failed.text += this.#decoder.end();
       this.#end({ ok: false, error: this.#httpError(failed) });
-    } else if (!this.#reader.finished) {
-      this.#end({ ok: false, error: new UpstreamStreamFault('ended_early', 'stream ended without a finish_reason') });
-    } else {
-      this.#end({ ok: true });
-    }
+    } else this.#endOfStream();
   }
 
   onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
+    clearTimeout(this.#afterDone);
     if (this.#outcome) return;
     // Cut short while reading an error body: what arrived is the detail.
     if (this.#errorStatus) this.#end({ ok: false, error: this.#httpError(this.#errorStatus) });
     // No answer at all, or the body broke mid-reply (undici's own error, classified as such).
     else this.#end({ ok: false, error: this.#started ? error : new UpstreamConnectionError(error) });
+  }
+
+  /** The stream is over (its `[DONE]`, or its response's end): whole if a choice said why it finished. */
+  #endOfStream(): void {
+    if (!this.#reader.finished) this.#end({ ok: false, error: new UpstreamStreamFault('ended_early', 'stream ended without a finish_reason') });
+    else this.#end({ ok: true });
   }
 
   #httpError(failed: ErrorStatus): UpstreamHttpError {
