@@ -60,6 +60,18 @@ describe('retries before the first token', () => {
     expect(upstream.requests[1]!.abortedByClient).toBe(true);
   });
 
+  it('when enabled, retry a connection cut after its headers, before any token (and never one cut after a token)', async () => {
+    const { upstream, url } = await setup([{ kind: 'drop', after: 0 }], { UPSTREAM_RETRIES: 2 });
+    const events = await reply(url);
+    expect(textOf(events)).toBe(REPLY);
+    expect(upstream.requests).toHaveLength(2);
+
+    upstream.plan({ kind: 'drop', after: 2 });
+    const cut = await reply(url, 'cut-after-tokens');
+    expect(cut.at(-1)).toMatchObject({ type: 'error', code: 'upstream_error', partial: DEFAULT_TOKENS.slice(0, 2).join('') });
+    expect(upstream.requests).toHaveLength(3);
+  });
+
   it('give up after UPSTREAM_RETRIES more calls', async () => {
     const fail: UpstreamPlan = { kind: 'status', status: 502 };
     const { upstream, url } = await setup([fail, fail, fail, fail], { UPSTREAM_RETRIES: 2 });
