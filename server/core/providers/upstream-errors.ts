@@ -135,11 +135,12 @@ export function classifyUpstreamError(error: unknown): UpstreamFailure {
       log: { kind: 'connection', detail: error.code },
     };
   }
-  // The connection dropped mid-body (undici's "other side closed"), and anything else unforeseen.
+  // The connection dropped mid-body (undici's "other side closed"), and anything else unforeseen:
+  // worth another call, which the provider makes only while no token has been passed on.
   const detail = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   return {
     error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, { cause: error }),
-    retryable: false,
+    retryable: true,
     log: { kind: 'other', detail: clip(detail) },
   };
 }
