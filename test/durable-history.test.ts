@@ -12,7 +12,7 @@ import { startPostgres } from './helpers/postgres.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
 import { startServer } from './helpers/server.ts';
-import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { openSseRoute, streamSseRoute, type SseFrame } from './helpers/sse.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
 
 // History lives in a database: the default embedded one survives a restart and a crash, PostgreSQL
@@ -143,6 +143,20 @@ describe('durable history', () => {
       const page = await client.chat.history.query({ sessionId: 'long', limit: 3, before: 6 });
       expect(page.messages.map((m) => m.seq)).toEqual([3, 4, 5]);
     }
+  });
+
+  it('a page holds `limit` messages while a reply runs (its draft is not history yet, and takes no place)', async () => {
+    const { url } = await startServer({ SIM_DELAY_MS: 20 });
+    for (let i = 1; i <= 3; i++) await turn(url, 'busy-pages', `turn ${i}`);
+    let started!: () => void;
+    const firstDelta = new Promise<void>((resolve) => (started = resolve));
+    const running = openSseRoute(url, { message: 'turn 4', session_id: 'busy-pages' }, {}, () => started());
+    await firstDelta;
+    expect((await history(url, 'busy-pages', '?limit=1')).messages.map((m) => m.seq)).toEqual([7]);
+    expect((await history(url, 'busy-pages', '?limit=3')).messages.map((m) => m.seq)).toEqual([5, 6, 7]);
+    expect((await history(url, 'busy-pages', '?limit=2&before=8')).messages.map((m) => m.seq)).toEqual([6, 7]);
+    expect((await history(url, 'busy-pages')).messages.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(await running.done).toBe(200);
   });
 
   it("deletion is per owner, and cancels the session's running reply first", async () => {
