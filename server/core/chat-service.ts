@@ -331,13 +331,16 @@ export class ChatService {
   /** The session's messages, oldest first: all of them, or a page (the newest `limit` before `before`). */
   async history(owner: string, sessionId: string, page: HistoryPage = {}): Promise<SessionHistory> {
     try {
-      const stored = await this.#o.history.read(ChatService.sessionKey(owner, sessionId), page);
+      // One reply runs at a time, and its draft is left out below: one more keeps the page full.
+      const read = page.limit === undefined ? page : { ...page, limit: page.limit + 1 };
+      const stored = await this.#o.history.read(ChatService.sessionKey(owner, sessionId), read);
       const messages: ChatMessage[] = [];
       for (const { draftOf, ...message } of stored) {
         // A reply that is still running is not history yet: its draft is what a crash would leave.
         if (draftOf !== undefined && (this.#local.get(draftOf)?.ended === false || (await this.#o.leases.isAlive(draftOf)))) continue;
         messages.push(message);
       }
+      if (page.limit !== undefined && messages.length > page.limit) messages.splice(0, messages.length - page.limit);
       return { sessionId, messages };
     } catch (error) {
       throw toSluiceError(error);
