@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import Database from 'libsql';
 import { afterEach, expect, it, vi } from 'vitest';
+import { endCrashedDrafts } from '../server/core/crashed-drafts.ts';
 import { draftsStep } from '../server/core/store/history/sql/operations.ts';
 import { SqliteHistory } from '../server/core/store/history/sqlite.ts';
 import { REPO_ROOT, spawnNode } from './helpers/children.ts';
@@ -164,6 +165,24 @@ it('skips a row that is not a message (written by hand, a BLOB for its text) and
       [3, 'third'],
     ]);
     expect(logs.lines.filter((l) => l.msg === 'skipped a corrupt history entry').map((l) => l.seq)).toEqual([2]);
+  } finally {
+    await history.close();
+  }
+});
+
+it('ends every draft a crash left at start-up, however many (the store lists them a thousand at a time)', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-drafts-'));
+  const history = await SqliteHistory.open({ path: join(dir, 'history.db'), logger });
+  try {
+    const createdAt = new Date().toISOString();
+    await Promise.all(
+      Array.from({ length: 1100 }, (_, i) =>
+        history.begin(`o/s${i}`, { role: 'user', content: 'hi', status: 'complete', createdAt }, { keepLast: 10, replyId: `r${i}` }),
+      ),
+    );
+    expect(await endCrashedDrafts(history, { keepLast: 10, logger })).toBe(1100);
+    expect(await history.drafts()).toEqual([]);
+    expect((await history.read('o/s1099')).map((m) => m.status)).toEqual(['complete', 'interrupted']);
   } finally {
     await history.close();
   }
