@@ -16,18 +16,26 @@ export interface DraftedHistory extends History {
  */
 export async function endCrashedDrafts(history: DraftedHistory, options: { readonly keepLast: number; readonly logger: Logger }): Promise<number> {
   let ended = 0;
-  for (const { sessionKey, replyId } of await history.drafts()) {
-    const messages = await history.read(sessionKey);
-    const at = messages.findIndex((message) => message.draftOf === replyId);
-    const draft = messages[at];
-    if (!draft) continue;
-    const usage = await estimateUsage(messages.slice(0, at), draft.content);
-    await history.append(
-      sessionKey,
-      { role: 'assistant', content: draft.content, status: 'interrupted', createdAt: draft.createdAt, ...(usage ? { usage } : {}) },
-      { keepLast: options.keepLast, replyId },
-    );
-    ended++;
+  // The store lists them a bounded number at a time; each is looked at once, so one that cannot
+  // be ended (no longer read back) does not bring the same list back for ever.
+  const seen = new Set<string>();
+  for (;;) {
+    const fresh = (await history.drafts()).filter(({ sessionKey, replyId }) => !seen.has(`${sessionKey}\u0000${replyId}`));
+    if (fresh.length === 0) break;
+    for (const { sessionKey, replyId } of fresh) {
+      seen.add(`${sessionKey}\u0000${replyId}`);
+      const messages = await history.read(sessionKey);
+      const at = messages.findIndex((message) => message.draftOf === replyId);
+      const draft = messages[at];
+      if (!draft) continue;
+      const usage = await estimateUsage(messages.slice(0, at), draft.content);
+      await history.append(
+        sessionKey,
+        { role: 'assistant', content: draft.content, status: 'interrupted', createdAt: draft.createdAt, ...(usage ? { usage } : {}) },
+        { keepLast: options.keepLast, replyId },
+      );
+      ended++;
+    }
   }
   if (ended > 0) options.logger.info({ replies: ended }, 'ended the replies a crash left unfinished, with their usage');
   return ended;
