@@ -75,4 +75,26 @@ describe('tRPC over HTTP: the body and batch limits of the other routes', () => 
     expect(atLimit.status).toBe(200);
     expect(await atLimit.json()).toEqual(Array.from({ length: 3 }, () => ({ result: { data: { json: { status: 'ok' } } } })));
   });
+
+  it('input that is not superjson is a 400 naming the input on every procedure, never the text of the exception it raised', async () => {
+    const { url } = await startServer();
+    const q = (value: unknown) => encodeURIComponent(JSON.stringify(value));
+    const bad: Array<[string, string]> = [
+      ['not JSON', 'notjson'],
+      // A stack overflow inside superjson, from a hundred bytes.
+      ['a custom type of unknown name', q({ json: { sessionId: 'x' }, meta: { values: { sessionId: ['custom', 'x'] } } })],
+      ['a bigint annotation on a string', q({ json: { sessionId: 'abc' }, meta: { values: { sessionId: ['bigint'] } } })],
+    ];
+    for (const [what, input] of bad) {
+      for (const res of [
+        await fetch(`${url}/trpc/chat.history?input=${input}`),
+        await fetch(`${url}/trpc/chat.cancel`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: decodeURIComponent(input) }),
+      ]) {
+        expect(res.status, what).toBe(400);
+        expect(await res.json(), what).toMatchObject({
+          error: { json: { message: 'input: must be superjson-encoded JSON', data: { code: 'BAD_REQUEST', sluiceCode: 'invalid_request' } } },
+        });
+      }
+    }
+  });
 });
