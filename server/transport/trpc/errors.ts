@@ -1,6 +1,6 @@
 import { TRPCError } from '@trpc/server';
 import type { ErrorCode } from '../../../shared/errors.ts';
-import { toSluiceError } from '../../core/errors.ts';
+import { SluiceError, toSluiceError } from '../../core/errors.ts';
 
 type TRPCCode = TRPCError['code'];
 
@@ -31,4 +31,19 @@ export function toTRPCError(error: unknown): TRPCError {
   if (error instanceof TRPCError) return error;
   const sluice = toSluiceError(error);
   return new TRPCError({ code: TRPC_CODES[sluice.code], message: sluice.message, cause: sluice });
+}
+
+/** Input that does not decode (not JSON, or superjson that superjson refuses), whatever the procedure. */
+export function inputNotSuperjson(): SluiceError {
+  return new SluiceError('invalid_request', 'input: must be superjson-encoded JSON');
+}
+
+/**
+ * The SluiceError behind a tRPC error, if any. tRPC parses an HTTP call's input JSON itself, and
+ * passes the parser's SyntaxError on as the cause (its text is the engine's, not ours to show).
+ */
+export function sluiceCauseOf(error: TRPCError): SluiceError | undefined {
+  if (error.cause instanceof SluiceError) return error.cause;
+  if (error.cause instanceof SyntaxError) return inputNotSuperjson();
+  return undefined;
 }

@@ -1,11 +1,10 @@
 import { initTRPC, tracked } from '@trpc/server';
 import type { ChatStreamInput } from '../../../shared/chat-request.ts';
 import { HistoryInput, SessionRef } from '../../../shared/chat-request.ts';
-import { SluiceError } from '../../core/errors.ts';
 import { drainBatches } from '../drain.ts';
 import { inputParser } from '../parse-input.ts';
 import type { TRPCContext } from './context.ts';
-import { toTRPCError } from './errors.ts';
+import { sluiceCauseOf, toTRPCError } from './errors.ts';
 import { transformer } from './transformer.ts';
 
 export interface RouterOptions {
@@ -34,9 +33,9 @@ export function createAppRouter(options: RouterOptions) {
       client: { reconnectAfterInactivityMs: options.ssePingMs > 0 ? options.ssePingMs * 2 + 5_000 : undefined },
     },
     errorFormatter({ shape, error }) {
-      const cause = error.cause instanceof SluiceError ? error.cause : undefined;
+      const cause = sluiceCauseOf(error);
       const { stack: _stack, ...data } = shape.data;
-      return { ...shape, data: { ...data, sluiceCode: cause?.code ?? null } };
+      return { ...shape, message: cause?.message ?? shape.message, data: { ...data, sluiceCode: cause?.code ?? null } };
     },
   });
 

@@ -3,7 +3,6 @@ import { parseConnectionParamsFromString } from '@trpc/server/http';
 import { getErrorShape } from '@trpc/server/unstable-core-do-not-import';
 import superjson from 'superjson';
 import type { StreamEvent } from '../../../shared/stream-events.ts';
-import { SluiceError } from '../../core/errors.ts';
 import type { Attachment } from '../../core/chat-service.ts';
 import type { Sink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
@@ -12,7 +11,7 @@ import { bearerToken } from '../http/bearer.ts';
 import { streamSse } from '../http/sse-stream.ts';
 import type { ChatApi } from './context.ts';
 import { credentialFromParams } from './connection-params.ts';
-import { toTRPCError } from './errors.ts';
+import { inputNotSuperjson, toTRPCError } from './errors.ts';
 import type { AppRouter } from './router.ts';
 
 export interface TrpcSseOptions {
@@ -105,6 +104,6 @@ function decodeInput(raw: string | null): unknown {
     // Without type annotations superjson gives back `json` untouched; skip its walk.
     return value !== null && typeof value === 'object' && value.meta === undefined ? value.json : superjson.deserialize(value);
   } catch {
-    throw new SluiceError('invalid_request', 'input: must be superjson-encoded JSON');
+    throw inputNotSuperjson();
   }
 }

@@ -1,5 +1,6 @@
 import type { CombinedDataTransformer } from '@trpc/server';
 import superjson, { type SuperJSONResult } from 'superjson';
+import { inputNotSuperjson } from './errors.ts';
 
 // JSON-safe values that superjson would pass through untouched: no Dates, Maps, undefined, NaN,
 // Infinity or -0 (those need superjson's type annotations).
@@ -22,7 +23,18 @@ function isPlainJson(value: unknown, depth = 0): boolean {
  * without a walk of every stream event through superjson's machinery.
  */
 export const transformer: CombinedDataTransformer = {
-  input: superjson,
+  input: {
+    serialize: (value: unknown) => superjson.serialize(value),
+    // A client's annotations can make superjson throw anything (a stack overflow, a BigInt it
+    // cannot make): one error naming the input, never the exception's text.
+    deserialize: (value: unknown): unknown => {
+      try {
+        return superjson.deserialize(value as SuperJSONResult);
+      } catch {
+        throw inputNotSuperjson();
+      }
+    },
+  },
   output: {
     serialize: (value: unknown) => (isPlainJson(value) ? { json: value } : superjson.serialize(value)),
     deserialize: (value: unknown): unknown => superjson.deserialize(value as SuperJSONResult),
