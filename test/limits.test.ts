@@ -100,7 +100,7 @@ describe('limits', () => {
     const first = await connect();
     expect(first.reply.result.data.json).toEqual({ status: 'ok' });
     const second = await connect();
-    expect(second.reply.error.json.data.code).toBe('TOO_MANY_REQUESTS');
+    expect(second.reply.error.json.data).toMatchObject({ code: 'TOO_MANY_REQUESTS', sluiceCode: 'rate_limited' });
     await once(second.ws, 'close');
     first.ws.close();
     await once(first.ws, 'close');
@@ -166,7 +166,7 @@ describe('limits', () => {
     subscribe(3);
     await reply(3, 'error');
     const refused = replies.find((r) => r.id === 3)!;
-    expect(refused.error!.json.data.code).toBe('TOO_MANY_REQUESTS');
+    expect(refused.error!.json.data).toMatchObject({ code: 'TOO_MANY_REQUESTS', sluiceCode: 'rate_limited' });
     expect(refused.error!.json.message).toMatch(/subscriptions.*limit 2/);
     // A place is freed when a subscription stops.
     ws.send(JSON.stringify({ id: 1, method: 'subscription.stop' }));

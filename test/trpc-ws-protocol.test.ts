@@ -224,8 +224,9 @@ describe('tRPC WebSocket protocol: Sluice answers as tRPC adapter does', () => {
     });
     expect(sluice).toEqual(reference);
     const messages = sluice as Array<{ id: unknown; error?: { json: { message: string; data: { code: string } } }; result?: unknown }>;
-    expect(messages.slice(0, 17).map((m) => [m.id, m.error?.json.data.code, m.error?.json.message])).toEqual(
-      Array.from({ length: 17 }, (_, i) => [i + 1, 'BAD_REQUEST', 'Batch call exceeds maximum size']),
+    const refusals = messages.slice(0, 17) as Array<{ id: unknown; error?: { json: { message: string; data: { code: string; sluiceCode: unknown } } } }>;
+    expect(refusals.map((m) => [m.id, m.error?.json.data.code, m.error?.json.data.sluiceCode, m.error?.json.message])).toEqual(
+      Array.from({ length: 17 }, (_, i) => [i + 1, 'BAD_REQUEST', 'invalid_request', 'Batch call exceeds maximum size']),
     );
     expect(messages[18]).toMatchObject({ id: null, error: { json: { data: { code: 'BAD_REQUEST' } } } });
     expect(messages.slice(19).map((m) => m.result)).toEqual(Array.from({ length: 16 }, () => ({ type: 'data', data: { json: { status: 'ok' } } })));

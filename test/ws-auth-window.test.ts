@@ -83,7 +83,7 @@ describe('WebSockets that show no credential', () => {
       expect(at - openedAt).toBeLessThan(TIMEOUT + 3000);
     }
     // They were told why before the close.
-    expect(silent[0]!.replies).toMatchObject([{ id: null, error: { json: { data: { code: 'UNAUTHORIZED' } } } }]);
+    expect(silent[0]!.replies).toMatchObject([{ id: null, error: { json: { data: { code: 'UNAUTHORIZED', sluiceCode: 'unauthorized' } } } }]);
 
     // The one with a key stays.
     expect(good.ws.readyState).toBe(WebSocket.OPEN);
