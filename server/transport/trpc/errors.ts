@@ -47,3 +47,29 @@ export function sluiceCauseOf(error: TRPCError): SluiceError | undefined {
   if (error.cause instanceof SyntaxError) return inputNotSuperjson();
   return undefined;
 }
+
+/**
+ * Sluice's code for a tRPC code, for the refusals tRPC's protocol makes itself (a batch too large,
+ * say) and those the WebSocket layer makes in tRPC's words: every error a client gets has one.
+ */
+const SLUICE_CODES: Partial<Record<TRPCCode, ErrorCode>> = {
+  PARSE_ERROR: 'invalid_json',
+  BAD_REQUEST: 'invalid_request',
+  PAYLOAD_TOO_LARGE: 'payload_too_large',
+  UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',
+  UNAUTHORIZED: 'unauthorized',
+  FORBIDDEN: 'forbidden',
+  NOT_FOUND: 'not_found',
+  CONFLICT: 'session_busy',
+  TOO_MANY_REQUESTS: 'rate_limited',
+  SERVICE_UNAVAILABLE: 'unavailable',
+  BAD_GATEWAY: 'upstream_error',
+  GATEWAY_TIMEOUT: 'upstream_timeout',
+  CLIENT_CLOSED_REQUEST: 'cancelled',
+  INTERNAL_SERVER_ERROR: 'internal',
+};
+
+/** The sluiceCode a tRPC error carries: its SluiceError's, or the one of its tRPC code. */
+export function sluiceCodeOf(error: TRPCError, cause: SluiceError | undefined): ErrorCode | null {
+  return cause?.code ?? SLUICE_CODES[error.code] ?? null;
+}

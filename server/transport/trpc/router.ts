@@ -4,7 +4,7 @@ import { HistoryInput, SessionRef } from '../../../shared/chat-request.ts';
 import { drainBatches } from '../drain.ts';
 import { inputParser } from '../parse-input.ts';
 import type { TRPCContext } from './context.ts';
-import { sluiceCauseOf, toTRPCError } from './errors.ts';
+import { sluiceCauseOf, sluiceCodeOf, toTRPCError } from './errors.ts';
 import { transformer } from './transformer.ts';
 
 export interface RouterOptions {
@@ -35,7 +35,7 @@ export function createAppRouter(options: RouterOptions) {
     errorFormatter({ shape, error }) {
       const cause = sluiceCauseOf(error);
       const { stack: _stack, ...data } = shape.data;
-      return { ...shape, message: cause?.message ?? shape.message, data: { ...data, sluiceCode: cause?.code ?? null } };
+      return { ...shape, message: cause?.message ?? shape.message, data: { ...data, sluiceCode: sluiceCodeOf(error, cause) } };
     },
   });
 
