@@ -1,7 +1,10 @@
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import type { ServerResponse } from 'node:http';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, vi } from 'vitest';
+import WebSocket from 'ws';
+import { loadConfig } from '../server/config.ts';
 import type { Provider } from '../server/core/providers/provider.ts';
 import { SessionHistory } from '../shared/index.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
@@ -59,5 +62,46 @@ describe('backpressure', () => {
     const history = SessionHistory.parse(await (await fetch(`${server.url}/v1/sessions/slow/messages`)).json());
     expect(history.messages[1]).toMatchObject({ status: 'interrupted' });
     expect(history.messages[1]!.content.length).toBeGreaterThan(4000 * DELTA.length - 1);
+  });
+});
+
+describe('backpressure on a shared connection', () => {
+  it("a WebSocket's subscriptions wait for its room together: one listener on the socket, no leak warning", async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    const burst: Provider = {
+      name: 'burst',
+      async *stream({ signal }) {
+        for (let i = 0; i < 400; i++) {
+          if (i % 64 === 0) await nextTurn(undefined, { signal });
+          yield DELTA;
+        }
+        for (;;) {
+          await sleep(20, undefined, { signal });
+          yield DELTA;
+        }
+      },
+    };
+    try {
+      const server = await startServer({ SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 0 }, { provider: burst });
+      const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/trpc`);
+      ws.on('error', () => undefined);
+      await once(ws, 'open');
+      const subscriptions = loadConfig({}).WS_MAX_SUBSCRIPTIONS;
+      for (let id = 1; id <= subscriptions; id++) {
+        ws.send(
+          JSON.stringify({ id, method: 'subscription', params: { path: 'chat.stream', input: { json: { message: 'flood', sessionId: `shared-${id}` } } } }),
+        );
+      }
+      await vi.waitFor(() => expect(server.sluice.service.openListeners).toBe(subscriptions), { timeout: 10_000 });
+      (ws as unknown as { _socket: Socket })._socket.pause(); // the reader stops reading
+      // Every stream waits for room on the one socket until the send timeout cuts the reader off.
+      await vi.waitFor(() => expect(server.sluice.service.openListeners).toBe(0), { timeout: 15_000 });
+      ws.terminate();
+      expect(warnings.map((w) => w.name)).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });
