@@ -51,20 +51,56 @@ export function createSink(options: SinkOptions): Sink {
   }
 }
 
+/**
+ * Who waits for room on each emitter. The streams of one connection (a WebSocket's subscriptions)
+ * share its socket: they share one `drain` and one `close` listener on it too, so that sixteen
+ * waiting streams are not sixteen listeners (Node warns of a leak past ten).
+ */
+const waiting = new WeakMap<EventEmitter, Waiters>();
+
+class Waiters {
+  readonly #emitter: EventEmitter;
+  readonly #waiters = new Set<(drained: boolean) => void>();
+  readonly #onDrain = (): void => this.#wake(true);
+  readonly #onClose = (): void => this.#wake(false);
+
+  constructor(emitter: EventEmitter) {
+    this.#emitter = emitter;
+    emitter.on('drain', this.#onDrain);
+    emitter.on('close', this.#onClose);
+  }
+
+  add(waiter: (drained: boolean) => void): void {
+    this.#waiters.add(waiter);
+  }
+
+  delete(waiter: (drained: boolean) => void): void {
+    this.#waiters.delete(waiter);
+    if (this.#waiters.size > 0) return;
+    this.#emitter.off('drain', this.#onDrain);
+    this.#emitter.off('close', this.#onClose);
+    waiting.delete(this.#emitter);
+  }
+
+  #wake(drained: boolean): void {
+    for (const waiter of [...this.#waiters]) waiter(drained);
+  }
+}
+
 function drainWithin(emitter: EventEmitter, ms: number, signal: AbortSignal | undefined): Promise<boolean> {
   return new Promise((resolve) => {
+    let waiters = waiting.get(emitter);
+    if (!waiters) waiting.set(emitter, (waiters = new Waiters(emitter)));
+    const joined = waiters;
     const finish = (drained: boolean): void => {
       clearTimeout(timer);
-      emitter.off('drain', onDrain);
-      emitter.off('close', onClose);
-      signal?.removeEventListener('abort', onClose);
+      joined.delete(finish);
+      signal?.removeEventListener('abort', onAbort);
       resolve(drained);
     };
-    const onDrain = (): void => finish(true);
-    const onClose = (): void => finish(false);
+    const onAbort = (): void => finish(false);
     const timer = setTimeout(() => finish(false), ms);
-    emitter.on('drain', onDrain);
-    emitter.once('close', onClose);
-    signal?.addEventListener('abort', onClose, { once: true });
+    joined.add(finish);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
