@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorBody } from '../shared/index.ts';
+import { ErrorBody, OpenAIErrorBody } from '../shared/index.ts';
 import { startServer } from './helpers/server.ts';
 import { parseSse, rawRequest } from './helpers/sse.ts';
 
@@ -52,5 +52,14 @@ describe('routing', () => {
     const missing = await fetch(`${url}/v2/nothing`);
     expect(missing.status).toBe(404);
     expect(ErrorBody.parse(await missing.json()).error).toEqual({ code: 'not_found', message: 'No route for GET /v2/nothing' });
+  });
+
+  it("a method a route does not serve is answered in the route's own error shape (OpenAI's on the OpenAI routes)", async () => {
+    const { url } = await startServer();
+    const openai = await fetch(`${url}/v1/chat/completions`);
+    expect(openai.status).toBe(404);
+    expect(OpenAIErrorBody.parse(await openai.json()).error).toMatchObject({ code: 'not_found', message: 'GET is not supported on /v1/chat/completions' });
+    const own = await fetch(`${url}/v1/chat/stream`);
+    expect(ErrorBody.parse(await own.json()).error).toEqual({ code: 'not_found', message: 'GET is not supported on /v1/chat/stream' });
   });
 });
