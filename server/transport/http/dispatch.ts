@@ -36,7 +36,7 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
         return;
       }
       if (route.method !== '*' && req.method !== route.method) {
-        sendError(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
+        (route.sendError ?? sendError)(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
         return;
       }
       if (!route.anySite) {
