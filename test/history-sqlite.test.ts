@@ -187,3 +187,17 @@ it('ends every draft a crash left at start-up, however many (the store lists the
     await history.close();
   }
 });
+
+it('refuses a second store on the same file while the first is open (its start-up would end the first one’s running replies)', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-lock-'));
+  const path = join(dir, 'history.db');
+  const first = await SqliteHistory.open({ path, logger });
+  try {
+    await expect(SqliteHistory.open({ path, logger })).rejects.toThrow(/in use by another Sluice/);
+  } finally {
+    await first.close();
+  }
+  // Closed (or its process gone), the file is free again.
+  const second = await SqliteHistory.open({ path, logger });
+  await second.close();
+});
