@@ -12,20 +12,23 @@ import { startServer } from './helpers/server.ts';
 
 const DELTA = 'x'.repeat(4095) + ' ';
 
-/** An upstream stand-in: a fast burst (more than the kernel's socket buffers hold), then a slow tail. */
-const firehose: Provider = {
-  name: 'firehose',
+/** An upstream stand-in: a fast burst of `burst` deltas, then a slow tail of `tail`. */
+const flood = (burst: number, tail: number): Provider => ({
+  name: 'flood',
   async *stream({ signal }) {
-    for (let i = 0; i < 4000; i++) {
+    for (let i = 0; i < burst; i++) {
       if (i % 64 === 0) await nextTurn(undefined, { signal });
       yield DELTA;
     }
-    for (let i = 0; i < 10_000; i++) {
+    for (let i = 0; i < tail; i++) {
       await sleep(20, undefined, { signal });
       yield DELTA;
     }
   },
-};
+});
+
+/** More than the kernel's socket buffers hold, then a tail that outlasts the test. */
+const firehose = flood(4000, 10_000);
 
 describe('backpressure', () => {
   it('a reader that stops reading: bounded buffering, cut after the send timeout, reply aborted after the resume window', async () => {
@@ -70,19 +73,8 @@ describe('backpressure on a shared connection', () => {
     const warnings: Error[] = [];
     const onWarning = (warning: Error): void => void warnings.push(warning);
     process.on('warning', onWarning);
-    const burst: Provider = {
-      name: 'burst',
-      async *stream({ signal }) {
-        for (let i = 0; i < 400; i++) {
-          if (i % 64 === 0) await nextTurn(undefined, { signal });
-          yield DELTA;
-        }
-        for (;;) {
-          await sleep(20, undefined, { signal });
-          yield DELTA;
-        }
-      },
-    };
+    // Each of the connection's streams more than its share of the socket's buffers.
+    const burst = flood(400, 10_000);
     try {
       const server = await startServer({ SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 0 }, { provider: burst });
       const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/trpc`);
