@@ -10,7 +10,7 @@ import { SessionHistory, SseDeltaData, SseMessageData, type StreamEvent } from '
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startCluster, type ClusterSetup } from './helpers/redis-topologies.ts';
 import { startServer } from './helpers/server.ts';
-import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { openSseRoute, streamSseRoute, type SseFrame } from './helpers/sse.ts';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
 import { collectStream } from './helpers/trpc-clients.ts';
 
@@ -101,6 +101,22 @@ describe.each(STORES)('resume after a dropped connection, $store', ({ env }) => 
       });
     expect((await post('AAAAAAAAAAAAAAAA:3')).status).toBe(404);
     expect((await post('not an id')).status).toBe(422);
+  });
+
+  it('SSE route: a position beyond what a running reply has made is a 404 at once, not a stream that waits for it', async () => {
+    const server = await start({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 5000 });
+    if (!server) return;
+    let first: string | undefined;
+    const running = openSseRoute(server.url, { message: PROMPT, session_id: 'ahead' }, {}, (frame) => (first ??= frame.id));
+    await vi.waitFor(() => expect(first).toBeDefined());
+    const generation = first!.split(':')[0]!;
+    const ahead = await fetch(`${server.url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'last-event-id': `${generation}:9999999` },
+      body: JSON.stringify({ message: 'x' }),
+    });
+    expect(ahead.status).toBe(404);
+    expect(await running.done).toBe(200);
   });
 
   it('tRPC over WebSocket: the stock wsLink resumes by itself after the socket is cut', async () => {
