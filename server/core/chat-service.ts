@@ -254,9 +254,10 @@ export class ChatService {
       // Another owner's generation looks exactly like a missing one.
       if (local.owner !== owner) throw notFound;
       this.#observer.resumed(transport);
-      // An id beyond what this instance has shown yet is not clamped: another instance may have read
-      // an event from the shared log before this one knew it was stored. The listener waits for it.
-      if (local.ended && from.seq > local.eventCount) throw notFound;
+      // An id beyond what this instance has shown yet is not refused: another instance may have read
+      // an event from the shared log before this one knew it was stored, and the listener waits for
+      // it. One beyond what the reply has made cannot have been seen anywhere.
+      if (from.seq > local.madeCount) throw notFound;
       return { generationId: local.id, listener: local.listen(from.seq, signal) };
     }
     const record = await this.#o.events.load(from.generationId).catch((error: unknown) => {

@@ -176,6 +176,13 @@ export class Generation {
   get eventCount(): number {
     return this.#visible;
   }
+  /**
+   * Positions the reply has made so far, shown or still being copied to the shared log: another
+   * instance may have shown one of them already, none beyond.
+   */
+  get madeCount(): number {
+    return (this.#ends ? this.#ends.length : this.#deltas.length) + (this.#terminal ? 1 : 0);
+  }
 
   /** The reply's text so far and how many deltas it holds, while it runs (for checkpoints). */
   draft(): { readonly deltas: number; readonly text: string } {
