@@ -173,9 +173,6 @@ export class Generation {
   get listenerCount(): number {
     return this.#listeners;
   }
-  get eventCount(): number {
-    return this.#visible;
-  }
   /**
    * Positions the reply has made so far, shown or still being copied to the shared log: another
    * instance may have shown one of them already, none beyond.
