@@ -239,6 +239,8 @@ describe('JwtVerifier', () => {
     const byEmail = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, ownerClaim: 'email' });
     expect(await byEmail.ownerOf(await idp.token('alice', { claims: { email: 'a@example.com' } }))).toMatch(/^u_/);
     expect(await byEmail.ownerOf(await idp.token('alice'))).toBeUndefined();
+    // Signed, but with an issuer that is not a string (no issuer is required): refused like any bad token.
+    for (const iss of [123, ['a'], { a: 1 }]) expect(await verifier.ownerOf(await idp.token('alice', { claims: { iss } }))).toBeUndefined();
   });
 
   it('a PEM key verifies only its own algorithm family; an HMAC secret only HS*', async () => {
