@@ -126,6 +126,11 @@ export class JwtVerifier implements Credentials {
       this.#onRefused(`the "${this.#ownerClaim}" claim is not a usable user id`);
       return undefined;
     }
+    // Checked by jose only when an issuer is required; the owner is named under it either way.
+    if (payload.iss !== undefined && typeof payload.iss !== 'string') {
+      this.#onRefused('the "iss" claim is not a string');
+      return undefined;
+    }
     const hash = createHash('sha256')
       .update(payload.iss ?? '', 'utf8')
       .update('\0')
