@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { captureLogs } from './helpers/logs.ts';
 import { startServer } from './helpers/server.ts';
 import { streamSseRoute } from './helpers/sse.ts';
@@ -69,6 +69,32 @@ describe('metrics and logs', () => {
     expect(sample(after, 'sluice_open_connections', { transport: 'ws' })).toBe(1);
     expect(sample(after, 'sluice_running_generations')).toBe(0);
     expect(sample(before, 'sluice_deltas_total')).toBe(0);
+  });
+
+  it('a request that fails inside Sluice answers 500 with no detail, and its error is logged once, whichever step failed', async () => {
+    const { logger, lines } = captureLogs('info');
+    const credentials = {
+      required: true,
+      ownerOf: async () => {
+        throw new TypeError('boom inside the credential check');
+      },
+    };
+    const { url } = await startServer({}, { logger, credentials });
+    for (const res of [
+      await fetch(`${url}/v1/sessions/s/messages`, { headers: { authorization: 'Bearer x' } }),
+      await fetch(`${url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer x', 'content-type': 'application/json' },
+        body: '{"message":"hi"}',
+      }),
+    ]) {
+      expect(res.status).toBe(500);
+      expect(await res.json()).toEqual({ error: { code: 'internal', message: 'Internal error' } });
+    }
+    await vi.waitFor(() => expect(lines.filter((l) => l['msg'] === 'request')).toHaveLength(2));
+    const errors = lines.filter((l) => l['level'] === 50);
+    expect(errors).toHaveLength(2);
+    for (const line of errors) expect(JSON.stringify(line['err'])).toContain('boom inside the credential check');
   });
 
   it('one log line per request and per generation, without message contents or keys at the default level', async () => {
