@@ -5,15 +5,15 @@ import { SluiceError, toSluiceError } from '../../core/errors.ts';
 import { parseWith } from '../parse-input.ts';
 import { HTTP_STATUS, retryHeaders } from './status.ts';
 
-const rejections = new WeakMap<ServerResponse, string>();
+const rejections = new WeakMap<ServerResponse, SluiceError>();
 
-/** Notes why a request was refused, for metrics and the request log. */
-export function markRejected(res: ServerResponse, reason: string): void {
-  rejections.set(res, reason);
+/** Notes why a request was refused, for metrics and the request log (which logs an `internal` one's cause). */
+export function markRejected(res: ServerResponse, error: SluiceError): void {
+  rejections.set(res, error);
 }
 
-/** The reason a response refused its request, if it did. */
-export function rejectionOf(res: ServerResponse): string | undefined {
+/** Why a response refused its request, if it did. */
+export function rejectionOf(res: ServerResponse): SluiceError | undefined {
   return rejections.get(res);
 }
 
@@ -35,7 +35,7 @@ export function sendError(res: ServerResponse, error: unknown): SluiceError {
     res.destroy();
     return sluice;
   }
-  markRejected(res, sluice.code);
+  markRejected(res, sluice);
   const body: ErrorBody = { error: { code: sluice.code, message: sluice.message } };
   const headers = retryHeaders(sluice);
   sendJson(res, HTTP_STATUS[sluice.code], body, headers);

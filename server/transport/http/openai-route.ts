@@ -32,7 +32,7 @@ export function sendOpenAIError(res: ServerResponse, error: unknown): void {
     res.destroy();
     return;
   }
-  markRejected(res, sluice.code);
+  markRejected(res, sluice);
   const param = error instanceof InvalidParamError ? error.param : null;
   const headers = retryHeaders(sluice);
   sendJson(res, openAIStatus(sluice.code), openAIErrorBody(sluice.code, sluice.message, param), headers);

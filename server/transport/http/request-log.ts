@@ -19,12 +19,16 @@ export interface RequestLogContext {
 export function logWhenClosed(req: IncomingMessage, res: ServerResponse, context: RequestLogContext): void {
   const startedAt = performance.now();
   res.once('close', () => {
-    const reason = rejectionOf(res);
+    const rejection = rejectionOf(res);
+    const reason = rejection?.code;
     if (reason) context.metrics.rejected(reason);
+    // The client was told "Internal error" and no more: the log gets what failed, once, whichever
+    // step of the request it was.
+    if (reason === 'internal') context.logger.error({ err: rejection!.cause ?? rejection, method: req.method, path: pathOf(req) }, 'request failed');
     context.logger.info(
       {
         method: req.method,
-        path: (req.url ?? '/').split('?', 1)[0],
+        path: pathOf(req),
         status: res.statusCode,
         durationMs: Math.round(performance.now() - startedAt),
         owner: context.ownerOf(req),
@@ -36,3 +40,6 @@ export function logWhenClosed(req: IncomingMessage, res: ServerResponse, context
     );
   });
 }
+
+/** Never the query: tRPC puts the message there. */
+const pathOf = (req: IncomingMessage): string => (req.url ?? '/').split('?', 1)[0]!;

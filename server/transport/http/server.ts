@@ -131,11 +131,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     connections.responding(req, res);
     logWhenClosed(req, res, { logger, metrics, clientIp: clientIpOf(req), ownerOf: (r) => owners.get(r) });
-    handle(req, res).catch((error: unknown) => {
-      const sluice = SluiceError.from(error);
-      if (sluice.code === 'internal') logger.error({ err: error, url: req.url }, 'request handler failed');
-      sendError(res, sluice);
-    });
+    // What a handler did not answer itself (the request log logs an internal error's cause).
+    handle(req, res).catch((error: unknown) => sendError(res, SluiceError.from(error)));
   };
 
   const ws = createTrpcWsServer({
