@@ -5,7 +5,7 @@ import { SseErrorData, SseMessageData } from '../shared/index.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis, type RedisServer } from './helpers/redis.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
-import { cancel, drain, history, type SseFrame, streamSseRoute } from './helpers/sse.ts';
+import { cancel, drain, history, parseSse, rawRequest, type SseFrame, streamSseRoute } from './helpers/sse.ts';
 import { stockClient } from './helpers/trpc-clients.ts';
 
 // Two instances on one real Redis, and the faults a production Redis has: connections killed,
@@ -122,6 +122,25 @@ describe('faults of a shared Redis', () => {
       expect(roles).toEqual(roles.map((_, i) => (i % 2 === 0 ? 'user' : 'assistant')));
       expect(roles.length % 2).toBe(0);
     });
+  });
+
+  it('8: a reply that ended but could not free its session (Redis was away as it let go) leaves the session usable once it is not marked alive', async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const server = await startServer({ REDIS_URL: redis.url, LIVENESS_TTL_MS: 600 });
+    const { store } = server.sluice;
+    // What such a reply leaves behind: its log ended, its lock still held (the release never
+    // reached Redis, and the lock lasts a day), its liveness mark gone (no longer refreshed).
+    const record = { id: '0123456789abcdef0123456789abcdef', owner: 'anonymous', sessionId: 'stuck', sessionKey: 'anonymous/stuck', stored: true };
+    await store.events.open(record, 60_000);
+    expect(await store.events.append(record.id, 1, { type: 'done', totalChunks: 0 })).toBe('added');
+    expect(await store.leases.acquire('session:anonymous/stuck', record.id, 86_400_000)).toBe(true);
+    const res = await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'again', session_id: 'stuck' }),
+    });
+    expect(res.status).toBe(200);
+    expect(parseSse(res.body.toString()).at(-1)?.event).toBe('message');
   });
 
   it('8: an instance stalled longer than LIVENESS_TTL_MS (its reply ended as orphan elsewhere) adds nothing to the log or history when it wakes', async () => {
