@@ -57,9 +57,10 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
 export async function endIfDead(o: OrphanContext, sessionKey: string, holder: string): Promise<boolean> {
   if (await o.leases.isAlive(holder)) return false;
   const orphan = await o.events.load(holder);
-  // Nothing left to store: only the dead holder's lock remains.
   if (orphan) await endOrphan(o, orphan);
-  else await o.leases.releaseSession(sessionKey, holder);
+  // The lock goes in any case: a reply whose ending is logged (by itself, or by another instance)
+  // may still hold it, when its own release never reached the store.
+  await o.leases.releaseSession(sessionKey, holder);
   return true;
 }
 
