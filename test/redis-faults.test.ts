@@ -169,6 +169,23 @@ describe('faults of a shared Redis', () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it('9: a reply that ends while Redis is away keeps its partial: its final message is written once Redis is back', async () => {
+    const redis = await startRedis({ persistent: true });
+    if (!redis) return;
+    const server = await startServer({ REDIS_URL: redis.url, SIM_DELAY_MS: 20, REDIS_OUTAGE_WAIT_MS: 300 });
+    const frames: SseFrame[] = [];
+    const reply = streamSseRoute(server.url, { message: LONG, session_id: 'away' });
+    for (let i = 0; i < 5; i++) frames.push((await reply.next()).value as SseFrame);
+    await redis.stop();
+    for await (const frame of reply) frames.push(frame);
+    const ending = SseErrorData.parse(JSON.parse(frames.at(-1)!.data));
+    expect(ending.partial.length).toBeGreaterThan(0);
+    await redis.start();
+    await vi.waitFor(async () => expect((await history(server.url, 'away')).messages.at(-1)).toMatchObject({ role: 'assistant', content: ending.partial }), {
+      timeout: 10_000,
+    });
+  });
+
   it('9: events whose write to Redis failed are never shown; a full resume on B matches what A sent, or both end with an error', async () => {
     const setup = await pair({ SIM_DELAY_MS: 15, RESUME_GRACE_MS: 60_000 });
     if (!setup) return;
