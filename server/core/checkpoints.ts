@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Generation } from './generation.ts';
+import type { ChatMessage } from '../../shared/messages.ts';
 import type { History } from './store/history.ts';
 
 export interface CheckpointsOptions {
@@ -7,6 +8,17 @@ export interface CheckpointsOptions {
   /** How often the text of every running reply is saved (a crash loses at most about this much). */
   readonly intervalMs: number;
   readonly logger: Logger;
+  /** How long a final message the store refused is tried again. Default: 10 minutes. */
+  readonly finalRetryMs?: number;
+}
+
+/** A reply's final message that the store did not take (it was away), tried again at each tick. */
+interface PendingFinal {
+  readonly sessionKey: string;
+  readonly message: ChatMessage;
+  readonly keepLast: number;
+  readonly until: number;
+  writing: boolean;
 }
 
 /**
@@ -19,6 +31,8 @@ export class Checkpoints {
   readonly #o: CheckpointsOptions;
   /** Running replies, with the number of deltas their last checkpoint held. */
   readonly #running = new Map<Generation, number>();
+  /** By reply id: appending a reply's final message again changes nothing, so a retry is safe. */
+  readonly #finals = new Map<string, PendingFinal>();
   #timer: NodeJS.Timeout | undefined;
   #failing = false;
 
@@ -31,13 +45,23 @@ export class Checkpoints {
 
   track(generation: Generation): void {
     this.#running.set(generation, 0);
-    this.#timer ??= setInterval(() => this.#tick(), this.#o.intervalMs).unref();
+    this.#start();
   }
 
   /** No more checkpoints for this reply (its final message is about to be stored). */
   untrack(generation: Generation): void {
     this.#running.delete(generation);
-    if (this.#running.size === 0) this.stop();
+    if (this.#running.size === 0 && this.#finals.size === 0) this.stop();
+  }
+
+  /**
+   * A reply's final message that the store refused while it was away: written again at each tick
+   * until it lands or `finalRetryMs` has passed. Meanwhile the reply's draft keeps its place (and
+   * reads back as `interrupted`); the final message replaces it, whatever came after it.
+   */
+  final(sessionKey: string, replyId: string, message: ChatMessage, keepLast: number): void {
+    this.#finals.set(replyId, { sessionKey, message, keepLast, until: Date.now() + (this.#o.finalRetryMs ?? 600_000), writing: false });
+    this.#start();
   }
 
   stop(): void {
@@ -45,7 +69,29 @@ export class Checkpoints {
     this.#timer = undefined;
   }
 
+  #start(): void {
+    this.#timer ??= setInterval(() => this.#tick(), this.#o.intervalMs).unref();
+  }
+
   #tick(): void {
+    const now = Date.now();
+    for (const [replyId, pending] of this.#finals) {
+      if (pending.writing) continue;
+      if (now > pending.until) {
+        this.#finals.delete(replyId);
+        this.#o.logger.error({ replyId }, "gave up storing a reply's final message; its draft stays (read as interrupted)");
+        continue;
+      }
+      pending.writing = true;
+      this.#o.history.append(pending.sessionKey, pending.message, { keepLast: pending.keepLast, replyId }).then(
+        () => {
+          this.#finals.delete(replyId);
+          this.#o.logger.info({ replyId }, "stored a reply's final message once the store was back");
+        },
+        () => (pending.writing = false),
+      );
+    }
+    if (this.#running.size === 0 && this.#finals.size === 0) this.stop();
     for (const [generation, saved] of this.#running) {
       const { deltas, text } = generation.draft();
       if (deltas === saved) continue;

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { CancelRouting } from './cancel-routing.ts';
+import { toSluiceError } from './errors.ts';
 import type { Checkpoints } from './checkpoints.ts';
 import { Generation, type Listener } from './generation.ts';
 import type { Held } from './leases.ts';
@@ -129,7 +130,13 @@ export class ReplyRunner {
       const summary = await generation.run(o.provider, messages, async (reply) => {
         o.checkpoints.untrack(generation);
         try {
-          if (record.stored) await o.history.append(record.sessionKey, reply, { keepLast: o.keepMessages, replyId: record.id });
+          if (record.stored) {
+            await o.history.append(record.sessionKey, reply, { keepLast: o.keepMessages, replyId: record.id }).catch((error: unknown) => {
+              // The store is away: the message is written again until it lands (see Checkpoints.final).
+              if (toSluiceError(error).code === 'unavailable') o.checkpoints.final(record.sessionKey, record.id, reply, o.keepMessages);
+              throw error;
+            });
+          }
         } finally {
           await this.#leaveSession(generation, holds);
         }
