@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
-import { SseErrorData, SseMessageData } from '../shared/index.ts';
+import { ErrorBody, SseErrorData, SseMessageData } from '../shared/index.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis, type RedisServer } from './helpers/redis.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
@@ -184,6 +184,30 @@ describe('faults of a shared Redis', () => {
     await vi.waitFor(async () => expect((await history(server.url, 'away')).messages.at(-1)).toMatchObject({ role: 'assistant', content: ending.partial }), {
       timeout: 10_000,
     });
+  });
+
+  it('9: a Redis that stops answering (CLIENT PAUSE) is a quick 503 and an unready instance, not requests that hang for the pause', async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const server = await startServer({ REDIS_URL: redis.url });
+    const client = await admin(redis);
+    await client.call('CLIENT', 'PAUSE', '6000', 'ALL');
+    try {
+      const within = AbortSignal.timeout(4000);
+      const ready = await fetch(`${server.url}/ready`, { signal: within });
+      expect(ready.status).toBe(503);
+      const start = await fetch(`${server.url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"message":"hi","session_id":"paused"}',
+        signal: within,
+      });
+      expect(start.status).toBe(503);
+      expect(ErrorBody.parse(await start.json()).error.code).toBe('unavailable');
+    } finally {
+      await client.call('CLIENT', 'UNPAUSE');
+    }
+    await vi.waitFor(async () => expect((await fetch(`${server.url}/ready`)).status).toBe(200), { timeout: 10_000 });
   });
 
   it('9: events whose write to Redis failed are never shown; a full resume on B matches what A sent, or both end with an error', async () => {
