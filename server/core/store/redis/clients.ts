@@ -10,6 +10,12 @@ export interface ClientSettings {
   readonly offlineQueue: boolean;
   readonly autoPipelining: boolean;
   readonly scripts?: RedisOptions['scripts'];
+  /**
+   * A command Redis has not answered in this long fails (`unavailable`, as one sent while it is
+   * away): a Redis that stops answering (a paused client, a frozen primary) must not hang every
+   * request for as long as it lasts. Not for connections that block by design (the tail's reads).
+   */
+  readonly commandTimeoutMs?: number;
 }
 
 // Calls fail fast while Redis is away (a clear 503 instead of a hung request) and the clients
@@ -37,6 +43,7 @@ export function serverClient(topology: Exclude<RedisTopology, { kind: 'cluster' 
     enableOfflineQueue: settings.offlineQueue,
     enableAutoPipelining: settings.autoPipelining,
     ...(settings.scripts ? { scripts: settings.scripts } : {}),
+    ...(settings.commandTimeoutMs ? { commandTimeout: settings.commandTimeoutMs } : {}),
   };
   const tls = tlsOptions(topology.tls);
   if (topology.kind === 'single') return new Redis(topology.url, { ...options, retryStrategy: retry, ...(tls ? { tls } : {}) });
@@ -72,7 +79,12 @@ export function clusterClient(topology: Extract<RedisTopology, { kind: 'cluster'
     scaleReads: 'master',
     clusterRetryStrategy: retry,
     ...(settings.scripts ? { scripts: settings.scripts } : {}),
-    redisOptions: { ...COMMON, connectionName: settings.name, ...(tls ? { tls } : {}) },
+    redisOptions: {
+      ...COMMON,
+      connectionName: settings.name,
+      ...(settings.commandTimeoutMs ? { commandTimeout: settings.commandTimeoutMs } : {}),
+      ...(tls ? { tls } : {}),
+    },
   };
   return new Cluster(
     topology.nodes.map(({ host, port }) => ({ host, port })),

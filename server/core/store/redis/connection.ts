@@ -27,6 +27,9 @@ export interface RedisConnectionOptions {
   readonly waitTimeoutMs?: number;
 }
 
+/** How long Redis may take to answer a command before it counts as away (it answers in well under a millisecond). */
+const COMMAND_TIMEOUT_MS = 1000;
+
 /** The commands every role uses: the same on one server and on a cluster, plus the scripts. */
 export type Scripted = RedisCommander & Record<ScriptName, (...args: Array<string | number>) => Promise<unknown>>;
 
@@ -76,7 +79,7 @@ export class RedisConnection {
     // Named, so that an operator (or a test) can tell each instance's connections apart in CLIENT LIST.
     this.instance = randomBytes(4).toString('hex');
     const settings = (role: string, rest: Omit<ClientSettings, 'name'>): ClientSettings => ({ name: `sluice-${this.instance}-${role}`, ...rest });
-    const main = settings('main', { offlineQueue: false, autoPipelining: true, scripts: SCRIPT_OPTIONS });
+    const main = settings('main', { offlineQueue: false, autoPipelining: true, scripts: SCRIPT_OPTIONS, commandTimeoutMs: COMMAND_TIMEOUT_MS });
     if (topology.kind === 'cluster') {
       const cluster = clusterClient(topology, main);
       this.#commands = cluster;
@@ -88,7 +91,16 @@ export class RedisConnection {
       this.#subscriber.on('error', noop);
       this.#pubsub = new ServerPubSub(this.#subscriber, server);
       if (waitReplicas > 0) {
-        const durable = serverClient(topology, settings('durable', { offlineQueue: false, autoPipelining: true, scripts: SCRIPT_OPTIONS }));
+        // Its WAITs take up to their own timeout: the command's is counted beyond it.
+        const durable = serverClient(
+          topology,
+          settings('durable', {
+            offlineQueue: false,
+            autoPipelining: true,
+            scripts: SCRIPT_OPTIONS,
+            commandTimeoutMs: COMMAND_TIMEOUT_MS + (options.waitTimeoutMs ?? 500),
+          }),
+        );
         durable.on('error', noop);
         this.#replicaWait = new ReplicaWait(durable, { replicas: waitReplicas, timeoutMs: options.waitTimeoutMs ?? 500, logger: options.logger });
       }
@@ -188,7 +200,13 @@ export class RedisConnection {
       if (this.topology.kind === 'cluster') {
         this.#tail = new ShardTail(commands as Cluster);
       } else {
-        const reader = (commands as Redis).duplicate({ enableOfflineQueue: true, enableAutoPipelining: false, connectionName: `sluice-${this.instance}-tail` });
+        // Its reads block for up to a second by design: no command timeout.
+        const reader = (commands as Redis).duplicate({
+          enableOfflineQueue: true,
+          enableAutoPipelining: false,
+          connectionName: `sluice-${this.instance}-tail`,
+          commandTimeout: undefined,
+        });
         reader.on('error', noop);
         this.#tailReader = reader;
         this.#tail = new RedisTail(reader, commands as Redis);
