@@ -51,25 +51,13 @@ export function sluiceCauseOf(error: TRPCError): SluiceError | undefined {
 /**
  * Sluice's code for a tRPC code, for the refusals tRPC's protocol makes itself (a batch too large,
  * say) and those the WebSocket layer makes in tRPC's words: every error a client gets has one.
+ * TRPC_CODES read backwards; where several of ours share a tRPC code, the first listed (the
+ * general one: `rate_limited`, `unavailable`, `upstream_error`) stands for them.
  */
-const SLUICE_CODES: Partial<Record<TRPCCode, ErrorCode>> = {
-  PARSE_ERROR: 'invalid_json',
-  BAD_REQUEST: 'invalid_request',
-  PAYLOAD_TOO_LARGE: 'payload_too_large',
-  UNSUPPORTED_MEDIA_TYPE: 'unsupported_media_type',
-  UNAUTHORIZED: 'unauthorized',
-  FORBIDDEN: 'forbidden',
-  NOT_FOUND: 'not_found',
-  CONFLICT: 'session_busy',
-  TOO_MANY_REQUESTS: 'rate_limited',
-  SERVICE_UNAVAILABLE: 'unavailable',
-  BAD_GATEWAY: 'upstream_error',
-  GATEWAY_TIMEOUT: 'upstream_timeout',
-  CLIENT_CLOSED_REQUEST: 'cancelled',
-  INTERNAL_SERVER_ERROR: 'internal',
-};
+const SLUICE_CODES = new Map<TRPCCode, ErrorCode>();
+for (const [sluice, trpc] of Object.entries(TRPC_CODES) as Array<[ErrorCode, TRPCCode]>) if (!SLUICE_CODES.has(trpc)) SLUICE_CODES.set(trpc, sluice);
 
 /** The sluiceCode a tRPC error carries: its SluiceError's, or the one of its tRPC code. */
 export function sluiceCodeOf(error: TRPCError, cause: SluiceError | undefined): ErrorCode | null {
-  return cause?.code ?? SLUICE_CODES[error.code] ?? null;
+  return cause?.code ?? SLUICE_CODES.get(error.code) ?? null;
 }
