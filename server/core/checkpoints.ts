@@ -8,9 +8,10 @@ export interface CheckpointsOptions {
   /** How often the text of every running reply is saved (a crash loses at most about this much). */
   readonly intervalMs: number;
   readonly logger: Logger;
-  /** How long a final message the store refused is tried again. Default: 10 minutes. */
-  readonly finalRetryMs?: number;
 }
+
+/** How long a final message the store refused is tried again. */
+const FINAL_RETRY_MS = 600_000;
 
 /** A reply's final message that the store did not take (it was away), tried again at each tick. */
 interface PendingFinal {
@@ -56,11 +57,11 @@ export class Checkpoints {
 
   /**
    * A reply's final message that the store refused while it was away: written again at each tick
-   * until it lands or `finalRetryMs` has passed. Meanwhile the reply's draft keeps its place (and
+   * until it lands or FINAL_RETRY_MS has passed. Meanwhile the reply's draft keeps its place (and
    * reads back as `interrupted`); the final message replaces it, whatever came after it.
    */
   final(sessionKey: string, replyId: string, message: ChatMessage, keepLast: number): void {
-    this.#finals.set(replyId, { sessionKey, message, keepLast, until: Date.now() + (this.#o.finalRetryMs ?? 600_000), writing: false });
+    this.#finals.set(replyId, { sessionKey, message, keepLast, until: Date.now() + FINAL_RETRY_MS, writing: false });
     this.#start();
   }
 
