@@ -28,7 +28,7 @@ function run(command: string, args: readonly string[], cwd: string, env: Record<
 }
 
 /** Packages of the server that a client must never install. */
-const SERVER_PACKAGES = ['ioredis', 'openai', 'pino', 'prom-client', 'esbuild', 'tsx', 'gpt-tokenizer', 'libsql', 'postgres', 'jose', 'undici'];
+const SERVER_PACKAGES = ['ioredis', 'openai', 'pino', 'prom-client', 'esbuild', 'tsx', 'gpt-tokenizer', '@photostructure/sqlite', 'postgres', 'jose', 'undici'];
 /** The fenced block right after a `<!-- name -->` marker in the README. */
 function readmeBlock(name: string): string {
   const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');

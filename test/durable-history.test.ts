@@ -1,5 +1,5 @@
 import { countTokens } from 'gpt-tokenizer/encoding/o200k_base';
-import Database from 'libsql';
+import { DatabaseSync } from '@photostructure/sqlite';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +38,7 @@ describe('durable history', () => {
     expect(await first.stop('SIGTERM')).toBe(0);
     // The documented offline backup: after a clean stop, history.db alone holds everything.
     expect(readdirSync(DATA_DIR).sort()).toEqual(['history.db', 'history.db.lock']);
-    const backup = new Database(join(DATA_DIR, 'history.db'), { readonly: true });
+    const backup = new DatabaseSync(join(DATA_DIR, 'history.db'), { readOnly: true });
     expect(backup.prepare('SELECT count(*) AS n FROM history_messages').get()).toMatchObject({ n: 2 });
     backup.close();
 

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import Database from 'libsql';
+import { DatabaseSync } from '@photostructure/sqlite';
 import { afterEach, expect, it, vi } from 'vitest';
 import { endCrashedDrafts } from '../server/core/crashed-drafts.ts';
 import { draftsStep } from '../server/core/store/history/sql/operations.ts';
@@ -22,7 +22,7 @@ it('keeps the database in WAL mode, and moves the WAL into the database file fro
   const path = join(dir, 'history.db');
   const history = await SqliteHistory.open({ path, logger });
   try {
-    const other = new Database(path);
+    const other = new DatabaseSync(path);
     expect(other.prepare('PRAGMA journal_mode').get()).toMatchObject({ journal_mode: 'wal' });
     other.close();
     const initial = statSync(path).size;
@@ -94,16 +94,18 @@ it("keeps a SIGKILLed process's running reply as interrupted, with the text it h
   }
 });
 
-it('backs up online as docs/stores.md says (VACUUM INTO through libsql), into a file the store opens', async () => {
+it('backs up online as docs/stores.md says (VACUUM INTO through the driver), into a file the store opens', async () => {
   dir = mkdtempSync(join(tmpdir(), 'sluice-backup-'));
   const path = join(dir, 'history.db');
   const history = await SqliteHistory.open({ path, logger });
   try {
     await history.append('o/s', { role: 'user', content: 'keep me', status: 'complete', createdAt: new Date().toISOString() }, { keepLast: 10 });
     await history.checkpoint('o/s', 'r', 'half');
-    // The command of docs/stores.md, run from the repository (where node_modules has libsql) while the store is open.
+    // The command of docs/stores.md, run from the repository (where node_modules has the driver) while the store is open.
     const backup = join(dir, 'backup.db');
-    const child = spawnNode(['-e', `new (require('libsql'))(${JSON.stringify(path)}).exec("VACUUM INTO '${backup}'")`], { cwd: REPO_ROOT });
+    const child = spawnNode(['-e', `new (require('@photostructure/sqlite').DatabaseSync)(${JSON.stringify(path)}).exec("VACUUM INTO '${backup}'")`], {
+      cwd: REPO_ROOT,
+    });
     expect(await once(child, 'exit')).toEqual([0, null]);
     const restored = await SqliteHistory.open({ path: backup, logger });
     try {
@@ -125,7 +127,7 @@ it('migrates a new file once, and says so when a newer release has migrated it f
   const first = captureLogs('info');
   await (await SqliteHistory.open({ path, logger: first.logger })).close();
   expect(first.lines.filter((l) => l.msg === 'history: schema migrated')).toHaveLength(1);
-  const db = new Database(path);
+  const db = new DatabaseSync(path);
   db.exec("INSERT INTO history_migrations (version, name, applied_at) VALUES (999, 'from the future', 0)");
   db.close();
   const again = captureLogs('info');
@@ -137,7 +139,7 @@ it('finds the drafts a crash left through an index of drafts alone: start-up rea
   dir = mkdtempSync(join(tmpdir(), 'sluice-drafts-'));
   const path = join(dir, 'history.db');
   await (await SqliteHistory.open({ path, logger: pino({ level: 'silent' }) })).close();
-  const db = new Database(path);
+  const db = new DatabaseSync(path);
   try {
     // The statement the store runs before it takes requests (placeholders as the store writes them).
     const plan = db.prepare(`EXPLAIN QUERY PLAN ${draftsStep(1000).sql.replace(/\$(\d+)/g, '?$1')}`).all(1000) as Array<{ detail: string }>;
@@ -157,7 +159,7 @@ it('skips a row that is not a message (written by hand, a BLOB for its text) and
     await history.append('o/s', message('first'), { keepLast: 10 });
     await history.append('o/s', message('second'), { keepLast: 10 });
     await history.append('o/s', message('third'), { keepLast: 10 });
-    const db = new Database(path);
+    const db = new DatabaseSync(path);
     db.exec("UPDATE history_messages SET content = X'6E6F742074657874' WHERE session_key = 'o/s' AND seq = 2");
     db.close();
     expect((await history.read('o/s')).map((m) => [m.seq, m.content])).toEqual([

@@ -1,5 +1,5 @@
 // What history can keep of a text. SQLite and PostgreSQL store text as UTF-8 that ends at a NUL
-// (libsql cuts the text there, PostgreSQL refuses it), and UTF-8 has no unpaired surrogates (both
+// (the SQLite driver cuts the text there, PostgreSQL refuses it), and UTF-8 has no unpaired surrogates (both
 // turn one into U+FFFD): such text would come back other than it went in, or not at all.
 
 /** Why a client's text cannot be kept as it is, or undefined when it can. */

@@ -12,8 +12,8 @@ export interface Checkpointer {
 // from the server bundle. It only moves committed pages from the WAL into the database file.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
-const Database = require(workerData.driver);
-const db = new Database(workerData.path);
+const { DatabaseSync } = require(workerData.driver);
+const db = new DatabaseSync(workerData.path);
 db.exec('PRAGMA busy_timeout = 1000');
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
 const timer = setInterval(() => {
@@ -38,7 +38,7 @@ parentPort.on('message', () => {
  * `onFailure` is called once if the worker stops working (the writer should checkpoint again).
  */
 export function startCheckpointer(path: string, intervalMs: number, logger: Logger, onFailure: () => void): Checkpointer {
-  const driver = createRequire(import.meta.url).resolve('libsql');
+  const driver = createRequire(import.meta.url).resolve('@photostructure/sqlite');
   const worker = new Worker(WORKER, { eval: true, workerData: { path, driver, intervalMs } });
   let failed = false;
   const fail = (reason: unknown): void => {

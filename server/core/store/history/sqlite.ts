@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import Database from 'libsql';
+import { DatabaseSync, type DatabaseSyncInstance, type StatementSyncInstance } from '@photostructure/sqlite';
 import type { Logger } from 'pino';
 import { SluiceError } from '../../errors.ts';
 import { startCheckpointer, type Checkpointer } from './sqlite-checkpointer.ts';
@@ -17,13 +17,15 @@ export interface SqliteHistoryOptions {
   readonly clock?: () => number;
 }
 
-/** A prepared statement, and whether it returns rows (asked once: libsql's getter crosses into native code). */
+/** A prepared statement, and whether it returns rows (asked once: the answer crosses into native code). */
 interface Prepared {
-  readonly statement: Database.Statement;
+  readonly statement: StatementSyncInstance;
   readonly reader: boolean;
 }
 
 const CHECKPOINT_INTERVAL_MS = 1000;
+/** SQLite's primary result code for a constraint that failed (a duplicate key, say). */
+const SQLITE_CONSTRAINT = 19;
 /** WAL pages (4 KiB) past which the writer checkpoints by itself (SQLite's default: 1000). */
 const BACKSTOP_PAGES = 16_384;
 
@@ -35,12 +37,12 @@ const BACKSTOP_PAGES = 16_384;
  * last commits, never consistency.
  */
 export class SqliteHistory extends SqlHistory {
-  readonly #db: Database.Database;
-  readonly #lock: Database.Database;
+  readonly #db: DatabaseSyncInstance;
+  readonly #lock: DatabaseSyncInstance;
   readonly #statements = new Map<string, Prepared>();
   #checkpointer: Checkpointer | undefined;
 
-  private constructor(db: Database.Database, lock: Database.Database, options: SqliteHistoryOptions) {
+  private constructor(db: DatabaseSyncInstance, lock: DatabaseSyncInstance, options: SqliteHistoryOptions) {
     // A batch runs on the event loop: 64 writes hold it about 3 ms (256: 12 ms), at the same throughput.
     super({ logger: options.logger, clock: options.clock, maxBatch: 64 });
     this.#db = db;
@@ -52,7 +54,9 @@ export class SqliteHistory extends SqlHistory {
   }
 
   protected isOneWriteError(error: unknown): boolean {
-    return String((error as { code?: unknown }).code).startsWith('SQLITE_CONSTRAINT');
+    // The driver's errors carry SQLite's extended result code; its low byte is the primary one.
+    const code = (error as { errcode?: unknown }).errcode;
+    return typeof code === 'number' && (code & 0xff) === SQLITE_CONSTRAINT;
   }
 
   protected readRows(step: sql.Step): sql.Row[] {
@@ -60,14 +64,14 @@ export class SqliteHistory extends SqlHistory {
   }
 
   protected ping(): boolean {
-    return this.#db.open;
+    return this.#db.isOpen;
   }
 
   protected async closeConnections(): Promise<void> {
     await this.#checkpointer?.close();
-    // libsql lets a connection go only once its prepared statements have, so its close can leave
-    // the WAL beside the file, and history.db alone (an offline backup's copy) without the latest
-    // writes: the WAL is folded in and WAL mode left, which removes it (open sets WAL again).
+    // history.db alone (an offline backup's copy) must hold the latest writes even if a close
+    // left the WAL beside it (another connection on the file, say): the WAL is folded in and WAL
+    // mode left, which removes it (open sets WAL again).
     try {
       this.#db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
       this.#db.exec('PRAGMA journal_mode = DELETE');
@@ -81,7 +85,7 @@ export class SqliteHistory extends SqlHistory {
   /** Opens (creating) the database and brings its schema up to date. */
   static async open(options: SqliteHistoryOptions): Promise<SqliteHistory> {
     if (!options.path) throw new SluiceError('internal', 'SqliteHistory: path is required');
-    let db: Database.Database;
+    let db: DatabaseSyncInstance;
     try {
       mkdirSync(dirname(options.path), { recursive: true });
     } catch (error) {
@@ -89,7 +93,7 @@ export class SqliteHistory extends SqlHistory {
     }
     const lock = takeLock(options.path);
     try {
-      db = new Database(options.path);
+      db = new DatabaseSync(options.path);
     } catch (error) {
       lock.close();
       throw new SluiceError('unavailable', `Cannot open the history database at ${options.path}`, { cause: error });
@@ -108,7 +112,7 @@ export class SqliteHistory extends SqlHistory {
       // The checkpointer keeps the WAL short; the writer steps in only if it falls far behind.
       db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
       history.#checkpointer = startCheckpointer(options.path, CHECKPOINT_INTERVAL_MS, options.logger, () => {
-        if (db.open) db.exec('PRAGMA wal_autocheckpoint = 1000');
+        if (db.isOpen) db.exec('PRAGMA wal_autocheckpoint = 1000');
       });
       return history;
     } catch (error) {
@@ -127,7 +131,7 @@ export class SqliteHistory extends SqlHistory {
       return result;
     } catch (error) {
       // SQLite may have rolled back already (a full disk, say); then there is nothing to undo.
-      if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
       throw error;
     }
   }
@@ -142,11 +146,10 @@ export class SqliteHistory extends SqlHistory {
     let prepared = this.#statements.get(step.sql);
     if (!prepared) {
       const statement = this.#db.prepare(step.sql.replace(/\$(\d+)/g, '?$1'));
-      prepared = { statement, reader: statement.reader };
+      prepared = { statement, reader: statement.columns().length > 0 };
       this.#statements.set(step.sql, prepared);
     }
-    // A statement that returns rows is stepped to its end, so that it never stays open; one that
-    // returns at most one row is fetched alone (libsql's all() costs twice its get()).
+    // One that returns at most one row is fetched alone: get() builds no array.
     if (prepared.reader && step.one) {
       const row = prepared.statement.get(...step.params) as sql.Row | undefined;
       return row ? [row] : [];
@@ -162,10 +165,10 @@ export class SqliteHistory extends SqlHistory {
  * which would end another process's running replies. The lock is SQLite's own on a file beside the
  * database, held from open to close; the system lets it go with a process that dies.
  */
-function takeLock(path: string): Database.Database {
-  let lock: Database.Database;
+function takeLock(path: string): DatabaseSyncInstance {
+  let lock: DatabaseSyncInstance;
   try {
-    lock = new Database(`${path}.lock`);
+    lock = new DatabaseSync(`${path}.lock`);
   } catch (error) {
     throw new SluiceError('unavailable', `Cannot open the history database's lock at ${path}.lock`, { cause: error });
   }
