@@ -172,6 +172,30 @@ it('skips a row that is not a message (written by hand, a BLOB for its text) and
   }
 });
 
+it('fails only the write that broke a constraint: the others of its transaction are written', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-constraint-'));
+  const path = join(dir, 'history.db');
+  const history = await SqliteHistory.open({ path, logger });
+  try {
+    const message = (content: string) => ({ role: 'user' as const, content, status: 'complete' as const, createdAt: new Date().toISOString() });
+    await history.append('o/broken', message('first'), { keepLast: 10 });
+    // Edited by hand: the session's next position is one it already holds, so its next write breaks the primary key.
+    const db = new DatabaseSync(path);
+    db.exec("UPDATE history_sessions SET next_seq = 1 WHERE session_key = 'o/broken'");
+    db.close();
+    // Called in one turn of the event loop: one transaction, rolled back, then each write alone.
+    const results = await Promise.allSettled([
+      history.append('o/broken', message('second'), { keepLast: 10 }),
+      history.append('o/fine', message('kept'), { keepLast: 10 }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+    expect((await history.read('o/fine')).map((m) => m.content)).toEqual(['kept']);
+    expect((await history.read('o/broken')).map((m) => m.content)).toEqual(['first']);
+  } finally {
+    await history.close();
+  }
+});
+
 it('ends every draft a crash left at start-up, however many (the store lists them a thousand at a time)', async () => {
   dir = mkdtempSync(join(tmpdir(), 'sluice-drafts-'));
   const history = await SqliteHistory.open({ path: join(dir, 'history.db'), logger });
