@@ -23,6 +23,27 @@ describe('configuration', () => {
     expect(loadConfig({ WS_MAX_BATCH: '8', WS_MAX_SUBSCRIPTIONS: '8' }).WS_MAX_BATCH).toBe(8);
   });
 
+  it('refuses a setting that would mean something other than it says: no key in API_KEYS, a timer past what Node can wait, a key no header can carry', () => {
+    // Set, API_KEYS turns authentication on: a list with no key in it would leave every route open.
+    expect(() => loadConfig({ API_KEYS: ',' })).toThrow(/API_KEYS: holds no key/);
+    expect(() => loadConfig({ API_KEYS: ' , ' })).toThrow(/API_KEYS: holds no key/);
+    expect(loadConfig({ API_KEYS: 'k1, ,k2' }).API_KEYS).toBe('k1, ,k2');
+    // Node runs a timer longer than 2^31-1 ms after 1 ms.
+    for (const name of ['WS_PING_MS', 'WS_PONG_WAIT_MS', 'SEND_TIMEOUT_MS']) {
+      expect(() => loadConfig({ [name]: '99999999999' })).toThrow(new RegExp(`${name}: `));
+    }
+    const upstream = { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://127.0.0.1:1/v1', LLM_MODEL: 'm' };
+    expect(() => loadConfig({ ...upstream, OPENAI_API_KEY: 'sk-abc\n' })).toThrow(/OPENAI_API_KEY: .*line break or control character/);
+    expect(loadConfig({ ...upstream, OPENAI_API_KEY: 'sk-abc' }).OPENAI_API_KEY).toBe('sk-abc');
+  });
+
+  it('takes a blank setting (spaces only) as unset, as it takes an empty one, never as 0', () => {
+    expect(loadConfig({ LLM_TEMPERATURE: ' ' }).LLM_TEMPERATURE).toBeUndefined();
+    expect(loadConfig({ UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: '  ' }).UPSTREAM_FIRST_TOKEN_TIMEOUT_MS).toBe(60_000);
+    expect(loadConfig({ SIM_DELAY_MS: '\t' }).SIM_DELAY_MS).toBe(50);
+    expect(() => loadConfig({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://127.0.0.1:1/v1', LLM_MODEL: ' ' })).toThrow(/LLM_MODEL/);
+  });
+
   it('reaches Redis one way: a URL, Sentinels with their master, or Cluster nodes; TLS with a CA only over rediss://', () => {
     expect(loadConfig({ REDIS_SENTINELS: '10.0.0.1:26379, [::1]:26380', REDIS_SENTINEL_MASTER: 'main' })).toMatchObject({ STORE: 'redis' });
     expect(loadConfig({ REDIS_CLUSTER_NODES: 'redis-1:7000,redis-2:7000' })).toMatchObject({ STORE: 'redis' });
