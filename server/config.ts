@@ -63,7 +63,12 @@ export const ConfigSchema = z
       .optional()
       .describe("the simulator's wait before its first token (unset: SIM_DELAY_MS); real models take longer to start than to continue"),
     OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream'),
-    OPENAI_API_KEY: z.string().optional().describe('API key for the upstream'),
+    OPENAI_API_KEY: z
+      .string()
+      // It goes into a header: a trailing newline (from a file, say) would fail every call as a connection error.
+      .refine((key) => ![...key].some((c) => c < ' ' || c === '\u007f'), 'must not hold a line break or control character')
+      .optional()
+      .describe('API key for the upstream'),
     LLM_MODEL: z.string().min(1).optional().describe('model name sent upstream (required when LLM_PROVIDER=openai)'),
     LLM_TEMPERATURE: z.coerce.number().min(0).max(2).optional().describe('sampling temperature sent upstream (unset: the upstream default)'),
     LLM_MAX_TOKENS: int(1, 10_000_000).optional().describe('`max_tokens` sent upstream (unset: the upstream default)'),
@@ -144,7 +149,12 @@ export const ConfigSchema = z
       .default(100_000)
       .describe('with `STORE=memory`: sessions kept in the process at most; beyond it the least recently used one is dropped'),
     API_KEYS_FILE: z.string().optional().describe('file of API keys, one a line (blank lines and # comments ignored); when set, every request needs one'),
-    API_KEYS: z.string().optional().describe('API keys as a comma-separated list (in addition to API_KEYS_FILE)'),
+    API_KEYS: z
+      .string()
+      // Set, it makes every request need a key: a list without one must not leave the routes open.
+      .refine((list) => list.split(',').some((key) => key.trim() !== ''), 'holds no key (a comma-separated list of keys)')
+      .optional()
+      .describe('API keys as a comma-separated list (in addition to API_KEYS_FILE)'),
     AUTH_JWKS_URL: z
       .url()
       .optional()
@@ -196,9 +206,11 @@ export const ConfigSchema = z
       .describe(
         'with API keys on, a WebSocket that has not shown a valid key (in its connection params) within this time is closed; its calls until then are refused with UNAUTHORIZED',
       ),
-    WS_PING_MS: int(100).default(30_000).describe('quiet time after which the server pings a WebSocket client'),
-    WS_PONG_WAIT_MS: int(100).default(10_000).describe('how long a pinged WebSocket client has to answer before it is cut off'),
-    SEND_TIMEOUT_MS: int(100).default(30_000).describe('a reader whose socket stays full this long is disconnected (its reply follows the resume window)'),
+    WS_PING_MS: int(100, 3_600_000).default(30_000).describe('quiet time after which the server pings a WebSocket client'),
+    WS_PONG_WAIT_MS: int(100, 3_600_000).default(10_000).describe('how long a pinged WebSocket client has to answer before it is cut off'),
+    SEND_TIMEOUT_MS: int(100, 3_600_000)
+      .default(30_000)
+      .describe('a reader whose socket stays full this long is disconnected (its reply follows the resume window)'),
     STREAM_HIGH_WATER_BYTES: int(1024)
       .default(64 * 1024)
       .describe('bytes buffered for one reader before the server waits for it to drain'),
@@ -298,7 +310,8 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
   const input: Record<string, string> = {};
   for (const name of known) {
     const value = flags[name] ?? env[name];
-    if (value !== undefined && value !== '') input[name] = value;
+    // Blank is unset, as empty is: `Number(' ')` would make it 0 (for a timeout: no limit).
+    if (value !== undefined && value.trim() !== '') input[name] = value;
   }
   const parsed = ConfigSchema.safeParse(input);
   if (!parsed.success) {
