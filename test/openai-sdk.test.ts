@@ -1,5 +1,7 @@
 import OpenAI, { APIError, BadRequestError, ConflictError } from 'openai';
 import { describe, expect, it, vi } from 'vitest';
+import { SluiceError } from '../server/core/errors.ts';
+import type { Provider } from '../server/core/providers/provider.ts';
 import { SIMULATED_MODEL_ID } from '../server/core/providers/simulated.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { ChatCompletion, OpenAIModelList, SessionHistory } from '../shared/index.ts';
@@ -222,6 +224,49 @@ describe('the official openai SDK against Sluice', () => {
     for await (const _ of running) void _;
     const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/retry/messages`)).json());
     expect(history.messages.map((m) => m.content)).toEqual(['long', expect.any(String)]);
+  });
+
+  it("with X-Sluice-Session and the SDK's default retries, a reply that failed is not sent again (x-should-retry: false): its turn is stored, a retry would be a second one", async () => {
+    // Fails before its first token on the first call, after two on the second.
+    let calls = 0;
+    const failing: Provider = {
+      name: 'failing',
+      async *stream() {
+        if (calls++ > 0) yield* ['Hel', 'lo'];
+        throw new SluiceError('upstream_error', 'The upstream model reported an error');
+      },
+    };
+    const { url } = await startServer({}, { provider: failing });
+    let requests = 0;
+    const client = new OpenAI({
+      baseURL: `${url}/v1`,
+      apiKey: 'not-checked',
+      defaultHeaders: { 'X-Sluice-Session': 'fails' },
+      fetch: (input, init) => {
+        requests++;
+        return fetch(input, init);
+      },
+    });
+    for (const stream of [true, false]) {
+      const error: unknown = await client.chat.completions
+        .create({ model: 'm', messages: [{ role: 'user', content: `stream ${stream}` }], stream })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(APIError);
+      expect((error as APIError).status).toBe(502);
+      expect((error as APIError).headers?.get('x-should-retry')).toBe('false');
+    }
+    expect(requests).toBe(2);
+    const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/fails/messages`)).json());
+    expect(history.messages.map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'complete', 'stream true'],
+      ['assistant', 'failed', ''],
+      ['user', 'complete', 'stream false'],
+      ['assistant', 'failed', 'Hello'],
+    ]);
+    // Stateless, nothing is stored: a retry is the SDK's to make, as against OpenAI.
+    const stateless = await postCompletion(url, { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    expect(stateless.status).toBe(502);
+    expect(stateless.headers.get('x-should-retry')).toBeNull();
   });
 
   it('a client that leaves stops its reply at once, whatever RESUME_GRACE_MS (this route has no resume)', async () => {
