@@ -25,8 +25,12 @@ const STREAM_HEADERS: Readonly<Record<string, string>> = {
   'X-Accel-Buffering': 'no',
 };
 
-/** Answers an error in OpenAI's shape; a started stream is cut instead (there is no status to send). */
-export function sendOpenAIError(res: ServerResponse, error: unknown): void {
+/**
+ * Answers an error in OpenAI's shape; a started stream is cut instead (there is no status to send).
+ * `stored`: the request's turn is in a session's history already, so that a retry (the `openai`
+ * SDKs retry a 5xx twice by default) would be a second turn, not the same one again.
+ */
+export function sendOpenAIError(res: ServerResponse, error: unknown, stored = false): void {
   const sluice = toSluiceError(error);
   if (res.headersSent) {
     res.destroy();
@@ -35,6 +39,7 @@ export function sendOpenAIError(res: ServerResponse, error: unknown): void {
   markRejected(res, sluice);
   const param = error instanceof InvalidParamError ? error.param : null;
   const headers = retryHeaders(sluice);
+  if (stored) headers['x-should-retry'] = 'false';
   sendJson(res, openAIStatus(sluice.code), openAIErrorBody(sluice.code, sluice.message, param), headers);
 }
 
@@ -51,10 +56,11 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
   let attachment: Attachment;
   let meta: CompletionMeta;
   let stream: boolean;
+  let sessionId: string | undefined;
   try {
     const body = parseCompletionRequest(await readJsonBody(req, ANY_JSON, deps.maxBodyBytes));
     const owner = deps.ownerOf(req);
-    const sessionId = sessionFrom(req);
+    sessionId = sessionFrom(req);
     attachment =
       sessionId === undefined
         ? await deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' })
@@ -72,6 +78,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
   }
 
   const { listener } = attachment;
+  const stored = sessionId !== undefined;
   // A client that leaves, even before the first token, closes its listener: that ends the wait
   // below, and stops a reply nobody else listens to.
   const onClose = (): void => listener.close();
@@ -83,7 +90,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     const first = await listener.next();
     if (first.done || res.destroyed) return;
     if (first.value.event.type === 'error') {
-      sendOpenAIError(res, eventError(first.value.event));
+      sendOpenAIError(res, eventError(first.value.event), stored);
       return;
     }
     if (stream) {
@@ -107,7 +114,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     await drain({ listener, outlet: completion, first: first.value, sink: ALWAYS_ROOM, metrics: deps.metrics, transport: 'openai' });
     const { terminal } = completion;
     if (terminal?.type === 'done') sendJson(res, 200, completionBody(meta, completion.text, terminal.usage));
-    else if (terminal?.type === 'error') sendOpenAIError(res, eventError(terminal));
+    else if (terminal?.type === 'error') sendOpenAIError(res, eventError(terminal), stored);
     // No terminal event: the client left, there is nobody to answer.
   } finally {
     listener.close();
