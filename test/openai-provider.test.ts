@@ -1,3 +1,4 @@
+import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../server/config.ts';
 import { providerFrom } from '../server/wiring/provider.ts';
@@ -122,6 +123,34 @@ describe('the request sent upstream', () => {
     for await (const _ of streamSseRoute(url, { message: 'hi', session_id: 'usage' }));
     const history = await (await fetch(`${url}/v1/sessions/usage/messages`)).json();
     expect(history.messages[1]).toMatchObject({ status: 'complete', content: 'Hello from the upstream.', usage: { promptTokens: 11, completionTokens: 5 } });
+  });
+});
+
+describe("the upstream's finish_reason", () => {
+  it('reaches the client: a reply cut by the token limit or a content filter is not said to have stopped by itself', async () => {
+    const upstream = await startFakeUpstream();
+    const { url } = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm' });
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'not-checked', maxRetries: 0 });
+    for (const finish of ['length', 'content_filter', 'stop'] as const) {
+      upstream.plan({ kind: 'ok', finish }, { kind: 'ok', finish }, { kind: 'ok', finish });
+      const completion = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+      expect(completion.choices[0]!.finish_reason).toBe(finish);
+      const reasons: Array<string | null> = [];
+      for await (const chunk of await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }], stream: true })) {
+        reasons.push(chunk.choices[0]?.finish_reason ?? null);
+      }
+      expect(reasons.filter(Boolean)).toEqual([finish]);
+      // The AI SDK's UI stream names them its own way.
+      const ui = await fetch(`${url}/v1/ui/chat`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ id: `finish-${finish}`, messages: [{ id: 'u1', role: 'user', parts: [{ type: 'text', text: 'hi' }] }] }),
+      });
+      const finishLine = (await ui.text()).split('\n').find((line) => line.includes('"type":"finish"'));
+      expect(JSON.parse(finishLine!.slice('data: '.length))).toMatchObject({
+        finishReason: { length: 'length', content_filter: 'content-filter', stop: 'stop' }[finish],
+      });
+    }
   });
 });
 

@@ -9,7 +9,7 @@ import { afterEach } from 'vitest';
  */
 export type UpstreamPlan =
   /** Streams the tokens (`delayMs` apart), a finish chunk, a usage chunk when asked, `[DONE]`. */
-  | { kind: 'ok'; tokens?: readonly string[]; delayMs?: number; usage?: { prompt: number; completion: number } }
+  | { kind: 'ok'; tokens?: readonly string[]; delayMs?: number; usage?: { prompt: number; completion: number }; finish?: string }
   /** Answers this status with an OpenAI error body (and the headers, such as retry-after). */
   | { kind: 'status'; status: number; headers?: Record<string, string>; message?: string }
   /** Sends headers, then nothing until the client goes away. */
@@ -105,7 +105,7 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
       case 'ok': {
         streamHead();
         if (!(await writeTokens(res, plan.tokens ?? DEFAULT_TOKENS, plan.delayMs ?? 0, gone))) return;
-        res.write(chunk(undefined, 'stop'));
+        res.write(chunk(undefined, plan.finish ?? 'stop'));
         const wantsUsage = (record.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true;
         if (wantsUsage && plan.usage) {
           const usage = { prompt_tokens: plan.usage.prompt, completion_tokens: plan.usage.completion, total_tokens: plan.usage.prompt + plan.usage.completion };
