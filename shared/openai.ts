@@ -58,7 +58,7 @@ export const ChatCompletionChunk = z.object({
     z.object({
       index: z.number().int(),
       delta: z.object({ role: z.literal('assistant').optional(), content: z.string().optional() }),
-      finish_reason: z.enum(['stop', 'length']).nullable(),
+      finish_reason: z.enum(['stop', 'length', 'content_filter']).nullable(),
       logprobs: z.null().optional(),
     }),
   ),
@@ -76,7 +76,7 @@ export const ChatCompletion = z.object({
     z.object({
       index: z.number().int(),
       message: z.object({ role: z.literal('assistant'), content: z.string(), refusal: z.null().optional() }),
-      finish_reason: z.enum(['stop', 'length']),
+      finish_reason: z.enum(['stop', 'length', 'content_filter']),
       logprobs: z.null().optional(),
     }),
   ),

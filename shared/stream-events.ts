@@ -9,11 +9,20 @@ export const DeltaEvent = z.object({
   index: z.number().int().positive(),
 });
 
+/**
+ * Why a completed reply ended, when it did not stop by itself: the token limit (`length`) or the
+ * provider's content filter (`content_filter`).
+ */
+export const FinishReason = z.enum(['length', 'content_filter']);
+export type FinishReason = z.infer<typeof FinishReason>;
+
 /** The last event of a completed reply. */
 export const DoneEvent = z.object({
   type: z.literal('done'),
   totalChunks: z.number().int().nonnegative(),
   usage: TokenUsage.optional(),
+  /** Absent when the model stopped by itself. */
+  finishReason: FinishReason.optional(),
 });
 
 /** A failure (or cancel) after the stream started; `partial` is the text produced so far. */

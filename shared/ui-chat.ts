@@ -57,6 +57,6 @@ export const UIChatChunk = z.discriminatedUnion('type', [
   /** A reply stopped before its end (a cancel, the resume window closing, a shutdown): `reason` is the code. */
   z.object({ type: z.literal('abort'), reason: z.string() }),
   z.object({ type: z.literal('error'), errorText: z.string() }),
-  z.object({ type: z.literal('finish'), finishReason: z.enum(['stop', 'error', 'other']), messageMetadata: UIChatMetadata }),
+  z.object({ type: z.literal('finish'), finishReason: z.enum(['stop', 'length', 'content-filter', 'error', 'other']), messageMetadata: UIChatMetadata }),
 ]);
 export type UIChatChunk = z.infer<typeof UIChatChunk>;

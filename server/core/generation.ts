@@ -1,5 +1,5 @@
 import type { ChatMessage, TokenUsage } from '../../shared/messages.ts';
-import { formatEventId, type DoneEvent, type ErrorEvent, type StreamEvent } from '../../shared/stream-events.ts';
+import { formatEventId, type DoneEvent, type ErrorEvent, type FinishReason, type StreamEvent } from '../../shared/stream-events.ts';
 import { ERROR_MESSAGES, isAbortError, SluiceError, toSluiceError } from './errors.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './providers/provider.ts';
 import type { AppendResult } from './store/event-log.ts';
@@ -198,6 +198,7 @@ export class Generation {
         return generation.#signal();
       },
       reportUsage: (u) => (usage = u),
+      reportFinish: (reason) => (finishReason = reason),
     };
     const startedAt = performance.now();
     let firstDeltaMs: number | undefined;
@@ -206,6 +207,7 @@ export class Generation {
     let maxGapMs = 0;
     let deltas = 0;
     let usage: TokenUsage | undefined;
+    let finishReason: FinishReason | undefined;
     let failure: SluiceError | undefined;
     try {
       for await (const text of provider.stream(request)) {
@@ -257,6 +259,7 @@ export class Generation {
     } else {
       outcome = 'completed';
       terminal = { type: 'done', totalChunks: deltas };
+      if (finishReason) terminal.finishReason = finishReason;
     }
     // Every reply carries its usage, whatever its outcome: the provider's counts, or Sluice's own
     // (decided after the outcome, so that a stop during the count cannot change it). A reply that

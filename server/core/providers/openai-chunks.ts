@@ -58,7 +58,7 @@ export class CompletionChunkReader {
   /** An event too large to read, met by the current feed after its #events. */
   #tooLarge: UpstreamStreamFault | undefined;
   #fault: UpstreamStreamFault | undefined;
-  #finished = false;
+  #finishReason: string | undefined;
   #done = false;
 
   /** `onChunk`: every chunk read (the stall watchdog's sign of life); `onUsage`: the usage chunk. */
@@ -77,7 +77,12 @@ export class CompletionChunkReader {
 
   /** A choice said why it finished (`finish_reason`): the reply is whole. */
   get finished(): boolean {
-    return this.#finished;
+    return this.#finishReason !== undefined;
+  }
+
+  /** The `finish_reason` the upstream gave, if any. */
+  get finishReason(): string | undefined {
+    return this.#finishReason;
   }
 
   /** `data: [DONE]` was read: the stream is over, whether or not its response ends. */
@@ -130,7 +135,7 @@ export class CompletionChunkReader {
       } else if (content !== undefined && content !== null) {
         throw new UpstreamStreamFault('malformed', 'delta.content is not a string');
       }
-      if (typeof choice.finish_reason === 'string') this.#finished = true;
+      if (typeof choice.finish_reason === 'string') this.#finishReason = choice.finish_reason;
     }
   }
 }

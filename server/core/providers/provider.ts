@@ -1,4 +1,5 @@
 import type { TokenUsage } from '../../../shared/messages.ts';
+import type { FinishReason } from '../../../shared/stream-events.ts';
 
 /** What a provider sees of a conversation; stored history messages fit this shape as they are. */
 export interface ProviderMessage {
@@ -17,6 +18,8 @@ export interface ProviderRequest {
   readonly signal: AbortSignal;
   /** Providers that know token counts report them here before they finish. */
   readonly reportUsage?: (usage: TokenUsage) => void;
+  /** Providers that know why a reply ended report it here when it was not a natural stop. */
+  readonly reportFinish?: (reason: FinishReason) => void;
 }
 
 /** An LLM behind one small interface: messages in, text deltas out. */

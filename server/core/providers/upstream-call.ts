@@ -235,6 +235,8 @@ export async function* streamCompletion(endpoint: UpstreamEndpoint, body: string
       const outcome = current.outcome();
       if (outcome) {
         if (!outcome.ok) throw outcome.error;
+        const reason = reader.finishReason;
+        if (reason === 'length' || reason === 'content_filter') request.reportFinish?.(reason);
         return;
       }
       await current.wait();

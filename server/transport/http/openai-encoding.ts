@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../../../shared/errors.ts';
 import type { TokenUsage } from '../../../shared/messages.ts';
 import type { ChatCompletion, CompletionUsage, OpenAIErrorBody } from '../../../shared/openai.ts';
+import type { DoneEvent, FinishReason } from '../../../shared/stream-events.ts';
 import { HTTP_STATUS } from './status.ts';
 
 // The wire of the OpenAI-compatible route: `data: <json>\n\n` lines as OpenAI sends them.
@@ -47,8 +48,8 @@ export class ChunkEncoder {
     return `${this.#head}{"content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]${this.#tail}`;
   }
 
-  finish(): string {
-    return `${this.#head}{},"logprobs":null,"finish_reason":"stop"}]${this.#tail}`;
+  finish(reason: FinishReason | 'stop' = 'stop'): string {
+    return `${this.#head}{},"logprobs":null,"finish_reason":"${reason}"}]${this.#tail}`;
   }
 
   /** The extra last chunk of `include_usage`: no choices, the counts. */
@@ -66,13 +67,14 @@ export function errorLine(body: OpenAIErrorBody): string {
   return `data: ${JSON.stringify(body)}\n\n`;
 }
 
-export function completionBody(meta: CompletionMeta, content: string, usage: TokenUsage | undefined): ChatCompletion {
+export function completionBody(meta: CompletionMeta, content: string, done: Pick<DoneEvent, 'usage' | 'finishReason'>): ChatCompletion {
+  const { usage } = done;
   return {
     id: meta.id,
     object: 'chat.completion',
     created: meta.created,
     model: meta.model,
-    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: 'stop' }],
+    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: done.finishReason ?? 'stop' }],
     ...(usage ? { usage: toCompletionUsage(usage) } : {}),
   };
 }

@@ -113,7 +113,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     const completion = new CompletionOutlet(res);
     await drain({ listener, outlet: completion, first: first.value, sink: ALWAYS_ROOM, metrics: deps.metrics, transport: 'openai' });
     const { terminal } = completion;
-    if (terminal?.type === 'done') sendJson(res, 200, completionBody(meta, completion.text, terminal.usage));
+    if (terminal?.type === 'done') sendJson(res, 200, completionBody(meta, completion.text, terminal));
     else if (terminal?.type === 'error') sendOpenAIError(res, eventError(terminal), stored);
     // No terminal event: the client left, there is nobody to answer.
   } finally {
@@ -161,7 +161,7 @@ function encodeChunk(encoder: ChunkEncoder, meta: CompletionMeta, event: StreamE
     case 'delta':
       return encoder.delta(event.delta);
     case 'done':
-      return encoder.finish() + (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + DONE_LINE;
+      return encoder.finish(event.finishReason) + (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + DONE_LINE;
     case 'error':
       // As OpenAI does mid-stream: an error object as a data line, then the end (no [DONE]).
       return (meta.includeUsage && event.usage ? encoder.usage(event.usage) : '') + errorLine(openAIErrorBody(event.code, event.message));

@@ -1,5 +1,5 @@
 import type { MessageStatus, TokenUsage } from '../../../shared/messages.ts';
-import type { StreamEvent } from '../../../shared/stream-events.ts';
+import type { FinishReason, StreamEvent } from '../../../shared/stream-events.ts';
 import type { UIChatChunk, UIChatMetadata, UIChatUsage } from '../../../shared/ui-chat.ts';
 
 // The wire of the AI SDK's UI message stream protocol (v1): one JSON chunk per `data:` line, then
@@ -42,6 +42,13 @@ function metadata(status: MessageStatus, usage: TokenUsage | undefined): UIChatM
   return usage ? { status, usage: toUIUsage(usage) } : { status };
 }
 
+/** The AI SDK's names for why a reply finished. */
+const UI_FINISH: Readonly<Record<FinishReason | 'stop', 'stop' | 'length' | 'content-filter'>> = {
+  stop: 'stop',
+  length: 'length',
+  content_filter: 'content-filter',
+};
+
 /**
  * One stream event as UI message chunks. The text part opens with the first delta and closes
  * before the ending; every reply ends with a `finish` chunk whose metadata holds its status and
@@ -56,7 +63,10 @@ export function encodeUIChunk(event: StreamEvent): string {
     }
     case 'done':
       // Deltas are never empty, so a reply with text had its text part opened.
-      return (event.totalChunks > 0 ? TEXT_END : '') + line({ type: 'finish', finishReason: 'stop', messageMetadata: metadata('complete', event.usage) });
+      return (
+        (event.totalChunks > 0 ? TEXT_END : '') +
+        line({ type: 'finish', finishReason: UI_FINISH[event.finishReason ?? 'stop'], messageMetadata: metadata('complete', event.usage) })
+      );
     case 'error': {
       const end = event.partial.length > 0 ? TEXT_END : '';
       if (event.code === 'cancelled' || event.code === 'interrupted') {
