@@ -7,10 +7,17 @@ export async function serve(config: Config): Promise<void> {
   try {
     sluice = await createSluice(config);
   } catch (error) {
-    console.error(`sluice: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`sluice: ${withCauses(error)}`);
     process.exit(2);
   }
-  const { url } = await sluice.listen();
+  let url: string;
+  try {
+    ({ url } = await sluice.listen());
+  } catch (error) {
+    console.error(`sluice: cannot listen on ${config.HOST}:${config.PORT}: ${listenProblem(error)}`);
+    await sluice.close().catch(() => undefined);
+    process.exit(2);
+  }
   sluice.logger.info({ url, provider: config.LLM_PROVIDER, store: sluice.store.kind }, `Sluice listening on ${url}`);
 
   // An error in one stream must never take the others down: log it and keep serving.
@@ -30,4 +37,25 @@ export async function serve(config: Config): Promise<void> {
   // A second signal while draining is harmless: shutdown() is idempotent.
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/** An error's message and its causes' (a driver's reason under "Cannot open the history database"), on one line. */
+function withCauses(error: unknown): string {
+  let text = error instanceof Error ? error.message : String(error);
+  for (let cause = (error as Error | undefined)?.cause; cause instanceof Error; cause = cause.cause) {
+    if (!text.includes(cause.message)) text += `: ${cause.message}`;
+  }
+  return text;
+}
+
+const LISTEN_PROBLEMS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'the address is in use',
+  EACCES: 'permission denied (a port below 1024 needs privileges)',
+  EADDRNOTAVAIL: 'this machine has no such address',
+};
+
+function listenProblem(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  const known = code === undefined ? undefined : LISTEN_PROBLEMS[code];
+  return known ? `${known} (${code})` : withCauses(error);
 }

@@ -40,7 +40,7 @@ export class ApiKeys implements Credentials {
 
   static fromSources(sources: { file?: string | undefined; list?: string | undefined }): ApiKeys {
     const keys: string[] = [];
-    if (sources.file) keys.push(...parseKeysFile(readFileSync(sources.file, 'utf8')));
+    if (sources.file) keys.push(...parseKeysFile(readKeysFile(sources.file)));
     if (sources.list)
       keys.push(
         ...sources.list
@@ -48,7 +48,7 @@ export class ApiKeys implements Credentials {
           .map((k) => k.trim())
           .filter(Boolean),
       );
-    if (sources.file && keys.length === 0) throw new RangeError(`API_KEYS_FILE ${sources.file} holds no keys`);
+    if (sources.file && keys.length === 0) throw new RangeError(`API_KEYS_FILE: ${sources.file} holds no keys`);
     return new ApiKeys(keys);
   }
 
@@ -69,5 +69,13 @@ export class ApiKeys implements Credentials {
     // No early exit: every known key is compared, whichever matches.
     for (const key of this.#keys) if (timingSafeEqual(hash, key.hash)) owner = key.owner;
     return owner;
+  }
+}
+
+function readKeysFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new RangeError(`API_KEYS_FILE: cannot read ${file} (${(error as Error).message})`, { cause: error });
   }
 }
