@@ -7,6 +7,11 @@ import { startIdentityProvider } from './helpers/identity-provider.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startServer } from './helpers/server.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
+import { refusedBaseURL } from './helpers/fake-upstream.ts';
+import { startSluiceProcess } from './helpers/process.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const clients: ChatClient[] = [];
 function client(options: Parameters<typeof createChatClient>[0]): ChatClient {
@@ -95,6 +100,75 @@ describe('createChatClient', () => {
     await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0));
     const history = await c.chat.history.query({ sessionId: 'ab' });
     expect(history.messages[1]).toMatchObject({ role: 'assistant', status: 'interrupted' });
+  });
+
+  it.each(['ws', 'sse'] as const)(
+    "over %s, aborting before its own reply started cancels nobody else's: the session's running reply goes on",
+    async (transport) => {
+      const server = await startServer({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
+      const a = client({ url: server.url, transport });
+      const b = client({ url: server.url, transport });
+      await b.health.query(); // connected, so that its call goes out at once
+      const first = streamChat(a, { message: 'keep going', sessionId: 'shared' });
+      const aEvents: StreamEvent[] = [(await first.next()).value as StreamEvent];
+      const controller = new AbortController();
+      const second = streamChat(b, { message: 'never mind', sessionId: 'shared', signal: controller.signal });
+      const bDone = collect(second).catch((error: unknown) => error);
+      queueMicrotask(() => controller.abort());
+      await bDone;
+      for await (const event of first) aEvents.push(event);
+      expect(aEvents.at(-1)).toMatchObject({ type: 'done' });
+      const history = await a.chat.history.query({ sessionId: 'shared' });
+      expect(history.messages.map((m) => [m.content, m.status])).toEqual([
+        ['keep going', 'complete'],
+        [expect.any(String), 'complete'],
+      ]);
+    },
+  );
+
+  it.each(['ws', 'sse'] as const)(
+    'over %s, a reply its server lost (a crash, then a restart) ends as interrupted with its text so far, not as a refusal',
+    async (transport) => {
+      const dataDir = mkdtempSync(join(tmpdir(), 'sluice-client-crash-'));
+      const first = await startSluiceProcess({ DATA_DIR: dataDir, SIM_DELAY_MS: 50, STORE: 'sqlite' });
+      const port = new URL(first.url).port;
+      const c = client({ url: first.url, transport });
+      const events: StreamEvent[] = [];
+      let second: Awaited<ReturnType<typeof startSluiceProcess>> | undefined;
+      try {
+        for await (const event of streamChat(c, { message: 'explain caching', sessionId: 'crash' })) {
+          events.push(event);
+          if (events.length === 3) {
+            await first.stop('SIGKILL');
+            second = await startSluiceProcess({ DATA_DIR: dataDir, SIM_DELAY_MS: 50, STORE: 'sqlite', PORT: port });
+          }
+        }
+        const text = events.map((e) => (e.type === 'delta' ? e.delta : '')).join('');
+        expect(events.at(-1)).toEqual({ type: 'error', code: 'interrupted', message: expect.any(String), partial: text });
+        expect((await c.chat.history.query({ sessionId: 'crash' })).messages.map((m) => [m.role, m.status])).toEqual([
+          ['user', 'complete'],
+          ['assistant', 'interrupted'],
+        ]);
+      } finally {
+        await second?.stop('SIGTERM');
+        rmSync(dataDir, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('closeChatClient ends a WebSocket client that cannot reach its server: its streams end, and it stops reconnecting', async () => {
+    const url = (await refusedBaseURL()).replace(/\/v1$/, '');
+    const c = createChatClient({ url, transport: 'ws' });
+    let ended = false;
+    const loop = collect(streamChat(c, { message: 'hello', sessionId: 'down' }))
+      .catch(() => undefined)
+      .finally(() => (ended = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    await closeChatClient(c);
+    await vi.waitFor(() => expect(ended).toBe(true), { timeout: 2000 });
+    await loop;
+    // Closed for good: a call fails at once instead of opening the socket again.
+    await expect(c.health.query()).rejects.toThrow(/closed/);
   });
 
   it('validates its options with a precise message', () => {
