@@ -5,6 +5,7 @@ import {
   httpSubscriptionLink,
   retryLink,
   splitLink,
+  TRPCClientError,
   wsLink,
   type TRPCClient,
   type TRPCLink,
@@ -124,9 +125,10 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: credentials?.headers ?? {}, maxItems: maxBatch }),
   });
 
+  const calls = closableCalls();
   if (transport === 'sse') {
-    const client = createTRPCClient<AppRouter>({ links: [...retryWithFreshToken(options, () => undefined), httpLinks] });
-    controls.set(client, { transport: () => 'sse', close: async () => undefined });
+    const client = createTRPCClient<AppRouter>({ links: [calls.link, ...retryWithFreshToken(options, () => undefined), httpLinks] });
+    controls.set(client, { transport: () => 'sse', close: async () => calls.close() });
     options.onTransport?.('sse');
     return client;
   }
@@ -180,8 +182,9 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
 
   const links: TRPCLink<AppRouter>[] =
     transport === 'ws'
-      ? [...retryWithFreshToken(options, renewConnection), wsLinks]
+      ? [calls.link, ...retryWithFreshToken(options, renewConnection), wsLinks]
       : [
+          calls.link,
           ...retryWithFreshToken(options, renewConnection),
           (runtime) => {
             const viaWs = wsLinks(runtime);
@@ -207,6 +210,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     close: () => {
       closing ??= (async () => {
         clearTimeout(timer);
+        // First the calls: a subscription still waiting to be sent would open the socket again.
+        calls.close();
         await wsClient.close();
       })();
       return closing;
@@ -220,7 +225,7 @@ export function chatClientTransport(client: ChatClient): 'ws' | 'sse' | 'pending
   return controls.get(client)?.transport() ?? 'pending';
 }
 
-/** Closes the client's WebSocket, if any. Safe to call twice. */
+/** Ends the client's calls (its streams end as if completed) and closes its WebSocket, if any. Safe to call twice. */
 export function closeChatClient(client: ChatClient): Promise<void> {
   return controls.get(client)?.close() ?? Promise.resolve();
 }
@@ -267,4 +272,52 @@ function retryWithFreshToken(options: ChatClientOptions, renew: () => void): TRP
       },
     }),
   ];
+}
+
+/**
+ * A link that ends the calls still open when the client closes (subscriptions complete, the others
+ * fail), and refuses new ones: a closed client holds nothing and opens nothing.
+ */
+function closableCalls(): { link: TRPCLink<AppRouter>; close: () => void } {
+  const open = new Set<() => void>();
+  let closed = false;
+  const closedError = () => TRPCClientError.from(new Error('The chat client is closed'));
+  const link: TRPCLink<AppRouter> =
+    () =>
+    ({ op, next }) =>
+      observable((observer) => {
+        if (closed) {
+          observer.error(closedError());
+          return;
+        }
+        const end = (): void => {
+          open.delete(end);
+          inner.unsubscribe();
+          if (op.type === 'subscription') observer.complete();
+          else observer.error(closedError());
+        };
+        open.add(end);
+        const inner = next(op).subscribe({
+          next: (value) => observer.next(value),
+          error: (error) => {
+            open.delete(end);
+            observer.error(error);
+          },
+          complete: () => {
+            open.delete(end);
+            observer.complete();
+          },
+        });
+        return () => {
+          open.delete(end);
+          inner.unsubscribe();
+        };
+      });
+  return {
+    link,
+    close: () => {
+      closed = true;
+      for (const end of [...open]) end();
+    },
+  };
 }

@@ -31,6 +31,12 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
     wake = undefined;
     w?.();
   };
+  // The server's id for this reply (its `start` event), and the text it has sent so far.
+  let replyId: string | undefined;
+  let text = '';
+  let known: () => void = () => undefined;
+  /** Settles once this call's reply has started, or will not (refused, or the subscription ended). */
+  const startKnown = new Promise<void>((resolve) => (known = resolve));
 
   let connected = false;
   let dropped = false;
@@ -51,18 +57,25 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
         }
       },
       onData: ({ data }) => {
-        // `start` only gives the links an id to resume from: it is not part of the reply.
-        if (data.type === 'start') return;
+        // `start` only names the reply (for a resume, and for a cancel of this reply alone): it is not part of it.
+        if (data.type === 'start') {
+          replyId = data.replyId;
+          known();
+          return;
+        }
+        if (data.type === 'delta') text += data.delta;
         queue.push(data);
         notify();
       },
       onError: (error) => {
         failure = error;
         finished = true;
+        known();
         notify();
       },
       onComplete: () => {
         finished = true;
+        known();
         notify();
       },
     },
@@ -85,6 +98,12 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
       if (signal?.aborted) return;
       if (failure !== undefined) {
         ended = true;
+        // Once the reply has started its turn is stored: a failure now (the server lost the reply
+        // and cannot resume it, say) ends the reply, it does not refuse the message.
+        if (replyId !== undefined) {
+          yield { type: 'error', code: 'interrupted', message: `The reply could not be resumed: ${messageOf(failure)}`, partial: text };
+          return;
+        }
         throw failure;
       }
       if (finished) return;
@@ -92,8 +111,33 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);
-    subscription.unsubscribe();
-    // Leaving before the end means the caller no longer wants this reply.
-    if (!ended) await client.chat.cancel.mutate({ sessionId }).catch(() => undefined);
+    // Leaving before the end means the caller no longer wants this reply: it is cancelled, and only
+    // it (the session may be running another client's). Left before it was known to have started,
+    // the subscription stays until the server says, in the background.
+    if (ended) subscription.unsubscribe();
+    else if (replyId !== undefined) await leave(client, subscription, sessionId, replyId);
+    else void waitThen(startKnown, START_WAIT_MS).then(() => leave(client, subscription, sessionId, replyId));
   }
+}
+
+/** How long a call left before its reply started waits for the server to say whether it did. */
+const START_WAIT_MS = 10_000;
+
+async function leave(client: ChatClient, subscription: { unsubscribe(): void }, sessionId: string, replyId: string | undefined): Promise<void> {
+  subscription.unsubscribe();
+  if (replyId !== undefined) await client.chat.cancel.mutate({ sessionId, replyId }).catch(() => undefined);
+}
+
+function waitThen(settled: Promise<void>, ms: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    // In Node, this wait must not keep a finished program alive.
+    (timer as { unref?: () => void }).unref?.();
+  });
+  return Promise.race([settled, timeout]).finally(() => clearTimeout(timer));
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

@@ -6,7 +6,7 @@ import type {
   TRPCQueryProcedure,
   TRPCSubscriptionProcedure,
 } from '@trpc/server';
-import type { CancelResult, ChatStreamInput, DeleteResult, HealthStatus, HistoryInput, SessionRef } from './chat-request.ts';
+import type { CancelInput, CancelResult, ChatStreamInput, DeleteResult, HealthStatus, HistoryInput, SessionRef } from './chat-request.ts';
 import type { ErrorCode } from './errors.ts';
 import type { SessionHistory } from './messages.ts';
 import type { StreamEvent } from './stream-events.ts';
@@ -26,8 +26,8 @@ export type AppRouter = TRPCBuiltRouter<
       stream: TRPCSubscriptionProcedure<Procedure<ChatStreamInput, AsyncIterable<TrackedStreamEvent, void>>>;
       /** The session's messages, oldest first (a page of them with `limit` / `before`). */
       history: TRPCQueryProcedure<Procedure<HistoryInput, SessionHistory>>;
-      /** Stops the session's running reply, wherever it runs. */
-      cancel: TRPCMutationProcedure<Procedure<SessionRef, CancelResult>>;
+      /** Stops the session's running reply (only if it is `replyId`, when given), wherever it runs. */
+      cancel: TRPCMutationProcedure<Procedure<CancelInput, CancelResult>>;
       /** Deletes the session and its history (its running reply is cancelled first). */
       deleteSession: TRPCMutationProcedure<Procedure<SessionRef, DeleteResult>>;
     };

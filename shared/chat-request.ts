@@ -12,6 +12,13 @@ export type ChatStreamInput = z.infer<typeof ChatStreamInput>;
 export const SessionRef = z.object({ sessionId: SessionId });
 export type SessionRef = z.infer<typeof SessionRef>;
 
+/**
+ * Input of `chat.cancel`. With `replyId` (the id of a reply's `start` event) only that reply is
+ * stopped: a client that leaves its own reply never stops another's in the same session.
+ */
+export const CancelInput = SessionRef.extend({ replyId: z.string().min(1).max(200).optional() });
+export type CancelInput = z.infer<typeof CancelInput>;
+
 /** The most messages one page of history holds. */
 export const MAX_HISTORY_PAGE = 1000;
 

@@ -309,18 +309,19 @@ export class ChatService {
    * will end as cancelled: the request and the reply's own settling are decided atomically in the
    * shared state, so a cancel that arrives as the reply completes answers false.
    */
-  async cancel(owner: string, sessionId: string): Promise<boolean> {
+  async cancel(owner: string, sessionId: string, replyId?: string): Promise<boolean> {
     const sessionKey = ChatService.sessionKey(owner, sessionId);
     const { signals, leases } = this.#o;
     try {
       const local = this.#local.runningIn(sessionKey);
       if (local) {
+        if (replyId !== undefined && local.id !== replyId) return false;
         const cancelled = await signals.requestCancel(local.id, this.#lockTtlMs);
         if (cancelled) local.stop('cancelled');
         return cancelled;
       }
       const holder = await leases.sessionHolder(sessionKey);
-      if (!holder || this.#local.get(holder)) return false;
+      if (!holder || this.#local.get(holder) || (replyId !== undefined && holder !== replyId)) return false;
       // A reply whose instance died is not running: end it (its partial is stored), nothing to cancel.
       if (await endIfDead(this.#orphans, sessionKey, holder)) return false;
       return await signals.requestCancel(holder, this.#lockTtlMs);

@@ -11,7 +11,7 @@ export interface ChatApi {
   /** `chat.stream`'s one way in (see Admission). */
   chatStream(request: ChatStreamRequest): Promise<Attachment>;
   history(owner: string, sessionId: string, page?: { limit?: number; before?: number }): Promise<SessionHistory>;
-  cancel(owner: string, sessionId: string): Promise<boolean>;
+  cancel(owner: string, sessionId: string, replyId?: string): Promise<boolean>;
   deleteSession(owner: string, sessionId: string): Promise<boolean>;
 }
 
@@ -31,7 +31,7 @@ export function chatApi(admission: Admission, service: ChatService): ChatApi {
     owner: (credential) => admission.owner(credential),
     chatStream: (request) => admission.chatStream(request),
     history: (owner, sessionId, page) => service.history(owner, sessionId, page),
-    cancel: (owner, sessionId) => service.cancel(owner, sessionId),
+    cancel: (owner, sessionId, replyId) => service.cancel(owner, sessionId, replyId),
     deleteSession: (owner, sessionId) => service.deleteSession(owner, sessionId),
   };
 }

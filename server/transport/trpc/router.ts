@@ -1,6 +1,6 @@
 import { initTRPC, tracked } from '@trpc/server';
 import type { ChatStreamInput } from '../../../shared/chat-request.ts';
-import { HistoryInput, SessionRef } from '../../../shared/chat-request.ts';
+import { CancelInput, HistoryInput, SessionRef } from '../../../shared/chat-request.ts';
 import { drainBatches } from '../drain.ts';
 import { inputParser } from '../parse-input.ts';
 import type { TRPCContext } from './context.ts';
@@ -67,8 +67,8 @@ export function createAppRouter(options: RouterOptions) {
         .input(inputParser(HistoryInput))
         .query(({ input: { sessionId, ...page }, ctx }) => ctx.chat.history(ctx.owner, sessionId, page).catch(rethrow)),
       cancel: authed
-        .input(inputParser(SessionRef))
-        .mutation(async ({ input, ctx }) => ({ cancelled: await ctx.chat.cancel(ctx.owner, input.sessionId).catch(rethrow) })),
+        .input(inputParser(CancelInput))
+        .mutation(async ({ input, ctx }) => ({ cancelled: await ctx.chat.cancel(ctx.owner, input.sessionId, input.replyId).catch(rethrow) })),
       // Deletes the session and its history (its running reply, if any, is cancelled first).
       deleteSession: authed
         .input(inputParser(SessionRef))
