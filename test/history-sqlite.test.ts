@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -226,4 +227,28 @@ it('refuses a second store on the same file while the first is open (its start-u
   // Closed (or its process gone), the file is free again.
   const second = await SqliteHistory.open({ path, logger });
   await second.close();
+});
+
+it('says why it cannot take the lock when the directory is read-only, not that another Sluice has it', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-ro-'));
+  chmodSync(dir, 0o755);
+  const data = join(dir, 'data');
+  const path = join(data, 'history.db');
+  await (await SqliteHistory.open({ path, logger })).close();
+  // A DATA_DIR its user may read but not write: SQLite cannot put the lock's journal beside it.
+  // Root writes anywhere, so then the store runs as nobody.
+  const root = process.getuid?.() === 0;
+  if (root) execFileSync('chown', ['-R', 'nobody', data]);
+  chmodSync(data, 0o555);
+  try {
+    const args = ['--import', 'tsx', 'test/helpers/sqlite-open-child.ts', path];
+    const [command, argv] = root ? ['runuser', ['-u', 'nobody', '--', process.execPath, ...args]] : [process.execPath, args];
+    const out = execFileSync(command, argv, { cwd: REPO_ROOT, encoding: 'utf8' });
+    const { message, cause } = JSON.parse(out) as { message: string; cause: string };
+    expect(message).not.toMatch(/in use by another Sluice/);
+    expect(message).toMatch(/Cannot take the history database's lock/);
+    expect(cause).toMatch(/readonly database/);
+  } finally {
+    chmodSync(data, 0o755);
+  }
 });
