@@ -24,7 +24,8 @@ interface Prepared {
 }
 
 const CHECKPOINT_INTERVAL_MS = 1000;
-/** SQLite's primary result code for a constraint that failed (a duplicate key, say). */
+/** SQLite's primary result codes: the database is locked by another connection; a constraint failed (a duplicate key, say). */
+const SQLITE_BUSY = 5;
 const SQLITE_CONSTRAINT = 19;
 /** WAL pages (4 KiB) past which the writer checkpoints by itself (SQLite's default: 1000). */
 const BACKSTOP_PAGES = 16_384;
@@ -54,9 +55,7 @@ export class SqliteHistory extends SqlHistory {
   }
 
   protected isOneWriteError(error: unknown): boolean {
-    // The driver's errors carry SQLite's extended result code; its low byte is the primary one.
-    const code = (error as { errcode?: unknown }).errcode;
-    return typeof code === 'number' && (code & 0xff) === SQLITE_CONSTRAINT;
+    return primaryCode(error) === SQLITE_CONSTRAINT;
   }
 
   protected readRows(step: sql.Step): sql.Row[] {
@@ -179,6 +178,16 @@ function takeLock(path: string): DatabaseSyncInstance {
     return lock;
   } catch (error) {
     lock.close();
-    throw new SluiceError('unavailable', `The history database at ${path} is in use by another Sluice (one instance per DATA_DIR)`, { cause: error });
+    // Busy is another process holding it; anything else (a read-only directory, say) is its own reason.
+    if (primaryCode(error) === SQLITE_BUSY) {
+      throw new SluiceError('unavailable', `The history database at ${path} is in use by another Sluice (one instance per DATA_DIR)`, { cause: error });
+    }
+    throw new SluiceError('unavailable', `Cannot take the history database's lock at ${path}.lock`, { cause: error });
   }
+}
+
+/** SQLite's primary result code of a driver error (the low byte of its extended code), if it has one. */
+function primaryCode(error: unknown): number | undefined {
+  const code = (error as { errcode?: unknown }).errcode;
+  return typeof code === 'number' ? code & 0xff : undefined;
 }
