@@ -516,6 +516,44 @@ describe('PostgreSQL history: migrations', () => {
     ]);
   });
 
+  it('writes again within a second or two of PostgreSQL coming back, however many writes failed while it was down', async () => {
+    const server = await postgresServer();
+    if (!server) return;
+    const history = await PostgresHistory.open({ url: await server.createDatabase(), logger });
+    opened.push(history);
+    await history.append('o/s', user('before'), keep);
+    await server.halt();
+    try {
+      // What a running instance does through an outage: checkpoints and retried finals, over and over.
+      for (let i = 0; i < 7; i++) await expect(history.checkpoint('o/s', 'r', `during ${i}`)).rejects.toMatchObject({ code: 'unavailable' });
+    } finally {
+      await server.resume();
+    }
+    const back = performance.now();
+    await vi.waitFor(() => history.append('o/s', user('after'), keep), { timeout: 10_000, interval: 100 });
+    expect(performance.now() - back).toBeLessThan(2500);
+  });
+
+  it('answers unavailable when PostgreSQL stops answering (frozen, its connections open): reads and health do not wait for it', async () => {
+    const server = await postgresServer();
+    if (!server) return;
+    const history = await PostgresHistory.open({ url: await server.createDatabase(), logger });
+    opened.push(history);
+    await history.append('o/s', user('before'), keep);
+    // Every reader connection open, so that the freeze catches them mid-conversation.
+    await Promise.all(Array.from({ length: 9 }, () => history.read('o/s')));
+    server.pause();
+    try {
+      const started = performance.now();
+      expect(await history.healthy()).toBe(false);
+      await expect(history.read('o/s')).rejects.toMatchObject({ code: 'unavailable' });
+      expect(performance.now() - started).toBeLessThan(8000);
+    } finally {
+      server.unpause();
+    }
+    await vi.waitFor(async () => expect(await history.healthy()).toBe(true));
+  });
+
   it('refuses to open, saying where, when PostgreSQL cannot be reached', async () => {
     const server = await postgresServer();
     if (!server) return;

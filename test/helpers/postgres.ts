@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,6 +19,10 @@ export interface PostgresServer {
   halt(): Promise<void>;
   /** Starts it again on the same port, with its data. */
   resume(): Promise<void>;
+  /** Freezes the server and its backends (SIGSTOP): connections stay open and nothing answers. */
+  pause(): void;
+  /** Lets a paused server run again (SIGCONT). */
+  unpause(): void;
   stop(): Promise<void>;
 }
 
@@ -79,6 +83,15 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
   // pg_ctl detaches the server: should the test process die without its afterAll, take it along.
   process.once('exit', stopSync);
 
+  // The postmaster (first line of postmaster.pid) and every backend it forked.
+  const signalAll = (signal: NodeJS.Signals): void => {
+    const postmaster = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const children = execFileSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+    for (const pid of [postmaster, ...children]) process.kill(pid, signal);
+  };
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   const admin = postgres(url, { max: 1, onnotice: () => undefined });
   let databases = 0;
@@ -95,6 +108,8 @@ export async function startPostgres(): Promise<PostgresServer | undefined> {
       await run(...as('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']));
     },
     resume: start,
+    pause: () => signalAll('SIGSTOP'),
+    unpause: () => signalAll('SIGCONT'),
     stop() {
       stopped ??= (async () => {
         servers.delete(server);
