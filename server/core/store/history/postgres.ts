@@ -52,11 +52,13 @@ export class PostgresHistory extends SqlHistory {
   }
 
   protected readRows(step: sql.Step): Promise<sql.Row[]> {
-    return exec(this.#readers, step);
+    // statement_timeout is the server's to enforce: a server that stopped answering (frozen, or a
+    // network that drops packets) would hold the request for as long as it lasts.
+    return withinMs(exec(this.#readers, step), READ_TIMEOUT_MS, () => new SluiceError('unavailable', 'The history store did not answer in time'));
   }
 
   protected ping(): Promise<boolean> {
-    return this.#readers`SELECT 1`.then(
+    return withinMs(this.#readers`SELECT 1`, PING_TIMEOUT_MS, () => new Error('no answer')).then(
       () => true,
       () => false,
     );
@@ -78,6 +80,10 @@ export class PostgresHistory extends SqlHistory {
         max,
         connect_timeout: 5,
         idle_timeout: 60,
+        // The driver waits 3^n/100 s (up to 20 s) after the nth failed connection in a row: after an
+        // outage of a few seconds, during which every second brought a checkpoint, the instance
+        // would stay away from a PostgreSQL that is back. At most a second instead.
+        backoff: (attempt: number) => Math.min(0.05 * 2 ** attempt, 1),
         // Migrations' notices ("relation already exists, skipping") are not news.
         onnotice: () => undefined,
         // A write stuck behind a lock would hold up the instance's one writer: give up on it instead.
@@ -157,4 +163,17 @@ function describe(url: string): string {
     throw new SluiceError('internal', `DATABASE_URL must start with postgres:// or postgresql://, got ${parsed.protocol}//`);
   }
   return `${parsed.hostname}:${parsed.port || 5432}${parsed.pathname}`;
+}
+
+/** A read of history, or the health check's query, that takes longer than this answers unavailable. */
+const READ_TIMEOUT_MS = 5000;
+const PING_TIMEOUT_MS = 2000;
+
+/** `work`, or `timedOut()`'s error once `ms` have passed (the query itself is left to end on its own). */
+function withinMs<T>(work: PromiseLike<T>, ms: number, timedOut: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(timedOut()), ms);
+  });
+  return Promise.race([Promise.resolve(work), deadline]).finally(() => clearTimeout(timer));
 }
