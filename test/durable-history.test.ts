@@ -4,9 +4,9 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
-import { DeleteResult, ErrorBody, SessionHistory } from '../shared/index.ts';
+import { DeleteResult, ErrorBody, SessionHistory, SseErrorData } from '../shared/index.ts';
 import { startFakeUpstream } from './helpers/fake-upstream.ts';
 import { startPostgres } from './helpers/postgres.ts';
 import { startSluiceProcess } from './helpers/process.ts';
@@ -125,6 +125,28 @@ describe('durable history', () => {
       await sql.end();
     }
     await Promise.all([a.stop('SIGTERM'), b.stop('SIGTERM')]);
+  });
+
+  it('a reply PostgreSQL could not take as it ended says it will be stored, not that it could not be, and is once PostgreSQL is back', async () => {
+    const pg = await startPostgres();
+    if (!pg) return;
+    const server = await startServer({ DATABASE_URL: await pg.createDatabase(), SIM_DELAY_MS: 20 });
+    const frames: SseFrame[] = [];
+    const reply = streamSseRoute(server.url, { message: 'long '.repeat(60).trim(), session_id: 'later' });
+    for (let i = 0; i < 5; i++) frames.push((await reply.next()).value as SseFrame);
+    await pg.halt();
+    try {
+      for await (const frame of reply) frames.push(frame);
+    } finally {
+      await pg.resume();
+    }
+    const ending = SseErrorData.parse(JSON.parse(frames.at(-1)!.data));
+    // A client told that its reply was lost would send its message again: a second turn.
+    expect(ending.message).toMatch(/will be stored once the history store is back/);
+    await vi.waitFor(async () => expect((await history(server.url, 'later')).messages.at(-1)).toMatchObject({ role: 'assistant', content: ending.partial }), {
+      timeout: 15_000,
+      interval: 200,
+    });
   });
 
   it('pages through a long session by limit and before, over HTTP and tRPC; a bad page is a 422 naming it', async () => {
