@@ -280,7 +280,9 @@ export class Generation {
       failure = toSluiceError(error);
       if (outcome === 'completed') {
         outcome = 'failed';
-        terminal = { type: 'error', code: failure.code, message: 'The reply could not be saved', partial: text, ...(usage ? { usage } : {}) };
+        // Sluice's own errors say what became of the reply (stored later, say); anything else is not the client's to read.
+        const message = error instanceof SluiceError && error.code !== 'internal' ? error.message : 'The reply could not be saved';
+        terminal = { type: 'error', code: failure.code, message, partial: text, ...(usage ? { usage } : {}) };
       }
     }
     this.#over = true;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { CancelRouting } from './cancel-routing.ts';
-import { toSluiceError } from './errors.ts';
+import { SluiceError, toSluiceError } from './errors.ts';
 import type { Checkpoints } from './checkpoints.ts';
 import { Generation, type Listener } from './generation.ts';
 import type { Held } from './leases.ts';
@@ -132,9 +132,11 @@ export class ReplyRunner {
         try {
           if (record.stored) {
             await o.history.append(record.sessionKey, reply, { keepLast: o.keepMessages, replyId: record.id }).catch((error: unknown) => {
-              // The store is away: the message is written again until it lands (see Checkpoints.final).
-              if (toSluiceError(error).code === 'unavailable') o.checkpoints.final(record.sessionKey, record.id, reply, o.keepMessages);
-              throw error;
+              if (toSluiceError(error).code !== 'unavailable') throw error;
+              // The store is away: the message is written again until it lands (see Checkpoints.final),
+              // which the client is told, lest it send its message again as a second turn.
+              o.checkpoints.final(record.sessionKey, record.id, reply, o.keepMessages);
+              throw new SluiceError('unavailable', 'The reply could not be saved yet: it will be stored once the history store is back', { cause: error });
             });
           }
         } finally {
