@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { Page } from 'playwright-core';
+import type { Provider } from '../server/core/providers/provider.ts';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { openPage, saveScreenshot } from './helpers/browser.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
@@ -126,6 +127,36 @@ describe('browser chat page (headless Chromium)', () => {
     expect(await lastReply(page).locator('.text').textContent()).toBe(reply('explain caching'));
     expect(browser.errors).toEqual([]);
     await browser.close();
+  });
+
+  it('shows a long reply arriving all at once by the frame, not by the token: no layout per token, whole at the end', async () => {
+    const deltas = Array.from({ length: 3000 }, (_, i) => `w${i} `);
+    const burst: Provider = {
+      name: 'burst',
+      async *stream() {
+        yield* deltas;
+      },
+    };
+    const server = await startServer({}, { provider: burst });
+    const browser = await openPage(`${server.url}/?session=web-long`);
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.locator('#transport').getAttribute('data-transport')).toBe('ws');
+    // Each scroll to the end forces a layout of the whole page: counted.
+    await page.evaluate(() => {
+      const counted = window as unknown as { scrolls: number };
+      counted.scrolls = 0;
+      const scrollTo = window.scrollTo.bind(window);
+      window.scrollTo = ((...args: Parameters<typeof window.scrollTo>) => {
+        counted.scrolls++;
+        scrollTo(...args);
+      }) as typeof window.scrollTo;
+    });
+    await say(page, 'a long one');
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 20_000 }).toBe('complete');
+    expect(await lastReply(page).locator('.text').textContent()).toBe(deltas.join(''));
+    const scrolls = await page.evaluate(() => (window as unknown as { scrolls: number }).scrolls);
+    expect(scrolls).toBeLessThan(deltas.length / 10);
   });
 
   it('serves the page and its bundle itself, with validators, and 404s unknown assets', async () => {
