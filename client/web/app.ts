@@ -150,6 +150,33 @@ function addMessage(role: ChatMessage['role'], content: string, status: Status):
 
 const scrollToEnd = (): void => window.scrollTo({ top: document.body.scrollHeight });
 
+/**
+ * Shows text as it streams, once per frame: a reply's tokens may come faster than the screen
+ * draws, and every scroll to the end lays out the whole page (per token, a long reply would cost
+ * the square of its length).
+ */
+function streamInto(element: HTMLElement): { add(text: string): void; flush(): void } {
+  const node = document.createTextNode('');
+  element.append(node);
+  let pending = '';
+  let frame = 0;
+  const flush = (): void => {
+    cancelAnimationFrame(frame);
+    frame = 0;
+    if (pending === '') return;
+    node.appendData(pending);
+    pending = '';
+    scrollToEnd();
+  };
+  return {
+    add(text) {
+      pending += text;
+      frame ||= requestAnimationFrame(flush);
+    },
+    flush,
+  };
+}
+
 let current: AbortController | undefined;
 function setBusy(busy: boolean): void {
   ui.send.disabled = busy;
@@ -167,6 +194,7 @@ async function send(message: string): Promise<void> {
   const reply = addMessage('assistant', '', 'streaming');
   scrollToEnd();
   const timer = new ReplyTimer();
+  const shown = streamInto(reply.text);
   let status: Status = 'streaming';
   try {
     const events = streamChat(client, {
@@ -178,9 +206,11 @@ async function send(message: string): Promise<void> {
     for await (const event of events) {
       if (event.type === 'delta') {
         timer.delta();
-        reply.text.append(event.delta);
-        scrollToEnd();
-      } else if (event.type === 'done') {
+        shown.add(event.delta);
+        continue;
+      }
+      shown.flush();
+      if (event.type === 'done') {
         status = 'complete';
         reply.setStatus('complete');
       } else {
@@ -188,6 +218,7 @@ async function send(message: string): Promise<void> {
         reply.setStatus(status, event.code === 'cancelled' ? 'cancelled' : event.message);
       }
     }
+    shown.flush();
     if (status === 'streaming') reply.setStatus('interrupted', controller.signal.aborted ? 'stopped' : undefined);
     ui.stats.textContent = formatReplyStats(timer.stats());
   } catch (error) {
