@@ -164,6 +164,10 @@ describe('browser chat page (headless Chromium)', () => {
     const page = await rawRequest(`${server.url}/`, { method: 'GET' });
     expect(page.status).toBe(200);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
+    // Connections to this server only: its own WebSocket (ws: or wss:, behind a TLS proxy), none elsewhere.
+    const { port } = new URL(server.url);
+    expect(page.headers['content-security-policy']).toContain(`connect-src 'self' ws://127.0.0.1:${port} wss://127.0.0.1:${port};`);
+    expect(page.headers.vary).toMatch(/Host/);
     const html = page.body.toString();
     expect(html).toContain('<script type="module" src="/assets/app.js"></script>');
     expect(html).not.toMatch(/(src|href)="https?:/);
