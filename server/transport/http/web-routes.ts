@@ -16,13 +16,25 @@ function assets(deps: RouteDeps): Promise<WebAssets> {
   return built;
 }
 
-const SECURITY_HEADERS = {
-  'X-Content-Type-Options': 'nosniff',
-  'Referrer-Policy': 'no-referrer',
-  // Everything the page needs comes from this server: no CDN, no inline script.
-  'Content-Security-Policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-};
+/** A Host header fit to name in a policy (a name or address, and a port). */
+const HOST = /^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/;
+
+/**
+ * Everything the page needs comes from this server: no CDN, no inline script, and connections to
+ * this server only. Its WebSocket is named with the host the page was asked for, as ws: and wss:
+ * (behind a TLS proxy the page is https: while Sluice sees http:); `'self'` alone matches ws: only
+ * in newer browsers.
+ */
+function securityHeaders(req: IncomingMessage): Record<string, string> {
+  const host = req.headers.host;
+  const sockets = host && HOST.test(host) ? ` ws://${host} wss://${host}` : '';
+  return {
+    'X-Content-Type-Options': 'nosniff',
+    'Referrer-Policy': 'no-referrer',
+    'Content-Security-Policy': `default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'${sockets}; base-uri 'none'; form-action 'self'; frame-ancestors 'none'`,
+    Vary: 'Host',
+  };
+}
 
 async function serve(path: string, req: IncomingMessage, res: ServerResponse, deps: RouteDeps): Promise<void> {
   let files: WebAssets;
@@ -37,7 +49,7 @@ async function serve(path: string, req: IncomingMessage, res: ServerResponse, de
     sendError(res, new SluiceError('not_found', `No route for GET ${path}`));
     return;
   }
-  const headers = { ETag: file.etag, 'Cache-Control': 'no-cache', ...SECURITY_HEADERS };
+  const headers = { ETag: file.etag, 'Cache-Control': 'no-cache', ...securityHeaders(req) };
   if (req.headers['if-none-match'] === file.etag) {
     res.writeHead(304, headers).end();
     return;
