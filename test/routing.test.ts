@@ -63,3 +63,19 @@ describe('routing', () => {
     expect(ErrorBody.parse(await own.json()).error).toEqual({ code: 'not_found', message: 'GET is not supported on /v1/chat/stream' });
   });
 });
+
+describe('HEAD', () => {
+  it('is served wherever GET is, with the GET headers and no body; never on a stream, which it would start', async () => {
+    const server = await startServer();
+    for (const path of ['/health', '/ready', '/metrics', '/', '/assets/app.js', '/v1/models', '/v1/sessions/s/messages']) {
+      const get = await rawRequest(`${server.url}${path}`, { method: 'GET' });
+      const head = await rawRequest(`${server.url}${path}`, { method: 'HEAD' });
+      expect([path, head.status]).toEqual([path, get.status]);
+      expect(head.headers['content-type']).toBe(get.headers['content-type']);
+      expect(head.body.length).toBe(0);
+    }
+    const stream = await rawRequest(`${server.url}/v1/ui/chat/s/stream`, { method: 'HEAD' });
+    expect(stream.status).toBe(404);
+    expect(server.sluice.service.runningCount).toBe(0);
+  });
+});
