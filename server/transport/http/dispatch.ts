@@ -35,7 +35,9 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
         origins.preflight(req, res);
         return;
       }
-      if (route.method !== '*' && req.method !== route.method) {
+      // HEAD is GET without the body (node:http leaves it out), as HTTP asks wherever GET is served.
+      const method = req.method === 'HEAD' && route.method === 'GET' && !route.stream ? 'GET' : req.method;
+      if (route.method !== '*' && method !== route.method) {
         (route.sendError ?? sendError)(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
         return;
       }

@@ -20,6 +20,8 @@ export interface Route {
    * elsewhere opens the page). Every other route follows the origin policy (origin-policy.ts).
    */
   readonly anySite?: boolean;
+  /** A GET that streams a reply: not served to HEAD, which would start or hold one for nobody. */
+  readonly stream?: boolean;
   /** How this route answers errors found before its handler runs (origin, auth, rate limit); Sluice's shape by default. */
   readonly sendError?: (res: ServerResponse, error: unknown) => void;
 }
@@ -55,10 +57,10 @@ export const ROUTES: readonly Route[] = [
   { method: 'GET', path: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },
   // The AI SDK's UI message stream protocol (`useChat`).
   { method: 'POST', path: /^\/v1\/ui\/chat$/, handler: handleUIChat },
-  { method: 'GET', path: /^\/v1\/ui\/chat\/([^/]+)\/stream$/, handler: handleUIChatResume },
+  { method: 'GET', path: /^\/v1\/ui\/chat\/([^/]+)\/stream$/, stream: true, handler: handleUIChatResume },
   { method: 'POST', path: /^\/v1\/ui\/chat\/([^/]+)\/stop$/, handler: handleUIChatStop },
   // tRPC: Sluice's own SSE producer for the hot subscription, tRPC's handler for everything else.
-  { method: 'GET', path: /^\/trpc\/chat\.stream$/, open: true, handler: (req, res, deps) => deps.trpc.sse(req, res) },
+  { method: 'GET', path: /^\/trpc\/chat\.stream$/, open: true, stream: true, handler: (req, res, deps) => deps.trpc.sse(req, res) },
   { method: '*', path: /^\/trpc\/[^/]+$/, open: true, handler: async (req, res, deps) => deps.trpc.http(req, res) },
   { method: 'GET', path: /^\/$/, open: true, anySite: true, handler: handleWebPage },
   { method: 'GET', path: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, anySite: true, handler: handleWebAsset },
