@@ -241,3 +241,24 @@ describe('sluice-chat --message (one-shot)', () => {
     expect((await history(server, `drop-${transport}`)).map((m) => m.status)).toEqual(['complete', 'complete']);
   });
 });
+
+describe('sluice-chat with its input piped (no terminal)', () => {
+  it('answers every line it reads, then exits 0 at the end of the input; with the server away, says so on stderr and exits 3', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 5 });
+    // Both lines and the end of input arrive before the connection is even checked.
+    const chat = spawnChat(['--url', server.url, '--session', 'piped'], {}, 'first\nsecond\n');
+    expect(await chat.exited).toBe(EXIT.ok);
+    expect(chat.stdout()).toContain(reply('first'));
+    expect(chat.stdout()).toContain(reply('second'));
+    expect((await history(server, 'piped')).map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'complete', 'first'],
+      ['assistant', 'complete', reply('first')],
+      ['user', 'complete', 'second'],
+      ['assistant', 'complete', reply('second')],
+    ]);
+
+    const down = spawnChat(['--url', `http://127.0.0.1:${await freePort()}`, '--transport', 'sse'], {}, 'hello\n');
+    expect(await down.exited).toBe(EXIT.connection);
+    expect(down.stderr()).toMatch(/cannot reach/);
+  });
+});

@@ -13,9 +13,11 @@ export interface ChatProcess {
   readonly exited: Promise<number | null>;
 }
 
-/** Starts `sluice-chat` with pipes (no terminal), as a script would. */
-export function spawnChat(args: readonly string[], env: Record<string, string> = {}): ChatProcess {
-  const child = spawnNode([CHAT_BIN[1], ...args], { env: { ...process.env, NO_COLOR: '1', ...env } });
+/** Starts `sluice-chat` with pipes (no terminal), as a script would; `input`, if given, is all its stdin. */
+export function spawnChat(args: readonly string[], env: Record<string, string> = {}, input?: string): ChatProcess {
+  const stdin = input === undefined ? 'ignore' : 'pipe';
+  const child = spawnNode([CHAT_BIN[1], ...args], { env: { ...process.env, NO_COLOR: '1', ...env }, stdio: [stdin, 'pipe', 'pipe'] });
+  if (input !== undefined) child.stdin!.end(input);
   let out = '';
   let err = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
