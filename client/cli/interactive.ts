@@ -22,6 +22,8 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
   const conn = connect(options);
   const terminal = process.stdin.isTTY === true && stdout.isTTY === true;
   const rl = createInterface({ input: process.stdin, output: stdout, prompt: PROMPT, terminal });
+  // Read from now on: lines piped in arrive before the connection is checked, and must not be lost.
+  const lines = rl[Symbol.asyncIterator]();
 
   let current: AbortController | undefined;
   let midLine = false; // the reply's text has been written without a line end yet
@@ -50,6 +52,8 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
   process.on('SIGINT', interrupt); // when stdin is not a terminal, Ctrl-C arrives as a signal
   rl.on('close', () => {
     closed = true;
+    // At a terminal that is Ctrl-D: leave now. Piped, it is the end of the input: what was read still runs.
+    if (!terminal) return;
     starting.abort();
     current?.abort();
   });
@@ -57,8 +61,8 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
   try {
     const ready = await preflight(conn.client, CONNECT_TIMEOUT_MS, starting.signal);
     if (!ready.ok) {
-      if (closed) return EXIT.ok;
-      stdout.write(`sluice-chat: cannot reach ${options.url}: ${ready.reason}\n`);
+      if (starting.signal.aborted) return EXIT.ok;
+      process.stderr.write(`sluice-chat: cannot reach ${options.url}: ${ready.reason}\n`);
       return ready.refused ? EXIT.refused : EXIT.connection;
     }
     const transport = conn.transport();
@@ -67,7 +71,7 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
     stdout.write(style.dim('Type a message and press Enter. /help lists commands; Ctrl-C stops a reply; Ctrl-D quits.') + '\n');
     rl.prompt();
 
-    for await (const raw of rl) {
+    for await (const raw of { [Symbol.asyncIterator]: () => lines }) {
       const line = raw.trim();
       if (line === '/quit' || line === '/exit') break;
       if (line === '/help') stdout.write(`${COMMANDS}\n`);
@@ -100,8 +104,8 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
         const summary = `(${outcomeLine(outcome)})`;
         stdout.write(`${exitCodeFor(outcome) === EXIT.ok || outcome.kind === 'cancelled' ? style.dim(summary) : style.red(summary)}\n`);
       }
-      if (closed) break;
-      rl.prompt();
+      if (closed && terminal) break;
+      if (!closed) rl.prompt();
     }
     return EXIT.ok;
   } finally {
