@@ -252,3 +252,25 @@ it('says why it cannot take the lock when the directory is read-only, not that a
     chmodSync(data, 0o755);
   }
 });
+
+it('is not healthy while its writes fail (another process holds the write lock), and is again once one goes through', async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-locked-'));
+  const path = join(dir, 'history.db');
+  const history = await SqliteHistory.open({ path, logger });
+  const other = new DatabaseSync(path);
+  try {
+    const message = { role: 'user' as const, content: 'hi', status: 'complete' as const, createdAt: new Date().toISOString() };
+    expect(await history.healthy()).toBe(true);
+    other.exec('BEGIN IMMEDIATE');
+    await expect(history.append('o/s', message, { keepLast: 10 })).rejects.toMatchObject({ code: 'unavailable' });
+    // /ready must not send traffic to an instance that cannot store a turn.
+    expect(await history.healthy()).toBe(false);
+    other.exec('ROLLBACK');
+    // Nothing else writes: the health check finds out by itself.
+    expect(await history.healthy()).toBe(true);
+    await history.append('o/s', message, { keepLast: 10 });
+  } finally {
+    other.close();
+    await history.close();
+  }
+});
