@@ -121,6 +121,11 @@ function* nextSeq(sessionKey: string, now: number): Op<number> {
   return Number(row!.seq);
 }
 
+/** A write that changes nothing, to find out whether writes go through (the store's health while they fail). */
+export function* probe(): Op<void> {
+  yield step('UPDATE history_migrations SET applied_at = applied_at WHERE version = (SELECT min(version) FROM history_migrations)');
+}
+
 export function* deleteSession(sessionKey: string): Op<boolean> {
   return (yield step(DELETE_SESSION, sessionKey)).length > 0;
 }

@@ -5,6 +5,8 @@ import { checkKeepLast, checkReadOptions, type AppendOptions, type BeginOptions,
 import * as sql from './operations.ts';
 import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './write-queue.ts';
 
+/** How long the health check waits for its write while writes fail. */
+const PROBE_WAIT_MS = 3000;
 /** Idle sessions deleted per transaction, so that a large sweep holds neither a lock nor the event loop for long. */
 const EXPIRE_CHUNK = 500;
 
@@ -99,7 +101,20 @@ export abstract class SqlHistory implements History {
   }
 
   async healthy(): Promise<boolean> {
-    return !this.#closing && (await this.ping());
+    if (this.#closing || !(await this.ping())) return false;
+    // While writes fail (a lock held elsewhere, a full disk), a read says nothing: a write is tried,
+    // which also finds out by itself when they go through again.
+    if (!this.#queue.failing) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const probe = this.#queue
+      .push(undefined, () => sql.probe())
+      .then(
+        () => true,
+        () => false,
+      );
+    // A write that waits (on a lock, say) is as good as one that failed, for a health check.
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), PROBE_WAIT_MS)));
+    return Promise.race([probe, late]).finally(() => clearTimeout(timer));
   }
 
   close(): Promise<void> {

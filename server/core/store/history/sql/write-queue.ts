@@ -89,6 +89,11 @@ export class WriteQueue {
     });
   }
 
+  /** The last write failed (and none has succeeded since). */
+  get failing(): boolean {
+    return this.#failing;
+  }
+
   /** Stops taking writes and resolves once those already queued are done. */
   async close(): Promise<void> {
     this.#closed = true;
