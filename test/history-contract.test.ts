@@ -466,6 +466,16 @@ describe.each(backends.filter((b) => b.durable))('history contract, durable stor
   });
 });
 
+/** A PostgreSQL store on a database of its own, holding one message ('before'), and its server (to stop, freeze, restart). */
+async function postgresWithOneMessage(): Promise<{ server: PostgresServer; history: PostgresHistory } | undefined> {
+  const server = await postgresServer();
+  if (!server) return undefined;
+  const history = await PostgresHistory.open({ url: await server.createDatabase(), logger });
+  opened.push(history);
+  await history.append('o/s', user('before'), keep);
+  return { server, history };
+}
+
 describe('PostgreSQL history: migrations', () => {
   it('runs each migration once when several instances start together, and none when they are applied', async () => {
     const server = await postgresServer();
@@ -494,11 +504,9 @@ describe('PostgreSQL history: migrations', () => {
   });
 
   it('answers unavailable while PostgreSQL is down, and works again once it is back', async () => {
-    const server = await postgresServer();
-    if (!server) return;
-    const history = await PostgresHistory.open({ url: await server.createDatabase(), logger });
-    opened.push(history);
-    await history.append('o/s', user('before'), keep);
+    const setup = await postgresWithOneMessage();
+    if (!setup) return;
+    const { server, history } = setup;
     await server.halt();
     try {
       await expect(history.append('o/s', user('during'), keep)).rejects.toMatchObject({ code: 'unavailable' });
@@ -517,11 +525,9 @@ describe('PostgreSQL history: migrations', () => {
   });
 
   it('writes again within a second or two of PostgreSQL coming back, however many writes failed while it was down', async () => {
-    const server = await postgresServer();
-    if (!server) return;
-    const history = await PostgresHistory.open({ url: await server.createDatabase(), logger });
-    opened.push(history);
-    await history.append('o/s', user('before'), keep);
+    const setup = await postgresWithOneMessage();
+    if (!setup) return;
+    const { server, history } = setup;
     await server.halt();
     try {
       // What a running instance does through an outage: checkpoints and retried finals, over and over.
@@ -535,11 +541,9 @@ describe('PostgreSQL history: migrations', () => {
   });
 
   it('answers unavailable when PostgreSQL stops answering (frozen, its connections open): reads and health do not wait for it', async () => {
-    const server = await postgresServer();
-    if (!server) return;
-    const history = await PostgresHistory.open({ url: await server.createDatabase(), logger });
-    opened.push(history);
-    await history.append('o/s', user('before'), keep);
+    const setup = await postgresWithOneMessage();
+    if (!setup) return;
+    const { server, history } = setup;
     // Every reader connection open, so that the freeze catches them mid-conversation.
     await Promise.all(Array.from({ length: 9 }, () => history.read('o/s')));
     server.pause();

@@ -24,6 +24,21 @@ async function sseRouteText(url: string, message: string, sessionId: string): Pr
   return text;
 }
 
+/** The SDK as users run it, with its default retries, in a Sluice session; counts the requests it sends. */
+function sdkWithDefaultRetries(url: string, sessionId: string): { client: OpenAI; requests: () => number } {
+  let requests = 0;
+  const client = new OpenAI({
+    baseURL: `${url}/v1`,
+    apiKey: 'not-checked',
+    defaultHeaders: { 'X-Sluice-Session': sessionId },
+    fetch: (input, init) => {
+      requests++;
+      return fetch(input, init);
+    },
+  });
+  return { client, requests: () => requests };
+}
+
 describe('the official openai SDK against Sluice', () => {
   it('streams a reply with stream: true, with the same text and deltas as the SSE route', async () => {
     const { url } = await startServer();
@@ -196,22 +211,13 @@ describe('the official openai SDK against Sluice', () => {
 
   it("with the SDK's default retries, a busy session's 409 is not retried (x-should-retry: false): the caller is told, and no turn is added behind its back", async () => {
     const { url } = await startServer({ SIM_DELAY_MS: 50 });
-    let requests = 0;
-    const client = new OpenAI({
-      baseURL: `${url}/v1`,
-      apiKey: 'not-checked',
-      defaultHeaders: { 'X-Sluice-Session': 'retry' },
-      fetch: (input, init) => {
-        requests++;
-        return fetch(input, init);
-      },
-    });
+    const { client, requests } = sdkWithDefaultRetries(url, 'retry');
     const running = streamSseRoute(url, { message: 'long', session_id: 'retry' });
     await running.next(); // the reply is running, for about two seconds
     const error: unknown = await client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'again' }] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConflictError);
     expect((error as ConflictError).headers?.get('x-should-retry')).toBe('false');
-    expect(requests).toBe(1);
+    expect(requests()).toBe(1);
     // Sluice's own routes say the same.
     const own = await fetch(`${url}/v1/chat/stream`, {
       method: 'POST',
@@ -237,16 +243,7 @@ describe('the official openai SDK against Sluice', () => {
       },
     };
     const { url } = await startServer({}, { provider: failing });
-    let requests = 0;
-    const client = new OpenAI({
-      baseURL: `${url}/v1`,
-      apiKey: 'not-checked',
-      defaultHeaders: { 'X-Sluice-Session': 'fails' },
-      fetch: (input, init) => {
-        requests++;
-        return fetch(input, init);
-      },
-    });
+    const { client, requests } = sdkWithDefaultRetries(url, 'fails');
     for (const stream of [true, false]) {
       const error: unknown = await client.chat.completions
         .create({ model: 'm', messages: [{ role: 'user', content: `stream ${stream}` }], stream })
@@ -255,7 +252,7 @@ describe('the official openai SDK against Sluice', () => {
       expect((error as APIError).status).toBe(502);
       expect((error as APIError).headers?.get('x-should-retry')).toBe('false');
     }
-    expect(requests).toBe(2);
+    expect(requests()).toBe(2);
     const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/fails/messages`)).json());
     expect(history.messages.map((m) => [m.role, m.status, m.content])).toEqual([
       ['user', 'complete', 'stream true'],
