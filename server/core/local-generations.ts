@@ -1,4 +1,5 @@
 import type { Generation, StopReason } from './generation.ts';
+import { within } from './within.ts';
 
 /**
  * This instance's generations: the running one of each session, and every one by id (running, or
@@ -81,9 +82,7 @@ export class LocalGenerations {
       await all;
       return;
     }
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
-    clearTimeout(timer);
+    await within(all, timeoutMs, () => undefined);
   }
 
   clear(): void {

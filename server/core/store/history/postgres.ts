@@ -5,6 +5,7 @@ import { MIGRATIONS } from './sql/migrations/index.ts';
 import * as sql from './sql/operations.ts';
 import { SqlHistory } from './sql/sql-history.ts';
 import type { QueuedWrite } from './sql/write-queue.ts';
+import { within } from '../../within.ts';
 
 export interface PostgresHistoryOptions {
   /** `postgres://` or `postgresql://` (TLS and the rest as URL parameters, e.g. `?sslmode=require`). */
@@ -54,14 +55,17 @@ export class PostgresHistory extends SqlHistory {
   protected readRows(step: sql.Step): Promise<sql.Row[]> {
     // statement_timeout is the server's to enforce: a server that stopped answering (frozen, or a
     // network that drops packets) would hold the request for as long as it lasts.
-    return withinMs(exec(this.#readers, step), READ_TIMEOUT_MS, () => new SluiceError('unavailable', 'The history store did not answer in time'));
+    return within(exec(this.#readers, step), READ_TIMEOUT_MS, () => {
+      throw new SluiceError('unavailable', 'The history store did not answer in time');
+    });
   }
 
   protected ping(): Promise<boolean> {
-    return withinMs(this.#readers`SELECT 1`, PING_TIMEOUT_MS, () => new Error('no answer')).then(
+    const answered = this.#readers`SELECT 1`.then(
       () => true,
       () => false,
     );
+    return within(answered, PING_TIMEOUT_MS, () => false);
   }
 
   protected async closeConnections(): Promise<void> {
@@ -168,12 +172,3 @@ function describe(url: string): string {
 /** A read of history, or the health check's query, that takes longer than this answers unavailable. */
 const READ_TIMEOUT_MS = 5000;
 const PING_TIMEOUT_MS = 2000;
-
-/** `work`, or `timedOut()`'s error once `ms` have passed (the query itself is left to end on its own). */
-function withinMs<T>(work: PromiseLike<T>, ms: number, timedOut: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(timedOut()), ms);
-  });
-  return Promise.race([Promise.resolve(work), deadline]).finally(() => clearTimeout(timer));
-}

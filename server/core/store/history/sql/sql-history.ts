@@ -4,6 +4,7 @@ import { SluiceError } from '../../../errors.ts';
 import { checkKeepLast, checkReadOptions, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../../history.ts';
 import * as sql from './operations.ts';
 import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './write-queue.ts';
+import { within } from '../../../within.ts';
 
 /** How long the health check waits for its write while writes fail. */
 const PROBE_WAIT_MS = 3000;
@@ -105,7 +106,6 @@ export abstract class SqlHistory implements History {
     // While writes fail (a lock held elsewhere, a full disk), a read says nothing: a write is tried,
     // which also finds out by itself when they go through again.
     if (!this.#queue.failing) return true;
-    let timer: NodeJS.Timeout | undefined;
     const probe = this.#queue
       .push(undefined, () => sql.probe())
       .then(
@@ -113,8 +113,7 @@ export abstract class SqlHistory implements History {
         () => false,
       );
     // A write that waits (on a lock, say) is as good as one that failed, for a health check.
-    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), PROBE_WAIT_MS)));
-    return Promise.race([probe, late]).finally(() => clearTimeout(timer));
+    return within(probe, PROBE_WAIT_MS, () => false);
   }
 
   close(): Promise<void> {
