@@ -6,7 +6,7 @@ import { createOpenAIProvider, type OpenAIProviderOptions } from '../server/core
 import { retryAfterSeconds } from '../server/core/providers/upstream-errors.ts';
 import { startFakeUpstream } from './helpers/fake-upstream.ts';
 import { startServer } from './helpers/server.ts';
-import { streamSseRoute } from './helpers/sse.ts';
+import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
 
 const BASE: OpenAIProviderOptions = {
   baseURL: 'http://127.0.0.1:1/v1',
@@ -151,6 +151,27 @@ describe("the upstream's finish_reason", () => {
         finishReason: { length: 'length', content_filter: 'content-filter', stop: 'stop' }[finish],
       });
     }
+  });
+});
+
+describe('a reasoning model', () => {
+  it('is replying while it reasons: its reasoning chunks meet the first-token limit, and a silence in them is a stall', async () => {
+    const upstream = await startFakeUpstream({ kind: 'reasoning', everyMs: 100, forMs: 1200 });
+    const { url } = await startServer({
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: upstream.baseURL,
+      LLM_MODEL: 'm',
+      UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: 500,
+      UPSTREAM_STALL_TIMEOUT_MS: 500,
+    });
+    const frames: SseFrame[] = [];
+    for await (const frame of streamSseRoute(url, { message: 'think', session_id: 'reasoning' })) frames.push(frame);
+    expect(frames.at(-1)!.data).toContain('"done": true');
+    // Reasoning that stops for longer than the stall limit is a stall, as silence between tokens is.
+    upstream.plan({ kind: 'reasoning', everyMs: 800, forMs: 1600 });
+    const stalled: SseFrame[] = [];
+    for await (const frame of streamSseRoute(url, { message: 'think slowly', session_id: 'reasoning-stall' })) stalled.push(frame);
+    expect(stalled.at(-1)!.event).toBe('error');
   });
 });
 

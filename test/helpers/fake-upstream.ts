@@ -23,7 +23,9 @@ export type UpstreamPlan =
   /** Streams `after` tokens, then cuts the connection. */
   | { kind: 'drop'; after: number }
   /** Streams the tokens, a finish chunk and `[DONE]`, then keeps the response open until the client goes away. */
-  | { kind: 'done-open' };
+  | { kind: 'done-open' }
+  /** A reasoning model: `reasoning_content` chunks `everyMs` apart for `forMs`, then the tokens as `ok` does (no usage). */
+  | { kind: 'reasoning'; everyMs: number; forMs: number };
 
 export interface UpstreamRequest {
   readonly path: string;
@@ -149,6 +151,25 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
         await new Promise((resolve) => setImmediate(resolve));
         req.socket.destroy();
         return;
+      case 'reasoning': {
+        streamHead();
+        for (const until = Date.now() + plan.forMs; Date.now() < until;) {
+          await new Promise((resolve) => setTimeout(resolve, plan.everyMs));
+          if (gone.aborted) return;
+          const body = {
+            id: 'chatcmpl-fake',
+            object: 'chat.completion.chunk',
+            created: 1,
+            model: 'fake-model',
+            choices: [{ index: 0, delta: { reasoning_content: 'hmm ' }, finish_reason: null }],
+          };
+          res.write(`${HEADER}${JSON.stringify(body)}\n\n`);
+        }
+        if (!(await writeTokens(res, DEFAULT_TOKENS, 0, gone))) return;
+        res.write(chunk(undefined, 'stop'));
+        res.end(`${HEADER}[DONE]\n\n`);
+        return;
+      }
       case 'done-open':
         streamHead();
         if (!(await writeTokens(res, DEFAULT_TOKENS, 0, gone))) return;
