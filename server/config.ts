@@ -76,7 +76,9 @@ export const ConfigSchema = z
     UPSTREAM_INCLUDE_USAGE: bool
       .default(true)
       .describe('ask the upstream for token usage (`stream_options.include_usage`); turn off for servers that reject it'),
-    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: int(0, 3_600_000).default(60_000).describe('how long the upstream may take to send its first token (0: no limit)'),
+    UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: int(0, 3_600_000)
+      .default(60_000)
+      .describe('how long the upstream may take to send its first token, or a reasoning model its first thought (`reasoning_content`) (0: no limit)'),
     UPSTREAM_STALL_TIMEOUT_MS: int(0, 3_600_000).default(30_000).describe('how long the upstream may go quiet between tokens (0: no limit)'),
     UPSTREAM_RETRIES: int(0, 10).default(0).describe('retries of a failed upstream call before its first token (never after); 0 for non-idempotent setups'),
     UPSTREAM_RETRY_BASE_MS: int(1, 60_000).default(500).describe('first retry delay; doubles each retry, with jitter'),

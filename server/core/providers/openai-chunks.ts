@@ -11,7 +11,8 @@ export const MAX_EVENT_CHARS = 1 << 20;
 
 interface ChunkChoice {
   readonly index?: unknown;
-  readonly delta?: { readonly content?: unknown } | null;
+  /** `reasoning_content` (DeepSeek, vLLM) or `reasoning` (OpenRouter, Ollama): a reasoning model's thinking, not shown. */
+  readonly delta?: { readonly content?: unknown; readonly reasoning_content?: unknown; readonly reasoning?: unknown } | null;
   readonly finish_reason?: unknown;
 }
 interface Chunk {
@@ -52,6 +53,7 @@ function usageOf(chunk: Chunk): TokenUsage | undefined {
 export class CompletionChunkReader {
   readonly #onChunk: () => void;
   readonly #onUsage: ((usage: TokenUsage) => void) | undefined;
+  readonly #onReasoning: (() => void) | undefined;
   readonly #parser: EventSourceParser;
   /** The events the current feed completed. */
   #events: EventSourceMessage[] = [];
@@ -61,10 +63,14 @@ export class CompletionChunkReader {
   #finishReason: string | undefined;
   #done = false;
 
-  /** `onChunk`: every chunk read (the stall watchdog's sign of life); `onUsage`: the usage chunk. */
-  constructor(onChunk: () => void, onUsage?: (usage: TokenUsage) => void) {
+  /**
+   * `onChunk`: every chunk read (the stall watchdog's sign of life); `onUsage`: the usage chunk;
+   * `onReasoning`: a chunk of a reasoning model's thinking (the model has started replying).
+   */
+  constructor(onChunk: () => void, onUsage?: (usage: TokenUsage) => void, onReasoning?: () => void) {
     this.#onChunk = onChunk;
     this.#onUsage = onUsage;
+    this.#onReasoning = onReasoning;
     this.#parser = createParser({
       onEvent: (event) => void this.#events.push(event),
       onError: (error) => {
@@ -129,6 +135,8 @@ export class CompletionChunkReader {
       if (typeof choice !== 'object' || choice === null) throw new UpstreamStreamFault('malformed', 'choice is not an object');
       // n is always 1; a choice with another index is not ours to show.
       if (choice.index !== undefined && choice.index !== 0) continue;
+      const thinking = choice.delta?.reasoning_content ?? choice.delta?.reasoning;
+      if (typeof thinking === 'string' && thinking.length > 0) this.#onReasoning?.();
       const content = choice.delta?.content;
       if (typeof content === 'string') {
         if (content.length > 0) deltas.push(content);

@@ -218,7 +218,12 @@ export async function* streamCompletion(endpoint: UpstreamEndpoint, body: string
   const { signal } = request;
   signal.throwIfAborted();
   // The reader and the call reach the watchdog only from later callbacks (chunks, tokens).
-  const reader = new CompletionChunkReader(() => watchdog.chunkArrived(), request.reportUsage && ((usage) => request.reportUsage?.(usage)));
+  const reader = new CompletionChunkReader(
+    () => watchdog.chunkArrived(),
+    request.reportUsage && ((usage) => request.reportUsage?.(usage)),
+    // A reasoning model is replying while it thinks: from its first thought, only stalls count.
+    () => watchdog.tokenArrived(),
+  );
   const current = new Call(reader, () => watchdog.tokenArrived());
   const watchdog = new Watchdog(limits.firstTokenTimeoutMs, limits.stallTimeoutMs, (fault) => current.timedOut(new UpstreamStreamFault(fault)));
   // Our own stop: the generator throws the signal's reason, as the caller expects of an abort.
