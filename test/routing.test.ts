@@ -74,6 +74,15 @@ describe('HEAD', () => {
       expect(head.headers['content-type']).toBe(get.headers['content-type']);
       expect(head.body.length).toBe(0);
     }
+    // tRPC's routes too: its own handler would answer any HEAD 204, before the credential and the procedure.
+    const history = `/trpc/chat.history?input=${encodeURIComponent(JSON.stringify({ json: { sessionId: 's' } }))}`;
+    for (const path of ['/trpc/health', history]) {
+      const get = await rawRequest(`${server.url}${path}`, { method: 'GET' });
+      const head = await rawRequest(`${server.url}${path}`, { method: 'HEAD' });
+      expect([path, head.status, head.headers['content-type']]).toEqual([path, get.status, get.headers['content-type']]);
+    }
+    const keyed = await startServer({ API_KEYS: 'k'.repeat(24) });
+    expect((await rawRequest(`${keyed.url}${history}`, { method: 'HEAD' })).status).toBe(401);
     const stream = await rawRequest(`${server.url}/v1/ui/chat/s/stream`, { method: 'HEAD' });
     expect(stream.status).toBe(404);
     expect(server.sluice.service.runningCount).toBe(0);
