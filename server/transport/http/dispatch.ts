@@ -35,9 +35,11 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
         origins.preflight(req, res);
         return;
       }
-      // HEAD is GET without the body (node:http leaves it out), as HTTP asks wherever GET is served.
-      const method = req.method === 'HEAD' && route.method === 'GET' && !route.stream ? 'GET' : req.method;
-      if (route.method !== '*' && method !== route.method) {
+      // HEAD is GET without the body, as HTTP asks wherever GET is served: node:http leaves the body
+      // out (it decided so from the method it received), and the route, tRPC's handler too (which
+      // would answer any HEAD 204 itself), runs as for GET.
+      if (req.method === 'HEAD' && (route.method === 'GET' || route.method === '*') && !route.stream) req.method = 'GET';
+      if (route.method !== '*' && req.method !== route.method) {
         (route.sendError ?? sendError)(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
         return;
       }

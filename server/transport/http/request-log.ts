@@ -18,16 +18,18 @@ export interface RequestLogContext {
  */
 export function logWhenClosed(req: IncomingMessage, res: ServerResponse, context: RequestLogContext): void {
   const startedAt = performance.now();
+  // As received: a HEAD is served as a GET (dispatch.ts), and logged as what it was.
+  const method = req.method;
   res.once('close', () => {
     const rejection = rejectionOf(res);
     const reason = rejection?.code;
     if (reason) context.metrics.rejected(reason);
     // The client was told "Internal error" and no more: the log gets what failed, once, whichever
     // step of the request it was.
-    if (reason === 'internal') context.logger.error({ err: rejection!.cause ?? rejection, method: req.method, path: pathOf(req) }, 'request failed');
+    if (reason === 'internal') context.logger.error({ err: rejection!.cause ?? rejection, method, path: pathOf(req) }, 'request failed');
     context.logger.info(
       {
-        method: req.method,
+        method,
         path: pathOf(req),
         status: res.statusCode,
         durationMs: Math.round(performance.now() - startedAt),
