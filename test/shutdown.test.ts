@@ -65,3 +65,16 @@ describe('graceful shutdown', () => {
     expect((await history('long')).messages[1]).toMatchObject({ status: 'interrupted', content: partial });
   });
 });
+
+describe('shutdown with nobody reading the log', () => {
+  it('exits on SIGTERM when its stdout reader has gone (| head): the lines it cannot write are dropped, not retried forever', async () => {
+    const sluice = await startSluiceProcess({ SIM_DELAY_MS: 0, SHUTDOWN_DRAIN_MS: 500, STORE: 'memory' });
+    // The reader of its stdout goes away, as `| head` does once it has its lines.
+    sluice.child.stdout!.destroy();
+    for (let i = 0; i < 5; i++) expect((await fetch(`${sluice.url}/health`)).status).toBe(200);
+    const exited = once(sluice.child, 'exit');
+    sluice.child.kill('SIGTERM');
+    const exit = await Promise.race([exited.then(() => 'exited'), new Promise((resolve) => setTimeout(resolve, 8000, 'still running'))]);
+    expect(exit).toBe('exited');
+  });
+});
