@@ -1,5 +1,7 @@
 import { createSluice } from './app.ts';
+import type { Logger } from 'pino';
 import type { Config } from './config.ts';
+import { within } from './core/within.ts';
 
 /** Runs one Sluice server in this process until SIGTERM/SIGINT, then shuts it down gracefully. */
 export async function serve(config: Config): Promise<void> {
@@ -27,10 +29,10 @@ export async function serve(config: Config): Promise<void> {
   const shutdown = (signal: string): void => {
     sluice.logger.info({ signal }, 'shutting down: draining running replies');
     sluice.shutdown().then(
-      () => process.exit(0),
+      () => exitAfterLog(sluice.logger, 0),
       (error: unknown) => {
         sluice.logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
+        exitAfterLog(sluice.logger, 1);
       },
     );
   };
@@ -38,6 +40,19 @@ export async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
+
+/**
+ * Writes the log lines still waiting, then exits. Left to the exit itself, they are written
+ * synchronously, and sonic-boom (pino's stream, 4.x) retries a write to a pipe nobody reads (EPIPE)
+ * forever: the process never ends. Written here first, a broken pipe is found by the asynchronous
+ * write, whose error pino takes as the end of logging.
+ */
+function exitAfterLog(logger: Logger, code: number): void {
+  void within(new Promise<void>((resolve) => logger.flush(() => resolve())), LOG_FLUSH_MS, () => undefined).then(() => process.exit(code));
+}
+
+/** How long the exit waits for the log to be written. */
+const LOG_FLUSH_MS = 2000;
 
 /** An error's message and its causes' (a driver's reason under "Cannot open the history database"), on one line. */
 function withCauses(error: unknown): string {
