@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pino } from 'pino';
 import { DatabaseSync } from '@photostructure/sqlite';
 import { afterEach, expect, it, vi } from 'vitest';
@@ -18,9 +18,16 @@ afterEach(() => {
 });
 const logger = pino({ level: 'silent' });
 
+/** A new directory for this test (removed after it), and the path of a database in it. */
+function freshDatabase(prefix: string): string {
+  dir = mkdtempSync(join(tmpdir(), `sluice-${prefix}-`));
+  return join(dir, 'history.db');
+}
+
+const userMessage = (content: string) => ({ role: 'user' as const, content, status: 'complete' as const, createdAt: new Date().toISOString() });
+
 it('keeps the database in WAL mode, and moves the WAL into the database file from its worker', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-wal-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('wal');
   const history = await SqliteHistory.open({ path, logger });
   try {
     const other = new DatabaseSync(path);
@@ -28,11 +35,7 @@ it('keeps the database in WAL mode, and moves the WAL into the database file fro
     other.close();
     const initial = statSync(path).size;
     // About 2 MB: well under the writer's own checkpoint threshold, so only the worker moves it.
-    await Promise.all(
-      Array.from({ length: 200 }, (_, i) =>
-        history.append(`o/s${i}`, { role: 'user', content: 'x'.repeat(10_000), status: 'complete', createdAt: new Date().toISOString() }, { keepLast: 10 }),
-      ),
-    );
+    await Promise.all(Array.from({ length: 200 }, (_, i) => history.append(`o/s${i}`, userMessage('x'.repeat(10_000)), { keepLast: 10 })));
     expect(statSync(`${path}-wal`).size).toBeGreaterThan(2_000_000);
     await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(initial + 2_000_000), { timeout: 5000, interval: 50 });
   } finally {
@@ -41,8 +44,7 @@ it('keeps the database in WAL mode, and moves the WAL into the database file fro
 });
 
 it('closes to the end in a process that has nothing else to do (the checkpoint worker waited for, the WAL folded in)', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-close-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('close');
   const child = spawnNode(['--import', 'tsx', 'test/helpers/sqlite-close-child.ts', path]);
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -54,8 +56,7 @@ it('closes to the end in a process that has nothing else to do (the checkpoint w
 });
 
 it("keeps a SIGKILLed process's running reply as interrupted, with the text it had checkpointed", async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-crash-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('crash');
   const child = spawnNode(['--import', 'tsx', 'test/helpers/sqlite-crash-child.ts', path]);
   let out = '';
   let errors = '';
@@ -88,7 +89,7 @@ it("keeps a SIGKILLed process's running reply as interrupted, with the text it h
     expect(words).toEqual(words.map((_, i) => `w${i}`));
     expect(messages[1]!.draftOf).toBe('reply-1');
     // The session takes new messages at once.
-    const next = { role: 'user' as const, content: 'go on', status: 'complete' as const, createdAt: new Date().toISOString() };
+    const next = userMessage('go on');
     expect(await history.append('o/s', next, { keepLast: 100 })).toBe(3);
   } finally {
     await history.close();
@@ -96,14 +97,13 @@ it("keeps a SIGKILLed process's running reply as interrupted, with the text it h
 });
 
 it('backs up online as docs/stores.md says (VACUUM INTO through the driver), into a file the store opens', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-backup-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('backup');
   const history = await SqliteHistory.open({ path, logger });
   try {
-    await history.append('o/s', { role: 'user', content: 'keep me', status: 'complete', createdAt: new Date().toISOString() }, { keepLast: 10 });
+    await history.append('o/s', userMessage('keep me'), { keepLast: 10 });
     await history.checkpoint('o/s', 'r', 'half');
     // The command of docs/stores.md, run from the repository (where node_modules has the driver) while the store is open.
-    const backup = join(dir, 'backup.db');
+    const backup = join(dirname(path), 'backup.db');
     const child = spawnNode(['-e', `new (require('@photostructure/sqlite').DatabaseSync)(${JSON.stringify(path)}).exec("VACUUM INTO '${backup}'")`], {
       cwd: REPO_ROOT,
     });
@@ -123,8 +123,7 @@ it('backs up online as docs/stores.md says (VACUUM INTO through the driver), int
 });
 
 it('migrates a new file once, and says so when a newer release has migrated it further', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-migrate-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('migrate');
   const first = captureLogs('info');
   await (await SqliteHistory.open({ path, logger: first.logger })).close();
   expect(first.lines.filter((l) => l.msg === 'history: schema migrated')).toHaveLength(1);
@@ -137,8 +136,7 @@ it('migrates a new file once, and says so when a newer release has migrated it f
 });
 
 it('finds the drafts a crash left through an index of drafts alone: start-up reads none of the finished messages', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-drafts-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('drafts');
   await (await SqliteHistory.open({ path, logger: pino({ level: 'silent' }) })).close();
   const db = new DatabaseSync(path);
   try {
@@ -151,15 +149,13 @@ it('finds the drafts a crash left through an index of drafts alone: start-up rea
 });
 
 it('skips a row that is not a message (written by hand, a BLOB for its text) and reads the rest', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-corrupt-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('corrupt');
   const logs = captureLogs('warn');
   const history = await SqliteHistory.open({ path, logger: logs.logger });
   try {
-    const message = (content: string) => ({ role: 'user' as const, content, status: 'complete' as const, createdAt: new Date().toISOString() });
-    await history.append('o/s', message('first'), { keepLast: 10 });
-    await history.append('o/s', message('second'), { keepLast: 10 });
-    await history.append('o/s', message('third'), { keepLast: 10 });
+    await history.append('o/s', userMessage('first'), { keepLast: 10 });
+    await history.append('o/s', userMessage('second'), { keepLast: 10 });
+    await history.append('o/s', userMessage('third'), { keepLast: 10 });
     const db = new DatabaseSync(path);
     db.exec("UPDATE history_messages SET content = X'6E6F742074657874' WHERE session_key = 'o/s' AND seq = 2");
     db.close();
@@ -174,20 +170,18 @@ it('skips a row that is not a message (written by hand, a BLOB for its text) and
 });
 
 it('fails only the write that broke a constraint: the others of its transaction are written', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-constraint-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('constraint');
   const history = await SqliteHistory.open({ path, logger });
   try {
-    const message = (content: string) => ({ role: 'user' as const, content, status: 'complete' as const, createdAt: new Date().toISOString() });
-    await history.append('o/broken', message('first'), { keepLast: 10 });
+    await history.append('o/broken', userMessage('first'), { keepLast: 10 });
     // Edited by hand: the session's next position is one it already holds, so its next write breaks the primary key.
     const db = new DatabaseSync(path);
     db.exec("UPDATE history_sessions SET next_seq = 1 WHERE session_key = 'o/broken'");
     db.close();
     // Called in one turn of the event loop: one transaction, rolled back, then each write alone.
     const results = await Promise.allSettled([
-      history.append('o/broken', message('second'), { keepLast: 10 }),
-      history.append('o/fine', message('kept'), { keepLast: 10 }),
+      history.append('o/broken', userMessage('second'), { keepLast: 10 }),
+      history.append('o/fine', userMessage('kept'), { keepLast: 10 }),
     ]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
     expect((await history.read('o/fine')).map((m) => m.content)).toEqual(['kept']);
@@ -198,8 +192,7 @@ it('fails only the write that broke a constraint: the others of its transaction 
 });
 
 it('ends every draft a crash left at start-up, however many (the store lists them a thousand at a time)', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-drafts-'));
-  const history = await SqliteHistory.open({ path: join(dir, 'history.db'), logger });
+  const history = await SqliteHistory.open({ path: freshDatabase('drafts'), logger });
   try {
     const createdAt = new Date().toISOString();
     await Promise.all(
@@ -216,8 +209,7 @@ it('ends every draft a crash left at start-up, however many (the store lists the
 });
 
 it('refuses a second store on the same file while the first is open (its start-up would end the first one’s running replies)', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-lock-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('lock');
   const first = await SqliteHistory.open({ path, logger });
   try {
     await expect(SqliteHistory.open({ path, logger })).rejects.toThrow(/in use by another Sluice/);
@@ -254,12 +246,11 @@ it('says why it cannot take the lock when the directory is read-only, not that a
 });
 
 it('is not healthy while its writes fail (another process holds the write lock), and is again once one goes through', async () => {
-  dir = mkdtempSync(join(tmpdir(), 'sluice-locked-'));
-  const path = join(dir, 'history.db');
+  const path = freshDatabase('locked');
   const history = await SqliteHistory.open({ path, logger });
   const other = new DatabaseSync(path);
   try {
-    const message = { role: 'user' as const, content: 'hi', status: 'complete' as const, createdAt: new Date().toISOString() };
+    const message = userMessage('hi');
     expect(await history.healthy()).toBe(true);
     other.exec('BEGIN IMMEDIATE');
     await expect(history.append('o/s', message, { keepLast: 10 })).rejects.toMatchObject({ code: 'unavailable' });
