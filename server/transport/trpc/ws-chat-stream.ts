@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
-import type { TrackedEvent } from '../../core/generation.ts';
+import type { Listener, TrackedEvent } from '../../core/generation.ts';
 import { drain, type Outlet } from '../drain.ts';
 import { eventJson } from '../event-json.ts';
 import type { TRPCContext } from './context.ts';
@@ -20,6 +20,38 @@ export interface WsStreamTarget {
 }
 
 /**
+ * How a `chat.stream` subscription is stopped (`subscription.stop`, or the connection's close):
+ * its listener is closed, which ends the drain loop and, when it was the reply's last listener,
+ * starts the reply's resume window. It takes the place of an AbortController, which costs a held
+ * stream about 1 KB (an EventTarget and its two maps) and its listeners on the way. No wait needs
+ * one: a wait for the reader's room ends when the socket drains or closes, and a stop is only read
+ * from a connection that has room.
+ */
+export class WsStreamStop {
+  #stopped = false;
+  #listener: Listener | undefined;
+
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  abort(): void {
+    this.#stopped = true;
+    this.#listener?.close();
+  }
+
+  /** Follows the stream's listener from now on; false (and the listener closed) when already stopped. */
+  follow(listener: Listener): boolean {
+    if (this.#stopped) {
+      listener.close();
+      return false;
+    }
+    this.#listener = listener;
+    return true;
+  }
+}
+
+/**
  * `chat.stream` over tRPC's WebSocket protocol, written by Sluice itself: admitted as every
  * transport admits it (then `started`, then the stream, as tRPC's adapter orders them), drained by
  * the shared loop, with each event one pre-built frame instead of a trip through tRPC's iterator,
@@ -27,14 +59,11 @@ export interface WsStreamTarget {
  * `result.data` is superjson's `{"json": {id, data}}` of the tracked event (stream events are
  * plain JSON).
  */
-export async function runWsChatStream(target: WsStreamTarget, ctx: TRPCContext, rawInput: unknown, signal: AbortSignal): Promise<void> {
-  const { listener } = await ctx.chat.chatStream({ credential: ctx.credential, input: rawInput, transport: ctx.transport, signal });
-  if (signal.aborted) {
-    listener.close();
-    return;
-  }
+export async function runWsChatStream(target: WsStreamTarget, ctx: TRPCContext, rawInput: unknown, stop: WsStreamStop): Promise<void> {
+  const { listener } = await ctx.chat.chatStream({ credential: ctx.credential, input: rawInput, transport: ctx.transport });
+  if (!stop.follow(listener)) return;
   target.sendStarted();
-  await drain({ listener, outlet: new WsOutlet(target, ctx), sink: ctx.sink, metrics: ctx.metrics, transport: ctx.transport, signal });
+  await drain({ listener, outlet: new WsOutlet(target, ctx), sink: ctx.sink, metrics: ctx.metrics, transport: ctx.transport });
 }
 
 class WsOutlet implements Outlet {
