@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { callTRPCProcedure, getErrorShape, transformTRPCResponse, TRPCError } from '@trpc/server';
 import { handleKeepAlive } from '@trpc/server/adapters/ws';
 import { parseConnectionParamsFromUnknown, type TRPCRequestInfo } from '@trpc/server/http';
@@ -26,14 +27,9 @@ export interface TrpcWsHandlerOptions {
    * Once per connection, with the `connectionParams` the client sent (or null) and the connection's
    * sink. May throw to refuse it.
    */
-  readonly createContext: (opts: {
-    req: IncomingMessage;
-    ws: WebSocket;
-    connectionParams: TRPCRequestInfo['connectionParams'];
-    sink: Sink;
-  }) => Promise<TRPCContext>;
-  /** Flow control towards one connection's client: every reply waits for its room. */
-  readonly sinkFor: (ws: WebSocket, req: IncomingMessage) => Sink;
+  readonly createContext: (opts: { ws: WebSocket; connectionParams: TRPCRequestInfo['connectionParams']; sink: Sink }) => Promise<TRPCContext>;
+  /** Flow control towards one connection's client (`socket` is its TCP socket): every reply waits for its room. */
+  readonly sinkFor: (ws: WebSocket, socket: Socket) => Sink;
   /** Calls one message may carry (tRPC's `maxBatchSize`); a bigger batch is refused whole. */
   readonly maxBatch: number;
   /** Subscriptions one connection may hold at once; the one beyond is refused. */
@@ -91,8 +87,10 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
       ws.close(closeCode, error.message.slice(0, 120));
     },
     handleConnection(ws, req) {
+      // Nothing here keeps the upgrade request (its headers are about 1.5 KB a held connection): what
+      // is needed of it is read now.
       const socket = req.socket;
-      const sink = options.sinkFor(ws, req);
+      const sink = options.sinkFor(ws, socket);
       // What stops each running subscription (`subscription.stop`, or the connection's close).
       const subscriptions = new Map<number | string, { abort(): void }>();
       let ctx: TRPCContext | undefined;
@@ -117,7 +115,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
 
       const createCtx = async (connectionParams: () => TRPCRequestInfo['connectionParams']): Promise<ContextResult> => {
         try {
-          ctx = await options.createContext({ req, ws, connectionParams: connectionParams(), sink });
+          ctx = await options.createContext({ ws, connectionParams: connectionParams(), sink });
           return { ok: true, ctx };
         } catch (cause) {
           const error = toTRPCError(cause);
@@ -225,6 +223,10 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
         }
       };
 
+      // Made here, not where a call starts: a subscription holds its handler for its whole life, and
+      // a closure made in handleMessage would keep that message's text and parsed calls with it.
+      const reportError = (cause: unknown): void => onError({ error: toTRPCError(cause), path: undefined });
+
       // True once the reader has room (at once, usually); false when it was cut off or is gone.
       const room = (): boolean | Promise<boolean> => ws.readyState === OPEN && (sink.hasRoom() || sink.ready());
 
@@ -282,7 +284,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
         const ready = ctxPromise;
         for (const [index, msg] of messages.entries()) {
           if (index > 0 && !(await room())) return;
-          const handled = handleRequest(msg, index, ready).catch((cause: unknown) => onError({ error: toTRPCError(cause), path: undefined }));
+          const handled = handleRequest(msg, index, ready).catch(reportError);
           // A subscription runs on by itself; a query's reply goes out before the next call starts.
           if (msg.method !== 'subscription') await handled;
         }
@@ -310,7 +312,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
         const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
         if (text === 'PONG') return;
         inbox.push(text);
-        if (!serving) serve().catch((cause: unknown) => onError({ error: toTRPCError(cause), path: undefined }));
+        if (!serving) serve().catch(reportError);
       };
 
       handleKeepAlive(ws, options.keepAlive.pingMs, options.keepAlive.pongWaitMs);

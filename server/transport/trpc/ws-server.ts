@@ -88,10 +88,10 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
       };
     },
     // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
-    sinkFor: (ws, req) =>
+    sinkFor: (ws, socket) =>
       createSink({
         buffered: () => ws.bufferedAmount,
-        drains: req.socket,
+        drains: socket,
         cut: () => ws.terminate(),
         highWaterBytes: o.highWaterBytes,
         sendTimeoutMs: o.sendTimeoutMs,
