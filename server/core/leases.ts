@@ -18,15 +18,6 @@ export interface LeasesOptions {
   readonly logger: Logger;
 }
 
-interface Entry {
-  readonly refresh: () => Promise<boolean>;
-  /** Takes the lease back after a refresh found it gone; false when another holder has it. */
-  readonly retake: () => Promise<boolean>;
-  readonly what: string;
-  /** Told when the lease is gone for good (another holder has it). */
-  readonly onLost?: (() => void) | undefined;
-}
-
 const NOTHING_HELD: Held = { release: async () => undefined };
 
 /**
@@ -37,14 +28,16 @@ export class Leases {
   readonly #store: LeaseStore;
   readonly #ttlMs: number;
   readonly #logger: Logger;
-  readonly #held = new Set<Entry>();
+  readonly #held = new Set<Lease | Slot>();
   #heartbeat: NodeJS.Timeout | undefined;
+  readonly #ctx: HoldContext;
 
   constructor(options: LeasesOptions) {
     if (!Number.isInteger(options.ttlMs) || options.ttlMs < 3) throw new RangeError(`leases: ttlMs must be an integer of at least 3, got ${options.ttlMs}`);
     this.#store = options.store;
     this.#ttlMs = options.ttlMs;
     this.#logger = options.logger;
+    this.#ctx = { store: this.#store, logger: this.#logger, forget: (lease) => this.#forget(lease) };
   }
 
   /** How many leases and slots this instance holds now. */
@@ -57,15 +50,9 @@ export class Leases {
    * died. Released once its last event is stored where others read it.
    */
   async markAlive(generationId: string): Promise<Held> {
-    const key = aliveKey(generationId);
-    const take = (): Promise<boolean> => this.#store.acquire(key, generationId, this.#ttlMs);
-    await take();
-    return this.#hold({
-      what: `alive ${generationId}`,
-      refresh: () => this.#store.refresh(key, generationId, this.#ttlMs),
-      retake: take,
-      release: () => this.#store.release(key, generationId),
-    });
+    const lease = new Lease(this.#ctx, aliveKey(generationId), generationId, this.#ttlMs);
+    await lease.take();
+    return this.#hold(lease);
   }
 
   async isAlive(generationId: string): Promise<boolean> {
@@ -78,16 +65,9 @@ export class Leases {
    * back at the next heartbeat; if another generation has it by then, `onLost` is told.
    */
   async lockSession(sessionKey: string, generationId: string, ttlMs: number, onLost?: () => void): Promise<Held | undefined> {
-    const key = sessionLockKey(sessionKey);
-    const take = (): Promise<boolean> => this.#store.acquire(key, generationId, ttlMs);
-    if (!(await take())) return undefined;
-    return this.#hold({
-      what: `session ${sessionKey}`,
-      refresh: () => this.#store.refresh(key, generationId, ttlMs),
-      retake: take,
-      release: () => this.#store.release(key, generationId),
-      onLost,
-    });
+    const lease = new Lease(this.#ctx, sessionLockKey(sessionKey), generationId, ttlMs, onLost);
+    if (!(await lease.take())) return undefined;
+    return this.#hold(lease);
   }
 
   /** The generation holding a session's lock, if any. */
@@ -103,15 +83,9 @@ export class Leases {
   /** Takes one of `limit` slots of `key` (0: no limit, nothing taken); undefined when all are taken. */
   async takeSlot(key: string, limit: number): Promise<Held | undefined> {
     if (limit === 0) return NOTHING_HELD;
-    const member = randomBytes(9).toString('base64url');
-    const take = (): Promise<boolean> => this.#store.acquireSlot(key, member, limit, this.#ttlMs);
-    if (!(await take())) return undefined;
-    return this.#hold({
-      what: `slot ${key}`,
-      refresh: () => this.#store.refreshSlot(key, member, this.#ttlMs),
-      retake: take,
-      release: () => this.#store.releaseSlot(key, member),
-    });
+    const slot = new Slot(this.#ctx, key, randomBytes(9).toString('base64url'), limit, this.#ttlMs);
+    if (!(await slot.take())) return undefined;
+    return this.#hold(slot);
   }
 
   /** Stops the heartbeat (what is still held then expires by itself). */
@@ -120,22 +94,15 @@ export class Leases {
     this.#stopHeartbeat();
   }
 
-  #hold(lease: Entry & { readonly release: () => Promise<void> }): Held {
-    const { release, what } = lease;
-    const entry: Entry = lease;
-    this.#held.add(entry);
+  #hold(lease: Lease | Slot): Held {
+    this.#held.add(lease);
     this.#heartbeat ??= setInterval(() => this.#beat(), Math.max(1, Math.floor(this.#ttlMs / 3))).unref();
-    let released: Promise<void> | undefined;
-    return {
-      release: () => {
-        released ??= (async () => {
-          this.#held.delete(entry);
-          if (this.#held.size === 0) this.#stopHeartbeat();
-          await release().catch((error: unknown) => this.#logger.warn({ err: error, lease: what }, 'could not release a lease; it expires by itself'));
-        })();
-        return released;
-      },
-    };
+    return lease;
+  }
+
+  #forget(lease: Lease | Slot): void {
+    this.#held.delete(lease);
+    if (this.#held.size === 0) this.#stopHeartbeat();
   }
 
   #beat(): void {
@@ -143,17 +110,17 @@ export class Leases {
   }
 
   /** Refreshes one lease; one found gone is taken back, or given up (and its holder told). */
-  async #keep(entry: Entry): Promise<void> {
+  async #keep(lease: Lease | Slot): Promise<void> {
     try {
-      if (await entry.refresh()) return;
-      if (!this.#held.has(entry)) return;
-      if (await entry.retake()) {
-        this.#logger.warn({ lease: entry.what }, 'a lease had vanished; taken back');
+      if (await lease.refresh()) return;
+      if (!this.#held.has(lease)) return;
+      if (await lease.take()) {
+        this.#logger.warn({ lease: lease.key }, 'a lease had vanished; taken back');
         return;
       }
-      if (!this.#held.delete(entry)) return;
-      this.#logger.warn({ lease: entry.what }, 'a lease was lost to another holder');
-      entry.onLost?.();
+      if (!this.#held.delete(lease)) return;
+      this.#logger.warn({ lease: lease.key }, 'a lease was lost to another holder');
+      lease.onLost?.();
     } catch {
       // The store is away: the lease is refreshed at the next beat, or expires.
     }
@@ -163,6 +130,94 @@ export class Leases {
     clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
   }
+}
+
+/** What every hold of one Leases shares: one object, so that a hold is one small object, not a set of closures. */
+interface HoldContext {
+  readonly store: LeaseStore;
+  readonly logger: Logger;
+  /** Drops a released hold from the heartbeat's list. */
+  readonly forget: (hold: Lease | Slot) => void;
+}
+
+/**
+ * A lease held (a session lock or a liveness mark). Held for every running reply, two or three at a
+ * time: a class, so that each is one object rather than five closures and their context.
+ */
+class Lease implements Held {
+  readonly #ctx: HoldContext;
+  readonly key: string;
+  readonly #holder: string;
+  readonly #ttlMs: number;
+  /** Told when the lease is gone for good (another holder has it). */
+  readonly onLost: (() => void) | undefined;
+  #released: Promise<void> | undefined;
+
+  constructor(ctx: HoldContext, key: string, holder: string, ttlMs: number, onLost?: () => void) {
+    this.#ctx = ctx;
+    this.key = key;
+    this.#holder = holder;
+    this.#ttlMs = ttlMs;
+    this.onLost = onLost;
+  }
+
+  /** Takes it, or takes it back after a refresh found it gone; false when another holder has it. */
+  take(): Promise<boolean> {
+    return this.#ctx.store.acquire(this.key, this.#holder, this.#ttlMs);
+  }
+
+  refresh(): Promise<boolean> {
+    return this.#ctx.store.refresh(this.key, this.#holder, this.#ttlMs);
+  }
+
+  release(): Promise<void> {
+    return (this.#released ??= this.#release());
+  }
+
+  async #release(): Promise<void> {
+    this.#ctx.forget(this);
+    await this.#ctx.store.release(this.key, this.#holder).catch((error: unknown) => releaseFailed(this.#ctx, this.key, error));
+  }
+}
+
+/** One of a limited number of places under a key (streams or WebSocket connections per key). */
+class Slot implements Held {
+  readonly #ctx: HoldContext;
+  readonly key: string;
+  readonly #member: string;
+  readonly #limit: number;
+  readonly #ttlMs: number;
+  readonly onLost: undefined;
+  #released: Promise<void> | undefined;
+
+  constructor(ctx: HoldContext, key: string, member: string, limit: number, ttlMs: number) {
+    this.#ctx = ctx;
+    this.key = key;
+    this.#member = member;
+    this.#limit = limit;
+    this.#ttlMs = ttlMs;
+  }
+
+  take(): Promise<boolean> {
+    return this.#ctx.store.acquireSlot(this.key, this.#member, this.#limit, this.#ttlMs);
+  }
+
+  refresh(): Promise<boolean> {
+    return this.#ctx.store.refreshSlot(this.key, this.#member, this.#ttlMs);
+  }
+
+  release(): Promise<void> {
+    return (this.#released ??= this.#release());
+  }
+
+  async #release(): Promise<void> {
+    this.#ctx.forget(this);
+    await this.#ctx.store.releaseSlot(this.key, this.#member).catch((error: unknown) => releaseFailed(this.#ctx, this.key, error));
+  }
+}
+
+function releaseFailed(ctx: HoldContext, key: string, error: unknown): void {
+  ctx.logger.warn({ err: error, lease: key }, 'could not release a lease; it expires by itself');
 }
 
 const aliveKey = (generationId: string): string => `alive:${generationId}`;
