@@ -63,7 +63,8 @@ export async function runWsChatStream(target: WsStreamTarget, ctx: TRPCContext, 
   const { listener } = await ctx.chat.chatStream({ credential: ctx.credential, input: rawInput, transport: ctx.transport });
   if (!stop.follow(listener)) return;
   target.sendStarted();
-  await drain({ listener, outlet: new WsOutlet(target, ctx), sink: ctx.sink, metrics: ctx.metrics, transport: ctx.transport });
+  // Returned, not awaited: this function's frame is not kept for the stream's life.
+  return drain({ listener, outlet: new WsOutlet(target, ctx), sink: ctx.sink, metrics: ctx.metrics, transport: ctx.transport });
 }
 
 class WsOutlet implements Outlet {
