@@ -74,6 +74,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
     throw new RangeError(`trpc ws: maxSubscriptions must be a positive integer, got ${maxSubscriptions}`);
   }
   const config = router._def._config;
+  const shared: Shared = { options, router, config };
 
   return {
     notifyReconnect(ws) {
@@ -87,242 +88,283 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
       ws.close(closeCode, error.message.slice(0, 120));
     },
     handleConnection(ws, req) {
-      // Nothing here keeps the upgrade request (its headers are about 1.5 KB a held connection): what
-      // is needed of it is read now.
-      const socket = req.socket;
-      const sink = options.sinkFor(ws, socket);
-      // What stops each running subscription (`subscription.stop`, or the connection's close).
-      const subscriptions = new Map<number | string, { abort(): void }>();
-      let ctx: TRPCContext | undefined;
-
-      const respond = (message: TRPCResponseMessage): void => {
-        if (ws.readyState === OPEN) ws.send(JSON.stringify(transformTRPCResponse(config, message)));
-      };
-      const errorShape = (error: TRPCError, type: ProcedureType | 'unknown', path: string | undefined, input: unknown) =>
-        getErrorShape({ config, ctx, error, type, path, input });
-      const respondWithError = (
-        id: number | string | null,
-        jsonrpc: '2.0' | undefined,
-        cause: unknown,
-        type: ProcedureType | 'unknown',
-        path?: string,
-        input?: unknown,
-      ): void => {
-        const error = toTRPCError(cause);
-        onError({ error, path });
-        respond({ id, jsonrpc, error: errorShape(error, type, path, input) });
-      };
-
-      const createCtx = async (connectionParams: () => TRPCRequestInfo['connectionParams']): Promise<ContextResult> => {
-        try {
-          ctx = await options.createContext({ ws, connectionParams: connectionParams(), sink });
-          return { ok: true, ctx };
-        } catch (cause) {
-          const error = toTRPCError(cause);
-          respondWithError(null, undefined, error, 'unknown');
-          // As tRPC does: the refusal goes out first, then the socket closes.
-          setImmediate(() => ws.close());
-          return { ok: false, error };
-        }
-      };
-      // With `?connectionParams=1` the client's first message carries them; otherwise start now.
-      const query = req.url?.indexOf('?') ?? -1;
-      const waitsForParams = query !== -1 && new URLSearchParams(req.url!.slice(query)).get('connectionParams') === '1';
-      let ctxPromise: Promise<ContextResult> | undefined = waitsForParams ? undefined : createCtx(() => null);
-
-      const handleRequest = async (msg: TRPCClientOutgoingMessage, batchIndex: number, ctxResult: Promise<ContextResult>): Promise<void> => {
-        const { id, jsonrpc } = msg;
-        if (id === null) {
-          respondWithError(null, jsonrpc, new TRPCError({ code: 'PARSE_ERROR', message: '`id` is required' }), 'unknown');
-          return;
-        }
-        if (msg.method === 'subscription.stop') {
-          subscriptions.get(id)?.abort();
-          return;
-        }
-        const { path, lastEventId } = msg.params;
-        let { input } = msg.params;
-        const type = msg.method;
-        // The resume point travels in the input, where the procedure's schema declares it.
-        if (lastEventId !== undefined) {
-          if (input !== null && typeof input === 'object' && !Array.isArray(input)) input = { ...input, lastEventId };
-          else input ??= { lastEventId };
-        }
-        if (type === 'subscription' && subscriptions.has(id)) {
-          respondWithError(id, jsonrpc, new TRPCError({ code: 'BAD_REQUEST', message: `Duplicate id ${id}` }), type, path, input);
-          return;
-        }
-        if (type === 'subscription' && subscriptions.size >= maxSubscriptions) {
-          const message = `Too many subscriptions on this connection (limit ${maxSubscriptions})`;
-          respondWithError(id, jsonrpc, new TRPCError({ code: 'TOO_MANY_REQUESTS', message }), type, path, input);
-          return;
-        }
-        // `chat.stream`, the one held for minutes, is stopped through its listener: an AbortController
-        // per stream would cost it about 1 KB and 2% of its CPU per event (see ws-chat-stream.ts).
-        const stop = type === 'subscription' && path === 'chat.stream' ? new WsStreamStop() : new AbortController();
-        if (type === 'subscription') subscriptions.set(id, stop);
-        try {
-          const result = await ctxResult;
-          if (!result.ok) throw result.error;
-          if (ws.readyState !== OPEN) return;
-          if (stop instanceof WsStreamStop) {
-            if (stop.stopped) return;
-            const sendStarted = (): void => respond({ id, jsonrpc, result: { type: 'started' } });
-            await runWsChatStream({ ws, socket, id, jsonrpc, sendStarted }, result.ctx, input, stop);
-          } else {
-            if (stop.signal.aborted) return;
-            await callProcedure(id, jsonrpc, type, path, input, result.ctx, stop.signal, batchIndex);
-          }
-        } catch (cause) {
-          stop.abort();
-          respondWithError(id, jsonrpc, cause, type, path, input);
-          return;
-        } finally {
-          if (subscriptions.get(id) === stop) subscriptions.delete(id);
-        }
-        if (type === 'subscription') respond({ id, jsonrpc, result: { type: 'stopped' } });
-      };
-
-      // Queries, mutations and any other subscription go through tRPC's own procedure call.
-      const callProcedure = async (
-        id: number | string,
-        jsonrpc: '2.0' | undefined,
-        type: ProcedureType,
-        path: string,
-        input: unknown,
-        procedureCtx: TRPCContext,
-        signal: AbortSignal,
-        batchIndex: number,
-      ): Promise<void> => {
-        const result: unknown = await callTRPCProcedure({ router, path, getRawInput: async () => input, ctx: procedureCtx, type, signal, batchIndex });
-        if (type !== 'subscription') {
-          if (isAsyncIterable(result)) {
-            throw new TRPCError({ code: 'UNSUPPORTED_MEDIA_TYPE', message: `Cannot return an async iterable from a ${type} procedure with WebSockets` });
-          }
-          respond({ id, jsonrpc, result: { type: 'data', data: result } });
-          return;
-        }
-        if (!isAsyncIterable(result)) {
-          throw new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: `Subscription ${path} did not return an AsyncGenerator` });
-        }
-        respond({ id, jsonrpc, result: { type: 'started' } });
-        const iterator = result[Symbol.asyncIterator]();
-        const stop = (): void => void iterator.return?.();
-        signal.addEventListener('abort', stop, { once: true });
-        try {
-          for (let next = await iterator.next(); !next.done && !signal.aborted; next = await iterator.next()) {
-            const value: unknown = next.value;
-            if (isTrackedEnvelope(value)) {
-              const [eventId, data] = value;
-              respond({ id, jsonrpc, result: { type: 'data', id: eventId, data: { id: eventId, data } } });
-            } else respond({ id, jsonrpc, result: { type: 'data', data: value } });
-          }
-        } finally {
-          signal.removeEventListener('abort', stop);
-          await iterator.return?.();
-        }
-      };
-
-      // Made here, not where a call starts: a subscription holds its handler for its whole life, and
-      // a closure made in handleMessage would keep that message's text and parsed calls with it.
-      const reportError = (cause: unknown): void => onError({ error: toTRPCError(cause), path: undefined });
-
-      // True once the reader has room (at once, usually); false when it was cut off or is gone.
-      const room = (): boolean | Promise<boolean> => ws.readyState === OPEN && (sink.hasRoom() || sink.ready());
-
-      // As tRPC's adapter answers a batch over its `maxBatchSize`: each call with an id is refused.
-      const refuseBatch = async (items: unknown[]): Promise<void> => {
-        const error = new TRPCError({ code: 'BAD_REQUEST', message: 'Batch call exceeds maximum size' });
-        onError({ error, path: undefined });
-        const shape = errorShape(error, 'unknown', undefined, undefined);
-        let responded = false;
-        for (const item of items) {
-          if (item === null || typeof item !== 'object') continue;
-          const { id, method, jsonrpc } = item as { id?: unknown; method?: unknown; jsonrpc?: unknown };
-          if (method === 'subscription.stop' || (typeof id !== 'number' && typeof id !== 'string')) continue;
-          if (!(await room())) return;
-          respond({ id, jsonrpc: jsonrpc === '2.0' ? '2.0' : undefined, error: shape });
-          responded = true;
-        }
-        if (!responded) respond({ id: null, error: shape });
-      };
-
-      const handleMessage = async (text: string): Promise<void> => {
-        if (text === 'PING') {
-          ws.send('PONG');
-          return;
-        }
-        if (!ctxPromise) {
-          ctxPromise = createCtx(() => {
-            let message: unknown;
-            try {
-              message = JSON.parse(text);
-            } catch (cause) {
-              throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage', cause });
-            }
-            if (message === null || typeof message !== 'object') {
-              throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage' });
-            }
-            return parseConnectionParamsFromUnknown((message as { data?: unknown }).data);
-          });
-          return;
-        }
-        let json: unknown;
-        let messages: TRPCClientOutgoingMessage[] | undefined;
-        try {
-          json = JSON.parse(text);
-          const tooMany = Array.isArray(json) && json.length > maxBatch;
-          if (!tooMany) messages = (Array.isArray(json) ? json : [json]).map((item) => parseTRPCMessage(item, config.transformer));
-        } catch (cause) {
-          respondWithError(null, undefined, new TRPCError({ code: 'PARSE_ERROR', cause }), 'unknown');
-          return;
-        }
-        if (!messages) {
-          await refuseBatch(json as unknown[]);
-          return;
-        }
-        const ready = ctxPromise;
-        for (const [index, msg] of messages.entries()) {
-          if (index > 0 && !(await room())) return;
-          const handled = handleRequest(msg, index, ready).catch(reportError);
-          // A subscription runs on by itself; a query's reply goes out before the next call starts.
-          if (msg.method !== 'subscription') await handled;
-        }
-      };
-
-      // The connection's request loop: one message at a time, with the socket not read meanwhile
-      // (what a chunk already held still arrives, and waits here).
-      const inbox: string[] = [];
-      let serving = false;
-      const serve = async (): Promise<void> => {
-        serving = true;
-        ws.pause();
-        try {
-          for (let text = inbox.shift(); text !== undefined; text = inbox.shift()) {
-            if (!(await room())) return;
-            await handleMessage(text);
-          }
-        } finally {
-          serving = false;
-          // Closing too: the client's close frame must still be read.
-          ws.resume();
-        }
-      };
-      const onMessage = (raw: RawData): void => {
-        const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
-        if (text === 'PONG') return;
-        inbox.push(text);
-        if (!serving) serve().catch(reportError);
-      };
-
-      handleKeepAlive(ws, options.keepAlive.pingMs, options.keepAlive.pongWaitMs);
-      ws.on('message', onMessage);
-      ws.once('close', () => {
-        ws.off('message', onMessage);
-        inbox.length = 0;
-        for (const stop of subscriptions.values()) stop.abort();
-        subscriptions.clear();
-      });
+      new WsConnection(shared, ws, req);
     },
   };
+}
+
+interface Shared {
+  readonly options: TrpcWsHandlerOptions;
+  readonly router: AppRouter;
+  readonly config: AppRouter['_def']['_config'];
+}
+
+/**
+ * One connection: its context, its running subscriptions and its request loop. A class rather
+ * than a closure per step: a connection is held as long as its streams run, and a dozen closures
+ * and their contexts cost each held stream about 1 KB.
+ */
+class WsConnection {
+  readonly #s: Shared;
+  readonly #ws: WebSocket;
+  readonly #socket: Socket;
+  readonly #sink: Sink;
+  /** What stops each running subscription (`subscription.stop`, or the connection's close). */
+  readonly #subscriptions = new Map<number | string, { abort(): void }>();
+  #ctx: TRPCContext | undefined;
+  #ctxPromise: Promise<ContextResult> | undefined;
+  /** Messages read and not served yet (see #serve). */
+  readonly #inbox: string[] = [];
+  #serving = false;
+  // Fields rather than methods: callbacks handed out, made once a connection. Not made where a call
+  // starts: a subscription keeps its handler for its whole life, and a closure made in
+  // #handleMessage would keep that message's text and parsed calls with it.
+  readonly #reportError = (cause: unknown): void => this.#s.options.onError({ error: toTRPCError(cause), path: undefined });
+  readonly #onMessage = (raw: RawData): void => {
+    const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
+    if (text === 'PONG') return;
+    this.#inbox.push(text);
+    if (!this.#serving) this.#serve().catch(this.#reportError);
+  };
+
+  constructor(shared: Shared, ws: WebSocket, req: IncomingMessage) {
+    this.#s = shared;
+    this.#ws = ws;
+    // Nothing here keeps the upgrade request (its headers are about 1.5 KB a held connection): what
+    // is needed of it is read now.
+    this.#socket = req.socket;
+    this.#sink = shared.options.sinkFor(ws, req.socket);
+    // With `?connectionParams=1` the client's first message carries them; otherwise start now.
+    const query = req.url?.indexOf('?') ?? -1;
+    const waitsForParams = query !== -1 && new URLSearchParams(req.url!.slice(query)).get('connectionParams') === '1';
+    this.#ctxPromise = waitsForParams ? undefined : this.#createCtx(() => null);
+
+    handleKeepAlive(ws, shared.options.keepAlive.pingMs, shared.options.keepAlive.pongWaitMs);
+    ws.on('message', this.#onMessage);
+    ws.once('close', () => {
+      ws.off('message', this.#onMessage);
+      this.#inbox.length = 0;
+      for (const stop of this.#subscriptions.values()) stop.abort();
+      this.#subscriptions.clear();
+    });
+  }
+
+  #respond(message: TRPCResponseMessage): void {
+    if (this.#ws.readyState === OPEN) this.#ws.send(JSON.stringify(transformTRPCResponse(this.#s.config, message)));
+  }
+
+  #errorShape(error: TRPCError, type: ProcedureType | 'unknown', path: string | undefined, input: unknown) {
+    return getErrorShape({ config: this.#s.config, ctx: this.#ctx, error, type, path, input });
+  }
+
+  #respondWithError(
+    id: number | string | null,
+    jsonrpc: '2.0' | undefined,
+    cause: unknown,
+    type: ProcedureType | 'unknown',
+    path?: string,
+    input?: unknown,
+  ): void {
+    const error = toTRPCError(cause);
+    this.#s.options.onError({ error, path });
+    this.#respond({ id, jsonrpc, error: this.#errorShape(error, type, path, input) });
+  }
+
+  async #createCtx(connectionParams: () => TRPCRequestInfo['connectionParams']): Promise<ContextResult> {
+    try {
+      this.#ctx = await this.#s.options.createContext({ ws: this.#ws, connectionParams: connectionParams(), sink: this.#sink });
+      return { ok: true, ctx: this.#ctx };
+    } catch (cause) {
+      const error = toTRPCError(cause);
+      this.#respondWithError(null, undefined, error, 'unknown');
+      // As tRPC does: the refusal goes out first, then the socket closes.
+      setImmediate(() => this.#ws.close());
+      return { ok: false, error };
+    }
+  }
+
+  async #handleRequest(msg: TRPCClientOutgoingMessage, batchIndex: number, ctxResult: Promise<ContextResult>): Promise<void> {
+    const { id, jsonrpc } = msg;
+    if (id === null) {
+      this.#respondWithError(null, jsonrpc, new TRPCError({ code: 'PARSE_ERROR', message: '`id` is required' }), 'unknown');
+      return;
+    }
+    if (msg.method === 'subscription.stop') {
+      this.#subscriptions.get(id)?.abort();
+      return;
+    }
+    const { path, lastEventId } = msg.params;
+    let { input } = msg.params;
+    const type = msg.method;
+    // The resume point travels in the input, where the procedure's schema declares it.
+    if (lastEventId !== undefined) {
+      if (input !== null && typeof input === 'object' && !Array.isArray(input)) input = { ...input, lastEventId };
+      else input ??= { lastEventId };
+    }
+    if (type === 'subscription' && this.#subscriptions.has(id)) {
+      this.#respondWithError(id, jsonrpc, new TRPCError({ code: 'BAD_REQUEST', message: `Duplicate id ${id}` }), type, path, input);
+      return;
+    }
+    if (type === 'subscription' && this.#subscriptions.size >= this.#s.options.maxSubscriptions) {
+      const message = `Too many subscriptions on this connection (limit ${this.#s.options.maxSubscriptions})`;
+      this.#respondWithError(id, jsonrpc, new TRPCError({ code: 'TOO_MANY_REQUESTS', message }), type, path, input);
+      return;
+    }
+    // `chat.stream`, the one held for minutes, is stopped through its listener: an AbortController
+    // per stream would cost it about 1 KB and 2% of its CPU per event (see ws-chat-stream.ts).
+    const stop = type === 'subscription' && path === 'chat.stream' ? new WsStreamStop() : new AbortController();
+    if (type === 'subscription') this.#subscriptions.set(id, stop);
+    try {
+      const result = await ctxResult;
+      if (!result.ok) throw result.error;
+      if (this.#ws.readyState !== OPEN) return;
+      if (stop instanceof WsStreamStop) {
+        if (stop.stopped) return;
+        const sendStarted = (): void => this.#respond({ id, jsonrpc, result: { type: 'started' } });
+        await runWsChatStream({ ws: this.#ws, socket: this.#socket, id, jsonrpc, sendStarted }, result.ctx, input, stop);
+      } else {
+        if (stop.signal.aborted) return;
+        await this.#callProcedure(id, jsonrpc, type, path, input, result.ctx, stop.signal, batchIndex);
+      }
+    } catch (cause) {
+      stop.abort();
+      this.#respondWithError(id, jsonrpc, cause, type, path, input);
+      return;
+    } finally {
+      if (this.#subscriptions.get(id) === stop) this.#subscriptions.delete(id);
+    }
+    if (type === 'subscription') this.#respond({ id, jsonrpc, result: { type: 'stopped' } });
+  }
+
+  // Queries, mutations and any other subscription go through tRPC's own procedure call.
+  async #callProcedure(
+    id: number | string,
+    jsonrpc: '2.0' | undefined,
+    type: ProcedureType,
+    path: string,
+    input: unknown,
+    procedureCtx: TRPCContext,
+    signal: AbortSignal,
+    batchIndex: number,
+  ): Promise<void> {
+    const result: unknown = await callTRPCProcedure({
+      router: this.#s.router,
+      path,
+      getRawInput: async () => input,
+      ctx: procedureCtx,
+      type,
+      signal,
+      batchIndex,
+    });
+    if (type !== 'subscription') {
+      if (isAsyncIterable(result)) {
+        throw new TRPCError({ code: 'UNSUPPORTED_MEDIA_TYPE', message: `Cannot return an async iterable from a ${type} procedure with WebSockets` });
+      }
+      this.#respond({ id, jsonrpc, result: { type: 'data', data: result } });
+      return;
+    }
+    if (!isAsyncIterable(result)) {
+      throw new TRPCError({ code: 'INTERNAL_SERVER_ERROR', message: `Subscription ${path} did not return an AsyncGenerator` });
+    }
+    this.#respond({ id, jsonrpc, result: { type: 'started' } });
+    const iterator = result[Symbol.asyncIterator]();
+    const stop = (): void => void iterator.return?.();
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      for (let next = await iterator.next(); !next.done && !signal.aborted; next = await iterator.next()) {
+        const value: unknown = next.value;
+        if (isTrackedEnvelope(value)) {
+          const [eventId, data] = value;
+          this.#respond({ id, jsonrpc, result: { type: 'data', id: eventId, data: { id: eventId, data } } });
+        } else this.#respond({ id, jsonrpc, result: { type: 'data', data: value } });
+      }
+    } finally {
+      signal.removeEventListener('abort', stop);
+      await iterator.return?.();
+    }
+  }
+
+  /** True once the reader has room (at once, usually); false when it was cut off or is gone. */
+  #room(): boolean | Promise<boolean> {
+    return this.#ws.readyState === OPEN && (this.#sink.hasRoom() || this.#sink.ready());
+  }
+
+  // As tRPC's adapter answers a batch over its `maxBatchSize`: each call with an id is refused.
+  async #refuseBatch(items: unknown[]): Promise<void> {
+    const error = new TRPCError({ code: 'BAD_REQUEST', message: 'Batch call exceeds maximum size' });
+    this.#s.options.onError({ error, path: undefined });
+    const shape = this.#errorShape(error, 'unknown', undefined, undefined);
+    let responded = false;
+    for (const item of items) {
+      if (item === null || typeof item !== 'object') continue;
+      const { id, method, jsonrpc } = item as { id?: unknown; method?: unknown; jsonrpc?: unknown };
+      if (method === 'subscription.stop' || (typeof id !== 'number' && typeof id !== 'string')) continue;
+      if (!(await this.#room())) return;
+      this.#respond({ id, jsonrpc: jsonrpc === '2.0' ? '2.0' : undefined, error: shape });
+      responded = true;
+    }
+    if (!responded) this.#respond({ id: null, error: shape });
+  }
+
+  async #handleMessage(text: string): Promise<void> {
+    if (text === 'PING') {
+      this.#ws.send('PONG');
+      return;
+    }
+    if (!this.#ctxPromise) {
+      this.#ctxPromise = this.#createCtx(() => {
+        let message: unknown;
+        try {
+          message = JSON.parse(text);
+        } catch (cause) {
+          throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage', cause });
+        }
+        if (message === null || typeof message !== 'object') {
+          throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage' });
+        }
+        return parseConnectionParamsFromUnknown((message as { data?: unknown }).data);
+      });
+      return;
+    }
+    let json: unknown;
+    let messages: TRPCClientOutgoingMessage[] | undefined;
+    try {
+      json = JSON.parse(text);
+      const tooMany = Array.isArray(json) && json.length > this.#s.options.maxBatch;
+      if (!tooMany) messages = (Array.isArray(json) ? json : [json]).map((item) => parseTRPCMessage(item, this.#s.config.transformer));
+    } catch (cause) {
+      this.#respondWithError(null, undefined, new TRPCError({ code: 'PARSE_ERROR', cause }), 'unknown');
+      return;
+    }
+    if (!messages) {
+      await this.#refuseBatch(json as unknown[]);
+      return;
+    }
+    const ready = this.#ctxPromise;
+    for (const [index, msg] of messages.entries()) {
+      if (index > 0 && !(await this.#room())) return;
+      const handled = this.#handleRequest(msg, index, ready).catch(this.#reportError);
+      // A subscription runs on by itself; a query's reply goes out before the next call starts.
+      if (msg.method !== 'subscription') await handled;
+    }
+  }
+
+  /**
+   * The connection's request loop: one message at a time, with the socket not read meanwhile (what
+   * a chunk already held still arrives, and waits in the inbox).
+   */
+  async #serve(): Promise<void> {
+    this.#serving = true;
+    this.#ws.pause();
+    try {
+      for (let text = this.#inbox.shift(); text !== undefined; text = this.#inbox.shift()) {
+        if (!(await this.#room())) return;
+        await this.#handleMessage(text);
+      }
+    } finally {
+      this.#serving = false;
+      // Closing too: the client's close frame must still be read.
+      this.#ws.resume();
+    }
+  }
 }
