@@ -228,6 +228,51 @@ describe('JwtVerifier', () => {
     expect(idp.fetches()).toBe(before);
   });
 
+  it('a failing JWKS is fetched again at most once per retry wait, however many unknown kids come; known keys go on verifying', async () => {
+    const idp = await startIdentityProvider();
+    let clock = Date.now();
+    const verifier = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, jwksCooldownMs: 0, jwksRetryMs: 5_000, now: () => clock });
+    const alice = await idp.token('alice');
+    const owner = await verifier.ownerOf(alice);
+    expect(owner).toMatch(/^u_/);
+    expect(idp.fetches()).toBe(1);
+
+    idp.failWith(500);
+    // Tokens anyone can make: a random kid, and no valid signature needed to reach the key lookup.
+    const madeUp = (i: number) => `${b64({ alg: 'RS256', kid: `made-up-${i}` })}.${b64({ sub: 'x' })}.AAAA`;
+    for (let i = 0; i < 20; i++) expect(await verifier.ownerOf(madeUp(i))).toBeUndefined();
+    expect(idp.fetches()).toBe(2);
+    // The keys it had still verify the tokens they signed.
+    expect(await verifier.ownerOf(alice)).toBe(owner);
+    expect(idp.fetches()).toBe(2);
+
+    clock += 5_000;
+    expect(await verifier.ownerOf(madeUp(99))).toBeUndefined();
+    expect(idp.fetches()).toBe(3);
+
+    // Back up, after the wait: a rotated key is fetched and accepted.
+    idp.failWith(undefined);
+    await idp.unpublishedKey('key-2');
+    idp.publish('key-2');
+    clock += 5_000;
+    expect(await verifier.ownerOf(await idp.token('alice', { kid: 'key-2', at: clock }))).toBe(owner);
+    expect(idp.fetches()).toBe(4);
+  });
+
+  it('a JWKS that fails at first use answers unavailable, and is not fetched again before the retry wait', async () => {
+    const idp = await startIdentityProvider();
+    idp.failWith(503);
+    let clock = Date.now();
+    const verifier = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, jwksRetryMs: 5_000, now: () => clock });
+    const token = await idp.token('alice');
+    for (let i = 0; i < 10; i++) await expect(verifier.ownerOf(token)).rejects.toMatchObject({ code: 'unavailable' });
+    expect(idp.fetches()).toBe(1);
+    idp.failWith(undefined);
+    clock += 5_000;
+    expect(await verifier.ownerOf(token)).toMatch(/^u_/);
+    expect(idp.fetches()).toBe(2);
+  });
+
   it('owners: the claim under its issuer, never an API key owner, safe in store keys', async () => {
     const idp = await startIdentityProvider();
     const verifier = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) } });

@@ -37,6 +37,8 @@ export interface IdentityProvider {
   publish(kid: string): void;
   /** The first key's public key, PEM (SPKI). */
   readonly publicPem: string;
+  /** From now on the JWKS is answered with this status and no keys (undefined: served again). */
+  failWith(status: number | undefined): void;
 }
 
 const servers = new Set<ReturnType<typeof createServer>>();
@@ -61,12 +63,17 @@ export async function startIdentityProvider(): Promise<IdentityProvider> {
   keys.set(first.kid, first);
   published.add(first.kid);
   let fetches = 0;
+  let failing: number | undefined;
   const server = createServer((req, res) => {
     if (req.url !== '/.well-known/jwks.json') {
       res.writeHead(404).end();
       return;
     }
     fetches++;
+    if (failing !== undefined) {
+      res.writeHead(failing).end('down');
+      return;
+    }
     const body = JSON.stringify({ keys: [...published].map((kid) => keys.get(kid)!.publicJwk) });
     res.writeHead(200, { 'Content-Type': 'application/json' }).end(body);
   });
@@ -90,6 +97,9 @@ export async function startIdentityProvider(): Promise<IdentityProvider> {
     },
     publish: (kid) => {
       published.add(kid);
+    },
+    failWith: (status) => {
+      failing = status;
     },
   };
 }
