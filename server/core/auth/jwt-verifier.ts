@@ -1,7 +1,8 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { createRemoteJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { Credentials } from '../credentials.ts';
 import { SluiceError } from '../errors.ts';
+import { jwksKeys, KeysUnavailable } from './jwks-keys.ts';
 
 /** Where the keys that sign end-user tokens come from: exactly one. */
 export type TokenKeys =
@@ -24,6 +25,8 @@ export interface JwtVerifierOptions {
   readonly clockToleranceSeconds?: number;
   /** JWKS fetching (jose's): a refetch for an unknown `kid` waits this long after the last one. Default 30 s. */
   readonly jwksCooldownMs?: number;
+  /** After a JWKS fetch that failed, the next waits this long, whatever tokens come meanwhile. Default 5 s. */
+  readonly jwksRetryMs?: number;
   /** Told why a token was refused (never the token), for the logs; the caller only sees a refusal. */
   readonly onRefused?: (reason: string) => void;
   /** The clock `exp` and `nbf` are checked against (tests move it). */
@@ -41,11 +44,6 @@ const HMAC = ['HS256', 'HS384', 'HS512'];
 const MAX_TOKEN_CHARS = 8192;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const MAX_OWNER_CHARS = 1024;
-
-/** Resolver failures that are the token's fault (its `kid` or `alg`); anything else is the key source's. */
-const TOKEN_FAULTS = [errors.JWKSNoMatchingKey, errors.JWKSMultipleMatchingKeys, errors.JOSENotSupported, errors.JOSEAlgNotAllowed];
-
-class KeysUnavailable extends Error {}
 
 /**
  * End-user tokens: JWTs signed by the app's identity provider, verified with `jose`. The owner of
@@ -74,15 +72,12 @@ export class JwtVerifier implements Credentials {
     if (options.audience?.length === 0 || options.audience?.includes('')) throw new RangeError('JwtVerifier: audience must list non-empty values');
     if ('jwksUrl' in keys) {
       assertJwksUrl(keys.jwksUrl);
-      const remote = createRemoteJWKSet(keys.jwksUrl, { cooldownDuration: options.jwksCooldownMs ?? 30_000 });
-      this.#key = async (header, token) => {
-        try {
-          return await remote(header, token);
-        } catch (error) {
-          if (TOKEN_FAULTS.some((fault) => error instanceof fault)) throw error;
-          throw new KeysUnavailable(`the JWKS at ${keys.jwksUrl.href} could not be used: ${(error as Error).message}`, { cause: error });
-        }
-      };
+      this.#key = jwksKeys({
+        url: keys.jwksUrl,
+        cooldownMs: options.jwksCooldownMs ?? 30_000,
+        retryMs: options.jwksRetryMs ?? 5_000,
+        now: options.now ?? Date.now,
+      });
       this.#algorithms = ASYMMETRIC;
     } else if ('publicKeyPem' in keys) {
       const key = publicKeyFromPem(keys.publicKeyPem);
