@@ -1,5 +1,7 @@
 import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import { get } from 'node:http';
+import { connect as connectTcp } from 'node:net';
 import WebSocket from 'ws';
 import { describe, expect, it } from 'vitest';
 import { startServer } from './helpers/server.ts';
@@ -92,6 +94,29 @@ describe('WebSockets that show no credential', () => {
     expect(await openConnections(url)).toMatchObject({ ws: 1, ws_unauthenticated: 0, http: 1 });
     good.ws.close();
     await good.closed;
+  });
+
+  it('a refused connection whose client never answers the close frame is cut off soon after, not held for ws\'s 30 s close wait', async () => {
+    const TIMEOUT = 300;
+    const { url } = await startServer({ API_KEYS: KEY, WS_AUTH_TIMEOUT_MS: TIMEOUT });
+    const { port } = new URL(url);
+    const openedAt = performance.now();
+    // A hand-made client: it completes the upgrade, then reads and never writes (no close frame back).
+    const socket = connectTcp(Number(port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    socket.write(
+      'GET /trpc HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    await once(socket, 'close');
+    expect(received).toMatch(/^HTTP\/1\.1 101 /);
+    // The close frame (opcode 0x8) with 1008 went out before the cut.
+    expect(received).toContain('\x88');
+    expect(performance.now() - openedAt).toBeLessThan(TIMEOUT + 5_000);
+    expect(await openConnections(url)).toMatchObject({ ws_unauthenticated: 0 });
   });
 
   it('with keys off, a WebSocket counts as ws from the start', async () => {
