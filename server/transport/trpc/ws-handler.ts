@@ -53,6 +53,19 @@ type ContextResult = { ok: true; ctx: TRPCContext } | { ok: false; error: TRPCEr
 const RECONNECT = JSON.stringify({ id: null, method: 'reconnect' });
 
 /**
+ * How long a refused client has to answer the close frame before its socket is cut. `ws` waits 30 s
+ * for the answer, and a client that never gives it would hold its place (and count against the
+ * connection limits) six times longer than the auth window it was refused for.
+ */
+const REFUSED_CLOSE_WAIT_MS = 1_000;
+
+function closeRefused(ws: WebSocket, code?: number, reason?: string): void {
+  ws.close(code, reason);
+  const cut = setTimeout(() => ws.terminate(), REFUSED_CLOSE_WAIT_MS);
+  ws.once('close', () => clearTimeout(cut));
+}
+
+/**
  * tRPC's WebSocket protocol (what the stock `wsLink` speaks), served by Sluice. It follows
  * `@trpc/server/adapters/ws` message for message (connection params, `started` / `data` / `stopped`,
  * `subscription.stop`, errors with `id: null` for the connection, `PING`/`PONG`, `reconnect`), and
@@ -85,7 +98,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
       if (ws.readyState !== OPEN) return;
       const shape = getErrorShape({ config, ctx: undefined, error, type: 'unknown', path: undefined, input: undefined });
       ws.send(JSON.stringify(transformTRPCResponse(config, { id: null, error: shape })));
-      ws.close(closeCode, error.message.slice(0, 120));
+      closeRefused(ws, closeCode, error.message.slice(0, 120));
     },
     handleConnection(ws, req) {
       new WsConnection(shared, ws, req);
@@ -178,7 +191,7 @@ class WsConnection {
       const error = toTRPCError(cause);
       this.#respondWithError(null, undefined, error, 'unknown');
       // As tRPC does: the refusal goes out first, then the socket closes.
-      setImmediate(() => this.#ws.close());
+      setImmediate(() => closeRefused(this.#ws));
       return { ok: false, error };
     }
   }
