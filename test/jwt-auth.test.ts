@@ -3,6 +3,7 @@ import { EventSource } from 'eventsource';
 import { generateKeyPair, exportSPKI, SignJWT } from 'jose';
 import OpenAI from 'openai';
 import superjson from 'superjson';
+import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { JwtVerifier } from '../server/core/auth/jwt-verifier.ts';
@@ -163,6 +164,25 @@ describe('end-user tokens (JWTs from a JWKS)', () => {
     expect(ErrorBody.parse(await res.json()).error.code).toBe('unavailable');
     // Garbage is refused before any key is needed.
     expect((await fetch(`${url}/v1/sessions/s/messages`, { headers: bearer('garbage') })).status).toBe(401);
+  });
+});
+
+describe('an identity provider that hangs', () => {
+  it('is the same 503 unavailable over WebSocket as over HTTP, not a missing credential when the auth window ends first', async () => {
+    const idp = await startIdentityProvider();
+    const token = await idp.token('alice');
+    idp.failWith('hang');
+    const { url } = await tokenServer(idp, { WS_AUTH_TIMEOUT_MS: 300 });
+    const ws = new WebSocket(`${url.replace('http:', 'ws:')}/trpc?connectionParams=1`);
+    const messages: Array<{ id: unknown; error?: { json: { data: { code: string; sluiceCode: string } } } }> = [];
+    ws.on('message', (data) => messages.push(JSON.parse(String(data))));
+    const closed = once(ws, 'close');
+    await once(ws, 'open');
+    ws.send(JSON.stringify({ method: 'connectionParams', data: { token } }));
+    await closed;
+    expect(messages).toMatchObject([{ id: null, error: { json: { data: { sluiceCode: 'unavailable' } } } }]);
+    const res = await fetch(`${url}/v1/sessions/s/messages`, { headers: bearer(token) });
+    expect(res.status).toBe(503);
   });
 });
 

@@ -37,8 +37,8 @@ export interface IdentityProvider {
   publish(kid: string): void;
   /** The first key's public key, PEM (SPKI). */
   readonly publicPem: string;
-  /** From now on the JWKS is answered with this status and no keys (undefined: served again). */
-  failWith(status: number | undefined): void;
+  /** From now on the JWKS is answered with this status and no keys, or not at all (`hang`); undefined: served again. */
+  failWith(status: number | 'hang' | undefined): void;
 }
 
 const servers = new Set<ReturnType<typeof createServer>>();
@@ -63,13 +63,14 @@ export async function startIdentityProvider(): Promise<IdentityProvider> {
   keys.set(first.kid, first);
   published.add(first.kid);
   let fetches = 0;
-  let failing: number | undefined;
+  let failing: number | 'hang' | undefined;
   const server = createServer((req, res) => {
     if (req.url !== '/.well-known/jwks.json') {
       res.writeHead(404).end();
       return;
     }
     fetches++;
+    if (failing === 'hang') return;
     if (failing !== undefined) {
       res.writeHead(failing).end('down');
       return;
