@@ -76,9 +76,8 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
     router: o.router,
     createContext: async ({ ws, connectionParams, sink }): Promise<TRPCContext> => {
       const credential = credentialFromParams(connectionParams);
-      const owner = await o.credentials.ownerOf(credential);
+      const owner = await authWindow.check(ws, () => o.credentials.ownerOf(credential));
       if (owner) await takeSlot(ws, owner);
-      if (owner) authWindow.authenticated(ws);
       return {
         chat: o.chat,
         credential,
