@@ -181,6 +181,23 @@ describe('tRPC over SSE: the credential in connectionParams', () => {
     const body = await res.text();
     expect(body).toContain('event: serialized-error');
     expect(body).toContain('"code":"PARSE_ERROR"');
+    // The message names what is wrong (the params, not the input), the same on the stream and on a query.
+    const params = 'connectionParams: must be a JSON object whose values are strings';
+    expect(body).toContain(params);
+    for (const bad of ['%7Bnot-json', encodeURIComponent('{"apiKey":123}')]) {
+      const stream = await (await fetch(`${url}/trpc/chat.stream?input=${input}&connectionParams=${bad}`)).text();
+      expect(stream).toContain(params);
+      const query = await fetch(`${url}/trpc/chat.history?input=${encodeURIComponent('{"json":{"sessionId":"cp"}}')}&connectionParams=${bad}`);
+      expect(query.status).toBe(400);
+      expect(JSON.stringify(await query.json())).toContain(params);
+    }
+  });
+
+  it('checks the credential before it decodes the input, as every other route does', async () => {
+    const { url } = await keyedServer();
+    const body = await (await fetch(`${url}/trpc/chat.stream?input=%7Bnot-superjson`)).text();
+    expect(body).toContain('event: serialized-error');
+    expect(body).toContain('"code":"UNAUTHORIZED"');
   });
 });
 
