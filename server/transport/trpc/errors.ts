@@ -38,12 +38,19 @@ export function inputNotSuperjson(): SluiceError {
   return new SluiceError('invalid_request', 'input: must be superjson-encoded JSON');
 }
 
+/** tRPC's refusals of `connectionParams` (`parseConnectionParamsFromString` / `...FromUnknown`), on every transport. */
+const CONNECTION_PARAMS_REFUSALS = new Set(['Not JSON-parsable query params', 'Invalid connection params shape']);
+
 /**
  * The SluiceError behind a tRPC error, if any. tRPC parses an HTTP call's input JSON itself, and
- * passes the parser's SyntaxError on as the cause (its text is the engine's, not ours to show).
+ * passes the parser's SyntaxError on as the cause (its text is the engine's, not ours to show); it
+ * parses `connectionParams` itself too, and says so in words of its own, which name no field.
  */
 export function sluiceCauseOf(error: TRPCError): SluiceError | undefined {
   if (error.cause instanceof SluiceError) return error.cause;
+  if (error.code === 'PARSE_ERROR' && CONNECTION_PARAMS_REFUSALS.has(error.message)) {
+    return new SluiceError('invalid_json', 'connectionParams: must be a JSON object whose values are strings');
+  }
   if (error.cause instanceof SyntaxError) return inputNotSuperjson();
   return undefined;
 }
