@@ -134,6 +134,16 @@ describe('origin policy over HTTP and WebSocket', () => {
     });
     expect(sseRoute.status).toBe(200);
     expect(sseRoute.headers['vary']).toContain('Origin');
+    // tRPC's own answers (a query, and its refusals) too, and they are never kept by a cache: they are one caller's.
+    for (const path of ['chat.history', 'chat.nothing']) {
+      const query = await rawRequest(`${server.url}/trpc/${path}?input=${encodeURIComponent('{"json":{"sessionId":"s"}}')}`, {
+        method: 'GET',
+        headers: { origin: APP, 'sec-fetch-site': 'cross-site' },
+      });
+      expect(query.headers['access-control-allow-origin']).toBe(APP);
+      expect(String(query.headers['vary']).split(/,\s*/)).toEqual(expect.arrayContaining(['Origin', 'trpc-accept', 'accept']));
+      expect(query.headers['cache-control']).toBe('no-store');
+    }
 
     // A simple request (text/plain needs no preflight) from elsewhere is refused before it acts.
     const evil = await rawRequest(`${server.url}/v1/chat/stream`, {
