@@ -28,6 +28,11 @@ export interface TrpcHttpRoutes {
   readonly http: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
+const NOT_SHARED = new Headers([
+  ['vary', 'Origin'],
+  ['cache-control', 'no-store'],
+]);
+
 /** tRPC over HTTP: the subscription through Sluice's SSE producer, queries and mutations through tRPC's handler. */
 export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
   const http = createHTTPHandler({
@@ -43,6 +48,9 @@ export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
       metrics: o.metrics,
     }),
     onError: o.onError,
+    // tRPC writes its own `Vary`, over the origin policy's: an answer to one page must not be kept
+    // by a cache for another. And every answer here is one caller's (history, refusals): never kept.
+    responseMeta: () => ({ headers: NOT_SHARED }),
   });
   return {
     sse: (req, res) => handleTrpcSse(req, res, new URLSearchParams(queryOf(req.url)), o),
