@@ -71,6 +71,16 @@ describe('metrics and logs', () => {
     expect(sample(before, 'sluice_deltas_total')).toBe(0);
   });
 
+  it('with keys on, /metrics needs one too, as every route but the health checks and the chat page', async () => {
+    const { url } = await startServer({ API_KEYS: KEY });
+    expect((await fetch(`${url}/metrics`)).status).toBe(401);
+    expect((await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer wrong-key-0123456789abcdef' } })).status).toBe(401);
+    const scrape = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } });
+    expect(scrape.status).toBe(200);
+    expect(await scrape.text()).toContain('sluice_open_connections');
+    for (const path of ['/health', '/ready', '/']) expect((await fetch(`${url}${path}`)).status).toBe(200);
+  });
+
   it('a request that fails inside Sluice answers 500 with no detail, and its error is logged once, whichever step failed', async () => {
     const { logger, lines } = captureLogs('info');
     const credentials = {
