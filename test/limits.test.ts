@@ -119,7 +119,7 @@ describe('limits', () => {
     const server = await startServer({ API_KEYS: KEY, MAX_WS_CONNECTIONS_PER_KEY: 1, REDIS_URL: proxy.url.replace('http', 'redis') });
     const wsUrl = `${server.url.replace('http', 'ws')}/trpc?connectionParams=1`;
     const openWebSockets = async () => {
-      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const text = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
       return [...text.matchAll(/^sluice_open_connections\{transport="ws[^"]*"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
     };
 

@@ -11,7 +11,7 @@ const KEY = 'window-key-0123456789abcdef';
 /** `sluice_open_connections` by transport, read over a connection of its own (counted as one `http`). */
 function openConnections(url: string): Promise<Record<string, number>> {
   return new Promise((resolve, reject) => {
-    get(`${url}/metrics`, { agent: false }, (res) => {
+    get(`${url}/metrics`, { agent: false, headers: { authorization: `Bearer ${KEY}` } }, (res) => {
       let text = '';
       res.on('data', (chunk: Buffer) => (text += chunk.toString()));
       res.on('end', () => {

@@ -41,7 +41,6 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'GET',
     path: /^\/metrics$/,
-    open: true,
     handler: async (_req, res, deps) => {
       const { contentType, body } = await deps.metrics.render();
       res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
