@@ -28,22 +28,36 @@ export interface SinkOptions {
 
 /** Never queue without bound for a slow reader: wait for `drain`, and give up on one that stays behind. */
 export function createSink(options: SinkOptions): Sink {
-  const hasRoom = (): boolean => options.buffered() <= options.highWaterBytes;
-  return {
-    hasRoom,
-    room: () => options.highWaterBytes - options.buffered(),
-    ready(signal) {
-      return hasRoom() ? ROOM : waitForRoom(signal);
-    },
-  };
+  return new BufferSink(options);
+}
 
-  async function waitForRoom(signal: AbortSignal | undefined): Promise<boolean> {
-    const deadline = Date.now() + options.sendTimeoutMs;
-    while (!hasRoom()) {
+/** A class, not closures: every held stream has one (a WebSocket connection, one for all its streams). */
+class BufferSink implements Sink {
+  readonly #o: SinkOptions;
+
+  constructor(options: SinkOptions) {
+    this.#o = options;
+  }
+
+  hasRoom(): boolean {
+    return this.#o.buffered() <= this.#o.highWaterBytes;
+  }
+
+  room(): number {
+    return this.#o.highWaterBytes - this.#o.buffered();
+  }
+
+  ready(signal?: AbortSignal): Promise<boolean> {
+    return this.hasRoom() ? ROOM : this.#waitForRoom(signal);
+  }
+
+  async #waitForRoom(signal: AbortSignal | undefined): Promise<boolean> {
+    const deadline = Date.now() + this.#o.sendTimeoutMs;
+    while (!this.hasRoom()) {
       const left = deadline - Date.now();
-      if (left <= 0 || !(await drainWithin(options.drains, left, signal))) {
+      if (left <= 0 || !(await drainWithin(this.#o.drains, left, signal))) {
         if (signal?.aborted) return false;
-        options.cut();
+        this.#o.cut();
         return false;
       }
     }
