@@ -73,6 +73,30 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     }
   });
 
+  it('a body refused before it is read (too large, no such route) is not read on: one answer, then the connection closes', async () => {
+    const { port } = await startServer({ MAX_BODY_BYTES: 1024, REQUEST_TIMEOUT_MS: 60_000 });
+    const chunk = Buffer.from(`10000\r\n${'a'.repeat(0x10000)}\r\n`);
+    for (const path of ['/v1/chat/stream', '/trpc/chat.cancel', '/nowhere']) {
+      const peer = await open(port);
+      peer.socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      // A client that goes on sending its body whatever it is told, as fast as it is taken.
+      let sent = 0;
+      const pump = (): void => {
+        while (!peer.socket.destroyed && sent < 2 ** 31) {
+          sent += chunk.length;
+          if (!peer.socket.write(chunk)) {
+            peer.socket.once('drain', pump);
+            return;
+          }
+        }
+      };
+      pump();
+      await closedWithin(peer, 5000);
+      expect(peer.received()).toMatch(/^HTTP\/1\.1 (413|404) /);
+      expect(peer.received().match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    }
+  });
+
   it('a kept-alive connection that served a request gets the same 408 for a slow request, and 400 for a malformed one', async () => {
     const TIMEOUT = 500;
     const { port } = await startServer({ REQUEST_TIMEOUT_MS: TIMEOUT });
