@@ -38,12 +38,32 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     } else socket.destroy();
   });
   return {
-    responding: (req, res) => inFlight.set(req.socket, res),
+    responding: (req, res) => {
+      inFlight.set(req.socket, res);
+      res.once('finish', () => {
+        if (!req.complete) closeUnread(req);
+      });
+    },
     upgraded: (socket) => {
       if (httpConnections.delete(socket)) metrics.connectionClosed('http');
     },
     count: () => new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count))),
   };
+}
+
+/**
+ * How long a client still sending a body nobody reads (it was refused: too large, no such route,
+ * no credential) has to read the answer before its connection is cut. Node would read the body to
+ * its end to keep the connection, however long it is and at whatever rate it comes; and cutting
+ * at once, with the body's bytes unread, would reset the connection under the answer.
+ */
+const UNREAD_BODY_GRACE_MS = 1_000;
+
+function closeUnread(req: IncomingMessage): void {
+  const socket = req.socket;
+  if (socket.destroyed) return;
+  socket.end();
+  setTimeout(() => socket.destroy(), UNREAD_BODY_GRACE_MS).unref();
 }
 
 /** The answer to a request that never reached a handler, as Node's own handler gives it. */
