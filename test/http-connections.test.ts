@@ -23,7 +23,8 @@ async function open(port: number): Promise<Peer> {
   let text = '';
   socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
   socket.on('error', () => undefined);
-  const closedAt = once(socket, 'close').then(() => performance.now());
+  // Closed however it was closed (a reset too).
+  const closedAt = new Promise<number>((resolve) => socket.once('close', () => resolve(performance.now())));
   await once(socket, 'connect');
   return { socket, received: () => text, closedAt };
 }

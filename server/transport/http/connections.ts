@@ -41,7 +41,7 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     responding: (req, res) => {
       inFlight.set(req.socket, res);
       res.once('finish', () => {
-        if (!req.complete) closeUnread(req);
+        if (!req.complete) limitUnread(req);
       });
     },
     upgraded: (socket) => {
@@ -52,18 +52,32 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
 }
 
 /**
- * How long a client still sending a body nobody reads (it was refused: too large, no such route,
- * no credential) has to read the answer before its connection is cut. Node would read the body to
- * its end to keep the connection, however long it is and at whatever rate it comes; and cutting
- * at once, with the body's bytes unread, would reset the connection under the answer.
+ * What a client still sending a body nobody reads (it was refused: too large, no such route, no
+ * credential) may send on: Node reads such a body to its end to keep the connection, however long
+ * it is and at whatever rate it comes. A body that ends within these bounds (most refused bodies are
+ * in flight, a few bytes) keeps its connection; one that does not loses it.
  */
 const UNREAD_BODY_GRACE_MS = 1_000;
+const UNREAD_BODY_MAX_BYTES = 1024 * 1024;
 
-function closeUnread(req: IncomingMessage): void {
+function limitUnread(req: IncomingMessage): void {
   const socket = req.socket;
   if (socket.destroyed) return;
-  socket.end();
-  setTimeout(() => socket.destroy(), UNREAD_BODY_GRACE_MS).unref();
+  let bytes = 0;
+  const cut = (): void => void socket.destroy();
+  const timer = setTimeout(cut, UNREAD_BODY_GRACE_MS).unref();
+  // Node is discarding the body by now (its own 'finish' handler ran first); this only counts it.
+  const onData = (chunk: Buffer): void => {
+    bytes += chunk.length;
+    if (bytes > UNREAD_BODY_MAX_BYTES) cut();
+  };
+  const done = (): void => {
+    clearTimeout(timer);
+    req.off('data', onData);
+  };
+  req.on('data', onData);
+  req.once('end', done);
+  socket.once('close', done);
 }
 
 /** The answer to a request that never reached a handler, as Node's own handler gives it. */
