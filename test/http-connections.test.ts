@@ -98,6 +98,25 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     }
   });
 
+  it('requests pipelined on one socket run one at a time, as their answers go out; a socket that queues too many is cut', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 50 });
+    const peer = await open(server.port);
+    const body = (i: number) => JSON.stringify({ message: 'hi', session_id: `pipelined-${i}` });
+    const request = (i: number) =>
+      `POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body(i).length}\r\n\r\n${body(i)}`;
+    // Three: the first streams, the two after it wait for it, then go in turn.
+    peer.socket.write([0, 1, 2].map(request).join(''));
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
+    await vi.waitFor(() => expect(peer.received().match(/HTTP\/1\.1 200 /g)).toHaveLength(3), { timeout: 20_000 });
+    expect(server.sluice.service.runningCount).toBeLessThanOrEqual(1);
+
+    // Two hundred at once, never read: not two hundred replies for nobody.
+    const greedy = await open(server.port);
+    greedy.socket.write(Array.from({ length: 200 }, (_, i) => request(100 + i)).join(''));
+    await closedWithin(greedy, 5000);
+    expect(server.sluice.service.runningCount).toBeLessThanOrEqual(2);
+  });
+
   it('a kept-alive connection that served a request gets the same 408 for a slow request, and 400 for a malformed one', async () => {
     const TIMEOUT = 500;
     const { port } = await startServer({ REQUEST_TIMEOUT_MS: TIMEOUT });
