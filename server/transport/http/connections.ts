@@ -6,6 +6,12 @@ import type { Metrics } from '../../observability/metrics.ts';
 export interface HttpConnections {
   /** A request's response is under way on its socket (a connection-level error must not write into it). */
   responding(req: IncomingMessage, res: ServerResponse): void;
+  /**
+   * Runs a request's handler once the requests before it on its socket are answered. HTTP/1.1
+   * answers pipelined requests in order, so one started early would only hold its answer (or run a
+   * reply nobody reads yet); a socket with more than PIPELINE_MAX waiting is cut off.
+   */
+  serve(req: IncomingMessage, res: ServerResponse, handle: () => void): void;
   /** The socket asked for an upgrade: from now on the WebSocket server counts it. */
   upgraded(socket: Duplex): void;
   /** Connections open now, WebSockets included. */
@@ -20,6 +26,8 @@ export interface HttpConnections {
 export function watchConnections(server: Server, metrics: Metrics, logger: Logger): HttpConnections {
   const inFlight = new WeakMap<Duplex, ServerResponse>();
   const httpConnections = new WeakSet<Duplex>();
+  /** Each socket's requests: one being answered, the ones pipelined after it waiting their turn. */
+  const lines = new WeakMap<Duplex, { busy: boolean; waiting: Array<() => void> }>();
   server.on('drop', () => metrics.rejected('too_many_connections'));
   server.on('connection', (socket) => {
     metrics.connectionOpened('http');
@@ -38,6 +46,23 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     } else socket.destroy();
   });
   return {
+    serve: (req, res, handle) => {
+      const socket = req.socket;
+      let line = lines.get(socket);
+      if (!line) lines.set(socket, (line = { busy: false, waiting: [] }));
+      const queue = line;
+      const start = (): void => {
+        queue.busy = true;
+        res.once('close', () => {
+          queue.busy = false;
+          queue.waiting.shift()?.();
+        });
+        handle();
+      };
+      if (!queue.busy) start();
+      else if (queue.waiting.length < PIPELINE_MAX) queue.waiting.push(start);
+      else socket.destroy();
+    },
     responding: (req, res) => {
       inFlight.set(req.socket, res);
       res.once('finish', () => {
@@ -50,6 +75,9 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     count: () => new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count))),
   };
 }
+
+/** Requests one socket may have waiting behind the one being answered (a browser pipelines none). */
+const PIPELINE_MAX = 16;
 
 /**
  * What a client still sending a body nobody reads (it was refused: too large, no such route, no

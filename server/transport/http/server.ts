@@ -132,7 +132,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     connections.responding(req, res);
     logWhenClosed(req, res, { logger, metrics, clientIp: clientIpOf(req), ownerOf: (r) => owners.get(r) });
     // What a handler did not answer itself (the request log logs an internal error's cause).
-    handle(req, res).catch((error: unknown) => sendError(res, SluiceError.from(error)));
+    connections.serve(req, res, () => void handle(req, res).catch((error: unknown) => sendError(res, SluiceError.from(error))));
   };
 
   const ws = createTrpcWsServer({
