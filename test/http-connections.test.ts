@@ -117,6 +117,27 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     expect(server.sluice.service.runningCount).toBeLessThanOrEqual(2);
   });
 
+  it('a client that does not read a large answer (a batch of histories) is cut after SEND_TIMEOUT_MS, as a stream\'s reader is', async () => {
+    const server = await startServer({ SEND_TIMEOUT_MS: 500, STORE: 'memory' });
+    // A session of long messages: each turn is 24,000 characters and a reply about as long.
+    const long = 'w '.repeat(12_000);
+    for (let turn = 0; turn < 12; turn++) {
+      const res = await fetch(`${server.url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: long, session_id: 'long' }),
+      });
+      await res.text();
+    }
+    const input = encodeURIComponent(JSON.stringify(Object.fromEntries(Array.from({ length: 16 }, (_, i) => [i, { json: { sessionId: 'long' } }]))));
+    const paths = Array.from({ length: 16 }, () => 'chat.history').join(',');
+    const peer = await open(server.port);
+    // Asks for about 9 MB and reads none of it.
+    peer.socket.pause();
+    peer.socket.write(`GET /trpc/${paths}?batch=1&input=${input} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await closedWithin(peer, 5000);
+  });
+
   it('a kept-alive connection that served a request gets the same 408 for a slow request, and 400 for a malformed one', async () => {
     const TIMEOUT = 500;
     const { port } = await startServer({ REQUEST_TIMEOUT_MS: TIMEOUT });
