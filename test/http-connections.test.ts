@@ -131,11 +131,16 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     }
     const input = encodeURIComponent(JSON.stringify(Object.fromEntries(Array.from({ length: 16 }, (_, i) => [i, { json: { sessionId: 'long' } }]))));
     const paths = Array.from({ length: 16 }, () => 'chat.history').join(',');
+    const httpConnections = async () =>
+      Number(/^sluice_open_connections\{transport="http"\} (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1]);
+    const before = await httpConnections();
     const peer = await open(server.port);
-    // Asks for about 9 MB and reads none of it.
+    // Asks for about 9 MB three times over (more than the kernel's buffers hold), and reads none of it.
     peer.socket.pause();
-    peer.socket.write(`GET /trpc/${paths}?batch=1&input=${input} HTTP/1.1\r\nHost: x\r\n\r\n`);
-    await closedWithin(peer, 5000);
+    peer.socket.write(`GET /trpc/${paths}?batch=1&input=${input} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(3));
+    // Seen from the server (a client that reads nothing does not see its connection go).
+    expect(await httpConnections()).toBe(before + 1);
+    await vi.waitFor(async () => expect(await httpConnections()).toBe(before), { timeout: 5000, interval: 100 });
   });
 
   it('a kept-alive connection that served a request gets the same 408 for a slow request, and 400 for a malformed one', async () => {
