@@ -23,11 +23,20 @@ export interface HttpConnections {
  * and malformed or too-slow requests, which never reach a handler, answered (unless a response has
  * started) and dropped.
  */
-export function watchConnections(server: Server, metrics: Metrics, logger: Logger): HttpConnections {
+export interface StalledAnswers {
+  /** An answer whose bytes stay queued above this... */
+  readonly highWaterBytes: number;
+  /** ...for this long, without the reader taking any, loses its connection (SEND_TIMEOUT_MS). */
+  readonly sendTimeoutMs: number;
+}
+
+export function watchConnections(server: Server, metrics: Metrics, logger: Logger, stalled: StalledAnswers): HttpConnections {
   const inFlight = new WeakMap<Duplex, ServerResponse>();
   const httpConnections = new WeakSet<Duplex>();
   /** Each socket's requests: one being answered, the ones pipelined after it waiting their turn. */
   const lines = new WeakMap<Duplex, { busy: boolean; waiting: Array<() => void> }>();
+  const answers = new AnswerWatch(stalled);
+  server.once('close', () => answers.stop());
   server.on('drop', () => metrics.rejected('too_many_connections'));
   server.on('connection', (socket) => {
     metrics.connectionOpened('http');
@@ -53,7 +62,9 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
       const queue = line;
       const start = (): void => {
         queue.busy = true;
+        answers.watch(res);
         res.once('close', () => {
+          answers.forget(res);
           queue.busy = false;
           queue.waiting.shift()?.();
         });
@@ -74,6 +85,58 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     },
     count: () => new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count))),
   };
+}
+
+/**
+ * Every answer under way, looked at a few times per send timeout: one whose reader has taken none
+ * of what is queued above the high-water mark for the send timeout is cut off. Streams stop writing
+ * at the mark by themselves (the drain loop); a JSON answer (a page of history, a tRPC batch) is
+ * written whole, and without this a client that never reads would hold it for as long as it
+ * keeps its connection. One timer for all of them, not one per answer.
+ */
+class AnswerWatch {
+  readonly #o: StalledAnswers;
+  /** Each answer's queued bytes at the last look, and since when they have not gone down. */
+  readonly #answers = new Map<ServerResponse, { queued: number; unsent: number; since: number }>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(options: StalledAnswers) {
+    this.#o = options;
+  }
+
+  watch(res: ServerResponse): void {
+    this.#answers.set(res, { queued: 0, unsent: 0, since: performance.now() });
+    this.#timer ??= setInterval(() => this.#look(), Math.max(25, Math.floor(this.#o.sendTimeoutMs / 4))).unref();
+  }
+
+  forget(res: ServerResponse): void {
+    this.#answers.delete(res);
+    if (this.#answers.size === 0) this.stop();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #look(): void {
+    const now = performance.now();
+    for (const [res, seen] of this.#answers) {
+      const queued = res.writableLength;
+      // A write is counted whole in writableLength until its last byte is out: a big answer read at
+      // a steady pace shows progress only in what libuv has left of it.
+      const unsent = (res.socket as { _handle?: { writeQueueSize?: number } } | null)?._handle?.writeQueueSize ?? queued;
+      if (queued <= this.#o.highWaterBytes || queued < seen.queued || unsent < seen.unsent) {
+        seen.since = now;
+      } else if (now - seen.since >= this.#o.sendTimeoutMs) {
+        this.#answers.delete(res);
+        res.destroy();
+        continue;
+      }
+      seen.queued = queued;
+      seen.unsent = unsent;
+    }
+  }
 }
 
 /** Requests one socket may have waiting behind the one being answered (a browser pipelines none). */

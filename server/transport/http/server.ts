@@ -126,7 +126,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     (req, res) => onRequest(req, res),
   );
   server.maxConnections = options.maxConnections;
-  const connections = watchConnections(server, metrics, logger);
+  const connections = watchConnections(server, metrics, logger, { highWaterBytes: options.highWaterBytes, sendTimeoutMs: options.sendTimeoutMs });
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     connections.responding(req, res);
