@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { MemoryHistory } from '../server/core/store/history/memory.ts';
+import type { ChatMessage } from '../shared/messages.ts';
 import { SessionHistory } from '../shared/index.ts';
 import { startServer } from './helpers/server.ts';
 
@@ -23,5 +25,18 @@ describe('STORE=memory stays bounded', () => {
     expect(kept).toEqual(sessions.slice(40));
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/^sluice_sessions_evicted_total\{reason="capacity"\} 40$/m);
+  });
+
+  it('a session whose reply is running is not the one dropped: it would come back holding the reply alone', async () => {
+    const history = new MemoryHistory({ maxSessions: 2 });
+    const message = (role: ChatMessage['role'], content: string): ChatMessage => ({ role, content, status: 'complete', createdAt: new Date().toISOString() });
+    await history.begin('running', message('user', 'a long question'), { keepLast: 10, replyId: 'r1' });
+    // Two new sessions while the reply runs: the idle one goes, not the running one (the oldest).
+    await history.append('idle', message('user', 'x'), { keepLast: 10 });
+    await history.append('new', message('user', 'y'), { keepLast: 10 });
+    await history.append('running', message('assistant', 'the answer'), { keepLast: 10, replyId: 'r1' });
+    expect((await history.read('running')).map((m) => m.content)).toEqual(['a long question', 'the answer']);
+    expect(await history.read('idle')).toEqual([]);
+    expect(history.size).toBe(2);
   });
 });
