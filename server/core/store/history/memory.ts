@@ -137,14 +137,25 @@ export class MemoryHistory implements History {
     if (session) this.#sessions.delete(sessionKey);
     else {
       session = { touchedAt: 0, nextSeq: 1, entries: [] };
-      if (this.#sessions.size >= this.#maxSessions) {
-        this.#sessions.delete(this.#sessions.keys().next().value!);
-        this.#onEvicted?.();
-      }
+      if (this.#sessions.size >= this.#maxSessions) this.#evictOne();
     }
     session.touchedAt = this.#clock();
     this.#sessions.set(sessionKey, session);
     return session;
+  }
+
+  /**
+   * Drops the least recently touched session that has no reply running: one that has would come
+   * back with the reply's final message alone (its question gone). With every session running a
+   * reply, none goes, and the bound is passed by the replies running (which have limits of their own).
+   */
+  #evictOne(): void {
+    for (const [key, session] of this.#sessions) {
+      if (session.entries.some((e) => e.draft)) continue;
+      this.#sessions.delete(key);
+      this.#onEvicted?.();
+      return;
+    }
   }
 
   #checkOpen(): void {
