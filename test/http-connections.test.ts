@@ -117,7 +117,7 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     expect(server.sluice.service.runningCount).toBeLessThanOrEqual(2);
   });
 
-  it('a client that does not read a large answer (a batch of histories) is cut after SEND_TIMEOUT_MS, as a stream\'s reader is', async () => {
+  it("a client that does not read a large answer (a batch of histories) is cut after SEND_TIMEOUT_MS, as a stream's reader is", async () => {
     const server = await startServer({ SEND_TIMEOUT_MS: 500, STORE: 'memory' });
     // A session of long messages: each turn is 24,000 characters and a reply about as long.
     const long = 'w '.repeat(12_000);

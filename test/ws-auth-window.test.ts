@@ -96,7 +96,7 @@ describe('WebSockets that show no credential', () => {
     await good.closed;
   });
 
-  it('a refused connection whose client never answers the close frame is cut off soon after, not held for ws\'s 30 s close wait', async () => {
+  it("a refused connection whose client never answers the close frame is cut off soon after, not held for ws's 30 s close wait", async () => {
     const TIMEOUT = 300;
     const { url } = await startServer({ API_KEYS: KEY, WS_AUTH_TIMEOUT_MS: TIMEOUT });
     const { port } = new URL(url);
