@@ -97,4 +97,34 @@ describe('tRPC over HTTP: the body and batch limits of the other routes', () => 
       }
     }
   });
+
+  it('a batch of histories is answered up to MAX_BATCH_ANSWER_CHARS; the calls after are refused, one at a time is always answered', async () => {
+    const server = await startServer({ STORE: 'memory', MAX_BATCH_ANSWER_CHARS: 2000 });
+    for (let turn = 0; turn < 3; turn++) {
+      const res = await fetch(`${server.url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: `turn ${turn} ${'x'.repeat(300)}`, session_id: 'big' }),
+      });
+      await res.text();
+    }
+    const one = encodeURIComponent(JSON.stringify({ json: { sessionId: 'big' } }));
+    const single = await fetch(`${server.url}/trpc/chat.history?input=${one}`);
+    expect(single.status).toBe(200);
+    const size = JSON.stringify(await single.json()).length;
+    expect(size).toBeGreaterThan(1000);
+
+    const input = encodeURIComponent(JSON.stringify(Object.fromEntries(Array.from({ length: 4 }, (_, i) => [i, { json: { sessionId: 'big' } }]))));
+    const batch = (await (await fetch(`${server.url}/trpc/${Array(4).fill('chat.history').join(',')}?batch=1&input=${input}`)).json()) as Array<{
+      result?: unknown;
+      error?: { json: { message: string; data: { code: string; sluiceCode: string } } };
+    }>;
+    const answered = batch.filter((call) => call.result !== undefined).length;
+    expect(answered).toBeGreaterThanOrEqual(1);
+    expect(answered).toBeLessThan(4);
+    for (const call of batch.slice(answered)) {
+      expect(call.error?.json.data).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', sluiceCode: 'payload_too_large' });
+      expect(call.error?.json.message).toContain('MAX_BATCH_ANSWER_CHARS');
+    }
+  });
 });
