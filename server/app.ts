@@ -91,6 +91,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     metrics,
     modelId: servedModelId(config),
     maxBodyBytes: config.MAX_BODY_BYTES,
+    maxBatchAnswerChars: config.MAX_BATCH_ANSWER_CHARS,
     ssePingMs: config.SSE_PING_MS,
     wsEnabled: config.WS_ENABLED,
     wsMaxMessageBytes: config.WS_MAX_MESSAGE_BYTES,

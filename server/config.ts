@@ -200,6 +200,11 @@ export const ConfigSchema = z
       .describe(
         'calls one tRPC batch may carry (tRPC batches calls made together): a WebSocket message, or a request to `/trpc/a,b,...?batch=1`; a bigger batch is refused whole (BAD_REQUEST, 400 over HTTP); at least WS_MAX_SUBSCRIPTIONS, since a reconnecting wsLink sends its subscriptions again in one message',
       ),
+    MAX_BATCH_ANSWER_CHARS: int(1, 1_000_000_000)
+      .default(16_000_000)
+      .describe(
+        'characters of history one HTTP request to tRPC (a batch of chat.history calls) is answered with; the calls after are refused with 413 PAYLOAD_TOO_LARGE (one call is always answered)',
+      ),
     WS_MAX_SUBSCRIPTIONS: int(1, 10_000)
       .default(16)
       .describe('subscriptions one WebSocket connection may hold at once; the one beyond is refused with TOO_MANY_REQUESTS'),

@@ -30,6 +30,8 @@ export interface HttpServerOptions {
   /** The model id the OpenAI-compatible routes serve. */
   readonly modelId: string;
   readonly maxBodyBytes: number;
+  /** Characters of history one tRPC request over HTTP (a batch) is answered with (MAX_BATCH_ANSWER_CHARS). */
+  readonly maxBatchAnswerChars: number;
   readonly ssePingMs: number;
   readonly wsEnabled: boolean;
   readonly wsMaxMessageBytes: number;
@@ -96,6 +98,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     onError: onTRPCError,
     maxBodyBytes: options.maxBodyBytes,
     maxBatch: options.wsMaxBatch,
+    maxBatchAnswerChars: options.maxBatchAnswerChars,
   });
   const deps: RouteDeps = {
     service,

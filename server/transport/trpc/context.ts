@@ -3,6 +3,7 @@ import type { Attachment, ChatService } from '../../core/chat-service.ts';
 import type { Admission, ChatStreamRequest } from '../admission.ts';
 import type { Sink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
+import type { AnswerBudget } from './answer-budget.ts';
 
 /** What the procedures need of Sluice: the way in, and the chat service's other calls. */
 export interface ChatApi {
@@ -24,6 +25,8 @@ export interface TRPCContext {
   /** Flow control towards this client. */
   readonly sink: Sink;
   readonly metrics: StreamMetrics;
+  /** Over HTTP, what one request (a batch) may be answered with; over WebSocket each call is paced by its reader. */
+  readonly answers?: AnswerBudget;
 }
 
 export function chatApi(admission: Admission, service: ChatService): ChatApi {

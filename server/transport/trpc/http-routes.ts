@@ -5,6 +5,7 @@ import type { StreamMetrics } from '../drain.ts';
 import { bearerToken } from '../http/bearer.ts';
 import { credentialFromParams } from './connection-params.ts';
 import type { ChatApi, TRPCContext } from './context.ts';
+import { AnswerBudget } from './answer-budget.ts';
 import type { AppRouter } from './router.ts';
 import { handleTrpcSse, type TrpcSseOptions } from './sse-producer.ts';
 
@@ -19,6 +20,8 @@ export interface TrpcHttpRoutesOptions {
   readonly maxBodyBytes: number;
   /** Calls one batch may carry (WS_MAX_BATCH, as over WebSocket). */
   readonly maxBatch: number;
+  /** Characters of history one request is answered with (see AnswerBudget). */
+  readonly maxBatchAnswerChars: number;
 }
 
 export interface TrpcHttpRoutes {
@@ -46,6 +49,7 @@ export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
       transport: 'trpc-http',
       sink: o.sinkFor(res),
       metrics: o.metrics,
+      answers: new AnswerBudget(o.maxBatchAnswerChars),
     }),
     onError: o.onError,
     // tRPC writes its own `Vary`, over the origin policy's: an answer to one page must not be kept

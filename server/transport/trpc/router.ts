@@ -1,5 +1,6 @@
 import { initTRPC, tracked } from '@trpc/server';
 import type { ChatStreamInput } from '../../../shared/chat-request.ts';
+import type { SessionHistory } from '../../../shared/messages.ts';
 import { CancelInput, HistoryInput, SessionRef } from '../../../shared/chat-request.ts';
 import { drainBatches } from '../drain.ts';
 import { inputParser } from '../parse-input.ts';
@@ -22,6 +23,8 @@ const chatStreamInput = (value: unknown): ChatStreamInput => value as ChatStream
 function rethrow(error: unknown): never {
   throw toTRPCError(error);
 }
+
+const historyChars = (history: SessionHistory): number => history.messages.reduce((n, m) => n + m.content.length, 0);
 
 export function createAppRouter(options: RouterOptions) {
   const t = initTRPC.context<TRPCContext>().create({
@@ -63,9 +66,10 @@ export function createAppRouter(options: RouterOptions) {
           const batches = drainBatches({ listener: ctx.attachment.listener, sink: ctx.sink, metrics: ctx.metrics, transport: ctx.transport, signal });
           for await (const batch of batches) for (const { id, event } of batch) yield tracked(id, event);
         }),
-      history: authed
-        .input(inputParser(HistoryInput))
-        .query(({ input: { sessionId, ...page }, ctx }) => ctx.chat.history(ctx.owner, sessionId, page).catch(rethrow)),
+      history: authed.input(inputParser(HistoryInput)).query(({ input: { sessionId, ...page }, ctx }) => {
+        const read = () => ctx.chat.history(ctx.owner, sessionId, page);
+        return (ctx.answers ? ctx.answers.spend(read, historyChars) : read()).catch(rethrow);
+      }),
       cancel: authed
         .input(inputParser(CancelInput))
         .mutation(async ({ input, ctx }) => ({ cancelled: await ctx.chat.cancel(ctx.owner, input.sessionId, input.replyId).catch(rethrow) })),
