@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { callTRPCProcedure, getErrorShape, transformTRPCResponse, TRPCError } from '@trpc/server';
-import { handleKeepAlive } from '@trpc/server/adapters/ws';
 import { parseConnectionParamsFromUnknown, type TRPCRequestInfo } from '@trpc/server/http';
 import { parseTRPCMessage, type TRPCClientOutgoingMessage, type TRPCResponseMessage } from '@trpc/server/rpc';
 import { isAsyncIterable, isTrackedEnvelope } from '@trpc/server/unstable-core-do-not-import';
@@ -11,6 +10,7 @@ import type { TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
 import { toTRPCError } from './errors.ts';
 import { runWsChatStream, WsStreamStop } from './ws-chat-stream.ts';
+import { WsKeepAlive, type KeptAlive } from './ws-keepalive.ts';
 
 const OPEN = 1; // WebSocket.OPEN
 
@@ -87,7 +87,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
     throw new RangeError(`trpc ws: maxSubscriptions must be a positive integer, got ${maxSubscriptions}`);
   }
   const config = router._def._config;
-  const shared: Shared = { options, router, config };
+  const shared: Shared = { options, router, config, keepAlive: new WsKeepAlive(options.keepAlive) };
 
   return {
     notifyReconnect(ws) {
@@ -108,6 +108,7 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
 
 interface Shared {
   readonly options: TrpcWsHandlerOptions;
+  readonly keepAlive: WsKeepAlive;
   readonly router: AppRouter;
   readonly config: AppRouter['_def']['_config'];
 }
@@ -117,9 +118,11 @@ interface Shared {
  * than a closure per step: a connection is held as long as its streams run, and a dozen closures
  * and their contexts cost each held stream about 1 KB.
  */
-class WsConnection {
+class WsConnection implements KeptAlive {
   readonly #s: Shared;
-  readonly #ws: WebSocket;
+  readonly ws: WebSocket;
+  seenAt = performance.now();
+  pingedAt: number | undefined;
   readonly #socket: Socket;
   readonly #sink: Sink;
   /** What stops each running subscription (`subscription.stop`, or the connection's close). */
@@ -134,6 +137,7 @@ class WsConnection {
   // #handleMessage would keep that message's text and parsed calls with it.
   readonly #reportError = (cause: unknown): void => this.#s.options.onError({ error: toTRPCError(cause), path: undefined });
   readonly #onMessage = (raw: RawData): void => {
+    this.seenAt = performance.now();
     const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
     if (text === 'PONG') return;
     this.#inbox.push(text);
@@ -142,7 +146,7 @@ class WsConnection {
 
   constructor(shared: Shared, ws: WebSocket, req: IncomingMessage) {
     this.#s = shared;
-    this.#ws = ws;
+    this.ws = ws;
     // Nothing here keeps the upgrade request (its headers are about 1.5 KB a held connection): what
     // is needed of it is read now.
     this.#socket = req.socket;
@@ -152,9 +156,10 @@ class WsConnection {
     const waitsForParams = query !== -1 && new URLSearchParams(req.url!.slice(query)).get('connectionParams') === '1';
     this.#ctxPromise = waitsForParams ? undefined : this.#createCtx(() => null);
 
-    handleKeepAlive(ws, shared.options.keepAlive.pingMs, shared.options.keepAlive.pongWaitMs);
+    shared.keepAlive.watch(this);
     ws.on('message', this.#onMessage);
     ws.once('close', () => {
+      shared.keepAlive.forget(this);
       ws.off('message', this.#onMessage);
       this.#inbox.length = 0;
       for (const stop of this.#subscriptions.values()) stop.abort();
@@ -163,7 +168,7 @@ class WsConnection {
   }
 
   #respond(message: TRPCResponseMessage): void {
-    if (this.#ws.readyState === OPEN) this.#ws.send(JSON.stringify(transformTRPCResponse(this.#s.config, message)));
+    if (this.ws.readyState === OPEN) this.ws.send(JSON.stringify(transformTRPCResponse(this.#s.config, message)));
   }
 
   #errorShape(error: TRPCError, type: ProcedureType | 'unknown', path: string | undefined, input: unknown) {
@@ -185,13 +190,13 @@ class WsConnection {
 
   async #createCtx(connectionParams: () => TRPCRequestInfo['connectionParams']): Promise<ContextResult> {
     try {
-      this.#ctx = await this.#s.options.createContext({ ws: this.#ws, connectionParams: connectionParams(), sink: this.#sink });
+      this.#ctx = await this.#s.options.createContext({ ws: this.ws, connectionParams: connectionParams(), sink: this.#sink });
       return { ok: true, ctx: this.#ctx };
     } catch (cause) {
       const error = toTRPCError(cause);
       this.#respondWithError(null, undefined, error, 'unknown');
       // As tRPC does: the refusal goes out first, then the socket closes.
-      setImmediate(() => closeRefused(this.#ws));
+      setImmediate(() => closeRefused(this.ws));
       return { ok: false, error };
     }
   }
@@ -230,11 +235,11 @@ class WsConnection {
     try {
       const result = await ctxResult;
       if (!result.ok) throw result.error;
-      if (this.#ws.readyState !== OPEN) return;
+      if (this.ws.readyState !== OPEN) return;
       if (stop instanceof WsStreamStop) {
         if (stop.stopped) return;
         const sendStarted = (): void => this.#respond({ id, jsonrpc, result: { type: 'started' } });
-        await runWsChatStream({ ws: this.#ws, socket: this.#socket, id, jsonrpc, sendStarted }, result.ctx, input, stop);
+        await runWsChatStream({ ws: this.ws, socket: this.#socket, id, jsonrpc, sendStarted }, result.ctx, input, stop);
       } else {
         if (stop.signal.aborted) return;
         await this.#callProcedure(id, jsonrpc, type, path, input, result.ctx, stop.signal, batchIndex);
@@ -299,7 +304,7 @@ class WsConnection {
 
   /** True once the reader has room (at once, usually); false when it was cut off or is gone. */
   #room(): boolean | Promise<boolean> {
-    return this.#ws.readyState === OPEN && (this.#sink.hasRoom() || this.#sink.ready());
+    return this.ws.readyState === OPEN && (this.#sink.hasRoom() || this.#sink.ready());
   }
 
   // As tRPC's adapter answers a batch over its `maxBatchSize`: each call with an id is refused.
@@ -321,7 +326,7 @@ class WsConnection {
 
   async #handleMessage(text: string): Promise<void> {
     if (text === 'PING') {
-      this.#ws.send('PONG');
+      this.ws.send('PONG');
       return;
     }
     if (!this.#ctxPromise) {
@@ -368,7 +373,7 @@ class WsConnection {
    */
   async #serve(): Promise<void> {
     this.#serving = true;
-    this.#ws.pause();
+    this.ws.pause();
     try {
       for (let text = this.#inbox.shift(); text !== undefined; text = this.#inbox.shift()) {
         if (!(await this.#room())) return;
@@ -377,7 +382,7 @@ class WsConnection {
     } finally {
       this.#serving = false;
       // Closing too: the client's close frame must still be read.
-      this.#ws.resume();
+      this.ws.resume();
     }
   }
 }
