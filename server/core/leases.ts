@@ -28,7 +28,7 @@ export class Leases {
   readonly #store: LeaseStore;
   readonly #ttlMs: number;
   readonly #logger: Logger;
-  readonly #held = new Set<Lease | Slot>();
+  readonly #held = new Set<Hold>();
   #heartbeat: NodeJS.Timeout | undefined;
   readonly #ctx: HoldContext;
 
@@ -94,13 +94,13 @@ export class Leases {
     this.#stopHeartbeat();
   }
 
-  #hold(lease: Lease | Slot): Held {
+  #hold(lease: Hold): Held {
     this.#held.add(lease);
     this.#heartbeat ??= setInterval(() => this.#beat(), Math.max(1, Math.floor(this.#ttlMs / 3))).unref();
     return lease;
   }
 
-  #forget(lease: Lease | Slot): void {
+  #forget(lease: Hold): void {
     this.#held.delete(lease);
     if (this.#held.size === 0) this.#stopHeartbeat();
   }
@@ -110,7 +110,7 @@ export class Leases {
   }
 
   /** Refreshes one lease; one found gone is taken back, or given up (and its holder told). */
-  async #keep(lease: Lease | Slot): Promise<void> {
+  async #keep(lease: Hold): Promise<void> {
     try {
       if (await lease.refresh()) return;
       if (!this.#held.has(lease)) return;
@@ -137,87 +137,87 @@ interface HoldContext {
   readonly store: LeaseStore;
   readonly logger: Logger;
   /** Drops a released hold from the heartbeat's list. */
-  readonly forget: (hold: Lease | Slot) => void;
+  readonly forget: (hold: Hold) => void;
 }
 
 /**
- * A lease held (a session lock or a liveness mark). Held for every running reply, two or three at a
- * time: a class, so that each is one object rather than five closures and their context.
+ * A lease or slot held. Held for every running reply, two or three at a time: an object of a
+ * class, so that each is one object rather than five closures and their context.
  */
-class Lease implements Held {
-  readonly #ctx: HoldContext;
+abstract class Hold implements Held {
+  protected readonly ctx: HoldContext;
   readonly key: string;
-  readonly #holder: string;
-  readonly #ttlMs: number;
-  /** Told when the lease is gone for good (another holder has it). */
+  protected readonly ttlMs: number;
+  /** Told when it is gone for good (another holder has it). */
   readonly onLost: (() => void) | undefined;
   #released: Promise<void> | undefined;
 
-  constructor(ctx: HoldContext, key: string, holder: string, ttlMs: number, onLost?: () => void) {
-    this.#ctx = ctx;
+  constructor(ctx: HoldContext, key: string, ttlMs: number, onLost: (() => void) | undefined) {
+    this.ctx = ctx;
     this.key = key;
-    this.#holder = holder;
-    this.#ttlMs = ttlMs;
+    this.ttlMs = ttlMs;
     this.onLost = onLost;
   }
 
   /** Takes it, or takes it back after a refresh found it gone; false when another holder has it. */
-  take(): Promise<boolean> {
-    return this.#ctx.store.acquire(this.key, this.#holder, this.#ttlMs);
-  }
-
-  refresh(): Promise<boolean> {
-    return this.#ctx.store.refresh(this.key, this.#holder, this.#ttlMs);
-  }
+  abstract take(): Promise<boolean>;
+  abstract refresh(): Promise<boolean>;
+  protected abstract letGo(): Promise<void>;
 
   release(): Promise<void> {
     return (this.#released ??= this.#release());
   }
 
   async #release(): Promise<void> {
-    this.#ctx.forget(this);
-    await this.#ctx.store.release(this.key, this.#holder).catch((error: unknown) => releaseFailed(this.#ctx, this.key, error));
+    this.ctx.forget(this);
+    await this.letGo().catch((error: unknown) => this.ctx.logger.warn({ err: error, lease: this.key }, 'could not release a lease; it expires by itself'));
+  }
+}
+
+/** A session lock or a liveness mark: a key held by one holder. */
+class Lease extends Hold {
+  readonly #holder: string;
+
+  constructor(ctx: HoldContext, key: string, holder: string, ttlMs: number, onLost?: () => void) {
+    super(ctx, key, ttlMs, onLost);
+    this.#holder = holder;
+  }
+
+  take(): Promise<boolean> {
+    return this.ctx.store.acquire(this.key, this.#holder, this.ttlMs);
+  }
+
+  refresh(): Promise<boolean> {
+    return this.ctx.store.refresh(this.key, this.#holder, this.ttlMs);
+  }
+
+  protected letGo(): Promise<void> {
+    return this.ctx.store.release(this.key, this.#holder);
   }
 }
 
 /** One of a limited number of places under a key (streams or WebSocket connections per key). */
-class Slot implements Held {
-  readonly #ctx: HoldContext;
-  readonly key: string;
+class Slot extends Hold {
   readonly #member: string;
   readonly #limit: number;
-  readonly #ttlMs: number;
-  readonly onLost: undefined;
-  #released: Promise<void> | undefined;
 
   constructor(ctx: HoldContext, key: string, member: string, limit: number, ttlMs: number) {
-    this.#ctx = ctx;
-    this.key = key;
+    super(ctx, key, ttlMs, undefined);
     this.#member = member;
     this.#limit = limit;
-    this.#ttlMs = ttlMs;
   }
 
   take(): Promise<boolean> {
-    return this.#ctx.store.acquireSlot(this.key, this.#member, this.#limit, this.#ttlMs);
+    return this.ctx.store.acquireSlot(this.key, this.#member, this.#limit, this.ttlMs);
   }
 
   refresh(): Promise<boolean> {
-    return this.#ctx.store.refreshSlot(this.key, this.#member, this.#ttlMs);
+    return this.ctx.store.refreshSlot(this.key, this.#member, this.ttlMs);
   }
 
-  release(): Promise<void> {
-    return (this.#released ??= this.#release());
+  protected letGo(): Promise<void> {
+    return this.ctx.store.releaseSlot(this.key, this.#member);
   }
-
-  async #release(): Promise<void> {
-    this.#ctx.forget(this);
-    await this.#ctx.store.releaseSlot(this.key, this.#member).catch((error: unknown) => releaseFailed(this.#ctx, this.key, error));
-  }
-}
-
-function releaseFailed(ctx: HoldContext, key: string, error: unknown): void {
-  ctx.logger.warn({ err: error, lease: key }, 'could not release a lease; it expires by itself');
 }
 
 const aliveKey = (generationId: string): string => `alive:${generationId}`;
