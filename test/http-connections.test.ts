@@ -117,6 +117,19 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     expect(server.sluice.service.runningCount).toBeLessThanOrEqual(2);
   });
 
+  it('a request pipelined behind a long stream, its body sent in two writes, is answered after it: no 408 inside the stream', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 100, REQUEST_TIMEOUT_MS: 1000 });
+    const peer = await open(server.port);
+    const post = (body: string) => `POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const second = post(JSON.stringify({ message: 'x'.repeat(30_000), session_id: 'behind' }));
+    peer.socket.write(post(JSON.stringify({ message: 'first', session_id: 'ahead' })) + second.slice(0, 20_000));
+    await vi.waitFor(() => expect(peer.received()).toContain('"chunk_index": 2'));
+    peer.socket.write(second.slice(20_000));
+    // The first stream lasts about 4 s, well past REQUEST_TIMEOUT_MS.
+    await vi.waitFor(() => expect(peer.received().match(/"done": true/g)).toHaveLength(2), { timeout: 30_000, interval: 50 });
+    expect(peer.received().match(/HTTP\/1\.1 \d+/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+  });
+
   it("a client that does not read a large answer (a batch of histories) is cut after SEND_TIMEOUT_MS, as a stream's reader is", async () => {
     const server = await startServer({ SEND_TIMEOUT_MS: 500, STORE: 'memory' });
     // A session of long messages: each turn is 24,000 characters and a reply about as long.

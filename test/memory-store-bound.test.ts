@@ -39,4 +39,14 @@ describe('STORE=memory stays bounded', () => {
     expect(await history.read('idle')).toEqual([]);
     expect(history.size).toBe(2);
   });
+
+  it('over the bound while every session had a reply running, it is back within it once they end', async () => {
+    const history = new MemoryHistory({ maxSessions: 2 });
+    const message = (role: ChatMessage['role'], content: string): ChatMessage => ({ role, content, status: 'complete', createdAt: new Date().toISOString() });
+    for (const id of ['a', 'b', 'c']) await history.begin(id, message('user', 'q'), { keepLast: 10, replyId: `r-${id}` });
+    expect(history.size).toBe(3);
+    for (const id of ['a', 'b', 'c']) await history.append(id, message('assistant', 'answer'), { keepLast: 10, replyId: `r-${id}` });
+    await history.append('d', message('user', 'next'), { keepLast: 10 });
+    expect(history.size).toBe(2);
+  });
 });
