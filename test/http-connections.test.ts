@@ -98,29 +98,29 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     }
   });
 
-  it('requests pipelined on one socket run one at a time, as their answers go out; a socket that queues too many is cut', async () => {
+  it('requests pipelined on one socket are answered in order, at most 16 under way; a socket that sends more is cut', async () => {
     const server = await startServer({ SIM_DELAY_MS: 50 });
     const peer = await open(server.port);
     const body = (i: number) => JSON.stringify({ message: 'hi', session_id: `pipelined-${i}` });
     const request = (i: number) =>
       `POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body(i).length}\r\n\r\n${body(i)}`;
-    // Three: the first streams, the two after it wait for it, then go in turn.
+    // Three streams: answered one after another, in order, each whole.
     peer.socket.write([0, 1, 2].map(request).join(''));
-    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
-    await vi.waitFor(() => expect(peer.received().match(/HTTP\/1\.1 200 /g)).toHaveLength(3), { timeout: 20_000 });
-    expect(server.sluice.service.runningCount).toBeLessThanOrEqual(1);
+    await vi.waitFor(() => expect(peer.received().match(/"done": true/g)).toHaveLength(3), { timeout: 20_000 });
+    expect(peer.received().match(/HTTP\/1\.1 200 /g)).toHaveLength(3);
 
     // Two hundred at once, never read: not two hundred replies for nobody.
     const greedy = await open(server.port);
     greedy.socket.write(Array.from({ length: 200 }, (_, i) => request(100 + i)).join(''));
     await closedWithin(greedy, 5000);
-    expect(server.sluice.service.runningCount).toBeLessThanOrEqual(2);
+    expect(server.sluice.service.runningCount).toBeLessThanOrEqual(16);
   });
 
   it('a request pipelined behind a long stream, its body sent in two writes, is answered after it: no 408 inside the stream', async () => {
     const server = await startServer({ SIM_DELAY_MS: 100, REQUEST_TIMEOUT_MS: 1000 });
     const peer = await open(server.port);
-    const post = (body: string) => `POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    const post = (body: string) =>
+      `POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
     const second = post(JSON.stringify({ message: 'x'.repeat(30_000), session_id: 'behind' }));
     peer.socket.write(post(JSON.stringify({ message: 'first', session_id: 'ahead' })) + second.slice(0, 20_000));
     await vi.waitFor(() => expect(peer.received()).toContain('"chunk_index": 2'));
@@ -128,32 +128,6 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     // The first stream lasts about 4 s, well past REQUEST_TIMEOUT_MS.
     await vi.waitFor(() => expect(peer.received().match(/"done": true/g)).toHaveLength(2), { timeout: 30_000, interval: 50 });
     expect(peer.received().match(/HTTP\/1\.1 \d+/g)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
-  });
-
-  it("a client that does not read a large answer (a batch of histories) is cut after SEND_TIMEOUT_MS, as a stream's reader is", async () => {
-    const server = await startServer({ SEND_TIMEOUT_MS: 500, STORE: 'memory' });
-    // A session of long messages: each turn is 24,000 characters and a reply about as long.
-    const long = 'w '.repeat(12_000);
-    for (let turn = 0; turn < 12; turn++) {
-      const res = await fetch(`${server.url}/v1/chat/stream`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ message: long, session_id: 'long' }),
-      });
-      await res.text();
-    }
-    const input = encodeURIComponent(JSON.stringify(Object.fromEntries(Array.from({ length: 16 }, (_, i) => [i, { json: { sessionId: 'long' } }]))));
-    const paths = Array.from({ length: 16 }, () => 'chat.history').join(',');
-    const httpConnections = async () =>
-      Number(/^sluice_open_connections\{transport="http"\} (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1]);
-    const before = await httpConnections();
-    const peer = await open(server.port);
-    // Asks for about 9 MB three times over (more than the kernel's buffers hold), and reads none of it.
-    peer.socket.pause();
-    peer.socket.write(`GET /trpc/${paths}?batch=1&input=${input} HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(3));
-    // Seen from the server (a client that reads nothing does not see its connection go).
-    expect(await httpConnections()).toBe(before + 1);
-    await vi.waitFor(async () => expect(await httpConnections()).toBe(before), { timeout: 5000, interval: 100 });
   });
 
   it('a kept-alive connection that served a request gets the same 408 for a slow request, and 400 for a malformed one', async () => {

@@ -129,10 +129,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     (req, res) => onRequest(req, res),
   );
   server.maxConnections = options.maxConnections;
-  const connections = watchConnections(server, metrics, logger, { highWaterBytes: options.highWaterBytes, sendTimeoutMs: options.sendTimeoutMs });
+  const connections = watchConnections(server, metrics, logger);
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    connections.responding(req, res);
     logWhenClosed(req, res, { logger, metrics, clientIp: clientIpOf(req), ownerOf: (r) => owners.get(r) });
     // What a handler did not answer itself (the request log logs an internal error's cause).
     connections.serve(req, res, () => void handle(req, res).catch((error: unknown) => sendError(res, SluiceError.from(error))));

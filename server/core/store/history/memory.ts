@@ -137,7 +137,8 @@ export class MemoryHistory implements History {
     if (session) this.#sessions.delete(sessionKey);
     else {
       session = { touchedAt: 0, nextSeq: 1, entries: [] };
-      if (this.#sessions.size >= this.#maxSessions) this.#evictOne();
+      // Over the bound while replies held every session, it comes back within it as they end.
+      while (this.#sessions.size >= this.#maxSessions && this.#evictOne());
     }
     session.touchedAt = this.#clock();
     this.#sessions.set(sessionKey, session);
@@ -149,13 +150,14 @@ export class MemoryHistory implements History {
    * back with the reply's final message alone (its question gone). With every session running a
    * reply, none goes, and the bound is passed by the replies running (which have limits of their own).
    */
-  #evictOne(): void {
+  #evictOne(): boolean {
     for (const [key, session] of this.#sessions) {
       if (session.entries.some((e) => e.draft)) continue;
       this.#sessions.delete(key);
       this.#onEvicted?.();
-      return;
+      return true;
     }
+    return false;
   }
 
   #checkOpen(): void {
