@@ -49,4 +49,25 @@ describe('STORE=memory stays bounded', () => {
     await history.append('d', message('user', 'next'), { keepLast: 10 });
     expect(history.size).toBe(2);
   });
+
+  it('finished replies kept for resumes are bounded in characters (RESUMABLE_MAX_CHARS): the oldest go first', async () => {
+    const { url } = await startServer({ STORE: 'memory', RESUMABLE_MAX_CHARS: 600 });
+    const lastIds: string[] = [];
+    for (const session of ['one', 'two', 'three']) {
+      const res = await fetch(`${url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'hello', session_id: session }),
+      });
+      const ids = [...(await res.text()).matchAll(/^id: (\S+)$/gm)].map((m) => m[1]!);
+      lastIds.push(ids.at(-2)!);
+    }
+    const resume = (id: string) =>
+      fetch(`${url}/v1/chat/stream`, { method: 'POST', headers: { 'content-type': 'application/json', 'last-event-id': id }, body: JSON.stringify({ message: 'x' }) });
+    // Each reply is about 250 characters: the first no longer fits, the last does.
+    expect((await resume(lastIds[0]!)).status).toBe(404);
+    const last = await resume(lastIds[2]!);
+    expect(last.status).toBe(200);
+    expect(await last.text()).toContain('"done": true');
+  });
 });
