@@ -73,6 +73,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     logger,
     resumeGraceMs: config.RESUME_GRACE_MS,
     eventLogTtlMs: config.EVENT_LOG_TTL_MS,
+    resumableMaxChars: config.RESUMABLE_MAX_CHARS,
     maxMessageChars: config.MAX_MESSAGE_CHARS,
     presenceTtlMs: config.LIVENESS_TTL_MS,
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,

@@ -188,6 +188,11 @@ export const ConfigSchema = z
         "a running reply's liveness mark expires this long after its instance stops refreshing it: a killed instance's replies are then ended as `interrupted` (by a client resuming, or by the session's next message)",
       ),
     EVENT_LOG_TTL_MS: int(0, 86_400_000).default(300_000).describe('how long the event log of a finished generation stays resumable'),
+    RESUMABLE_MAX_CHARS: int(0, 1_000_000_000)
+      .default(64_000_000)
+      .describe(
+        'characters of finished replies one instance keeps in memory for resumes (for EVENT_LOG_TTL_MS); beyond it the oldest go first, and resuming them is a 404 (the reply is in history)',
+      ),
     MAX_BODY_BYTES: int(1, 64 * 1024 * 1024)
       .default(64 * 1024)
       .describe('largest accepted request body (413 above)'),

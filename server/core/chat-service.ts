@@ -27,6 +27,8 @@ export interface ChatServiceOptions {
   readonly logger: Logger;
   readonly resumeGraceMs: number;
   readonly eventLogTtlMs: number;
+  /** Characters of finished replies kept in memory for resumes; the oldest go first beyond it. Default: no bound but their age. */
+  readonly resumableMaxChars?: number;
   readonly maxMessageChars: number;
   /** Presence entries of listeners on other instances expire after this unless refreshed. */
   readonly presenceTtlMs?: number;
@@ -91,6 +93,7 @@ function checkOptions(o: ChatServiceOptions): void {
     'maxHistoryMessages',
     'maxStreamsPerOwner',
     'checkpointMs',
+    'resumableMaxChars',
   ] as const) {
     const value = o[name];
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
@@ -131,7 +134,7 @@ export class ChatService {
     this.#lockTtlMs = Math.max(options.eventLogTtlMs, RECORD_TTL_MS);
     this.#keepMessages = options.maxHistoryMessages || 1000;
     this.#observer = options.observer ?? NO_OBSERVER;
-    this.#local = new LocalGenerations(options.eventLogTtlMs);
+    this.#local = new LocalGenerations(options.eventLogTtlMs, options.resumableMaxChars ?? Number.POSITIVE_INFINITY);
     this.#checkpoints = new Checkpoints({ history: options.history, intervalMs: options.checkpointMs ?? 1000, logger: options.logger });
     this.#orphans = {
       events: options.events,

@@ -181,6 +181,11 @@ export class Generation {
     return (this.#ends ? this.#ends.length : this.#deltas.length) + (this.#terminal ? 1 : 0);
   }
 
+  /** Characters of the finished log kept for resumes (0 while it runs). */
+  get keptChars(): number {
+    return this.#text.length;
+  }
+
   /** The reply's text so far and how many deltas it holds, while it runs (for checkpoints). */
   draft(): { readonly deltas: number; readonly text: string } {
     return { deltas: this.#deltas.length, text: this.#deltas.join('') };

@@ -7,14 +7,18 @@ import { within } from './within.ts';
  */
 export class LocalGenerations {
   readonly #keepMs: number;
+  readonly #maxKeptChars: number;
+  /** Characters of the finished generations kept. */
+  #keptChars = 0;
   readonly #byId = new Map<string, Generation>();
   readonly #running = new Map<string, Generation>();
   /** Finished generations in the order they finished, so expiry looks only at the head. */
   readonly #finished: Generation[] = [];
   readonly #runs = new Set<Promise<unknown>>();
 
-  constructor(keepMs: number) {
+  constructor(keepMs: number, maxKeptChars = Number.POSITIVE_INFINITY) {
     this.#keepMs = keepMs;
+    this.#maxKeptChars = maxKeptChars;
   }
 
   get runningCount(): number {
@@ -56,18 +60,28 @@ export class LocalGenerations {
     return true;
   }
 
-  /** The generation's run is over: it is kept for resumes until it expires. */
+  /**
+   * The generation's run is over: it is kept for resumes until it expires, or until the finished
+   * ones kept hold more than `maxKeptChars` (the oldest go first: a burst of long replies would
+   * otherwise hold memory for the whole resume window).
+   */
   finished(generation: Generation): void {
     this.leaveSession(generation);
     this.#finished.push(generation);
+    this.#keptChars += generation.keptChars;
+    while (this.#keptChars > this.#maxKeptChars && this.#finished.length > 0) this.#forgetOldest();
   }
 
   /** Forgets finished generations older than the resume window. */
   expire(now = Date.now()): void {
     const cutoff = now - this.#keepMs;
-    while (this.#finished.length > 0 && (this.#finished[0]!.finishedAt ?? 0) <= cutoff) {
-      this.#byId.delete(this.#finished.shift()!.id);
-    }
+    while (this.#finished.length > 0 && (this.#finished[0]!.finishedAt ?? 0) <= cutoff) this.#forgetOldest();
+  }
+
+  #forgetOldest(): void {
+    const oldest = this.#finished.shift()!;
+    this.#keptChars -= oldest.keptChars;
+    this.#byId.delete(oldest.id);
   }
 
   stopAll(reason: StopReason): void {
@@ -88,5 +102,6 @@ export class LocalGenerations {
   clear(): void {
     this.#byId.clear();
     this.#finished.length = 0;
+    this.#keptChars = 0;
   }
 }
