@@ -63,7 +63,11 @@ describe('STORE=memory stays bounded', () => {
       lastIds.push(ids.at(-2)!);
     }
     const resume = (id: string) =>
-      fetch(`${url}/v1/chat/stream`, { method: 'POST', headers: { 'content-type': 'application/json', 'last-event-id': id }, body: JSON.stringify({ message: 'x' }) });
+      fetch(`${url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'last-event-id': id },
+        body: JSON.stringify({ message: 'x' }),
+      });
     // Each reply is about 250 characters: the first no longer fits, the last does.
     expect((await resume(lastIds[0]!)).status).toBe(404);
     const last = await resume(lastIds[2]!);
