@@ -19,6 +19,11 @@ export interface ChatStreamRequest {
    * it as `lastEventId`, in the message or as SSE's `Last-Event-ID`); it is validated here.
    */
   readonly input: unknown;
+  /**
+   * The input still encoded (tRPC SSE's `input` query), decoded in its place once the caller is
+   * admitted: a caller without a credential learns nothing of its input, as on every route.
+   */
+  readonly decodeInput?: () => unknown;
   readonly transport: TransportName;
   /** Aborted when the client leaves: a reply it started stops (after the resume window). */
   readonly signal?: AbortSignal | undefined;
@@ -66,7 +71,7 @@ export class Admission {
   /** `chat.stream` from a raw request: credential, rate limit, input, resume point, then the stream. */
   async chatStream(request: ChatStreamRequest): Promise<Attachment> {
     const owner = await this.owner(request.credential);
-    const input = parseWith(ChatStreamInput, request.input);
+    const input = parseWith(ChatStreamInput, request.decodeInput ? request.decodeInput() : request.input);
     return this.open(
       owner,
       {

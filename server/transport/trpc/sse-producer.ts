@@ -62,21 +62,18 @@ export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, q
     // puts in the URL (a browser's EventSource has no headers).
     const params = query.get('connectionParams');
     const credential = bearerToken(req.headers.authorization) ?? (params === null ? undefined : credentialFromParams(parseConnectionParamsFromString(params)));
-    try {
-      input = decodeInput(query.get('input'));
-    } catch (error) {
-      // Who is asking comes first, as on every route: a caller without a credential learns nothing of its input.
-      await o.chat.owner(credential);
-      throw error;
-    }
     // The resume point goes into the input, as tRPC's adapter puts it: the header EventSource sends
     // on reconnect, or the query.
     const header = req.headers['last-event-id'];
     const lastEventId = (typeof header === 'string' && header) || query.get('lastEventId') || query.get('Last-Event-Id');
-    if (lastEventId) input = input !== null && typeof input === 'object' && !Array.isArray(input) ? { ...input, lastEventId } : (input ?? { lastEventId });
     attachment = await o.chat.chatStream({
       credential,
-      input,
+      input: undefined,
+      decodeInput: () => {
+        input = decodeInput(query.get('input'));
+        if (lastEventId) input = input !== null && typeof input === 'object' && !Array.isArray(input) ? { ...input, lastEventId } : (input ?? { lastEventId });
+        return input;
+      },
       transport: 'trpc-http',
       // A client that leaves meanwhile is noticed by the stream, which then closes the listener.
       signal: undefined,
