@@ -143,7 +143,7 @@ describe('faults of a shared Redis', () => {
     expect(parseSse(res.body.toString()).at(-1)?.event).toBe('message');
   });
 
-  it('8: an instance stalled longer than LIVENESS_TTL_MS (its reply ended as orphan elsewhere) adds nothing to the log or history when it wakes', async () => {
+  it("8: an instance stalled longer than LIVENESS_TTL_MS (its reply ended as orphan elsewhere) adds nothing to the log or history when it wakes, and its own client's stream ends with an explicit error", async () => {
     const redis = await startRedis();
     if (!redis) return;
     const env = { REDIS_URL: redis.url, SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000, LIVENESS_TTL_MS: 400 };
@@ -155,7 +155,13 @@ describe('faults of a shared Redis', () => {
     const follower = await drain(streamSseRoute(b.url, { message: LONG, session_id: 'stall' }, { headers: { 'last-event-id': first.id! } }));
     expect(follower.at(-1)?.event).toBe('error');
     a.child.kill('SIGCONT');
-    await drain(head).catch(() => undefined);
+    // A's client was shown the events A stored before it stalled; once A finds its reply ended
+    // elsewhere, its stream must still end with an error event, never just stop after a delta.
+    const rest = await drain(head);
+    expect(rest.at(-1)?.event).toBe('error');
+    const ending = SseErrorData.parse(JSON.parse(rest.at(-1)!.data));
+    const shown = [first, ...rest.slice(0, -1)].map((f) => SseMessageData.parse(JSON.parse(f.data)).delta).join('');
+    expect(ending.partial).toBe(shown);
     const client = await admin(redis);
     const generation = first.id!.split(':')[0]!;
     await vi.waitFor(async () => {
