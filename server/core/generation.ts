@@ -539,15 +539,18 @@ export class Generation {
       }
       if (result === 'added' || result === 'duplicate') return true;
       if (result === 'ended') {
-        // Another instance ended this reply (it found this one dead): it is not ours any more.
-        this.stop('lost');
-        return terminal;
+        // Another instance ended this reply (it found this one dead): it is not ours any more. The
+        // reply keeps what was stored before this event, so that its own ending comes right after
+        // what listeners were shown instead of past a position that never will be.
+        if (terminal) return true;
+        this.#breakAt(seq, 'lost');
+        return false;
       }
       // The log lacks an earlier event: still being copied, or lost by the store after it took it.
       if (result === 'gap' && (await this.#refill(seq))) continue;
       if (performance.now() - startedAt >= this.#storeWaitMs) {
         if (terminal) return true;
-        this.#breakAt(seq);
+        this.#breakAt(seq, 'unavailable');
         return false;
       }
       await new Promise((resolve) => setTimeout(resolve, Math.min(COPY_RETRY_MS << (tries - 1), COPY_RETRY_MAX_MS)));
@@ -582,12 +585,12 @@ export class Generation {
     return refilling;
   }
 
-  /** Event `seq` could not be stored: the reply keeps the deltas before it, and stops. */
-  #breakAt(seq: number): void {
+  /** Event `seq` could not be stored (or the log was ended elsewhere): the reply keeps the deltas before it, and stops. */
+  #breakAt(seq: number, reason: 'unavailable' | 'lost'): void {
     if (this.#broken !== undefined && this.#broken < seq) return;
     this.#broken = seq - 1;
     if (this.#deltas.length > seq - 1) this.#deltas.length = seq - 1;
-    this.stop('unavailable');
+    this.stop(reason);
   }
 
   /** Resolves once every copy under way has settled. */
