@@ -216,6 +216,23 @@ describe('faults of a shared Redis', () => {
     await vi.waitFor(async () => expect((await fetch(`${server.url}/ready`)).status).toBe(200), { timeout: 10_000 });
   });
 
+  it('9: a reply that runs on through a Redis restart that lost everything (no persistence) can still be resumed through another instance', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000, REDIS_OUTAGE_WAIT_MS: 5000 });
+    if (!setup) return;
+    const { redis, a, b } = setup;
+    const head = streamSseRoute(a.url, { message: LONG, session_id: 'emptied' });
+    const frames: SseFrame[] = [];
+    for (let i = 0; i < 3; i++) frames.push((await head.next()).value as SseFrame);
+    await redis.restart();
+    // A stores its events again (it refills the log Redis lost); a few more go out after the restart.
+    for (let i = 0; i < 5; i++) frames.push((await head.next()).value as SseFrame);
+    const resumed = streamSseRoute(b.url, { message: LONG, session_id: 'emptied' }, { headers: { 'last-event-id': frames.at(-1)!.id! } });
+    const [fromB, fromA] = await Promise.all([drain(resumed), drain(head)]);
+    const seen = (list: SseFrame[]) => list.map((f) => `${f.event}|${f.id}|${f.data}`);
+    expect(fromA.at(-1)?.event).toBe('message');
+    expect(seen(fromB)).toEqual(seen(fromA));
+  });
+
   it('9: events whose write to Redis failed are never shown; a full resume on B matches what A sent, or both end with an error', async () => {
     const setup = await pair({ SIM_DELAY_MS: 15, RESUME_GRACE_MS: 60_000 });
     if (!setup) return;
