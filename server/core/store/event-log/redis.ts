@@ -48,8 +48,23 @@ export class RedisEventLog implements EventLog {
     // Replicated before the reply starts (when replicas are waited for): a failover then loses
     // neither the record other instances resume from nor what the start wrote before it (the
     // session lock, the liveness mark).
-    await this.#c.write((redis) => redis.set(this.#key('gen', record.id), JSON.stringify(record), 'PX', ttlMs), true);
-    return (seq, event) => this.append(record.id, seq, event);
+    const key = this.#key('gen', record.id);
+    const json = JSON.stringify(record);
+    const expiresAt = Date.now() + ttlMs;
+    await this.#c.write((redis) => redis.set(key, json, 'PX', ttlMs), true);
+    // A gap means the log lost events it had taken (a restart without persistence, a failover to
+    // a replica that lacked them): the record went with them, and without it no other instance
+    // finds the log its writer refills. It is written back (unless it is there) before the refill.
+    const restore = (result: AppendResult): Promise<AppendResult> | AppendResult =>
+      result !== 'gap'
+        ? result
+        : this.#c
+            .call((redis) => redis.set(key, json, 'PX', Math.max(expiresAt - Date.now(), 1), 'NX'))
+            .then(
+              () => result,
+              () => result,
+            );
+    return (seq, event) => this.append(record.id, seq, event).then(restore);
   }
 
   load(generationId: string): Promise<GenerationRecord | undefined> {
