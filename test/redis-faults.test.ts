@@ -233,6 +233,28 @@ describe('faults of a shared Redis', () => {
     expect(seen(fromB)).toEqual(seen(fromA));
   });
 
+  it('9: a Redis that refuses writes (maxmemory reached, noeviction) makes the instance unready until it takes them again', async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const server = await startServer({ REDIS_URL: redis.url });
+    const client = await admin(redis);
+    expect((await fetch(`${server.url}/ready`)).status).toBe(200);
+    await client.config('SET', 'maxmemory-policy', 'noeviction');
+    await client.config('SET', 'maxmemory', '1');
+    const start = await fetch(`${server.url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"message":"hi","session_id":"full"}',
+    });
+    expect(start.status).toBe(503);
+    const ready = await fetch(`${server.url}/ready`);
+    expect(ready.status).toBe(503);
+    await client.config('SET', 'maxmemory', '0');
+    await vi.waitFor(async () => expect((await fetch(`${server.url}/ready`)).status).toBe(200), { timeout: 10_000 });
+    const again = await drain(streamSseRoute(server.url, { message: 'hi', session_id: 'full' }));
+    expect(SseMessageData.parse(JSON.parse(again.at(-1)!.data)).done).toBe(true);
+  });
+
   it('9: events whose write to Redis failed are never shown; a full resume on B matches what A sent, or both end with an error', async () => {
     const setup = await pair({ SIM_DELAY_MS: 15, RESUME_GRACE_MS: 60_000 });
     if (!setup) return;
