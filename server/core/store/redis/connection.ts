@@ -63,6 +63,8 @@ export class RedisConnection {
   #tail: Tail | undefined;
   #tailReader: Redis | undefined;
   #closing: Promise<void> | undefined;
+  /** Redis answered a write with a refusal (out of memory, read-only, failing to persist): see healthy(). */
+  #refusing = false;
 
   constructor(options: RedisConnectionOptions) {
     const topology = options.topology ?? (options.url === undefined ? undefined : { kind: 'single' as const, url: options.url });
@@ -174,6 +176,10 @@ export class RedisConnection {
     try {
       return await run(this.redis);
     } catch (error) {
+      if (!this.#refusing && refusesWrites(error)) {
+        this.#refusing = true;
+        this.logger.warn({ err: error }, 'redis refuses writes');
+      }
       throw new SluiceError('unavailable', 'The session store is unavailable; try again shortly', { cause: error });
     }
   }
@@ -226,8 +232,20 @@ export class RedisConnection {
 
   async healthy(): Promise<boolean> {
     if (this.#closing || this.#commands.status !== 'ready') return false;
-    return this.#commands.ping().then(
-      () => true,
+    if (!this.#refusing) {
+      return this.#commands.ping().then(
+        () => true,
+        () => false,
+      );
+    }
+    // A Redis that refuses writes answers PING all the same; a write tells when it takes them
+    // again (as the SQL stores probe a disk that was full).
+    return this.#commands.set(this.key('probe', this.instance), '1', 'PX', PROBE_TTL_MS).then(
+      () => {
+        this.#refusing = false;
+        this.logger.info('redis takes writes again');
+        return true;
+      },
       () => false,
     );
   }
@@ -244,6 +262,17 @@ export class RedisConnection {
 }
 
 function noop(): void {}
+
+/** How long the probe key of a Redis that refused writes lives (healthy() writes it). */
+const PROBE_TTL_MS = 10_000;
+
+/**
+ * Redis's refusals of a write that its PING does not show (out of memory with noeviction, a
+ * read-only replica, snapshots failing, too few replicas), also from inside a script.
+ */
+function refusesWrites(error: unknown): boolean {
+  return error instanceof Error && /(?:^|\W)(?:OOM|READONLY|MISCONF|NOREPLICAS)\b/.test(error.message);
+}
 
 async function quit(redis: Redis | Cluster): Promise<void> {
   if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
