@@ -18,9 +18,13 @@ afterEach(async () => {
   }
 });
 
-/** `node <args>` from the repository root, with piped output; killed after the test if still running. */
-export function spawnNode(args: readonly string[], options: SpawnOptions = {}): ChildProcess {
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...options });
+/**
+ * `node <args>` from the repository root, with piped output; killed after the test if still running.
+ * `via`: a command that runs node (`nsenter -t <pid> -m --`, say).
+ */
+export function spawnNode(args: readonly string[], options: SpawnOptions = {}, via: readonly string[] = []): ChildProcess {
+  const [command, ...prefix] = [...via, process.execPath];
+  const child = spawn(command, [...prefix, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...options });
   running.add(child);
   child.once('exit', () => running.delete(child));
   return child;

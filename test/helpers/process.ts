@@ -17,12 +17,15 @@ export interface SluiceProcess {
 /**
  * Starts `server/main.ts` as a real process on a free port and waits until it listens. Its embedded
  * store goes to a directory of its own unless `DATA_DIR` is given (give the same one to a restart).
+ * `via`: a command that runs node (see spawnNode).
  */
-export async function startSluiceProcess(env: Record<string, string | number>): Promise<SluiceProcess> {
+export async function startSluiceProcess(env: Record<string, string | number>, via: readonly string[] = []): Promise<SluiceProcess> {
   const dataDir = env.DATA_DIR === undefined ? { DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-data-')) } : {};
-  const child = spawnNode(['--import', 'tsx', 'server/main.ts'], {
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...dataDir, ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) },
-  });
+  const child = spawnNode(
+    ['--import', 'tsx', 'server/main.ts'],
+    { env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...dataDir, ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])) } },
+    via,
+  );
   let out = '';
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
