@@ -121,9 +121,17 @@ function* nextSeq(sessionKey: string, now: number): Op<number> {
   return Number(row!.seq);
 }
 
-/** A write that changes nothing, to find out whether writes go through (the store's health while they fail). */
+/** How much a probe writes: about a turn's worth. */
+const PROBE_CHARS = 64 * 1024;
+
+/**
+ * A write that leaves nothing behind, to find out whether writes go through (the store's health
+ * while they fail). It must take space as a turn does: SQLite commits an update that changes no
+ * value without writing a page, so on a full disk it succeeded while every turn failed.
+ */
 export function* probe(): Op<void> {
-  yield step('UPDATE history_migrations SET applied_at = applied_at WHERE version = (SELECT min(version) FROM history_migrations)');
+  yield step('INSERT INTO history_migrations (version, name, applied_at) VALUES ($1, $2, 0)', -1, 'x'.repeat(PROBE_CHARS));
+  yield step('DELETE FROM history_migrations WHERE version = $1', -1);
 }
 
 export function* deleteSession(sessionKey: string): Op<boolean> {
