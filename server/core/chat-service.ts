@@ -390,7 +390,7 @@ export class ChatService {
     this.#closing ??= (async () => {
       this.#local.stopAll('shutdown');
       await this.#local.settled();
-      this.#checkpoints.stop();
+      await this.#checkpoints.close();
       this.#cancels.close();
       this.#local.clear();
     })();

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Generation } from './generation.ts';
 import type { ChatMessage } from '../../shared/messages.ts';
 import type { History } from './store/history.ts';
+import { within } from './within.ts';
 
 export interface CheckpointsOptions {
   readonly history: History;
@@ -12,6 +13,8 @@ export interface CheckpointsOptions {
 
 /** How long a final message the store refused is tried again. */
 const FINAL_RETRY_MS = 600_000;
+/** How long a stopping instance waits for its last try at the final messages still pending. */
+const LAST_TRY_MS = 2000;
 
 /** A reply's final message that the store did not take (it was away), tried again at each tick. */
 interface PendingFinal {
@@ -68,6 +71,31 @@ export class Checkpoints {
   stop(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
+  }
+
+  /**
+   * Stops, after one last try at the final messages still pending (their clients were told the
+   * reply would be stored once the store is back: it may be, by now); those that still do not
+   * land are logged, each, as lost. Call it once the running replies have ended.
+   */
+  async close(): Promise<void> {
+    this.stop();
+    const pending = [...this.#finals].filter(([, final]) => !final.writing);
+    this.#finals.clear();
+    await Promise.all(
+      pending.map(([replyId, final]) =>
+        within(
+          this.#o.history.append(final.sessionKey, final.message, { keepLast: final.keepLast, replyId }).then(() => true),
+          LAST_TRY_MS,
+          () => false,
+        )
+          .catch(() => false)
+          .then((stored) => {
+            if (stored) this.#o.logger.info({ replyId }, "stored a reply's final message before stopping");
+            else this.#o.logger.error({ replyId }, "could not store a reply's final message before stopping; its draft stays (read as interrupted)");
+          }),
+      ),
+    );
   }
 
   #start(): void {
