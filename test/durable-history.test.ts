@@ -69,10 +69,19 @@ describe('durable history', () => {
   });
 
   it('SIGKILL mid-reply: after a restart the reply is there as interrupted, with its text up to about a second before', async () => {
-    const DATA_DIR = dataDir();
+    await crashMidReply({ DATA_DIR: dataDir() });
+  });
+
+  it('SIGKILL mid-reply on PostgreSQL without Redis (one instance): after a restart the reply is ended, with its usage', async () => {
+    const pg = await startPostgres();
+    if (!pg) return;
+    await crashMidReply({ DATABASE_URL: await pg.createDatabase() });
+  });
+
+  async function crashMidReply(store: Record<string, string>): Promise<void> {
     const prompt = 'crash '.repeat(150).trim();
     const full = simulatedDeltas(prompt).join('');
-    const sluice = await startSluiceProcess({ DATA_DIR, SIM_DELAY_MS: 20 });
+    const sluice = await startSluiceProcess({ ...store, SIM_DELAY_MS: 20 });
     let received = '';
     const startedAt = performance.now();
     for await (const frame of streamSseRoute(sluice.url, { message: prompt, session_id: 'crash' })) {
@@ -82,7 +91,7 @@ describe('durable history', () => {
     }
     await sluice.stop('SIGKILL');
 
-    const restarted = await startSluiceProcess({ DATA_DIR, SIM_DELAY_MS: 0 });
+    const restarted = await startSluiceProcess({ ...store, SIM_DELAY_MS: 0 });
     const [user, reply] = (await history(restarted.url, 'crash')).messages;
     expect(user).toMatchObject({ role: 'user', content: prompt, seq: 1 });
     expect(reply).toMatchObject({ role: 'assistant', status: 'interrupted', seq: 2 });
@@ -99,7 +108,7 @@ describe('durable history', () => {
     expect(JSON.parse(next.at(-1)!.data)).toMatchObject({ done: true });
     expect((await history(restarted.url, 'crash')).messages.map((m) => m.seq)).toEqual([1, 2, 3, 4]);
     await restarted.stop('SIGTERM');
-  });
+  }
 
   it('two instances on PostgreSQL and Redis share history; migrations run once', async () => {
     const [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
