@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { usesRedis, type Config } from '../config.ts';
-import { endCrashedDrafts } from '../core/crashed-drafts.ts';
+import { endCrashedDrafts, type DraftedHistory } from '../core/crashed-drafts.ts';
 import type { History } from '../core/store/history.ts';
 import { MemoryHistory } from '../core/store/history/memory.ts';
 import { PostgresHistory } from '../core/store/history/postgres.ts';
@@ -68,16 +68,15 @@ export function redisTopology(config: Config): RedisTopology | undefined {
 /** The history store, unless it is Redis's own (undefined: the Redis store makes it). */
 async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): Promise<History | undefined> {
   switch (config.STORE) {
-    case 'sqlite': {
-      const history = await SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger });
-      await endCrashedDrafts(history, { keepLast: config.MAX_HISTORY_MESSAGES, logger }).catch((error: unknown) =>
-        logger.warn({ err: error }, 'could not end the replies a crash left unfinished; they read as interrupted, without usage'),
-      );
-      return history;
-    }
-    case 'postgres':
+    case 'sqlite':
+      return endingCrashedDrafts(await SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger }), config, logger);
+    case 'postgres': {
       // The configuration schema requires DATABASE_URL for this store.
-      return PostgresHistory.open({ url: config.DATABASE_URL!, logger });
+      const history = await PostgresHistory.open({ url: config.DATABASE_URL!, logger });
+      // Without Redis the live state is this process's (one instance): a draft found at start is a
+      // crash's, as in SQLite. With Redis, the instance that finds a reply dead ends it.
+      return usesRedis(config) ? history : endingCrashedDrafts(history, config, logger);
+    }
     case 'memory':
       return usesRedis(config) ? memoryHistory(config, hooks) : undefined;
     case 'redis':
@@ -87,4 +86,12 @@ async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): P
       throw new Error(`unknown store ${String(unexpected)}`);
     }
   }
+}
+
+/** Ends the replies a crash left as drafts (a store only this process writes to), then hands the store on. */
+async function endingCrashedDrafts(history: DraftedHistory, config: Config, logger: Logger): Promise<History> {
+  await endCrashedDrafts(history, { keepLast: config.MAX_HISTORY_MESSAGES, logger }).catch((error: unknown) =>
+    logger.warn({ err: error }, 'could not end the replies a crash left unfinished; they read as interrupted, without usage'),
+  );
+  return history;
 }
