@@ -1,4 +1,7 @@
 import OpenAI, { APIError, BadRequestError, ConflictError } from 'openai';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { SluiceError } from '../server/core/errors.ts';
 import type { Provider } from '../server/core/providers/provider.ts';
@@ -6,6 +9,8 @@ import { SIMULATED_MODEL_ID } from '../server/core/providers/simulated.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { ChatCompletion, OpenAIModelList, SessionHistory } from '../shared/index.ts';
 import { chunkText, postCompletion } from './helpers/openai-wire.ts';
+import { freePort } from './helpers/ports.ts';
+import { startSluiceProcess } from './helpers/process.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startServer } from './helpers/server.ts';
 import { streamSseRoute } from './helpers/sse.ts';
@@ -264,6 +269,39 @@ describe('the official openai SDK against Sluice', () => {
     const stateless = await postCompletion(url, { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
     expect(stateless.status).toBe(502);
     expect(stateless.headers.get('x-should-retry')).toBeNull();
+  });
+
+  it("with X-Sluice-Session, a turn the SDK sends again because the server died mid-reply (a connection error: the SDK's default retry) is stored once", async () => {
+    for (const stream of [false, true]) {
+      const env = {
+        PORT: await freePort(),
+        DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-sdk-retry-')),
+        SIM_DELAY_MS: 30,
+        SIM_FIRST_TOKEN_MS: stream ? 2000 : 0,
+      };
+      const first = await startSluiceProcess(env);
+      const client = new OpenAI({ baseURL: `${first.url}/v1`, apiKey: 'unused', maxRetries: 5, defaultHeaders: { 'X-Sluice-Session': 'retried' } });
+      const body = { model: 'sluice-simulated', messages: [{ role: 'user' as const, content: 'tell me about retries' }] };
+      const answer = stream
+        ? client.chat.completions.create({ ...body, stream: true }).then(async (chunks) => {
+            let text = '';
+            for await (const chunk of chunks) text += chunk.choices[0]?.delta.content ?? '';
+            return text;
+          })
+        : client.chat.completions.create(body).then((completion) => completion.choices[0]!.message.content);
+      // Killed once the turn is stored, before anything of the answer went out (stream: true sends
+      // nothing before the first token: a slow first token is this window).
+      await vi.waitFor(async () =>
+        expect(SessionHistory.parse(await (await fetch(`${first.url}/v1/sessions/retried/messages`)).json()).messages).toHaveLength(1),
+      );
+      await first.stop('SIGKILL');
+      const second = await startSluiceProcess(env);
+      const text = await answer;
+      const messages = SessionHistory.parse(await (await fetch(`${second.url}/v1/sessions/retried/messages`)).json()).messages;
+      expect(messages.filter((m) => m.role === 'user')).toHaveLength(1);
+      expect(messages.at(-1)).toMatchObject({ role: 'assistant', status: 'complete', content: text });
+      await second.stop();
+    }
   });
 
   it('a client that leaves stops its reply at once, whatever RESUME_GRACE_MS (this route has no resume)', async () => {
