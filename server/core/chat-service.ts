@@ -57,6 +57,12 @@ export interface StartRequest {
   readonly resumable?: boolean;
   /** The first event is `start`, naming the reply (for clients that resume by the last id they saw). */
   readonly announce?: boolean;
+  /**
+   * The client says it sends this request again (it got no answer to it: a connection error). When
+   * the session's last turn is this message with a reply that never finished (its process died),
+   * that turn is answered again instead of a second one being added.
+   */
+  readonly retried?: boolean;
 }
 
 export interface StatelessRequest {
@@ -207,8 +213,11 @@ export class ChatService {
       const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
       // The shared log first: a start that fails there leaves nothing in history.
       const writer = await events.open(record, this.#lockTtlMs);
-      // The message, and the reply's place right after it whatever happens to the session meanwhile.
-      const seq = await history.begin(sessionKey, userMessage, { keepLast: this.#keepMessages, replyId: record.id });
+      // The message, and the reply's place right after it whatever happens to the session meanwhile
+      // (for a turn sent again, only the reply's place: its message is there).
+      const again = request.retried ? await this.#unansweredTurn(sessionKey, request.message) : undefined;
+      if (again !== undefined) await history.checkpoint(sessionKey, record.id, '');
+      const seq = again ?? (await history.begin(sessionKey, userMessage, { keepLast: this.#keepMessages, replyId: record.id }));
       // The prompt is what came before the message (the lock keeps the session still): nothing when
       // the message is the session's first, which saves a conversation's first turn a read.
       const messages: ProviderMessage[] = seq > 1 ? await this.#priorMessages(record, seq) : [];
@@ -422,6 +431,17 @@ export class ChatService {
       await history.append(record.sessionKey, reply, { keepLast: this.#keepMessages, replyId: record.id }).catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * The position of the session's last user message when it is `message` and its reply never
+   * finished (interrupted: its process died; or failed): the turn a client that got no answer sends
+   * again. Read under the session's lock.
+   */
+  async #unansweredTurn(sessionKey: string, message: string): Promise<number | undefined> {
+    const [user, reply] = await this.#o.history.read(sessionKey, { limit: 2 });
+    if (user?.role !== 'user' || user.content !== message) return undefined;
+    return reply?.role === 'assistant' && reply.status !== 'complete' ? user.seq : undefined;
   }
 
   /** Takes the session's lock; a lock left by a dead instance is repaired and taken over. */

@@ -50,3 +50,12 @@ export function newUserMessage(messages: readonly OpenAIChatMessage[]): string {
   if (text.length === 0) throw new InvalidParamError(`${at}.content`, `${at}.content: must not be empty`);
   return text;
 }
+
+/**
+ * Whether the client sends this request again after getting no answer: OpenAI's SDKs (Node and
+ * Python) count their tries in `x-stainless-retry-count`, 0 on the first.
+ */
+export function isRetry(req: IncomingMessage): boolean {
+  const count = Number(req.headers['x-stainless-retry-count']);
+  return Number.isInteger(count) && count > 0;
+}

@@ -11,7 +11,7 @@ import type { Sink } from '../backpressure.ts';
 import { drain, type Outlet } from '../drain.ts';
 import { streamSse } from './sse-stream.ts';
 import { ChunkEncoder, completionBody, DONE_LINE, errorLine, openAIErrorBody, openAIStatus, type CompletionMeta } from './openai-encoding.ts';
-import { InvalidParamError, newUserMessage, parseCompletionRequest, sessionFrom, toProviderMessages } from './openai-request.ts';
+import { InvalidParamError, isRetry, newUserMessage, parseCompletionRequest, sessionFrom, toProviderMessages } from './openai-request.ts';
 import type { RouteDeps } from './route-context.ts';
 
 // OpenAI-compatible routes, so that OpenAI's SDKs and tools can use Sluice as their endpoint. They
@@ -64,7 +64,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     attachment =
       sessionId === undefined
         ? await deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' })
-        : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai', resumable: false });
+        : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai', resumable: false, retried: isRetry(req) });
     stream = body.stream === true;
     meta = {
       id: `chatcmpl-${attachment.generationId}`,
