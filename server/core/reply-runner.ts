@@ -88,7 +88,7 @@ export class ReplyRunner {
       onRefill: (events) =>
         o.logger.warn(
           { generationId: record.id, events },
-          'the shared log had lost events it had taken (a failover to a replica that lacked them); stored them again',
+          'the shared log lacked events before one it took (Redis lost them, in a failover or a restart without persistence, or their writes were still being retried); stored them again',
         ),
       onEvent: writer
         ? (seq, event) =>
