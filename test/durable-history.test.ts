@@ -110,6 +110,22 @@ describe('durable history', () => {
     await restarted.stop('SIGTERM');
   }
 
+  it('PostgreSQL without Redis serves one instance: a second on the same database refuses to start, naming why; the first serves on', async () => {
+    const pg = await startPostgres();
+    if (!pg) return;
+    const env = { DATABASE_URL: await pg.createDatabase(), SIM_DELAY_MS: 0 };
+    const first = await startSluiceProcess(env);
+    // Its live state (session locks, running replies) is its own: a second would run replies beside
+    // its replies in one session, and end its running ones as a crash's at start.
+    await expect(startSluiceProcess(env)).rejects.toThrow(/in use by another Sluice without Redis/);
+    await turn(first.url, 'alone', 'still here');
+    expect(await first.stop('SIGTERM')).toBe(0);
+    // Once it has stopped, another may start.
+    const next = await startSluiceProcess(env);
+    expect((await history(next.url, 'alone')).messages).toHaveLength(2);
+    await next.stop('SIGTERM');
+  });
+
   it('two instances on PostgreSQL and Redis share history; migrations run once', async () => {
     const [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
     if (!pg || !redis) return;
