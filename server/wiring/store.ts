@@ -72,10 +72,11 @@ async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): P
       return endingCrashedDrafts(await SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger }), config, logger);
     case 'postgres': {
       // The configuration schema requires DATABASE_URL for this store.
-      const history = await PostgresHistory.open({ url: config.DATABASE_URL!, logger });
-      // Without Redis the live state is this process's (one instance): a draft found at start is a
-      // crash's, as in SQLite. With Redis, the instance that finds a reply dead ends it.
-      return usesRedis(config) ? history : endingCrashedDrafts(history, config, logger);
+      // Without Redis the live state is this process's: one instance per database, and a draft
+      // found at start is a crash's, as in SQLite. With Redis, the instance that finds a reply dead ends it.
+      const shared = usesRedis(config);
+      const history = await PostgresHistory.open({ url: config.DATABASE_URL!, logger, soleInstance: !shared });
+      return shared ? history : endingCrashedDrafts(history, config, logger);
     }
     case 'memory':
       return usesRedis(config) ? memoryHistory(config, hooks) : undefined;

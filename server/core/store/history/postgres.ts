@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import postgres from 'postgres';
+import { PostgresSoleLock } from './postgres-sole-lock.ts';
 import { SluiceError } from '../../errors.ts';
 import { MIGRATIONS } from './sql/migrations/index.ts';
 import * as sql from './sql/operations.ts';
@@ -15,6 +16,11 @@ export interface PostgresHistoryOptions {
   readonly clock?: () => number;
   /** Connections at most: one for the writer, the rest for reads. Default 10. */
   readonly maxConnections?: number;
+  /**
+   * This instance's live state is its own (no Redis): no other such instance may use the database
+   * (see PostgresSoleLock); opening fails while one does. One more connection, held for the store's life.
+   */
+  readonly soleInstance?: boolean;
 }
 
 type Sql = postgres.Sql;
@@ -35,6 +41,7 @@ export class PostgresHistory extends SqlHistory {
   /** One connection, so that statements are prepared once and a batch's queries pipeline on it. */
   readonly #writer: Sql;
   readonly #readers: Sql;
+  #sole: PostgresSoleLock | undefined;
 
   private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions) {
     // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
@@ -70,6 +77,7 @@ export class PostgresHistory extends SqlHistory {
 
   protected async closeConnections(): Promise<void> {
     await Promise.all([this.#writer.end({ timeout: 5 }), this.#readers.end({ timeout: 5 })]);
+    await this.#sole?.close();
   }
 
   /** Connects and brings the schema up to date (safe when several instances start together). */
@@ -93,9 +101,11 @@ export class PostgresHistory extends SqlHistory {
         // A write stuck behind a lock would hold up the instance's one writer: give up on it instead.
         connection: { application_name: 'sluice', statement_timeout: 10_000 },
       });
+    const sole = options.soleInstance ? await PostgresSoleLock.take(options.url, where, options.logger) : undefined;
     const writer = connect(1);
     const readers = connect(maxConnections - 1);
     const history = new PostgresHistory(writer, readers, options);
+    history.#sole = sole;
     try {
       const result = await writer.begin(async (tx) => {
         // A migration may take longer than a write may; waiting for another instance's too.
@@ -105,7 +115,7 @@ export class PostgresHistory extends SqlHistory {
       sql.logMigration(result, MIGRATIONS, options.logger, where);
       return history;
     } catch (error) {
-      await Promise.all([writer.end({ timeout: 1 }), readers.end({ timeout: 1 })]);
+      await Promise.all([writer.end({ timeout: 1 }), readers.end({ timeout: 1 }), sole?.close()]);
       throw new SluiceError('unavailable', `Cannot open the history database at ${where}`, { cause: error });
     }
   }
