@@ -156,6 +156,31 @@ describe('createChatClient', () => {
     },
   );
 
+  it.each(['ws', 'sse'] as const)(
+    'over %s, a reply whose server is gone for good ends as unavailable with its text so far once the connection stays lost for giveUpAfterMs',
+    async (transport) => {
+      const server = await startSluiceProcess({ SIM_DELAY_MS: 50 });
+      const c = client({ url: server.url, transport });
+      const events: StreamEvent[] = [];
+      let lostAt = 0;
+      for await (const event of streamChat(c, {
+        message: 'explain caching',
+        sessionId: 'gone',
+        giveUpAfterMs: 1500,
+        onConnection: (state) => state === 'lost' && (lostAt = performance.now()),
+      })) {
+        events.push(event);
+        if (events.length === 3) await server.stop('SIGKILL');
+      }
+      const waited = performance.now() - lostAt;
+      const text = events.map((e) => (e.type === 'delta' ? e.delta : '')).join('');
+      expect(events.at(-1)).toEqual({ type: 'error', code: 'unavailable', message: expect.stringMatching(/stayed lost/), partial: text });
+      expect(lostAt).toBeGreaterThan(0);
+      expect(waited).toBeGreaterThanOrEqual(1400);
+      expect(waited).toBeLessThan(5000);
+    },
+  );
+
   it('closeChatClient ends a WebSocket client that cannot reach its server: its streams end, and it stops reconnecting', async () => {
     const url = (await refusedBaseURL()).replace(/\/v1$/, '');
     const c = createChatClient({ url, transport: 'ws' });
