@@ -12,7 +12,17 @@ export interface StreamChatRequest {
    * from the last event by themselves) and when the reply is flowing again (`'resumed'`).
    */
   readonly onConnection?: (state: 'lost' | 'resumed', error?: unknown) => void;
+  /**
+   * How long a dropped connection may stay lost before the reply is given up: it then ends with an
+   * `unavailable` error event (with the text so far), or the call throws if the reply had not
+   * started. Default 60 s (longer than servers usually keep a reply nobody follows: their
+   * RESUME_GRACE_MS, 5 s by default); `Infinity` waits for the server however long it takes.
+   */
+  readonly giveUpAfterMs?: number;
 }
+
+/** See StreamChatRequest.giveUpAfterMs. */
+export const DEFAULT_GIVE_UP_AFTER_MS = 60_000;
 
 /**
  * Streams one reply as an async iterable of events, ending after `done` or `error`. Leaving early
@@ -21,6 +31,8 @@ export interface StreamChatRequest {
 export async function* streamChat(client: ChatClient, request: StreamChatRequest): AsyncGenerator<ReplyEvent> {
   const sessionId = request.sessionId ?? DEFAULT_SESSION_ID;
   const { signal } = request;
+  const giveUpAfterMs = request.giveUpAfterMs ?? DEFAULT_GIVE_UP_AFTER_MS;
+  if (!(giveUpAfterMs > 0)) throw new RangeError(`streamChat: giveUpAfterMs must be a positive number of milliseconds, got ${giveUpAfterMs}`);
   signal?.throwIfAborted();
   const queue: ReplyEvent[] = [];
   let failure: unknown;
@@ -40,6 +52,8 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
 
   let connected = false;
   let dropped = false;
+  let gaveUp = false;
+  let giveUpTimer: ReturnType<typeof setTimeout> | undefined;
   const subscription = client.chat.stream.subscribe(
     { message: request.message, sessionId },
     {
@@ -48,11 +62,20 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
           connected = true;
           if (dropped) {
             dropped = false;
+            clearTimeout(giveUpTimer);
             request.onConnection?.('resumed');
           }
         } else if (state === 'connecting' && connected && !finished) {
           connected = false;
           dropped = true;
+          if (Number.isFinite(giveUpAfterMs)) {
+            giveUpTimer = setTimeout(() => {
+              gaveUp = true;
+              finished = true;
+              known();
+              notify();
+            }, giveUpAfterMs);
+          }
           request.onConnection?.('lost', error ?? undefined);
         }
       },
@@ -96,6 +119,16 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
         if (ended) return;
       }
       if (signal?.aborted) return;
+      if (gaveUp) {
+        ended = true;
+        const message = `The connection to the server stayed lost for ${Math.round(giveUpAfterMs / 1000)} s`;
+        // A reply that started has its turn stored: it ends; one that had not was never sent.
+        if (replyId !== undefined) {
+          yield { type: 'error', code: 'unavailable', message, partial: text };
+          return;
+        }
+        throw new Error(message);
+      }
       if (failure !== undefined) {
         ended = true;
         // Once the reply has started its turn is stored: a failure now (the server lost the reply
@@ -110,6 +143,7 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
       await new Promise<void>((resolve) => (wake = resolve));
     }
   } finally {
+    clearTimeout(giveUpTimer);
     signal?.removeEventListener('abort', onAbort);
     // Leaving before the end means the caller no longer wants this reply: it is cancelled, and only
     // it (the session may be running another client's). Left before it was known to have started,
