@@ -110,20 +110,22 @@ describe('durable history', () => {
     await restarted.stop('SIGTERM');
   }
 
-  it('PostgreSQL without Redis serves one instance: a second on the same database refuses to start, naming why; the first serves on', async () => {
+  it("PostgreSQL without Redis: a second instance started while the first streams (a deploy's overlap) starts, and ends none of the first's running replies", async () => {
     const pg = await startPostgres();
     if (!pg) return;
-    const env = { DATABASE_URL: await pg.createDatabase(), SIM_DELAY_MS: 0 };
+    const env = { DATABASE_URL: await pg.createDatabase(), SIM_DELAY_MS: 30 };
     const first = await startSluiceProcess(env);
-    // Its live state (session locks, running replies) is its own: a second would run replies beside
-    // its replies in one session, and end its running ones as a crash's at start.
-    await expect(startSluiceProcess(env)).rejects.toThrow(/in use by another Sluice without Redis/);
-    await turn(first.url, 'alone', 'still here');
-    expect(await first.stop('SIGTERM')).toBe(0);
-    // Once it has stopped, another may start.
-    const next = await startSluiceProcess(env);
-    expect((await history(next.url, 'alone')).messages).toHaveLength(2);
-    await next.stop('SIGTERM');
+    const frames: SseFrame[] = [];
+    const reply = streamSseRoute(first.url, { message: 'overlap '.repeat(40).trim(), session_id: 'overlap' });
+    for (let i = 0; i < 3; i++) frames.push((await reply.next()).value as SseFrame);
+    // Never refused: a deploy that waits for the new instance before stopping the old one would wait forever.
+    const second = await startSluiceProcess(env);
+    expect(second.output()).toMatch(/another Sluice without Redis uses this PostgreSQL database/);
+    for await (const frame of reply) frames.push(frame);
+    expect(JSON.parse(frames.at(-1)!.data)).toMatchObject({ done: true });
+    const text = frames.map((f) => (JSON.parse(f.data) as { delta: string }).delta).join('');
+    expect((await history(second.url, 'overlap')).messages.at(-1)).toMatchObject({ role: 'assistant', status: 'complete', content: text });
+    await Promise.all([first.stop('SIGTERM'), second.stop('SIGTERM')]);
   });
 
   it('two instances on PostgreSQL and Redis share history; migrations run once', async () => {
