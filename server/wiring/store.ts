@@ -72,11 +72,12 @@ async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): P
       return endingCrashedDrafts(await SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger }), config, logger);
     case 'postgres': {
       // The configuration schema requires DATABASE_URL for this store.
-      // Without Redis the live state is this process's: one instance per database, and a draft
-      // found at start is a crash's, as in SQLite. With Redis, the instance that finds a reply dead ends it.
+      // Without Redis the live state is this process's: alone on the database, a draft it finds at
+      // start is a crash's, as in SQLite (not so while another instance runs: a deploy's overlap).
+      // With Redis, the instance that finds a reply dead ends it.
       const shared = usesRedis(config);
       const history = await PostgresHistory.open({ url: config.DATABASE_URL!, logger, soleInstance: !shared });
-      return shared ? history : endingCrashedDrafts(history, config, logger);
+      return history.aloneAtStart ? endingCrashedDrafts(history, config, logger) : history;
     }
     case 'memory':
       return usesRedis(config) ? memoryHistory(config, hooks) : undefined;

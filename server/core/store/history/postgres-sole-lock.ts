@@ -4,27 +4,38 @@ import { SluiceError } from '../../errors.ts';
 
 // The key every instance without shared live state takes; instances with Redis never take it.
 const KEY = 'sluice sole instance';
-/** How often a lock lost with its connection (PostgreSQL restarted) is asked for again. */
-const RETAKE_MS = 1000;
+/** How often a lock not held (another instance has it, or its connection went) is asked for again. */
+const RETAKE_MS = 2000;
 
 /**
- * Keeps a database to one Sluice whose live state is its own (no Redis): a session-level advisory
- * lock, held on a connection of its own for the instance's life. Two such instances on one
- * database would each lock sessions only for themselves (two replies in one session), and each
- * would end the other's running replies as a crash's on start.
+ * Tells an instance whose live state is its own (no Redis) whether it is alone on the database: a
+ * session-level advisory lock, held on a connection of its own for the instance's life. Only an
+ * instance that holds it when it starts may take the drafts it finds for a crash's (any other
+ * could be a running reply of the holder: a deploy that starts the new instance before it stops
+ * the old one). One that does not keeps asking, so that a third instance started later finds the
+ * lock held. Starting is never refused: a deploy waiting for the new instance to be ready before
+ * stopping the old one would wait forever.
  */
 export class PostgresSoleLock {
   readonly #sql: postgres.Sql;
-  readonly #logger: Logger;
+  /** Held when the instance started: the drafts it then found are a crash's. */
+  readonly heldAtStart: boolean;
+  #held: boolean;
   #closed = false;
   #retake: NodeJS.Timeout | undefined;
 
-  private constructor(sql: postgres.Sql, logger: Logger) {
+  private constructor(sql: postgres.Sql, logger: Logger, held: boolean) {
     this.#sql = sql;
-    this.#logger = logger;
+    this.heldAtStart = held;
+    this.#held = held;
+    if (!held) {
+      logger.warn(
+        'another Sluice without Redis uses this PostgreSQL database: replies a crash left unfinished are left to it (to run several instances, give them a Redis)',
+      );
+      this.#schedule();
+    }
   }
 
-  /** Takes the lock, or fails (SluiceError 'unavailable', naming the problem) when another instance holds it. */
   static async take(url: string, where: string, logger: Logger): Promise<PostgresSoleLock> {
     let lock: PostgresSoleLock | undefined = undefined;
     const sql = postgres(url, {
@@ -39,18 +50,11 @@ export class PostgresSoleLock {
       },
       connection: { application_name: 'sluice-sole-instance' },
     });
-    const taken = await PostgresSoleLock.#ask(sql).catch(async (error: unknown) => {
+    const held = await PostgresSoleLock.#ask(sql).catch(async (error: unknown) => {
       await sql.end({ timeout: 1 });
       throw new SluiceError('unavailable', `Cannot open the history database at ${where}`, { cause: error });
     });
-    if (!taken) {
-      await sql.end({ timeout: 1 });
-      throw new SluiceError(
-        'unavailable',
-        `The history database at ${where} is in use by another Sluice without Redis (one instance per database without Redis; set REDIS_URL to run several)`,
-      );
-    }
-    lock = new PostgresSoleLock(sql, logger);
+    lock = new PostgresSoleLock(sql, logger, held);
     return lock;
   }
 
@@ -59,17 +63,23 @@ export class PostgresSoleLock {
     return row?.taken === true;
   }
 
-  /** The connection went (PostgreSQL restarted, say), and the lock with it: asked for again until held. */
+  /** The connection went (PostgreSQL restarted, say), and the lock with it. */
   #lost(): void {
+    this.#held = false;
+    this.#schedule();
+  }
+
+  #schedule(): void {
     if (this.#closed || this.#retake) return;
     this.#retake = setTimeout(() => {
       this.#retake = undefined;
-      if (this.#closed) return;
+      if (this.#closed || this.#held) return;
       PostgresSoleLock.#ask(this.#sql).then(
         (taken) => {
-          if (!taken) this.#logger.error('another Sluice without Redis took this PostgreSQL database while its connection was down; stop one of them');
+          this.#held = taken;
+          if (!taken) this.#schedule();
         },
-        () => this.#lost(),
+        () => this.#schedule(),
       );
     }, RETAKE_MS).unref();
   }

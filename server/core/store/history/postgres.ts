@@ -17,8 +17,8 @@ export interface PostgresHistoryOptions {
   /** Connections at most: one for the writer, the rest for reads. Default 10. */
   readonly maxConnections?: number;
   /**
-   * This instance's live state is its own (no Redis): no other such instance may use the database
-   * (see PostgresSoleLock); opening fails while one does. One more connection, held for the store's life.
+   * This instance's live state is its own (no Redis): it finds out whether it is alone on the
+   * database (see PostgresSoleLock, and `aloneAtStart`). One more connection, held for the store's life.
    */
   readonly soleInstance?: boolean;
 }
@@ -42,6 +42,11 @@ export class PostgresHistory extends SqlHistory {
   readonly #writer: Sql;
   readonly #readers: Sql;
   #sole: PostgresSoleLock | undefined;
+
+  /** With `soleInstance`: no other instance without Redis used the database when this one opened it. */
+  get aloneAtStart(): boolean {
+    return this.#sole?.heldAtStart ?? false;
+  }
 
   private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions) {
     // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
