@@ -304,6 +304,50 @@ describe('the official openai SDK against Sluice', () => {
     }
   });
 
+  it('a turn sent again after several tries that got no answer is stored once, and later prompts hold only its finished reply', async () => {
+    const recorder = recordingProvider(createSimulatedProvider({ delayMs: 20 }));
+    const { url } = await startServer({}, { provider: recorder.provider });
+    const send = async (retry: number, message: string, leave: boolean): Promise<void> => {
+      const controller = new AbortController();
+      const response = fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-sluice-session': 'tries', 'x-stainless-retry-count': String(retry) },
+        body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: message }] }),
+        signal: controller.signal,
+      });
+      if (!leave) {
+        expect((await response).status).toBe(200);
+        return;
+      }
+      // The client gives up (a timeout, a dropped connection) once the reply runs: it stops at once.
+      const calls = recorder.calls.length;
+      await vi.waitFor(() => expect(recorder.calls[calls]?.yielded ?? 0).toBeGreaterThan(2));
+      controller.abort();
+      await response.catch(() => undefined);
+      await vi.waitFor(() => expect(recorder.calls[calls]!.settled).toBe(true));
+    };
+    await send(0, 'first question', true);
+    await send(1, 'first question', true);
+    await send(2, 'first question', false);
+    await send(0, 'second question', false);
+    const history = SessionHistory.parse(await (await fetch(`${url}/v1/sessions/tries/messages`)).json());
+    expect(history.messages.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'interrupted'],
+      ['assistant', 'interrupted'],
+      ['assistant', 'complete'],
+      ['user', 'complete'],
+      ['assistant', 'complete'],
+    ]);
+    // Each try answers the first question alone; the next turn's prompt alternates, with the finished reply only.
+    for (const call of recorder.calls.slice(0, 3)) expect(call.messages).toEqual([{ role: 'user', content: 'first question' }]);
+    expect(recorder.calls[3]!.messages.map((m) => [m.role, m.content])).toEqual([
+      ['user', 'first question'],
+      ['assistant', history.messages[3]!.content],
+      ['user', 'second question'],
+    ]);
+  });
+
   it('a client that leaves stops its reply at once, whatever RESUME_GRACE_MS (this route has no resume)', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 25 }));
     const { url } = await startServer({ RESUME_GRACE_MS: 60_000 }, { provider: recorder.provider });
