@@ -14,6 +14,7 @@ import type { EventLog, GenerationRecord } from './store/event-log.ts';
 import type { History, ReadOptions } from './store/history.ts';
 import { CancelRouting } from './cancel-routing.ts';
 import { Checkpoints } from './checkpoints.ts';
+import { promptFrom } from './prompt.ts';
 import { ReplyRunner } from './reply-runner.ts';
 import type { Signals } from './store/signals.ts';
 import { unstorable } from './text.ts';
@@ -83,6 +84,8 @@ export interface Attachment {
 
 /** How long a deletion waits for the session's running reply to end after its cancel. */
 const DELETE_WAIT_MS = 5_000;
+/** How far back a turn sent again is looked for (past the unfinished replies of its earlier tries). */
+const UNANSWERED_LOOKBACK = 16;
 
 /** How long a generation's record (and so its session lock) is kept: a day, or the event log's lifetime if longer. */
 const RECORD_TTL_MS = 24 * 60 * 60 * 1000;
@@ -424,7 +427,7 @@ export class ChatService {
   async #priorMessages(record: GenerationRecord, seq: number): Promise<ProviderMessage[]> {
     const { history } = this.#o;
     try {
-      return await history.read(record.sessionKey, { before: seq });
+      return promptFrom(await history.read(record.sessionKey, { before: seq }));
     } catch (error) {
       const reply: ChatMessage = { role: 'assistant', content: '', status: 'failed', createdAt: new Date().toISOString(), usage: NOTHING_CONSUMED };
       // Best effort: the store just failed a read; a draft left behind reads back as interrupted.
@@ -439,9 +442,12 @@ export class ChatService {
    * again. Read under the session's lock.
    */
   async #unansweredTurn(sessionKey: string, message: string): Promise<number | undefined> {
-    const [user, reply] = await this.#o.history.read(sessionKey, { limit: 2 });
-    if (user?.role !== 'user' || user.content !== message) return undefined;
-    return reply?.role === 'assistant' && reply.status !== 'complete' ? user.seq : undefined;
+    const recent = await this.#o.history.read(sessionKey, { limit: UNANSWERED_LOOKBACK });
+    // Each earlier try that got no answer left an unfinished reply after the message.
+    let at = recent.length - 1;
+    while (at >= 0 && recent[at]!.role === 'assistant' && recent[at]!.status !== 'complete') at--;
+    const user = recent[at];
+    return at < recent.length - 1 && user?.role === 'user' && user.content === message ? user.seq : undefined;
   }
 
   /** Takes the session's lock; a lock left by a dead instance is repaired and taken over. */
