@@ -1,0 +1,52 @@
+import { Redis } from 'ioredis';
+import { describe, expect, it, vi } from 'vitest';
+import { startFakeUpstream } from './helpers/fake-upstream.ts';
+import { startSluiceProcess } from './helpers/process.ts';
+import { startRedis } from './helpers/redis.ts';
+import { drain, streamSseRoute } from './helpers/sse.ts';
+
+// What the logs may hold: no secret of the operator's (store passwords, the upstream's key), and
+// no more than a bounded excerpt of what an upstream answers, however large.
+
+describe('logs', () => {
+  it("never hold the Redis password, not even when Redis refuses Sluice's login", async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const admin = new Redis(redis.port, '127.0.0.1', { lazyConnect: true });
+    admin.on('error', () => undefined);
+    await admin.connect();
+    await admin.config('SET', 'requirepass', 'REDIS-PASSWORD-PLANTED');
+    await admin.auth('REDIS-PASSWORD-PLANTED');
+    const url = `redis://:REDIS-PASSWORD-PLANTED@127.0.0.1:${redis.port}`;
+    const sluice = await startSluiceProcess({ REDIS_URL: url, STORE: 'memory' });
+    // The password changes on Redis's side (a rotation) and Sluice's connections are cut: it logs in again, and is refused.
+    await admin.config('SET', 'requirepass', 'another-password');
+    await admin.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await vi.waitFor(() => expect(sluice.output()).toMatch(/WRONGPASS/), { timeout: 10_000 });
+    expect(sluice.output()).not.toContain('REDIS-PASSWORD-PLANTED');
+    admin.disconnect();
+    await sluice.stop();
+  });
+
+  it("never hold the upstream's key, and keep a bounded excerpt of a large upstream error", async () => {
+    const key = 'sk-PLANTED-upstream-key-0123456789';
+    const upstream = await startFakeUpstream({ kind: 'status', status: 500, message: `Incorrect API key provided: ${key}. ${'detail '.repeat(10_000)}` });
+    const sluice = await startSluiceProcess({
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: upstream.baseURL,
+      OPENAI_API_KEY: key,
+      LLM_MODEL: 'm',
+      UPSTREAM_MAX_RETRIES: 0,
+    });
+    const before = sluice.output().length;
+    const frames = await drain(streamSseRoute(sluice.url, { message: 'hi', session_id: 'echo' })).catch(() => []);
+    expect(frames.length).toBeGreaterThanOrEqual(0);
+    await vi.waitFor(() => expect(sluice.output().slice(before)).toMatch(/generation (failed|finished)/));
+    const logged = sluice.output().slice(before);
+    expect(logged).not.toContain(key);
+    // The upstream sent 70 KB of error text: a request's log lines keep a few KB of it at most.
+    expect(logged.length).toBeLessThan(12_000);
+    await sluice.stop();
+    await upstream.close();
+  });
+});
