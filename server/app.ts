@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import type { Config } from './config.ts';
+import { secretsOf, type Config } from './config.ts';
 import { ChatService } from './core/chat-service.ts';
 import type { Credentials } from './core/credentials.ts';
 import type { Provider } from './core/providers/provider.ts';
@@ -52,7 +52,7 @@ export interface Sluice {
  * schema is created or migrated first).
  */
 export async function createSluice(config: Config, overrides: SluiceOverrides = {}): Promise<Sluice> {
-  const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid });
+  const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid }, secretsOf(config));
   const credentials = overrides.credentials ?? credentialsFrom(config, logger);
   const metrics: Metrics = new Metrics((): number => service.runningCount);
   const store = overrides.store ?? (await storeFrom(config, logger, { onSessionEvicted: () => metrics.sessionsEvicted('capacity') }));

@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
-import { usesRedis, type Config } from './config.ts';
+import { secretsOf, usesRedis, type Config } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 
 /**
@@ -8,7 +8,7 @@ import { createLogger } from './observability/logger.ts';
  * so a reply started on one can be resumed or cancelled through any other.
  */
 export async function runPrimary(config: Config, workers: number): Promise<void> {
-  const logger = createLogger(config.LOG_LEVEL, { service: 'sluice', role: 'primary' });
+  const logger = createLogger(config.LOG_LEVEL, { service: 'sluice', role: 'primary' }, secretsOf(config));
   if (!usesRedis(config)) {
     console.error('sluice: WORKERS > 1 needs REDIS_URL (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES): the workers share sessions, logs and locks through Redis');
     process.exit(2);

@@ -268,6 +268,24 @@ export function usesRedis(c: Pick<Config, 'REDIS_URL' | 'REDIS_SENTINELS' | 'RED
   return Boolean(c.REDIS_URL || c.REDIS_SENTINELS || c.REDIS_CLUSTER_NODES);
 }
 
+/**
+ * The operator's secrets that the configuration holds, for the logs to leave out: the upstream's
+ * key, the JWT secret, and the passwords in the store and upstream URLs (as written and decoded).
+ */
+export function secretsOf(c: Config): string[] {
+  const secrets = [c.OPENAI_API_KEY, c.AUTH_JWT_SECRET];
+  for (const url of [c.REDIS_URL, c.DATABASE_URL, c.OPENAI_BASE_URL]) {
+    if (!url) continue;
+    try {
+      const password = new URL(url).password;
+      if (password) secrets.push(password, decodeURIComponent(password));
+    } catch {
+      // Not a URL the schema let through: nothing to take from it.
+    }
+  }
+  return secrets.filter((s): s is string => typeof s === 'string' && s.length > 0);
+}
+
 type RedisSettings = {
   readonly [K in 'REDIS_URL' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_MASTER' | 'REDIS_CLUSTER_NODES' | 'REDIS_TLS_CA_FILE']?: string | undefined;
 } & {

@@ -7,7 +7,51 @@ import { pino, type Logger } from 'pino';
 // the process exits (pino flushes the destination on exit).
 const BATCH_BYTES = 4096;
 const FLUSH_EVERY_MS = 100;
+/** Characters of an error's message, and of its stack, that a line keeps. */
+const MAX_ERROR_TEXT = 2000;
+/** Causes followed, from an error to the error that caused it. */
+const MAX_CAUSES = 3;
+/** Shorter strings are not looked for in lines: they could be anything. */
+const MIN_SECRET_CHARS = 6;
 
-export function createLogger(level: string, base: Record<string, unknown>): Logger {
-  return pino({ level, base }, pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES, periodicFlush: FLUSH_EVERY_MS }));
+/**
+ * `secrets`: the operator's (the upstream's key, store passwords), replaced in every line by
+ * `[redacted]` wherever a library put them (an upstream that echoes its key in an error, say).
+ */
+export function createLogger(level: string, base: Record<string, unknown>, secrets: readonly string[] = []): Logger {
+  const scrub = scrubber(secrets);
+  return pino(
+    { level, base, serializers: { err: serializeError }, ...(scrub ? { hooks: { streamWrite: scrub } } : {}) },
+    pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES, periodicFlush: FLUSH_EVERY_MS }),
+  );
+}
+
+/**
+ * An error as a log line holds it: its type, message, code, status, stack frames and causes, each
+ * bounded. Only these: libraries hang anything on their errors (ioredis the command's arguments,
+ * a login's password among them; an HTTP client the response's headers).
+ */
+export function serializeError(error: unknown, depth = 0): unknown {
+  if (!(error instanceof Error)) return typeof error === 'string' ? error.slice(0, MAX_ERROR_TEXT) : error;
+  const out: Record<string, unknown> = { type: error.name, message: error.message.slice(0, MAX_ERROR_TEXT) };
+  const { code, status } = error as { code?: unknown; status?: unknown };
+  if (typeof code === 'string' || typeof code === 'number') out.code = code;
+  if (typeof status === 'number') out.status = status;
+  // The frames only: the stack's first lines repeat the message.
+  const frames = error.stack?.split('\n').filter((line) => line.startsWith('    at '));
+  if (frames && frames.length > 0) out.stack = frames.join('\n').slice(0, MAX_ERROR_TEXT);
+  if (error.cause !== undefined && depth < MAX_CAUSES) out.cause = serializeError(error.cause, depth + 1);
+  return out;
+}
+
+function scrubber(secrets: readonly string[]): ((line: string) => string) | undefined {
+  // As they appear inside a JSON string (escaped), longest first (one may contain another).
+  const forms = [...new Set(secrets.filter((s) => s.length >= MIN_SECRET_CHARS).map((s) => JSON.stringify(s).slice(1, -1)))].sort(
+    (a, b) => b.length - a.length,
+  );
+  if (forms.length === 0) return undefined;
+  return (line) => {
+    for (const form of forms) if (line.includes(form)) line = line.replaceAll(form, '[redacted]');
+    return line;
+  };
 }

@@ -51,7 +51,7 @@ const LEFT = new Error('upstream call left');
 function errorDetail(text: string): string {
   try {
     const message = (JSON.parse(text) as { error?: { message?: unknown } } | null)?.error?.message;
-    if (typeof message === 'string') return message;
+    if (typeof message === 'string') return message.slice(0, MAX_ERROR_BODY_CHARS);
   } catch {
     // Not JSON: the text itself.
   }
