@@ -1,6 +1,8 @@
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Agent, request } from 'node:http';
+import { startSluiceProcess } from './helpers/process.ts';
 import { startServer } from './helpers/server.ts';
 
 const sockets = new Set<Socket>();
@@ -96,6 +98,33 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
       expect(peer.received()).toMatch(/^HTTP\/1\.1 (413|404) /);
       expect(peer.received().match(/HTTP\/1\.1 /g)).toHaveLength(1);
     }
+  });
+
+  it('refused requests one after another on one kept-alive socket leave nothing behind on it (no listener per request)', async () => {
+    const sluice = await startSluiceProcess({ API_KEYS: 'sk-test-key-0123456789' });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const ports = new Set<number>();
+    for (let i = 0; i < 40; i++) {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(
+          `${sluice.url}/v1/chat/stream`,
+          { method: 'POST', agent, headers: { authorization: 'Bearer wrong', 'content-type': 'application/json' } },
+          (res) => {
+            res.resume();
+            res.once('end', () => resolve(res.statusCode!));
+          },
+        );
+        req.once('socket', (socket) => ports.add(socket.localPort ?? 0));
+        req.once('error', reject);
+        req.end('{}');
+      });
+      expect(status).toBe(401);
+    }
+    agent.destroy();
+    // One connection served them all, and Node saw no listener pile up on it.
+    expect(ports.size).toBe(1);
+    expect(sluice.output()).not.toMatch(/MaxListenersExceededWarning/);
+    await sluice.stop();
   });
 
   it('requests pipelined on one socket are answered in order, at most 16 under way; a socket that sends more is cut', async () => {
