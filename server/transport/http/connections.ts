@@ -93,6 +93,9 @@ function limitUnread(req: IncomingMessage): void {
   const done = (): void => {
     clearTimeout(timer);
     req.off('data', onData);
+    req.off('end', done);
+    // The socket outlives the request (keep-alive): a listener left on it would be one per request.
+    socket.off('close', done);
   };
   req.on('data', onData);
   req.once('end', done);
