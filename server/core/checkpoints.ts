@@ -22,7 +22,8 @@ interface PendingFinal {
   readonly message: ChatMessage;
   readonly keepLast: number;
   readonly until: number;
-  writing: boolean;
+  /** The write under way, resolving true once the message is stored. */
+  writing: Promise<boolean> | undefined;
 }
 
 /**
@@ -64,7 +65,7 @@ export class Checkpoints {
    * reads back as `interrupted`); the final message replaces it, whatever came after it.
    */
   final(sessionKey: string, replyId: string, message: ChatMessage, keepLast: number): void {
-    this.#finals.set(replyId, { sessionKey, message, keepLast, until: Date.now() + FINAL_RETRY_MS, writing: false });
+    this.#finals.set(replyId, { sessionKey, message, keepLast, until: Date.now() + FINAL_RETRY_MS, writing: undefined });
     this.#start();
   }
 
@@ -80,21 +81,24 @@ export class Checkpoints {
    */
   async close(): Promise<void> {
     this.stop();
-    const pending = [...this.#finals].filter(([, final]) => !final.writing);
+    const pending = [...this.#finals];
     this.#finals.clear();
     await Promise.all(
-      pending.map(([replyId, final]) =>
-        within(
-          this.#o.history.append(final.sessionKey, final.message, { keepLast: final.keepLast, replyId }).then(() => true),
-          LAST_TRY_MS,
-          () => false,
-        )
-          .catch(() => false)
-          .then((stored) => {
-            if (stored) this.#o.logger.info({ replyId }, "stored a reply's final message before stopping");
-            else this.#o.logger.error({ replyId }, "could not store a reply's final message before stopping; its draft stays (read as interrupted)");
-          }),
-      ),
+      pending.map(async ([replyId, final]) => {
+        // A write under way (the timer's) is waited for, and tried once more if it fails.
+        const last = (final.writing ?? Promise.resolve(false)).then((stored) => stored || this.#write(replyId, final));
+        const stored = await within(last, LAST_TRY_MS, () => false);
+        if (stored) this.#o.logger.info({ replyId }, "stored a reply's final message before stopping");
+        else this.#o.logger.error({ replyId }, "could not store a reply's final message before stopping; its draft stays (read as interrupted)");
+      }),
+    );
+  }
+
+  /** One try at a final message: true once stored. */
+  #write(replyId: string, final: PendingFinal): Promise<boolean> {
+    return this.#o.history.append(final.sessionKey, final.message, { keepLast: final.keepLast, replyId }).then(
+      () => true,
+      () => false,
     );
   }
 
@@ -111,14 +115,14 @@ export class Checkpoints {
         this.#o.logger.error({ replyId }, "gave up storing a reply's final message; its draft stays (read as interrupted)");
         continue;
       }
-      pending.writing = true;
-      this.#o.history.append(pending.sessionKey, pending.message, { keepLast: pending.keepLast, replyId }).then(
-        () => {
-          this.#finals.delete(replyId);
-          this.#o.logger.info({ replyId }, "stored a reply's final message once the store was back");
-        },
-        () => (pending.writing = false),
-      );
+      const writing = this.#write(replyId, pending);
+      pending.writing = writing;
+      void writing.then((stored) => {
+        pending.writing = undefined;
+        // Gone from the map: close() took it over.
+        if (!stored || !this.#finals.delete(replyId)) return;
+        this.#o.logger.info({ replyId }, "stored a reply's final message once the store was back");
+      });
     }
     if (this.#running.size === 0 && this.#finals.size === 0) this.stop();
     for (const [generation, saved] of this.#running) {
