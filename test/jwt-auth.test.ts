@@ -105,6 +105,18 @@ describe('end-user tokens (JWTs from a JWKS)', () => {
     }
   });
 
+  it("/metrics is the operator's: an API key reads it, an end user's valid token gets the same 401 as a bad credential", async () => {
+    const idp = await startIdentityProvider();
+    const { url } = await tokenServer(idp, { API_KEYS: KEY });
+    const withKey = await fetch(`${url}/metrics`, { headers: bearer(KEY) });
+    expect(withKey.status).toBe(200);
+    expect(await withKey.text()).toMatch(/sluice_/);
+    const withToken = await fetch(`${url}/metrics`, { headers: bearer(await idp.token('alice')) });
+    const withBad = await fetch(`${url}/metrics`, { headers: bearer('not-a-credential') });
+    expect([withToken.status, withBad.status]).toEqual([401, 401]);
+    expect(await withToken.text()).toBe(await withBad.text());
+  });
+
   it('every bad token is the same 401 (UNAUTHORIZED over tRPC), whatever is wrong with it', async () => {
     const idp = await startIdentityProvider();
     const { url } = await tokenServer(idp);
