@@ -12,3 +12,11 @@ export interface Credentials {
    */
   ownerOf(credential: string | undefined): Promise<string | undefined>;
 }
+
+/** The prefix of the owners end-user tokens name (API keys' are `k_...`). */
+export const END_USER_PREFIX = 'u_';
+
+/** Whether an owner is an end user (signed in with a token), not an API key of the operator's. */
+export function isEndUser(owner: string): boolean {
+  return owner.startsWith(END_USER_PREFIX);
+}

@@ -1,6 +1,6 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import type { Credentials } from '../credentials.ts';
+import { END_USER_PREFIX, type Credentials } from '../credentials.ts';
 import { SluiceError } from '../errors.ts';
 import { jwksKeys, KeysUnavailable } from './jwks-keys.ts';
 
@@ -131,7 +131,7 @@ export class JwtVerifier implements Credentials {
       .update('\0')
       .update(name, 'utf8')
       .digest();
-    return `u_${hash.subarray(0, 12).toString('hex')}`;
+    return `${END_USER_PREFIX}${hash.subarray(0, 12).toString('hex')}`;
   }
 }
 

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isEndUser } from '../../core/credentials.ts';
 import { SluiceError } from '../../core/errors.ts';
 import type { Admission } from '../admission.ts';
 import { bearerToken } from './bearer.ts';
@@ -53,7 +54,9 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
       }
       if (!route.open) {
         try {
-          owners.set(req, await admission.owner(bearerToken(req.headers.authorization)));
+          const owner = await admission.owner(bearerToken(req.headers.authorization));
+          if (route.operators && isEndUser(owner)) throw new SluiceError('unauthorized');
+          owners.set(req, owner);
         } catch (error) {
           if (error instanceof SluiceError && error.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
           (route.sendError ?? sendError)(res, error);

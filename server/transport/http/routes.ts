@@ -15,6 +15,8 @@ export interface Route {
   readonly handler: RouteHandler;
   /** Served without a credential (tRPC's procedures check theirs themselves). */
   readonly open?: boolean;
+  /** The operator's: an end user's token is refused as a bad credential is (API keys only). */
+  readonly operators?: boolean;
   /**
    * Served to pages of any site, with no origin check: the chat page and its assets (a link from
    * elsewhere opens the page). Every other route follows the origin policy (origin-policy.ts).
@@ -41,6 +43,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'GET',
     path: /^\/metrics$/,
+    operators: true,
     handler: async (_req, res, deps) => {
       const { contentType, body } = await deps.metrics.render();
       res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
