@@ -28,6 +28,22 @@ describe('logs', () => {
     await sluice.stop();
   });
 
+  it('keep a bounded part of a long path: a request line does not become a log line as long', async () => {
+    const sluice = await startSluiceProcess({});
+    const before = sluice.output().length;
+    const response = await fetch(`${sluice.url}/${'p'.repeat(12_000)}`);
+    expect(response.status).toBe(404);
+    await response.text();
+    await vi.waitFor(() => expect(sluice.output().slice(before)).toMatch(/"msg":"request"/));
+    const line = sluice
+      .output()
+      .slice(before)
+      .split('\n')
+      .find((l) => l.includes('"msg":"request"'))!;
+    expect(line.length).toBeLessThan(1500);
+    await sluice.stop();
+  });
+
   it("never hold the upstream's key, and keep a bounded excerpt of a large upstream error", async () => {
     const key = 'sk-PLANTED-upstream-key-0123456789';
     const upstream = await startFakeUpstream({ kind: 'status', status: 500, message: `Incorrect API key provided: ${key}. ${'detail '.repeat(10_000)}` });
