@@ -43,5 +43,11 @@ export function logWhenClosed(req: IncomingMessage, res: ServerResponse, context
   });
 }
 
+/** Characters of a path a line keeps: a request's line is up to 16 KB, and anyone can send one. */
+const MAX_LOGGED_PATH = 512;
+
 /** Never the query: tRPC puts the message there. */
-const pathOf = (req: IncomingMessage): string => (req.url ?? '/').split('?', 1)[0]!;
+const pathOf = (req: IncomingMessage): string => {
+  const path = (req.url ?? '/').split('?', 1)[0]!;
+  return path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path;
+};
