@@ -9,8 +9,9 @@ import { join } from 'node:path';
  */
 export default function setup(): () => void {
   const root = mkdtempSync(join(tmpdir(), 'sluice-test-'));
-  // PostgreSQL runs as its own user and must reach its directory through this one.
-  chmodSync(root, 0o755);
+  // As /tmp is: PostgreSQL runs as its own user, and some tests run a child as `nobody` (whose tsx
+  // keeps its cache in the temporary directory); each must reach, or make, its own directory here.
+  chmodSync(root, 0o1777);
   const previous = process.env.TMPDIR;
   process.env.TMPDIR = root;
   return () => {
