@@ -1,3 +1,4 @@
+import calculateSlot from 'cluster-key-slot';
 import type { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
@@ -49,6 +50,44 @@ describe('Redis Cluster (three masters)', () => {
     const owners = new Set<string>();
     for (const node of admin.nodes('master')) if ((await node.keys('sluice:ev:*')).length > 0) owners.add(`${node.options.port}`);
     expect(owners.size).toBeGreaterThan(1);
+  });
+
+  it('masters that refuse writes (maxmemory) make the instance unready until they take them again, whichever shard its own keys are on', async () => {
+    if (!cluster || !admin) return;
+    const server = await startServer({ REDIS_CLUSTER_NODES: cluster.nodes });
+    const masters = admin.nodes('master');
+    const instances = new Set<string>();
+    for (const node of masters) {
+      for (const match of String(await node.client('LIST')).matchAll(/name=sluice-([0-9a-f]+)-/g)) instances.add(match[1]!);
+    }
+    expect(instances.size).toBe(1);
+    // Every master is full but the one holding this instance's own key: a turn is refused on a
+    // full one, and a readiness probe on the instance's own key would find its shard healthy.
+    const slot = calculateSlot(`sluice:probe:${[...instances][0]!}`);
+    const ranges = (await admin.call('CLUSTER', 'SLOTS')) as Array<[number, number, [string, number]]>;
+    const spared = ranges.find(([from, to]) => slot >= from && slot <= to)![2][1];
+    const full = masters.filter((node) => node.options.port !== spared);
+    for (const node of full) {
+      await node.config('SET', 'maxmemory-policy', 'noeviction');
+      await node.config('SET', 'maxmemory', '1');
+    }
+    try {
+      let refused = false;
+      for (let i = 0; i < 10 && !refused; i++) {
+        const start = await fetch(`${server.url}/v1/chat/stream`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ message: 'hi', session_id: `full-${i}` }),
+        });
+        await start.text();
+        refused = start.status === 503;
+      }
+      expect(refused).toBe(true);
+      expect((await fetch(`${server.url}/ready`)).status).toBe(503);
+    } finally {
+      for (const node of full) await node.config('SET', 'maxmemory', '0');
+    }
+    await vi.waitFor(async () => expect((await fetch(`${server.url}/ready`)).status).toBe(200), { timeout: 10_000 });
   });
 
   it('SSE route: a reply started on A resumes on B from its Last-Event-ID, exactly once', async () => {
