@@ -63,8 +63,11 @@ export class RedisConnection {
   #tail: Tail | undefined;
   #tailReader: Redis | undefined;
   #closing: Promise<void> | undefined;
-  /** Redis answered a write with a refusal (out of memory, read-only, failing to persist): see healthy(). */
-  #refusing = false;
+  /**
+   * Redis answered a write with a refusal (out of memory, read-only, failing to persist): the key
+   * the probe then writes, in the refused key's slot (on a cluster, the refusing shard). See healthy().
+   */
+  #refusing: string | undefined;
 
   constructor(options: RedisConnectionOptions) {
     const topology = options.topology ?? (options.url === undefined ? undefined : { kind: 'single' as const, url: options.url });
@@ -176,8 +179,8 @@ export class RedisConnection {
     try {
       return await run(this.redis);
     } catch (error) {
-      if (!this.#refusing && refusesWrites(error)) {
-        this.#refusing = true;
+      if (this.#refusing === undefined && refusesWrites(error)) {
+        this.#refusing = this.#probeKey(error);
         this.logger.warn({ err: error }, 'redis refuses writes');
       }
       throw new SluiceError('unavailable', 'The session store is unavailable; try again shortly', { cause: error });
@@ -232,7 +235,8 @@ export class RedisConnection {
 
   async healthy(): Promise<boolean> {
     if (this.#closing || this.#commands.status !== 'ready') return false;
-    if (!this.#refusing) {
+    const probe = this.#refusing;
+    if (probe === undefined) {
       return this.#commands.ping().then(
         () => true,
         () => false,
@@ -240,14 +244,30 @@ export class RedisConnection {
     }
     // A Redis that refuses writes answers PING all the same; a write tells when it takes them
     // again (as the SQL stores probe a disk that was full).
-    return this.#commands.set(this.key('probe', this.instance), '1', 'PX', PROBE_TTL_MS).then(
+    return this.#commands.set(probe, '1', 'PX', PROBE_TTL_MS).then(
       () => {
-        this.#refusing = false;
+        this.#refusing = undefined;
         this.logger.info('redis takes writes again');
         return true;
       },
       () => false,
     );
+  }
+
+  /** A key of the refused command's slot (its first key's hash tag, or the key itself), else this instance's own. */
+  #probeKey(error: unknown): string {
+    const { name, args } = (error as { command?: { name?: unknown; args?: unknown } }).command ?? {};
+    if (typeof name === 'string' && Array.isArray(args)) {
+      const scripted = /^eval/i.test(name);
+      const first: unknown = scripted ? (Number(args[1]) > 0 ? args[2] : undefined) : args[0];
+      if (typeof first === 'string' || Buffer.isBuffer(first)) {
+        const key = String(first);
+        const open = key.indexOf('{');
+        const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+        return this.key('probe', `{${close > open + 1 ? key.slice(open + 1, close) : key}}`);
+      }
+    }
+    return this.key('probe', this.instance);
   }
 
   close(): Promise<void> {
