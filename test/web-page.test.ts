@@ -228,6 +228,33 @@ describe('browser chat page with keys or tokens on (headless Chromium)', () => {
     expect(JSON.stringify(lines)).not.toContain(token);
   });
 
+  it("a #token= link to a tab already signed in leaves the address bar at once, and replaces the tab's key only if the user says so", async () => {
+    const OTHER = 'other-key-0123456789abcdef';
+    const server = await startServer({ API_KEYS: `${KEY},${OTHER}`, SIM_DELAY_MS: 10 });
+    const browser = await openPage(`${server.url}/?session=web-fixation#token=${KEY}`);
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.evaluate(() => document.body.dataset.ready)).toBe('true');
+    const held = (): Promise<string | null> => page.evaluate(() => sessionStorage.getItem('sluice.token'));
+    expect(await held()).toBe(KEY);
+    // Someone else's link, opened in this tab: only the fragment changes, the page is not loaded again.
+    const asked: string[] = [];
+    page.once('dialog', (dialog) => {
+      asked.push(dialog.message());
+      void dialog.dismiss();
+    });
+    await page.evaluate((other) => (location.hash = `token=${other}`), OTHER);
+    await expect.poll(() => page.url()).not.toContain(OTHER);
+    expect(asked).toHaveLength(1);
+    expect(await held()).toBe(KEY);
+    // Said yes: the tab uses the link's key from then on.
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.evaluate((other) => (location.hash = `token=${other}`), OTHER);
+    await expect.poll(held).toBe(OTHER);
+    await expect.poll(() => page.url()).not.toContain(OTHER);
+    await browser.close();
+  });
+
   it('streams over SSE with the token when WebSocket upgrades are refused', async () => {
     const { logger, lines } = captureLogs('info');
     const server = await startServer({ API_KEYS: KEY, WS_ENABLED: false, SIM_DELAY_MS: 10, LOG_LEVEL: 'info' }, { logger });
