@@ -37,17 +37,31 @@ const ui = {
 // client at each connection and request. A link may carry it in the fragment (`#token=...`),
 // which browsers never send to the server; it is taken out of the address bar at once.
 const TOKEN_KEY = 'sluice.token';
-function takeTokenFromFragment(): void {
+const currentToken = (): string | undefined => sessionStorage.getItem(TOKEN_KEY) ?? undefined;
+/** True when the fragment brought a credential that the tab now uses instead of the one it had. */
+function takeTokenFromFragment(): boolean {
   const fragment = new URLSearchParams(location.hash.slice(1));
   const token = fragment.get('token');
-  if (token === null) return;
-  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  if (token === null) return false;
+  // Out of the address bar (and of this history entry) first, whatever is decided.
   fragment.delete('token');
   const rest = fragment.toString();
   history.replaceState(null, '', `${location.pathname}${location.search}${rest ? `#${rest}` : ''}`);
+  const held = currentToken();
+  if (!token || token === held) return false;
+  // A link must not swap the credential of a tab signed in already without asking: the user's
+  // messages would go to whoever made the link, with nothing on screen to say so.
+  if (held !== undefined && !confirm('This link signs this tab in with another key or token: what you write from now on goes to that account. Use it?'))
+    return false;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  return held !== undefined;
 }
 takeTokenFromFragment();
-const currentToken = (): string | undefined => sessionStorage.getItem(TOKEN_KEY) ?? undefined;
+// A link to this page with only another fragment does not load it again: the same, then a fresh
+// start with the new credential.
+window.addEventListener('hashchange', () => {
+  if (takeTokenFromFragment() || (currentToken() !== undefined && !ui.signin.hidden)) location.reload();
+});
 
 const isUnauthorized = (error: unknown): boolean => (error as { data?: { code?: string } | null }).data?.code === 'UNAUTHORIZED';
 
