@@ -286,6 +286,14 @@ describe('Sluice behind nginx (docs/deploy/nginx.conf, real nginx)', () => {
     expect(events.at(-1)).toMatchObject({ type: 'done', totalChunks: FULL.length });
     expect(await metric(sluice, 'sluice_generations_total', { transport: 'trpc-http' })).toBe(1);
     await closeChatClient(client);
+    // On SSE a browser's credential and message travel in the query (EventSource sends no headers):
+    // the proxy's access log must not keep them.
+    const secret = 'sk-in-the-query-0123456789';
+    const query = `connectionParams=${encodeURIComponent(JSON.stringify({ apiKey: secret }))}`;
+    await (await fetch(`${nginx.url}/trpc/chat.stream?${query}`)).body?.cancel();
+    await vi.waitFor(() => expect(nginx.accessLog()).toMatch(/GET \/trpc\/chat\.stream/));
+    expect(nginx.accessLog()).not.toContain(secret);
+    expect(nginx.accessLog()).not.toContain('connectionParams');
 
     const browser = await openPage(`${nginx.url}/?session=nginx-sse`);
     if (!browser) return;

@@ -18,6 +18,8 @@ export interface Nginx {
   readonly site: string;
   /** What nginx wrote to its error log (stderr) so far. */
   output(): string;
+  /** Its access log so far (where the site file's `access_log` line writes, or the main file's). */
+  accessLog(): string;
   /** Fast shutdown (SIGTERM), waiting for nginx to exit. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -158,6 +160,7 @@ export async function startNginx(site: SiteFile, upstreams: readonly string[]): 
     url: `http://127.0.0.1:${port}`,
     site: rendered,
     output: () => out,
+    accessLog: () => (existsSync(`${dir}/access.log`) ? readFileSync(`${dir}/access.log`, 'utf8') : ''),
     stop: () => {
       stopped ??= stopChild(child);
       return stopped;
