@@ -29,11 +29,15 @@ const DEPLOY_DIR = fileURLToPath(new URL('../../docs/deploy/', import.meta.url))
 /**
  * The documented site file, pointed at this test's processes. Only two things change, and each
  * must be found exactly where the file's header says, or this throws (so the docs cannot drift
- * away from what is tested): the `listen 80;` line gets the test's port, and the `server` lines
- * of `upstream sluice { }` are replaced by one per address, with the first line's parameters.
+ * away from what is tested): the `listen 80;` line gets the test's port, the `server` lines
+ * of `upstream sluice { }` are replaced by one per address, with the first line's parameters, and
+ * the access log goes to `logDir` (its format is kept).
  */
-export function renderSite(text: string, port: number, upstreams: readonly string[]): string {
+export function renderSite(text: string, port: number, upstreams: readonly string[], logDir: string): string {
   if (upstreams.length === 0) throw new Error('renderSite: at least one upstream');
+  const log = /^([ \t]*)access_log \/var\/log\/nginx\/access\.log sluice;[ \t]*$/gm;
+  if ((text.match(log) ?? []).length !== 1) throw new Error('the site file must have exactly one "access_log /var/log/nginx/access.log sluice;" line');
+  text = text.replace(log, `$1access_log ${logDir}/access.log sluice;`);
   const listen = /^([ \t]*)listen 80;[ \t]*$/gm;
   const listens = text.match(listen) ?? [];
   if (listens.length !== 1) throw new Error(`the site file must have exactly one "listen 80;" line, found ${listens.length}`);
@@ -130,7 +134,7 @@ export async function startNginx(site: SiteFile, upstreams: readonly string[]): 
   if (!binary) return undefined;
   const dir = mkdtempSync(join(tmpdir(), 'sluice-nginx-'));
   const port = await freePort();
-  const rendered = renderSite(readFileSync(join(DEPLOY_DIR, site), 'utf8'), port, upstreams);
+  const rendered = renderSite(readFileSync(join(DEPLOY_DIR, site), 'utf8'), port, upstreams, dir);
   writeFileSync(`${dir}/sluice.conf`, rendered);
   writeFileSync(`${dir}/nginx.conf`, mainConfig(dir));
 
