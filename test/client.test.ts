@@ -181,6 +181,16 @@ describe('createChatClient', () => {
     },
   );
 
+  it('a message too long for a URL is refused by the client before it goes over SSE, naming why; WebSocket takes it', async () => {
+    const { url } = await startServer({ SIM_DELAY_MS: 0 });
+    const message = 'long words '.repeat(2000);
+    const overSse = client({ url, transport: 'sse' });
+    await expect(collect(streamChat(overSse, { message, sessionId: 'long-sse' }))).rejects.toThrow(/too long to send over SSE/);
+    expect((await overSse.chat.history.query({ sessionId: 'long-sse' })).messages).toEqual([]);
+    const overWs = client({ url, transport: 'ws' });
+    expect((await collect(streamChat(overWs, { message, sessionId: 'long-ws' }))).at(-1)).toMatchObject({ type: 'done' });
+  });
+
   it('closeChatClient ends a WebSocket client that cannot reach its server: its streams end, and it stops reconnecting', async () => {
     const url = (await refusedBaseURL()).replace(/\/v1$/, '');
     const c = createChatClient({ url, transport: 'ws' });
