@@ -13,6 +13,7 @@ import {
 import { observable, type Unsubscribable } from '@trpc/server/observable';
 import superjson from 'superjson';
 import type { AppRouter } from '../shared/app-router.ts';
+import { sseUrlBound } from './sse-url-bound.ts';
 import { withBatchLimit } from './ws-batches.ts';
 
 export type Transport = 'ws' | 'sse' | 'auto';
@@ -116,12 +117,15 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
 
   const httpLinks: TRPCLink<AppRouter> = splitLink({
     condition: (op) => op.type === 'subscription',
-    true: httpSubscriptionLink({
-      url: httpUrl,
-      transformer: superjson,
-      ...(EventSourceImpl ? { EventSource: EventSourceImpl } : {}),
-      ...(credentials ? { connectionParams: credentials.params } : {}),
-    }),
+    true: [
+      sseUrlBound(),
+      httpSubscriptionLink({
+        url: httpUrl,
+        transformer: superjson,
+        ...(EventSourceImpl ? { EventSource: EventSourceImpl } : {}),
+        ...(credentials ? { connectionParams: credentials.params } : {}),
+      }),
+    ],
     false: httpBatchLink({ url: httpUrl, transformer: superjson, headers: credentials?.headers ?? {}, maxItems: maxBatch }),
   });
 
