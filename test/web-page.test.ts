@@ -6,7 +6,7 @@ import { openPage, saveScreenshot } from './helpers/browser.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
 import { captureLogs } from './helpers/logs.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
-import { rawRequest } from './helpers/sse.ts';
+import { openSseRoute, rawRequest } from './helpers/sse.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
 
 const reply = (message: string): string => simulatedDeltas(message).join('');
@@ -92,6 +92,29 @@ describe('browser chat page (headless Chromium)', () => {
     expect(await page.locator('#send').isEnabled()).toBe(true);
     expect(browser.errors).toEqual([]);
     await saveScreenshot(page, 'web-page-stopped');
+    await browser.close();
+  });
+
+  it('a reply still running when the page loads (a reload mid-reply) can be stopped from it: the busy session says so and Stop is offered', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 150, RESUME_GRACE_MS: 60_000 });
+    // Started by this page before a reload: it runs on, and the page that loads knows nothing of it.
+    const earlier = openSseRoute(server.url, { message: 'a long story', session_id: 'web-reloaded' }, {}, () => undefined);
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
+    earlier.cut();
+    const browser = await openPage(`${server.url}/?session=web-reloaded`);
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.locator('#send').isEnabled()).toBe(true);
+    await say(page, 'next question');
+    await expect.poll(() => page.locator('#alert').textContent()).toMatch(/still running/);
+    expect(await page.locator('#stop').isEnabled()).toBe(true);
+    await page.locator('#stop').click();
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0));
+    await expect.poll(() => page.locator('#messages li[data-role="assistant"]').last().getAttribute('data-status')).toBe('interrupted');
+    expect(await page.locator('#stop').isEnabled()).toBe(false);
+    await say(page, 'next question');
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    expect(browser.errors).toEqual([]);
     await browser.close();
   });
 
