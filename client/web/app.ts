@@ -192,15 +192,18 @@ function streamInto(element: HTMLElement): { add(text: string): void; flush(): v
 }
 
 let current: AbortController | undefined;
+/** The session's reply runs, but not from this page (sent before a reload, or from another tab): Stop cancels it. */
+let runningElsewhere = false;
 function setBusy(busy: boolean): void {
   ui.send.disabled = busy;
-  ui.stop.disabled = !busy;
+  ui.stop.disabled = !busy && !runningElsewhere;
   ui.input.disabled = false;
   if (!busy) ui.input.focus();
 }
 
 async function send(message: string): Promise<void> {
   showAlert(undefined);
+  runningElsewhere = false;
   const controller = new AbortController();
   current = controller;
   setBusy(true);
@@ -241,7 +244,12 @@ async function send(message: string): Promise<void> {
     reply.item.remove();
     if (ui.messages.children.length === 0) ui.empty.hidden = false;
     const data = (error as { data?: { sluiceCode?: string | null } | null }).data;
-    showAlert(`${data?.sluiceCode ? `${data.sluiceCode}: ` : ''}${(error as Error).message}`);
+    runningElsewhere = data?.sluiceCode === 'session_busy';
+    showAlert(
+      runningElsewhere
+        ? 'A reply is still running in this session (sent before this page was loaded, or from another tab). Stop it, or wait for it to end.'
+        : `${data?.sluiceCode ? `${data.sluiceCode}: ` : ''}${(error as Error).message}`,
+    );
     ui.input.value = message;
     if (isUnauthorized(error)) askForToken(currentToken() ? 'The server refused the token (it may have expired). Paste a new one.' : undefined);
   } finally {
@@ -263,7 +271,26 @@ ui.input.addEventListener('keydown', (event) => {
     ui.form.requestSubmit();
   }
 });
-ui.stop.addEventListener('click', () => current?.abort());
+ui.stop.addEventListener('click', () => {
+  if (current) {
+    current.abort();
+    return;
+  }
+  if (!runningElsewhere) return;
+  // The session's running reply, whichever it is: this page never knew its id.
+  ui.stop.disabled = true;
+  void client.chat.cancel.mutate({ sessionId }).then(
+    async () => {
+      runningElsewhere = false;
+      showAlert(undefined);
+      await loadHistory();
+    },
+    (error: unknown) => {
+      ui.stop.disabled = false;
+      showAlert(`Could not stop the reply: ${(error as Error).message}`);
+    },
+  );
+});
 ui.newChat.addEventListener('click', () => {
   const id = newSessionId();
   localStorage.setItem('sluice.session', id);
