@@ -191,6 +191,28 @@ describe('createChatClient', () => {
     expect((await collect(streamChat(overWs, { message, sessionId: 'long-ws' }))).at(-1)).toMatchObject({ type: 'done' });
   });
 
+  it.each(['ws', 'sse'] as const)('over %s, a reply whose server cannot be reached at all gives up after giveUpAfterMs, and throws', async (transport) => {
+    const url = (await refusedBaseURL()).replace(/\/v1$/, '');
+    const c = client({ url, transport });
+    const startedAt = performance.now();
+    await expect(collect(streamChat(c, { message: 'hello', sessionId: 'never', giveUpAfterMs: 1000 }))).rejects.toThrow(/stayed lost|could not be reached/);
+    expect(performance.now() - startedAt).toBeLessThan(5000);
+  });
+
+  it('giveUpAfterMs beyond what a timer holds (about 24.8 days) waits as Infinity does, and a bad value is refused', async () => {
+    const { url } = await startServer({ SIM_DELAY_MS: 20 });
+    const proxy = await startTcpProxy(url);
+    const c = client({ url: proxy.url, transport: 'ws' });
+    const events: StreamEvent[] = [];
+    for await (const event of streamChat(c, { message: 'explain caching', sessionId: 'long-wait', giveUpAfterMs: 30 * 24 * 3600 * 1000 })) {
+      events.push(event);
+      if (events.length === 3) proxy.dropAll();
+    }
+    expect(events.at(-1)).toMatchObject({ type: 'done' });
+    await expect(collect(streamChat(c, { message: 'x', giveUpAfterMs: 0 }))).rejects.toThrow(RangeError);
+    await expect(collect(streamChat(c, { message: 'x', giveUpAfterMs: Number.NaN }))).rejects.toThrow(RangeError);
+  });
+
   it('closeChatClient ends a WebSocket client that cannot reach its server: its streams end, and it stops reconnecting', async () => {
     const url = (await refusedBaseURL()).replace(/\/v1$/, '');
     const c = createChatClient({ url, transport: 'ws' });
