@@ -15,14 +15,17 @@ export interface StreamChatRequest {
   /**
    * How long a dropped connection may stay lost before the reply is given up: it then ends with an
    * `unavailable` error event (with the text so far), or the call throws if the reply had not
-   * started. Default 60 s (longer than servers usually keep a reply nobody follows: their
-   * RESUME_GRACE_MS, 5 s by default); `Infinity` waits for the server however long it takes.
+   * started; a server that cannot be reached from the start counts too. Default 60 s (longer than
+   * servers usually keep a reply nobody follows: their RESUME_GRACE_MS, 5 s by default);
+   * `Infinity` (or anything beyond a timer's 24.8 days) waits for the server however long it takes.
    */
   readonly giveUpAfterMs?: number;
 }
 
 /** See StreamChatRequest.giveUpAfterMs. */
 export const DEFAULT_GIVE_UP_AFTER_MS = 60_000;
+/** The longest delay a timer holds (about 24.8 days): longer ones would fire at once. */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * Streams one reply as an async iterable of events, ending after `done` or `error`. Leaving early
@@ -54,28 +57,32 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
   let dropped = false;
   let gaveUp = false;
   let giveUpTimer: ReturnType<typeof setTimeout> | undefined;
+  // Armed while there is no connection: from the start (a server never reached) and after each drop.
+  const armGiveUp = (): void => {
+    clearTimeout(giveUpTimer);
+    if (giveUpAfterMs > MAX_TIMER_MS) return;
+    giveUpTimer = setTimeout(() => {
+      gaveUp = true;
+      finished = true;
+      known();
+      notify();
+    }, giveUpAfterMs);
+  };
   const subscription = client.chat.stream.subscribe(
     { message: request.message, sessionId },
     {
       onConnectionStateChange: ({ state, error }) => {
         if (state === 'pending') {
           connected = true;
+          clearTimeout(giveUpTimer);
           if (dropped) {
             dropped = false;
-            clearTimeout(giveUpTimer);
             request.onConnection?.('resumed');
           }
         } else if (state === 'connecting' && connected && !finished) {
           connected = false;
           dropped = true;
-          if (Number.isFinite(giveUpAfterMs)) {
-            giveUpTimer = setTimeout(() => {
-              gaveUp = true;
-              finished = true;
-              known();
-              notify();
-            }, giveUpAfterMs);
-          }
+          armGiveUp();
           request.onConnection?.('lost', error ?? undefined);
         }
       },
@@ -103,6 +110,7 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
       },
     },
   );
+  if (!connected) armGiveUp();
   const onAbort = (): void => {
     finished = true;
     notify();
@@ -121,7 +129,10 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
       if (signal?.aborted) return;
       if (gaveUp) {
         ended = true;
-        const message = `The connection to the server stayed lost for ${Math.round(giveUpAfterMs / 1000)} s`;
+        const message =
+          replyId === undefined && !dropped
+            ? `The server could not be reached for ${Math.round(giveUpAfterMs / 1000)} s`
+            : `The connection to the server stayed lost for ${Math.round(giveUpAfterMs / 1000)} s`;
         // A reply that started has its turn stored: it ends; one that had not was never sent.
         if (replyId !== undefined) {
           yield { type: 'error', code: 'unavailable', message, partial: text };

@@ -67,6 +67,8 @@ export async function runReply(client: ChatClient, request: ReplyRequest, hooks:
         message: request.message,
         sessionId: request.sessionId,
         signal: stop.signal,
+        // The CLI gives up by itself (giveUpAfterMs above, as a `connection` outcome), or never.
+        giveUpAfterMs: Infinity,
         onConnection: (state) => {
           hooks.connection(state);
           clearTimeout(giveUpTimer);
