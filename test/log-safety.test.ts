@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
+import { serializeError } from '../server/observability/logger.ts';
 import { startFakeUpstream } from './helpers/fake-upstream.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
@@ -26,6 +27,25 @@ describe('logs', () => {
     expect(sluice.output()).not.toContain('REDIS-PASSWORD-PLANTED');
     admin.disconnect();
     await sluice.stop();
+  });
+
+  it("leave every line as it was when a secret is a short, common word (a password such as 'sluice')", async () => {
+    const sluice = await startSluiceProcess({ OPENAI_API_KEY: 'sluice' });
+    const lines = sluice.output().trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(JSON.parse(line)).toMatchObject({ service: 'sluice' });
+    await sluice.stop();
+  });
+
+  it('serialize any error a library throws without throwing, and bounded: odd messages, plain objects, circular causes', () => {
+    const odd = new Error('x');
+    (odd as { message: unknown }).message = { not: 'a string' };
+    expect(() => serializeError(odd)).not.toThrow();
+    const plain = { config: { headers: { authorization: 'Bearer abc' } }, body: 'y'.repeat(100_000) };
+    expect(JSON.stringify(serializeError(plain)).length).toBeLessThan(4000);
+    const loop = new Error('loop');
+    (loop as { cause?: unknown }).cause = loop;
+    expect(JSON.stringify(serializeError(loop)).length).toBeLessThan(10_000);
   });
 
   it('keep a bounded part of a long path: a request line does not become a log line as long', async () => {
