@@ -276,11 +276,18 @@ export function secretsOf(c: Config): string[] {
   const secrets = [c.OPENAI_API_KEY, c.AUTH_JWT_SECRET];
   for (const url of [c.REDIS_URL, c.DATABASE_URL, c.OPENAI_BASE_URL]) {
     if (!url) continue;
+    let password = '';
     try {
-      const password = new URL(url).password;
-      if (password) secrets.push(password, decodeURIComponent(password));
+      password = new URL(url).password;
     } catch {
       // Not a URL the schema let through: nothing to take from it.
+    }
+    if (!password) continue;
+    secrets.push(password);
+    try {
+      secrets.push(decodeURIComponent(password));
+    } catch {
+      // A `%` that starts no escape: the password as written is all there is.
     }
   }
   return secrets.filter((s): s is string => typeof s === 'string' && s.length > 0);

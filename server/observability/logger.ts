@@ -11,8 +11,12 @@ const FLUSH_EVERY_MS = 100;
 const MAX_ERROR_TEXT = 2000;
 /** Causes followed, from an error to the error that caused it. */
 const MAX_CAUSES = 3;
-/** Shorter strings are not looked for in lines: they could be anything. */
-const MIN_SECRET_CHARS = 6;
+/**
+ * Shorter secrets are not looked for in lines: a short one is likely a word the lines hold anyway
+ * (a password `sluice` would rewrite every line's service, and tell the logs' readers the secret).
+ * Secrets of digits only neither: they could match inside a number, and the line would not parse.
+ */
+const MIN_SECRET_CHARS = 12;
 
 /**
  * `secrets`: the operator's (the upstream's key, store passwords), replaced in every line by
@@ -32,26 +36,54 @@ export function createLogger(level: string, base: Record<string, unknown>, secre
  * a login's password among them; an HTTP client the response's headers).
  */
 export function serializeError(error: unknown, depth = 0): unknown {
-  if (!(error instanceof Error)) return typeof error === 'string' ? error.slice(0, MAX_ERROR_TEXT) : error;
-  const out: Record<string, unknown> = { type: error.name, message: error.message.slice(0, MAX_ERROR_TEXT) };
+  if (!(error instanceof Error)) {
+    if (typeof error === 'string') return error.slice(0, MAX_ERROR_TEXT);
+    if (typeof error !== 'object' || error === null) return error;
+    // Something thrown that is not an Error: its text, bounded (it may hold anything).
+    return { type: 'non-error', message: textOf(error).slice(0, MAX_ERROR_TEXT) };
+  }
+  const out: Record<string, unknown> = { type: String(error.name), message: String(error.message).slice(0, MAX_ERROR_TEXT) };
   const { code, status } = error as { code?: unknown; status?: unknown };
   if (typeof code === 'string' || typeof code === 'number') out.code = code;
   if (typeof status === 'number') out.status = status;
   // The frames only: the stack's first lines repeat the message.
-  const frames = error.stack?.split('\n').filter((line) => line.startsWith('    at '));
-  if (frames && frames.length > 0) out.stack = frames.join('\n').slice(0, MAX_ERROR_TEXT);
+  const frames = typeof error.stack === 'string' ? error.stack.split('\n').filter((line) => line.startsWith('    at ')) : [];
+  if (frames.length > 0) out.stack = frames.join('\n').slice(0, MAX_ERROR_TEXT);
   if (error.cause !== undefined && depth < MAX_CAUSES) out.cause = serializeError(error.cause, depth + 1);
   return out;
 }
 
+function textOf(value: object): string {
+  try {
+    return JSON.stringify(value) ?? Object.prototype.toString.call(value);
+  } catch {
+    // Circular, or a getter that throws.
+    return Object.prototype.toString.call(value);
+  }
+}
+
 function scrubber(secrets: readonly string[]): ((line: string) => string) | undefined {
   // As they appear inside a JSON string (escaped), longest first (one may contain another).
-  const forms = [...new Set(secrets.filter((s) => s.length >= MIN_SECRET_CHARS).map((s) => JSON.stringify(s).slice(1, -1)))].sort(
-    (a, b) => b.length - a.length,
-  );
+  const kept = secrets.filter((s) => s.length >= MIN_SECRET_CHARS && !/^\d+$/.test(s));
+  const forms = [...new Set(kept.map((s) => JSON.stringify(s).slice(1, -1)))].sort((a, b) => b.length - a.length);
   if (forms.length === 0) return undefined;
   return (line) => {
-    for (const form of forms) if (line.includes(form)) line = line.replaceAll(form, '[redacted]');
+    for (const form of forms) if (line.includes(form)) line = redact(line, form);
     return line;
   };
+}
+
+/** `line` with `form` replaced, except where it would start inside an escape (`\\n` then `n...`): the line must still parse. */
+function redact(line: string, form: string): string {
+  let out = '';
+  let from = 0;
+  for (let at = line.indexOf(form); at !== -1; at = line.indexOf(form, at + 1)) {
+    if (at < from) continue;
+    let backslashes = 0;
+    while (at - backslashes - 1 >= 0 && line[at - backslashes - 1] === '\\') backslashes++;
+    if (backslashes % 2 === 1) continue;
+    out += `${line.slice(from, at)}[redacted]`;
+    from = at + form.length;
+  }
+  return out + line.slice(from);
 }
