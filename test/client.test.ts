@@ -191,6 +191,16 @@ describe('createChatClient', () => {
     expect((await collect(streamChat(overWs, { message, sessionId: 'long-ws' }))).at(-1)).toMatchObject({ type: 'done' });
   });
 
+  it('over SSE, the credential in the URL counts too: a long key and a message that fit alone are refused together, naming why', async () => {
+    const key = `k${'0123456789'.repeat(600)}`;
+    const { url } = await startServer({ API_KEYS: key, SIM_DELAY_MS: 0 });
+    const overSse = client({ url, transport: 'sse', apiKey: key });
+    // About 10,600 characters once in the URL: under the bound alone, over Node's 16 KB with the 6 KB key.
+    const message = 'abcdefghij'.repeat(1050);
+    await expect(collect(streamChat(overSse, { message, sessionId: 'long-key' }))).rejects.toThrow(/too long to send over SSE/);
+    expect((await collect(streamChat(overSse, { message: 'short', sessionId: 'long-key' }))).at(-1)).toMatchObject({ type: 'done' });
+  });
+
   it.each(['ws', 'sse'] as const)('over %s, a reply whose server cannot be reached at all gives up after giveUpAfterMs, and throws', async (transport) => {
     const url = (await refusedBaseURL()).replace(/\/v1$/, '');
     const c = client({ url, transport });
