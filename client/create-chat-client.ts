@@ -118,7 +118,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const httpLinks: TRPCLink<AppRouter> = splitLink({
     condition: (op) => op.type === 'subscription',
     true: [
-      sseUrlBound(),
+      sseUrlBound(credentials?.params),
       httpSubscriptionLink({
         url: httpUrl,
         transformer: superjson,
