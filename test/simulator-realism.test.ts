@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { asDeltas } from '../server/core/providers/provider.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { TokenUsage } from '../shared/index.ts';
 import { startServer } from './helpers/server.ts';
@@ -12,7 +13,7 @@ async function run(options: Parameters<typeof createSimulatedProvider>[0], promp
   const deltas: string[] = [];
   let usage: TokenUsage | undefined;
   for await (const d of provider.stream({ messages: [user(prompt)], signal: new AbortController().signal, reportUsage: (u) => (usage = u) })) {
-    deltas.push(d);
+    deltas.push(...asDeltas(d));
   }
   return { deltas, usage };
 }

@@ -1,5 +1,6 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
+import { asDeltas } from '../server/core/providers/provider.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { ChatMessage } from '../shared/index.ts';
 import { expectTimersBackTo, timerCount } from './helpers/server.ts';
@@ -15,7 +16,7 @@ describe('simulated provider', () => {
     expect(simulatedDeltas('x')).toHaveLength(38);
     const out: string[] = [];
     const provider = createSimulatedProvider({ delayMs: 0 });
-    for await (const d of provider.stream({ messages: [user('hi there')], signal: new AbortController().signal })) out.push(d);
+    for await (const d of provider.stream({ messages: [user('hi there')], signal: new AbortController().signal })) out.push(...asDeltas(d));
     expect(out).toEqual(simulatedDeltas('hi there'));
   });
 
@@ -34,7 +35,7 @@ describe('simulated provider', () => {
     const provider = createSimulatedProvider({ delayMs: 0 });
     const out: string[] = [];
     const messages = [user('old'), { ...user('reply'), role: 'assistant' as const }, user('new')];
-    for await (const d of provider.stream({ messages, signal: new AbortController().signal })) out.push(d);
+    for await (const d of provider.stream({ messages, signal: new AbortController().signal })) out.push(...asDeltas(d));
     expect(out.join('')).toContain("'new'");
   });
 
@@ -57,7 +58,7 @@ describe('simulated provider', () => {
     const whole = new AbortController();
     const out: string[] = [];
     for await (const d of provider.stream({ messages: [user('x')], signal: whole.signal })) {
-      out.push(d);
+      out.push(...asDeltas(d));
       expect(getEventListeners(whole.signal, 'abort')).toHaveLength(1);
     }
     expect(out).toEqual(simulatedDeltas('x'));

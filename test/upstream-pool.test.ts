@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createOpenAIProvider, type OpenAIProviderOptions } from '../server/core/providers/openai.ts';
-import type { Provider } from '../server/core/providers/provider.ts';
+import { asDeltas, type Provider } from '../server/core/providers/provider.ts';
 import { DEFAULT_TOKENS, startFakeUpstream, type FakeUpstream } from './helpers/fake-upstream.ts';
 
 // The provider's connections to its upstream: kept alive between replies, bounded by
@@ -31,8 +31,10 @@ function providerFor(upstream: FakeUpstream, options: Partial<OpenAIProviderOpti
 async function reply(provider: Provider, onDelta?: (delta: string) => unknown): Promise<string> {
   let text = '';
   for await (const delta of provider.stream({ messages: [{ role: 'user', content: 'hello' }], signal: new AbortController().signal })) {
-    text += delta;
-    onDelta?.(delta);
+    for (const d of asDeltas(delta)) {
+      text += d;
+      onDelta?.(d);
+    }
   }
   return text;
 }
@@ -108,8 +110,8 @@ describe('upstream connections', () => {
     const provider = providerFor(upstream);
     const seen: string[] = [];
     for await (const delta of provider.stream({ messages: [{ role: 'user', content: 'hi' }], signal: new AbortController().signal })) {
-      seen.push(delta);
-      if (seen.length % 8 === 0) await new Promise((resolve) => setImmediate(resolve));
+      seen.push(...asDeltas(delta));
+      await new Promise((resolve) => setImmediate(resolve));
     }
     expect(seen).toEqual(tokens);
     await new Promise((resolve) => setImmediate(resolve));

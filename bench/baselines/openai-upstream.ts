@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listenAndAnnounce } from './listen.ts';
 import { delayFromEnv, pacedDeltas, replyId } from './paced.ts';
+import { asDeltas } from '../../server/core/providers/provider.ts';
 
 // A fake OpenAI-compatible upstream for the proxy scenario: `POST /v1/chat/completions` with
 // `stream: true` answers the simulator's reply to the last user message, at the same pace
@@ -70,11 +71,12 @@ async function complete(req: IncomingMessage, res: ServerResponse): Promise<void
   res.write(`${head}{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}\n\n`);
   let n = 0;
   try {
-    for await (const delta of pacedDeltas(prompt, delayMs, abort.signal)) {
-      n++;
-      const chunk = `${head}{"index":0,"delta":{"content":${JSON.stringify(delta)}},"logprobs":null,"finish_reason":null}]}\n\n`;
-      if (!res.write(chunk)) await once(res, 'drain', { signal: abort.signal });
-    }
+    for await (const item of pacedDeltas(prompt, delayMs, abort.signal))
+      for (const delta of asDeltas(item)) {
+        n++;
+        const chunk = `${head}{"index":0,"delta":{"content":${JSON.stringify(delta)}},"logprobs":null,"finish_reason":null}]}\n\n`;
+        if (!res.write(chunk)) await once(res, 'drain', { signal: abort.signal });
+      }
     res.write(`${head}{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}\n\n`);
     if (usage) {
       const promptTokens = prompt.split(/\s+/).length;

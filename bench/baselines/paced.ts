@@ -1,13 +1,14 @@
-import type { Provider } from '../../server/core/providers/provider.ts';
+import type { Provider, ProviderYield } from '../../server/core/providers/provider.ts';
 import { createSimulatedProvider } from '../../server/core/providers/simulated.ts';
 
 // The baselines stream through Sluice's own simulator: the same template, at the same pace (a delay
 // before every token, or without delay a turn of the event loop every 16 tokens). Only the
-// machinery around it differs.
+// machinery around it differs. Unpaced, it yields the deltas of a turn together, which each
+// baseline writes one by one as before (as Sluice does).
 
 const providers = new Map<number, Provider>();
 
-export function pacedDeltas(prompt: string, delayMs: number, signal: AbortSignal): AsyncIterable<string> {
+export function pacedDeltas(prompt: string, delayMs: number, signal: AbortSignal): AsyncIterable<ProviderYield> {
   let provider = providers.get(delayMs);
   if (!provider) providers.set(delayMs, (provider = createSimulatedProvider({ delayMs })));
   return provider.stream({ messages: [{ role: 'user', content: prompt }], signal });

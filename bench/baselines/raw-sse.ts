@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listenAndAnnounce } from './listen.ts';
 import { delayFromEnv, pacedDeltas, replyId } from './paced.ts';
+import { asDeltas } from '../../server/core/providers/provider.ts';
 
 // Baseline: a raw node:http SSE writer for `POST /v1/chat/stream`, in the documented format
 // (docs/sse-format.md: `\r\n` line ends, Python's JSON layout) with an `id:` line per
@@ -32,11 +33,12 @@ async function stream(req: IncomingMessage, res: ServerResponse): Promise<void> 
   res.flushHeaders();
   let n = 0;
   try {
-    for await (const delta of pacedDeltas(message, delayMs, abort.signal)) {
-      n++;
-      const frame = `event: message\r\ndata: {"delta": ${JSON.stringify(delta)}, "done": false, "chunk_index": ${n}}\r\nid: ${id}:${n}\r\n\r\n`;
-      if (!res.write(frame)) await once(res, 'drain', { signal: abort.signal });
-    }
+    for await (const item of pacedDeltas(message, delayMs, abort.signal))
+      for (const delta of asDeltas(item)) {
+        n++;
+        const frame = `event: message\r\ndata: {"delta": ${JSON.stringify(delta)}, "done": false, "chunk_index": ${n}}\r\nid: ${id}:${n}\r\n\r\n`;
+        if (!res.write(frame)) await once(res, 'drain', { signal: abort.signal });
+      }
     res.end(`event: message\r\ndata: {"delta": "", "done": true, "total_chunks": ${n}}\r\nid: ${id}:${n + 1}\r\n\r\n`);
   } catch {
     res.destroy();

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listenAndAnnounce } from './listen.ts';
 import { delayFromEnv, pacedDeltas, replyId } from './paced.ts';
+import { asDeltas } from '../../server/core/providers/provider.ts';
 
 // Baseline: the raw node:http SSE writer of raw-sse.ts, speaking tRPC's SSE wire protocol instead
 // of the documented format (`connected`, `data` with superjson's `{"json": ...}` and an `id:` line,
@@ -34,11 +35,12 @@ async function stream(req: IncomingMessage, res: ServerResponse): Promise<void> 
   res.write(CONNECTED);
   let n = 0;
   try {
-    for await (const delta of pacedDeltas(json.message, delayMs, abort.signal)) {
-      n++;
-      const frame = `data: {"json":{"type":"delta","delta":${JSON.stringify(delta)},"index":${n}}}\nid: ${id}:${n}\n\n`;
-      if (!res.write(frame)) await once(res, 'drain', { signal: abort.signal });
-    }
+    for await (const item of pacedDeltas(json.message, delayMs, abort.signal))
+      for (const delta of asDeltas(item)) {
+        n++;
+        const frame = `data: {"json":{"type":"delta","delta":${JSON.stringify(delta)},"index":${n}}}\nid: ${id}:${n}\n\n`;
+        if (!res.write(frame)) await once(res, 'drain', { signal: abort.signal });
+      }
     res.end(`data: {"json":{"type":"done","totalChunks":${n}}}\nid: ${id}:${n + 1}\n\nevent: return\ndata: \n\n`);
   } catch {
     res.destroy();

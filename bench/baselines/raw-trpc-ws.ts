@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { listenAndAnnounce } from './listen.ts';
 import { delayFromEnv, pacedDeltas, replyId } from './paced.ts';
+import { asDeltas } from '../../server/core/providers/provider.ts';
 
 // Baseline: the raw `ws` server of raw-ws.ts, speaking tRPC's WebSocket protocol instead of its own
 // frames (`subscription` in, `started`, `data` with superjson's `{"json": ...}` of the tracked event,
@@ -25,11 +26,12 @@ async function stream(socket: WebSocket, id: Id, message: string, signal: AbortS
   const head = `{"id":${JSON.stringify(id)},"result":{"type":"data","id":`;
   const reply = replyId();
   let n = 0;
-  for await (const delta of pacedDeltas(message, delayMs, signal)) {
-    n++;
-    const eventId = `"${reply}:${n}"`;
-    socket.send(`${head}${eventId},"data":{"json":{"id":${eventId},"data":{"type":"delta","delta":${JSON.stringify(delta)},"index":${n}}}}}}`);
-  }
+  for await (const item of pacedDeltas(message, delayMs, signal))
+    for (const delta of asDeltas(item)) {
+      n++;
+      const eventId = `"${reply}:${n}"`;
+      socket.send(`${head}${eventId},"data":{"json":{"id":${eventId},"data":{"type":"delta","delta":${JSON.stringify(delta)},"index":${n}}}}}}`);
+    }
   const eventId = `"${reply}:${n + 1}"`;
   socket.send(`${head}${eventId},"data":{"json":{"id":${eventId},"data":{"type":"done","totalChunks":${n}}}}}}`);
 }

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { listenAndAnnounce } from './listen.ts';
 import { delayFromEnv, pacedDeltas, replyId } from './paced.ts';
+import { asDeltas } from '../../server/core/providers/provider.ts';
 
 // Baseline: a raw `ws` server with hand-written JSON frames. A client sends `{"message": "..."}` on
 // its socket and gets `{"id":"<reply>:<seq>","type":"delta","delta":"...","index":n}` frames, then
@@ -12,10 +13,11 @@ const delayMs = delayFromEnv();
 async function stream(socket: WebSocket, message: string, signal: AbortSignal): Promise<void> {
   const id = replyId();
   let n = 0;
-  for await (const delta of pacedDeltas(message, delayMs, signal)) {
-    n++;
-    socket.send(`{"id":"${id}:${n}","type":"delta","delta":${JSON.stringify(delta)},"index":${n}}`);
-  }
+  for await (const item of pacedDeltas(message, delayMs, signal))
+    for (const delta of asDeltas(item)) {
+      n++;
+      socket.send(`{"id":"${id}:${n}","type":"delta","delta":${JSON.stringify(delta)},"index":${n}}`);
+    }
   socket.send(`{"id":"${id}:${n + 1}","type":"done","totalChunks":${n}}`);
 }
 

@@ -2,6 +2,7 @@ import { initTRPC, tracked } from '@trpc/server';
 import superjson from 'superjson';
 import { z } from 'zod';
 import { delayFromEnv, pacedDeltas, replyId } from './paced.ts';
+import { asDeltas } from '../../server/core/providers/provider.ts';
 
 // The minimal tRPC v11 router the issue compares against: the same procedure path, input and event
 // shapes as Sluice's `chat.stream` (superjson, `tracked(id, event)`), streaming the simulator's
@@ -18,10 +19,11 @@ export const minimalRouter = t.router({
       .subscription(async function* ({ input, signal }) {
         const id = replyId();
         let n = 0;
-        for await (const delta of pacedDeltas(input.message, delayMs, signal ?? new AbortController().signal)) {
-          n++;
-          yield tracked(`${id}:${n}`, { type: 'delta' as const, delta, index: n });
-        }
+        for await (const item of pacedDeltas(input.message, delayMs, signal ?? new AbortController().signal))
+          for (const delta of asDeltas(item)) {
+            n++;
+            yield tracked(`${id}:${n}`, { type: 'delta' as const, delta, index: n });
+          }
         yield tracked(`${id}:${n + 1}`, { type: 'done' as const, totalChunks: n });
       }),
   }),

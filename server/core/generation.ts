@@ -215,20 +215,26 @@ export class Generation {
     let finishReason: FinishReason | undefined;
     let failure: SluiceError | undefined;
     try {
-      for await (const text of provider.stream(request)) {
-        // Stopped: the provider's signal, if it asked for one, is aborted too.
+      for await (const item of provider.stream(request)) {
+        const batch = typeof item === 'string' ? undefined : item;
+        const count = batch ? batch.length : 1;
+        for (let i = 0; i < count; i++) {
+          // Stopped: the provider's signal, if it asked for one, is aborted too.
+          if (this.#stopReason) break;
+          const text = batch ? batch[i]! : (item as string);
+          if (text.length === 0) continue;
+          const delta = storable(text);
+          const now = performance.now();
+          if (deltas === 0) {
+            firstDeltaAt = now;
+            firstDeltaMs = now - startedAt;
+            this.#onFirstDelta?.(firstDeltaMs);
+          } else if (now - lastDeltaAt > maxGapMs) maxGapMs = now - lastDeltaAt;
+          lastDeltaAt = now;
+          deltas++;
+          this.#appendDelta(delta);
+        }
         if (this.#stopReason) break;
-        if (text.length === 0) continue;
-        const delta = storable(text);
-        const now = performance.now();
-        if (deltas === 0) {
-          firstDeltaAt = now;
-          firstDeltaMs = now - startedAt;
-          this.#onFirstDelta?.(firstDeltaMs);
-        } else if (now - lastDeltaAt > maxGapMs) maxGapMs = now - lastDeltaAt;
-        lastDeltaAt = now;
-        deltas++;
-        this.#appendDelta(delta);
       }
     } catch (error) {
       if (!this.#stopReason && !isAbortError(error)) failure = toSluiceError(error);

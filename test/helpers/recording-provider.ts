@@ -1,10 +1,11 @@
-import type { Provider, ProviderMessage, ProviderRequest } from '../../server/core/providers/provider.ts';
+import { asDeltas, type Provider, type ProviderMessage, type ProviderRequest } from '../../server/core/providers/provider.ts';
 
 export interface ProviderCall {
   readonly messages: readonly ProviderMessage[];
   aborted: boolean;
   /** The provider's generator has returned (normally or by abort): nothing of it is running. */
   settled: boolean;
+  /** Deltas yielded so far. */
   yielded: number;
 }
 
@@ -21,9 +22,9 @@ export function recordingProvider(inner: Provider): { provider: Provider; calls:
       };
       request.signal.addEventListener('abort', onAbort, { once: true });
       try {
-        for await (const delta of inner.stream(request)) {
-          call.yielded++;
-          yield delta;
+        for await (const item of inner.stream(request)) {
+          call.yielded += asDeltas(item).length;
+          yield item;
         }
       } finally {
         request.signal.removeEventListener('abort', onAbort);

@@ -96,7 +96,7 @@ export class CompletionChunkReader {
     return this.#done;
   }
 
-  feed(text: string): readonly string[] {
+  feed(text: string): string[] {
     if (this.#fault || this.#done) return [];
     this.#parser.feed(text);
     const events = this.#events;

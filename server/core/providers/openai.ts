@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
-import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
+import type { Provider, ProviderMessage, ProviderRequest, ProviderYield } from './provider.ts';
 import { streamCompletion, type UpstreamEndpoint } from './upstream-call.ts';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.ts';
 
@@ -131,15 +131,15 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): Provider {
     name: 'openai',
     // The pool closes its idle connections at once, and the others as their replies end.
     close: () => (closed ??= endpoint.dispatcher.close()),
-    async *stream(request: ProviderRequest): AsyncGenerator<string> {
+    async *stream(request: ProviderRequest): AsyncGenerator<ProviderYield> {
       const body = bodyFor(request.messages);
       const { signal } = request;
       for (let n = 0; ; n++) {
         let yielded = false;
         try {
-          for await (const delta of streamCompletion(endpoint, body, request, limits)) {
+          for await (const deltas of streamCompletion(endpoint, body, request, limits)) {
             yielded = true;
-            yield delta;
+            yield deltas;
           }
           return;
         } catch (error) {

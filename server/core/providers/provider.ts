@@ -22,10 +22,22 @@ export interface ProviderRequest {
   readonly reportFinish?: (reason: FinishReason) => void;
 }
 
+/**
+ * What a provider yields: one delta, or the deltas it has at once in order (each is still its own
+ * event). An array costs its consumer one turn of the async iteration, where one yield per delta
+ * costs a turn each: a fast provider or a busy upstream often has many ready together.
+ */
+export type ProviderYield = string | readonly string[];
+
+/** The deltas of what a provider yielded, in order (for consumers that take them one by one). */
+export function asDeltas(item: ProviderYield): readonly string[] {
+  return typeof item === 'string' ? [item] : item;
+}
+
 /** An LLM behind one small interface: messages in, text deltas out. */
 export interface Provider {
   readonly name: string;
-  stream(request: ProviderRequest): AsyncIterable<string>;
+  stream(request: ProviderRequest): AsyncIterable<ProviderYield>;
   /**
    * Lets go of what the provider holds (an upstream's kept-alive connections), once no reply is
    * running: replies still streaming are left to finish.

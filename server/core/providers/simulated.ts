@@ -1,7 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { loadBpeTokenizer, type BpeTokenizer } from './bpe.ts';
 import { Pacer } from './pacer.ts';
-import type { Provider, ProviderMessage, ProviderRequest } from './provider.ts';
+import type { Provider, ProviderMessage, ProviderRequest, ProviderYield } from './provider.ts';
 
 /** The model id the simulator answers as, on the OpenAI-compatible routes. */
 export const SIMULATED_MODEL_ID = 'sluice-simulated';
@@ -78,7 +78,7 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
 
   return {
     name: 'simulated',
-    async *stream(request: ProviderRequest): AsyncGenerator<string> {
+    async *stream(request: ProviderRequest): AsyncGenerator<ProviderYield> {
       const { messages, reportUsage } = request;
       const words = simulatedDeltas(lastUserMessage(messages));
       let bpeTokenizer: BpeTokenizer | undefined;
@@ -93,11 +93,18 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       // and the signal is not touched (a generation makes it only when a provider asks).
       const pacer = delayMs > 0 || firstDelayMs > 0 ? new Pacer(request.signal) : undefined;
       try {
-        for (let i = 0; i < deltas.length; i++) {
+        for (let i = 0; i < deltas.length;) {
           const wait = i === 0 ? firstDelayMs : delayMs;
-          if (pacer && wait > 0) await pacer.wait(wait);
-          else if (i > 0 && i % TURN_EVERY === 0) await nextTurn();
-          yield deltas[i]!;
+          if (pacer && wait > 0) {
+            await pacer.wait(wait);
+            yield deltas[i++]!;
+            continue;
+          }
+          // Unpaced, the deltas come as fast as they are taken: a turn's worth at once.
+          if (i > 0) await nextTurn();
+          const end = Math.min(deltas.length, i + TURN_EVERY);
+          yield deltas.slice(i, end);
+          i = end;
         }
       } finally {
         pacer?.close();

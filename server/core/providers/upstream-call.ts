@@ -2,7 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { CompletionChunkReader } from './openai-chunks.ts';
-import type { ProviderRequest } from './provider.ts';
+import type { ProviderRequest, ProviderYield } from './provider.ts';
 import { UpstreamConnectionError, UpstreamHttpError, UpstreamStreamFault } from './upstream-errors.ts';
 import { Watchdog } from './watchdog.ts';
 
@@ -78,9 +78,8 @@ class Call implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined;
   /** Why the request is to be aborted, set before undici handed us its controller. */
   #abortOnStart: Error | undefined;
-  /** Deltas read, taken from `#taken` on. */
+  /** Deltas read and not yet taken. */
   #deltas: string[] = [];
-  #taken = 0;
   #errorStatus: ErrorStatus | undefined;
   #started = false;
   /** How the call ended, once it has (after the deltas still queued). */
@@ -98,21 +97,19 @@ class Call implements Dispatcher.DispatchHandler {
     return this.#outcome !== undefined;
   }
 
-  /** The next delta read, if one is queued. */
-  take(): string | undefined {
-    if (this.#taken === this.#deltas.length) return undefined;
-    const delta = this.#deltas[this.#taken++]!;
-    if (this.#taken === this.#deltas.length) {
-      this.#deltas = [];
-      this.#taken = 0;
-      if (this.#controller?.paused && !this.#outcome) this.#controller.resume();
-    }
-    return delta;
+  /** The deltas read and not yet taken (one, or several in order), if any are queued. */
+  take(): ProviderYield | undefined {
+    const queued = this.#deltas.length;
+    if (queued === 0) return undefined;
+    const taken = queued === 1 ? this.#deltas[0]! : this.#deltas;
+    this.#deltas = [];
+    if (this.#controller?.paused && !this.#outcome) this.#controller.resume();
+    return taken;
   }
 
   /** How the call ended, once every delta was taken; undefined while it runs. */
   outcome(): Outcome | undefined {
-    return this.#taken === this.#deltas.length ? this.#outcome : undefined;
+    return this.#deltas.length === 0 ? this.#outcome : undefined;
   }
 
   /** Resolves when there is something new to take. */
@@ -153,9 +150,10 @@ class Call implements Dispatcher.DispatchHandler {
     }
     const deltas = this.#reader.feed(text);
     if (deltas.length > 0) {
-      for (const delta of deltas) this.#deltas.push(delta);
+      if (this.#deltas.length === 0) this.#deltas = deltas;
+      else for (const delta of deltas) this.#deltas.push(delta);
       this.#onToken();
-      if (this.#deltas.length - this.#taken > MAX_QUEUED_DELTAS) controller.pause();
+      if (this.#deltas.length > MAX_QUEUED_DELTAS) controller.pause();
       this.#notify();
     }
     // What the reader could not read ends the call, after the deltas before it.
@@ -214,7 +212,7 @@ class Call implements Dispatcher.DispatchHandler {
   }
 }
 
-export async function* streamCompletion(endpoint: UpstreamEndpoint, body: string, request: ProviderRequest, limits: CallLimits): AsyncGenerator<string> {
+export async function* streamCompletion(endpoint: UpstreamEndpoint, body: string, request: ProviderRequest, limits: CallLimits): AsyncGenerator<ProviderYield> {
   const { signal } = request;
   signal.throwIfAborted();
   // The reader and the call reach the watchdog only from later callbacks (chunks, tokens).
@@ -232,9 +230,9 @@ export async function* streamCompletion(endpoint: UpstreamEndpoint, body: string
   try {
     endpoint.dispatcher.dispatch({ path: endpoint.path, method: 'POST', headers: endpoint.headers, body }, current);
     for (;;) {
-      const delta = current.take();
-      if (delta !== undefined) {
-        yield delta;
+      const deltas = current.take();
+      if (deltas !== undefined) {
+        yield deltas;
         continue;
       }
       const outcome = current.outcome();
