@@ -60,4 +60,18 @@ describe('start-up that cannot succeed exits 2 with one line naming the cause', 
     expect(code).toBe(2);
     expectOneLine(stderr, /sluice: Cannot open the history database at .*history\.db: file is not a database/);
   });
+
+  it('a JWKS URL that cannot be used is named without the password it holds', async () => {
+    for (const url of ['ftp://user:s3cret-jwks-pass@id.example.com/jwks', 'http://user:s3cret-jwks-pass@id.example.com/jwks']) {
+      const { code, stderr } = await start({ AUTH_JWKS_URL: url, STORE: 'memory' });
+      expect(code).toBe(2);
+      expectOneLine(stderr, /AUTH_JWKS_URL: must be https:\/\/ \(http:\/\/ only for localhost\)/);
+      expect(stderr).not.toContain('s3cret-jwks-pass');
+    }
+    // Credentials in the URL are refused as such (a fetch would refuse them at the first token).
+    const { code, stderr } = await start({ AUTH_JWKS_URL: 'https://user:s3cret-jwks-pass@id.example.com/jwks', STORE: 'memory' });
+    expect(code).toBe(2);
+    expectOneLine(stderr, /AUTH_JWKS_URL: must not hold a user name or password/);
+    expect(stderr).not.toContain('s3cret-jwks-pass');
+  });
 });
