@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { jwksUrlProblem } from './core/auth/jwks-url.ts';
 import { parseHostPorts } from './core/store/redis/topology.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
 import { parseAllowedHosts } from './net/hosts.ts';
@@ -159,6 +160,11 @@ export const ConfigSchema = z
       .describe('API keys as a comma-separated list (in addition to API_KEYS_FILE)'),
     AUTH_JWKS_URL: z
       .url()
+      .superRefine((url, ctx) => {
+        // Not a URL at all is `url()`'s to say.
+        const problem = URL.canParse(url) ? jwksUrlProblem(new URL(url)) : undefined;
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
       .optional()
       .describe(
         "end-user tokens (JWTs from the app's identity provider) are accepted, verified with the keys of this JWKS (https://, or http:// on localhost; fetched, cached, fetched again for an unknown `kid`)",

@@ -40,7 +40,7 @@ export function jwksKeys(options: JwksKeysOptions): JWTVerifyGetKey {
     return known;
   };
   const unavailable = (cause: unknown): KeysUnavailable =>
-    new KeysUnavailable(`the JWKS at ${options.url.href} could not be used: ${(cause as Error).message}`, { cause });
+    new KeysUnavailable(`the JWKS at ${options.url.origin}${options.url.pathname} could not be used: ${(cause as Error).message}`, { cause });
 
   return async (header, token) => {
     if (options.now() - failedAt < options.retryMs) {

@@ -3,6 +3,7 @@ import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import { END_USER_PREFIX, type Credentials } from '../credentials.ts';
 import { SluiceError } from '../errors.ts';
 import { jwksKeys, KeysUnavailable } from './jwks-keys.ts';
+import { jwksUrlProblem } from './jwks-url.ts';
 
 /** Where the keys that sign end-user tokens come from: exactly one. */
 export type TokenKeys =
@@ -135,12 +136,9 @@ export class JwtVerifier implements Credentials {
   }
 }
 
-/** A JWKS must come over TLS, except from this machine (a local identity provider, tests). */
 function assertJwksUrl(url: URL): void {
-  const local = url.hostname === 'localhost' || url.hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(url.hostname);
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && local)) {
-    throw new RangeError(`JwtVerifier: the JWKS URL must be https:// (http:// only for localhost), got ${url.href}`);
-  }
+  const problem = jwksUrlProblem(url);
+  if (problem) throw new RangeError(`JwtVerifier: the JWKS URL ${problem}`);
 }
 
 function publicKeyFromPem(pem: string): KeyObject {
