@@ -258,6 +258,25 @@ describe('DNS rebinding', () => {
   });
 });
 
+describe('a server open to the network with no credential', () => {
+  it('says so at start: anyone who reaches the port can use it, and with any host allowed so can a rebound page', async () => {
+    const warningsOf = async (settings: Record<string, string>): Promise<string[]> => {
+      const logs = captureLogs('info');
+      await startServer(settings, { logger: logs.logger });
+      return logs.lines.filter((line) => line.level === 40).map((line) => String(line.msg));
+    };
+    const open = await warningsOf({ HOST: '0.0.0.0' });
+    expect(open).toHaveLength(1);
+    expect(open[0]).toMatch(/no credential is required and HOST=0\.0\.0\.0 is not a loopback address: anyone who can reach the port can use this server \(set API_KEYS or AUTH_JWKS_URL\)/);
+    expect(open[0]).toMatch(/any web page whose name is made to point at it \(DNS rebinding: set ALLOWED_HOSTS\)/);
+    const named = await warningsOf({ HOST: '0.0.0.0', ALLOWED_HOSTS: 'chat.example.com' });
+    expect(named).toHaveLength(1);
+    expect(named[0]).not.toMatch(/DNS rebinding/);
+    expect(await warningsOf({ HOST: '0.0.0.0', API_KEYS: 'k-1234567890abcdef' })).toEqual([]);
+    expect(await warningsOf({ HOST: '127.0.0.1' })).toEqual([]);
+  });
+});
+
 describe('ALLOWED_HOSTS', () => {
   it('parses hostnames, names a bad entry, and defaults to the loopback names only on a loopback address with no proxy', () => {
     expect(parseAllowedHosts('Chat.Example.com, localhost,[::1]')).toEqual(new Set(['chat.example.com', 'localhost', '[::1]']));
