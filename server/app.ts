@@ -15,7 +15,7 @@ import { startRetention } from './core/store/history/retention.ts';
 import { Admission } from './transport/admission.ts';
 import { createHttpServer, type HttpServer } from './transport/http/server.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
-import { defaultAllowedHosts, parseAllowedHosts } from './net/hosts.ts';
+import { defaultAllowedHosts, isLoopbackHost, parseAllowedHosts } from './net/hosts.ts';
 import { parseAllowedOrigins } from './net/origins.ts';
 import { OriginPolicy } from './transport/http/origin-policy.ts';
 import { createLogger } from './observability/logger.ts';
@@ -83,6 +83,15 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const retention =
     ttlMs > 0 ? startRetention({ history: store.history, ttlMs, logger, onExpired: (count) => metrics.sessionsEvicted('idle', count) }) : undefined;
   const admission = new Admission({ service, credentials, rateLimiter: new RateLimiter(store.leases, config.RATE_LIMIT_PER_MINUTE) });
+  const allowedHosts =
+    config.ALLOWED_HOSTS === undefined ? defaultAllowedHosts(config.HOST, config.TRUSTED_PROXIES !== undefined) : parseAllowedHosts(config.ALLOWED_HOSTS);
+  // Keys off is the quick start's setting, safe on a loopback address: said once where it is not.
+  if (!credentials.required && !isLoopbackHost(config.HOST)) {
+    logger.warn(
+      `no credential is required and HOST=${config.HOST} is not a loopback address: anyone who can reach the port can use this server (set API_KEYS or AUTH_JWKS_URL)` +
+        (allowedHosts === '*' ? ', and so can any web page whose name is made to point at it (DNS rebinding: set ALLOWED_HOSTS)' : ''),
+    );
+  }
   const http = createHttpServer({
     service,
     leases,
@@ -109,11 +118,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     maxConnections: config.MAX_CONNECTIONS,
     isReady: async () => !service.draining && (await store.healthy()),
     trustedProxies: parseTrustedProxies(config.TRUSTED_PROXIES),
-    origins: new OriginPolicy({
-      allowed: parseAllowedOrigins(config.ALLOWED_ORIGINS),
-      hosts:
-        config.ALLOWED_HOSTS === undefined ? defaultAllowedHosts(config.HOST, config.TRUSTED_PROXIES !== undefined) : parseAllowedHosts(config.ALLOWED_HOSTS),
-    }),
+    origins: new OriginPolicy({ allowed: parseAllowedOrigins(config.ALLOWED_ORIGINS), hosts: allowedHosts }),
   });
 
   let closing: Promise<void> | undefined;

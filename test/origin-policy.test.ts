@@ -267,7 +267,9 @@ describe('a server open to the network with no credential', () => {
     };
     const open = await warningsOf({ HOST: '0.0.0.0' });
     expect(open).toHaveLength(1);
-    expect(open[0]).toMatch(/no credential is required and HOST=0\.0\.0\.0 is not a loopback address: anyone who can reach the port can use this server \(set API_KEYS or AUTH_JWKS_URL\)/);
+    expect(open[0]).toMatch(
+      /no credential is required and HOST=0\.0\.0\.0 is not a loopback address: anyone who can reach the port can use this server \(set API_KEYS or AUTH_JWKS_URL\)/,
+    );
     expect(open[0]).toMatch(/any web page whose name is made to point at it \(DNS rebinding: set ALLOWED_HOSTS\)/);
     const named = await warningsOf({ HOST: '0.0.0.0', ALLOWED_HOSTS: 'chat.example.com' });
     expect(named).toHaveLength(1);

@@ -41,9 +41,13 @@ const LOOPBACK_NAMES: ReadonlySet<string> = new Set(['localhost', '127.0.0.1', '
  * are not known here, so any.
  */
 export function defaultAllowedHosts(listenHost: string, behindProxy: boolean): AllowedHosts {
+  return isLoopbackHost(listenHost) && !behindProxy ? LOOPBACK_NAMES : '*';
+}
+
+/** Whether a listen address (HOST) is a loopback one: only this machine reaches it. */
+export function isLoopbackHost(listenHost: string): boolean {
   const host = listenHost.toLowerCase();
-  const loopback = host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
-  return loopback && !behindProxy ? LOOPBACK_NAMES : '*';
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /** The hostname of a `Host` header (lowercase, without its port), or undefined when it is not one. */
