@@ -26,10 +26,14 @@ describe('a full disk under the default store', () => {
     }
     expect(refused).toBe(1);
     expect((await fetch(`${server.url}/ready`)).status).toBe(503);
+    // The checkpointer (a worker moving the WAL into the database) cannot either: the writer takes over.
+    await vi.waitFor(() => expect(server.output()).toContain('the SQLite checkpointer stopped'), { timeout: 10_000 });
     disk.free();
     await vi.waitFor(async () => expect((await fetch(`${server.url}/ready`)).status).toBe(200), { timeout: 10_000 });
     const after = await drain(streamSseRoute(server.url, { message: 'y'.repeat(20_000), session_id: 'after' }));
     expect(SseMessageData.parse(JSON.parse(after.at(-1)!.data)).done).toBe(true);
+    // With space back, its next checkpoint works, and it takes over again from the writer.
+    await vi.waitFor(() => expect(server.output()).toContain('the SQLite checkpointer works again'), { timeout: 10_000 });
     await server.stop();
   });
 
