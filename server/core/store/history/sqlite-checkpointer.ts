@@ -16,11 +16,15 @@ const { DatabaseSync } = require(workerData.driver);
 const db = new DatabaseSync(workerData.path);
 db.exec('PRAGMA busy_timeout = 1000');
 const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)');
+let failing = false;
 const timer = setInterval(() => {
   try {
     checkpoint.all();
+    if (failing) parentPort.postMessage({ recovered: true });
+    failing = false;
   } catch (error) {
-    parentPort.postMessage({ failed: String(error && error.message || error) });
+    if (!failing) parentPort.postMessage({ failed: String(error && error.message || error) });
+    failing = true;
   }
 }, workerData.intervalMs);
 parentPort.on('message', () => {
@@ -35,26 +39,38 @@ parentPort.on('message', () => {
  * SQLite checkpoints inside the commit that crosses 1000 WAL pages: copying 4 MB and an fsync
  * of the database file, measured at 13-27 ms here, on the event loop that streams tokens. The
  * writer's own automatic checkpoint stays on only as a backstop for a WAL this one lets grow.
- * `onFailure` is called once if the worker stops working (the writer should checkpoint again).
+ * `onFailure` is called when its checkpoints fail or the worker is gone (the writer should
+ * checkpoint again), `onRecovery` when one works again after a failure (a full disk that has room
+ * again): the writer can leave it to the worker once more.
  */
-export function startCheckpointer(path: string, intervalMs: number, logger: Logger, onFailure: () => void): Checkpointer {
+export function startCheckpointer(path: string, intervalMs: number, logger: Logger, on: { onFailure(): void; onRecovery(): void }): Checkpointer {
   const driver = createRequire(import.meta.url).resolve('@photostructure/sqlite');
   const worker = new Worker(WORKER, { eval: true, workerData: { path, driver, intervalMs } });
   let failed = false;
+  let gone = false;
   const fail = (reason: unknown): void => {
     if (failed || closing) return;
     failed = true;
     logger.warn({ reason }, 'history: the SQLite checkpointer stopped; the writer checkpoints itself');
-    onFailure();
+    on.onFailure();
+  };
+  const recover = (): void => {
+    if (!failed || gone || closing) return;
+    failed = false;
+    logger.info('history: the SQLite checkpointer works again; the writer leaves checkpoints to it');
+    on.onRecovery();
   };
   let closing = false;
   let running = true;
   const exited = once(worker, 'exit').then(() => {
     running = false;
   });
-  worker.on('message', (message: { failed?: string }) => fail(message.failed));
+  worker.on('message', (message: { failed?: string; recovered?: true }) => (message.recovered ? recover() : fail(message.failed)));
   worker.on('error', fail);
-  worker.on('exit', (code) => fail(`exited with ${code}`));
+  worker.on('exit', (code) => {
+    gone = true;
+    fail(`exited with ${code}`);
+  });
   // It must not keep the process alive on its own.
   worker.unref();
   return {

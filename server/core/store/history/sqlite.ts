@@ -110,8 +110,9 @@ export class SqliteHistory extends SqlHistory {
       sql.logMigration(result, MIGRATIONS, options.logger, options.path);
       // The checkpointer keeps the WAL short; the writer steps in only if it falls far behind.
       db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`);
-      history.#checkpointer = startCheckpointer(options.path, CHECKPOINT_INTERVAL_MS, options.logger, () => {
-        if (db.isOpen) db.exec('PRAGMA wal_autocheckpoint = 1000');
+      history.#checkpointer = startCheckpointer(options.path, CHECKPOINT_INTERVAL_MS, options.logger, {
+        onFailure: () => db.isOpen && db.exec('PRAGMA wal_autocheckpoint = 1000'),
+        onRecovery: () => db.isOpen && db.exec(`PRAGMA wal_autocheckpoint = ${BACKSTOP_PAGES}`),
       });
       return history;
     } catch (error) {
