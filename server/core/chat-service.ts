@@ -18,6 +18,7 @@ import { promptFrom } from './prompt.ts';
 import { ReplyRunner } from './reply-runner.ts';
 import type { Signals } from './store/signals.ts';
 import { unstorable } from './text.ts';
+import { isoTime } from './iso-time.ts';
 
 export interface ChatServiceOptions {
   readonly history: History;
@@ -213,7 +214,7 @@ export class ChatService {
       const [slot, alive] = await takeBoth(this.#takeStreamSlot(record.owner), leases.markAlive(record.id), taken);
       const lock = await this.#lockSession(record, () => lost());
       taken.push(lock);
-      const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: new Date().toISOString() };
+      const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: isoTime() };
       // The shared log first: a start that fails there leaves nothing in history.
       const writer = await events.open(record, this.#lockTtlMs);
       // The message, and the reply's place right after it whatever happens to the session meanwhile
@@ -429,7 +430,7 @@ export class ChatService {
     try {
       return promptFrom(await history.read(record.sessionKey, { before: seq }));
     } catch (error) {
-      const reply: ChatMessage = { role: 'assistant', content: '', status: 'failed', createdAt: new Date().toISOString(), usage: NOTHING_CONSUMED };
+      const reply: ChatMessage = { role: 'assistant', content: '', status: 'failed', createdAt: isoTime(), usage: NOTHING_CONSUMED };
       // Best effort: the store just failed a read; a draft left behind reads back as interrupted.
       await history.append(record.sessionKey, reply, { keepLast: this.#keepMessages, replyId: record.id }).catch(() => undefined);
       throw error;

@@ -5,6 +5,7 @@ import type { Provider, ProviderMessage, ProviderRequest } from './providers/pro
 import type { AppendResult } from './store/event-log.ts';
 import { storable } from './text.ts';
 import { estimateUsage } from './usage.ts';
+import { isoTime } from './iso-time.ts';
 
 export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
 /**
@@ -282,7 +283,7 @@ export class Generation {
       role: 'assistant',
       content: text,
       status: outcome === 'completed' ? 'complete' : outcome === 'failed' ? 'failed' : 'interrupted',
-      createdAt: new Date().toISOString(),
+      createdAt: isoTime(),
       ...(usage ? { usage } : {}),
     };
     try {

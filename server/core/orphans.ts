@@ -6,6 +6,7 @@ import type { EventLog, GenerationRecord } from './store/event-log.ts';
 import type { History } from './store/history.ts';
 import type { TokenUsage } from '../../shared/messages.ts';
 import { estimateUsage } from './usage.ts';
+import { isoTime } from './iso-time.ts';
 
 /** What ending an orphan needs. */
 export interface OrphanContext {
@@ -38,7 +39,7 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
       if (record.stored) {
         await o.history.append(
           record.sessionKey,
-          { role: 'assistant', content: partial, status: 'interrupted', createdAt: new Date().toISOString(), ...(usage ? { usage } : {}) },
+          { role: 'assistant', content: partial, status: 'interrupted', createdAt: isoTime(), ...(usage ? { usage } : {}) },
           { keepLast: o.maxHistoryMessages, replyId: record.id },
         );
       }

@@ -1,6 +1,7 @@
 import type { ChatMessage } from '../../../../shared/messages.ts';
 import { SluiceError } from '../../errors.ts';
 import { checkKeepLast, checkReadOptions, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
+import { isoTime } from '../../iso-time.ts';
 
 export interface MemoryHistoryOptions {
   /** Epoch ms, for the sessions' last-touched times. Default: Date.now. */
@@ -97,7 +98,7 @@ export class MemoryHistory implements History {
       return;
     }
     const session = this.#touch(sessionKey);
-    const message: ChatMessage = { role: 'assistant', content: text, status: 'interrupted', createdAt: new Date(this.#clock()).toISOString() };
+    const message: ChatMessage = { role: 'assistant', content: text, status: 'interrupted', createdAt: isoTime(this.#clock()) };
     session.entries.push({ message, seq: session.nextSeq++, replyId, draft: true });
   }
 

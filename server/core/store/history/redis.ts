@@ -12,6 +12,7 @@ import {
 } from '../history.ts';
 import { SluiceError } from '../../errors.ts';
 import type { RedisConnection } from '../redis/connection.ts';
+import { isoTime } from '../../iso-time.ts';
 
 export interface RedisHistoryOptions {
   /** Epoch ms, for the sessions' last-touched times. Default: Date.now. */
@@ -95,7 +96,7 @@ export class RedisHistory implements History {
   }
 
   checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
-    const draft: ChatMessage = { role: 'assistant', content: text, status: 'interrupted', createdAt: new Date(this.#clock()).toISOString() };
+    const draft: ChatMessage = { role: 'assistant', content: text, status: 'interrupted', createdAt: isoTime(this.#clock()) };
     // Drafts are written in order with the messages (the place a reply reserves comes after its
     // user's message), without waiting for replicas: the final message replaces them.
     return this.#run(() =>

@@ -2,6 +2,7 @@ import type { ChatMessage } from '../../../../../shared/messages.ts';
 import type { Logger } from 'pino';
 import type { HistoryMessage } from '../../history.ts';
 import type { Dialect, Migration } from './migrations/index.ts';
+import { isoTime } from '../../../iso-time.ts';
 
 /**
  * The History's SQL and the logic around it, written once for SQLite and PostgreSQL. An operation
@@ -95,7 +96,7 @@ export function* append(sessionKey: string, message: ChatMessage, keepLast: numb
 export function* begin(sessionKey: string, message: ChatMessage, keepLast: number, replyId: string, now: number): Op<number> {
   const [row] = yield stepOne(NEXT_SEQ_PAIR, sessionKey, now);
   const seq = Number(row!.seq);
-  yield step(INSERT_PAIR, sessionKey, seq, ...fieldsOf(message), seq + 1, new Date(now).toISOString(), replyId);
+  yield step(INSERT_PAIR, sessionKey, seq, ...fieldsOf(message), seq + 1, isoTime(now), replyId);
   // As append then checkpoint: the message is trimmed to keepLast, its draft comes on top (the final message trims it).
   yield* trim(sessionKey, keepLast + 1, seq + 1);
   return seq;
@@ -113,7 +114,7 @@ export function* checkpoint(sessionKey: string, replyId: string, text: string, n
   const [finished] = yield stepOne(REPLY_ROW, sessionKey, replyId);
   if (finished) return; // the reply has its final message (an UPDATE_DRAFT miss: not a draft)
   const seq = yield* nextSeq(sessionKey, now);
-  yield step(INSERT, sessionKey, seq, 'assistant', DRAFT, text, new Date(now).toISOString(), null, null, null, replyId);
+  yield step(INSERT, sessionKey, seq, 'assistant', DRAFT, text, isoTime(now), null, null, null, replyId);
 }
 
 function* nextSeq(sessionKey: string, now: number): Op<number> {
