@@ -300,4 +300,36 @@ describe('createChatClient with getToken (users signed in with an identity provi
       expect(disconnects).toEqual([]);
     },
   );
+
+  it.each(['ws', 'sse'] as const)(
+    'over %s, a reply whose connection drops twice after its token expired resumes both times with a fresh token, and ends done',
+    async (transport) => {
+      const idp = await startIdentityProvider();
+      let clock = Date.now();
+      const credentials = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, now: () => clock });
+      const server = await startServer({ SIM_DELAY_MS: 15, RESUME_GRACE_MS: 30_000 }, { credentials });
+      const proxy = await startTcpProxy(server.url);
+      let issued = 0;
+      const c = client({ url: proxy.url, transport, getToken: async () => (issued++, idp.token('alice', { at: clock, expiresIn: 60 })) });
+      // About 440 deltas at 15 ms: the second blip comes while the reply still streams live.
+      const message = 'word '.repeat(400).trim();
+      const events: StreamEvent[] = [];
+      let deltas = 0;
+      for await (const event of streamChat(c, { message, sessionId: 'drops' })) {
+        events.push(event);
+        if (event.type !== 'delta') continue;
+        deltas++;
+        // Ten minutes pass and the network blips: the token the connection carries has expired.
+        if (deltas === 5 || deltas === 320) {
+          clock += 10 * 60_000;
+          proxy.dropAll();
+        }
+      }
+      expect(events.at(-1)?.type).toBe('done');
+      const text = events.map((e) => (e.type === 'delta' ? e.delta : '')).join('');
+      expect(text).toBe(simulatedDeltas(message).join(''));
+      expect(issued).toBeGreaterThanOrEqual(3);
+    },
+    30_000,
+  );
 });
