@@ -261,20 +261,42 @@ function credentialsFor(options: ChatClientOptions): Credentials | undefined {
 }
 
 /**
- * With `getToken`, a call refused as UNAUTHORIZED (before anything started: the token expired, say)
- * is made once more, with a fresh token: over HTTP and SSE each request asks getToken; over
- * WebSocket the token goes with the connection, so `renew` replaces it first.
+ * With `getToken`, a call refused as UNAUTHORIZED (the token expired, say) is made once more, with
+ * a fresh token: over HTTP and SSE each request asks getToken; over WebSocket the token goes with
+ * the connection, so `renew` replaces it first. A stream refused when it reconnects after a drop
+ * (EventSource reconnects with the URL, and the token, it was made with) is made again each time it
+ * had delivered something since its last try, resuming from its last event: a long reply may meet
+ * several drops and expiries; a token that is refused at once, twice in a row, is refused.
  */
 function retryWithFreshToken(options: ChatClientOptions, renew: () => void): TRPCLink<AppRouter>[] {
   if (!options.getToken) return [];
+  // The tries (each its own operation object, handed to the retry decision) that delivered data.
+  const delivered = new WeakSet<object>();
+  const progress: TRPCLink<AppRouter> =
+    () =>
+    ({ op, next }) =>
+      observable((observer) => {
+        const inner = next(op).subscribe({
+          next: (value) => {
+            // Data only: a subscription also reports its connection's state ('started', 'state').
+            const type = (value.result as { type?: string }).type;
+            if (type === undefined || type === 'data') delivered.add(op);
+            observer.next(value);
+          },
+          error: (error) => observer.error(error),
+          complete: () => observer.complete(),
+        });
+        return () => inner.unsubscribe();
+      });
   return [
     retryLink<AppRouter>({
-      retry: ({ error, attempts }) => {
-        if (attempts > 1 || error.data?.code !== 'UNAUTHORIZED') return false;
+      retry: ({ op, error, attempts }) => {
+        if (error.data?.code !== 'UNAUTHORIZED' || (attempts > 1 && !delivered.has(op))) return false;
         renew();
         return true;
       },
     }),
+    progress,
   ];
 }
 

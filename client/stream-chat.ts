@@ -145,7 +145,9 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
         // Once the reply has started its turn is stored: a failure now (the server lost the reply
         // and cannot resume it, say) ends the reply, it does not refuse the message.
         if (replyId !== undefined) {
-          yield { type: 'error', code: 'interrupted', message: `The reply could not be resumed: ${messageOf(failure)}`, partial: text };
+          // A credential refused on the way back is the app's to renew (signed out, say), not a lost reply.
+          const code = codeOf(failure) === 'UNAUTHORIZED' ? 'unauthorized' : 'interrupted';
+          yield { type: 'error', code, message: `The reply could not be resumed: ${messageOf(failure)}`, partial: text };
           return;
         }
         throw failure;
@@ -181,6 +183,10 @@ function waitThen(settled: Promise<void>, ms: number): Promise<void> {
     (timer as { unref?: () => void }).unref?.();
   });
   return Promise.race([settled, timeout]).finally(() => clearTimeout(timer));
+}
+
+function codeOf(error: unknown): unknown {
+  return (error as { data?: { code?: unknown } } | null)?.data?.code;
 }
 
 function messageOf(error: unknown): string {
