@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { ErrorBody, SessionHistory, SseErrorData } from '../shared/index.ts';
 import { startSluiceProcess } from './helpers/process.ts';
+import { rawWebSocket } from './helpers/raw-ws.ts';
 import { startRedis } from './helpers/redis.ts';
 import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
 
@@ -67,6 +68,16 @@ describe('graceful shutdown', () => {
 });
 
 describe('shutdown with nobody reading the log', () => {
+  it('a WebSocket client that never answers the close frame does not hold the exit past the drain and its grace', async () => {
+    const sluice = await startSluiceProcess({ SHUTDOWN_DRAIN_MS: 1000 });
+    // A peer gone quiet (a laptop asleep, a dropped mobile link): its socket stays open and says nothing.
+    await rawWebSocket(sluice.url);
+    const startedAt = performance.now();
+    expect(await sluice.stop('SIGTERM')).toBe(0);
+    // The drain (1 s, no reply running: at once) and the close grace (2 s), not ws's own 30 s wait.
+    expect(performance.now() - startedAt).toBeLessThan(5000);
+  });
+
   it('exits on SIGTERM when its stdout reader has gone (| head): the lines it cannot write are dropped, not retried forever', async () => {
     const sluice = await startSluiceProcess({ SIM_DELAY_MS: 0, SHUTDOWN_DRAIN_MS: 500, STORE: 'memory' });
     // The reader of its stdout goes away, as `| head` does once it has its lines.
