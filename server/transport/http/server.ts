@@ -4,6 +4,7 @@ import type { Credentials } from '../../core/credentials.ts';
 import type { ChatService } from '../../core/chat-service.ts';
 import { SluiceError } from '../../core/errors.ts';
 import type { Leases } from '../../core/leases.ts';
+import { within } from '../../core/within.ts';
 import { clientIp, type TrustedProxies } from '../../net/client-ip.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Admission } from '../admission.ts';
@@ -165,7 +166,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       // Let every stream write its last event before sockets go.
       const deadline = Date.now() + graceMs;
       while (service.openListeners > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
-      await ws.close();
+      // A peer that never answers the close frame is not waited for past the grace (ws would wait 30 s).
+      await within(ws.close(), Math.max(0, deadline - Date.now()), () => undefined);
       server.closeIdleConnections();
       while ((await connections.count()) > 0 && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 10));
