@@ -238,6 +238,26 @@ describe('createChatClient', () => {
     await expect(c.health.query()).rejects.toThrow(/closed/);
   });
 
+  it.each(['ws', 'sse'] as const)('over %s, Stop while the connection is lost ends the loop at once', async (transport) => {
+    const { url } = await startServer({ SIM_DELAY_MS: 50, RESUME_GRACE_MS: 30_000 });
+    const proxy = await startTcpProxy(url);
+    const c = client({ url: proxy.url, transport });
+    const stop = new AbortController();
+    let stoppedAt = 0;
+    const onConnection = (state: 'lost' | 'resumed'): void => {
+      if (state !== 'lost') return;
+      stoppedAt = performance.now();
+      stop.abort();
+    };
+    let deltas = 0;
+    for await (const event of streamChat(c, { message: 'stop me', sessionId: 'stop', signal: stop.signal, onConnection })) {
+      // The network goes away, and stays away.
+      if (event.type === 'delta' && ++deltas === 2) await proxy.close();
+    }
+    expect(stoppedAt).toBeGreaterThan(0);
+    expect(performance.now() - stoppedAt).toBeLessThan(1000);
+  });
+
   it('validates its options with a precise message', () => {
     expect(() => createChatClient({ url: 'localhost:8000' })).toThrow(/http: or https:|absolute URL/);
     expect(() => createChatClient({ url: 'http://x', transport: 'smoke' as never })).toThrow(/'ws', 'sse' or 'auto'/);
