@@ -162,13 +162,20 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
     // it (the session may be running another client's). Left before it was known to have started,
     // the subscription stays until the server says, in the background.
     if (ended) subscription.unsubscribe();
-    else if (replyId !== undefined) await leave(client, subscription, sessionId, replyId);
-    else void waitThen(startKnown, START_WAIT_MS).then(() => leave(client, subscription, sessionId, replyId));
+    else if (replyId !== undefined) {
+      // The cancel is waited for (briefly) while the connection is up, so that a caller reading
+      // history next finds the reply ended; not while it is lost: Stop ends the loop now, and the
+      // cancel goes when the connection is back.
+      const cancelling = leave(client, subscription, sessionId, replyId);
+      if (connected) await waitThen(cancelling, LEAVE_WAIT_MS);
+    } else void waitThen(startKnown, START_WAIT_MS).then(() => leave(client, subscription, sessionId, replyId));
   }
 }
 
 /** How long a call left before its reply started waits for the server to say whether it did. */
 const START_WAIT_MS = 10_000;
+/** How long leaving a started reply waits for its cancel to be answered. */
+const LEAVE_WAIT_MS = 5_000;
 
 async function leave(client: ChatClient, subscription: { unsubscribe(): void }, sessionId: string, replyId: string | undefined): Promise<void> {
   subscription.unsubscribe();
