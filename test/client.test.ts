@@ -258,6 +258,33 @@ describe('createChatClient', () => {
     expect(performance.now() - stoppedAt).toBeLessThan(1000);
   });
 
+  it('over WebSocket in Node, a connection that goes silent (no FIN, no RST) is given up within its keep-alive, and the reply resumes', async () => {
+    const { url } = await startServer({ SIM_DELAY_MS: 100, RESUME_GRACE_MS: 60_000 });
+    const proxy = await startTcpProxy(url);
+    const c = client({ url: proxy.url, transport: 'ws' });
+    let frozeAt = 0;
+    let lostAfter = 0;
+    const onConnection = (state: 'lost' | 'resumed'): void => {
+      if (state === 'lost') {
+        lostAfter = performance.now() - frozeAt;
+        proxy.release();
+      }
+    };
+    const events: StreamEvent[] = [];
+    for await (const event of streamChat(c, { message: 'the path dies', sessionId: 'silent', onConnection })) {
+      events.push(event);
+      if (events.length === 2) {
+        // The path dies silently (a NAT forgets it, say): nothing gets through either way, and the sockets stay open.
+        proxy.freeze();
+        frozeAt = performance.now();
+      }
+    }
+    // A ping every 10 s, 5 s for its pong, then a short wait for the close handshake (not ws's 30 s).
+    expect(lostAfter).toBeGreaterThan(0);
+    expect(lostAfter).toBeLessThan(20_000);
+    expect(events.at(-1)?.type).toBe('done');
+  }, 60_000);
+
   it('validates its options with a precise message', () => {
     expect(() => createChatClient({ url: 'localhost:8000' })).toThrow(/http: or https:|absolute URL/);
     expect(() => createChatClient({ url: 'http://x', transport: 'smoke' as never })).toThrow(/'ws', 'sse' or 'auto'/);

@@ -8,6 +8,8 @@ export interface TcpProxy {
   dropAll(): void;
   /** From now on, what clients send is held back (the target hears nothing, as over a stalled network) until release(). */
   hold(): void;
+  /** As hold(), both ways: neither side hears the other (a path that died silently: no FIN, no RST). */
+  freeze(): void;
   /** Resolves once something has been held back. */
   holding(): Promise<void>;
   /** Sends on what was held back, and stops holding. */
@@ -26,6 +28,7 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let held: Array<() => void> | undefined;
   let onHeld: (() => void) | undefined;
+  let frozen = false;
   const server = createServer((client) => {
     const upstream = connect(Number(target.port), target.hostname);
     for (const s of [client, upstream]) {
@@ -45,7 +48,11 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
       onHeld?.();
     });
     client.on('end', () => upstream.end());
-    upstream.pipe(client);
+    upstream.on('data', (chunk: Buffer) => {
+      if (frozen && held) held.push(() => client.write(chunk));
+      else client.write(chunk);
+    });
+    upstream.on('end', () => client.end());
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -59,6 +66,10 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
     hold: () => {
       held ??= [];
     },
+    freeze: () => {
+      held ??= [];
+      frozen = true;
+    },
     holding: () =>
       new Promise<void>((resolve) => {
         if (held?.length) resolve();
@@ -67,6 +78,7 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
     release: () => {
       const writes = held ?? [];
       held = undefined;
+      frozen = false;
       onHeld = undefined;
       for (const write of writes) write();
     },
