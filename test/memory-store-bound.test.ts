@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { MemoryHistory } from '../server/core/store/history/memory.ts';
 import type { ChatMessage } from '../shared/messages.ts';
 import { SessionHistory } from '../shared/index.ts';
@@ -74,4 +74,20 @@ describe('STORE=memory stays bounded', () => {
     expect(last.status).toBe(200);
     expect(await last.text()).toContain('"done": true');
   });
+
+  it('finished replies kept for resumes are let go EVENT_LOG_TTL_MS after they end, though nothing else comes', async () => {
+    const server = await startServer({ STORE: 'memory', EVENT_LOG_TTL_MS: 300 });
+    for (const session of ['one', 'two']) {
+      const res = await fetch(`${server.url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'hello', session_id: session }),
+      });
+      await res.text();
+    }
+    expect(server.sluice.service.resumableCount).toBe(2);
+    // A quiet server: no reply starts, no resume comes, and yet the text goes.
+    await vi.waitFor(() => expect(server.sluice.service.resumableCount).toBe(0), { timeout: 3000 });
+  });
 });
+

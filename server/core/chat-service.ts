@@ -188,6 +188,11 @@ export class ChatService {
     return this.#openListeners;
   }
 
+  /** Finished replies this instance keeps in memory for resumes (for `eventLogTtlMs`, within `resumableMaxChars`). */
+  get resumableCount(): number {
+    return this.#local.keptCount;
+  }
+
   static sessionKey(owner: string, sessionId: string): string {
     return `${owner}/${sessionId}`;
   }

@@ -25,6 +25,11 @@ export class LocalGenerations {
     return this.#running.size;
   }
 
+  /** Finished generations kept for resumes. */
+  get keptCount(): number {
+    return this.#finished.length;
+  }
+
   /** Listeners of the running generations. */
   get listenerCount(): number {
     let n = 0;
