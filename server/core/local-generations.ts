@@ -1,6 +1,9 @@
 import type { Generation, StopReason } from './generation.ts';
 import { within } from './within.ts';
 
+/** The sweep of finished generations runs at most this often. */
+const MIN_SWEEP_MS = 1000;
+
 /**
  * This instance's generations: the running one of each session, and every one by id (running, or
  * finished and still resumable for `keepMs`), with the promises of their runs.
@@ -15,6 +18,8 @@ export class LocalGenerations {
   /** Finished generations in the order they finished, so expiry looks only at the head. */
   readonly #finished: Generation[] = [];
   readonly #runs = new Set<Promise<unknown>>();
+  /** Lets the finished ones go on time when nothing else comes (no reply, no resume) to expire them. */
+  #sweep: NodeJS.Timeout | undefined;
 
   constructor(keepMs: number, maxKeptChars = Number.POSITIVE_INFINITY) {
     this.#keepMs = keepMs;
@@ -75,6 +80,22 @@ export class LocalGenerations {
     this.#finished.push(generation);
     this.#keptChars += generation.keptChars;
     while (this.#keptChars > this.#maxKeptChars && this.#finished.length > 0) this.#forgetOldest();
+    this.#armSweep();
+  }
+
+  /** One timer, for the oldest kept one's end, and at most one run a second however busy. */
+  #armSweep(): void {
+    if (this.#sweep || this.#finished.length === 0) return;
+    const dueMs = (this.#finished[0]!.finishedAt ?? 0) + this.#keepMs - Date.now();
+    this.#sweep = setTimeout(
+      () => {
+        this.#sweep = undefined;
+        this.expire();
+        this.#armSweep();
+      },
+      Math.max(dueMs, MIN_SWEEP_MS),
+    );
+    this.#sweep.unref();
   }
 
   /** Forgets finished generations older than the resume window. */
@@ -105,6 +126,8 @@ export class LocalGenerations {
   }
 
   clear(): void {
+    clearTimeout(this.#sweep);
+    this.#sweep = undefined;
     this.#byId.clear();
     this.#finished.length = 0;
     this.#keptChars = 0;
