@@ -42,6 +42,12 @@ export interface ChatClientOptions {
    * connection. Use `apiKey` or `getToken`, not both.
    */
   readonly getToken?: GetToken;
+  /**
+   * How long one getToken call is waited for before it counts as failed (the connection or request
+   * is then tried again, asking anew), so that a refresh stuck on the network cannot hold the
+   * client. Default 10000.
+   */
+  readonly tokenTimeoutMs?: number;
   /** How long `'auto'` waits for the WebSocket before falling back to SSE. Default 3000. */
   readonly wsConnectTimeoutMs?: number;
   /** Called once the transport is known (`'ws'` or `'sse'`), and on every WebSocket reconnect. */

@@ -379,4 +379,41 @@ describe('createChatClient with getToken (users signed in with an identity provi
     },
     30_000,
   );
+
+  it('over WebSocket, a getToken slower than the server gives a connection to show its credential is asked before the socket opens', async () => {
+    const idp = await startIdentityProvider();
+    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl, WS_AUTH_TIMEOUT_MS: 1000 });
+    const c = client({
+      url,
+      transport: 'ws',
+      getToken: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        return idp.token('alice');
+      },
+    });
+    const events = await collect(streamChat(c, { message: 'slow token', sessionId: 'slow', giveUpAfterMs: 10_000 }));
+    expect(events.at(-1)?.type).toBe('done');
+  });
+
+  it('over WebSocket, a getToken that never answers (a refresh stuck on the network) is given up and asked again; the reply resumes', async () => {
+    const idp = await startIdentityProvider();
+    const server = await startServer({ AUTH_JWKS_URL: idp.jwksUrl, SIM_DELAY_MS: 20, RESUME_GRACE_MS: 30_000 });
+    const proxy = await startTcpProxy(server.url);
+    let calls = 0;
+    const c = client({
+      url: proxy.url,
+      transport: 'ws',
+      tokenTimeoutMs: 500,
+      getToken: () => (++calls === 2 ? new Promise<string>(() => undefined) : idp.token('alice')),
+    });
+    const events: StreamEvent[] = [];
+    for await (const event of streamChat(c, { message: 'stuck refresh', sessionId: 'stuck', giveUpAfterMs: 10_000 })) {
+      events.push(event);
+      if (events.length === 3) proxy.dropAll();
+    }
+    expect(events.at(-1)?.type).toBe('done');
+    expect(calls).toBeGreaterThanOrEqual(3);
+    // And the client goes on working.
+    expect((await c.chat.history.query({ sessionId: 'stuck' })).messages).toHaveLength(2);
+  });
 });

@@ -90,4 +90,3 @@ describe('STORE=memory stays bounded', () => {
     await vi.waitFor(() => expect(server.sluice.service.resumableCount).toBe(0), { timeout: 3000 });
   });
 });
-
