@@ -102,6 +102,10 @@ function validate(options: ChatClientOptions): URL {
   if (timeout !== undefined && (!Number.isFinite(timeout) || timeout <= 0)) {
     throw new TypeError(`createChatClient: wsConnectTimeoutMs must be a positive number, got ${timeout}`);
   }
+  const tokenTimeout = options.tokenTimeoutMs;
+  if (tokenTimeout !== undefined && (!Number.isFinite(tokenTimeout) || tokenTimeout <= 0)) {
+    throw new TypeError(`createChatClient: tokenTimeoutMs must be a positive number, got ${tokenTimeout}`);
+  }
   const maxBatch = options.maxBatch;
   if (maxBatch !== undefined && (!Number.isInteger(maxBatch) || maxBatch < 1)) {
     throw new TypeError(`createChatClient: maxBatch must be a positive integer, got ${maxBatch}`);
@@ -163,10 +167,28 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   // Connections closed to renew the credential are not drops: neither their close nor the next
   // open is reported.
   let renewals = 0;
+  // The credential for the next connection is asked for before it opens (at start, when a
+  // connection closes, before one is replaced to renew it), not once it is open: the server gives a
+  // connection WS_AUTH_TIMEOUT_MS to show it, which a slow getToken would otherwise spend.
+  let prefetched: Promise<Record<string, string>> | undefined;
+  const prefetch = (): void => {
+    if (!credentials || prefetched) return;
+    prefetched = credentials.params();
+    prefetched.catch(() => undefined);
+  };
+  prefetch();
   const wsClient = createWSClient({
     url: wsUrl,
     WebSocket: withBatchLimit(WebSocketImpl, maxBatch),
-    ...(credentials ? { connectionParams: credentials.params } : {}),
+    ...(credentials
+      ? {
+          connectionParams: () => {
+            const params = prefetched ?? credentials.params();
+            prefetched = undefined;
+            return params;
+          },
+        }
+      : {}),
     keepAlive: { enabled: true, intervalMs: 10_000, pongTimeoutMs: 5_000 },
     onOpen: () => {
       if (decided === 'pending') decide('ws');
@@ -176,6 +198,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     // Before the first open, any failure means this network will not carry WebSockets.
     onError: () => decide('sse'),
     onClose: (cause) => {
+      if (!closing) prefetch();
       if (decided === 'ws' && !closing && cause?.code !== RENEW_CLOSE_CODE) options.onDisconnect?.();
       decide('sse');
     },
@@ -185,6 +208,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const renewConnection = (): void => {
     const connection = wsClient.connection;
     if (decided !== 'ws' || connection?.state !== 'open') return;
+    prefetched = undefined;
+    prefetch();
     renewals++;
     connection.ws.close(RENEW_CLOSE_CODE, 'renewing the credential');
   };
@@ -253,7 +278,8 @@ function credentialsFor(options: ChatClientOptions): Credentials | undefined {
     return { params: async () => ({ apiKey }), headers: async () => ({ authorization: `Bearer ${apiKey}` }) };
   }
   if (getToken === undefined) return undefined;
-  const token = async (): Promise<string | undefined> => (await getToken()) || undefined;
+  const timeoutMs = options.tokenTimeoutMs ?? DEFAULT_TOKEN_TIMEOUT_MS;
+  const token = async (): Promise<string | undefined> => (await withTimeout(Promise.resolve(getToken()), timeoutMs)) || undefined;
   return {
     params: async (): Promise<Record<string, string>> => {
       const current = await token();
@@ -264,6 +290,18 @@ function credentialsFor(options: ChatClientOptions): Credentials | undefined {
       return current ? { authorization: `Bearer ${current}` } : {};
     },
   };
+}
+
+/** See ChatClientOptions.tokenTimeoutMs. */
+const DEFAULT_TOKEN_TIMEOUT_MS = 10_000;
+
+/** `work`, or a rejection once `ms` have passed without it settling (it is left to settle on its own). */
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`getToken did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 /**
