@@ -5,7 +5,7 @@ import { ErrorBody, SessionHistory, SseErrorData } from '../shared/index.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { rawWebSocket } from './helpers/raw-ws.ts';
 import { startRedis } from './helpers/redis.ts';
-import { streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { drain, streamSseRoute, type SseFrame } from './helpers/sse.ts';
 
 describe('graceful shutdown', () => {
   it('SIGTERM: new streams get 503, short replies finish, long ones end with the error event, partials are stored, exit 0', async () => {
@@ -68,6 +68,40 @@ describe('graceful shutdown', () => {
 });
 
 describe('shutdown with nobody reading the log', () => {
+  it("a stream following another instance's reply is kept through the drain, and ended with the error event (not cut) if the reply outlasts it", async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const a = await startSluiceProcess({ REDIS_URL: redis.url, SIM_DELAY_MS: 30 });
+    const follow = async (sluice: Awaited<ReturnType<typeof startSluiceProcess>>, session: string, words: number) => {
+      const reply = streamSseRoute(a.url, { message: 'word '.repeat(words).trim(), session_id: session });
+      const first = (await reply.next()).value as SseFrame;
+      drain(reply).catch(() => undefined);
+      // The same reply, followed through the other instance from its first event.
+      return streamSseRoute(sluice.url, { message: 'x', session_id: session }, { headers: { 'last-event-id': first.id! } });
+    };
+
+    // The reply (about 1.5 s) ends within B's drain: its follower gets the whole of it.
+    const b = await startSluiceProcess({ REDIS_URL: redis.url, SHUTDOWN_DRAIN_MS: 10_000 });
+    const followed = await follow(b, 'within', 10);
+    const firstFollowed = (await followed.next()).value as SseFrame;
+    expect(JSON.parse(firstFollowed.data)).toMatchObject({ done: false });
+    const exited = b.stop('SIGTERM');
+    const frames = await drain(followed);
+    expect(JSON.parse(frames.at(-1)!.data)).toMatchObject({ done: true });
+    expect(await exited).toBe(0);
+
+    // A reply (about 12 s) that outlasts C's drain: its follower gets an ending it can act on (resume elsewhere).
+    const c = await startSluiceProcess({ REDIS_URL: redis.url, SHUTDOWN_DRAIN_MS: 500 });
+    const cut = await follow(c, 'outlasts', 400);
+    (await cut.next()).value as SseFrame;
+    const stopped = c.stop('SIGTERM');
+    const ending = (await drain(cut)).at(-1)!;
+    expect(ending.event).toBe('error');
+    expect(SseErrorData.parse(JSON.parse(ending.data)).message).toMatch(/shutting down/);
+    expect(ending.id).toMatch(/:\d+$/);
+    expect(await stopped).toBe(0);
+  }, 30_000);
+
   it('a WebSocket client that never answers the close frame does not hold the exit past the drain and its grace', async () => {
     const sluice = await startSluiceProcess({ SHUTDOWN_DRAIN_MS: 1000 });
     // A peer gone quiet (a laptop asleep, a dropped mobile link): its socket stays open and says nothing.
