@@ -93,7 +93,7 @@ describe('shutdown with nobody reading the log', () => {
     // A reply (about 12 s) that outlasts C's drain: its follower gets an ending it can act on (resume elsewhere).
     const c = await startSluiceProcess({ REDIS_URL: redis.url, SHUTDOWN_DRAIN_MS: 500 });
     const cut = await follow(c, 'outlasts', 400);
-    (await cut.next()).value as SseFrame;
+    await cut.next();
     const stopped = c.stop('SIGTERM');
     const ending = (await drain(cut)).at(-1)!;
     expect(ending.event).toBe('error');

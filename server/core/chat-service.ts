@@ -10,6 +10,7 @@ import { NO_OBSERVER, type GenerationObserver } from './observer.ts';
 import { endIfDead, type OrphanContext } from './orphans.ts';
 import type { Provider, ProviderMessage } from './providers/provider.ts';
 import { remoteListener } from './remote-listener.ts';
+import { within } from './within.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
 import type { History, ReadOptions } from './store/history.ts';
 import { CancelRouting } from './cancel-routing.ts';
@@ -135,6 +136,16 @@ export class ChatService {
   readonly #countListener = (delta: 1 | -1): void => {
     this.#openListeners += delta;
   };
+  /** Listeners following a reply that runs on another instance (or ran before a restart). */
+  #remoteListeners = 0;
+  #remoteGone: (() => void) | undefined;
+  readonly #countRemote = (delta: 1 | -1): void => {
+    this.#countListener(delta);
+    this.#remoteListeners += delta;
+    if (this.#remoteListeners === 0) this.#remoteGone?.();
+  };
+  /** Aborted at close: streams following other instances' replies end with an event to resume from. */
+  readonly #stopping = new AbortController();
   #draining = false;
   #closing: Promise<void> | undefined;
 
@@ -298,7 +309,8 @@ export class ChatService {
       pollMs: this.#o.remotePollMs ?? 1_000,
       outageWaitMs: this.#o.events.outageWaitMs ?? 1_500,
       presenceTtlMs: this.#o.presenceTtlMs ?? 10_000,
-      onListener: this.#countListener,
+      onListener: this.#countRemote,
+      stopping: this.#stopping.signal,
     });
   }
 
@@ -398,14 +410,23 @@ export class ChatService {
     return this.#draining || this.#closing !== undefined;
   }
 
-  /** Resolves once every running generation has ended by itself, or after `timeoutMs`. */
-  drain(timeoutMs: number): Promise<void> {
-    return this.#local.settled(timeoutMs);
+  /**
+   * Resolves once every running generation has ended by itself, and every stream following another
+   * instance's reply has ended with it, or after `timeoutMs`.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    await this.#local.settled(timeoutMs);
+    if (this.#remoteListeners === 0) return;
+    const gone = new Promise<void>((resolve) => (this.#remoteGone = resolve));
+    await within(gone, Math.max(0, deadline - Date.now()), () => undefined);
+    this.#remoteGone = undefined;
   }
 
   /** Stops every running generation (their partial replies are stored) and waits for them. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#stopping.abort();
       this.#local.stopAll('shutdown');
       await this.#local.settled();
       await this.#checkpoints.close();

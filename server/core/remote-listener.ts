@@ -17,6 +17,12 @@ export interface RemoteListenerOptions extends OrphanContext {
   readonly presenceTtlMs: number;
   /** Told when this listener starts (+1) and ends (-1). */
   readonly onListener?: (delta: 1 | -1) => void;
+  /**
+   * Aborted when this instance shuts down: the stream then ends with an `unavailable` error event
+   * whose id is the last event's, so that its client resumes from another instance (the reply itself
+   * runs on).
+   */
+  readonly stopping?: AbortSignal;
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
@@ -45,9 +51,16 @@ function pause(ms: number, signal: AbortSignal): Promise<void> {
 export function remoteListener(options: RemoteListenerOptions): Listener {
   const { events, record, logger } = options;
   const controller = new AbortController();
-  const close = (): void => controller.abort();
+  // Ends a pending read: the client left (`controller`), or this instance is stopping.
+  const reads = new AbortController();
+  const close = (): void => {
+    controller.abort();
+    reads.abort();
+  };
+  const stop = (): void => reads.abort();
   options.signal?.addEventListener('abort', close, { once: true });
   if (options.signal?.aborted) close();
+  options.stopping?.addEventListener('abort', stop, { once: true });
   const listenerId = randomBytes(8).toString('base64url');
   options.onListener?.(1);
   let counted = true;
@@ -69,9 +82,15 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
     let failures = 0;
     try {
       while (!controller.signal.aborted) {
+        if (options.stopping?.aborted) {
+          const failure = new SluiceError('unavailable', 'This server is shutting down; resume the reply from another');
+          yield { id: formatEventId(record.id, seq), seq, event: { type: 'error', code: failure.code, message: failure.message, partial } };
+          return;
+        }
         let batch: LoggedEvent[];
         try {
-          batch = await events.read(record.id, seq, options.pollMs, controller.signal);
+          batch = await events.read(record.id, seq, options.pollMs, reads.signal);
+          if (reads.signal.aborted) continue;
           if (batch.length === 0 && !controller.signal.aborted && !(await options.leases.isAlive(record.id))) {
             // The owner's liveness mark is cleared only after its final event is logged: one more read decides.
             batch = await events.read(record.id, seq, 0);
@@ -81,6 +100,7 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
           failures = 0;
         } catch (error) {
           if (controller.signal.aborted) return;
+          if (reads.signal.aborted) continue;
           // The store is away (a failover): tried again for a while, as the reply's own copies are.
           failingSince ??= performance.now();
           if (!isCorruptLog(error) && performance.now() - failingSince < options.outageWaitMs) {
@@ -105,6 +125,7 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
       uncount();
       clearInterval(presence);
       options.signal?.removeEventListener('abort', close);
+      options.stopping?.removeEventListener('abort', stop);
       events.dropListener(record.id, listenerId).catch(() => undefined);
       logger.debug({ generationId: record.id, seq }, 'remote listener left');
     }
