@@ -1,11 +1,12 @@
 import WebSocket from 'ws';
 import { once } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { Agent, request, type IncomingMessage } from 'node:http';
+import { describe, expect, it, vi } from 'vitest';
 import { ErrorBody, SessionHistory, SseErrorData } from '../shared/index.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { rawWebSocket } from './helpers/raw-ws.ts';
 import { startRedis } from './helpers/redis.ts';
-import { drain, streamSseRoute, type SseFrame } from './helpers/sse.ts';
+import { drain, rawRequest, streamSseRoute, type SseFrame } from './helpers/sse.ts';
 
 describe('graceful shutdown', () => {
   it('SIGTERM: new streams get 503, short replies finish, long ones end with the error event, partials are stored, exit 0', async () => {
@@ -101,6 +102,36 @@ describe('shutdown with nobody reading the log', () => {
     expect(ending.id).toMatch(/:\d+$/);
     expect(await stopped).toBe(0);
   }, 30_000);
+
+  it('while draining, a kept-alive connection is closed as its response ends, and answers begun meanwhile say Connection: close', async () => {
+    const sluice = await startSluiceProcess({ SIM_DELAY_MS: 30, SHUTDOWN_DRAIN_MS: 3000 });
+    // A long reply (about 6 s) keeps the instance draining for the whole of SHUTDOWN_DRAIN_MS.
+    const long = streamSseRoute(sluice.url, { message: 'word '.repeat(200).trim(), session_id: 'long' });
+    await long.next();
+    // A short one (about 1.2 s) on a kept-alive connection, as a client's pool holds it.
+    const agent = new Agent({ keepAlive: true });
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(`${sluice.url}/v1/chat/stream`, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, resolve);
+      req.once('error', reject);
+      req.end(JSON.stringify({ message: 'short', session_id: 'short' }));
+    });
+    const socket = res.socket;
+    await once(res, 'data');
+    const exited = sluice.stop('SIGTERM');
+    res.resume();
+    await once(res, 'end');
+    const endedAt = performance.now();
+    // Its connection goes with it, long before the drain is over: the client's next call opens a new
+    // one (to another instance, behind a balancer) instead of meeting this one as it closes.
+    await vi.waitFor(() => expect(socket.destroyed).toBe(true), { timeout: 1000 });
+    expect(performance.now() - endedAt).toBeLessThan(1000);
+    const health = await rawRequest(`${sluice.url}/health`, { method: 'GET' });
+    expect(health.status).toBe(200);
+    expect(health.headers.connection).toBe('close');
+    await drain(long).catch(() => undefined);
+    expect(await exited).toBe(0);
+    agent.destroy();
+  });
 
   it('a WebSocket client that never answers the close frame does not hold the exit past the drain and its grace', async () => {
     const sluice = await startSluiceProcess({ SHUTDOWN_DRAIN_MS: 1000 });
