@@ -159,7 +159,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     shutdown: () => {
       shuttingDown ??= (async () => {
         service.beginDrain();
-        http.notifyReconnect();
+        http.beginDrain();
         await service.drain(config.SHUTDOWN_DRAIN_MS);
         await close();
       })();

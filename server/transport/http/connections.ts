@@ -14,6 +14,13 @@ export interface HttpConnections {
   upgraded(socket: Duplex): void;
   /** Connections open now, WebSockets included. */
   count(): Promise<number>;
+  /**
+   * The server is draining: every connection goes once its response is over (answers begun from
+   * now on say `Connection: close`; one under way ends its socket as it ends), and idle ones go now.
+   * A client's next call then opens a new connection (to another instance, behind a balancer)
+   * instead of meeting this one as it closes.
+   */
+  closeAfterResponses(): void;
 }
 
 /**
@@ -24,6 +31,18 @@ export interface HttpConnections {
 export function watchConnections(server: Server, metrics: Metrics, logger: Logger): HttpConnections {
   /** Each socket's responses under way (pipelined requests are answered in order, one after another). */
   const underWay = new WeakMap<Duplex, Set<ServerResponse>>();
+  /** Every response under way, for the drain. */
+  const all = new Set<ServerResponse>();
+  let draining = false;
+  const lastOnItsConnection = (res: ServerResponse): void => {
+    if (!res.headersSent) {
+      res.shouldKeepAlive = false;
+      return;
+    }
+    // Its headers promised keep-alive: the socket is ended right after its last byte instead.
+    const socket = res.socket;
+    res.once('finish', () => socket?.end());
+  };
   const httpConnections = new WeakSet<Duplex>();
   server.on('drop', () => metrics.rejected('too_many_connections'));
   server.on('connection', (socket) => {
@@ -54,7 +73,12 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
       }
       const mine = responses;
       mine.add(res);
-      res.once('close', () => mine.delete(res));
+      all.add(res);
+      if (draining) lastOnItsConnection(res);
+      res.once('close', () => {
+        mine.delete(res);
+        all.delete(res);
+      });
       res.once('finish', () => {
         if (!req.complete) limitUnread(req);
       });
@@ -64,6 +88,12 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
       if (httpConnections.delete(socket)) metrics.connectionClosed('http');
     },
     count: () => new Promise((resolve) => server.getConnections((error, count) => resolve(error ? 0 : count))),
+    closeAfterResponses: () => {
+      if (draining) return;
+      draining = true;
+      for (const res of all) lastOnItsConnection(res);
+      server.closeIdleConnections();
+    },
   };
 }
 

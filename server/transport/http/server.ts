@@ -63,8 +63,11 @@ export interface HttpServerOptions {
 
 export interface HttpServer {
   readonly server: Server;
-  /** Asks every WebSocket client to reconnect (tRPC's reconnect notification), e.g. before a shutdown. */
-  notifyReconnect(): void;
+  /**
+   * The instance is draining: every WebSocket client is asked to reconnect (tRPC's reconnect
+   * notification), and every HTTP connection closes once its response is over.
+   */
+  beginDrain(): void;
   /** Stops accepting, lets streaming responses end (up to `graceMs`), closes every socket. Safe to call twice. */
   close(graceMs?: number): Promise<void>;
 }
@@ -180,5 +183,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     return closing;
   };
 
-  return { server, notifyReconnect: () => ws.notifyReconnect(), close };
+  const beginDrain = (): void => {
+    ws.notifyReconnect();
+    connections.closeAfterResponses();
+  };
+
+  return { server, beginDrain, close };
 }
