@@ -302,7 +302,9 @@ describe('the official openai SDK against Sluice', () => {
       expect(messages.at(-1)).toMatchObject({ role: 'assistant', status: 'complete', content: text });
       await second.stop();
     }
-  });
+    // Four servers started as processes, and the SDK's own backoff between its tries (up to 8 s):
+    // 14 s on an idle machine, 24 s beside a running suite.
+  }, 60_000);
 
   it('a turn sent again after several tries that got no answer is stored once, and later prompts hold only its finished reply', async () => {
     const recorder = recordingProvider(createSimulatedProvider({ delayMs: 20 }));
