@@ -31,6 +31,18 @@ describe('simulated provider', () => {
     expect(() => createSimulatedProvider({ delayMs: 0, firstDelayMs: -1 })).toThrow(/firstDelayMs/);
   });
 
+  it('with no first-token wait but a delay, paces every token after the first (none come in a burst)', async () => {
+    const provider = createSimulatedProvider({ delayMs: 30, firstDelayMs: 0 });
+    const at: number[] = [];
+    const start = performance.now();
+    for await (const item of provider.stream({ messages: [user('paced')], signal: new AbortController().signal })) {
+      for (const _ of asDeltas(item)) at.push(performance.now() - start);
+      if (at.length >= 4) break;
+    }
+    expect(at[0]).toBeLessThan(25);
+    for (let i = 1; i < 4; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(25);
+  });
+
   it('answers the last user message of the session', async () => {
     const provider = createSimulatedProvider({ delayMs: 0 });
     const out: string[] = [];
