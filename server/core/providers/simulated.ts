@@ -95,8 +95,9 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
       try {
         for (let i = 0; i < deltas.length;) {
           const wait = i === 0 ? firstDelayMs : delayMs;
-          if (pacer && wait > 0) {
-            await pacer.wait(wait);
+          // Paced: one at a time (the first may come at once, the others wait their delay).
+          if (pacer && (wait > 0 || delayMs > 0)) {
+            if (wait > 0) await pacer.wait(wait);
             yield deltas[i++]!;
             continue;
           }
