@@ -416,4 +416,21 @@ describe('createChatClient with getToken (users signed in with an identity provi
     // And the client goes on working.
     expect((await c.chat.history.query({ sessionId: 'stuck' })).messages).toHaveLength(2);
   });
+
+  it('over WebSocket, a connection the server asks to replace does not leave a token behind for a later reconnect', async () => {
+    const idp = await startIdentityProvider();
+    const server = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+    let calls = 0;
+    let closed = 0;
+    const c = client({ url: server.url, transport: 'ws', getToken: async () => (calls++, idp.token('alice')), onDisconnect: () => closed++ });
+    await c.chat.history.query({ sessionId: 'r' });
+    const before = calls;
+    // A drain elsewhere in the fleet: tRPC's reconnect notification. The client opens a new
+    // connection (asking getToken for it), then lets the old one go.
+    server.sluice.http.beginDrain();
+    await vi.waitFor(() => expect(closed).toBe(1));
+    await c.chat.history.query({ sessionId: 'r' });
+    // One call, for the new connection: none to keep, stale, for whenever the next drop comes.
+    expect(calls - before).toBe(1);
+  });
 });
