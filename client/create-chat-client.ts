@@ -198,7 +198,10 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     // Before the first open, any failure means this network will not carry WebSockets.
     onError: () => decide('sse'),
     onClose: (cause) => {
-      if (!closing) prefetch();
+      // A drop of the connection in use (a reconnect follows), not one retired at the server's
+      // request once its replacement is open, nor the fallback to SSE: a token kept for those would
+      // wait, going stale, for whenever the next drop comes.
+      if (!closing && decided !== 'sse' && wsClient.connection?.state !== 'open') prefetch();
       if (decided === 'ws' && !closing && cause?.code !== RENEW_CLOSE_CODE) options.onDisconnect?.();
       decide('sse');
     },
