@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import NodeWebSocket from 'ws';
 import { loadConfig } from '../server/config.ts';
-import { defaultAllowedHosts, hostnameOf, isAllowedHost, parseAllowedHosts } from '../server/net/hosts.ts';
+import { defaultAllowedHosts, hostnameOf, isAllowedHost, isLoopbackHost, parseAllowedHosts } from '../server/net/hosts.ts';
 import { parseAllowedOrigins } from '../server/net/origins.ts';
 import { OriginPolicy } from '../server/transport/http/origin-policy.ts';
 import { SessionHistory } from '../shared/index.ts';
@@ -295,5 +295,8 @@ describe('ALLOWED_HOSTS', () => {
     for (const host of ['evil.example:8000', 'localhost.evil.example', undefined]) expect(isAllowedHost(local, host), String(host)).toBe(false);
     expect(defaultAllowedHosts('127.0.0.1', true)).toBe('*');
     expect(defaultAllowedHosts('0.0.0.0', false)).toBe('*');
+    // An IPv4-mapped loopback address is one too (only this machine reaches it).
+    expect(isLoopbackHost('::ffff:127.0.0.1')).toBe(true);
+    expect(isLoopbackHost('0.0.0.0')).toBe(false);
   });
 });

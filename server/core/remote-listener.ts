@@ -90,7 +90,8 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
         let batch: LoggedEvent[];
         try {
           batch = await events.read(record.id, seq, options.pollMs, reads.signal);
-          if (reads.signal.aborted) continue;
+          // Stopped during the read: what it brought still goes out, then the loop's check ends it.
+          if (reads.signal.aborted && batch.length === 0) continue;
           if (batch.length === 0 && !controller.signal.aborted && !(await options.leases.isAlive(record.id))) {
             // The owner's liveness mark is cleared only after its final event is logged: one more read decides.
             batch = await events.read(record.id, seq, 0);

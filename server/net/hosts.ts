@@ -47,7 +47,7 @@ export function defaultAllowedHosts(listenHost: string, behindProxy: boolean): A
 /** Whether a listen address (HOST) is a loopback one: only this machine reaches it. */
 export function isLoopbackHost(listenHost: string): boolean {
   const host = listenHost.toLowerCase();
-  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return host === 'localhost' || host === '::1' || /^(?:::ffff:)?127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /** The hostname of a `Host` header (lowercase, without its port), or undefined when it is not one. */
