@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { describe, expect, it, vi } from 'vitest';
 import { ErrorBody, SessionHistory, SseErrorData } from '../shared/index.ts';
+import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { rawWebSocket } from './helpers/raw-ws.ts';
 import { startRedis } from './helpers/redis.ts';
@@ -98,7 +99,10 @@ describe('shutdown with nobody reading the log', () => {
     const stopped = c.stop('SIGTERM');
     const ending = (await drain(cut)).at(-1)!;
     expect(ending.event).toBe('error');
-    expect(SseErrorData.parse(JSON.parse(ending.data)).message).toMatch(/shutting down/);
+    const { message, partial } = SseErrorData.parse(JSON.parse(ending.data));
+    expect(message).toMatch(/shutting down/);
+    // `partial` is the reply's text so far, as everywhere: from its start, not from where this stream resumed.
+    expect(partial.startsWith(simulatedDeltas('word '.repeat(400).trim()).slice(0, 3).join(''))).toBe(true);
     expect(ending.id).toMatch(/:\d+$/);
     expect(await stopped).toBe(0);
   }, 30_000);
