@@ -77,6 +77,19 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
     touch();
     const presence = setInterval(touch, Math.max(50, Math.floor(options.presenceTtlMs / 3)));
     let partial = '';
+    // An error ending's `partial` is the reply's text so far, from its start: what came before the
+    // resume point is read back from the log (best effort: a log that cannot be read gives the rest).
+    const whole = async (): Promise<string> => {
+      if (options.afterSeq === 0) return partial;
+      try {
+        const before = await events.read(record.id, 0, 0);
+        let text = '';
+        for (const { seq: at, event } of before) if (at <= options.afterSeq && event.type === 'delta') text += event.delta;
+        return text + partial;
+      } catch {
+        return partial;
+      }
+    };
     /** Since when the log cannot be read, and the tries since. */
     let failingSince: number | undefined;
     let failures = 0;
@@ -84,7 +97,7 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
       while (!controller.signal.aborted) {
         if (options.stopping?.aborted) {
           const failure = new SluiceError('unavailable', 'This server is shutting down; resume the reply from another');
-          yield { id: formatEventId(record.id, seq), seq, event: { type: 'error', code: failure.code, message: failure.message, partial } };
+          yield { id: formatEventId(record.id, seq), seq, event: { type: 'error', code: failure.code, message: failure.message, partial: await whole() } };
           return;
         }
         let batch: LoggedEvent[];
@@ -112,7 +125,7 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
           // ending, never a cut or internal text. Its id is the last event's: a resume picks up from there.
           logger.warn({ generationId: record.id, seq, err: error }, 'could not follow a reply');
           const failure = new SluiceError('unavailable', 'The reply could not be followed; resume it in a moment');
-          yield { id: formatEventId(record.id, seq), seq, event: { type: 'error', code: failure.code, message: failure.message, partial } };
+          yield { id: formatEventId(record.id, seq), seq, event: { type: 'error', code: failure.code, message: failure.message, partial: await whole() } };
           return;
         }
         for (const { seq: at, event } of batch) {
