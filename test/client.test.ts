@@ -417,20 +417,38 @@ describe('createChatClient with getToken (users signed in with an identity provi
     expect((await c.chat.history.query({ sessionId: 'stuck' })).messages).toHaveLength(2);
   });
 
-  it('over WebSocket, a connection the server asks to replace does not leave a token behind for a later reconnect', async () => {
+  it('over WebSocket, a connection the server asks to replace is no disconnect, and leaves no token behind for a later reconnect', async () => {
     const idp = await startIdentityProvider();
-    const server = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+    const server = await startServer({ AUTH_JWKS_URL: idp.jwksUrl, API_KEYS: OPERATOR_KEY });
     let calls = 0;
-    let closed = 0;
-    const c = client({ url: server.url, transport: 'ws', getToken: async () => (calls++, idp.token('alice')), onDisconnect: () => closed++ });
+    let disconnects = 0;
+    let opens = 0;
+    const c = client({
+      url: server.url,
+      transport: 'ws',
+      getToken: async () => (calls++, idp.token('alice')),
+      onDisconnect: () => disconnects++,
+      onTransport: () => opens++,
+    });
     await c.chat.history.query({ sessionId: 'r' });
     const before = calls;
     // A drain elsewhere in the fleet: tRPC's reconnect notification. The client opens a new
     // connection (asking getToken for it), then lets the old one go.
     server.sluice.http.beginDrain();
-    await vi.waitFor(() => expect(closed).toBe(1));
+    await vi.waitFor(() => expect(opens).toBe(2));
+    await vi.waitFor(async () => expect(await metric(server.url, 'sluice_open_connections', 'ws')).toBe(1));
     await c.chat.history.query({ sessionId: 'r' });
     // One call, for the new connection: none to keep, stale, for whenever the next drop comes.
     expect(calls - before).toBe(1);
+    // The client was never without a connection.
+    expect(disconnects).toBe(0);
   });
 });
+
+const OPERATOR_KEY = 'k-operator-0123456789';
+
+async function metric(url: string, name: string, transport: string): Promise<number | undefined> {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${OPERATOR_KEY}` } })).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{transport="${transport}"}`));
+  return line === undefined ? undefined : Number(line.split(' ').at(-1));
+}
