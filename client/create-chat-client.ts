@@ -199,10 +199,11 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     onError: () => decide('sse'),
     onClose: (cause) => {
       // A drop of the connection in use (a reconnect follows), not one retired at the server's
-      // request once its replacement is open, nor the fallback to SSE: a token kept for those would
-      // wait, going stale, for whenever the next drop comes.
-      if (!closing && decided !== 'sse' && wsClient.connection?.state !== 'open') prefetch();
-      if (decided === 'ws' && !closing && cause?.code !== RENEW_CLOSE_CODE) options.onDisconnect?.();
+      // request once its replacement is open: that is no disconnect, and a token kept for it (or
+      // for the fallback to SSE) would wait, going stale, for whenever the next drop comes.
+      const dropped = wsClient.connection?.state !== 'open';
+      if (!closing && decided !== 'sse' && dropped) prefetch();
+      if (decided === 'ws' && !closing && dropped && cause?.code !== RENEW_CLOSE_CODE) options.onDisconnect?.();
       decide('sse');
     },
   });
