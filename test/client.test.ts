@@ -9,7 +9,9 @@ import { startServer } from './helpers/server.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
 import { refusedBaseURL } from './helpers/fake-upstream.ts';
 import { startSluiceProcess } from './helpers/process.ts';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
+import NodeWebSocket from 'ws';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -383,11 +385,25 @@ describe('createChatClient with getToken (users signed in with an identity provi
   it('over WebSocket, a getToken slower than the server gives a connection to show its credential is asked before the socket opens', async () => {
     const idp = await startIdentityProvider();
     const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl, WS_AUTH_TIMEOUT_MS: 1000 });
+    // A refresh slower than the window: a call answers only once every socket open when it began
+    // has been closed, as the server does to a socket whose window ended. Asked after a socket
+    // opens, the token is always too late; asked before, it comes at once.
+    const open = new Set<NodeWebSocket>();
+    class TrackedWebSocket extends NodeWebSocket {
+      constructor(address: string | URL, protocols?: string | string[]) {
+        super(address, protocols);
+        open.add(this);
+        this.once('close', () => open.delete(this));
+      }
+    }
     const c = client({
       url,
       transport: 'ws',
+      WebSocket: TrackedWebSocket,
       getToken: async () => {
-        await new Promise((resolve) => setTimeout(resolve, 1500));
+        await Promise.all(
+          [...open].map((socket) => (socket.readyState === NodeWebSocket.CLOSED ? Promise.resolve() : once(socket, 'close').then(() => undefined))),
+        );
         return idp.token('alice');
       },
     });
