@@ -31,8 +31,6 @@ export interface HttpConnections {
 export function watchConnections(server: Server, metrics: Metrics, logger: Logger): HttpConnections {
   /** Each socket's responses under way (pipelined requests are answered in order, one after another). */
   const underWay = new WeakMap<Duplex, Set<ServerResponse>>();
-  /** Every response under way, for the drain. */
-  const all = new Set<ServerResponse>();
   let draining = false;
   const lastOnItsConnection = (res: ServerResponse): void => {
     if (!res.headersSent) {
@@ -43,7 +41,8 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     const socket = res.socket;
     res.once('finish', () => socket?.end());
   };
-  const httpConnections = new WeakSet<Duplex>();
+  /** Open connections not upgraded (each leaves on close or upgrade), for the drain to go through. */
+  const httpConnections = new Set<Duplex>();
   server.on('drop', () => metrics.rejected('too_many_connections'));
   server.on('connection', (socket) => {
     metrics.connectionOpened('http');
@@ -73,12 +72,8 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
       }
       const mine = responses;
       mine.add(res);
-      all.add(res);
       if (draining) lastOnItsConnection(res);
-      res.once('close', () => {
-        mine.delete(res);
-        all.delete(res);
-      });
+      res.once('close', () => mine.delete(res));
       res.once('finish', () => {
         if (!req.complete) limitUnread(req);
       });
@@ -91,7 +86,7 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     closeAfterResponses: () => {
       if (draining) return;
       draining = true;
-      for (const res of all) lastOnItsConnection(res);
+      for (const socket of httpConnections) for (const res of underWay.get(socket) ?? []) lastOnItsConnection(res);
       server.closeIdleConnections();
     },
   };
