@@ -14,6 +14,7 @@ import { observable, type Unsubscribable } from '@trpc/server/observable';
 import superjson from 'superjson';
 import type { AppRouter } from '../shared/app-router.ts';
 import { sseUrlBound } from './sse-url-bound.ts';
+import { within } from '../shared/within.ts';
 import { withBatchLimit } from './ws-batches.ts';
 
 export type Transport = 'ws' | 'sse' | 'auto';
@@ -283,7 +284,10 @@ function credentialsFor(options: ChatClientOptions): Credentials | undefined {
   }
   if (getToken === undefined) return undefined;
   const timeoutMs = options.tokenTimeoutMs ?? DEFAULT_TOKEN_TIMEOUT_MS;
-  const token = async (): Promise<string | undefined> => (await withTimeout(Promise.resolve(getToken()), timeoutMs)) || undefined;
+  const token = async (): Promise<string | undefined> =>
+    (await within(Promise.resolve(getToken()), timeoutMs, () => {
+      throw new Error(`getToken did not answer within ${timeoutMs} ms`);
+    })) || undefined;
   return {
     params: async (): Promise<Record<string, string>> => {
       const current = await token();
@@ -298,15 +302,6 @@ function credentialsFor(options: ChatClientOptions): Credentials | undefined {
 
 /** See ChatClientOptions.tokenTimeoutMs. */
 const DEFAULT_TOKEN_TIMEOUT_MS = 10_000;
-
-/** `work`, or a rejection once `ms` have passed without it settling (it is left to settle on its own). */
-function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`getToken did not answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
-}
 
 /**
  * With `getToken`, a call refused as UNAUTHORIZED (the token expired, say) is made once more, with

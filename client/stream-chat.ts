@@ -1,6 +1,7 @@
 import type { ReplyEvent } from '../shared/stream-events.ts';
 import { DEFAULT_SESSION_ID } from '../shared/session-id.ts';
 import type { ChatClient } from './create-chat-client.ts';
+import { within } from '../shared/within.ts';
 
 export interface StreamChatRequest {
   readonly message: string;
@@ -167,8 +168,8 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
       // history next finds the reply ended; not while it is lost: Stop ends the loop now, and the
       // cancel goes when the connection is back.
       const cancelling = leave(client, subscription, sessionId, replyId);
-      if (connected) await waitThen(cancelling, LEAVE_WAIT_MS);
-    } else void waitThen(startKnown, START_WAIT_MS).then(() => leave(client, subscription, sessionId, replyId));
+      if (connected) await within(cancelling, LEAVE_WAIT_MS, () => undefined, { unref: true });
+    } else void within(startKnown, START_WAIT_MS, () => undefined, { unref: true }).then(() => leave(client, subscription, sessionId, replyId));
   }
 }
 
@@ -180,16 +181,6 @@ const LEAVE_WAIT_MS = 5_000;
 async function leave(client: ChatClient, subscription: { unsubscribe(): void }, sessionId: string, replyId: string | undefined): Promise<void> {
   subscription.unsubscribe();
   if (replyId !== undefined) await client.chat.cancel.mutate({ sessionId, replyId }).catch(() => undefined);
-}
-
-function waitThen(settled: Promise<void>, ms: number): Promise<void> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-    // In Node, this wait must not keep a finished program alive.
-    (timer as { unref?: () => void }).unref?.();
-  });
-  return Promise.race([settled, timeout]).finally(() => clearTimeout(timer));
 }
 
 function codeOf(error: unknown): unknown {

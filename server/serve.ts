@@ -1,7 +1,7 @@
 import { createSluice } from './app.ts';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
-import { within } from './core/within.ts';
+import { within } from '../shared/within.ts';
 
 /** Runs one Sluice server in this process until SIGTERM/SIGINT, then shuts it down gracefully. */
 export async function serve(config: Config): Promise<void> {

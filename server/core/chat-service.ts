@@ -10,7 +10,7 @@ import { NO_OBSERVER, type GenerationObserver } from './observer.ts';
 import { endIfDead, type OrphanContext } from './orphans.ts';
 import type { Provider, ProviderMessage } from './providers/provider.ts';
 import { remoteListener } from './remote-listener.ts';
-import { within } from './within.ts';
+import { within } from '../../shared/within.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
 import type { History, ReadOptions } from './store/history.ts';
 import { CancelRouting } from './cancel-routing.ts';

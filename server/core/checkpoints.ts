@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Generation } from './generation.ts';
 import type { ChatMessage } from '../../shared/messages.ts';
 import type { History } from './store/history.ts';
-import { within } from './within.ts';
+import { within } from '../../shared/within.ts';
 
 export interface CheckpointsOptions {
   readonly history: History;

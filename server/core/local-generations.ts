@@ -1,5 +1,5 @@
 import type { Generation, StopReason } from './generation.ts';
-import { within } from './within.ts';
+import { within } from '../../shared/within.ts';
 
 /** The sweep of finished generations runs at most this often. */
 const MIN_SWEEP_MS = 1000;

@@ -4,7 +4,7 @@ import type { Credentials } from '../../core/credentials.ts';
 import type { ChatService } from '../../core/chat-service.ts';
 import { SluiceError } from '../../core/errors.ts';
 import type { Leases } from '../../core/leases.ts';
-import { within } from '../../core/within.ts';
+import { within } from '../../../shared/within.ts';
 import { clientIp, type TrustedProxies } from '../../net/client-ip.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Admission } from '../admission.ts';

@@ -6,7 +6,7 @@ import { MIGRATIONS } from './sql/migrations/index.ts';
 import * as sql from './sql/operations.ts';
 import { SqlHistory } from './sql/sql-history.ts';
 import type { QueuedWrite } from './sql/write-queue.ts';
-import { within } from '../../within.ts';
+import { within } from '../../../../shared/within.ts';
 
 export interface PostgresHistoryOptions {
   /** `postgres://` or `postgresql://` (TLS and the rest as URL parameters, e.g. `?sslmode=require`). */

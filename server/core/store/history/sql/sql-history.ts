@@ -4,7 +4,7 @@ import { SluiceError } from '../../../errors.ts';
 import { checkKeepLast, checkReadOptions, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../../history.ts';
 import * as sql from './operations.ts';
 import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './write-queue.ts';
-import { within } from '../../../within.ts';
+import { within } from '../../../../../shared/within.ts';
 
 /** How long the health check waits for its write while writes fail. */
 const PROBE_WAIT_MS = 3000;
