@@ -321,23 +321,20 @@ describe('createChatClient with getToken (users signed in with an identity provi
   it.each(['ws', 'sse'] as const)(
     'over %s, a token that expires does not cut the reply in flight; the next call gets a fresh token by itself',
     async (transport) => {
-      const idp = await startIdentityProvider();
-      let clock = Date.now();
-      const credentials = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, now: () => clock });
-      const { url } = await startServer({ SIM_DELAY_MS: 10 }, { credentials });
+      const { idp, url, clock } = await serverWithClock({ SIM_DELAY_MS: 10 });
       let issued = 0;
       const disconnects: string[] = [];
       const c = client({
         url,
         transport,
-        getToken: async () => (issued++, idp.token('alice', { at: clock, expiresIn: 60 })),
+        getToken: async () => (issued++, idp.token('alice', { at: clock.now, expiresIn: 60 })),
         onDisconnect: () => disconnects.push('lost'),
       });
       const events: StreamEvent[] = [];
       for await (const event of streamChat(c, { message: 'a long answer', sessionId: 'exp' })) {
         events.push(event);
         // Ten minutes pass while the reply streams: the token it was started with has expired.
-        if (events.length === 1) clock += 10 * 60_000;
+        if (events.length === 1) clock.now += 10 * 60_000;
       }
       expect(events.at(-1)?.type).toBe('done');
       const before = issued;
@@ -353,13 +350,10 @@ describe('createChatClient with getToken (users signed in with an identity provi
   it.each(['ws', 'sse'] as const)(
     'over %s, a reply whose connection drops twice after its token expired resumes both times with a fresh token, and ends done',
     async (transport) => {
-      const idp = await startIdentityProvider();
-      let clock = Date.now();
-      const credentials = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, now: () => clock });
-      const server = await startServer({ SIM_DELAY_MS: 15, RESUME_GRACE_MS: 30_000 }, { credentials });
-      const proxy = await startTcpProxy(server.url);
+      const { idp, url, clock } = await serverWithClock({ SIM_DELAY_MS: 15, RESUME_GRACE_MS: 30_000 });
+      const proxy = await startTcpProxy(url);
       let issued = 0;
-      const c = client({ url: proxy.url, transport, getToken: async () => (issued++, idp.token('alice', { at: clock, expiresIn: 60 })) });
+      const c = client({ url: proxy.url, transport, getToken: async () => (issued++, idp.token('alice', { at: clock.now, expiresIn: 60 })) });
       // About 440 deltas at 15 ms: the second blip comes while the reply still streams live.
       const message = 'word '.repeat(400).trim();
       const events: StreamEvent[] = [];
@@ -370,7 +364,7 @@ describe('createChatClient with getToken (users signed in with an identity provi
         deltas++;
         // Ten minutes pass and the network blips: the token the connection carries has expired.
         if (deltas === 5 || deltas === 320) {
-          clock += 10 * 60_000;
+          clock.now += 10 * 60_000;
           proxy.dropAll();
         }
       }
@@ -460,6 +454,18 @@ describe('createChatClient with getToken (users signed in with an identity provi
     expect(disconnects).toBe(0);
   });
 });
+
+/**
+ * A server that verifies users' tokens by a clock the test moves (`clock.now += ...`), and the
+ * identity provider that signs them.
+ */
+async function serverWithClock(settings: Parameters<typeof startServer>[0]) {
+  const idp = await startIdentityProvider();
+  const clock = { now: Date.now() };
+  const credentials = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, now: () => clock.now });
+  const { url } = await startServer(settings, { credentials });
+  return { idp, url, clock };
+}
 
 const OPERATOR_KEY = 'k-operator-0123456789';
 
