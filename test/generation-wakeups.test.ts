@@ -46,6 +46,48 @@ describe('generation wake-ups', () => {
     expect(generation.listenerCount).toBe(0);
   });
 
+  it('a waiter called back (onReady) gets the same batches as one awaiting next(), never before onReady returns', async () => {
+    const generation = newGeneration();
+    const listener = generation.listen(0);
+    const run = generation.run(burstyProvider(3, 8), [{ role: 'user', content: 'hi' }], async () => undefined);
+
+    const batches: string[][] = [];
+    let early = 0;
+    await new Promise<void>((resolve) => {
+      const pump = (): void => {
+        const batch: string[] = [];
+        for (let more = listener.poll(); more; more = listener.poll()) batch.push(more.event.type === 'delta' ? more.event.delta : more.event.type);
+        if (batch.length > 0) batches.push(batch);
+        if (listener.over) return resolve();
+        let returned = false;
+        listener.onReady(() => {
+          if (!returned) early++;
+          pump();
+        });
+        returned = true;
+      };
+      pump();
+    });
+    await run;
+
+    expect(early).toBe(0);
+    expect(batches.map((b) => b.length)).toEqual([1, 7, 8, 9]);
+    expect(generation.listenerCount).toBe(0);
+  });
+
+  it('closing a listener wakes its waiter, which finds it over', async () => {
+    const generation = newGeneration();
+    const listener = generation.listen(0);
+    let woken = 0;
+    listener.onReady(() => woken++);
+    expect(() => listener.onReady(() => undefined)).toThrow(/one waiter/);
+    expect(woken).toBe(0);
+    listener.close();
+    expect(woken).toBe(1);
+    expect(listener.over).toBe(true);
+    expect(listener.poll()).toBeUndefined();
+  });
+
   it('a listener that joins a finished generation reads the whole log without waiting', async () => {
     const generation = newGeneration();
     const first = generation.listen(0);

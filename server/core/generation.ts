@@ -80,6 +80,15 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
    * write everything available in one go.
    */
   poll(): TrackedEvent | undefined;
+  /**
+   * Calls `wake` once, when poll() may have an event or the listener is over (with the error that
+   * ended it, if one did); never before this returns, one waiter at a time. A reply's events come
+   * one by one at a model's pace: a promise and an async frame resumed per event cost a held stream
+   * more than the rest of its path to the socket, so the drain loop waits through this instead.
+   */
+  onReady(wake: (error?: unknown) => void): void;
+  /** True once nothing more will come: the listener closed, or took the end of the log. */
+  readonly over: boolean;
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
@@ -364,6 +373,7 @@ export class Generation {
     #pos: number;
     #closed = false;
     #pending: ((result: IteratorResult<TrackedEvent>) => void) | undefined;
+    #ready: (() => void) | undefined;
     /** With `announce`, the listener starts with the reply's `start` event (position 0, not in the log). */
     #start: IteratorResult<TrackedEvent> | undefined;
     readonly #signal: AbortSignal | undefined;
@@ -404,6 +414,13 @@ export class Generation {
 
     /** New events are visible (or the log ended): a pending `next()` gets the first of them. */
     wake(): void {
+      const ready = this.#ready;
+      if (ready) {
+        if (!this.#closed && !this.#start && this.#pos >= this.#generation.#visible && !this.#generation.#ended) return;
+        this.#ready = undefined;
+        ready();
+        return;
+      }
       const resolve = this.#pending;
       if (!resolve) return;
       const result = this.#take();
@@ -427,6 +444,18 @@ export class Generation {
       this.#pending = undefined;
       resolve?.(DONE);
       this.#generation.#listenerLeft();
+      const ready = this.#ready;
+      this.#ready = undefined;
+      ready?.();
+    }
+
+    onReady(wake: () => void): void {
+      if (this.#ready || this.#pending) throw new Error('listener: one waiter at a time');
+      this.#ready = wake;
+    }
+
+    get over(): boolean {
+      return this.#closed;
     }
 
     next(): Promise<IteratorResult<TrackedEvent>> {

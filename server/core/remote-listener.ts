@@ -146,6 +146,9 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
   }
 
   const iterator = follow();
+  // What onReady's read brought, until poll() takes it.
+  let held: TrackedEvent | undefined;
+  let over = false;
   const listener: Listener = {
     next: () => (controller.signal.aborted ? iterator.return(undefined) : iterator.next()),
     return: () => {
@@ -160,8 +163,28 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
       // A listener closed before it was ever read has no running generator to count it down.
       void iterator.return(undefined).then(uncount);
     },
-    // Remote events arrive in batches through next(); there is never one waiting locally.
-    poll: () => undefined,
+    // Remote events arrive through next(): only what a wait brought is ever waiting locally.
+    poll: () => {
+      const event = held;
+      held = undefined;
+      return event;
+    },
+    onReady: (wake) => {
+      listener.next().then(
+        (result) => {
+          if (result.done) over = true;
+          else held = result.value;
+          wake();
+        },
+        (error: unknown) => {
+          over = true;
+          wake(error);
+        },
+      );
+    },
+    get over() {
+      return over && held === undefined;
+    },
     [Symbol.asyncIterator]: () => listener,
   };
   return listener;
