@@ -94,9 +94,14 @@ class DrainLoop {
         outlet.add(next);
         this.#sent++;
         let last = isTerminalEvent(next.event);
-        while (!last && outlet.room() > 0) {
+        // The reader's room is asked only when there is more to send: at a model's pace there is not.
+        while (!last) {
           const more = listener.poll();
           if (!more) break;
+          if (outlet.room() <= 0) {
+            this.#next = more;
+            break;
+          }
           outlet.add(more);
           this.#sent++;
           last = isTerminalEvent(more.event);
