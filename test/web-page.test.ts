@@ -95,24 +95,64 @@ describe('browser chat page (headless Chromium)', () => {
     await browser.close();
   });
 
-  it('a reply still running when the page loads (a reload mid-reply) can be stopped from it: the busy session says so and Stop is offered', async () => {
-    const server = await startServer({ SIM_DELAY_MS: 150, RESUME_GRACE_MS: 60_000 });
+  it('a reply still running when the page loads (a reload mid-reply) streams on in it, whole from its start, and ends as stored', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 60, RESUME_GRACE_MS: 60_000 });
     // Started by this page before a reload: it runs on, and the page that loads knows nothing of it.
+    const earlier = openSseRoute(server.url, { message: 'explain caching', session_id: 'web-followed' }, {}, () => undefined);
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
+    earlier.cut();
+    const browser = await openPage(`${server.url}/?session=web-followed`);
+    if (!browser) return;
+    const { page } = browser;
+    // The question from history, then the reply streaming on: Send waits for it, Stop is offered.
+    await vi.waitFor(
+      async () => {
+        expect(await page.locator('#messages li').count()).toBe(2);
+        expect(await lastReply(page).getAttribute('data-status')).toBe('streaming');
+        expect(((await lastReply(page).locator('.text').textContent()) ?? '').length).toBeGreaterThan(0);
+      },
+      { timeout: 15_000, interval: 20 },
+    );
+    expect(await page.locator('#messages li').nth(0).locator('.text').textContent()).toBe('explain caching');
+    expect(await page.locator('#stop').isEnabled()).toBe(true);
+    expect(await page.locator('#send').isEnabled()).toBe(false);
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    expect(await lastReply(page).locator('.text').textContent()).toBe(reply('explain caching'));
+    expect((await history(server, 'web-followed')).map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'complete', 'explain caching'],
+      ['assistant', 'complete', reply('explain caching')],
+    ]);
+    expect(await page.locator('#stop').isEnabled()).toBe(false);
+    expect(await page.locator('#send').isEnabled()).toBe(true);
+    await say(page, 'next question');
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
+    expect(browser.errors).toEqual([]);
+    await browser.close();
+  });
+
+  it('a reply still running when the page loads can be stopped from it: it ends interrupted in the page and in history', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 150, RESUME_GRACE_MS: 60_000 });
     const earlier = openSseRoute(server.url, { message: 'a long story', session_id: 'web-reloaded' }, {}, () => undefined);
     await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
     earlier.cut();
     const browser = await openPage(`${server.url}/?session=web-reloaded`);
     if (!browser) return;
     const { page } = browser;
-    await expect.poll(() => page.locator('#send').isEnabled()).toBe(true);
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('streaming');
+    // Enter while it streams sends nothing: the session has its reply.
     await say(page, 'next question');
-    await expect.poll(() => page.locator('#alert').textContent()).toMatch(/still running/);
+    expect(await page.locator('#message').inputValue()).toBe('next question');
+    expect(await page.locator('#messages li').count()).toBe(2);
     expect(await page.locator('#stop').isEnabled()).toBe(true);
     await page.locator('#stop').click();
     await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0));
-    await expect.poll(() => page.locator('#messages li[data-role="assistant"]').last().getAttribute('data-status')).toBe('interrupted');
+    await expect.poll(() => lastReply(page).getAttribute('data-status')).toBe('interrupted');
+    expect(await lastReply(page).locator('.badge').textContent()).toBe('interrupted: cancelled');
+    const stored = await history(server, 'web-reloaded');
+    expect(stored.map((m) => m.status)).toEqual(['complete', 'interrupted']);
+    expect(await lastReply(page).locator('.text').textContent()).toBe(stored[1]!.content);
     expect(await page.locator('#stop').isEnabled()).toBe(false);
-    await say(page, 'next question');
+    await page.locator('#message').press('Enter');
     await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 15_000 }).toBe('complete');
     expect(browser.errors).toEqual([]);
     await browser.close();
