@@ -5,7 +5,9 @@
  * Bundled by esbuild (server/transport/http/web-assets.ts); no framework.
  */
 import { createChatClient, formatReplyStats, ReplyTimer, streamChat, type ChatMessage, type Transport } from '../browser.ts';
+import { EventSourceParserStream } from 'eventsource-parser/stream';
 import { SESSION_ID_PATTERN } from '../../shared/session-id.ts';
+import type { UIChatChunk } from '../../shared/ui-chat.ts';
 
 type Status = ChatMessage['status'] | 'streaming';
 
@@ -192,6 +194,8 @@ function streamInto(element: HTMLElement): { add(text: string): void; flush(): v
 }
 
 let current: AbortController | undefined;
+/** Reading the reply that ran when the page loaded (see follow). */
+let following: AbortController | undefined;
 /** The session's reply runs, but not from this page (sent before a reload, or from another tab): Stop cancels it. */
 let runningElsewhere = false;
 function setBusy(busy: boolean): void {
@@ -261,7 +265,7 @@ async function send(message: string): Promise<void> {
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
   const message = ui.input.value.trim();
-  if (!message || current) return;
+  if (!message || current || following) return;
   ui.input.value = '';
   void send(message);
 });
@@ -279,11 +283,13 @@ ui.stop.addEventListener('click', () => {
   if (!runningElsewhere) return;
   // The session's running reply, whichever it is: this page never knew its id.
   ui.stop.disabled = true;
+  const followed = following !== undefined;
   void client.chat.cancel.mutate({ sessionId }).then(
     async () => {
       runningElsewhere = false;
       showAlert(undefined);
-      await loadHistory();
+      // A reply the page follows shows its own end; otherwise the history has it.
+      if (!followed) await loadHistory();
     },
     (error: unknown) => {
       ui.stop.disabled = false;
@@ -319,7 +325,82 @@ ui.signin.addEventListener('submit', (event) => {
   void loadHistory();
 });
 
+/**
+ * Shows the session's running reply as it streams on, from its start: one sent before a reload,
+ * or from another tab. The history leaves it out until it ends; the server's resume route for a
+ * chat (the AI SDK's, `GET /v1/ui/chat/{id}/stream`) finds it without its id, on any instance, and
+ * answers 204 when none runs. Stop cancels it as it cancels any reply of the session.
+ */
+async function follow(): Promise<void> {
+  const controller = new AbortController();
+  following = controller;
+  const token = currentToken();
+  let res: Response;
+  try {
+    res = await fetch(`/v1/ui/chat/${encodeURIComponent(sessionId)}/stream`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: controller.signal,
+      cache: 'no-store',
+    });
+  } finally {
+    if (following === controller) following = undefined;
+  }
+  if (res.status !== 200 || !res.body || controller.signal.aborted) return;
+  following = controller;
+  runningElsewhere = true;
+  setBusy(true);
+  const reply = addMessage('assistant', '', 'streaming');
+  const shown = streamInto(reply.text);
+  scrollToEnd();
+  let status: Status = 'streaming';
+  let detail: string | undefined;
+  try {
+    // A reader, not `for await`: Safari's streams are not async iterable.
+    const events = res.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
+    for (;;) {
+      const next = await events.read();
+      if (next.done) break;
+      const { data } = next.value;
+      if (data === '[DONE]') break;
+      const chunk = JSON.parse(data) as UIChatChunk;
+      switch (chunk.type) {
+        case 'text-delta':
+          shown.add(chunk.delta);
+          break;
+        case 'abort':
+          detail = chunk.reason;
+          break;
+        case 'error':
+          detail = chunk.errorText;
+          break;
+        case 'finish':
+          status = chunk.messageMetadata.status;
+          break;
+        case 'start':
+        case 'text-start':
+        case 'text-end':
+          break;
+        default: {
+          const unexpected: never = chunk;
+          throw new TypeError(`unknown chunk ${JSON.stringify(unexpected)}`);
+        }
+      }
+    }
+  } finally {
+    shown.flush();
+    if (following === controller) {
+      following = undefined;
+      runningElsewhere = false;
+      setBusy(false);
+    }
+    // A stream cut before its end (the server went away) is what a reload would find: interrupted.
+    if (!controller.signal.aborted) reply.setStatus(status === 'streaming' ? 'interrupted' : status, detail);
+  }
+}
+
 async function loadHistory(): Promise<void> {
+  following?.abort();
+  following = undefined;
   ui.messages.replaceChildren();
   ui.empty.hidden = false;
   try {
@@ -327,6 +408,9 @@ async function loadHistory(): Promise<void> {
     for (const m of messages) addMessage(m.role, m.content, m.status);
     document.body.dataset.ready = 'true';
     scrollToEnd();
+    void follow().catch((error: unknown) => {
+      if (!(error instanceof DOMException && error.name === 'AbortError')) showAlert(`Could not follow the running reply: ${(error as Error).message}`);
+    });
   } catch (error) {
     if (isUnauthorized(error)) {
       askForToken(currentToken() ? 'The server refused that token. Paste another one.' : undefined);
