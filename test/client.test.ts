@@ -1,8 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { TRPCClientError } from '@trpc/client';
 import { chatClientTransport, closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
 import { JwtVerifier } from '../server/core/auth/jwt-verifier.ts';
 import { createSimulatedProvider, simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { StreamEvent } from '../shared/index.ts';
+import type { AppRouter } from '../shared/app-router.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
 import { recordingProvider } from './helpers/recording-provider.ts';
 import { startServer } from './helpers/server.ts';
@@ -187,7 +189,11 @@ describe('createChatClient', () => {
     const { url } = await startServer({ SIM_DELAY_MS: 0 });
     const message = 'long words '.repeat(2000);
     const overSse = client({ url, transport: 'sse' });
-    await expect(collect(streamChat(overSse, { message, sessionId: 'long-sse' }))).rejects.toThrow(/too long to send over SSE/);
+    const refusal = await collect(streamChat(overSse, { message, sessionId: 'long-sse' })).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(TRPCClientError);
+    expect((refusal as Error).message).toMatch(/too long to send over SSE/);
+    // Read as the server's refusals are: the same data, with its sluiceCode.
+    expect((refusal as TRPCClientError<AppRouter>).data).toMatchObject({ code: 'BAD_REQUEST', httpStatus: 400, sluiceCode: 'invalid_request' });
     expect((await overSse.chat.history.query({ sessionId: 'long-sse' })).messages).toEqual([]);
     const overWs = client({ url, transport: 'ws' });
     expect((await collect(streamChat(overWs, { message, sessionId: 'long-ws' }))).at(-1)).toMatchObject({ type: 'done' });
@@ -207,8 +213,10 @@ describe('createChatClient', () => {
     const url = (await refusedBaseURL()).replace(/\/v1$/, '');
     const c = client({ url, transport });
     const startedAt = performance.now();
-    await expect(collect(streamChat(c, { message: 'hello', sessionId: 'never', giveUpAfterMs: 1000 }))).rejects.toThrow(/stayed lost|could not be reached/);
+    const refusal = await collect(streamChat(c, { message: 'hello', sessionId: 'never', giveUpAfterMs: 1000 })).catch((error: unknown) => error);
     expect(performance.now() - startedAt).toBeLessThan(5000);
+    expect((refusal as Error).message).toMatch(/stayed lost|could not be reached/);
+    expect((refusal as TRPCClientError<AppRouter>).data).toMatchObject({ code: 'SERVICE_UNAVAILABLE', httpStatus: 503, sluiceCode: 'unavailable' });
   });
 
   it('giveUpAfterMs beyond what a timer holds (about 24.8 days) waits as Infinity does, and a bad value is refused', async () => {
