@@ -2,6 +2,7 @@ import { TRPCClientError, type TRPCLink } from '@trpc/client';
 import { observable } from '@trpc/server/observable';
 import superjson from 'superjson';
 import type { AppRouter } from '../shared/app-router.ts';
+import { clientRefusal } from './refusal.ts';
 
 /**
  * Characters of a subscription's input and credential (`connectionParams`), once in its URL, that
@@ -24,10 +25,9 @@ const MAX_CREDENTIAL_URL_CHARS = 9_000;
 export function sseUrlBound(params?: () => Promise<Record<string, string>>): TRPCLink<AppRouter> {
   const encoded = (value: unknown): number => encodeURIComponent(JSON.stringify(value)).length;
   const tooLong = (chars: number): TRPCClientError<AppRouter> =>
-    TRPCClientError.from(
-      new Error(
-        `message: too long to send over SSE (${chars} characters once in the URL with the credential, at most ${MAX_SSE_QUERY_CHARS}): shorten it, or use the WebSocket transport`,
-      ),
+    clientRefusal(
+      'invalid_request',
+      `message: too long to send over SSE (${chars} characters once in the URL with the credential, at most ${MAX_SSE_QUERY_CHARS}): shorten it, or use the WebSocket transport`,
     );
   return () =>
     ({ op, next }) =>

@@ -2,6 +2,7 @@ import type { ReplyEvent } from '../shared/stream-events.ts';
 import { DEFAULT_SESSION_ID } from '../shared/session-id.ts';
 import type { ChatClient } from './create-chat-client.ts';
 import { within } from '../shared/within.ts';
+import { clientRefusal } from './refusal.ts';
 
 export interface StreamChatRequest {
   readonly message: string;
@@ -139,7 +140,7 @@ export async function* streamChat(client: ChatClient, request: StreamChatRequest
           yield { type: 'error', code: 'unavailable', message, partial: text };
           return;
         }
-        throw new Error(message);
+        throw clientRefusal('unavailable', message);
       }
       if (failure !== undefined) {
         ended = true;

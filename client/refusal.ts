@@ -1,0 +1,20 @@
+import { TRPCClientError } from '@trpc/client';
+import { TRPC_ERROR_CODES_BY_KEY } from '@trpc/server/rpc';
+import type { AppRouter, SluiceErrorShape } from '../shared/app-router.ts';
+
+/** The refusals the client makes itself, with the tRPC code and HTTP status the server gives each. */
+const REFUSALS = {
+  invalid_request: ['BAD_REQUEST', 400],
+  unavailable: ['SERVICE_UNAVAILABLE', 503],
+} as const;
+
+/**
+ * A refusal by the client itself (nothing reached the server, or the server stayed away), shaped
+ * as the server's are: an app reads `error.data.sluiceCode` (and `code`, `httpStatus`) one way,
+ * whoever refused.
+ */
+export function clientRefusal(sluiceCode: keyof typeof REFUSALS, message: string): TRPCClientError<AppRouter> {
+  const [code, httpStatus] = REFUSALS[sluiceCode];
+  const shape: SluiceErrorShape = { message, code: TRPC_ERROR_CODES_BY_KEY[code], data: { code, httpStatus, sluiceCode } };
+  return TRPCClientError.from<AppRouter>({ error: shape });
+}
