@@ -451,7 +451,10 @@ export class Generation {
 
     onReady(wake: () => void): void {
       if (this.#ready || this.#pending) throw new Error('listener: one waiter at a time');
-      this.#ready = wake;
+      const generation = this.#generation;
+      // Something to take already (or nothing more ever): woken all the same, but not before this returns.
+      if (this.#closed || this.#start || this.#pos < generation.#visible || generation.#ended) queueMicrotask(wake);
+      else this.#ready = wake;
     }
 
     get over(): boolean {

@@ -149,9 +149,12 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
   // What onReady's read brought, until poll() takes it.
   let held: TrackedEvent | undefined;
   let over = false;
+  let waiting = false;
   const listener: Listener = {
     next: () => (controller.signal.aborted ? iterator.return(undefined) : iterator.next()),
     return: () => {
+      over = true;
+      held = undefined;
       close();
       return iterator.return(undefined).then(() => {
         uncount();
@@ -159,6 +162,9 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
       });
     },
     close: () => {
+      // Nothing more goes out once closed, not even what a read brought.
+      over = true;
+      held = undefined;
       close();
       // A listener closed before it was ever read has no running generator to count it down.
       void iterator.return(undefined).then(uncount);
@@ -170,13 +176,17 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
       return event;
     },
     onReady: (wake) => {
+      if (waiting) throw new Error('listener: one waiter at a time');
+      waiting = true;
       listener.next().then(
         (result) => {
+          waiting = false;
           if (result.done) over = true;
-          else held = result.value;
+          else if (!over) held = result.value;
           wake();
         },
         (error: unknown) => {
+          waiting = false;
           over = true;
           wake(error);
         },

@@ -94,14 +94,10 @@ class DrainLoop {
         outlet.add(next);
         this.#sent++;
         let last = isTerminalEvent(next.event);
-        // The reader's room is asked only when there is more to send: at a model's pace there is not.
-        while (!last) {
+        // The room is asked before an event is taken: one taken ahead would go out after a stop.
+        while (!last && outlet.room() > 0) {
           const more = listener.poll();
           if (!more) break;
-          if (outlet.room() <= 0) {
-            this.#next = more;
-            break;
-          }
           outlet.add(more);
           this.#sent++;
           last = isTerminalEvent(more.event);
