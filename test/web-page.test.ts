@@ -158,6 +158,53 @@ describe('browser chat page (headless Chromium)', () => {
     await browser.close();
   });
 
+  it('a followed reply whose stream is cut (the network drops) is followed again to its end, not shown as interrupted', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 100, RESUME_GRACE_MS: 60_000 });
+    const earlier = openSseRoute(server.url, { message: 'explain caching', session_id: 'web-follow-cut' }, {}, () => undefined);
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
+    earlier.cut();
+    const proxy = await startTcpProxy(server.url);
+    const browser = await openPage(`${proxy.url}/?session=web-follow-cut`);
+    if (!browser) return;
+    const { page } = browser;
+    await vi.waitFor(
+      async () => {
+        expect(await lastReply(page).getAttribute('data-status')).toBe('streaming');
+        expect(((await lastReply(page).locator('.text').textContent()) ?? '').length).toBeGreaterThan(0);
+      },
+      { timeout: 15_000, interval: 20 },
+    );
+    proxy.dropAll();
+    await expect.poll(() => lastReply(page).getAttribute('data-status'), { timeout: 20_000 }).toBe('complete');
+    expect(await lastReply(page).locator('.text').textContent()).toBe(reply('explain caching'));
+    expect(await page.locator('#messages li').count()).toBe(2);
+    expect((await history(server, 'web-follow-cut')).map((m) => m.status)).toEqual(['complete', 'complete']);
+    expect(await page.locator('#send').isEnabled()).toBe(true);
+    expect(browser.errors).toEqual([]);
+    await browser.close();
+  });
+
+  it('a reply that ends between the history read and the follow request is shown, from the history read again', async () => {
+    const server = await startServer({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
+    const earlier = openSseRoute(server.url, { message: 'explain caching', session_id: 'web-follow-gap' }, {}, () => undefined);
+    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
+    earlier.cut();
+    // The follow request waits until the reply has ended: the gap between the history's answer and it, made wide.
+    const browser = await openPage(`${server.url}/?session=web-follow-gap`, (page) =>
+      page.route('**/v1/ui/chat/*/stream', async (route) => {
+        await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0), { timeout: 15_000 });
+        await route.continue();
+      }),
+    );
+    if (!browser) return;
+    const { page } = browser;
+    await expect.poll(() => page.locator('#messages li').count(), { timeout: 15_000 }).toBe(2);
+    expect(await lastReply(page).getAttribute('data-status')).toBe('complete');
+    expect(await lastReply(page).locator('.text').textContent()).toBe(reply('explain caching'));
+    expect(browser.errors).toEqual([]);
+    await browser.close();
+  });
+
   it('with WebSocket upgrades refused, works over SSE and shows SSE as the transport', async () => {
     const server = await startServer({ WS_ENABLED: false, SIM_DELAY_MS: 10 });
     const browser = await openPage(`${server.url}/?session=web-sse`);

@@ -36,7 +36,7 @@ export interface BrowserPage {
  * browser per test file; the page's context is closed after the test. Undefined when chromium is
  * not installed locally.
  */
-export async function openPage(url: string): Promise<BrowserPage | undefined> {
+export async function openPage(url: string, beforeLoad?: (page: Page) => Promise<unknown>): Promise<BrowserPage | undefined> {
   const executablePath = requireBinary('chromium');
   if (!executablePath) return undefined;
   browser ??= chromium.launch({ executablePath, headless: true });
@@ -47,6 +47,7 @@ export async function openPage(url: string): Promise<BrowserPage | undefined> {
   const requests: string[] = [];
   page.on('pageerror', (error) => errors.push(String(error)));
   page.on('request', (request) => requests.push(request.url()));
+  await beforeLoad?.(page);
   await page.goto(url);
   return {
     page,
