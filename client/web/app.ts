@@ -265,7 +265,8 @@ async function send(message: string): Promise<void> {
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
   const message = ui.input.value.trim();
-  if (!message || current || following) return;
+  // A reply the page follows has the session: the message waits in the box.
+  if (!message || current || (following && runningElsewhere)) return;
   ui.input.value = '';
   void send(message);
 });
@@ -325,43 +326,100 @@ ui.signin.addEventListener('submit', (event) => {
   void loadHistory();
 });
 
+/** Waits between tries of following a reply whose stream was cut (then it is shown as lost). */
+const FOLLOW_RETRY_MS = [500, 1000, 2000, 4000, 8000];
+
+const pause = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      },
+      { once: true },
+    );
+  });
+
+interface Ending {
+  readonly status: ChatMessage['status'];
+  readonly detail?: string | undefined;
+}
+
 /**
  * Shows the session's running reply as it streams on, from its start: one sent before a reload,
  * or from another tab. The history leaves it out until it ends; the server's resume route for a
  * chat (the AI SDK's, `GET /v1/ui/chat/{id}/stream`) finds it without its id, on any instance, and
- * answers 204 when none runs. Stop cancels it as it cancels any reply of the session.
+ * answers 204 when none runs. Stop cancels it as it cancels any reply of the session. A cut stream
+ * is followed again from the start (the page's own replies resume too); a reply that ended out of
+ * sight (while cut, or between the history's answer and this request) is in the history, read again.
  */
-async function follow(): Promise<void> {
+async function follow(unanswered: boolean): Promise<void> {
   const controller = new AbortController();
   following = controller;
-  const token = currentToken();
-  let res: Response;
+  let reply: MessageView | undefined;
+  let ending: Ending | undefined;
+  let reread = false;
   try {
-    res = await fetch(`/v1/ui/chat/${encodeURIComponent(sessionId)}/stream`, {
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-      signal: controller.signal,
-      cache: 'no-store',
-    });
+    for (let tries = 0; ending === undefined; tries++) {
+      if (tries > 0) {
+        if (tries > FOLLOW_RETRY_MS.length) break;
+        await pause(FOLLOW_RETRY_MS[tries - 1]!, controller.signal);
+      }
+      const token = currentToken();
+      const res = await fetch(`/v1/ui/chat/${encodeURIComponent(sessionId)}/stream`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        signal: controller.signal,
+        cache: 'no-store',
+      }).catch((error: unknown) => {
+        if (controller.signal.aborted) throw error;
+        return undefined;
+      });
+      if (!res) continue;
+      if (res.status === 204) {
+        reread = unanswered || reply !== undefined;
+        break;
+      }
+      if (res.status !== 200 || !res.body) {
+        showAlert(`Could not follow the running reply (HTTP ${res.status})`);
+        break;
+      }
+      if (!reply) {
+        reply = addMessage('assistant', '', 'streaming');
+        runningElsewhere = true;
+        setBusy(true);
+      }
+      ending = await readReply(res.body, reply, controller.signal);
+    }
   } finally {
-    if (following === controller) following = undefined;
+    if (following === controller) {
+      following = undefined;
+      if (reply) {
+        runningElsewhere = false;
+        setBusy(false);
+      }
+    }
   }
-  if (res.status !== 200 || !res.body || controller.signal.aborted) return;
-  following = controller;
-  runningElsewhere = true;
-  setBusy(true);
-  const reply = addMessage('assistant', '', 'streaming');
+  if (controller.signal.aborted) return;
+  if (reread) await loadHistory(false);
+  else reply?.setStatus(ending?.status ?? 'interrupted', ending ? ending.detail : 'connection lost');
+}
+
+/** Reads a reply's UI message stream into `reply`, from its start; undefined when the stream was cut before its end. */
+async function readReply(body: NonNullable<Response['body']>, reply: MessageView, signal: AbortSignal): Promise<Ending | undefined> {
+  reply.text.replaceChildren();
   const shown = streamInto(reply.text);
   scrollToEnd();
-  let status: Status = 'streaming';
   let detail: string | undefined;
+  // A reader, not `for await`: Safari's streams are not async iterable.
+  const events = body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
   try {
-    // A reader, not `for await`: Safari's streams are not async iterable.
-    const events = res.body.pipeThrough(new TextDecoderStream()).pipeThrough(new EventSourceParserStream()).getReader();
     for (;;) {
       const next = await events.read();
-      if (next.done) break;
+      if (next.done) return undefined;
       const { data } = next.value;
-      if (data === '[DONE]') break;
+      if (data === '[DONE]') return undefined;
       const chunk = JSON.parse(data) as UIChatChunk;
       switch (chunk.type) {
         case 'text-delta':
@@ -374,8 +432,7 @@ async function follow(): Promise<void> {
           detail = chunk.errorText;
           break;
         case 'finish':
-          status = chunk.messageMetadata.status;
-          break;
+          return { status: chunk.messageMetadata.status, detail };
         case 'start':
         case 'text-start':
         case 'text-end':
@@ -386,19 +443,16 @@ async function follow(): Promise<void> {
         }
       }
     }
+  } catch (error) {
+    if (signal.aborted) throw error;
+    return undefined;
   } finally {
     shown.flush();
-    if (following === controller) {
-      following = undefined;
-      runningElsewhere = false;
-      setBusy(false);
-    }
-    // A stream cut before its end (the server went away) is what a reload would find: interrupted.
-    if (!controller.signal.aborted) reply.setStatus(status === 'streaming' ? 'interrupted' : status, detail);
+    void events.cancel().catch(() => undefined);
   }
 }
 
-async function loadHistory(): Promise<void> {
+async function loadHistory(followRunning = true): Promise<void> {
   following?.abort();
   following = undefined;
   ui.messages.replaceChildren();
@@ -408,9 +462,10 @@ async function loadHistory(): Promise<void> {
     for (const m of messages) addMessage(m.role, m.content, m.status);
     document.body.dataset.ready = 'true';
     scrollToEnd();
-    void follow().catch((error: unknown) => {
-      if (!(error instanceof DOMException && error.name === 'AbortError')) showAlert(`Could not follow the running reply: ${(error as Error).message}`);
-    });
+    if (followRunning)
+      void follow(messages.at(-1)?.role === 'user').catch((error: unknown) => {
+        if (!(error instanceof DOMException && error.name === 'AbortError')) showAlert(`Could not follow the running reply: ${(error as Error).message}`);
+      });
   } catch (error) {
     if (isUnauthorized(error)) {
       askForToken(currentToken() ? 'The server refused that token. Paste another one.' : undefined);
