@@ -22,6 +22,13 @@ async function say(page: Page, message: string): Promise<void> {
   await page.locator('#message').press('Enter');
 }
 
+/** A reply started before the page loads (by this page before a reload, say): it runs on, its client gone. */
+async function replyLeftRunning(server: TestServer, message: string, sessionId: string): Promise<void> {
+  const earlier = openSseRoute(server.url, { message, session_id: sessionId }, {}, () => undefined);
+  await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
+  earlier.cut();
+}
+
 const lastReply = (page: Page) => page.locator('#messages li[data-role="assistant"]').last();
 
 describe('browser chat page (headless Chromium)', () => {
@@ -97,10 +104,7 @@ describe('browser chat page (headless Chromium)', () => {
 
   it('a reply still running when the page loads (a reload mid-reply) streams on in it, whole from its start, and ends as stored', async () => {
     const server = await startServer({ SIM_DELAY_MS: 60, RESUME_GRACE_MS: 60_000 });
-    // Started by this page before a reload: it runs on, and the page that loads knows nothing of it.
-    const earlier = openSseRoute(server.url, { message: 'explain caching', session_id: 'web-followed' }, {}, () => undefined);
-    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
-    earlier.cut();
+    await replyLeftRunning(server, 'explain caching', 'web-followed');
     const browser = await openPage(`${server.url}/?session=web-followed`);
     if (!browser) return;
     const { page } = browser;
@@ -132,9 +136,7 @@ describe('browser chat page (headless Chromium)', () => {
 
   it('a reply still running when the page loads can be stopped from it: it ends interrupted in the page and in history', async () => {
     const server = await startServer({ SIM_DELAY_MS: 150, RESUME_GRACE_MS: 60_000 });
-    const earlier = openSseRoute(server.url, { message: 'a long story', session_id: 'web-reloaded' }, {}, () => undefined);
-    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
-    earlier.cut();
+    await replyLeftRunning(server, 'a long story', 'web-reloaded');
     const browser = await openPage(`${server.url}/?session=web-reloaded`);
     if (!browser) return;
     const { page } = browser;
@@ -160,9 +162,7 @@ describe('browser chat page (headless Chromium)', () => {
 
   it('a followed reply whose stream is cut (the network drops) is followed again to its end, not shown as interrupted', async () => {
     const server = await startServer({ SIM_DELAY_MS: 100, RESUME_GRACE_MS: 60_000 });
-    const earlier = openSseRoute(server.url, { message: 'explain caching', session_id: 'web-follow-cut' }, {}, () => undefined);
-    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
-    earlier.cut();
+    await replyLeftRunning(server, 'explain caching', 'web-follow-cut');
     const proxy = await startTcpProxy(server.url);
     const browser = await openPage(`${proxy.url}/?session=web-follow-cut`);
     if (!browser) return;
@@ -186,9 +186,7 @@ describe('browser chat page (headless Chromium)', () => {
 
   it('a reply that ends between the history read and the follow request is shown, from the history read again', async () => {
     const server = await startServer({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
-    const earlier = openSseRoute(server.url, { message: 'explain caching', session_id: 'web-follow-gap' }, {}, () => undefined);
-    await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(1));
-    earlier.cut();
+    await replyLeftRunning(server, 'explain caching', 'web-follow-gap');
     // The follow request waits until the reply has ended: the gap between the history's answer and it, made wide.
     const browser = await openPage(`${server.url}/?session=web-follow-gap`, (page) =>
       page.route('**/v1/ui/chat/*/stream', async (route) => {
