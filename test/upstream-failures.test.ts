@@ -183,3 +183,38 @@ describe('an upstream that sends [DONE] and keeps its response open', () => {
     await upstream.requests[0]!.closed;
   });
 });
+
+describe('an upstream that finishes its reply, then breaks or falls silent before [DONE]', () => {
+  it.each(['drop', 'stall'] as const)(
+    'on %s: the reply is complete (it said why it finished), at once, on the stream and the non-streaming route',
+    async (then) => {
+      const upstream = await startFakeUpstream({ kind: 'finished-then', then });
+      // A stall limit far beyond the test's: a finished reply is not held for it.
+      const server = await startServer({
+        LLM_PROVIDER: 'openai',
+        OPENAI_BASE_URL: upstream.baseURL,
+        LLM_MODEL: 'fake-model',
+        UPSTREAM_STALL_TIMEOUT_MS: 120_000,
+      });
+      const startedAt = performance.now();
+      const res = await rawRequest(`${server.url}/v1/chat/stream`, {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'hello', session_id: `finished-${then}` }),
+      });
+      const frames = parseSse(res.body.toString('utf8'));
+      expect(JSON.parse(frames.at(-1)!.data)).toEqual({ delta: '', done: true, total_chunks: DEFAULT_TOKENS.length });
+      expect(performance.now() - startedAt).toBeLessThan(10_000);
+      const history = await historyOf(server.url, `finished-${then}`);
+      expect(history.messages[1]).toMatchObject({ role: 'assistant', status: 'complete', content: DEFAULT_TOKENS.join('') });
+
+      const answer = await fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'hello' }] }),
+      });
+      expect(answer.status).toBe(200);
+      const completion = (await answer.json()) as { choices: Array<{ message: { content: string }; finish_reason: string }> };
+      expect(completion.choices[0]).toMatchObject({ message: { content: DEFAULT_TOKENS.join('') }, finish_reason: 'stop' });
+    },
+  );
+});

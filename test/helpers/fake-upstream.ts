@@ -24,6 +24,8 @@ export type UpstreamPlan =
   | { kind: 'drop'; after: number }
   /** Streams the tokens, a finish chunk and `[DONE]`, then keeps the response open until the client goes away. */
   | { kind: 'done-open' }
+  /** Every token and the finish chunk (with usage when asked), then the connection cut or left silent: no `[DONE]`. */
+  | { kind: 'finished-then'; then: 'drop' | 'stall' }
   /** A reasoning model: `reasoning_content` chunks `everyMs` apart for `forMs`, then the tokens as `ok` does (no usage). */
   | { kind: 'reasoning'; everyMs: number; forMs: number };
 
@@ -168,6 +170,21 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
         if (!(await writeTokens(res, DEFAULT_TOKENS, 0, gone))) return;
         res.write(chunk(undefined, 'stop'));
         res.end(`${HEADER}[DONE]\n\n`);
+        return;
+      }
+      case 'finished-then': {
+        streamHead();
+        if (!(await writeTokens(res, DEFAULT_TOKENS, 0, gone))) return;
+        res.write(chunk(undefined, 'stop'));
+        if ((record.body.stream_options as { include_usage?: boolean } | undefined)?.include_usage === true) {
+          const usage = { prompt_tokens: 11, completion_tokens: DEFAULT_TOKENS.length, total_tokens: 11 + DEFAULT_TOKENS.length };
+          res.write(
+            `${HEADER}${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model: 'fake-model', choices: [], usage })}\n\n`,
+          );
+        }
+        if (plan.then === 'stall') return; // the response stays open until the client closes it
+        await new Promise((resolve) => setImmediate(resolve));
+        req.socket.destroy();
         return;
       }
       case 'done-open':
