@@ -39,8 +39,9 @@ const MAX_ERROR_BODY_CHARS = 8192;
 const MAX_QUEUED_DELTAS = 1024;
 
 /**
- * How long a response may stay open after its `[DONE]`: the reply is over at `[DONE]`, and the
- * connection goes back to the pool once the response ends, or is closed after this.
+ * How long a response may stay open after its `[DONE]` (or after its finish chunk, for the usage
+ * and `[DONE]` that follow it): the reply is whole by then, and the connection goes back to the
+ * pool once the response ends, or is closed after this.
  */
 const AFTER_DONE_MS = 1000;
 
@@ -126,7 +127,8 @@ class Call implements Dispatcher.DispatchHandler {
 
   /** The watchdog fired: an error status keeps what of its body arrived; anything else is the fault. */
   timedOut(fault: UpstreamStreamFault): void {
-    this.abort(this.#errorStatus ? this.#httpError(this.#errorStatus) : fault);
+    if (this.#reader.finished) this.#endWhole();
+    else this.abort(this.#errorStatus ? this.#httpError(this.#errorStatus) : fault);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -164,9 +166,14 @@ class Call implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.#reader.done) {
+      clearTimeout(this.#afterDone);
       this.#endOfStream();
       // An upstream that keeps the response open after it does not keep the connection too.
       this.#afterDone = setTimeout(() => controller.abort(LEFT), AFTER_DONE_MS).unref();
+    } else if (this.#reader.finished && !this.#afterDone) {
+      // The reply is whole once it says why it finished; its usage and `[DONE]` come right after,
+      // and are not waited for long (nor for a stall limit) by a reader who has the whole reply.
+      this.#afterDone = setTimeout(() => this.#endWhole(), AFTER_DONE_MS).unref();
     }
   }
 
@@ -183,6 +190,8 @@ class Call implements Dispatcher.DispatchHandler {
   onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
     clearTimeout(this.#afterDone);
     if (this.#outcome) return;
+    // Broken after the reply said why it finished (before its usage or `[DONE]`): the reply is whole.
+    if (!this.#errorStatus && this.#reader.finished) return this.#end({ ok: true });
     // Cut short while reading an error body: what arrived is the detail.
     if (this.#errorStatus) this.#end({ ok: false, error: this.#httpError(this.#errorStatus) });
     // No answer at all, or the body broke mid-reply (undici's own error, classified as such).
@@ -193,6 +202,12 @@ class Call implements Dispatcher.DispatchHandler {
   #endOfStream(): void {
     if (!this.#reader.finished) this.#end({ ok: false, error: new UpstreamStreamFault('ended_early', 'stream ended without a finish_reason') });
     else this.#end({ ok: true });
+  }
+
+  /** The reply is whole (it said why it finished), the rest of its response is not waited for: the connection goes. */
+  #endWhole(): void {
+    this.#end({ ok: true });
+    if (this.#controller) this.#controller.abort(LEFT);
   }
 
   #httpError(failed: ErrorStatus): UpstreamHttpError {
