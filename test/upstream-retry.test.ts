@@ -105,6 +105,30 @@ describe('retries before the first token', () => {
     expect(answer.headers.get('retry-after')).toBe('60');
   });
 
+  it("honour a 5xx's retry-after too (an overloaded upstream asks for a pause), and pass it on when not retrying", async () => {
+    const busy: UpstreamPlan = { kind: 'status', status: 503, headers: { 'retry-after': '1' } };
+    const paused = await setup([busy], { UPSTREAM_RETRIES: 1, UPSTREAM_RETRY_BASE_MS: 10 });
+    expect(textOf(await reply(paused.url))).toBe(REPLY);
+    expect(paused.upstream.requests).toHaveLength(2);
+    expect(paused.upstream.requests[1]!.receivedAt - paused.upstream.requests[0]!.receivedAt).toBeGreaterThanOrEqual(950);
+
+    const off = await setup([busy]);
+    const answer = await postCompletion(off.url, { model: 'm', messages: [{ role: 'user', content: 'hi' }] });
+    expect(answer.status).toBe(502);
+    expect(answer.headers.get('retry-after')).toBe('1');
+  });
+
+  it('make every retry UPSTREAM_RETRIES asks for: a backoff past UPSTREAM_RETRY_MAX_DELAY_MS waits that long instead of giving up', async () => {
+    const fail: UpstreamPlan = { kind: 'status', status: 500 };
+    const { upstream, url } = await setup(
+      Array.from({ length: 6 }, () => fail),
+      { UPSTREAM_RETRIES: 6, UPSTREAM_RETRY_BASE_MS: 20, UPSTREAM_RETRY_MAX_DELAY_MS: 40 },
+    );
+    expect(textOf(await reply(url))).toBe(REPLY);
+    expect(upstream.requests).toHaveLength(7);
+    for (let i = 1; i < 7; i++) expect(upstream.requests[i]!.receivedAt - upstream.requests[i - 1]!.receivedAt).toBeLessThan(1000);
+  });
+
   it('never retry a rejected key, whatever the setting', async () => {
     const { upstream, url } = await setup([{ kind: 'status', status: 401 }], { UPSTREAM_RETRIES: 3 });
     expect((await reply(url)).at(-1)).toMatchObject({ type: 'error', code: 'upstream_auth' });
