@@ -91,7 +91,7 @@ export const ConfigSchema = z
       .describe("how long an idle upstream connection is kept for the next reply (an upstream's `Keep-Alive: timeout` hint wins)"),
     UPSTREAM_RETRY_MAX_DELAY_MS: int(0, 600_000)
       .default(10_000)
-      .describe('longest wait before a retry; a 429 asking for longer is not retried, its hint is passed on'),
+      .describe("longest wait before a retry: backoff stops growing there; an upstream's retry-after asking for longer is not retried, its hint is passed on"),
     SIM_TOKENIZER: z
       .enum(['words', 'bpe'])
       .default('words')

@@ -146,7 +146,8 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): Provider {
           if (signal.aborted) throw error;
           const failure: UpstreamFailure = classifyUpstreamError(error);
           const hintMs = failure.error.retryAfterSeconds === undefined ? undefined : failure.error.retryAfterSeconds * 1000;
-          const waitMs = hintMs ?? backoffMs(n, o.retryBaseMs);
+          // Our own backoff stops growing at the longest wait; a hint asking for longer is passed on instead.
+          const waitMs = hintMs ?? Math.min(backoffMs(n, o.retryBaseMs), o.retryMaxDelayMs);
           // Never after the first token: the client already has part of this reply.
           const retry = !yielded && failure.retryable && n < o.retries && waitMs <= o.retryMaxDelayMs;
           o.logger?.warn(

@@ -117,11 +117,14 @@ function statusFailure(error: UpstreamHttpError, status: number): UpstreamFailur
     const options = hint === undefined ? { cause: error } : { cause: error, retryAfterSeconds: hint };
     return { error: new SluiceError('upstream_rate_limited', UPSTREAM_MESSAGES.rateLimited, options), retryable: true, log };
   }
-  if (status >= 500) return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, { cause: error }), retryable: true, log };
+  // An overloaded upstream (503, say) may ask for a pause too: it is waited for, or passed on.
+  const hint = retryAfterSeconds(error.headers);
+  const options = hint === undefined ? { cause: error } : { cause: error, retryAfterSeconds: hint };
+  if (status >= 500) return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, options), retryable: true, log };
   // 408 and 409 are worth another try (as OpenAI's SDK has it); other 4xx mean our request is wrong
-  // for this upstream (an unknown model, say): retrying cannot help.
+  // for this upstream (an unknown model, say): retrying cannot help, and no hint is passed on.
   const retryable = status === 408 || status === 409;
-  return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.rejected, { cause: error }), retryable, log };
+  return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.rejected, retryable ? options : { cause: error }), retryable, log };
 }
 
 /** Classifies anything an upstream call threw (the caller has already ruled out our own abort). */
