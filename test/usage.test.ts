@@ -110,6 +110,26 @@ describe('usage on every reply', () => {
     expect(await metricValue(url, 'sluice_usage_tokens_total{kind="completion",outcome="completed",source="provider"}')).toBe(5);
   });
 
+  it("an operator's system prompt (LLM_SYSTEM_PROMPT) is in what the upstream is sent, so it is in the estimated prompt too", async () => {
+    const upstream = await startFakeUpstream({ kind: 'ok' });
+    const system = 'You are a careful assistant who answers briefly and cites sources. '.repeat(20);
+    const { url } = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake', LLM_SYSTEM_PROMPT: system });
+    const answer = await streamWithUsage(sdk(url, { 'X-Sluice-Session': 'sys' }), 'hi');
+    expect(upstream.requests[0]!.body['messages']).toEqual([
+      { role: 'system', content: system },
+      { role: 'user', content: 'hi' },
+    ]);
+    const expected = await estimateUsage(
+      [
+        { role: 'system', content: system },
+        { role: 'user', content: 'hi' },
+      ],
+      DEFAULT_TOKENS.join(''),
+    );
+    expect(answer.usage?.prompt_tokens).toBe(expected!.promptTokens);
+    expect((await history(url, 'sys')).messages[1]!.usage).toEqual(expected);
+  });
+
   it("a cancelled reply's usage counts the deltas that were sent: in the SDK's usage chunk before the error, in history and in Prometheus", async () => {
     // Slow tokens and a long resume window: only the cancel stops this reply.
     const { url } = await startServer({ SIM_DELAY_MS: 30, RESUME_GRACE_MS: 60_000 });
