@@ -285,7 +285,7 @@ export class Generation {
     // Every reply carries its usage, whatever its outcome: the provider's counts, or Sluice's own
     // (decided after the outcome, so that a stop during the count cannot change it). A reply that
     // failed before its first token was refused or never answered: it consumed nothing.
-    usage ??= failure && deltas === 0 ? NOTHING_CONSUMED : await estimateUsage(messages, text);
+    usage ??= failure && deltas === 0 ? NOTHING_CONSUMED : await estimateUsage(provider.preamble ? [...provider.preamble, ...messages] : messages, text);
     if (usage) terminal.usage = usage;
 
     const reply: ChatMessage = {

@@ -129,6 +129,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): Provider {
 
   return {
     name: 'openai',
+    ...(system.length > 0 ? { preamble: system } : {}),
     // The pool closes its idle connections at once, and the others as their replies end.
     close: () => (closed ??= endpoint.dispatcher.close()),
     async *stream(request: ProviderRequest): AsyncGenerator<ProviderYield> {

@@ -37,6 +37,11 @@ export function asDeltas(item: ProviderYield): readonly string[] {
 /** An LLM behind one small interface: messages in, text deltas out. */
 export interface Provider {
   readonly name: string;
+  /**
+   * Messages the provider sends before every conversation (an operator's system prompt): part of
+   * what the model reads, so part of an estimated prompt too.
+   */
+  readonly preamble?: readonly ProviderMessage[];
   stream(request: ProviderRequest): AsyncIterable<ProviderYield>;
   /**
    * Lets go of what the provider holds (an upstream's kept-alive connections), once no reply is
