@@ -218,3 +218,27 @@ describe('an upstream that finishes its reply, then breaks or falls silent befor
     },
   );
 });
+
+describe('an upstream that answers one JSON completion to a streamed request', () => {
+  it('the reply is that completion, with its usage, from one call (not an error, nor retried)', async () => {
+    const upstream = await startFakeUpstream({ kind: 'json' });
+    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model', UPSTREAM_RETRIES: 2 });
+    const res = await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'hello', session_id: 'json-answer' }),
+    });
+    const frames = parseSse(res.body.toString('utf8'));
+    expect(frames.map((f) => JSON.parse(f.data) as unknown)).toEqual([
+      { delta: DEFAULT_TOKENS.join(''), done: false, chunk_index: 1 },
+      { delta: '', done: true, total_chunks: 1 },
+    ]);
+    const history = await historyOf(server.url, 'json-answer');
+    expect(history.messages[1]).toMatchObject({
+      role: 'assistant',
+      status: 'complete',
+      content: DEFAULT_TOKENS.join(''),
+      usage: { promptTokens: 9, completionTokens: 4 },
+    });
+    expect(upstream.requests).toHaveLength(1);
+  });
+});

@@ -24,6 +24,8 @@ export type UpstreamPlan =
   | { kind: 'drop'; after: number }
   /** Streams the tokens, a finish chunk and `[DONE]`, then keeps the response open until the client goes away. */
   | { kind: 'done-open' }
+  /** One `chat.completion` JSON body (with usage), as an upstream that ignores `stream: true` answers. */
+  | { kind: 'json' }
   /** Every token and the finish chunk (with usage when asked), then the connection cut or left silent: no `[DONE]`. */
   | { kind: 'finished-then'; then: 'drop' | 'stall' }
   /** A reasoning model: `reasoning_content` chunks `everyMs` apart for `forMs`, then the tokens as `ok` does (no usage). */
@@ -170,6 +172,21 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
         if (!(await writeTokens(res, DEFAULT_TOKENS, 0, gone))) return;
         res.write(chunk(undefined, 'stop'));
         res.end(`${HEADER}[DONE]\n\n`);
+        return;
+      }
+      case 'json': {
+        const content = DEFAULT_TOKENS.join('');
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            id: 'chatcmpl-fake',
+            object: 'chat.completion',
+            created: 1,
+            model: 'fake-model',
+            choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+            usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 },
+          }),
+        );
         return;
       }
       case 'finished-then': {
