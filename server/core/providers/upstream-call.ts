@@ -59,6 +59,29 @@ function errorDetail(text: string): string {
   return text.slice(0, MAX_ERROR_BODY_CHARS);
 }
 
+/** Most of a JSON answer (a whole completion, when an upstream does not stream) that is read. */
+const MAX_JSON_ANSWER_CHARS = 8 * 1024 * 1024;
+
+/**
+ * A whole `chat.completion` as the one chunk of a stream (its message as the delta); anything else
+ * (an `{"error": ...}` body, or not JSON) as it is, for the stream reader to classify.
+ */
+function asStreamChunk(json: string): string {
+  let completion: { choices?: unknown; usage?: unknown } | null;
+  try {
+    completion = JSON.parse(json) as typeof completion;
+  } catch {
+    return json;
+  }
+  if (!completion || !Array.isArray(completion.choices)) return json;
+  const choices = (completion.choices as Array<{ index?: unknown; message?: { content?: unknown }; finish_reason?: unknown } | null>).map((choice) => ({
+    index: choice?.index ?? 0,
+    delta: { content: choice?.message?.content ?? null },
+    finish_reason: choice?.finish_reason ?? null,
+  }));
+  return JSON.stringify({ choices, ...(completion.usage ? { usage: completion.usage } : {}) });
+}
+
 type Outcome = { readonly ok: true } | { readonly ok: false; readonly error: unknown };
 
 /** An error status, whose body is read (up to a bound) for the logs. */
@@ -82,6 +105,8 @@ class Call implements Dispatcher.DispatchHandler {
   /** Deltas read and not yet taken. */
   #deltas: string[] = [];
   #errorStatus: ErrorStatus | undefined;
+  /** The body of a 200 that is one JSON completion, not a stream (an upstream that ignores `stream: true`). */
+  #json: string | undefined;
   #started = false;
   /** How the call ended, once it has (after the deltas still queued). */
   #outcome: Outcome | undefined;
@@ -139,6 +164,7 @@ class Call implements Dispatcher.DispatchHandler {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     this.#started = true;
     if (statusCode !== 200) this.#errorStatus = { status: statusCode, headers, text: '' };
+    else if (/^application\/json\b/i.test(String(headers['content-type'] ?? ''))) this.#json = '';
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -150,6 +176,16 @@ class Call implements Dispatcher.DispatchHandler {
       if (failed.text.length > MAX_ERROR_BODY_CHARS) this.abort(this.#httpError(failed));
       return;
     }
+    if (this.#json !== undefined) {
+      this.#json += text;
+      if (this.#json.length > MAX_JSON_ANSWER_CHARS) this.abort(new UpstreamStreamFault('malformed', 'a JSON answer past its bound'));
+      return;
+    }
+    this.#feed(controller, text);
+  }
+
+  /** Reads stream text into deltas, and ends the call at `[DONE]` or at what cannot be read. */
+  #feed(controller: Dispatcher.DispatchController, text: string): void {
     const deltas = this.#reader.feed(text);
     if (deltas.length > 0) {
       if (this.#deltas.length === 0) this.#deltas = deltas;
@@ -177,14 +213,21 @@ class Call implements Dispatcher.DispatchHandler {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
     clearTimeout(this.#afterDone);
     if (this.#outcome) return;
     const failed = this.#errorStatus;
     if (failed) {
       failed.text += this.#decoder.end();
       this.#end({ ok: false, error: this.#httpError(failed) });
-    } else this.#endOfStream();
+      return;
+    }
+    if (this.#json !== undefined) {
+      // Read as the one chunk of a stream that says it all: its text, why it finished, its usage.
+      this.#feed(controller, `data: ${asStreamChunk(this.#json + this.#decoder.end())}\n\ndata: [DONE]\n\n`);
+      clearTimeout(this.#afterDone);
+    }
+    if (!this.#outcome) this.#endOfStream();
   }
 
   onResponseError(controller: Dispatcher.DispatchController, error: Error): void {
