@@ -242,3 +242,41 @@ describe('an upstream that answers one JSON completion to a streamed request', (
     expect(upstream.requests).toHaveLength(1);
   });
 });
+
+describe('the turn after a reply that failed', () => {
+  it('sends no empty assistant message upstream (APIs such as Anthropic refuse one): an unanswered message joins the next, a partial reply stays', async () => {
+    const upstream = await startFakeUpstream({ kind: 'ok' });
+    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
+    const say = (message: string) =>
+      rawRequest(`${server.url}/v1/chat/stream`, {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message, session_id: 'after-failure' }),
+      });
+    upstream.plan({ kind: 'status', status: 500 });
+    await say('first');
+    await say('second');
+    expect(upstream.requests[1]!.body['messages']).toEqual([{ role: 'user', content: 'first\n\nsecond' }]);
+
+    upstream.plan({ kind: 'drop', after: 2 });
+    await say('third');
+    await say('fourth');
+    expect(upstream.requests[3]!.body['messages']).toEqual([
+      { role: 'user', content: 'first\n\nsecond' },
+      { role: 'assistant', content: DEFAULT_TOKENS.join('') },
+      { role: 'user', content: 'third' },
+      { role: 'assistant', content: DEFAULT_TOKENS.slice(0, 2).join('') },
+      { role: 'user', content: 'fourth' },
+    ]);
+    const history = await historyOf(server.url, 'after-failure');
+    expect(history.messages.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'failed'],
+      ['user', 'complete'],
+      ['assistant', 'complete'],
+      ['user', 'complete'],
+      ['assistant', 'failed'],
+      ['user', 'complete'],
+      ['assistant', 'complete'],
+    ]);
+  });
+});
