@@ -240,8 +240,7 @@ export class ChatService {
       const seq = again ?? (await history.begin(sessionKey, userMessage, { keepLast: this.#keepMessages, replyId: record.id }));
       // The prompt is what came before the message (the lock keeps the session still): nothing when
       // the message is the session's first, which saves a conversation's first turn a read.
-      const messages: ProviderMessage[] = seq > 1 ? await this.#priorMessages(record, seq) : [];
-      messages.push(userMessage);
+      const messages = promptFrom(seq > 1 ? [...(await this.#priorMessages(record, seq)), userMessage] : [userMessage]);
       const listener = this.#runner.launch(record, messages, writer, { slot, lock, alive }, request, signal);
       lost = () => void this.#local.get(record.id)?.stop('lost');
       return { generationId: record.id, listener };
@@ -451,10 +450,10 @@ export class ChatService {
    * The session's messages before position `seq` (the turn's message). A read that fails after the
    * turn began leaves the reply stored as failed, as any reply that fails before its first token.
    */
-  async #priorMessages(record: GenerationRecord, seq: number): Promise<ProviderMessage[]> {
+  async #priorMessages(record: GenerationRecord, seq: number): Promise<ChatMessage[]> {
     const { history } = this.#o;
     try {
-      return promptFrom(await history.read(record.sessionKey, { before: seq }));
+      return await history.read(record.sessionKey, { before: seq });
     } catch (error) {
       const reply: ChatMessage = { role: 'assistant', content: '', status: 'failed', createdAt: isoTime(), usage: NOTHING_CONSUMED };
       // Best effort: the store just failed a read; a draft left behind reads back as interrupted.
