@@ -1,3 +1,4 @@
+import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { UPSTREAM_MESSAGES } from '../server/core/providers/upstream-errors.ts';
 import type { StreamEvent } from '../shared/index.ts';
@@ -147,5 +148,18 @@ describe('retries before the first token', () => {
     expect(upstream.requests).toHaveLength(1);
     const history = await (await fetch(`${url}/v1/sessions/after-first/messages`)).json();
     expect(history.messages[1]).toMatchObject({ status: 'failed', content: 'Hello from' });
+  });
+});
+
+describe("the openai SDK's own retries in front of an upstream", () => {
+  it.each([400, 401, 404])('an upstream that refuses the request (%i) is asked once: the SDK is told a retry cannot help', async (status) => {
+    const { upstream, url } = await setup([]);
+    upstream.fallback = { kind: 'status', status };
+    const sdk = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 2 });
+    const failure = await sdk.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(OpenAI.APIError);
+    expect((failure as InstanceType<typeof OpenAI.APIError>).status).toBe(502);
+    expect((failure as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry')).toBe('false');
+    expect(upstream.requests).toHaveLength(1);
   });
 });
