@@ -107,6 +107,14 @@ function faultFailure(fault: UpstreamStreamFault): UpstreamFailure {
   }
 }
 
+/**
+ * True for an upstream failure that the same request would meet again (the upstream refused it, or
+ * its key): clients are told not to retry it (the `openai` SDKs retry a 5xx twice by default).
+ */
+export function upstreamRefused(error: { readonly code: string; readonly message: string }): boolean {
+  return error.code === 'upstream_auth' || (error.code === 'upstream_error' && error.message === UPSTREAM_MESSAGES.rejected);
+}
+
 function statusFailure(error: UpstreamHttpError, status: number): UpstreamFailure {
   const log = { kind: 'http', status, detail: clip(error.message) };
   if (status === 401 || status === 403) {

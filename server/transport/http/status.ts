@@ -1,9 +1,10 @@
 import type { ErrorCode } from '../../../shared/errors.ts';
+import { upstreamRefused } from '../../core/providers/upstream-errors.ts';
 
 /**
  * Codes answered with `x-should-retry: false`, which the official `openai` SDKs obey: a busy
  * session's request, retried by default, would run after the reply it collided with, as a turn its
- * caller was never told about.
+ * caller was never told about. An upstream's refusal is answered so too (see upstreamRefused).
  */
 const NOT_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['session_busy']);
 
@@ -12,11 +13,15 @@ const NOT_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['session_busy'
  * window, an upstream's Retry-After), else a second for `unavailable` (a store failing over, the
  * server draining), which is worth retrying soon; `x-should-retry: false` where a retry would do harm.
  */
-export function retryHeaders(error: { readonly code: ErrorCode; readonly retryAfterSeconds?: number | undefined }): Record<string, string> {
+export function retryHeaders(error: {
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly retryAfterSeconds?: number | undefined;
+}): Record<string, string> {
   const headers: Record<string, string> = {};
   const seconds = error.retryAfterSeconds ?? (error.code === 'unavailable' ? 1 : undefined);
   if (seconds !== undefined) headers['Retry-After'] = String(Math.ceil(seconds));
-  if (NOT_RETRYABLE.has(error.code)) headers['x-should-retry'] = 'false';
+  if (NOT_RETRYABLE.has(error.code) || upstreamRefused(error)) headers['x-should-retry'] = 'false';
   return headers;
 }
 
