@@ -185,37 +185,55 @@ describe('an upstream that sends [DONE] and keeps its response open', () => {
 });
 
 describe('an upstream that finishes its reply, then breaks or falls silent before [DONE]', () => {
-  it.each(['drop', 'stall'] as const)(
-    'on %s: the reply is complete (it said why it finished), at once, on the stream and the non-streaming route',
-    async (then) => {
-      const upstream = await startFakeUpstream({ kind: 'finished-then', then });
-      // A stall limit far beyond the test's: a finished reply is not held for it.
-      const server = await startServer({
-        LLM_PROVIDER: 'openai',
-        OPENAI_BASE_URL: upstream.baseURL,
-        LLM_MODEL: 'fake-model',
-        UPSTREAM_STALL_TIMEOUT_MS: 120_000,
-      });
-      const startedAt = performance.now();
+  it.each(['drop', 'stall'] as const)('on %s: the reply is complete (it said why it finished), on the stream and the non-streaming route', async (then) => {
+    const upstream = await startFakeUpstream({ kind: 'finished-then', then });
+    // A silence after the finish chunk ends at the stall limit, as any silence, but the reply is whole.
+    const server = await startServer({
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: upstream.baseURL,
+      LLM_MODEL: 'fake-model',
+      UPSTREAM_STALL_TIMEOUT_MS: 1500,
+    });
+    const startedAt = performance.now();
+    const res = await rawRequest(`${server.url}/v1/chat/stream`, {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'hello', session_id: `finished-${then}` }),
+    });
+    const frames = parseSse(res.body.toString('utf8'));
+    expect(JSON.parse(frames.at(-1)!.data)).toEqual({ delta: '', done: true, total_chunks: DEFAULT_TOKENS.length });
+    expect(performance.now() - startedAt).toBeLessThan(10_000);
+    const history = await historyOf(server.url, `finished-${then}`);
+    expect(history.messages[1]).toMatchObject({ role: 'assistant', status: 'complete', content: DEFAULT_TOKENS.join('') });
+
+    const answer = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'hello' }] }),
+    });
+    expect(answer.status).toBe(200);
+    const completion = (await answer.json()) as { choices: Array<{ message: { content: string }; finish_reason: string }> };
+    expect(completion.choices[0]).toMatchObject({ message: { content: DEFAULT_TOKENS.join('') }, finish_reason: 'stop' });
+  });
+});
+
+describe('an upstream whose stream is odd but whole', () => {
+  it.each([
+    { name: 'finish_reason on every chunk, 1.2 s apart', plan: { kind: 'odd-stream', delayMs: 1200, finishEvery: true } },
+    { name: 'labelled application/json', plan: { kind: 'odd-stream', delayMs: 0, contentType: 'application/json' } },
+  ] as const)(
+    '$name: the whole reply, streamed',
+    async ({ plan }) => {
+      const upstream = await startFakeUpstream(plan);
+      const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
       const res = await rawRequest(`${server.url}/v1/chat/stream`, {
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ message: 'hello', session_id: `finished-${then}` }),
+        body: JSON.stringify({ message: 'hello', session_id: 'odd' }),
       });
-      const frames = parseSse(res.body.toString('utf8'));
-      expect(JSON.parse(frames.at(-1)!.data)).toEqual({ delta: '', done: true, total_chunks: DEFAULT_TOKENS.length });
-      expect(performance.now() - startedAt).toBeLessThan(10_000);
-      const history = await historyOf(server.url, `finished-${then}`);
-      expect(history.messages[1]).toMatchObject({ role: 'assistant', status: 'complete', content: DEFAULT_TOKENS.join('') });
-
-      const answer = await fetch(`${server.url}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: 'hello' }] }),
-      });
-      expect(answer.status).toBe(200);
-      const completion = (await answer.json()) as { choices: Array<{ message: { content: string }; finish_reason: string }> };
-      expect(completion.choices[0]).toMatchObject({ message: { content: DEFAULT_TOKENS.join('') }, finish_reason: 'stop' });
+      const frames = parseSse(res.body.toString('utf8')).map((f) => JSON.parse(f.data) as { delta: string });
+      expect(frames.map((f) => f.delta).join('')).toBe(DEFAULT_TOKENS.join(''));
+      expect(frames.at(-1)).toEqual({ delta: '', done: true, total_chunks: DEFAULT_TOKENS.length });
     },
+    20_000,
   );
 });
 
@@ -240,6 +258,37 @@ describe('an upstream that answers one JSON completion to a streamed request', (
       usage: { promptTokens: 9, completionTokens: 4 },
     });
     expect(upstream.requests).toHaveLength(1);
+  });
+});
+
+describe('the turn after a reply that failed or said nothing', () => {
+  it('a message sent again after a reply that failed before its first token goes upstream once', async () => {
+    const upstream = await startFakeUpstream({ kind: 'ok' });
+    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
+    const say = (message: string) =>
+      rawRequest(`${server.url}/v1/chat/stream`, { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message, session_id: 'resent' }) });
+    upstream.plan({ kind: 'status', status: 500 });
+    await say('What is 2+2?');
+    await say('What is 2+2?');
+    expect(upstream.requests[1]!.body['messages']).toEqual([{ role: 'user', content: 'What is 2+2?' }]);
+  });
+
+  it('an empty reply that completed (a model that said nothing) is not sent upstream either', async () => {
+    const upstream = await startFakeUpstream({ kind: 'ok' });
+    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
+    const say = (message: string) =>
+      rawRequest(`${server.url}/v1/chat/stream`, {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message, session_id: 'silent-model' }),
+      });
+    upstream.plan({ kind: 'ok', tokens: [] });
+    await say('q1');
+    expect((await historyOf(server.url, 'silent-model')).messages.map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'complete', 'q1'],
+      ['assistant', 'complete', ''],
+    ]);
+    await say('q2');
+    expect(upstream.requests[1]!.body['messages']).toEqual([{ role: 'user', content: 'q1\n\nq2' }]);
   });
 });
 

@@ -152,6 +152,15 @@ describe('retries before the first token', () => {
 });
 
 describe("the openai SDK's own retries in front of an upstream", () => {
+  it.each([408, 409])('an upstream that may answer next time (%i) may be asked again by the SDK', async (status) => {
+    const { upstream, url } = await setup([]);
+    upstream.fallback = { kind: 'status', status };
+    const sdk = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 2 });
+    const failure = await sdk.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }).catch((error: unknown) => error);
+    expect((failure as InstanceType<typeof OpenAI.APIError>).headers?.get('x-should-retry')).not.toBe('false');
+    expect(upstream.requests).toHaveLength(3);
+  });
+
   it.each([400, 401, 404])('an upstream that refuses the request (%i) is asked once: the SDK is told a retry cannot help', async (status) => {
     const { upstream, url } = await setup([]);
     upstream.fallback = { kind: 'status', status };

@@ -26,6 +26,8 @@ export type UpstreamPlan =
   | { kind: 'done-open' }
   /** One `chat.completion` JSON body (with usage), as an upstream that ignores `stream: true` answers. */
   | { kind: 'json' }
+  /** A normal stream, `delayMs` between chunks, each chunk with `finish_reason: "stop"` (as some proxies of Gemini send), labelled `contentType`. */
+  | { kind: 'odd-stream'; delayMs: number; finishEvery?: boolean; contentType?: string }
   /** Every token and the finish chunk (with usage when asked), then the connection cut or left silent: no `[DONE]`. */
   | { kind: 'finished-then'; then: 'drop' | 'stall' }
   /** A reasoning model: `reasoning_content` chunks `everyMs` apart for `forMs`, then the tokens as `ok` does (no usage). */
@@ -187,6 +189,17 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
             usage: { prompt_tokens: 9, completion_tokens: 4, total_tokens: 13 },
           }),
         );
+        return;
+      }
+      case 'odd-stream': {
+        res.writeHead(200, { 'content-type': plan.contentType ?? 'text/event-stream', 'cache-control': 'no-cache' });
+        for (const token of DEFAULT_TOKENS) {
+          if (gone.aborted) return;
+          res.write(chunk(token, plan.finishEvery ? 'stop' : null));
+          await new Promise((resolve) => setTimeout(resolve, plan.delayMs));
+        }
+        res.write(chunk(undefined, 'stop'));
+        res.end(`${HEADER}[DONE]\n\n`);
         return;
       }
       case 'finished-then': {
