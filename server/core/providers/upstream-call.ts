@@ -39,9 +39,8 @@ const MAX_ERROR_BODY_CHARS = 8192;
 const MAX_QUEUED_DELTAS = 1024;
 
 /**
- * How long a response may stay open after its `[DONE]` (or after its finish chunk, for the usage
- * and `[DONE]` that follow it): the reply is whole by then, and the connection goes back to the
- * pool once the response ends, or is closed after this.
+ * How long a response may stay open after its `[DONE]`: the reply is over at `[DONE]`, and the
+ * connection goes back to the pool once the response ends, or is closed after this.
  */
 const AFTER_DONE_MS = 1000;
 
@@ -73,7 +72,8 @@ function asStreamChunk(json: string): string {
   } catch {
     return json;
   }
-  if (!completion || !Array.isArray(completion.choices)) return json;
+  // Not a completion (an `{"error": ...}` body, say): on one line, as a stream's chunk is.
+  if (!completion || !Array.isArray(completion.choices)) return JSON.stringify(completion);
   const choices = (completion.choices as Array<{ index?: unknown; message?: { content?: unknown }; finish_reason?: unknown } | null>).map((choice) => ({
     index: choice?.index ?? 0,
     delta: { content: choice?.message?.content ?? null },
@@ -105,8 +105,13 @@ class Call implements Dispatcher.DispatchHandler {
   /** Deltas read and not yet taken. */
   #deltas: string[] = [];
   #errorStatus: ErrorStatus | undefined;
-  /** The body of a 200 that is one JSON completion, not a stream (an upstream that ignores `stream: true`). */
+  /**
+   * The body of a 200 labelled JSON: one completion (an upstream that ignores `stream: true`), read
+   * whole, unless its first character says it is a stream after all (then read as one).
+   */
   #json: string | undefined;
+  /** The body labelled JSON began with `{`: one completion, read whole. */
+  #isJson = false;
   #started = false;
   /** How the call ended, once it has (after the deltas still queued). */
   #outcome: Outcome | undefined;
@@ -150,7 +155,12 @@ class Call implements Dispatcher.DispatchHandler {
     else this.#abortOnStart = LEFT;
   }
 
-  /** The watchdog fired: an error status keeps what of its body arrived; anything else is the fault. */
+  /**
+   * The watchdog fired: an error status keeps what of its body arrived; a reply that said why it
+   * finished is whole (its usage or `[DONE]` did not come: some upstreams put a finish reason on
+   * every chunk, so only a silence or a cut, never the finish reason alone, ends a reply early);
+   * anything else is the fault.
+   */
   timedOut(fault: UpstreamStreamFault): void {
     if (this.#reader.finished) this.#endWhole();
     else this.abort(this.#errorStatus ? this.#httpError(this.#errorStatus) : fault);
@@ -176,12 +186,20 @@ class Call implements Dispatcher.DispatchHandler {
       if (failed.text.length > MAX_ERROR_BODY_CHARS) this.abort(this.#httpError(failed));
       return;
     }
-    if (this.#json !== undefined) {
-      this.#json += text;
-      if (this.#json.length > MAX_JSON_ANSWER_CHARS) this.abort(new UpstreamStreamFault('malformed', 'a JSON answer past its bound'));
-      return;
+    if (this.#json === undefined) return this.#feed(controller, text);
+    this.#json += text;
+    if (!this.#isJson) {
+      const first = this.#json.trimStart()[0];
+      if (first === undefined) return;
+      if (first !== '{') {
+        // A stream labelled JSON: read as the stream it is.
+        const stream = this.#json;
+        this.#json = undefined;
+        return this.#feed(controller, stream);
+      }
+      this.#isJson = true;
     }
-    this.#feed(controller, text);
+    if (this.#json.length > MAX_JSON_ANSWER_CHARS) this.abort(new UpstreamStreamFault('malformed', 'a JSON answer past its bound'));
   }
 
   /** Reads stream text into deltas, and ends the call at `[DONE]` or at what cannot be read. */
@@ -206,10 +224,6 @@ class Call implements Dispatcher.DispatchHandler {
       this.#endOfStream();
       // An upstream that keeps the response open after it does not keep the connection too.
       this.#afterDone = setTimeout(() => controller.abort(LEFT), AFTER_DONE_MS).unref();
-    } else if (this.#reader.finished && !this.#afterDone) {
-      // The reply is whole once it says why it finished; its usage and `[DONE]` come right after,
-      // and are not waited for long (nor for a stall limit) by a reader who has the whole reply.
-      this.#afterDone = setTimeout(() => this.#endWhole(), AFTER_DONE_MS).unref();
     }
   }
 

@@ -129,10 +129,10 @@ function statusFailure(error: UpstreamHttpError, status: number): UpstreamFailur
   const hint = retryAfterSeconds(error.headers);
   const options = hint === undefined ? { cause: error } : { cause: error, retryAfterSeconds: hint };
   if (status >= 500) return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, options), retryable: true, log };
-  // 408 and 409 are worth another try (as OpenAI's SDK has it); other 4xx mean our request is wrong
-  // for this upstream (an unknown model, say): retrying cannot help, and no hint is passed on.
-  const retryable = status === 408 || status === 409;
-  return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.rejected, retryable ? options : { cause: error }), retryable, log };
+  // 408 and 409 are worth another try (as OpenAI's SDK has it), as a 5xx is; other 4xx mean our
+  // request is wrong for this upstream (an unknown model, say): retrying cannot help.
+  if (status === 408 || status === 409) return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, options), retryable: true, log };
+  return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.rejected, { cause: error }), retryable: false, log };
 }
 
 /** Classifies anything an upstream call threw (the caller has already ruled out our own abort). */
