@@ -77,6 +77,15 @@ async function historyOf(url: string, sessionId: string) {
   return SessionHistory.parse(await (await fetch(`${url}/v1/sessions/${sessionId}/messages`)).json());
 }
 
+/** One turn on the SSE route; resolves with its frames once the response has ended. */
+async function sayOnSse(url: string, message: string, sessionId: string): Promise<Array<{ data: string }>> {
+  const res = await rawRequest(`${url}/v1/chat/stream`, {
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ message, session_id: sessionId }),
+  });
+  return parseSse(res.body.toString('utf8'));
+}
+
 describe.each(FAILURES)('upstream failure: $name', (failure) => {
   const partial = DEFAULT_TOKENS.slice(0, failure.tokensBefore).join('');
 
@@ -171,11 +180,7 @@ describe('an upstream that sends [DONE] and keeps its response open', () => {
   it('the reply is complete at [DONE], whatever the stall limit (0: none), and the request is let go', async () => {
     const upstream = await startFakeUpstream({ kind: 'done-open' });
     const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model', UPSTREAM_STALL_TIMEOUT_MS: 0 });
-    const res = await rawRequest(`${server.url}/v1/chat/stream`, {
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ message: 'hello', session_id: 'done-open' }),
-    });
-    const frames = parseSse(res.body.toString('utf8'));
+    const frames = await sayOnSse(server.url, 'hello', 'done-open');
     expect(JSON.parse(frames.at(-1)!.data)).toEqual({ delta: '', done: true, total_chunks: DEFAULT_TOKENS.length });
     const history = await historyOf(server.url, 'done-open');
     expect(history.messages[1]).toMatchObject({ role: 'assistant', status: 'complete', content: DEFAULT_TOKENS.join('') });
@@ -225,11 +230,7 @@ describe('an upstream whose stream is odd but whole', () => {
     async ({ plan }) => {
       const upstream = await startFakeUpstream(plan);
       const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
-      const res = await rawRequest(`${server.url}/v1/chat/stream`, {
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ message: 'hello', session_id: 'odd' }),
-      });
-      const frames = parseSse(res.body.toString('utf8')).map((f) => JSON.parse(f.data) as { delta: string });
+      const frames = (await sayOnSse(server.url, 'hello', 'odd')).map((f) => JSON.parse(f.data) as { delta: string });
       expect(frames.map((f) => f.delta).join('')).toBe(DEFAULT_TOKENS.join(''));
       expect(frames.at(-1)).toEqual({ delta: '', done: true, total_chunks: DEFAULT_TOKENS.length });
     },
@@ -241,11 +242,7 @@ describe('an upstream that answers one JSON completion to a streamed request', (
   it('the reply is that completion, with its usage, from one call (not an error, nor retried)', async () => {
     const upstream = await startFakeUpstream({ kind: 'json' });
     const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model', UPSTREAM_RETRIES: 2 });
-    const res = await rawRequest(`${server.url}/v1/chat/stream`, {
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ message: 'hello', session_id: 'json-answer' }),
-    });
-    const frames = parseSse(res.body.toString('utf8'));
+    const frames = await sayOnSse(server.url, 'hello', 'json-answer');
     expect(frames.map((f) => JSON.parse(f.data) as unknown)).toEqual([
       { delta: DEFAULT_TOKENS.join(''), done: false, chunk_index: 1 },
       { delta: '', done: true, total_chunks: 1 },
@@ -265,8 +262,7 @@ describe('the turn after a reply that failed or said nothing', () => {
   it('a message sent again after a reply that failed before its first token goes upstream once', async () => {
     const upstream = await startFakeUpstream({ kind: 'ok' });
     const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
-    const say = (message: string) =>
-      rawRequest(`${server.url}/v1/chat/stream`, { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message, session_id: 'resent' }) });
+    const say = (message: string) => sayOnSse(server.url, message, 'resent');
     upstream.plan({ kind: 'status', status: 500 });
     await say('What is 2+2?');
     await say('What is 2+2?');
@@ -276,11 +272,7 @@ describe('the turn after a reply that failed or said nothing', () => {
   it('an empty reply that completed (a model that said nothing) is not sent upstream either', async () => {
     const upstream = await startFakeUpstream({ kind: 'ok' });
     const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
-    const say = (message: string) =>
-      rawRequest(`${server.url}/v1/chat/stream`, {
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ message, session_id: 'silent-model' }),
-      });
+    const say = (message: string) => sayOnSse(server.url, message, 'silent-model');
     upstream.plan({ kind: 'ok', tokens: [] });
     await say('q1');
     expect((await historyOf(server.url, 'silent-model')).messages.map((m) => [m.role, m.status, m.content])).toEqual([
@@ -296,11 +288,7 @@ describe('the turn after a reply that failed', () => {
   it('sends no empty assistant message upstream (APIs such as Anthropic refuse one): an unanswered message joins the next, a partial reply stays', async () => {
     const upstream = await startFakeUpstream({ kind: 'ok' });
     const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
-    const say = (message: string) =>
-      rawRequest(`${server.url}/v1/chat/stream`, {
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ message, session_id: 'after-failure' }),
-      });
+    const say = (message: string) => sayOnSse(server.url, message, 'after-failure');
     upstream.plan({ kind: 'status', status: 500 });
     await say('first');
     await say('second');
