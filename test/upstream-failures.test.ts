@@ -86,6 +86,13 @@ async function sayOnSse(url: string, message: string, sessionId: string): Promis
   return parseSse(res.body.toString('utf8'));
 }
 
+/** Sluice in front of a fake upstream (which answers as planned), and one session's turns on the SSE route. */
+async function sessionBehindUpstream(sessionId: string) {
+  const upstream = await startFakeUpstream({ kind: 'ok' });
+  const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
+  return { upstream, server, say: (message: string) => sayOnSse(server.url, message, sessionId) };
+}
+
 describe.each(FAILURES)('upstream failure: $name', (failure) => {
   const partial = DEFAULT_TOKENS.slice(0, failure.tokensBefore).join('');
 
@@ -260,9 +267,7 @@ describe('an upstream that answers one JSON completion to a streamed request', (
 
 describe('the turn after a reply that failed or said nothing', () => {
   it('a message sent again after a reply that failed before its first token goes upstream once', async () => {
-    const upstream = await startFakeUpstream({ kind: 'ok' });
-    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
-    const say = (message: string) => sayOnSse(server.url, message, 'resent');
+    const { upstream, say } = await sessionBehindUpstream('resent');
     upstream.plan({ kind: 'status', status: 500 });
     await say('What is 2+2?');
     await say('What is 2+2?');
@@ -270,9 +275,7 @@ describe('the turn after a reply that failed or said nothing', () => {
   });
 
   it('an empty reply that completed (a model that said nothing) is not sent upstream either', async () => {
-    const upstream = await startFakeUpstream({ kind: 'ok' });
-    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
-    const say = (message: string) => sayOnSse(server.url, message, 'silent-model');
+    const { upstream, server, say } = await sessionBehindUpstream('silent-model');
     upstream.plan({ kind: 'ok', tokens: [] });
     await say('q1');
     expect((await historyOf(server.url, 'silent-model')).messages.map((m) => [m.role, m.status, m.content])).toEqual([
@@ -286,9 +289,7 @@ describe('the turn after a reply that failed or said nothing', () => {
 
 describe('the turn after a reply that failed', () => {
   it('sends no empty assistant message upstream (APIs such as Anthropic refuse one): an unanswered message joins the next, a partial reply stays', async () => {
-    const upstream = await startFakeUpstream({ kind: 'ok' });
-    const server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'fake-model' });
-    const say = (message: string) => sayOnSse(server.url, message, 'after-failure');
+    const { upstream, server, say } = await sessionBehindUpstream('after-failure');
     upstream.plan({ kind: 'status', status: 500 });
     await say('first');
     await say('second');

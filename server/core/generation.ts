@@ -416,7 +416,7 @@ export class Generation {
     wake(): void {
       const ready = this.#ready;
       if (ready) {
-        if (!this.#closed && !this.#start && this.#pos >= this.#generation.#visible && !this.#generation.#ended) return;
+        if (!this.#hasNews()) return;
         this.#ready = undefined;
         ready();
         return;
@@ -451,10 +451,15 @@ export class Generation {
 
     onReady(wake: () => void): void {
       if (this.#ready || this.#pending) throw new Error('listener: one waiter at a time');
-      const generation = this.#generation;
       // Something to take already (or nothing more ever): woken all the same, but not before this returns.
-      if (this.#closed || this.#start || this.#pos < generation.#visible || generation.#ended) queueMicrotask(wake);
+      if (this.#hasNews()) queueMicrotask(wake);
       else this.#ready = wake;
+    }
+
+    /** Something to take (an event, or the end), or the listener closed. */
+    #hasNews(): boolean {
+      const generation = this.#generation;
+      return this.#closed || this.#start !== undefined || this.#pos < generation.#visible || generation.#ended;
     }
 
     get over(): boolean {

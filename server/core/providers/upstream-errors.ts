@@ -120,18 +120,14 @@ function statusFailure(error: UpstreamHttpError, status: number): UpstreamFailur
   if (status === 401 || status === 403) {
     return { error: new SluiceError('upstream_auth', UPSTREAM_MESSAGES.auth, { cause: error }), retryable: false, log };
   }
-  if (status === 429) {
-    const hint = retryAfterSeconds(error.headers);
-    const options = hint === undefined ? { cause: error } : { cause: error, retryAfterSeconds: hint };
-    return { error: new SluiceError('upstream_rate_limited', UPSTREAM_MESSAGES.rateLimited, options), retryable: true, log };
-  }
-  // An overloaded upstream (503, say) may ask for a pause too: it is waited for, or passed on.
+  // A retryable answer's pause, when it asks for one (a rate limit, an overloaded upstream): waited for, or passed on.
   const hint = retryAfterSeconds(error.headers);
-  const options = hint === undefined ? { cause: error } : { cause: error, retryAfterSeconds: hint };
-  if (status >= 500) return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, options), retryable: true, log };
+  const retry = hint === undefined ? { cause: error } : { cause: error, retryAfterSeconds: hint };
+  if (status === 429) return { error: new SluiceError('upstream_rate_limited', UPSTREAM_MESSAGES.rateLimited, retry), retryable: true, log };
   // 408 and 409 are worth another try (as OpenAI's SDK has it), as a 5xx is; other 4xx mean our
   // request is wrong for this upstream (an unknown model, say): retrying cannot help.
-  if (status === 408 || status === 409) return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, options), retryable: true, log };
+  if (status >= 500 || status === 408 || status === 409)
+    return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.server, retry), retryable: true, log };
   return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.rejected, { cause: error }), retryable: false, log };
 }
 
