@@ -126,7 +126,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       runs.get(target.name)!.push(r);
       log(
         `  ${target.name.padEnd(16)} rep ${rep + 1}: ${fmt(r.eventsPerSec, 0)} ev/s, ${fmt(r.serverCpuUsPerEvent)} µs/ev server, ` +
-          `first event p50 ${fmt(r.firstEventP50Ms, 2)} ms, stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, ` +
+          `first event p50 ${fmt(r.firstEventP50Ms, 2)} ms p99 ${fmt(r.firstEventP99Ms, 0)} ms, stream p99 ${fmt(r.streamP99Ms, 0)} ms, ${fmt(r.memPerStreamKB)} KB/stream, ` +
           `pacing p50 ${fmt(r.pacingP50Ms, 0)} ms, ` +
           (r.upstreamCpuUsPerEvent === undefined ? '' : `upstream ${fmt(r.upstreamCpuUsPerEvent)} µs/ev, `) +
           `load generator ${fmt(r.clientCpuUsPerEvent)} µs/ev (${fmt(r.clientCpuShare * 100, 0)}% of a core), ${r.complete}/${r.streams} complete` +
