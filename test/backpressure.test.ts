@@ -97,3 +97,33 @@ describe('backpressure on a shared connection', () => {
     }
   });
 });
+
+describe('backpressure on answers', () => {
+  // A long history is megabytes of JSON: a reader that takes none of it must not hold it (and its
+  // connection) for as long as it likes, any more than a stream's reader may.
+  it.each([
+    ['the history route', '/v1/sessions/long/messages'],
+    ['tRPC over HTTP', `/trpc/chat.history?input=${encodeURIComponent('{"json":{"sessionId":"long"}}')}`],
+  ])('a reader that stops reading a JSON answer (%s) is cut after the send timeout', async (_name, path) => {
+    // About 4 MB of reply: more than the kernel's socket buffers on both ends take.
+    const server = await startServer({ SEND_TIMEOUT_MS: 800 }, { provider: flood(1000, 0) });
+    const turn = await fetch(`${server.url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
+    });
+    await turn.text();
+
+    const socket = connect(server.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    let closed = false;
+    socket.once('close', () => (closed = true));
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const head = (await once(socket, 'data')) as [Buffer];
+    expect(head[0].toString('latin1')).toMatch(/^HTTP\/1\.1 200/);
+    socket.pause(); // the reader stops reading
+
+    await vi.waitFor(() => expect(closed).toBe(true), { timeout: 10_000 });
+    socket.destroy();
+  });
+});
