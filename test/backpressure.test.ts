@@ -105,8 +105,37 @@ describe('backpressure on answers', () => {
     ['the history route', '/v1/sessions/long/messages'],
     ['tRPC over HTTP', `/trpc/chat.history?input=${encodeURIComponent('{"json":{"sessionId":"long"}}')}`],
   ])('a reader that stops reading a JSON answer (%s) is cut after the send timeout', async (_name, path) => {
-    // About 4 MB of reply: more than the kernel's socket buffers on both ends take.
-    const server = await startServer({ SEND_TIMEOUT_MS: 800 }, { provider: flood(1000, 0) });
+    // 12 MB of reply: more than the kernel's socket buffers on both ends take (about 4 MB here).
+    const server = await startServer({ SEND_TIMEOUT_MS: 800 }, { provider: flood(3000, 0) });
+    const turn = await fetch(`${server.url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
+    });
+    await turn.text();
+
+    // The server's end of the reader's connection (a paused client hears of nothing).
+    const accepted = once(server.sluice.http.server, 'connection') as Promise<[Socket]>;
+    const socket = connect(server.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const [theirs] = await accepted;
+    let closed = false;
+    theirs.once('close', () => (closed = true));
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const head = (await once(socket, 'data')) as [Buffer];
+    expect(head[0].toString('latin1')).toMatch(/^HTTP\/1\.1 200/);
+    socket.pause(); // the reader stops reading
+    const pausedAt = performance.now();
+
+    await vi.waitFor(() => expect(closed).toBe(true), { timeout: 10_000 });
+    expect(performance.now() - pausedAt).toBeGreaterThanOrEqual(700);
+    socket.destroy();
+  });
+});
+
+describe('backpressure on answers: a slow reader', () => {
+  it('a reader that takes a long answer in bits, each within the send timeout, gets all of it', async () => {
+    const server = await startServer({ SEND_TIMEOUT_MS: 800 }, { provider: flood(3000, 0) });
     const turn = await fetch(`${server.url}/v1/chat/stream`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
@@ -115,15 +144,22 @@ describe('backpressure on answers', () => {
     await turn.text();
 
     const socket = connect(server.port, '127.0.0.1');
-    socket.on('error', () => undefined);
-    let closed = false;
-    socket.once('close', () => (closed = true));
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
-    const head = (await once(socket, 'data')) as [Buffer];
-    expect(head[0].toString('latin1')).toMatch(/^HTTP\/1\.1 200/);
-    socket.pause(); // the reader stops reading
-
-    await vi.waitFor(() => expect(closed).toBe(true), { timeout: 10_000 });
+    socket.write(`GET /v1/sessions/long/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    let received = 0;
+    socket.on('data', (chunk: Buffer) => (received += chunk.length));
+    // Reads for 5 ms every 500 ms: less than a send timeout without taking anything.
+    socket.pause();
+    const bits = setInterval(() => {
+      socket.resume();
+      setTimeout(() => socket.pause(), 5);
+    }, 500);
+    try {
+      await once(socket, 'end');
+    } finally {
+      clearInterval(bits);
+    }
+    const history = SessionHistory.parse(await (await fetch(`${server.url}/v1/sessions/long/messages`)).json());
+    expect(received).toBeGreaterThan(JSON.stringify(history).length);
     socket.destroy();
   });
 });
