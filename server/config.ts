@@ -228,7 +228,9 @@ export const ConfigSchema = z
     WS_PONG_WAIT_MS: int(100, 3_600_000).default(10_000).describe('how long a pinged WebSocket client has to answer before it is cut off'),
     SEND_TIMEOUT_MS: int(100, 3_600_000)
       .default(30_000)
-      .describe('a reader whose socket stays full this long is disconnected (its reply follows the resume window)'),
+      .describe(
+        "a reader that takes nothing of what is queued for it for this long is disconnected: a stream's (its reply follows the resume window) or any answer's",
+      ),
     STREAM_HIGH_WATER_BYTES: int(1024)
       .default(64 * 1024)
       .describe('bytes buffered for one reader before the server waits for it to drain'),

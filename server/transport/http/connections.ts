@@ -1,7 +1,9 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../../observability/metrics.ts';
+import { StalledReaders } from './stalled-readers.ts';
 
 export interface HttpConnections {
   /**
@@ -28,7 +30,7 @@ export interface HttpConnections {
  * and malformed or too-slow requests, which never reach a handler, answered (unless a response has
  * started) and dropped.
  */
-export function watchConnections(server: Server, metrics: Metrics, logger: Logger): HttpConnections {
+export function watchConnections(server: Server, metrics: Metrics, logger: Logger, sendTimeoutMs: number): HttpConnections {
   /** Each socket's responses under way (pipelined requests are answered in order, one after another). */
   const underWay = new WeakMap<Duplex, Set<ServerResponse>>();
   let draining = false;
@@ -43,10 +45,17 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
   };
   /** Open connections not upgraded (each leaves on close or upgrade), for the drain to go through. */
   const httpConnections = new Set<Duplex>();
+  const stalled = new StalledReaders({
+    sockets: httpConnections,
+    sendTimeoutMs,
+    onCut: (socket) => logger.debug({ remote: (socket as Partial<Socket>).remoteAddress }, 'reader took nothing for SEND_TIMEOUT_MS: connection cut'),
+  });
+  server.once('close', () => stalled.stop());
   server.on('drop', () => metrics.rejected('too_many_connections'));
   server.on('connection', (socket) => {
     metrics.connectionOpened('http');
     httpConnections.add(socket);
+    stalled.wake();
     socket.once('close', () => httpConnections.delete(socket) && metrics.connectionClosed('http'));
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {

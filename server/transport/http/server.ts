@@ -133,7 +133,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     (req, res) => onRequest(req, res),
   );
   server.maxConnections = options.maxConnections;
-  const connections = watchConnections(server, metrics, logger);
+  const connections = watchConnections(server, metrics, logger, options.sendTimeoutMs);
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     logWhenClosed(req, res, { logger, metrics, clientIp: clientIpOf(req), ownerOf: (r) => owners.get(r) });
