@@ -2,6 +2,8 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { ErrorBody, SseErrorData, SseMessageData } from '../shared/index.ts';
+import { DEFAULT_TOKENS, startFakeUpstream } from './helpers/fake-upstream.ts';
+import { captureLogs } from './helpers/logs.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis, type RedisServer } from './helpers/redis.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
@@ -293,6 +295,57 @@ describe('faults of a shared Redis', () => {
     for (const frames of all) expect(JSON.parse(frames.at(-1)!.data)).toMatchObject({ done: true });
     await drain(head);
     expect((await connectionsReceived()) - before).toBeLessThanOrEqual(4);
+  });
+
+  it('9: a Redis restart that lost everything while a reply is quiet ends it nowhere else: its owner takes its marks back, and the reply ends as its owner ends it', async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    // Five tokens, then the model thinks (no token) until the reply is stopped.
+    const upstream = await startFakeUpstream({ kind: 'stall', after: 5 });
+    const { logger, lines } = captureLogs('warn');
+    // A heartbeat every 10 s: the follower on B looks at the owner's liveness before A's next beat.
+    const env = {
+      REDIS_URL: redis.url,
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: upstream.baseURL,
+      LLM_MODEL: 'm',
+      UPSTREAM_STALL_TIMEOUT_MS: 0,
+      RESUME_GRACE_MS: 60_000,
+      LIVENESS_TTL_MS: 30_000,
+    };
+    const a = await startServer(env, { logger });
+    const b = await startServer(env);
+    const head = streamSseRoute(a.url, { message: 'think', session_id: 'quiet' });
+    const shown: SseFrame[] = [];
+    for (let i = 0; i < DEFAULT_TOKENS.length; i++) shown.push((await head.next()).value as SseFrame);
+    const follower = drain(streamSseRoute(b.url, { message: 'think', session_id: 'quiet' }, { headers: { 'last-event-id': shown.at(-1)!.id! } }));
+    await redis.restart();
+    // A's heartbeat finds its marks gone and takes them back: A never stopped.
+    await vi.waitFor(() => expect(lines.some((line) => line.msg === 'a lease had vanished; taken back')).toBe(true), { timeout: 15_000 });
+    expect(await cancel(a.url, 'quiet')).toBe(true);
+    const [fromA, fromB] = await Promise.all([drain(head), follower]);
+    expect(lastIsCancelled(fromA)).toBe(true);
+    expect(fromB.map((f) => [f.id, f.event, f.data])).toEqual(fromA.map((f) => [f.id, f.event, f.data]));
+    expect((await history(b.url, 'quiet')).messages.at(-1)).toMatchObject({ role: 'assistant', status: 'interrupted', content: DEFAULT_TOKENS.join('') });
+  });
+
+  it('a finished reply resumed after its last event gets nothing more, and an id it never made is 404, on its own instance as on another', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 0, RESUME_GRACE_MS: 60_000 });
+    if (!setup) return;
+    const { a, b } = setup;
+    const frames = await drain(streamSseRoute(a.url, { message: 'hello there', session_id: 'ended' }));
+    const last = frames.at(-1)!;
+    expect(last.event).toBe('message');
+    const [generation, seq] = last.id!.split(':');
+    for (const url of [a.url, b.url]) {
+      const after = await drain(streamSseRoute(url, { message: 'hello there', session_id: 'ended' }, { headers: { 'last-event-id': last.id! } }));
+      expect(after).toEqual([]);
+      const beyond = await rawRequest(`${url}/v1/chat/stream`, {
+        headers: { 'content-type': 'application/json', 'last-event-id': `${generation}:${Number(seq) + 6}` },
+        body: JSON.stringify({ message: 'hello there', session_id: 'ended' }),
+      });
+      expect(beyond.status).toBe(404);
+    }
   });
 
   it('12: a corrupt entry in a log ends the stream with a safe `unavailable` error; one in history is skipped', async () => {
