@@ -295,8 +295,17 @@ export class ChatService {
       throw toSluiceError(error);
     });
     if (!record || record.owner !== owner) throw notFound;
+    // An event is in the log before anyone is shown it: one the log does not hold was never shown.
+    if (from.seq > 0 && !(await this.#logHolds(record.id, from.seq))) throw notFound;
     this.#observer.resumed(transport);
     return { generationId: record.id, listener: this.#remoteListener(record, from.seq, signal) };
+  }
+
+  async #logHolds(generationId: string, seq: number): Promise<boolean> {
+    const from = await this.#o.events.read(generationId, seq - 1, 0).catch((error: unknown) => {
+      throw toSluiceError(error);
+    });
+    return from[0]?.seq === seq;
   }
 
   #remoteListener(record: GenerationRecord, afterSeq: number, signal: AbortSignal | undefined): Listener {

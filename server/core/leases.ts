@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { LeaseStore } from './store/lease-store.ts';
 
@@ -57,6 +58,21 @@ export class Leases {
 
   async isAlive(generationId: string): Promise<boolean> {
     return (await this.#store.holder(aliveKey(generationId))) !== undefined;
+  }
+
+  /**
+   * True when a generation's liveness mark is missing and still missing after its instance's next
+   * heartbeat. One read proves nothing: a Redis restart or failover that lost the mark leaves a live
+   * reply without it until its instance takes it back, at most a third of the TTL later. False as
+   * soon as the mark is there, or when `signal` aborts the wait.
+   */
+  async isDead(generationId: string, signal?: AbortSignal): Promise<boolean> {
+    if (await this.isAlive(generationId)) return false;
+    const waited = await sleep(Math.ceil(this.#ttlMs / 2), undefined, { signal }).then(
+      () => true,
+      () => false,
+    );
+    return waited && !(await this.isAlive(generationId));
   }
 
   /**

@@ -19,17 +19,35 @@ export interface OrphanContext {
   readonly maxHistoryMessages: number;
 }
 
+/** What became of a generation that looked orphaned (its liveness mark missing). */
+export type OrphanOutcome =
+  /** Its ending is in the log (the one this call wrote, or one written before). */
+  | { readonly kind: 'ended'; readonly seq: number; readonly event: StreamEvent }
+  /** Its mark came back: its instance lives (a store that lost the mark), and the reply runs on. */
+  | { readonly kind: 'alive' }
+  /** Its instance is gone, and so is part of its log (a store that lost it): nothing was written. */
+  | { readonly kind: 'lost' };
+
+const ALIVE: OrphanOutcome = { kind: 'alive' };
+const LOST: OrphanOutcome = { kind: 'lost' };
+
 /**
  * Ends a generation whose instance died: logs an `interrupted` ending after its last event and,
- * if this call wrote it, stores the partial reply and frees the session. Returns the ending that
- * is in the log (ours, or the one another instance wrote first).
+ * if this call wrote it, stores the partial reply and frees the session. Its instance is taken for
+ * dead only once its mark stays missing past a heartbeat (see Leases.isDead); an ending is never
+ * written below `seen`, the last event the caller has shown: a log shorter than that lost events,
+ * and an ending after what is left of it would be a reply its clients never saw.
  */
-export async function endOrphan(o: OrphanContext, record: GenerationRecord): Promise<{ seq: number; event: StreamEvent }> {
+export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen = 0, signal?: AbortSignal): Promise<OrphanOutcome> {
   const { events } = o;
+  const logged = await loggedEnding(events, record.id);
+  if (logged) return logged;
+  if (!(await o.leases.isDead(record.id, signal))) return ALIVE;
   for (;;) {
     const all = await events.read(record.id, 0, 0);
     const last = all.at(-1);
-    if (last && isTerminalEvent(last.event)) return last;
+    if (last && isTerminalEvent(last.event)) return { kind: 'ended', seq: last.seq, event: last.event };
+    if ((last?.seq ?? 0) < seen) return LOST;
     const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
     const usage = record.stored ? await usageOf(o, record, partial) : undefined;
     const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_MESSAGES.interrupted, partial, ...(usage ? { usage } : {}) };
@@ -45,20 +63,27 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord): Pro
       }
       await o.leases.releaseSession(record.sessionKey, record.id);
       await events.expire(record.id, o.eventLogTtlMs);
-      return { seq, event: ending };
+      return { kind: 'ended', seq, event: ending };
     }
     // Another instance wrote at that position first (or ended the log): read again.
   }
 }
 
+/** The ending a generation's log holds, if it has one. */
+async function loggedEnding(events: EventLog, generationId: string): Promise<OrphanOutcome | undefined> {
+  const last = (await events.read(generationId, 0, 0)).at(-1);
+  return last && isTerminalEvent(last.event) ? { kind: 'ended', seq: last.seq, event: last.event } : undefined;
+}
+
 /**
- * If a session's lock is held by a generation whose instance died (no liveness mark), ends it as
- * `interrupted` (storing its partial reply) and frees the session. True when it was dead.
+ * If a session's lock is held by a generation whose instance died (its mark missing past a
+ * heartbeat), ends it as `interrupted` (storing its partial reply) and frees the session. True when
+ * it was dead.
  */
 export async function endIfDead(o: OrphanContext, sessionKey: string, holder: string): Promise<boolean> {
   if (await o.leases.isAlive(holder)) return false;
   const orphan = await o.events.load(holder);
-  if (orphan) await endOrphan(o, orphan);
+  if (orphan ? (await endOrphan(o, orphan)).kind === 'alive' : !(await o.leases.isDead(holder))) return false;
   // The lock goes in any case: a reply whose ending is logged (by itself, or by another instance)
   // may still hold it, when its own release never reached the store.
   await o.leases.releaseSession(sessionKey, holder);

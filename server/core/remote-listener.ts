@@ -30,6 +30,13 @@ const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value:
 const RETRY_MS = 50;
 const RETRY_MAX_MS = 500;
 
+/** A log holds less than its listener has shown (a store that lost it, its owner dead): it cannot be ended here. */
+class LostLogError extends Error {
+  constructor() {
+    super("the reply's log lost events its clients were shown");
+  }
+}
+
 /** Resolves after `ms`, or at once when `signal` aborts. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -108,7 +115,13 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
           if (batch.length === 0 && !controller.signal.aborted && !(await options.leases.isAlive(record.id))) {
             // The owner's liveness mark is cleared only after its final event is logged: one more read decides.
             batch = await events.read(record.id, seq, 0);
-            if (batch.length === 0) batch = [await endOrphan(options, record)];
+            if (batch.length === 0) {
+              const orphan = await endOrphan(options, record, seq, controller.signal);
+              // Ended at this client's last event (a resume from the ending itself): nothing more.
+              if (orphan.kind === 'ended' && orphan.seq === seq) return;
+              if (orphan.kind === 'lost' || (orphan.kind === 'ended' && orphan.seq < seq)) throw new LostLogError();
+              if (orphan.kind === 'ended') batch = [orphan];
+            }
           }
           failingSince = undefined;
           failures = 0;
@@ -117,7 +130,7 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
           if (reads.signal.aborted) continue;
           // The store is away (a failover): tried again for a while, as the reply's own copies are.
           failingSince ??= performance.now();
-          if (!isCorruptLog(error) && performance.now() - failingSince < options.outageWaitMs) {
+          if (!isCorruptLog(error) && !(error instanceof LostLogError) && performance.now() - failingSince < options.outageWaitMs) {
             await pause(Math.min(RETRY_MS << failures++, RETRY_MAX_MS), controller.signal);
             continue;
           }
@@ -129,6 +142,8 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
           return;
         }
         for (const { seq: at, event } of batch) {
+          // Never back, never twice: what this client has had is not sent again.
+          if (at <= seq) continue;
           seq = at;
           if (event.type === 'delta') partial += event.delta;
           yield { id: formatEventId(record.id, at), seq: at, event };
