@@ -7,6 +7,7 @@ import { captureLogs } from './helpers/logs.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis, type RedisServer } from './helpers/redis.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
 import { cancel, drain, history, parseSse, rawRequest, type SseFrame, streamSseRoute } from './helpers/sse.ts';
 import { stockClient } from './helpers/trpc-clients.ts';
 
@@ -88,6 +89,30 @@ describe('faults of a shared Redis', () => {
       expect((await history(a.url, session)).messages.at(-1)?.status).toBe('interrupted');
     }
     expect(raced).toBeGreaterThan(10);
+  });
+
+  it("7: a cancel that answers true while the reply's instance cannot reach Redis never leaves the reply stored complete", async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    let finish!: () => void;
+    const upstream = await startFakeUpstream({ kind: 'finish-when', finish: new Promise<void>((resolve) => (finish = resolve)) });
+    // A reaches Redis through a link that can be cut; B directly.
+    const link = await startTcpProxy(redis.url.replace('redis:', 'http:'));
+    const env = { LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm', RESUME_GRACE_MS: 60_000, REDIS_OUTAGE_WAIT_MS: 300 };
+    const a = await startServer({ ...env, REDIS_URL: link.url.replace('http:', 'redis:') });
+    const b = await startServer({ ...env, REDIS_URL: redis.url });
+    const head = streamSseRoute(a.url, { message: 'hello', session_id: 'cut-off' });
+    for (let i = 0; i < DEFAULT_TOKENS.length; i++) expect((await head.next()).value).toMatchObject({ event: 'message' });
+    link.refuse();
+    expect(await cancel(b.url, 'cut-off')).toBe(true);
+    // The model finishes while A cannot tell whether a cancel came first.
+    finish();
+    const rest = await drain(head);
+    expect(rest.at(-1)?.event).toBe('error');
+    link.release();
+    // Once A reaches Redis again, the reply it stores is not one that completed.
+    await vi.waitFor(async () => expect((await history(b.url, 'cut-off')).messages.at(-1)?.role).toBe('assistant'), { timeout: 15_000 });
+    expect((await history(b.url, 'cut-off')).messages.at(-1)?.status).not.toBe('complete');
   });
 
   it("7: a cancel published while A's subscriber connection reconnects still stops the reply", async () => {

@@ -10,6 +10,8 @@ import { afterEach } from 'vitest';
 export type UpstreamPlan =
   /** Streams the tokens (`delayMs` apart), a finish chunk, a usage chunk when asked, `[DONE]`. */
   | { kind: 'ok'; tokens?: readonly string[]; delayMs?: number; usage?: { prompt: number; completion: number }; finish?: string }
+  /** Streams the tokens, then waits for `finish` before its finish chunk and `[DONE]`. */
+  | { kind: 'finish-when'; finish: Promise<void> }
   /** Answers this status with an OpenAI error body (and the headers, such as retry-after). */
   | { kind: 'status'; status: number; headers?: Record<string, string>; message?: string }
   /** Sends headers, then nothing until the client goes away. */
@@ -121,6 +123,15 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
             `${HEADER}${JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: 1, model: 'fake-model', choices: [], usage })}\n\n`,
           );
         }
+        res.end(`${HEADER}[DONE]\n\n`);
+        return;
+      }
+      case 'finish-when': {
+        streamHead();
+        if (!(await writeTokens(res, DEFAULT_TOKENS, 0, gone))) return;
+        await plan.finish;
+        if (gone.aborted) return;
+        res.write(chunk(undefined, 'stop'));
         res.end(`${HEADER}[DONE]\n\n`);
         return;
       }

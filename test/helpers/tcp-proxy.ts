@@ -12,7 +12,9 @@ export interface TcpProxy {
   freeze(): void;
   /** Resolves once something has been held back. */
   holding(): Promise<void>;
-  /** Sends on what was held back, and stops holding. */
+  /** Cuts every connection and refuses new ones (a network partition) until release(). */
+  refuse(): void;
+  /** Sends on what was held back, and stops holding (or refusing). */
   release(): void;
   close(): Promise<void>;
 }
@@ -29,7 +31,12 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
   let held: Array<() => void> | undefined;
   let onHeld: (() => void) | undefined;
   let frozen = false;
+  let refusing = false;
   const server = createServer((client) => {
+    if (refusing) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(Number(target.port), target.hostname);
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -70,6 +77,10 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
       held ??= [];
       frozen = true;
     },
+    refuse: () => {
+      refusing = true;
+      proxy.dropAll();
+    },
     holding: () =>
       new Promise<void>((resolve) => {
         if (held?.length) resolve();
@@ -79,6 +90,7 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
       const writes = held ?? [];
       held = undefined;
       frozen = false;
+      refusing = false;
       onHeld = undefined;
       for (const write of writes) write();
     },
