@@ -253,9 +253,16 @@ export class Generation {
     // cancel that got to the shared state before the reply settled decides its outcome.
     await this.#allCopied();
     // A cancel that reached the shared state first wins, whatever else ended the reply (it answered true).
-    if (this.#stopReason !== 'cancelled' && this.#settle && !(await this.#settle().catch(() => true))) {
-      this.#stopReason = 'cancelled';
-      failure = undefined;
+    if (this.#stopReason !== 'cancelled' && this.#settle) {
+      const settled = await this.#settleOutcome();
+      if (settled === false) {
+        this.#stopReason = 'cancelled';
+        failure = undefined;
+      } else if (settled === undefined && !failure) {
+        // The shared state cannot say whether a cancel came first (and answered true): the reply
+        // does not end as complete, as it does not when its events cannot be stored.
+        this.#stopReason ??= 'unavailable';
+      }
     }
     this.#decided = true;
     if (this.#broken !== undefined) deltas = this.#deltas.length;
@@ -598,6 +605,22 @@ export class Generation {
         return false;
       }
       await new Promise((resolve) => setTimeout(resolve, Math.min(COPY_RETRY_MS << (tries - 1), COPY_RETRY_MAX_MS)));
+    }
+  }
+
+  /**
+   * Settles the outcome in the shared state, trying again while it fails, for up to `storeWaitMs`:
+   * true when settled, false when a cancel came first, undefined when the state could not be reached.
+   */
+  async #settleOutcome(): Promise<boolean | undefined> {
+    const startedAt = performance.now();
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.#settle!();
+      } catch {
+        if (performance.now() - startedAt >= this.#storeWaitMs) return undefined;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(COPY_RETRY_MS << (tries - 1), COPY_RETRY_MAX_MS)));
+      }
     }
   }
 
