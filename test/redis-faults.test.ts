@@ -354,6 +354,33 @@ describe('faults of a shared Redis', () => {
     expect((await history(b.url, 'quiet')).messages.at(-1)).toMatchObject({ role: 'assistant', status: 'interrupted', content: DEFAULT_TOKENS.join('') });
   });
 
+  it('9: a Redis that stalls past REDIS_OUTAGE_WAIT_MS (the writes its owner gave up on run late) shows one reply everywhere: the same events under the same ids, as stored', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 50, RESUME_GRACE_MS: 60_000 });
+    if (!setup) return;
+    const { a, b, admin: client } = setup;
+    const body = { message: LONG, session_id: 'stalled' };
+    const head = streamSseRoute(a.url, body);
+    const first = (await head.next()).value as SseFrame;
+    const follower = streamSseRoute(b.url, body, { headers: { 'last-event-id': first.id! } });
+    const followed = (await follower.next()).value as SseFrame;
+    await client.call('CLIENT', 'PAUSE', '2500', 'ALL');
+    const [fromA, fromB] = await Promise.all([drain(head), drain(follower)]);
+    fromB.unshift(followed);
+    const generation = first.id!.split(':')[0]!;
+    // Once the reply is over everywhere: a full resume on either instance gives the same reply...
+    await vi.waitFor(async () => expect((await history(b.url, 'stalled')).messages.at(-1)?.role).toBe('assistant'), { timeout: 30_000 });
+    const whole = await drain(streamSseRoute(b.url, body, { headers: { 'last-event-id': `${generation}:0` } }));
+    const wholeOnA = await drain(streamSseRoute(a.url, body, { headers: { 'last-event-id': `${generation}:0` } }));
+    const seen = (list: SseFrame[]) => list.map((f) => `${f.id}|${f.event}|${f.data}`);
+    expect(seen(wholeOnA)).toEqual(seen(whole));
+    // ...each client was shown that reply, event for event, up to where its stream ended...
+    const byId = new Map(whole.map((f) => [f.id, `${f.id}|${f.event}|${f.data}`]));
+    for (const frame of [first, ...fromA, ...fromB]) if (frame.event === 'message') expect(byId.get(frame.id)).toBe(`${frame.id}|${frame.event}|${frame.data}`);
+    // ...and its text is the one stored.
+    const text = whole.flatMap((f) => (f.event === 'message' && f.id !== whole.at(-1)!.id ? [SseMessageData.parse(JSON.parse(f.data)).delta] : [])).join('');
+    expect((await history(b.url, 'stalled')).messages.at(-1)?.content).toBe(text);
+  });
+
   it('a finished reply resumed after its last event gets nothing more, and an id it never made is 404, on its own instance as on another', async () => {
     const setup = await pair({ SIM_DELAY_MS: 0, RESUME_GRACE_MS: 60_000 });
     if (!setup) return;
