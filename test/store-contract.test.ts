@@ -195,6 +195,18 @@ describe.each(
     expect((await b.read('gen-end', 0, 0)).map((e) => e.event.type)).toEqual(['delta', 'error']);
   });
 
+  it('adds nothing after its deadline: a write its writer gave up on, run late by a stalled store, does not land', async () => {
+    const pair = await backend.pair();
+    if (!pair) return;
+    const [a, b] = pair;
+    expect(await a.append('gen-late', 1, delta(1), Date.now() + 60_000)).toBe('added');
+    expect(await a.append('gen-late', 2, delta(2), Date.now() - 1)).toBe('expired');
+    // A position already taken is a duplicate, deadline or not (a retry whose first try landed).
+    expect(await a.append('gen-late', 1, delta(1), Date.now() - 1)).toBe('duplicate');
+    expect(await a.append('gen-late', 2, delta(2))).toBe('added');
+    expect((await b.read('gen-late', 0, 0)).map((e) => e.seq)).toEqual([1, 2]);
+  });
+
   it('wakes a waiting reader when an event arrives, and returns empty on timeout or abort', async () => {
     const pair = await backend.pair();
     if (!pair) return;

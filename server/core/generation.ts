@@ -47,7 +47,7 @@ export interface GenerationOptions {
    * stored there, so a client never sees an event that a resume elsewhere could miss. A copy that
    * fails is tried again; one that keeps failing ends the reply with `unavailable` (no hole).
    */
-  readonly onEvent?: (seq: number, event: StreamEvent) => Promise<AppendResult>;
+  readonly onEvent?: (seq: number, event: StreamEvent, deadline?: number) => Promise<AppendResult>;
   /**
    * Asked once the provider is done, unless the generation was stopped: false when a cancel got
    * there first (the reply then ends as cancelled, so that a cancel that answered true holds).
@@ -97,6 +97,8 @@ const STORE_WAIT_MS = 1_500;
 /** Waits between tries of a copy: 50, 100, 200, 400 ms, then 500 ms each (the store is soon used again once back). */
 const COPY_RETRY_MS = 50;
 const COPY_RETRY_MAX_MS = 500;
+/** How much sooner than this instance gives up on a copy the store refuses to add it (clock skew between them). */
+const DEADLINE_MARGIN_MS = 250;
 /** Events sent again at first when the log turns out to have lost some (doubled until enough). */
 const REFILL_SPAN = 32;
 export const NOTHING_CONSUMED: TokenUsage = Object.freeze({ promptTokens: 0, completionTokens: 0, estimated: true });
@@ -116,7 +118,7 @@ export class Generation {
   readonly #storeWaitMs: number;
   /** Events being sent again to a log that lost some (see #refill). */
   #refilling: Promise<boolean> | undefined;
-  #onEvent: ((seq: number, event: StreamEvent) => Promise<AppendResult>) | undefined;
+  #onEvent: ((seq: number, event: StreamEvent, deadline?: number) => Promise<AppendResult>) | undefined;
   #settle: (() => Promise<boolean>) | undefined;
   /** Events 1..#visible may be shown to listeners. */
   #visible = 0;
@@ -579,12 +581,15 @@ export class Generation {
   async #copy(seq: number, event: StreamEvent): Promise<boolean> {
     const terminal = event.type !== 'delta';
     const startedAt = performance.now();
+    // A try the store runs after this copy has given up must not land: the reply is cut before it
+    // by then, or ended elsewhere. The margin covers the clocks of this host and the store's.
+    const deadline = Date.now() + this.#storeWaitMs - Math.min(DEADLINE_MARGIN_MS, this.#storeWaitMs / 4);
     for (let tries = 1; ; tries++) {
       // A delta after one that failed for good is no longer part of the reply.
       if (!terminal && this.#broken !== undefined && seq > this.#broken) return false;
       let result: AppendResult | 'failed';
       try {
-        result = await this.#onEvent!(seq, event);
+        result = await this.#onEvent!(seq, event, deadline);
       } catch {
         result = 'failed';
       }
@@ -599,7 +604,7 @@ export class Generation {
       }
       // The log lacks an earlier event: still being copied, or lost by the store after it took it.
       if (result === 'gap' && (await this.#refill(seq))) continue;
-      if (performance.now() - startedAt >= this.#storeWaitMs) {
+      if (result === 'expired' || performance.now() - startedAt >= this.#storeWaitMs) {
         if (terminal) return true;
         this.#breakAt(seq, 'unavailable');
         return false;

@@ -91,8 +91,8 @@ export class ReplyRunner {
           'the shared log lacked events before one it took (Redis lost them, in a failover or a restart without persistence, or their writes were still being retried); stored them again',
         ),
       onEvent: writer
-        ? (seq, event) =>
-            writer(seq, event).catch((error: unknown) => {
+        ? (seq, event, deadline) =>
+            writer(seq, event, deadline).catch((error: unknown) => {
               // Tried again by the generation: one line per reply, not one per try.
               if (!copyFailed) o.logger.warn({ generationId: record.id, err: error }, 'could not log a stream event; trying again');
               copyFailed = true;

@@ -20,12 +20,16 @@ export interface LoggedEvent {
  * What appending event `seq` did: `added`; `duplicate` (the log already has that position: a retry
  * whose first try was stored); `gap` (an earlier position is missing: events are stored in order,
  * never with a hole); `ended` (the log already has a terminal event, at or before this position:
- * another instance ended the reply).
+ * another instance ended the reply); `expired` (it reached the log after its deadline).
  */
-export type AppendResult = 'added' | 'duplicate' | 'gap' | 'ended';
+export type AppendResult = 'added' | 'duplicate' | 'gap' | 'ended' | 'expired';
 
-/** Copies a running generation's events into the log, numbered from 1. */
-export type EventWriter = (seq: number, event: StreamEvent) => Promise<AppendResult>;
+/**
+ * Copies a running generation's events into the log, numbered from 1. An event with a `deadline`
+ * (epoch ms, by the log's clock) is not added after it: a write its writer gave up on (it ended
+ * the reply before that event) and that a stalled store runs late must not add to the reply.
+ */
+export type EventWriter = (seq: number, event: StreamEvent, deadline?: number) => Promise<AppendResult>;
 
 /**
  * Where a generation's events are kept for listeners on other instances (and after a restart):
@@ -46,8 +50,8 @@ export interface EventLog {
   open(record: GenerationRecord, ttlMs: number): Promise<EventWriter | undefined>;
   /** The record of a generation opened in this log, unless it expired. */
   load(generationId: string): Promise<GenerationRecord | undefined>;
-  /** Appends event `seq` (the writer's own call, for a log that must be ended from outside). */
-  append(generationId: string, seq: number, event: StreamEvent): Promise<AppendResult>;
+  /** Appends event `seq` (the writer's own call, for a log that must be ended from outside; `deadline` as for EventWriter). */
+  append(generationId: string, seq: number, event: StreamEvent, deadline?: number): Promise<AppendResult>;
   /**
    * Events after `afterSeq`, in order. When there are none yet, waits up to `waitMs` for some
    * (returning an empty list on timeout or abort).

@@ -36,19 +36,20 @@ export class MemoryEventLog implements EventLog {
     const log = this.#log(record.id, true)!;
     log.record = record;
     log.expiresAt = Date.now() + ttlMs;
-    return (seq, event) => this.append(record.id, seq, event);
+    return (seq, event, deadline) => this.append(record.id, seq, event, deadline);
   }
 
   async load(generationId: string): Promise<GenerationRecord | undefined> {
     return this.#log(generationId, false)?.record;
   }
 
-  async append(generationId: string, seq: number, event: StreamEvent): Promise<AppendResult> {
+  async append(generationId: string, seq: number, event: StreamEvent, deadline?: number): Promise<AppendResult> {
     const log = this.#log(generationId, true)!;
     const last = log.events.length;
     if (last > 0 && log.events[last - 1]!.type !== 'delta' && seq >= last) return 'ended';
     if (seq <= last) return 'duplicate';
     if (seq !== last + 1) return 'gap';
+    if (deadline && Date.now() > deadline) return 'expired';
     log.events.push(event);
     for (const wake of log.waiters) wake();
     return 'added';

@@ -14,11 +14,13 @@ interface PendingAppend {
   readonly json: string;
   /** 'd' for a delta, 't' for a terminal event (nothing is appended after one). */
   readonly kind: 'd' | 't';
+  /** Epoch ms after which it is not added (0: none). */
+  readonly deadline: number;
   readonly resolve: (result: AppendResult) => void;
   readonly reject: (error: unknown) => void;
 }
 
-const RESULTS: readonly AppendResult[] = ['duplicate', 'added', 'gap', 'ended'];
+const RESULTS: readonly AppendResult[] = ['duplicate', 'added', 'gap', 'ended', 'expired'];
 
 /**
  * Event logs in Redis Streams (entry ids `0-<seq>`), records in keys with expiry, listener presence
@@ -64,7 +66,7 @@ export class RedisEventLog implements EventLog {
               () => result,
               () => result,
             );
-    return (seq, event) => this.append(record.id, seq, event).then(restore);
+    return (seq, event, deadline) => this.append(record.id, seq, event, deadline).then(restore);
   }
 
   load(generationId: string): Promise<GenerationRecord | undefined> {
@@ -80,11 +82,11 @@ export class RedisEventLog implements EventLog {
   // every call, is refused once the store is closing). On a cluster, one call per hash slot: a
   // script touches one slot there (a generation's log is in the slot of its id). Terminal events
   // are written apart when replicas are waited for: they end the reply, and must outlive a failover.
-  append(generationId: string, seq: number, event: StreamEvent): Promise<AppendResult> {
+  append(generationId: string, seq: number, event: StreamEvent, deadline?: number): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
       if (this.#appends.length === 0) setImmediate(this.#flushAppends);
       const kind = event.type === 'delta' ? 'd' : 't';
-      this.#appends.push({ key: this.#key('ev', generationId), seq, json: JSON.stringify(event), kind, resolve, reject });
+      this.#appends.push({ key: this.#key('ev', generationId), seq, json: JSON.stringify(event), kind, deadline: deadline ?? 0, resolve, reject });
     });
   }
 
@@ -109,7 +111,7 @@ export class RedisEventLog implements EventLog {
     try {
       const keys = batch.map((a) => a.key);
       const args: Array<string | number> = [];
-      for (const a of batch) args.push(a.seq, a.json, a.kind);
+      for (const a of batch) args.push(a.seq, a.json, a.kind, a.deadline);
       args.push(RUNNING_LOG_TTL_MS, this.#c.announcesAppends ? '1' : '0');
       const run = (redis: Scripted): Promise<unknown> => this.#c.evalScript(redis, 'appendEvents', keys, args);
       const results = (await (terminal ? this.#c.write(run, true) : this.#c.call(run))) as number[];
