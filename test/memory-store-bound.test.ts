@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import type { Provider } from '../server/core/providers/provider.ts';
 import { MemoryHistory } from '../server/core/store/history/memory.ts';
 import type { ChatMessage } from '../shared/messages.ts';
 import { SessionHistory } from '../shared/index.ts';
@@ -73,6 +74,34 @@ describe('STORE=memory stays bounded', () => {
     const last = await resume(lastIds[2]!);
     expect(last.status).toBe(200);
     expect(await last.text()).toContain('"done": true');
+  });
+
+  it('replies without text count toward RESUMABLE_MAX_CHARS too (each costs its bookkeeping), and replies nobody can resume are not kept', async () => {
+    const mute: Provider = { name: 'mute', async *stream() {} };
+    const server = await startServer({ STORE: 'memory', RESUMABLE_MAX_CHARS: 20_000 }, { provider: mute });
+    for (let i = 0; i < 60; i++) {
+      const res = await fetch(`${server.url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'hello', session_id: `mute-${i}` }),
+      });
+      expect(await res.text()).toContain('"done": true');
+    }
+    const kept = server.sluice.service.resumableCount;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(60);
+    // The OpenAI route's replies belong to no session: no resume can reach them.
+    const model = ((await (await fetch(`${server.url}/v1/models`)).json()) as { data: Array<{ id: string }> }).data[0]!.id;
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hello' }] }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+    }
+    expect(server.sluice.service.resumableCount).toBe(kept);
   });
 
   it('finished replies kept for resumes are let go EVENT_LOG_TTL_MS after they end, though nothing else comes', async () => {
