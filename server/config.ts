@@ -197,7 +197,7 @@ export const ConfigSchema = z
     RESUMABLE_MAX_CHARS: int(0, 1_000_000_000)
       .default(64_000_000)
       .describe(
-        'characters of finished replies one instance keeps in memory for resumes (for EVENT_LOG_TTL_MS); beyond it the oldest go first, and resuming them is a 404 (the reply is in history)',
+        'characters of finished replies one instance keeps in memory for resumes (for EVENT_LOG_TTL_MS), each counting 1,000 more for its bookkeeping; beyond it the oldest go first, and resuming them is a 404 (the reply is in history)',
       ),
     MAX_BODY_BYTES: int(1, 64 * 1024 * 1024)
       .default(64 * 1024)

@@ -52,7 +52,8 @@ describe('STORE=memory stays bounded', () => {
   });
 
   it('finished replies kept for resumes are bounded in characters (RESUMABLE_MAX_CHARS): the oldest go first', async () => {
-    const { url } = await startServer({ STORE: 'memory', RESUMABLE_MAX_CHARS: 600 });
+    // Each reply costs its 250 characters of text and 1,000 for its bookkeeping: two fit.
+    const { url } = await startServer({ STORE: 'memory', RESUMABLE_MAX_CHARS: 3000 });
     const lastIds: string[] = [];
     for (const session of ['one', 'two', 'three']) {
       const res = await fetch(`${url}/v1/chat/stream`, {
@@ -69,7 +70,7 @@ describe('STORE=memory stays bounded', () => {
         headers: { 'content-type': 'application/json', 'last-event-id': id },
         body: JSON.stringify({ message: 'x' }),
       });
-    // Each reply is about 250 characters: the first no longer fits, the last does.
+    // The first no longer fits, the last does.
     expect((await resume(lastIds[0]!)).status).toBe(404);
     const last = await resume(lastIds[2]!);
     expect(last.status).toBe(200);

@@ -97,6 +97,8 @@ const STORE_WAIT_MS = 1_500;
 /** Waits between tries of a copy: 50, 100, 200, 400 ms, then 500 ms each (the store is soon used again once back). */
 const COPY_RETRY_MS = 50;
 const COPY_RETRY_MAX_MS = 500;
+/** What a finished reply kept for resumes costs beyond its text, in characters (measured: 1.3-1.5 KB of heap). */
+const KEPT_REPLY_OVERHEAD_CHARS = 1_000;
 /** How much sooner than this instance gives up on a copy the store refuses to add it (clock skew between them). */
 const DEADLINE_MARGIN_MS = 250;
 /** Events sent again at first when the log turns out to have lost some (doubled until enough). */
@@ -193,9 +195,12 @@ export class Generation {
     return (this.#ends ? this.#ends.length : this.#deltas.length) + (this.#terminal ? 1 : 0);
   }
 
-  /** Characters of the finished log kept for resumes (0 while it runs). */
+  /**
+   * What the finished reply kept for resumes costs, in characters: its text, and its bookkeeping
+   * (about a kilobyte of objects), so that replies without text are bounded too.
+   */
   get keptChars(): number {
-    return this.#text.length;
+    return this.#text.length + KEPT_REPLY_OVERHEAD_CHARS;
   }
 
   /** The reply's text so far and how many deltas it holds, while it runs (for checkpoints). */

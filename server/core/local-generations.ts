@@ -73,10 +73,15 @@ export class LocalGenerations {
   /**
    * The generation's run is over: it is kept for resumes until it expires, or until the finished
    * ones kept hold more than `maxKeptChars` (the oldest go first: a burst of long replies would
-   * otherwise hold memory for the whole resume window).
+   * otherwise hold memory for the whole resume window). One nothing can resume (it belongs to no
+   * session) is let go at once.
    */
-  finished(generation: Generation): void {
+  finished(generation: Generation, resumable = true): void {
     this.leaveSession(generation);
+    if (!resumable) {
+      this.#byId.delete(generation.id);
+      return;
+    }
     this.#finished.push(generation);
     this.#keptChars += generation.keptChars;
     while (this.#keptChars > this.#maxKeptChars && this.#finished.length > 0) this.#forgetOldest();

@@ -110,7 +110,7 @@ export class ReplyRunner {
     o.observer.started(request.transport);
     if (record.stored) o.checkpoints.track(generation);
     if (o.cancels.takeEarly(record.id)) generation.stop('cancelled');
-    o.local.add(generation, this.#run(generation, record, messages, holds, writer !== undefined, request.transport));
+    o.local.add(generation, this.#run(generation, record, messages, holds, writer !== undefined, request.transport, request.resumable ?? true));
     return listener;
   }
 
@@ -121,6 +121,7 @@ export class ReplyRunner {
     holds: Holds,
     logged: boolean,
     transport: string,
+    resumable: boolean,
   ): Promise<void> {
     const o = this.#o;
     const { logger } = o;
@@ -164,7 +165,7 @@ export class ReplyRunner {
     } finally {
       o.checkpoints.untrack(generation);
       await this.#leaveSession(generation, holds);
-      o.local.finished(generation);
+      o.local.finished(generation, resumable);
       // run() has waited for the last copy: the final event is in the log before the mark goes
       // (see remote-listener), and the log then lives for the resume window only.
       await holds.alive?.release();
