@@ -115,6 +115,22 @@ describe('faults of a shared Redis', () => {
     expect((await history(b.url, 'cut-off')).messages.at(-1)?.status).not.toBe('complete');
   });
 
+  it("7: a cancelled reply's mark in Redis outlives its reply only as long as a settled reply's, not the day a cancel may wait", async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20 });
+    if (!setup) return;
+    const { a, b, admin: client } = setup;
+    const head = streamSseRoute(a.url, { message: LONG, session_id: 'marked' });
+    const first = (await head.next()).value as SseFrame;
+    expect(await cancel(b.url, 'marked')).toBe(true);
+    expect(lastIsCancelled(await drain(head))).toBe(true);
+    const mark = (await client.keys(`*cx*${first.id!.split(':')[0]!}*`))[0]!;
+    await vi.waitFor(async () => {
+      const ttl = await client.pttl(mark);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(5 * 60 * 1000);
+    });
+  });
+
   it("7: a cancel published while A's subscriber connection reconnects still stops the reply", async () => {
     const setup = await pair({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
     if (!setup) return;

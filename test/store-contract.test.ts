@@ -261,6 +261,17 @@ describe.each(
     (c) => new RedisSignals(c),
   ),
 )('signals contract: $name', (backend) => {
+  it("keeps a cancel's mark, once its reply has settled, only as long as a settled reply's", async () => {
+    const pair = await backend.pair();
+    if (!pair) return;
+    const [a, b] = pair;
+    // A cancel lasts as long as a reply may run; the settle that reads it ends its use.
+    expect(await a.requestCancel('gen-short', 24 * 60 * 60 * 1000)).toBe(true);
+    expect(await b.settle('gen-short', 200)).toBe(false);
+    expect(await a.cancelled(['gen-short'])).toEqual(['gen-short']);
+    await vi.waitFor(async () => expect(await a.cancelled(['gen-short'])).toEqual([]), { timeout: 5_000 });
+  });
+
   it('delivers cancels to every instance, and decides each one against the reply settling', async () => {
     const pair = await backend.pair();
     if (!pair) return;
