@@ -259,17 +259,17 @@ export class Generation {
     // The reply keeps what reached the shared log (a copy that kept failing cuts it there), and a
     // cancel that got to the shared state before the reply settled decides its outcome.
     await this.#allCopied();
-    // A cancel that reached the shared state first wins, whatever else ended the reply (it answered true).
-    if (this.#stopReason !== 'cancelled' && this.#settle) {
-      const settled = await this.#settleOutcome();
-      if (settled === false) {
-        this.#stopReason = 'cancelled';
-        failure = undefined;
-      } else if (settled === undefined && !failure) {
-        // The shared state cannot say whether a cancel came first (and answered true): the reply
-        // does not end as complete, as it does not when its events cannot be stored.
-        this.#stopReason ??= 'unavailable';
-      }
+    // A cancel that reached the shared state first wins, whatever else ended the reply (it answered
+    // true). A reply stopped by a cancel settles too: the cancel's mark then lasts no longer than a
+    // settled one, and a cancel after any ending answers false.
+    const settled = this.#settle ? await this.#settleOutcome() : true;
+    if (this.#stopReason !== 'cancelled' && settled === false) {
+      this.#stopReason = 'cancelled';
+      failure = undefined;
+    } else if (settled === undefined && !failure) {
+      // The shared state cannot say whether a cancel came first (and answered true): the reply
+      // does not end as complete, as it does not when its events cannot be stored.
+      this.#stopReason ??= 'unavailable';
     }
     this.#decided = true;
     if (this.#broken !== undefined) deltas = this.#deltas.length;

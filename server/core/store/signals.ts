@@ -11,7 +11,10 @@ export interface Signals {
    * cancelled), false when it was, or a cancel was already asked. The mark lasts `ttlMs`.
    */
   requestCancel(generationId: string, ttlMs: number): Promise<boolean>;
-  /** The generation settles its outcome now: false when a cancel came first (it ends as cancelled). */
+  /**
+   * The generation settles its outcome now: false when a cancel came first (it ends as cancelled).
+   * Either way its mark lasts `ttlMs` from now (a cancel's, made to outlast the reply, no longer).
+   */
   settle(generationId: string, ttlMs: number): Promise<boolean>;
   /** Which of these generations a cancel was asked for (to catch up on messages that were missed). */
   cancelled(generationIds: readonly string[]): Promise<string[]>;

@@ -15,9 +15,10 @@ export class MemorySignals implements Signals {
   }
 
   async settle(generationId: string, ttlMs: number): Promise<boolean> {
-    if (this.#marks.get(generationId) === 'c') return false;
-    this.#set(generationId, 's', ttlMs);
-    return true;
+    // A cancel's mark was made to last as long as a reply may run: once read, it lasts as a settled one.
+    const cancelled = this.#marks.get(generationId) === 'c';
+    this.#set(generationId, cancelled ? 'c' : 's', ttlMs);
+    return !cancelled;
   }
 
   async cancelled(generationIds: readonly string[]): Promise<string[]> {
@@ -40,7 +41,8 @@ export class MemorySignals implements Signals {
   }
 
   #set(generationId: string, mark: 'c' | 's', ttlMs: number): void {
-    // Expired marks go as new ones come: the map holds about one mark per reply of the last ttlMs.
+    // Expired marks go as new ones come: the map holds about one mark per reply of the last ttlMs
+    // (a cancel's longer one only until its reply settles, which sets it again with that TTL).
     const now = Date.now();
     this.#marks.set(generationId, mark, now + ttlMs, now);
   }
