@@ -72,6 +72,37 @@ describe('durable history', () => {
     await crashMidReply({ DATA_DIR: dataDir() });
   });
 
+  it('SIGKILL mid-reply with a system prompt upstream: the reply ended at restart counts the system prompt in its usage, as the reply itself would have', async () => {
+    const upstream = await startFakeUpstream({ kind: 'stall', after: 3 });
+    const SYSTEM = 'You are a terse assistant who answers in French.';
+    const DATA_DIR = dataDir();
+    const env = {
+      DATA_DIR,
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: upstream.baseURL,
+      LLM_MODEL: 'm',
+      LLM_SYSTEM_PROMPT: SYSTEM,
+      UPSTREAM_STALL_TIMEOUT_MS: 0,
+    };
+    const sluice = await startSluiceProcess(env);
+    const reply = streamSseRoute(sluice.url, { message: 'hello', session_id: 'crash-system' });
+    for (let i = 0; i < 3; i++) await reply.next();
+    // Its draft is saved (a checkpoint), then the process dies.
+    const db = new DatabaseSync(join(DATA_DIR, 'history.db'), { readOnly: true });
+    await vi.waitFor(() => expect(db.prepare("SELECT count(*) AS n FROM history_messages WHERE status = 'draft'").get()).toMatchObject({ n: 1 }), {
+      timeout: 10_000,
+    });
+    db.close();
+    await sluice.stop('SIGKILL');
+
+    const restarted = await startSluiceProcess(env);
+    const ended = (await history(restarted.url, 'crash-system')).messages[1]!;
+    expect(ended).toMatchObject({ role: 'assistant', status: 'interrupted' });
+    const tokens = (text: string): number => countTokens(text, { disallowedSpecial: new Set() });
+    expect(ended.usage).toEqual({ promptTokens: 3 + tokens(SYSTEM) + 3 + tokens('hello') + 3, completionTokens: tokens(ended.content), estimated: true });
+    await restarted.stop('SIGTERM');
+  });
+
   it('SIGKILL mid-reply on PostgreSQL without Redis (one instance): after a restart the reply is ended, with its usage', async () => {
     const pg = await startPostgres();
     if (!pg) return;
