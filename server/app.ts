@@ -55,8 +55,9 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid }, secretsOf(config));
   const credentials = overrides.credentials ?? credentialsFrom(config, logger);
   const metrics: Metrics = new Metrics((): number => service.runningCount);
-  const store = overrides.store ?? (await storeFrom(config, logger, { onSessionEvicted: () => metrics.sessionsEvicted('capacity') }));
   const provider = overrides.provider ?? providerFrom(config, logger);
+  const store =
+    overrides.store ?? (await storeFrom(config, logger, { onSessionEvicted: () => metrics.sessionsEvicted('capacity'), preamble: provider.preamble }));
   const leases = new Leases({ store: store.leases, ttlMs: config.LIVENESS_TTL_MS, logger });
 
   // Usage estimates need the tokenizer's tables: loaded before the server listens, not on a reply.

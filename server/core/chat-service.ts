@@ -164,6 +164,7 @@ export class ChatService {
       logger: options.logger,
       eventLogTtlMs: options.eventLogTtlMs,
       maxHistoryMessages: this.#keepMessages,
+      preamble: options.provider.preamble,
     };
     this.#cancels = new CancelRouting(options.signals, this.#local, options.logger);
     this.#runner = new ReplyRunner({

@@ -5,6 +5,7 @@ import type { Leases } from './leases.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
 import type { History } from './store/history.ts';
 import type { TokenUsage } from '../../shared/messages.ts';
+import type { ProviderMessage } from './providers/provider.ts';
 import { estimateUsage } from './usage.ts';
 import { isoTime } from './iso-time.ts';
 
@@ -17,6 +18,8 @@ export interface OrphanContext {
   /** How long a finished log stays readable. */
   readonly eventLogTtlMs: number;
   readonly maxHistoryMessages: number;
+  /** What the provider puts before every prompt (a system prompt), counted in an orphan's usage as its own instance would have. */
+  readonly preamble?: readonly ProviderMessage[] | undefined;
 }
 
 /** What became of a generation that looked orphaned (its liveness mark missing). */
@@ -91,14 +94,14 @@ export async function endIfDead(o: OrphanContext, sessionKey: string, holder: st
 }
 
 /**
- * What the dead instance's reply consumed, estimated as its instance would have: the session's
- * history before the reply (its prompt) and the partial text. Undefined when history cannot be read
+ * What the dead instance's reply consumed, estimated as its instance would have: the provider's
+ * preamble and the session's history before the reply (its prompt), and the partial text. Undefined when history cannot be read
  * now: the ending is stored without it rather than not at all.
  */
 async function usageOf(o: OrphanContext, record: GenerationRecord, partial: string): Promise<TokenUsage | undefined> {
   try {
     const prompt = (await o.history.read(record.sessionKey)).filter((message) => message.draftOf !== record.id);
-    return await estimateUsage(prompt, partial);
+    return await estimateUsage([...(o.preamble ?? []), ...prompt], partial);
   } catch (error) {
     o.logger.warn({ generationId: record.id, err: error }, 'could not estimate the usage of a reply that lost its instance');
     return undefined;

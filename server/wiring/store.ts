@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { usesRedis, type Config } from '../config.ts';
 import { endCrashedDrafts, type DraftedHistory } from '../core/crashed-drafts.ts';
+import type { ProviderMessage } from '../core/providers/provider.ts';
 import type { History } from '../core/store/history.ts';
 import { MemoryHistory } from '../core/store/history/memory.ts';
 import { PostgresHistory } from '../core/store/history/postgres.ts';
@@ -17,6 +18,8 @@ const DAY_MS = 86_400_000;
 export interface StoreHooks {
   /** A session dropped from the memory store to stay within MEMORY_MAX_SESSIONS. */
   readonly onSessionEvicted?: () => void;
+  /** What the provider puts before every prompt (a system prompt): counted in the usage of the replies a crash left. */
+  readonly preamble?: readonly ProviderMessage[] | undefined;
 }
 
 function memoryHistory(config: Config, hooks: StoreHooks): MemoryHistory {
@@ -69,7 +72,7 @@ export function redisTopology(config: Config): RedisTopology | undefined {
 async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): Promise<History | undefined> {
   switch (config.STORE) {
     case 'sqlite':
-      return endingCrashedDrafts(await SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger }), config, logger);
+      return endingCrashedDrafts(await SqliteHistory.open({ path: join(config.DATA_DIR, 'history.db'), logger }), config, logger, hooks);
     case 'postgres': {
       // The configuration schema requires DATABASE_URL for this store.
       // Without Redis the live state is this process's: alone on the database, a draft it finds at
@@ -77,7 +80,7 @@ async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): P
       // With Redis, the instance that finds a reply dead ends it.
       const shared = usesRedis(config);
       const history = await PostgresHistory.open({ url: config.DATABASE_URL!, logger, soleInstance: !shared });
-      return history.aloneAtStart ? endingCrashedDrafts(history, config, logger) : history;
+      return history.aloneAtStart ? endingCrashedDrafts(history, config, logger, hooks) : history;
     }
     case 'memory':
       return usesRedis(config) ? memoryHistory(config, hooks) : undefined;
@@ -91,8 +94,8 @@ async function historyFrom(config: Config, logger: Logger, hooks: StoreHooks): P
 }
 
 /** Ends the replies a crash left as drafts (a store only this process writes to), then hands the store on. */
-async function endingCrashedDrafts(history: DraftedHistory, config: Config, logger: Logger): Promise<History> {
-  await endCrashedDrafts(history, { keepLast: config.MAX_HISTORY_MESSAGES, logger }).catch((error: unknown) =>
+async function endingCrashedDrafts(history: DraftedHistory, config: Config, logger: Logger, hooks: StoreHooks): Promise<History> {
+  await endCrashedDrafts(history, { keepLast: config.MAX_HISTORY_MESSAGES, logger, preamble: hooks.preamble }).catch((error: unknown) =>
     logger.warn({ err: error }, 'could not end the replies a crash left unfinished; they read as interrupted, without usage'),
   );
   return history;
