@@ -8,6 +8,11 @@ import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis, type RedisServer } from './helpers/redis.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
+import { pino } from 'pino';
+import { loadConfig } from '../server/config.ts';
+import { ChatService } from '../server/core/chat-service.ts';
+import { Leases } from '../server/core/leases.ts';
+import { storeFrom } from '../server/wiring/store.ts';
 import { cancel, drain, history, parseSse, rawRequest, type SseFrame, streamSseRoute } from './helpers/sse.ts';
 import { stockClient } from './helpers/trpc-clients.ts';
 
@@ -184,6 +189,30 @@ describe('faults of a shared Redis', () => {
     });
     expect(res.status).toBe(200);
     expect(parseSse(res.body.toString()).at(-1)?.event).toBe('message');
+  });
+
+  it("8: a reply whose instance died as it started (its log opened, its session locked, its message not stored yet) leaves nothing in history: the next message is the session's first", async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const env = { REDIS_URL: redis.url, LIVENESS_TTL_MS: '400' };
+    // The start's first steps, by Sluice's own store, then nothing more: the process is gone.
+    const logger = pino({ level: 'silent' });
+    const store = await storeFrom(loadConfig(env), logger);
+    expect(await store.ready(5000)).toBe(true);
+    const record = { id: 'died-starting', owner: 'anonymous', sessionId: 'ghost', sessionKey: ChatService.sessionKey('anonymous', 'ghost'), stored: true };
+    await store.events.open(record, 60_000);
+    const leases = new Leases({ store: store.leases, ttlMs: 400, logger });
+    expect(await leases.lockSession(record.sessionKey, record.id, 60_000)).toBeDefined();
+    leases.close();
+    await store.close();
+
+    const server = await startServer(env);
+    const frames = await drain(streamSseRoute(server.url, { message: 'hello', session_id: 'ghost' }));
+    expect(frames.at(-1)?.event).toBe('message');
+    expect((await history(server.url, 'ghost')).messages.map((m) => [m.seq, m.role])).toEqual([
+      [1, 'user'],
+      [2, 'assistant'],
+    ]);
   });
 
   it("8: an instance stalled longer than LIVENESS_TTL_MS (its reply ended as orphan elsewhere) adds nothing to the log or history when it wakes, and its own client's stream ends with an explicit error", async () => {
