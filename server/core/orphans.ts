@@ -3,8 +3,7 @@ import { isTerminalEvent, type StreamEvent } from '../../shared/stream-events.ts
 import { ERROR_MESSAGES } from './errors.ts';
 import type { Leases } from './leases.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
-import type { History } from './store/history.ts';
-import type { TokenUsage } from '../../shared/messages.ts';
+import type { History, HistoryMessage } from './store/history.ts';
 import type { ProviderMessage } from './providers/provider.ts';
 import { estimateUsage } from './usage.ts';
 import { isoTime } from './iso-time.ts';
@@ -52,12 +51,18 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen
     if (last && isTerminalEvent(last.event)) return { kind: 'ended', seq: last.seq, event: last.event };
     if ((last?.seq ?? 0) < seen) return LOST;
     const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
-    const usage = record.stored ? await usageOf(o, record, partial) : undefined;
+    const place = record.stored ? await placeOf(o, record) : undefined;
+    const usage = place ? await estimateUsage([...(o.preamble ?? []), ...place.prompt], partial) : undefined;
     const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_MESSAGES.interrupted, partial, ...(usage ? { usage } : {}) };
     const seq = (last?.seq ?? 0) + 1;
     if ((await events.append(record.id, seq, ending)) === 'added') {
-      o.logger.warn({ generationId: record.id, seq }, 'generation lost its instance; stored the partial reply');
-      if (record.stored) {
+      // A reply that died as it started (its message not stored yet) has no place in history to end.
+      const stores = record.stored && (place === undefined || place.drafted);
+      o.logger.warn(
+        { generationId: record.id, seq },
+        stores ? 'generation lost its instance; stored the partial reply' : 'generation lost its instance before its message was stored',
+      );
+      if (stores) {
         await o.history.append(
           record.sessionKey,
           { role: 'assistant', content: partial, status: 'interrupted', createdAt: isoTime(), ...(usage ? { usage } : {}) },
@@ -94,16 +99,18 @@ export async function endIfDead(o: OrphanContext, sessionKey: string, holder: st
 }
 
 /**
- * What the dead instance's reply consumed, estimated as its instance would have: the provider's
- * preamble and the session's history before the reply (its prompt), and the partial text. Undefined when history cannot be read
- * now: the ending is stored without it rather than not at all.
+ * Where the dead instance's reply stands in its session: the messages before it (its prompt, for
+ * the usage estimate its own instance would have made) and whether it took its place there (its
+ * draft: every reply that began has one until its final message). Undefined when history cannot be
+ * read now: the ending is then stored without usage rather than not at all.
  */
-async function usageOf(o: OrphanContext, record: GenerationRecord, partial: string): Promise<TokenUsage | undefined> {
+async function placeOf(o: OrphanContext, record: GenerationRecord): Promise<{ readonly prompt: HistoryMessage[]; readonly drafted: boolean } | undefined> {
   try {
-    const prompt = (await o.history.read(record.sessionKey)).filter((message) => message.draftOf !== record.id);
-    return await estimateUsage([...(o.preamble ?? []), ...prompt], partial);
+    const messages = await o.history.read(record.sessionKey);
+    const prompt = messages.filter((message) => message.draftOf !== record.id);
+    return { prompt, drafted: prompt.length < messages.length };
   } catch (error) {
-    o.logger.warn({ generationId: record.id, err: error }, 'could not estimate the usage of a reply that lost its instance');
+    o.logger.warn({ generationId: record.id, err: error }, 'could not read the history of a reply that lost its instance');
     return undefined;
   }
 }
