@@ -136,6 +136,49 @@ describe('faults of a shared Redis', () => {
     });
   });
 
+  it("7: a cancelled reply without a session (the OpenAI route's) leaves its mark in Redis no longer than a settled reply's", async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20 });
+    if (!setup) return;
+    const { a, admin: client } = setup;
+    const model = ((await (await fetch(`${a.url}/v1/models`)).json()) as { data: Array<{ id: string }> }).data[0]!.id;
+    const res = await fetch(`${a.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: LONG }] }),
+    });
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    const generation = /"id":\s*"chatcmpl-([^"]+)"/.exec(first)![1]!;
+    expect(await cancel(a.url, `stateless:${generation}`)).toBe(true);
+    while (!(await reader.read()).done);
+    const mark = (await client.keys(`*cx*${generation}*`))[0]!;
+    await vi.waitFor(async () => {
+      const ttl = await client.pttl(mark);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(5 * 60 * 1000);
+    });
+  });
+
+  it("8: a cancel for a session whose reply's instance was killed answers at once, once the reply's mark has expired", async () => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const env = { REDIS_URL: redis.url, SIM_DELAY_MS: 20, LIVENESS_TTL_MS: 4000 };
+    const a = await startSluiceProcess(env);
+    const b = await startServer(env);
+    const head = streamSseRoute(a.url, { message: LONG, session_id: 'killed' });
+    const first = (await head.next()).value as SseFrame;
+    void drain(head).catch(() => undefined);
+    await a.stop('SIGKILL');
+    const client = await admin(redis);
+    const generation = first.id!.split(':')[0]!;
+    await vi.waitFor(async () => expect(await client.keys(`*alive:${generation}*`)).toEqual([]), { timeout: 15_000 });
+    // Its instance is gone: nothing to cancel (its partial is stored), said without waiting.
+    const startedAt = performance.now();
+    expect(await cancel(b.url, 'killed')).toBe(false);
+    expect(performance.now() - startedAt).toBeLessThan(1000);
+    expect((await history(b.url, 'killed')).messages.at(-1)).toMatchObject({ role: 'assistant', status: 'interrupted' });
+  });
+
   it("7: a cancel published while A's subscriber connection reconnects still stops the reply", async () => {
     const setup = await pair({ SIM_DELAY_MS: 20, RESUME_GRACE_MS: 60_000 });
     if (!setup) return;
@@ -424,6 +467,26 @@ describe('faults of a shared Redis', () => {
     // ...and its text is the one stored.
     const text = whole.flatMap((f) => (f.event === 'message' && f.id !== whole.at(-1)!.id ? [SseMessageData.parse(JSON.parse(f.data)).delta] : [])).join('');
     expect((await history(b.url, 'stalled')).messages.at(-1)?.content).toBe(text);
+  });
+
+  it.each([
+    ['2 s behind', -2000, {}],
+    ['2 s ahead of', 2000, {}],
+    ['in step with (REDIS_OUTAGE_WAIT_MS=0)', 0, { REDIS_OUTAGE_WAIT_MS: 0 }],
+  ])("9: an instance whose clock is %s Redis's fails no reply", async (_name, skewMs, settings) => {
+    const redis = await startRedis();
+    if (!redis) return;
+    const realNow = Date.now;
+    Date.now = () => realNow() + skewMs;
+    try {
+      const server = await startServer({ REDIS_URL: redis.url, SIM_DELAY_MS: 1, ...settings });
+      for (let i = 0; i < 5; i++) {
+        const frames = await drain(streamSseRoute(server.url, { message: `hello ${i}`, session_id: `clock-${i}` }));
+        expect(frames.at(-1)?.event, `reply ${i}: ${frames.at(-1)?.data}`).toBe('message');
+      }
+    } finally {
+      Date.now = realNow;
+    }
   });
 
   it('a finished reply resumed after its last event gets nothing more, and an id it never made is 404, on its own instance as on another', async () => {
