@@ -297,16 +297,10 @@ export class ChatService {
     });
     if (!record || record.owner !== owner) throw notFound;
     // An event is in the log before anyone is shown it: one the log does not hold was never shown.
-    if (from.seq > 0 && !(await this.#logHolds(record.id, from.seq))) throw notFound;
+    const held = from.seq === 0 || (await this.#o.events.holds(record.id, from.seq).catch((error: unknown) => Promise.reject(toSluiceError(error))));
+    if (!held) throw notFound;
     this.#observer.resumed(transport);
     return { generationId: record.id, listener: this.#remoteListener(record, from.seq, signal) };
-  }
-
-  async #logHolds(generationId: string, seq: number): Promise<boolean> {
-    const from = await this.#o.events.read(generationId, seq - 1, 0).catch((error: unknown) => {
-      throw toSluiceError(error);
-    });
-    return from[0]?.seq === seq;
   }
 
   #remoteListener(record: GenerationRecord, afterSeq: number, signal: AbortSignal | undefined): Listener {

@@ -99,7 +99,12 @@ const COPY_RETRY_MS = 50;
 const COPY_RETRY_MAX_MS = 500;
 /** What a finished reply kept for resumes costs beyond its text, in characters (measured: 1.3-1.5 KB of heap). */
 const KEPT_REPLY_OVERHEAD_CHARS = 1_000;
-/** How much sooner than this instance gives up on a copy the store refuses to add it (clock skew between them). */
+/**
+ * A copy's deadline is never sooner than this after it starts: one try of it may take as long (a
+ * Redis command's own timeout), and a try answered in time must not be refused.
+ */
+const MIN_COPY_WINDOW_MS = 1_000;
+/** How long after a copy's deadline this instance gives up on it: the error of the store's clock as the log knows it. */
 const DEADLINE_MARGIN_MS = 250;
 /** Events sent again at first when the log turns out to have lost some (doubled until enough). */
 const REFILL_SPAN = 32;
@@ -580,15 +585,17 @@ export class Generation {
 
   /**
    * Copies one event, trying again while the store fails or an earlier event is missing, for up
-   * to `storeWaitMs`. True when the event may be shown: it is stored, or it is the terminal event
+   * to `storeWaitMs` (at least MIN_COPY_WINDOW_MS), and DEADLINE_MARGIN_MS more. True when the event may be shown: it is stored, or it is the terminal event
    * (an explicit end is better than a cut, even if the log could not take it).
    */
   async #copy(seq: number, event: StreamEvent): Promise<boolean> {
     const terminal = event.type !== 'delta';
     const startedAt = performance.now();
-    // A try the store runs after this copy has given up must not land: the reply is cut before it
-    // by then, or ended elsewhere. The margin covers the clocks of this host and the store's.
-    const deadline = Date.now() + this.#storeWaitMs - Math.min(DEADLINE_MARGIN_MS, this.#storeWaitMs / 4);
+    // A try the store runs after this copy has given up must not land (a stalled Redis runs what it
+    // queued when it wakes): the reply is cut before it by then, or ended elsewhere. The log refuses
+    // it after the deadline, by its own clock; this instance gives up only once that has passed.
+    const windowMs = Math.max(this.#storeWaitMs, MIN_COPY_WINDOW_MS);
+    const deadline = Date.now() + windowMs;
     for (let tries = 1; ; tries++) {
       // A delta after one that failed for good is no longer part of the reply.
       if (!terminal && this.#broken !== undefined && seq > this.#broken) return false;
@@ -608,8 +615,8 @@ export class Generation {
         return false;
       }
       // The log lacks an earlier event: still being copied, or lost by the store after it took it.
-      if (result === 'gap' && (await this.#refill(seq))) continue;
-      if (result === 'expired' || performance.now() - startedAt >= this.#storeWaitMs) {
+      if (result === 'gap' && (await this.#refill(seq, deadline))) continue;
+      if (result === 'expired' || performance.now() - startedAt >= windowMs + DEADLINE_MARGIN_MS) {
         if (terminal) return true;
         this.#breakAt(seq, 'unavailable');
         return false;
@@ -641,13 +648,13 @@ export class Generation {
    * the log gets them back, the same at the same positions, instead of a hole. Positions the log
    * has are refused as duplicates. True when the event before `seq` is in the log afterwards.
    */
-  #refill(seq: number): Promise<boolean> {
+  #refill(seq: number, deadline: number): Promise<boolean> {
     if (this.#refilling) return this.#refilling.then(() => false);
     const refilling = (async () => {
       for (let span = REFILL_SPAN; ; span *= 2) {
         const from = Math.max(1, seq - span);
         const sent: Array<Promise<AppendResult>> = [];
-        for (let at = from; at < seq; at++) sent.push(this.#onEvent!(at, this.#eventAt(at - 1)));
+        for (let at = from; at < seq; at++) sent.push(this.#onEvent!(at, this.#eventAt(at - 1), deadline));
         const results = await Promise.all(sent);
         // The first one is a gap too: the log lost more than that; go further back.
         if (results[0] === 'gap' && from > 1) continue;

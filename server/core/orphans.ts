@@ -35,16 +35,16 @@ const LOST: OrphanOutcome = { kind: 'lost' };
 
 /**
  * Ends a generation whose instance died: logs an `interrupted` ending after its last event and,
- * if this call wrote it, stores the partial reply and frees the session. Its instance is taken for
- * dead only once its mark stays missing past a heartbeat (see Leases.isDead); an ending is never
- * written below `seen`, the last event the caller has shown: a log shorter than that lost events,
- * and an ending after what is left of it would be a reply its clients never saw.
+ * if this call wrote it, stores the partial reply and frees the session. `confirmDead`, when given,
+ * is asked before anything is written (a follower, which can wait, makes sure: see Leases.isDead).
+ * An ending is never written below `seen`, the last event the caller has shown: a log shorter than
+ * that lost events, and an ending after what is left of it would be a reply its clients never saw.
  */
-export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen = 0, signal?: AbortSignal): Promise<OrphanOutcome> {
+export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen = 0, confirmDead?: () => Promise<boolean>): Promise<OrphanOutcome> {
   const { events } = o;
   const logged = await loggedEnding(events, record.id);
   if (logged) return logged;
-  if (!(await o.leases.isDead(record.id, signal))) return ALIVE;
+  if (confirmDead && !(await confirmDead())) return ALIVE;
   for (;;) {
     const all = await events.read(record.id, 0, 0);
     const last = all.at(-1);
@@ -84,14 +84,15 @@ async function loggedEnding(events: EventLog, generationId: string): Promise<Orp
 }
 
 /**
- * If a session's lock is held by a generation whose instance died (its mark missing past a
- * heartbeat), ends it as `interrupted` (storing its partial reply) and frees the session. True when
- * it was dead.
+ * If a session's lock is held by a generation whose instance died (no liveness mark), ends it as
+ * `interrupted` (storing its partial reply) and frees the session. True when it was dead. A request
+ * waits on this, so one read of the mark decides: a mark lost by the store (a restart without
+ * persistence) goes with the session's lock, which is not then held.
  */
 export async function endIfDead(o: OrphanContext, sessionKey: string, holder: string): Promise<boolean> {
   if (await o.leases.isAlive(holder)) return false;
   const orphan = await o.events.load(holder);
-  if (orphan ? (await endOrphan(o, orphan)).kind === 'alive' : !(await o.leases.isDead(holder))) return false;
+  if (orphan) await endOrphan(o, orphan);
   // The lock goes in any case: a reply whose ending is logged (by itself, or by another instance)
   // may still hold it, when its own release never reached the store.
   await o.leases.releaseSession(sessionKey, holder);

@@ -100,8 +100,9 @@ export class ReplyRunner {
             })
         : undefined,
       keepAlive: record.stored ? async () => (await o.events.countListeners(record.id)) > 0 : undefined,
-      // Replies of a session can be cancelled from anywhere: their outcome is settled in the shared state.
-      settle: record.stored ? () => o.signals.settle(record.id, o.settledMarkTtlMs) : undefined,
+      // Replies of a session can be cancelled from anywhere: their outcome is settled in the shared
+      // state. Every reply settles (one without a session too): that is what ends a cancel's mark.
+      settle: () => o.signals.settle(record.id, o.settledMarkTtlMs),
       onListener: o.onListener,
       onFirstDelta: (ms) => o.observer.firstDelta(ms),
     });

@@ -57,6 +57,8 @@ export interface EventLog {
    * (returning an empty list on timeout or abort).
    */
   read(generationId: string, afterSeq: number, waitMs: number, signal?: AbortSignal): Promise<LoggedEvent[]>;
+  /** Whether the log holds event `seq` (one entry read, however long the log). */
+  holds(generationId: string, seq: number): Promise<boolean>;
   /** Keeps a finished generation's log (and record) for `ttlMs` more, then forgets it and its presence. */
   expire(generationId: string, ttlMs: number): Promise<void>;
 

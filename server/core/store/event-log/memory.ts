@@ -55,6 +55,10 @@ export class MemoryEventLog implements EventLog {
     return 'added';
   }
 
+  async holds(generationId: string, seq: number): Promise<boolean> {
+    return (this.#log(generationId, false)?.events.length ?? 0) >= seq;
+  }
+
   async read(generationId: string, afterSeq: number, waitMs: number, signal?: AbortSignal): Promise<LoggedEvent[]> {
     const read = (): LoggedEvent[] => {
       const events = this.#log(generationId, false)?.events ?? [];

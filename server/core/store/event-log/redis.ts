@@ -21,6 +21,8 @@ interface PendingAppend {
 }
 
 const RESULTS: readonly AppendResult[] = ['duplicate', 'added', 'gap', 'ended', 'expired'];
+/** An append answered slower than this says too little of where Redis's clock stands (its error is half of it, within the generation's margin). */
+const CLOCK_SAMPLE_MAX_MS = 200;
 
 /**
  * Event logs in Redis Streams (entry ids `0-<seq>`), records in keys with expiry, listener presence
@@ -30,6 +32,12 @@ export class RedisEventLog implements EventLog {
   readonly #c: RedisConnection;
   /** Events asked for in this turn of the event loop, written together at its end. */
   #appends: PendingAppend[] = [];
+  /**
+   * Redis's clock less this host's (ms), learnt from the append script's answers: a deadline, given
+   * by this host's clock, is checked by Redis's. Unknown until an append is answered: until then
+   * appends go without a deadline.
+   */
+  #clockOffset: number | undefined;
 
   readonly outageWaitMs: number | undefined;
 
@@ -111,10 +119,15 @@ export class RedisEventLog implements EventLog {
     try {
       const keys = batch.map((a) => a.key);
       const args: Array<string | number> = [];
-      for (const a of batch) args.push(a.seq, a.json, a.kind, a.deadline);
+      const offset = this.#clockOffset;
+      for (const a of batch) args.push(a.seq, a.json, a.kind, a.deadline > 0 && offset !== undefined ? Math.round(a.deadline + offset) : 0);
       args.push(RUNNING_LOG_TTL_MS, this.#c.announcesAppends ? '1' : '0');
       const run = (redis: Scripted): Promise<unknown> => this.#c.evalScript(redis, 'appendEvents', keys, args);
+      const sentAt = Date.now();
       const results = (await (terminal ? this.#c.write(run, true) : this.#c.call(run))) as number[];
+      const answeredAt = Date.now();
+      const redisNow = results[batch.length];
+      if (typeof redisNow === 'number' && answeredAt - sentAt <= CLOCK_SAMPLE_MAX_MS) this.#clockOffset = redisNow - (sentAt + answeredAt) / 2;
       batch.forEach((a, i) => a.resolve(RESULTS[results[i]!] ?? 'gap'));
     } catch (error) {
       for (const a of batch) a.reject(error);
@@ -126,6 +139,10 @@ export class RedisEventLog implements EventLog {
     const now = await this.#c.call((redis) => redis.xrange(key, `(0-${afterSeq}`, '+'));
     if (now.length > 0 || waitMs <= 0 || signal?.aborted) return toLogged(now);
     return toLogged(await this.#c.tail.wait(key, afterSeq, waitMs, signal));
+  }
+
+  holds(generationId: string, seq: number): Promise<boolean> {
+    return this.#c.call(async (redis) => (await redis.xrange(this.#key('ev', generationId), `0-${seq}`, `0-${seq}`)).length === 1);
   }
 
   expire(generationId: string, ttlMs: number): Promise<void> {

@@ -7,7 +7,8 @@
 -- TTL (ms), set with event 1, so that a log abandoned by a dead instance cannot stay forever; then
 -- '1' to announce each log's new last position on the sharded channel named like the log (a
 -- cluster's listeners wait on it), else '0'.
--- Returns per event: 1 added, 0 duplicate (the position is taken), 2 gap, 3 ended, 4 expired.
+-- Returns per event: 1 added, 0 duplicate (the position is taken), 2 gap, 3 ended, 4 expired;
+-- then Redis's clock (epoch ms), by which the caller learns how far its own is from it.
 local results = {}
 local ttl = ARGV[#ARGV - 1]
 local announce = ARGV[#ARGV] == '1'
@@ -42,4 +43,5 @@ end
 if announce then
   for key, seq in pairs(added) do redis.call('spublish', key, seq) end
 end
+results[#KEYS + 1] = now
 return results
