@@ -98,6 +98,18 @@ describe('backpressure on a shared connection', () => {
   });
 });
 
+/** A server (send timeout 800 ms) whose session `long` holds 12 MB of reply: more than the kernel's socket buffers on both ends take (about 4 MB here). */
+async function sessionWithLongHistory(): Promise<Awaited<ReturnType<typeof startServer>>> {
+  const server = await startServer({ SEND_TIMEOUT_MS: 800 }, { provider: flood(3000, 0) });
+  const turn = await fetch(`${server.url}/v1/chat/stream`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
+  });
+  await turn.text();
+  return server;
+}
+
 describe('backpressure on answers', () => {
   // A long history is megabytes of JSON: a reader that takes none of it must not hold it (and its
   // connection) for as long as it likes, any more than a stream's reader may.
@@ -105,14 +117,7 @@ describe('backpressure on answers', () => {
     ['the history route', '/v1/sessions/long/messages'],
     ['tRPC over HTTP', `/trpc/chat.history?input=${encodeURIComponent('{"json":{"sessionId":"long"}}')}`],
   ])('a reader that stops reading a JSON answer (%s) is cut after the send timeout', async (_name, path) => {
-    // 12 MB of reply: more than the kernel's socket buffers on both ends take (about 4 MB here).
-    const server = await startServer({ SEND_TIMEOUT_MS: 800 }, { provider: flood(3000, 0) });
-    const turn = await fetch(`${server.url}/v1/chat/stream`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
-    });
-    await turn.text();
+    const server = await sessionWithLongHistory();
 
     // The server's end of the reader's connection (a paused client hears of nothing).
     const accepted = once(server.sluice.http.server, 'connection') as Promise<[Socket]>;
@@ -135,13 +140,7 @@ describe('backpressure on answers', () => {
 
 describe('backpressure on answers: a slow reader', () => {
   it('a reader that takes a long answer in bits, each within the send timeout, gets all of it', async () => {
-    const server = await startServer({ SEND_TIMEOUT_MS: 800 }, { provider: flood(3000, 0) });
-    const turn = await fetch(`${server.url}/v1/chat/stream`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
-    });
-    await turn.text();
+    const server = await sessionWithLongHistory();
 
     const socket = connect(server.port, '127.0.0.1');
     socket.write(`GET /v1/sessions/long/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
