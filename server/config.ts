@@ -128,7 +128,7 @@ export const ConfigSchema = z
     REDIS_OUTAGE_WAIT_MS: int(0, 600_000)
       .optional()
       .describe(
-        'how long a running reply, and a listener following one, wait for Redis to come back (a failover) before ending with `unavailable` (unset: 10000 with REDIS_SENTINELS or REDIS_CLUSTER_NODES, else 1500)',
+        "how long a running reply, and a listener following one, wait for Redis to come back (a failover) before ending with `unavailable` (unset: 10000 with REDIS_SENTINELS or REDIS_CLUSTER_NODES, else 1500); a reply waits at least 1000 (a Redis command's own timeout) and 250 more",
       ),
     STORE: z
       .enum(['sqlite', 'memory', 'redis', 'postgres'])
