@@ -258,6 +258,23 @@ describe('faults of a shared Redis', () => {
     ]);
   });
 
+  it('8: a running reply whose liveness mark is gone (a failover that outlasted it) is not ended by a new message elsewhere: the session is busy until its instance takes the mark back', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20, LIVENESS_TTL_MS: 3000 });
+    if (!setup) return;
+    const { a, b, admin: client } = setup;
+    const head = streamSseRoute(a.url, { message: LONG, session_id: 'mark-gone' });
+    const first = (await head.next()).value as SseFrame;
+    const generation = first.id!.split(':')[0]!;
+    await client.del(...(await client.keys(`*alive:${generation}*`)));
+    const next = await rawRequest(`${b.url}/v1/chat/stream`, {
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'next question', session_id: 'mark-gone' }),
+    });
+    expect(next.status).toBe(409);
+    expect((await drain(head)).at(-1)?.event).toBe('message');
+    expect((await history(b.url, 'mark-gone')).messages.map((m) => m.status)).toEqual(['complete', 'complete']);
+  });
+
   it("8: an instance stalled longer than LIVENESS_TTL_MS (its reply ended as orphan elsewhere) adds nothing to the log or history when it wakes, and its own client's stream ends with an explicit error", async () => {
     const redis = await startRedis();
     if (!redis) return;
