@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { LeaseStore } from './store/lease-store.ts';
 
@@ -61,18 +60,25 @@ export class Leases {
   }
 
   /**
-   * True when a generation's liveness mark is missing and still missing after its instance's next
-   * heartbeat. One read proves nothing: a Redis restart or failover that lost the mark leaves a live
-   * reply without it until its instance takes it back, at most a third of the TTL later. False as
-   * soon as the mark is there, or when `signal` aborts the wait.
+   * True when a generation's liveness mark is missing and has been seen missing, by any instance,
+   * for half the TTL. One read proves nothing: a Redis failover that outlasts the mark, or a restart
+   * that lost it, leaves a live reply without it until its instance takes it back at its next
+   * heartbeat (a third of the TTL). The first sighting starts that window in the store, so that a
+   * request decides at once (false: the reply counts as running) and a later one, on any
+   * instance, after the window.
    */
-  async isDead(generationId: string, signal?: AbortSignal): Promise<boolean> {
+  async seenDead(generationId: string): Promise<boolean> {
     if (await this.isAlive(generationId)) return false;
-    const waited = await sleep(Math.ceil(this.#ttlMs / 2), undefined, { signal }).then(
-      () => true,
-      () => false,
-    );
-    return waited && !(await this.isAlive(generationId));
+    const window = suspectKey('window', generationId);
+    const sighted = suspectKey('sighted', generationId);
+    if ((await this.#store.holder(sighted)) === undefined) {
+      // The window first: whoever finds the sighting finds its window too, until it has passed.
+      await this.#store.acquire(window, SUSPECT, Math.ceil(this.#ttlMs / 2));
+      await this.#store.acquire(sighted, SUSPECT, this.#ttlMs * 2 + SIGHTING_KEPT_MS);
+      return false;
+    }
+    if ((await this.#store.holder(window)) !== undefined) return false;
+    return !(await this.isAlive(generationId));
   }
 
   /**
@@ -237,4 +243,9 @@ class Slot extends Hold {
 }
 
 const aliveKey = (generationId: string): string => `alive:${generationId}`;
+/** Who first found a mark missing, and the window after that sighting (see Leases.seenDead). */
+const suspectKey = (part: 'sighted' | 'window', generationId: string): string => `suspect-${part}:${generationId}`;
+const SUSPECT = 'suspect';
+/** A sighting outlives its window by this, for the next look (a follower's next poll, a client's retry) to find it. */
+const SIGHTING_KEPT_MS = 30_000;
 const sessionLockKey = (sessionKey: string): string => `session:${sessionKey}`;

@@ -36,7 +36,7 @@ const LOST: OrphanOutcome = { kind: 'lost' };
 /**
  * Ends a generation whose instance died: logs an `interrupted` ending after its last event and,
  * if this call wrote it, stores the partial reply and frees the session. `confirmDead`, when given,
- * is asked before anything is written (a follower, which can wait, makes sure: see Leases.isDead).
+ * is asked before anything is written (see Leases.seenDead).
  * An ending is never written below `seen`, the last event the caller has shown: a log shorter than
  * that lost events, and an ending after what is left of it would be a reply its clients never saw.
  */
@@ -84,15 +84,17 @@ async function loggedEnding(events: EventLog, generationId: string): Promise<Orp
 }
 
 /**
- * If a session's lock is held by a generation whose instance died (no liveness mark), ends it as
- * `interrupted` (storing its partial reply) and frees the session. True when it was dead. A request
- * waits on this, so one read of the mark decides: a mark lost by the store (a restart without
- * persistence) goes with the session's lock, which is not then held.
+ * If a session's lock is held by a generation whose instance died (its mark missing, seen so for
+ * half its TTL: see Leases.seenDead) or that has ended (its ending logged), ends it as
+ * `interrupted` if it had not (storing its partial reply) and frees the session. True then.
  */
 export async function endIfDead(o: OrphanContext, sessionKey: string, holder: string): Promise<boolean> {
   if (await o.leases.isAlive(holder)) return false;
   const orphan = await o.events.load(holder);
-  if (orphan) await endOrphan(o, orphan);
+  // A reply whose ending is logged is over, whatever became of its mark.
+  const over = orphan !== undefined && (await loggedEnding(o.events, holder)) !== undefined;
+  if (!over && !(await o.leases.seenDead(holder))) return false;
+  if (orphan && !over) await endOrphan(o, orphan);
   // The lock goes in any case: a reply whose ending is logged (by itself, or by another instance)
   // may still hold it, when its own release never reached the store.
   await o.leases.releaseSession(sessionKey, holder);

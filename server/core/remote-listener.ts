@@ -116,7 +116,7 @@ export function remoteListener(options: RemoteListenerOptions): Listener {
             // The owner's liveness mark is cleared only after its final event is logged: one more read decides.
             batch = await events.read(record.id, seq, 0);
             if (batch.length === 0) {
-              const orphan = await endOrphan(options, record, seq, () => options.leases.isDead(record.id, controller.signal));
+              const orphan = await endOrphan(options, record, seq, () => options.leases.seenDead(record.id));
               // Ended at this client's last event (a resume from the ending itself): nothing more.
               if (orphan.kind === 'ended' && orphan.seq === seq) return;
               if (orphan.kind === 'lost' || (orphan.kind === 'ended' && orphan.seq < seq)) throw new LostLogError();
