@@ -175,8 +175,11 @@ describe('faults of a shared Redis', () => {
     // Said without waiting (whether its instance is gone is known half a TTL after its mark is
     // first found missing: until then the reply counts as running, and a cancel asks it to stop).
     const startedAt = performance.now();
-    await cancel(b.url, 'killed');
+    const answered = await cancel(b.url, 'killed');
     expect(performance.now() - startedAt).toBeLessThan(1000);
+    // What the cancel said holds: a resume finds the reply ended as cancelled if it said true.
+    const resumed = await drain(streamSseRoute(b.url, { message: LONG, session_id: 'killed' }, { headers: { 'last-event-id': first.id! } }));
+    expect(lastIsCancelled(resumed)).toBe(answered);
     // The session's next message, sent again while busy, ends it (its partial stored) and runs.
     await vi.waitFor(async () => expect((await drain(streamSseRoute(b.url, { message: 'again', session_id: 'killed' }))).at(-1)?.event).toBe('message'), {
       timeout: 15_000,
@@ -287,6 +290,29 @@ describe('faults of a shared Redis', () => {
     expect(next.status).toBe(409);
     expect((await drain(head)).at(-1)?.event).toBe('message');
     expect((await history(b.url, 'mark-gone')).messages.map((m) => m.status)).toEqual(['complete', 'complete']);
+  });
+
+  it('8: a running reply whose liveness mark is lost twice, each time taken back by its instance, is not ended by a new message elsewhere the second time either', async () => {
+    const setup = await pair({ SIM_DELAY_MS: 20, LIVENESS_TTL_MS: 3000 });
+    if (!setup) return;
+    const { a, b, admin: client } = setup;
+    const head = streamSseRoute(a.url, { message: LONG, session_id: 'lost-twice' });
+    const first = (await head.next()).value as SseFrame;
+    const generation = first.id!.split(':')[0]!;
+    const send = () =>
+      rawRequest(`${b.url}/v1/chat/stream`, {
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'next', session_id: 'lost-twice' }),
+      });
+    for (let loss = 0; loss < 2; loss++) {
+      await client.del(...(await client.keys(`*alive:${generation}*`)));
+      expect((await send()).status).toBe(409);
+      // Its instance takes the mark back at its next heartbeat.
+      await vi.waitFor(async () => expect(await client.keys(`*alive:${generation}*`)).toHaveLength(1), { timeout: 5_000, interval: 50 });
+      // Longer than half the TTL since the first loss was found.
+      await vi.waitFor(async () => expect(await client.keys('*suspect-window*')).toEqual([]), { timeout: 5_000, interval: 50 });
+    }
+    expect((await drain(head)).at(-1)?.event).toBe('message');
   });
 
   it("8: an instance stalled longer than LIVENESS_TTL_MS (its reply ended as orphan elsewhere) adds nothing to the log or history when it wakes, and its own client's stream ends with an explicit error", async () => {
