@@ -165,6 +165,7 @@ export class ChatService {
       eventLogTtlMs: options.eventLogTtlMs,
       maxHistoryMessages: this.#keepMessages,
       preamble: options.provider.preamble,
+      signals: options.signals,
     };
     this.#cancels = new CancelRouting(options.signals, this.#local, options.logger);
     this.#runner = new ReplyRunner({

@@ -63,9 +63,11 @@ export class Leases {
    * True when a generation's liveness mark is missing and has been seen missing, by any instance,
    * for half the TTL. One read proves nothing: a Redis failover that outlasts the mark, or a restart
    * that lost it, leaves a live reply without it until its instance takes it back at its next
-   * heartbeat (a third of the TTL). The first sighting starts that window in the store, so that a
+   * heartbeat (a third of the TTL). The first sighting opens that window in the store, so that a
    * request decides at once (false: the reply counts as running) and a later one, on any
-   * instance, after the window.
+   * instance, after the window. The sighting lasts as long as a dead reply's lock may (a client
+   * may come back much later); an instance that takes its mark back clears it, so that a later
+   * loss opens a window of its own.
    */
   async seenDead(generationId: string): Promise<boolean> {
     if (await this.isAlive(generationId)) return false;
@@ -74,11 +76,17 @@ export class Leases {
     if ((await this.#store.holder(sighted)) === undefined) {
       // The window first: whoever finds the sighting finds its window too, until it has passed.
       await this.#store.acquire(window, SUSPECT, Math.ceil(this.#ttlMs / 2));
-      await this.#store.acquire(sighted, SUSPECT, this.#ttlMs * 2 + SIGHTING_KEPT_MS);
+      await this.#store.acquire(sighted, SUSPECT, SIGHTING_TTL_MS);
+      // Taken back meanwhile (it may have cleared the sighting before this one was made): none stays.
+      if (await this.isAlive(generationId)) await this.#clearSighting(generationId);
       return false;
     }
     if ((await this.#store.holder(window)) !== undefined) return false;
     return !(await this.isAlive(generationId));
+  }
+
+  async #clearSighting(generationId: string): Promise<void> {
+    await Promise.all([this.#store.release(suspectKey('sighted', generationId), SUSPECT), this.#store.release(suspectKey('window', generationId), SUSPECT)]);
   }
 
   /**
@@ -138,6 +146,9 @@ export class Leases {
       if (!this.#held.has(lease)) return;
       if (await lease.take()) {
         this.#logger.warn({ lease: lease.key }, 'a lease had vanished; taken back');
+        // A mark taken back shows its reply alive: a sighting of it missing is over (see seenDead).
+        const generationId = generationOfAliveKey(lease.key);
+        if (generationId !== undefined) await this.#clearSighting(generationId);
         return;
       }
       if (!this.#held.delete(lease)) return;
@@ -246,6 +257,7 @@ const aliveKey = (generationId: string): string => `alive:${generationId}`;
 /** Who first found a mark missing, and the window after that sighting (see Leases.seenDead). */
 const suspectKey = (part: 'sighted' | 'window', generationId: string): string => `suspect-${part}:${generationId}`;
 const SUSPECT = 'suspect';
-/** A sighting outlives its window by this, for the next look (a follower's next poll, a client's retry) to find it. */
-const SIGHTING_KEPT_MS = 30_000;
+/** As long as a session's lock may be held by a reply whose instance died (ChatService's record TTL). */
+const SIGHTING_TTL_MS = 24 * 60 * 60 * 1000;
+const generationOfAliveKey = (key: string): string | undefined => (key.startsWith('alive:') ? key.slice('alive:'.length) : undefined);
 const sessionLockKey = (sessionKey: string): string => `session:${sessionKey}`;

@@ -3,6 +3,7 @@ import { isTerminalEvent, type StreamEvent } from '../../shared/stream-events.ts
 import { ERROR_MESSAGES } from './errors.ts';
 import type { Leases } from './leases.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
+import type { Signals } from './store/signals.ts';
 import type { History, HistoryMessage } from './store/history.ts';
 import type { ProviderMessage } from './providers/provider.ts';
 import { estimateUsage } from './usage.ts';
@@ -19,6 +20,8 @@ export interface OrphanContext {
   readonly maxHistoryMessages: number;
   /** What the provider puts before every prompt (a system prompt), counted in an orphan's usage as its own instance would have. */
   readonly preamble?: readonly ProviderMessage[] | undefined;
+  /** Where a cancel was asked for it (one that answered true while its death was not yet known: it ends cancelled). */
+  readonly signals: Pick<Signals, 'cancelled'>;
 }
 
 /** What became of a generation that looked orphaned (its liveness mark missing). */
@@ -34,7 +37,8 @@ const ALIVE: OrphanOutcome = { kind: 'alive' };
 const LOST: OrphanOutcome = { kind: 'lost' };
 
 /**
- * Ends a generation whose instance died: logs an `interrupted` ending after its last event and,
+ * Ends a generation whose instance died: logs an `interrupted` ending (`cancelled` if a cancel was
+ * asked for it) after its last event and,
  * if this call wrote it, stores the partial reply and frees the session. `confirmDead`, when given,
  * is asked before anything is written (see Leases.seenDead).
  * An ending is never written below `seen`, the last event the caller has shown: a log shorter than
@@ -53,7 +57,9 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen
     const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
     const place = record.stored ? await placeOf(o, record) : undefined;
     const usage = place ? await estimateUsage([...(o.preamble ?? []), ...place.prompt], partial) : undefined;
-    const ending: StreamEvent = { type: 'error', code: 'interrupted', message: ERROR_MESSAGES.interrupted, partial, ...(usage ? { usage } : {}) };
+    // A cancel that answered true (the reply counted as running then) decides how it ends.
+    const code = (await o.signals.cancelled([record.id])).length > 0 ? 'cancelled' : 'interrupted';
+    const ending: StreamEvent = { type: 'error', code, message: ERROR_MESSAGES[code], partial, ...(usage ? { usage } : {}) };
     const seq = (last?.seq ?? 0) + 1;
     if ((await events.append(record.id, seq, ending)) === 'added') {
       // A reply that died as it started (its message not stored yet) has no place in history to end.
