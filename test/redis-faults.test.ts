@@ -191,6 +191,10 @@ describe('faults of a shared Redis', () => {
       ['user', 'complete'],
       ['assistant', 'complete'],
     ]);
+    // Ended, it leaves no more behind than a reply that ended by itself: its marks for a settled
+    // reply's time at most, nothing of the wait that found it dead.
+    expect(await client.keys(`*suspect*${generation}*`)).toEqual([]);
+    for (const mark of await client.keys(`*cx*${generation}*`)) expect(await client.pttl(mark)).toBeLessThanOrEqual(5 * 60 * 1000);
   });
 
   it("7: a cancel published while A's subscriber connection reconnects still stops the reply", async () => {
