@@ -157,6 +157,7 @@ export class ChatService {
     this.#observer = options.observer ?? NO_OBSERVER;
     this.#local = new LocalGenerations(options.eventLogTtlMs, options.resumableMaxChars ?? Number.POSITIVE_INFINITY);
     this.#checkpoints = new Checkpoints({ history: options.history, intervalMs: options.checkpointMs ?? 1000, logger: options.logger });
+    const settledMarkTtlMs = Math.max(options.eventLogTtlMs, SETTLED_MARK_MIN_TTL_MS);
     this.#orphans = {
       events: options.events,
       history: options.history,
@@ -166,6 +167,7 @@ export class ChatService {
       maxHistoryMessages: this.#keepMessages,
       preamble: options.provider.preamble,
       signals: options.signals,
+      settledMarkTtlMs,
     };
     this.#cancels = new CancelRouting(options.signals, this.#local, options.logger);
     this.#runner = new ReplyRunner({
@@ -180,7 +182,7 @@ export class ChatService {
       cancels: this.#cancels,
       resumeGraceMs: options.resumeGraceMs,
       eventLogTtlMs: options.eventLogTtlMs,
-      settledMarkTtlMs: Math.max(options.eventLogTtlMs, SETTLED_MARK_MIN_TTL_MS),
+      settledMarkTtlMs,
       keepMessages: this.#keepMessages,
       onListener: this.#countListener,
     });

@@ -78,14 +78,15 @@ export class Leases {
       await this.#store.acquire(window, SUSPECT, Math.ceil(this.#ttlMs / 2));
       await this.#store.acquire(sighted, SUSPECT, SIGHTING_TTL_MS);
       // Taken back meanwhile (it may have cleared the sighting before this one was made): none stays.
-      if (await this.isAlive(generationId)) await this.#clearSighting(generationId);
+      if (await this.isAlive(generationId)) await this.forgetSighting(generationId);
       return false;
     }
     if ((await this.#store.holder(window)) !== undefined) return false;
     return !(await this.isAlive(generationId));
   }
 
-  async #clearSighting(generationId: string): Promise<void> {
+  /** Clears a sighting of a generation's mark missing: its reply lives, or has been ended. */
+  async forgetSighting(generationId: string): Promise<void> {
     await Promise.all([this.#store.release(suspectKey('sighted', generationId), SUSPECT), this.#store.release(suspectKey('window', generationId), SUSPECT)]);
   }
 
@@ -148,7 +149,7 @@ export class Leases {
         this.#logger.warn({ lease: lease.key }, 'a lease had vanished; taken back');
         // A mark taken back shows its reply alive: a sighting of it missing is over (see seenDead).
         const generationId = generationOfAliveKey(lease.key);
-        if (generationId !== undefined) await this.#clearSighting(generationId);
+        if (generationId !== undefined) await this.forgetSighting(generationId);
         return;
       }
       if (!this.#held.delete(lease)) return;

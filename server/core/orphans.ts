@@ -20,8 +20,13 @@ export interface OrphanContext {
   readonly maxHistoryMessages: number;
   /** What the provider puts before every prompt (a system prompt), counted in an orphan's usage as its own instance would have. */
   readonly preamble?: readonly ProviderMessage[] | undefined;
-  /** Where a cancel was asked for it (one that answered true while its death was not yet known: it ends cancelled). */
-  readonly signals: Pick<Signals, 'cancelled'>;
+  /**
+   * Where its outcome is settled against cancels, as a running reply's is: one that answered true
+   * while its death was not yet known has it end cancelled, and one after the settle answers false.
+   */
+  readonly signals: Pick<Signals, 'settle'>;
+  /** How long a settled outcome stays marked (as for a reply that ended by itself). */
+  readonly settledMarkTtlMs: number;
 }
 
 /** What became of a generation that looked orphaned (its liveness mark missing). */
@@ -37,8 +42,8 @@ const ALIVE: OrphanOutcome = { kind: 'alive' };
 const LOST: OrphanOutcome = { kind: 'lost' };
 
 /**
- * Ends a generation whose instance died: logs an `interrupted` ending (`cancelled` if a cancel was
- * asked for it) after its last event and,
+ * Ends a generation whose instance died: logs an `interrupted` ending (`cancelled` if a cancel got
+ * to its outcome first) after its last event and,
  * if this call wrote it, stores the partial reply and frees the session. `confirmDead`, when given,
  * is asked before anything is written (see Leases.seenDead).
  * An ending is never written below `seen`, the last event the caller has shown: a log shorter than
@@ -49,6 +54,8 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen
   const logged = await loggedEnding(events, record.id);
   if (logged) return logged;
   if (confirmDead && !(await confirmDead())) return ALIVE;
+  // Settled as a running reply settles: a cancel that got there first (it answered true) decides.
+  const code = (await o.signals.settle(record.id, o.settledMarkTtlMs)) ? 'interrupted' : 'cancelled';
   for (;;) {
     const all = await events.read(record.id, 0, 0);
     const last = all.at(-1);
@@ -57,8 +64,6 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen
     const partial = all.map(({ event }) => (event.type === 'delta' ? event.delta : '')).join('');
     const place = record.stored ? await placeOf(o, record) : undefined;
     const usage = place ? await estimateUsage([...(o.preamble ?? []), ...place.prompt], partial) : undefined;
-    // A cancel that answered true (the reply counted as running then) decides how it ends.
-    const code = (await o.signals.cancelled([record.id])).length > 0 ? 'cancelled' : 'interrupted';
     const ending: StreamEvent = { type: 'error', code, message: ERROR_MESSAGES[code], partial, ...(usage ? { usage } : {}) };
     const seq = (last?.seq ?? 0) + 1;
     if ((await events.append(record.id, seq, ending)) === 'added') {
@@ -76,6 +81,7 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen
         );
       }
       await o.leases.releaseSession(record.sessionKey, record.id);
+      await o.leases.forgetSighting(record.id);
       await events.expire(record.id, o.eventLogTtlMs);
       return { kind: 'ended', seq, event: ending };
     }
@@ -104,6 +110,7 @@ export async function endIfDead(o: OrphanContext, sessionKey: string, holder: st
   // The lock goes in any case: a reply whose ending is logged (by itself, or by another instance)
   // may still hold it, when its own release never reached the store.
   await o.leases.releaseSession(sessionKey, holder);
+  await o.leases.forgetSighting(holder);
   return true;
 }
 
