@@ -4,6 +4,8 @@ import { generateKeyPair, exportSPKI, SignJWT } from 'jose';
 import OpenAI from 'openai';
 import superjson from 'superjson';
 import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { JwtVerifier } from '../server/core/auth/jwt-verifier.ts';
@@ -195,6 +197,29 @@ describe('an identity provider that hangs', () => {
     expect(messages).toMatchObject([{ id: null, error: { json: { data: { sluiceCode: 'unavailable' } } } }]);
     const res = await fetch(`${url}/v1/sessions/s/messages`, { headers: bearer(token) });
     expect(res.status).toBe(503);
+  });
+});
+
+describe('an identity provider whose JWKS is huge', () => {
+  it('is unavailable, not read whole: a JWKS is a few keys, and one past 1 MiB is refused as it arrives', async () => {
+    const idp = await startIdentityProvider();
+    const token = await idp.token('alice');
+    // The provider's real keys, padded past any JWKS's size (as a misconfigured URL might serve).
+    const jwks = (await (await fetch(idp.jwksUrl)).json()) as { keys: unknown[] };
+    const padded = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`{"keys":${JSON.stringify(jwks.keys)},"padding":"${'x'.repeat(4 * 1024 * 1024)}"}`);
+    });
+    padded.listen(0, '127.0.0.1');
+    await once(padded, 'listening');
+    try {
+      const { port } = padded.address() as AddressInfo;
+      const verifier = new JwtVerifier({ keys: { jwksUrl: new URL(`http://127.0.0.1:${port}/jwks.json`) } });
+      await expect(verifier.ownerOf(token)).rejects.toMatchObject({ code: 'unavailable' });
+    } finally {
+      padded.closeAllConnections();
+      padded.close();
+    }
   });
 });
 
