@@ -1,4 +1,4 @@
-import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, customFetch, errors, type JWTVerifyGetKey } from 'jose';
 
 /** Resolver failures that are the token's fault (its `kid` or `alg`); anything else is the key source's. */
 const TOKEN_FAULTS = [errors.JWKSNoMatchingKey, errors.JWKSMultipleMatchingKeys, errors.JOSENotSupported, errors.JOSEAlgNotAllowed];
@@ -25,7 +25,7 @@ export interface JwksKeysOptions {
  * when the provider is up); only with no keys known at all is the answer "unavailable".
  */
 export function jwksKeys(options: JwksKeysOptions): JWTVerifyGetKey {
-  const remote = createRemoteJWKSet(options.url, { cooldownDuration: options.cooldownMs });
+  const remote = createRemoteJWKSet(options.url, { cooldownDuration: options.cooldownMs, [customFetch]: boundedFetch });
   let failedAt = Number.NEGATIVE_INFINITY;
   // The keys jose holds, as a local set of our own (jose hands out copies): remade after any call
   // to the remote set, which may have fetched new ones.
@@ -60,4 +60,30 @@ export function jwksKeys(options: JwksKeysOptions): JWTVerifyGetKey {
       return keys(header, token);
     }
   };
+}
+
+/** A JWKS is a few keys, a few kilobytes: one larger than this is refused as it arrives, not read whole. */
+const MAX_JWKS_BYTES = 1024 * 1024;
+
+/** jose's fetch, with the body bounded (jose reads a JWKS whole, whatever its size). */
+async function boundedFetch(url: string, init: Parameters<typeof fetch>[1]): Promise<Response> {
+  const response = await fetch(url, init);
+  if (response.status !== 200 || !response.body) return response;
+  const tooLarge = (): Error => new Error(`the JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
+  if (Number(response.headers.get('content-length')) > MAX_JWKS_BYTES) {
+    await response.body.cancel();
+    throw tooLarge();
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = response.body.getReader();
+  for (let read = await reader.read(); !read.done; read = await reader.read()) {
+    size += read.value.byteLength;
+    if (size > MAX_JWKS_BYTES) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(read.value);
+  }
+  return new Response(Buffer.concat(chunks), { status: 200, headers: response.headers });
 }
