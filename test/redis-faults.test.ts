@@ -71,6 +71,18 @@ async function pair(
   return { redis, a, b, aId, admin: adminClient };
 }
 
+/** A reply started on `url`, its first frame read: the stream, that frame and its generation's id. */
+async function replyStarted(url: string, session: string): Promise<{ head: AsyncGenerator<SseFrame>; first: SseFrame; generation: string }> {
+  const head = streamSseRoute(url, { message: LONG, session_id: session });
+  const first = (await head.next()).value as SseFrame;
+  return { head, first, generation: first.id!.split(':')[0]! };
+}
+
+/** Deletes a reply's liveness mark, as a failover that outlasted it does. */
+async function dropMark(client: Redis, generation: string): Promise<void> {
+  await client.del(...(await client.keys(`*alive:${generation}*`)));
+}
+
 const lastIsCancelled = (frames: SseFrame[]): boolean =>
   frames.at(-1)?.event === 'error' && SseErrorData.parse(JSON.parse(frames.at(-1)!.data)).message === 'The reply was cancelled';
 
@@ -283,10 +295,8 @@ describe('faults of a shared Redis', () => {
     const setup = await pair({ SIM_DELAY_MS: 20, LIVENESS_TTL_MS: 3000 });
     if (!setup) return;
     const { a, b, admin: client } = setup;
-    const head = streamSseRoute(a.url, { message: LONG, session_id: 'mark-gone' });
-    const first = (await head.next()).value as SseFrame;
-    const generation = first.id!.split(':')[0]!;
-    await client.del(...(await client.keys(`*alive:${generation}*`)));
+    const { head, generation } = await replyStarted(a.url, 'mark-gone');
+    await dropMark(client, generation);
     const next = await rawRequest(`${b.url}/v1/chat/stream`, {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ message: 'next question', session_id: 'mark-gone' }),
@@ -300,16 +310,14 @@ describe('faults of a shared Redis', () => {
     const setup = await pair({ SIM_DELAY_MS: 20, LIVENESS_TTL_MS: 3000 });
     if (!setup) return;
     const { a, b, admin: client } = setup;
-    const head = streamSseRoute(a.url, { message: LONG, session_id: 'lost-twice' });
-    const first = (await head.next()).value as SseFrame;
-    const generation = first.id!.split(':')[0]!;
+    const { head, generation } = await replyStarted(a.url, 'lost-twice');
     const send = () =>
       rawRequest(`${b.url}/v1/chat/stream`, {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ message: 'next', session_id: 'lost-twice' }),
       });
     for (let loss = 0; loss < 2; loss++) {
-      await client.del(...(await client.keys(`*alive:${generation}*`)));
+      await dropMark(client, generation);
       expect((await send()).status).toBe(409);
       // Its instance takes the mark back at its next heartbeat.
       await vi.waitFor(async () => expect(await client.keys(`*alive:${generation}*`)).toHaveLength(1), { timeout: 5_000, interval: 50 });

@@ -106,6 +106,9 @@ const KEPT_REPLY_OVERHEAD_CHARS = 1_000;
 const MIN_COPY_WINDOW_MS = 1_000;
 /** How long after a copy's deadline this instance gives up on it: the error of the store's clock as the log knows it. */
 const DEADLINE_MARGIN_MS = 250;
+/** The wait before try `tries + 1` of a write to the shared store (a copy, a settle). */
+const pauseBeforeTry = (tries: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, Math.min(COPY_RETRY_MS << (tries - 1), COPY_RETRY_MAX_MS)));
 /** Events sent again at first when the log turns out to have lost some (doubled until enough). */
 const REFILL_SPAN = 32;
 export const NOTHING_CONSUMED: TokenUsage = Object.freeze({ promptTokens: 0, completionTokens: 0, estimated: true });
@@ -621,7 +624,7 @@ export class Generation {
         this.#breakAt(seq, 'unavailable');
         return false;
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.min(COPY_RETRY_MS << (tries - 1), COPY_RETRY_MAX_MS)));
+      await pauseBeforeTry(tries);
     }
   }
 
@@ -636,7 +639,7 @@ export class Generation {
         return await this.#settle!();
       } catch {
         if (performance.now() - startedAt >= this.#storeWaitMs) return undefined;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(COPY_RETRY_MS << (tries - 1), COPY_RETRY_MAX_MS)));
+        await pauseBeforeTry(tries);
       }
     }
   }
