@@ -99,14 +99,21 @@ describe('backpressure on a shared connection', () => {
 });
 
 /** A server (send timeout 800 ms) whose session `long` holds 12 MB of reply: more than the kernel's socket buffers on both ends take (about 4 MB here). */
-async function sessionWithLongHistory(): Promise<Awaited<ReturnType<typeof startServer>>> {
-  const server = await startServer({ SEND_TIMEOUT_MS: 800 }, { provider: flood(3000, 0) });
+async function sessionWithLongHistory(sendTimeoutMs = 800): Promise<Awaited<ReturnType<typeof startServer>>> {
+  // The reply runs to its end with nobody reading it (its resume window outlasts it): 12 MB read by
+  // a client on the server's own event loop could fall behind the short send timeout on a busy
+  // machine, and be cut before the history these tests read is whole.
+  const server = await startServer({ SEND_TIMEOUT_MS: sendTimeoutMs, RESUME_GRACE_MS: 60_000 }, { provider: flood(3000, 0) });
+  const leave = new AbortController();
   const turn = await fetch(`${server.url}/v1/chat/stream`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
     body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
+    signal: leave.signal,
   });
-  await turn.text();
+  expect(turn.status).toBe(200);
+  leave.abort();
+  await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0), { timeout: 20_000 });
   return server;
 }
 
@@ -140,7 +147,8 @@ describe('backpressure on answers', () => {
 
 describe('backpressure on answers: a slow reader', () => {
   it('a reader that takes a long answer in bits, each within the send timeout, gets all of it', async () => {
-    const server = await sessionWithLongHistory();
+    // A timeout well past the reader's pauses: on a busy machine its timer may come late.
+    const server = await sessionWithLongHistory(2000);
 
     const socket = connect(server.port, '127.0.0.1');
     socket.write(`GET /v1/sessions/long/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
