@@ -45,6 +45,11 @@ export interface Sluice {
   shutdown(): Promise<void>;
   /** Ends running replies now (partials stored, listeners get the error event), closes sockets and the store. Safe to call twice. */
   close(): Promise<void>;
+  /**
+   * SIGHUP: reads API_KEYS_FILE again, so that a key is rotated without a restart; the keys in use
+   * stay when the file cannot be used. Logs the outcome.
+   */
+  reloadKeys(): void;
 }
 
 /**
@@ -53,7 +58,8 @@ export interface Sluice {
  */
 export async function createSluice(config: Config, overrides: SluiceOverrides = {}): Promise<Sluice> {
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid }, secretsOf(config));
-  const credentials = overrides.credentials ?? credentialsFrom(config, logger);
+  const configured = overrides.credentials ? undefined : credentialsFrom(config, logger);
+  const credentials = overrides.credentials ?? configured!.credentials;
   const metrics: Metrics = new Metrics((): number => service.runningCount);
   const provider = overrides.provider ?? providerFrom(config, logger);
   const store =
@@ -167,5 +173,17 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
       return shuttingDown;
     },
     close,
+    reloadKeys: () => {
+      const keys = configured?.keys;
+      if (!keys?.reloadable) {
+        logger.info('SIGHUP: nothing to reload (the API keys come from no file)');
+        return;
+      }
+      try {
+        logger.info({ keys: keys.reload() }, 'reloaded API keys');
+      } catch (error) {
+        logger.error(`could not reload API keys (${(error as Error).message}); the keys in use stay`);
+      }
+    },
   };
 }

@@ -58,4 +58,9 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // Each worker holds its own copy of the keys: each reads the file again.
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    for (const worker of Object.values(cluster.workers ?? {})) if (worker && !worker.isDead()) worker.process.kill('SIGHUP');
+  });
 }

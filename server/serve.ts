@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { within } from '../shared/within.ts';
 
-/** Runs one Sluice server in this process until SIGTERM/SIGINT, then shuts it down gracefully. */
+/** Runs one Sluice server in this process until SIGTERM/SIGINT, then shuts it down gracefully; SIGHUP reads API_KEYS_FILE again. */
 export async function serve(config: Config): Promise<void> {
   let sluice;
   try {
@@ -39,6 +39,8 @@ export async function serve(config: Config): Promise<void> {
   // A second signal while draining is harmless: shutdown() is idempotent.
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // The usual "reload": a rotated key without a restart (Node's default for SIGHUP is to exit).
+  process.on('SIGHUP', () => sluice.reloadKeys());
 }
 
 /**

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TRPCClientError } from '@trpc/client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { AppRouter } from '../server/router-type.ts';
 import { startSluiceProcess, type SluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
 import { openSseRoute, rawRequest, type SseFrame } from './helpers/sse.ts';
@@ -62,7 +63,7 @@ describe('API_KEYS_FILE is read again on SIGHUP', () => {
     // The WebSocket signed in with the old key: its next call is refused, as any call with it.
     const refused = await collectStream(ws.client, { message: 'after', sessionId: 'ws' }).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(TRPCClientError);
-    expect((refused as TRPCClientError<never>).data?.code).toBe('UNAUTHORIZED');
+    expect((refused as TRPCClientError<AppRouter>).data?.code).toBe('UNAUTHORIZED');
     await ws.close();
 
     // The reply that was running when the keys changed ends as it would have.

@@ -20,36 +20,39 @@ export function parseKeysFile(text: string): string[] {
     .filter((line) => line.length > 0);
 }
 
+/** Where the keys come from: a file (`API_KEYS_FILE`), a comma-separated list (`API_KEYS`), or both. */
+export interface KeySources {
+  readonly file?: string | undefined;
+  readonly list?: string | undefined;
+}
+
 /**
  * The configured API keys, held only as SHA-256 hashes. A presented key is hashed and compared with
  * every known hash in constant time, so neither timing nor the answer tells whether a key exists.
+ * The file can be read again (`reload`, on SIGHUP), so that a key is rotated without a restart.
  */
 export class ApiKeys implements Credentials {
-  readonly #keys: readonly KnownKey[];
+  readonly #sources: KeySources;
+  #keys: readonly KnownKey[];
 
-  constructor(keys: readonly string[]) {
-    for (const key of keys) {
-      if (key.length < 16) throw new RangeError('API keys must be at least 16 characters long');
-      if (/\s/.test(key)) throw new RangeError('API keys must not contain whitespace');
-    }
-    this.#keys = [...new Set(keys)].map((key) => {
-      const hash = sha256(key);
-      return { hash, owner: `k_${hash.subarray(0, 12).toString('hex')}` };
-    });
+  constructor(sources: KeySources) {
+    this.#sources = sources;
+    this.#keys = knownKeys(sources);
   }
 
-  static fromSources(sources: { file?: string | undefined; list?: string | undefined }): ApiKeys {
-    const keys: string[] = [];
-    if (sources.file) keys.push(...parseKeysFile(readKeysFile(sources.file)));
-    if (sources.list)
-      keys.push(
-        ...sources.list
-          .split(',')
-          .map((k) => k.trim())
-          .filter(Boolean),
-      );
-    if (sources.file && keys.length === 0) throw new RangeError(`API_KEYS_FILE: ${sources.file} holds no keys`);
-    return new ApiKeys(keys);
+  /** Whether there is a file to read again. */
+  get reloadable(): boolean {
+    return this.#sources.file !== undefined;
+  }
+
+  /**
+   * Reads the sources again and lets in their keys from now on; returns how many there are. Throws
+   * (a RangeError naming the problem) and keeps the keys in use when the file cannot be read, holds
+   * no key (which would let anyone in, were it taken as "keys off") or holds one that is not valid.
+   */
+  reload(): number {
+    this.#keys = knownKeys(this.#sources);
+    return this.#keys.length;
   }
 
   get required(): boolean {
@@ -70,6 +73,27 @@ export class ApiKeys implements Credentials {
     for (const key of this.#keys) if (timingSafeEqual(hash, key.hash)) owner = key.owner;
     return owner;
   }
+}
+
+function knownKeys(sources: KeySources): KnownKey[] {
+  const keys: string[] = [];
+  if (sources.file) keys.push(...parseKeysFile(readKeysFile(sources.file)));
+  if (sources.list)
+    keys.push(
+      ...sources.list
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+    );
+  if (sources.file && keys.length === 0) throw new RangeError(`API_KEYS_FILE: ${sources.file} holds no keys`);
+  for (const key of keys) {
+    if (key.length < 16) throw new RangeError('API keys must be at least 16 characters long');
+    if (/\s/.test(key)) throw new RangeError('API keys must not contain whitespace');
+  }
+  return [...new Set(keys)].map((key) => {
+    const hash = sha256(key);
+    return { hash, owner: `k_${hash.subarray(0, 12).toString('hex')}` };
+  });
 }
 
 function readKeysFile(file: string): string {

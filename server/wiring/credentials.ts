@@ -5,11 +5,17 @@ import { AnyCredential } from '../core/auth/any-credential.ts';
 import { JwtVerifier, type TokenKeys } from '../core/auth/jwt-verifier.ts';
 import type { Credentials } from '../core/credentials.ts';
 
+export interface ConfiguredCredentials {
+  readonly credentials: Credentials;
+  /** The API keys among them, whose file SIGHUP reads again. */
+  readonly keys: ApiKeys;
+}
+
 /** The credentials the configuration turns on: API keys, end-user tokens, both, or neither (anyone is `anonymous`). */
-export function credentialsFrom(config: Config, logger?: Logger): Credentials {
-  const keys = ApiKeys.fromSources({ file: config.API_KEYS_FILE, list: config.API_KEYS });
+export function credentialsFrom(config: Config, logger?: Logger): ConfiguredCredentials {
+  const keys = new ApiKeys({ file: config.API_KEYS_FILE, list: config.API_KEYS });
   const tokenKeys = tokenKeysFrom(config);
-  if (!tokenKeys) return keys;
+  if (!tokenKeys) return { credentials: keys, keys };
   const tokens = new JwtVerifier({
     keys: tokenKeys,
     issuer: config.AUTH_JWT_ISSUER,
@@ -18,7 +24,7 @@ export function credentialsFrom(config: Config, logger?: Logger): Credentials {
     // Every refusal is the same 401 to the caller; the reason is for whoever sets up the provider.
     onRefused: (reason) => logger?.debug({ reason }, 'token refused'),
   });
-  return new AnyCredential([keys, tokens]);
+  return { credentials: new AnyCredential([keys, tokens]), keys };
 }
 
 function tokenKeysFrom(config: Config): TokenKeys | undefined {
