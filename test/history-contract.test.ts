@@ -345,6 +345,32 @@ describe.each(backends)('history contract: $name', (backend) => {
     ]);
   });
 
+  it('lets a reply that went on to its end replace the interrupted message another process ended its draft with', async () => {
+    // Another process took a reply that was still running for a crash's (PostgreSQL without Redis:
+    // a deploy's new instance took the database's lock while this one's link to it was down) and
+    // ended its draft `interrupted`, at its last checkpoint. The reply then finished, and its
+    // client got all of it: history keeps what the client got, in the same place.
+    const s = await setup();
+    if (!s) return;
+    const { history } = s;
+    await history.begin('o/s', user('question'), { keepLast: 100, replyId: 'r1' });
+    await history.checkpoint('o/s', 'r1', 'The ans');
+    const ended: ChatMessage = { role: 'assistant', content: 'The ans', status: 'interrupted', createdAt: new Date(T0).toISOString() };
+    expect(await history.append('o/s', ended, { keepLast: 100, replyId: 'r1' })).toBe(2);
+    await history.append('o/s', user('next'), keep);
+    const final: ChatMessage = { role: 'assistant', content: 'The answer is 42.', status: 'complete', createdAt: new Date(T0 + 2000).toISOString() };
+    expect(await history.append('o/s', final, { keepLast: 100, replyId: 'r1' })).toBe(2);
+    expect(await history.read('o/s')).toEqual([
+      { ...user('question'), seq: 1 },
+      { ...final, seq: 2 },
+      { ...user('next'), seq: 3 },
+    ]);
+    // A final message is final: neither another end nor a retry moves it.
+    expect(await history.append('o/s', { ...ended, content: 'The' }, { keepLast: 100, replyId: 'r1' })).toBe(2);
+    expect(await history.append('o/s', { ...final, content: 'again' }, { keepLast: 100, replyId: 'r1' })).toBe(2);
+    expect((await history.read('o/s'))[1]).toEqual({ ...final, seq: 2 });
+  });
+
   it('runs writes called together in call order, and gives each caller its own result', async () => {
     const s = await setup();
     if (!s) return;
