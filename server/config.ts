@@ -151,7 +151,10 @@ export const ConfigSchema = z
     MEMORY_MAX_SESSIONS: int(1)
       .default(100_000)
       .describe('with `STORE=memory`: sessions kept in the process at most; beyond it the least recently used one is dropped'),
-    API_KEYS_FILE: z.string().optional().describe('file of API keys, one a line (blank lines and # comments ignored); when set, every request needs one; read again on SIGHUP'),
+    API_KEYS_FILE: z
+      .string()
+      .optional()
+      .describe('file of API keys, one a line (blank lines and # comments ignored); when set, every request needs one; read again on SIGHUP'),
     API_KEYS: z
       .string()
       // Set, it makes every request need a key: a list without one must not leave the routes open.

@@ -68,7 +68,8 @@ export class MemoryHistory implements History {
     const session = this.#touch(sessionKey);
     const { entries } = session;
     const draft = replyId === undefined ? undefined : this.#find(session, replyId);
-    if (draft && !draft.draft) return draft.seq; // a reply has one final message: a retry changes nothing
+    // A reply has one final message: a retry changes nothing (but see History's contract).
+    if (draft && !draft.draft && !(draft.message.status === 'interrupted' && message.status === 'complete')) return draft.seq;
     let seq: number;
     if (draft) {
       seq = draft.seq;

@@ -82,7 +82,14 @@ export class RedisHistory implements History {
     // stored (the user's message, the reply it read to the end) goes missing from history.
     return this.#run(() =>
       this.#c.write(async (redis) => {
-        const at = (await redis.historyAppend(...this.#keys(sessionKey), JSON.stringify(stored), keepLast, options.replyId ?? '', this.#ttlMs)) as number;
+        const at = (await redis.historyAppend(
+          ...this.#keys(sessionKey),
+          JSON.stringify(stored),
+          keepLast,
+          options.replyId ?? '',
+          this.#ttlMs,
+          message.status,
+        )) as number;
         await redis.zadd(this.#touched, this.#clock(), sessionKey);
         return at;
       }, true),

@@ -1,7 +1,8 @@
 -- Appends a message to a session's history, or replaces its reply's draft in place.
 -- KEYS: the session's messages (sorted set scored by position), its reply ids (hash: id -> 'd:<seq>'
 -- for a draft, 'f:<seq>' for a final message) and its position counter.
--- ARGV: the message's JSON, keepLast, the reply id ('' for none), the keys' TTL in ms (0: none).
+-- ARGV: the message's JSON, keepLast, the reply id ('' for none), the keys' TTL in ms (0: none),
+-- the message's status.
 -- Members are '<seq>|<d or f>|<reply id>|<json>' (the position makes equal messages distinct).
 -- Returns the message's position.
 local replyId = ARGV[3]
@@ -10,8 +11,13 @@ if replyId ~= '' then
   local known = redis.call('hget', KEYS[2], replyId)
   if known then
     seq = tonumber(string.sub(known, 3))
-    -- A reply has one final message: a retry changes nothing.
-    if string.sub(known, 1, 1) == 'f' then return seq end
+    -- A reply has one final message: a retry changes nothing, except that a complete one replaces
+    -- an interrupted one (another process ended the reply for a crash's while it went on).
+    if string.sub(known, 1, 1) == 'f' then
+      if ARGV[5] ~= 'complete' then return seq end
+      local stored = redis.call('zrangebyscore', KEYS[1], seq, seq)[1]
+      if not stored or cjson.decode(string.match(stored, '^%d+|.|[^|]*|(.*)$')).status ~= 'interrupted' then return seq end
+    end
     redis.call('zremrangebyscore', KEYS[1], seq, seq)
   end
 end
