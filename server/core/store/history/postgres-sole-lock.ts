@@ -6,6 +6,8 @@ import { SluiceError } from '../../errors.ts';
 const KEY = 'sluice sole instance';
 /** How often a lock not held (another instance has it, or its connection went) is asked for again. */
 const RETAKE_MS = 2000;
+/** How often a lock this instance held, and lost with its connection, is asked for while PostgreSQL cannot be reached. */
+const LOST_RETAKE_MS = 200;
 
 /**
  * Tells an instance whose live state is its own (no Redis) whether it is alone on the database: a
@@ -63,13 +65,20 @@ export class PostgresSoleLock {
     return row?.taken === true;
   }
 
-  /** The connection went (PostgreSQL restarted, say), and the lock with it. */
+  /**
+   * The connection went (PostgreSQL restarted, or the connection was cut), and the lock with it:
+   * asked for again at once, then often while it cannot be, since an instance starting meanwhile
+   * would take it and end this one's running replies as a crash's.
+   */
   #lost(): void {
+    if (!this.#held) return;
     this.#held = false;
-    this.#schedule();
+    clearTimeout(this.#retake);
+    this.#retake = undefined;
+    this.#schedule(0);
   }
 
-  #schedule(): void {
+  #schedule(delayMs = RETAKE_MS): void {
     if (this.#closed || this.#retake) return;
     this.#retake = setTimeout(() => {
       this.#retake = undefined;
@@ -79,9 +88,10 @@ export class PostgresSoleLock {
           this.#held = taken;
           if (!taken) this.#schedule();
         },
-        () => this.#schedule(),
+        // Not reached (PostgreSQL is away): soon again, as it may come back any moment.
+        () => this.#schedule(delayMs === RETAKE_MS ? RETAKE_MS : LOST_RETAKE_MS),
       );
-    }, RETAKE_MS).unref();
+    }, delayMs).unref();
   }
 
   async close(): Promise<void> {
