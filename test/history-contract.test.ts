@@ -584,6 +584,45 @@ describe('PostgreSQL history: migrations', () => {
     await vi.waitFor(async () => expect(await history.healthy()).toBe(true));
   });
 
+  it('answers every write within a bound while a lock holds its tables, however many are queued', async () => {
+    // The PostgreSQL hunt: a table locked for 45 s under 200 new turns answered them after 10, 20,
+    // 30, 40 s (one batch of 64 after another, each waiting out the statement timeout), and the
+    // queue takes up to 10,000 writes: about 26 minutes of waiting at the end of it.
+    const server = await postgresServer();
+    if (!server) return;
+    const url = await server.createDatabase();
+    const history = await PostgresHistory.open({ url, logger, statementTimeoutMs: 1000 });
+    opened.push(history);
+    const admin = postgres(url, { max: 1, onnotice: () => undefined });
+    let locked!: () => void;
+    const taken = new Promise<void>((resolve) => (locked = resolve));
+    const holding = admin.begin(async (tx) => {
+      await tx`LOCK TABLE history_messages, history_sessions IN ACCESS EXCLUSIVE MODE`;
+      locked();
+      await tx`SELECT pg_sleep(6)`;
+    });
+    try {
+      await taken;
+      const started = performance.now();
+      const answeredAfter = await Promise.all(
+        Array.from({ length: 400 }, (_, i) =>
+          history.begin(`o/s${i}`, user(`turn ${i}`), { keepLast: 100, replyId: `r${i}` }).then(
+            () => ({ ok: true, ms: performance.now() - started }),
+            (error: unknown) => ({ ok: false, code: (error as { code?: string }).code, ms: performance.now() - started }),
+          ),
+        ),
+      );
+      expect(answeredAfter.filter((a) => a.ok)).toEqual([]);
+      expect(new Set(answeredAfter.map((a) => (a as { code?: string }).code))).toEqual(new Set(['unavailable']));
+      // The statement timeout once for the batch under way, and the queue's own wait for the rest.
+      expect(Math.max(...answeredAfter.map((a) => a.ms))).toBeLessThan(2500);
+    } finally {
+      await holding;
+      await admin.end({ timeout: 1 });
+    }
+    await history.begin('o/after', user('after'), { keepLast: 100, replyId: 'r-after' });
+  });
+
   it('refuses to open, saying where, when PostgreSQL cannot be reached', async () => {
     const server = await postgresServer();
     if (!server) return;

@@ -21,6 +21,8 @@ export interface PostgresHistoryOptions {
    * database (see PostgresSoleLock, and `aloneAtStart`). One more connection, held for the store's life.
    */
   readonly soleInstance?: boolean;
+  /** How long one statement may wait (behind a lock, say) before PostgreSQL cancels it. Default 10,000 ms. */
+  readonly statementTimeoutMs?: number;
 }
 
 type Sql = postgres.Sql;
@@ -30,6 +32,7 @@ const MIGRATION_LOCK = { sql: 'SELECT pg_advisory_xact_lock(hashtext($1))', para
 // PostgreSQL errors of one write, not of the connection: a constraint (23...), a deadlock or
 // serialization failure (40...). Only these make retrying a failed batch's writes one by one worthwhile.
 const ONE_WRITE = /^(23|40)[0-9A-Z]{3}$/;
+const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
 
 /**
  * History in PostgreSQL, for fleets: every instance reads and writes the same tables. The schema
@@ -92,6 +95,10 @@ export class PostgresHistory extends SqlHistory {
     if (!Number.isInteger(maxConnections) || maxConnections < 2) {
       throw new SluiceError('internal', `PostgresHistory: maxConnections must be an integer of at least 2, got ${maxConnections}`);
     }
+    const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+    if (!Number.isInteger(statementTimeoutMs) || statementTimeoutMs < 1) {
+      throw new SluiceError('internal', `PostgresHistory: statementTimeoutMs must be a positive integer, got ${statementTimeoutMs}`);
+    }
     const connect = (max: number): Sql =>
       postgres(options.url, {
         max,
@@ -104,7 +111,7 @@ export class PostgresHistory extends SqlHistory {
         // Migrations' notices ("relation already exists, skipping") are not news.
         onnotice: () => undefined,
         // A write stuck behind a lock would hold up the instance's one writer: give up on it instead.
-        connection: { application_name: 'sluice', statement_timeout: 10_000 },
+        connection: { application_name: 'sluice', statement_timeout: statementTimeoutMs },
       });
     const sole = options.soleInstance ? await PostgresSoleLock.take(options.url, where, options.logger) : undefined;
     const writer = connect(1);
