@@ -54,7 +54,8 @@ export class PostgresHistory extends SqlHistory {
   private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions) {
     // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
     // (100), past which a transaction's queries go one round trip at a time.
-    super({ logger: options.logger, clock: options.clock, maxBatch: 64 });
+    // A write waits for those before it at most as long as a statement may wait: answered within twice that.
+    super({ logger: options.logger, clock: options.clock, maxBatch: 64, maxWaitMs: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS });
     this.#writer = writer;
     this.#readers = readers;
   }

@@ -24,6 +24,8 @@ interface Prepared {
 }
 
 const CHECKPOINT_INTERVAL_MS = 1000;
+/** How long a write waits for another connection's lock on the file. */
+const BUSY_TIMEOUT_MS = 2000;
 /** SQLite's primary result codes: the database is locked by another connection; a constraint failed (a duplicate key, say). */
 const SQLITE_BUSY = 5;
 const SQLITE_CONSTRAINT = 19;
@@ -45,7 +47,8 @@ export class SqliteHistory extends SqlHistory {
 
   private constructor(db: DatabaseSyncInstance, lock: DatabaseSyncInstance, options: SqliteHistoryOptions) {
     // A batch runs on the event loop: 64 writes hold it about 3 ms (256: 12 ms), at the same throughput.
-    super({ logger: options.logger, clock: options.clock, maxBatch: 64 });
+    // A write waits for those before it at most as long as one waits for another process's lock.
+    super({ logger: options.logger, clock: options.clock, maxBatch: 64, maxWaitMs: BUSY_TIMEOUT_MS });
     this.#db = db;
     this.#lock = lock;
   }
@@ -100,7 +103,7 @@ export class SqliteHistory extends SqlHistory {
     try {
       // Another process on the file (a backup, say) makes the writer wait rather than fail at once;
       // not for long, since it waits on the event loop.
-      db.exec('PRAGMA busy_timeout = 2000');
+      db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
       const { journal_mode: mode } = db.prepare('PRAGMA journal_mode = WAL').get() as { journal_mode: string };
       if (mode !== 'wal') throw new Error(`SQLite refused WAL mode (journal_mode is ${mode})`);
       db.exec('PRAGMA synchronous = NORMAL');

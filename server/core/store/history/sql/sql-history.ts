@@ -17,6 +17,8 @@ export interface SqlHistoryOptions {
   readonly clock?: () => number;
   /** Operations per transaction (see WriteQueueOptions.maxBatch). */
   readonly maxBatch: number;
+  /** How long a write waits for those before it (see WriteQueueOptions.maxWaitMs): the database's own limit on one statement. */
+  readonly maxWaitMs: number;
 }
 
 /**
@@ -38,6 +40,7 @@ export abstract class SqlHistory implements History {
       retryAlone: (error) => this.isOneWriteError(error),
       logger: options.logger,
       maxBatch: options.maxBatch,
+      maxWaitMs: options.maxWaitMs,
     });
   }
 

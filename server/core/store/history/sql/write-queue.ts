@@ -26,10 +26,19 @@ export interface WriteQueueOptions {
   readonly maxBatch?: number;
   /** Writes waiting at most; beyond it new ones are refused (`unavailable`) instead of piling up while the database is slow. */
   readonly maxPending?: number;
+  /**
+   * How long a write may wait for those queued before it; past it, it is refused (`unavailable`)
+   * without being run. With the database's own limit on a statement, this bounds how long any
+   * write takes to be answered, however many are queued.
+   */
+  readonly maxWaitMs: number;
+  /** Milliseconds of a monotonic clock (default: performance.now). */
+  readonly now?: () => number;
 }
 
 interface Pending {
   make: () => Op<unknown>;
+  readonly queuedAt: number;
   readonly session: string | undefined;
   readonly waiters: Array<{ resolve: (value: unknown) => void; reject: (error: unknown) => void }>;
   readonly coalesce: string | undefined;
@@ -48,6 +57,8 @@ export class WriteQueue {
   readonly #logger: Logger;
   readonly #maxBatch: number;
   readonly #maxPending: number;
+  readonly #maxWaitMs: number;
+  readonly #now: () => number;
   #pending: Pending[] = [];
   /** Pending writes that a later one with the same key replaces (a reply's checkpoints). */
   readonly #coalescing = new Map<string, Pending>();
@@ -61,6 +72,11 @@ export class WriteQueue {
     this.#logger = options.logger;
     this.#maxBatch = options.maxBatch ?? 256;
     this.#maxPending = options.maxPending ?? 10_000;
+    if (!Number.isInteger(options.maxWaitMs) || options.maxWaitMs < 1) {
+      throw new RangeError(`write queue: maxWaitMs must be a positive integer, got ${options.maxWaitMs}`);
+    }
+    this.#maxWaitMs = options.maxWaitMs;
+    this.#now = options.now ?? (() => performance.now());
   }
 
   /**
@@ -72,6 +88,7 @@ export class WriteQueue {
     return new Promise<T>((resolve, reject) => {
       const waiter = { resolve: resolve as (value: unknown) => void, reject };
       if (this.#closed) return reject(new SluiceError('unavailable', 'The history store is closed'));
+      this.#expire();
       if (keys.barrier !== undefined) this.#coalescing.delete(keys.barrier);
       const queued = keys.coalesce === undefined ? undefined : this.#coalescing.get(keys.coalesce);
       if (queued) {
@@ -82,7 +99,7 @@ export class WriteQueue {
       if (this.#pending.length >= this.#maxPending) {
         return reject(new SluiceError('unavailable', 'The history store is overloaded; try again shortly'));
       }
-      const pending: Pending = { make, session, waiters: [waiter], coalesce: keys.coalesce };
+      const pending: Pending = { make, queuedAt: this.#now(), session, waiters: [waiter], coalesce: keys.coalesce };
       this.#pending.push(pending);
       if (keys.coalesce !== undefined) this.#coalescing.set(keys.coalesce, pending);
       this.#flushing ??= this.#flushSoon();
@@ -104,9 +121,9 @@ export class WriteQueue {
     // The end of this turn of the event loop: everything called in it goes together.
     await new Promise((resolve) => setImmediate(resolve));
     try {
-      while (this.#pending.length > 0) {
+      while ((this.#expire(), this.#pending.length > 0)) {
         const batch = this.#pending.splice(0, this.#maxBatch);
-        for (const p of batch) if (p.coalesce !== undefined && this.#coalescing.get(p.coalesce) === p) this.#coalescing.delete(p.coalesce);
+        this.#uncoalesce(batch);
         await this.#runBatch(batch);
         // Between batches, let the event loop run (SQLite's writes are synchronous).
         if (this.#pending.length > 0) await new Promise((resolve) => setImmediate(resolve));
@@ -114,6 +131,29 @@ export class WriteQueue {
     } finally {
       this.#flushing = undefined;
     }
+  }
+
+  /**
+   * Refuses the writes that have waited past maxWaitMs (the oldest first: they are a prefix of the
+   * queue). Looked at when a write comes and before each batch: a batch stuck on the database
+   * holds the rest only until its statements' own limit.
+   */
+  #expire(): void {
+    const pending = this.#pending;
+    const oldest = this.#now() - this.#maxWaitMs;
+    let n = 0;
+    while (n < pending.length && pending[n]!.queuedAt <= oldest) n++;
+    if (n === 0) return;
+    const expired = pending.splice(0, n);
+    this.#uncoalesce(expired);
+    const error = new SluiceError('unavailable', 'The history store is too slow to answer; try again shortly');
+    this.#failed(error);
+    for (const p of expired) settle(p, false, error);
+  }
+
+  /** Writes leaving the queue take no more checkpoints into them. */
+  #uncoalesce(writes: readonly Pending[]): void {
+    for (const p of writes) if (p.coalesce !== undefined && this.#coalescing.get(p.coalesce) === p) this.#coalescing.delete(p.coalesce);
   }
 
   async #runBatch(batch: readonly Pending[]): Promise<void> {
