@@ -12,6 +12,7 @@ import { startPostgres } from './helpers/postgres.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
 import { startServer } from './helpers/server.ts';
+import { startTcpProxy } from './helpers/tcp-proxy.ts';
 import { openSseRoute, streamSseRoute, type SseFrame } from './helpers/sse.ts';
 import { collectStream, stockClient } from './helpers/trpc-clients.ts';
 
@@ -157,6 +158,35 @@ describe('durable history', () => {
     const text = frames.map((f) => (JSON.parse(f.data) as { delta: string }).delta).join('');
     expect((await history(second.url, 'overlap')).messages.at(-1)).toMatchObject({ role: 'assistant', status: 'complete', content: text });
     await Promise.all([first.stop('SIGTERM'), second.stop('SIGTERM')]);
+  });
+
+  it("a turn whose start was answered 503 after its write committed (the commit's answer lost with its connection) is not stored twice when sent again", async () => {
+    // The PostgreSQL hunt: told "try again shortly", the client sent the same message again and
+    // history read `user, assistant interrupted "", user, assistant complete`.
+    const pg = await startPostgres();
+    if (!pg) return;
+    const database = new URL(await pg.createDatabase());
+    const proxy = await startTcpProxy(`http://${database.host}`);
+    database.host = new URL(proxy.url).host;
+    const sluice = await startSluiceProcess({ DATABASE_URL: database.href, SIM_DELAY_MS: 0 });
+    const ask = () =>
+      fetch(`${sluice.url}/v1/chat/stream`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ message: 'what is 2+2?', session_id: 'lost-commit' }),
+      });
+    proxy.loseAnswer('COMMIT\0');
+    const first = await ask();
+    expect(first.status).toBe(503);
+    expect(ErrorBody.parse(await first.json()).error.code).toBe('unavailable');
+    const again = await ask();
+    expect(again.status).toBe(200);
+    expect(await again.text()).toContain('"done": true');
+    expect((await history(sluice.url, 'lost-commit')).messages.map((m) => [m.role, m.status, m.content.length > 0])).toEqual([
+      ['user', 'complete', true],
+      ['assistant', 'complete', true],
+    ]);
+    await sluice.stop('SIGTERM');
   });
 
   it('two instances on PostgreSQL and Redis share history; migrations run once', async () => {

@@ -14,6 +14,11 @@ export interface TcpProxy {
   holding(): Promise<void>;
   /** Cuts every connection and refuses new ones (a network partition) until release(). */
   refuse(): void;
+  /**
+   * The target's next answer that holds `marker` is not passed on: its connection is cut instead
+   * (the target did the work, and the client never hears: a commit lost with its connection).
+   */
+  loseAnswer(marker: string): void;
   /** Sends on what was held back, and stops holding (or refusing). */
   release(): void;
   close(): Promise<void>;
@@ -32,6 +37,7 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
   let onHeld: (() => void) | undefined;
   let frozen = false;
   let refusing = false;
+  let lose: Buffer | undefined;
   const server = createServer((client) => {
     if (refusing) {
       client.destroy();
@@ -56,6 +62,12 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
     });
     client.on('end', () => upstream.end());
     upstream.on('data', (chunk: Buffer) => {
+      if (lose && chunk.includes(lose)) {
+        lose = undefined;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
       if (frozen && held) held.push(() => client.write(chunk));
       else client.write(chunk);
     });
@@ -76,6 +88,9 @@ export async function startTcpProxy(targetUrl: string): Promise<TcpProxy> {
     freeze: () => {
       held ??= [];
       frozen = true;
+    },
+    loseAnswer: (marker) => {
+      lose = Buffer.from(marker);
     },
     refuse: () => {
       refusing = true;
