@@ -182,10 +182,16 @@ describe('durable history', () => {
     const again = await ask();
     expect(again.status).toBe(200);
     expect(await again.text()).toContain('"done": true');
+    // The message once; the try that got no answer stays as what it was (a reply that never came,
+    // as the OpenAI route's retries leave it), and the answer comes after it.
     expect((await history(sluice.url, 'lost-commit')).messages.map((m) => [m.role, m.status, m.content.length > 0])).toEqual([
       ['user', 'complete', true],
+      ['assistant', 'interrupted', false],
       ['assistant', 'complete', true],
     ]);
+    // A message sent again after a start that did not fail is a new turn.
+    expect((await ask()).status).toBe(200);
+    expect((await history(sluice.url, 'lost-commit')).messages.filter((m) => m.role === 'user')).toHaveLength(2);
     await sluice.stop('SIGTERM');
   });
 

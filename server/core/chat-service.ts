@@ -20,6 +20,7 @@ import { ReplyRunner } from './reply-runner.ts';
 import type { Signals } from './store/signals.ts';
 import { unstorable } from './text.ts';
 import { isoTime } from './iso-time.ts';
+import { ExpiringMap } from './store/memory/expiring-map.ts';
 
 export interface ChatServiceOptions {
   readonly history: History;
@@ -89,6 +90,14 @@ const DELETE_WAIT_MS = 5_000;
 /** How far back a turn sent again is looked for (past the unfinished replies of its earlier tries). */
 const UNANSWERED_LOOKBACK = 16;
 
+/**
+ * How long a start that failed once its turn's write was under way (whether it was stored is not
+ * known: a commit whose answer was lost) lets the same message sent again answer that turn.
+ */
+const UNSURE_START_MS = 5 * 60_000;
+/** Such starts remembered at most: a store that fails every start must not grow the map for ever. */
+const MAX_UNSURE_STARTS = 10_000;
+
 /** How long a generation's record (and so its session lock) is kept: a day, or the event log's lifetime if longer. */
 const RECORD_TTL_MS = 24 * 60 * 60 * 1000;
 /** The least a reply's settled outcome stays marked (see ReplyRunnerOptions.settledMarkTtlMs). */
@@ -144,6 +153,8 @@ export class ChatService {
     this.#remoteListeners += delta;
     if (this.#remoteListeners === 0) this.#remoteGone?.();
   };
+  /** Sessions whose last start failed after its turn's write began (see UNSURE_START_MS). */
+  readonly #unsureStarts = new ExpiringMap<true>();
   /** Aborted at close: streams following other instances' replies end with an event to resume from. */
   readonly #stopping = new AbortController();
   #draining = false;
@@ -227,6 +238,7 @@ export class ChatService {
     const taken: Held[] = [];
     // Once running, a reply whose session lock went to another reply stops (within a heartbeat).
     let lost = (): void => undefined;
+    let writing = false;
     try {
       // Alive before it holds the lock: whoever finds it holding the lock finds it alive too, and
       // never takes a reply that is starting for one whose instance died (see endIfDead). The slot
@@ -238,8 +250,11 @@ export class ChatService {
       // The shared log first: a start that fails there leaves nothing in history.
       const writer = await events.open(record, this.#lockTtlMs);
       // The message, and the reply's place right after it whatever happens to the session meanwhile
-      // (for a turn sent again, only the reply's place: its message is there).
-      const again = request.retried ? await this.#unansweredTurn(sessionKey, request.message) : undefined;
+      // (for a turn sent again, only the reply's place: its message is there). A client told to try
+      // again after a start that failed as its turn was written sends it again without saying so.
+      const retried = request.retried || this.#unsureStarts.get(sessionKey) !== undefined;
+      const again = retried ? await this.#unansweredTurn(sessionKey, request.message) : undefined;
+      writing = true;
       if (again !== undefined) await history.checkpoint(sessionKey, record.id, '');
       const seq = again ?? (await history.begin(sessionKey, userMessage, { keepLast: this.#keepMessages, replyId: record.id }));
       // The prompt is what came before the message (the lock keeps the session still): nothing when
@@ -247,10 +262,16 @@ export class ChatService {
       const messages = promptFrom(seq > 1 ? [...(await this.#priorMessages(record, seq)), userMessage] : [userMessage]);
       const listener = this.#runner.launch(record, messages, writer, { slot, lock, alive }, request, signal);
       lost = () => void this.#local.get(record.id)?.stop('lost');
+      if (retried) this.#unsureStarts.delete(sessionKey);
       return { generationId: record.id, listener };
     } catch (error) {
       await Promise.all(taken.map((held) => held.release()));
-      throw toSluiceError(error);
+      const failure = toSluiceError(error);
+      // Its turn may be stored though the store said otherwise (a commit whose answer was lost).
+      if (writing && failure.code === 'unavailable' && this.#unsureStarts.size < MAX_UNSURE_STARTS) {
+        this.#unsureStarts.set(sessionKey, true, Date.now() + UNSURE_START_MS);
+      }
+      throw failure;
     }
   }
 
