@@ -61,6 +61,11 @@ describe('routing', () => {
     expect(OpenAIErrorBody.parse(await openai.json()).error).toMatchObject({ code: 'not_found', message: 'GET is not supported on /v1/chat/completions' });
     const own = await fetch(`${url}/v1/chat/stream`);
     expect(ErrorBody.parse(await own.json()).error).toEqual({ code: 'not_found', message: 'GET is not supported on /v1/chat/stream' });
+    // Under /trpc, tRPC's own answer, as its stock server gives it (the subscription's GET is
+    // served by Sluice's producer, every other method by tRPC's handler).
+    const post = await fetch(`${url}/trpc/chat.stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(post.status).toBe(405);
+    expect(((await post.json()) as { error: { data: { code: string } } }).error.data.code).toBe('METHOD_NOT_SUPPORTED');
   });
 });
 
