@@ -64,8 +64,12 @@ describe('routing', () => {
     // Under /trpc, tRPC's own answer, as its stock server gives it (the subscription's GET is
     // served by Sluice's producer, every other method by tRPC's handler).
     const post = await fetch(`${url}/trpc/chat.stream`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-    expect(post.status).toBe(405);
-    expect(((await post.json()) as { error: { data: { code: string } } }).error.data.code).toBe('METHOD_NOT_SUPPORTED');
+    expect(post.headers.get('allow')).toBe('GET');
+    const error = parseSse(await post.text()).find((frame) => frame.event === 'serialized-error');
+    expect((JSON.parse(error!.data) as { json: { data: { code: string; httpStatus: number } } }).json.data).toMatchObject({
+      code: 'METHOD_NOT_SUPPORTED',
+      httpStatus: 405,
+    });
   });
 });
 

@@ -29,6 +29,8 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
     const path = normalizePath(q === -1 ? url : url.slice(0, q));
     // tRPC reads the procedure from the URL too: it must see the path the route was chosen by.
     if (path !== undefined) req.url = q === -1 ? path : path + url.slice(q);
+    // A route for the path that does not serve the method answers only if no later one does.
+    let wrongMethod: (typeof ROUTES)[number] | undefined;
     for (const route of path === undefined ? [] : ROUTES) {
       const match = route.path.exec(path!);
       if (!match) continue;
@@ -41,8 +43,8 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
       // would answer any HEAD 204 itself), runs as for GET.
       if (req.method === 'HEAD' && (route.method === 'GET' || route.method === '*') && !route.stream) req.method = 'GET';
       if (route.method !== '*' && req.method !== route.method) {
-        (route.sendError ?? sendError)(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
-        return;
+        wrongMethod ??= route;
+        continue;
       }
       if (!route.anySite) {
         const verdict = origins.check(req);
@@ -66,6 +68,7 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
       await route.handler(req, res, deps, match.slice(1));
       return;
     }
-    sendError(res, new SluiceError('not_found', `No route for ${req.method} ${path ?? url.slice(0, q === -1 ? undefined : q)}`));
+    if (wrongMethod) (wrongMethod.sendError ?? sendError)(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
+    else sendError(res, new SluiceError('not_found', `No route for ${req.method} ${path ?? url.slice(0, q === -1 ? undefined : q)}`));
   };
 }
