@@ -359,6 +359,42 @@ describe('faults of a shared Redis', () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
+  it("8: an instance stalled while its model held the reply's end (every delta stored) learns when it wakes that the reply was ended elsewhere: its client is told so, and history keeps that ending", async () => {
+    // The review of the ninth session: a `complete` final message now replaces an `interrupted`
+    // one (for PostgreSQL without Redis), and the owner of a reply ended as an orphan settled it
+    // again as its own, so its late `complete` replaced the ending everyone else had been shown.
+    const redis = await startRedis();
+    if (!redis) return;
+    let finish!: () => void;
+    const upstream = await startFakeUpstream({ kind: 'finish-when', finish: new Promise<void>((resolve) => (finish = resolve)) });
+    const env = {
+      REDIS_URL: redis.url,
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: upstream.baseURL,
+      LLM_MODEL: 'm',
+      RESUME_GRACE_MS: 60_000,
+      LIVENESS_TTL_MS: 400,
+    };
+    const [a, b] = await Promise.all([startSluiceProcess(env), startSluiceProcess(env)]);
+    const head = streamSseRoute(a.url, { message: 'hello', session_id: 'held-end' });
+    const shown: SseFrame[] = [];
+    for (let i = 0; i < DEFAULT_TOKENS.length; i++) shown.push((await head.next()).value as SseFrame);
+    a.child.kill('SIGSTOP');
+    const follower = await drain(streamSseRoute(b.url, { message: 'hello', session_id: 'held-end' }, { headers: { 'last-event-id': shown.at(-1)!.id! } }));
+    expect(SseErrorData.parse(JSON.parse(follower.at(-1)!.data))).toMatchObject({ message: expect.stringMatching(/interrupted/i) });
+    // The model finishes; A wakes.
+    finish();
+    a.child.kill('SIGCONT');
+    const rest = await drain(head);
+    expect(rest.at(-1)?.event).toBe('error');
+    await vi.waitFor(() => expect(a.output()).toMatch(/"generation (finished|failed)"/), { timeout: 10_000 });
+    expect((await history(b.url, 'held-end')).messages.map((m) => [m.role, m.status])).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'interrupted'],
+    ]);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
   it('9: a reply that ends while Redis is away keeps its partial: its final message is written once Redis is back', async () => {
     const redis = await startRedis({ persistent: true });
     if (!redis) return;
