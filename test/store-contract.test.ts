@@ -277,7 +277,7 @@ describe.each(
     const [a, b] = pair;
     // A cancel lasts as long as a reply may run; the settle that reads it ends its use.
     expect(await a.requestCancel('gen-short', 24 * 60 * 60 * 1000)).toBe(true);
-    expect(await b.settle('gen-short', 200)).toBe(false);
+    expect(await b.settle('gen-short', 200)).toBe('cancelled');
     expect(await a.cancelled(['gen-short'])).toEqual(['gen-short']);
     await vi.waitFor(async () => expect(await a.cancelled(['gen-short'])).toEqual([]), { timeout: 5_000 });
   });
@@ -302,12 +302,23 @@ describe.each(
     expect(delivered).toMatch(/^gen5-\d+$/);
     // Once asked, a second cancel changes nothing, and the reply cannot settle: it is cancelled.
     expect(await b.requestCancel(delivered, 60_000)).toBe(false);
-    expect(await b.settle(delivered, 60_000)).toBe(false);
+    expect(await b.settle(delivered, 60_000)).toBe('cancelled');
     expect(await a.cancelled([delivered, 'gen-other'])).toEqual([delivered]);
     // A reply that settled first is not cancelled: the cancel answers false.
-    expect(await a.settle('gen6', 60_000)).toBe(true);
+    expect(await a.settle('gen6', 60_000)).toBe('settled');
     expect(await b.requestCancel('gen6', 60_000)).toBe(false);
     expect(await b.cancelled(['gen6'])).toEqual([]);
+    // A reply another instance ended as an orphan first is not its owner's to settle any more;
+    // one its owner settled first is ended as an orphan all the same (the owner's final write wins
+    // there), and a cancel after either answers false.
+    expect(await b.settle('gen8', 60_000, 'orphan')).toBe('settled');
+    expect(await a.settle('gen8', 60_000)).toBe('ended');
+    expect(await b.requestCancel('gen8', 60_000)).toBe(false);
+    expect(await a.settle('gen9', 60_000)).toBe('settled');
+    expect(await b.settle('gen9', 60_000, 'orphan')).toBe('settled');
+    // A cancel that came first decides for the orphan's ending too.
+    expect(await a.requestCancel('gen10', 60_000)).toBe(true);
+    expect(await b.settle('gen10', 60_000, 'orphan')).toBe('cancelled');
     unsubscribe();
     await a.requestCancel('gen7', 60_000);
     // A round trip later, it would have arrived.

@@ -3,6 +3,7 @@ import { formatEventId, type DoneEvent, type ErrorEvent, type FinishReason, type
 import { ERROR_MESSAGES, isAbortError, SluiceError, toSluiceError } from './errors.ts';
 import type { Provider, ProviderMessage, ProviderRequest } from './providers/provider.ts';
 import type { AppendResult } from './store/event-log.ts';
+import type { Settlement } from './store/signals.ts';
 import { storable } from './text.ts';
 import { estimateUsage } from './usage.ts';
 import { isoTime } from './iso-time.ts';
@@ -49,10 +50,11 @@ export interface GenerationOptions {
    */
   readonly onEvent?: (seq: number, event: StreamEvent, deadline?: number) => Promise<AppendResult>;
   /**
-   * Asked once the provider is done, unless the generation was stopped: false when a cancel got
-   * there first (the reply then ends as cancelled, so that a cancel that answered true holds).
+   * Asked once the provider is done: `cancelled` when a cancel got there first (the reply then ends
+   * as cancelled, so that a cancel that answered true holds), `ended` when another instance ended
+   * the reply as an orphan first (it ends as that instance ended it: interrupted).
    */
-  readonly settle?: () => Promise<boolean>;
+  readonly settle?: () => Promise<Settlement>;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
   /**
@@ -129,7 +131,7 @@ export class Generation {
   /** Events being sent again to a log that lost some (see #refill). */
   #refilling: Promise<boolean> | undefined;
   #onEvent: ((seq: number, event: StreamEvent, deadline?: number) => Promise<AppendResult>) | undefined;
-  #settle: (() => Promise<boolean>) | undefined;
+  #settle: (() => Promise<Settlement>) | undefined;
   /** Events 1..#visible may be shown to listeners. */
   #visible = 0;
   /** Copies to the shared log that settled ahead of an earlier one (made on the first). */
@@ -270,9 +272,14 @@ export class Generation {
     // A cancel that reached the shared state first wins, whatever else ended the reply (it answered
     // true). A reply stopped by a cancel settles too: the cancel's mark then lasts no longer than a
     // settled one, and a cancel after any ending answers false.
-    const settled = this.#settle ? await this.#settleOutcome() : true;
-    if (this.#stopReason !== 'cancelled' && settled === false) {
+    const settled = this.#settle ? await this.#settleOutcome() : 'settled';
+    if (this.#stopReason !== 'cancelled' && settled === 'cancelled') {
       this.#stopReason = 'cancelled';
+      failure = undefined;
+    } else if (settled === 'ended') {
+      // Another instance found this one dead and ended the reply (a stall longer than the liveness
+      // mark): what everyone else was shown stands, here too.
+      this.#stopReason = 'lost';
       failure = undefined;
     } else if (settled === undefined && !failure) {
       // The shared state cannot say whether a cancel came first (and answered true): the reply
@@ -629,10 +636,10 @@ export class Generation {
   }
 
   /**
-   * Settles the outcome in the shared state, trying again while it fails, for up to `storeWaitMs`:
-   * true when settled, false when a cancel came first, undefined when the state could not be reached.
+   * Settles the outcome in the shared state, trying again while it fails, for up to `storeWaitMs`;
+   * undefined when the state could not be reached.
    */
-  async #settleOutcome(): Promise<boolean | undefined> {
+  async #settleOutcome(): Promise<Settlement | undefined> {
     const startedAt = performance.now();
     for (let tries = 1; ; tries++) {
       try {

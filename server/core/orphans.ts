@@ -55,7 +55,7 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen
   if (logged) return logged;
   if (confirmDead && !(await confirmDead())) return ALIVE;
   // Settled as a running reply settles: a cancel that got there first (it answered true) decides.
-  const code = (await o.signals.settle(record.id, o.settledMarkTtlMs)) ? 'interrupted' : 'cancelled';
+  const code = (await o.signals.settle(record.id, o.settledMarkTtlMs, 'orphan')) === 'cancelled' ? 'cancelled' : 'interrupted';
   for (;;) {
     const all = await events.read(record.id, 0, 0);
     const last = all.at(-1);

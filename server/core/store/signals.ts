@@ -5,6 +5,9 @@
  * outcome is not settled yet when the cancel arrives ends as cancelled, and one whose outcome is
  * settled is not cancelled. The two are decided atomically, so a cancel's answer is the truth.
  */
+/** How settling a generation's outcome went (see Signals.settle). */
+export type Settlement = 'settled' | 'cancelled' | 'ended';
+
 export interface Signals {
   /**
    * Asks the generation to stop; true when its outcome was not settled yet (it will end as
@@ -12,10 +15,13 @@ export interface Signals {
    */
   requestCancel(generationId: string, ttlMs: number): Promise<boolean>;
   /**
-   * The generation settles its outcome now: false when a cancel came first (it ends as cancelled).
-   * Either way its mark lasts `ttlMs` from now (a cancel's, made to outlast the reply, no longer).
+   * The generation's outcome is settled now, by the instance that runs it (`owner`) or by one that
+   * found that instance dead and ends the reply in its place (`orphan`): `cancelled` when a cancel
+   * came first (it ends as cancelled); for its owner, `ended` when an orphan's ending came first
+   * (the reply is not its own any more); else `settled`. Either way its mark lasts `ttlMs` from now
+   * (a cancel's, made to outlast the reply, no longer).
    */
-  settle(generationId: string, ttlMs: number): Promise<boolean>;
+  settle(generationId: string, ttlMs: number, by?: 'owner' | 'orphan'): Promise<Settlement>;
   /** Which of these generations a cancel was asked for (to catch up on messages that were missed). */
   cancelled(generationIds: readonly string[]): Promise<string[]>;
   /** Calls `handler` for every cancel asked on any instance; returns the unsubscribe function. */

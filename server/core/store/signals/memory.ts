@@ -1,11 +1,13 @@
 import { ExpiringMap } from '../memory/expiring-map.ts';
-import type { Signals } from '../signals.ts';
+import type { Settlement, Signals } from '../signals.ts';
+
+type Mark = 'c' | 's' | 'o';
 
 /** Signals within this process. */
 export class MemorySignals implements Signals {
   readonly #cancelHandlers = new Set<(generationId: string) => void>();
-  /** Per generation: cancelled ('c') or settled ('s'), until the mark expires. */
-  readonly #marks = new ExpiringMap<'c' | 's'>();
+  /** Per generation: cancelled ('c'), settled by its owner ('s') or as an orphan ('o'), until the mark expires. */
+  readonly #marks = new ExpiringMap<Mark>();
 
   async requestCancel(generationId: string, ttlMs: number): Promise<boolean> {
     if (this.#marks.get(generationId)) return false;
@@ -14,11 +16,12 @@ export class MemorySignals implements Signals {
     return true;
   }
 
-  async settle(generationId: string, ttlMs: number): Promise<boolean> {
+  async settle(generationId: string, ttlMs: number, by: 'owner' | 'orphan' = 'owner'): Promise<Settlement> {
     // A cancel's mark was made to last as long as a reply may run: once read, it lasts as a settled one.
-    const cancelled = this.#marks.get(generationId) === 'c';
-    this.#set(generationId, cancelled ? 'c' : 's', ttlMs);
-    return !cancelled;
+    const mark = this.#marks.get(generationId);
+    if (mark === 'c' || mark === 'o') this.#set(generationId, mark, ttlMs);
+    else this.#set(generationId, by === 'orphan' ? 'o' : 's', ttlMs);
+    return mark === 'c' ? 'cancelled' : mark === 'o' && by === 'owner' ? 'ended' : 'settled';
   }
 
   async cancelled(generationIds: readonly string[]): Promise<string[]> {
@@ -40,7 +43,7 @@ export class MemorySignals implements Signals {
     this.#marks.clear();
   }
 
-  #set(generationId: string, mark: 'c' | 's', ttlMs: number): void {
+  #set(generationId: string, mark: Mark, ttlMs: number): void {
     // Expired marks go as new ones come: the map holds about one mark per reply of the last ttlMs
     // (a cancel's longer one only until its reply settles, which sets it again with that TTL).
     const now = Date.now();

@@ -1,5 +1,8 @@
 import type { RedisConnection } from '../redis/connection.ts';
-import type { Signals } from '../signals.ts';
+import type { Settlement, Signals } from '../signals.ts';
+
+/** settle.lua's answers. */
+const SETTLEMENTS: readonly Settlement[] = ['cancelled', 'settled', 'ended'];
 
 /** Cancels as marks in keys (decided in scripts) and messages on one channel every instance subscribes to. */
 export class RedisSignals implements Signals {
@@ -31,8 +34,8 @@ export class RedisSignals implements Signals {
     return asked;
   }
 
-  settle(generationId: string, ttlMs: number): Promise<boolean> {
-    return this.#c.call(async (redis) => (await redis.settle(this.#mark(generationId), ttlMs)) === 1);
+  settle(generationId: string, ttlMs: number, by: 'owner' | 'orphan' = 'owner'): Promise<Settlement> {
+    return this.#c.call(async (redis) => SETTLEMENTS[(await redis.settle(this.#mark(generationId), ttlMs, by === 'orphan' ? 'o' : 's')) as number]!);
   }
 
   cancelled(generationIds: readonly string[]): Promise<string[]> {
