@@ -357,18 +357,28 @@ describe.each(backends)('history contract: $name', (backend) => {
     await history.checkpoint('o/s', 'r1', 'The ans');
     const ended: ChatMessage = { role: 'assistant', content: 'The ans', status: 'interrupted', createdAt: new Date(T0).toISOString() };
     expect(await history.append('o/s', ended, { keepLast: 100, replyId: 'r1' })).toBe(2);
-    await history.append('o/s', user('next'), keep);
     const final: ChatMessage = { role: 'assistant', content: 'The answer is 42.', status: 'complete', createdAt: new Date(T0 + 2000).toISOString() };
     expect(await history.append('o/s', final, { keepLast: 100, replyId: 'r1' })).toBe(2);
     expect(await history.read('o/s')).toEqual([
       { ...user('question'), seq: 1 },
       { ...final, seq: 2 },
-      { ...user('next'), seq: 3 },
     ]);
     // A final message is final: neither another end nor a retry moves it.
     expect(await history.append('o/s', { ...ended, content: 'The' }, { keepLast: 100, replyId: 'r1' })).toBe(2);
     expect(await history.append('o/s', { ...final, content: 'again' }, { keepLast: 100, replyId: 'r1' })).toBe(2);
     expect((await history.read('o/s'))[1]).toEqual({ ...final, seq: 2 });
+
+    // Once the conversation went on past the interrupted end (the turn answered again, say), that
+    // end stays: a late complete would give one message two answers.
+    await history.begin('o/t', user('question'), { keepLast: 100, replyId: 'r2' });
+    await history.append('o/t', ended, { keepLast: 100, replyId: 'r2' });
+    await history.append('o/t', user('again'), keep);
+    expect(await history.append('o/t', final, { keepLast: 100, replyId: 'r2' })).toBe(2);
+    expect((await history.read('o/t')).map((m) => [m.seq, m.status, m.content])).toEqual([
+      [1, 'complete', 'question'],
+      [2, 'interrupted', 'The ans'],
+      [3, 'complete', 'again'],
+    ]);
   });
 
   it('runs writes called together in call order, and gives each caller its own result', async () => {

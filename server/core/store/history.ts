@@ -50,8 +50,9 @@ export interface BeginOptions {
  *   its text). The reply's final `append` with the same `replyId` replaces the draft (or is
  *   appended, when no checkpoint came first). A reply has one final message: appending it again
  *   (a retry) or checkpointing it afterwards changes nothing, except that a `complete` one replaces
- *   an `interrupted` one in place: another process ended the reply's draft for a crash's while the
- *   reply went on to its end (what its client got is what history keeps). A draft left by a process that
+ *   an `interrupted` one in place while nothing came after it in the session: another process
+ *   ended the reply's draft for a crash's while the reply went on to its end (what its client got
+ *   is what history keeps). A draft left by a process that
  *   died reads back as that reply, `interrupted`, with the last checkpointed text. Checkpoints
  *   are cheap to call (writes are batched) but each one writes the whole text: callers
  *   checkpoint on a cadence (about every second), not on every token.

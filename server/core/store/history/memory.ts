@@ -69,7 +69,9 @@ export class MemoryHistory implements History {
     const { entries } = session;
     const draft = replyId === undefined ? undefined : this.#find(session, replyId);
     // A reply has one final message: a retry changes nothing (but see History's contract).
-    if (draft && !draft.draft && !(draft.message.status === 'interrupted' && message.status === 'complete')) return draft.seq;
+    if (draft && !draft.draft && !(draft.message.status === 'interrupted' && message.status === 'complete' && draft.seq === entries.at(-1)!.seq)) {
+      return draft.seq;
+    }
     let seq: number;
     if (draft) {
       seq = draft.seq;

@@ -39,10 +39,12 @@ const INSERT_PAIR = `INSERT INTO history_messages
   (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, usage_estimated, reply_id)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL), ($1, $10, 'assistant', 'draft', '', $11, NULL, NULL, NULL, $12)`;
 // A draft becomes the final message; so does an `interrupted` end another process gave the reply
-// while it went on to complete (see History's contract).
+// while it went on to complete, while nothing came after it (see History's contract).
 const FINISH_DRAFT = `UPDATE history_messages
   SET role = $3, status = $4, content = $5, created_at = $6, prompt_tokens = $7, completion_tokens = $8, usage_estimated = $9
-  WHERE session_key = $1 AND reply_id = $2 AND (status = 'draft' OR (status = 'interrupted' AND $4 = 'complete')) RETURNING seq`;
+  WHERE session_key = $1 AND reply_id = $2 AND (status = 'draft' OR (status = 'interrupted' AND $4 = 'complete'
+    AND NOT EXISTS (SELECT 1 FROM history_messages later WHERE later.session_key = $1 AND later.seq > history_messages.seq)))
+  RETURNING seq`;
 const UPDATE_DRAFT = `UPDATE history_messages SET content = $3
   WHERE session_key = $1 AND reply_id = $2 AND status = 'draft' RETURNING seq`;
 const REPLY_ROW = `SELECT seq, status FROM history_messages WHERE session_key = $1 AND reply_id = $2`;

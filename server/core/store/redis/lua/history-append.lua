@@ -12,11 +12,14 @@ if replyId ~= '' then
   if known then
     seq = tonumber(string.sub(known, 3))
     -- A reply has one final message: a retry changes nothing, except that a complete one replaces
-    -- an interrupted one (another process ended the reply for a crash's while it went on).
+    -- an interrupted one with nothing after it (another process ended the reply for a crash's
+    -- while it went on).
     if string.sub(known, 1, 1) == 'f' then
       if ARGV[5] ~= 'complete' then return seq end
-      local stored = redis.call('zrangebyscore', KEYS[1], seq, seq)[1]
-      if not stored or cjson.decode(string.match(stored, '^%d+|.|[^|]*|(.*)$')).status ~= 'interrupted' then return seq end
+      local newest = redis.call('zrevrange', KEYS[1], 0, 0, 'WITHSCORES')
+      if tonumber(newest[2]) ~= seq then return seq end
+      local stored = string.match(newest[1], '^%d+|.|[^|]*|(.*)$')
+      if not stored or cjson.decode(stored).status ~= 'interrupted' then return seq end
     end
     redis.call('zremrangebyscore', KEYS[1], seq, seq)
   end
