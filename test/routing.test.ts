@@ -94,6 +94,11 @@ describe('HEAD', () => {
     expect((await rawRequest(`${keyed.url}${history}`, { method: 'HEAD' })).status).toBe(401);
     const stream = await rawRequest(`${server.url}/v1/ui/chat/s/stream`, { method: 'HEAD' });
     expect(stream.status).toBe(404);
+    // tRPC's subscription: neither Sluice's producer nor tRPC's handler behind it (which would
+    // start the reply: a link preview's or a monitor's HEAD spending tokens and adding a turn).
+    const subscription = `/trpc/chat.stream?input=${encodeURIComponent(JSON.stringify({ json: { message: 'hi', sessionId: 'head' } }))}`;
+    expect((await rawRequest(`${server.url}${subscription}`, { method: 'HEAD' })).status).toBe(404);
     expect(server.sluice.service.runningCount).toBe(0);
+    expect((await (await fetch(`${server.url}/v1/sessions/head/messages`)).json()).messages).toEqual([]);
   });
 });
