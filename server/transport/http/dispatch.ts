@@ -44,6 +44,8 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
       if (req.method === 'HEAD' && (route.method === 'GET' || route.method === '*') && !route.stream) req.method = 'GET';
       if (route.method !== '*' && req.method !== route.method) {
         wrongMethod ??= route;
+        // Nothing behind a stream may serve its HEAD either: it would start the stream.
+        if (req.method === 'HEAD' && route.stream) break;
         continue;
       }
       if (!route.anySite) {
