@@ -25,4 +25,19 @@ describe('ExpiringMap', () => {
     map.clear();
     expect(map.size).toBe(0);
   });
+
+  it('with a bound, a set beyond it lets the oldest entry go; expired ones never hold a place', () => {
+    // The review of the ninth session: a caller that checked `size` before setting stopped setting
+    // for good once the map was full of entries that had all expired (only a set sweeps them).
+    const map = new ExpiringMap<number>({ max: 3 });
+    for (let i = 0; i < 3; i++) map.set(`k${i}`, i, 100, 0);
+    map.set('k3', 3, 100, 50);
+    expect(map.size).toBe(3);
+    expect(map.get('k0', 50)).toBeUndefined();
+    expect(map.get('k3', 50)).toBe(3);
+    // Long after they all expired, a new entry takes a place without evicting a live one.
+    map.set('new', 9, 1000, 500);
+    expect(map.get('new', 500)).toBe(9);
+    expect(map.size).toBe(1);
+  });
 });
