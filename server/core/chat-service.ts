@@ -95,7 +95,7 @@ const UNANSWERED_LOOKBACK = 16;
  * known: a commit whose answer was lost) lets the same message sent again answer that turn.
  */
 const UNSURE_START_MS = 5 * 60_000;
-/** Such starts remembered at most: a store that fails every start must not grow the map for ever. */
+/** Such starts remembered at most (the oldest go first): a store that fails every start must not grow the map for ever. */
 const MAX_UNSURE_STARTS = 10_000;
 
 /** How long a generation's record (and so its session lock) is kept: a day, or the event log's lifetime if longer. */
@@ -154,7 +154,7 @@ export class ChatService {
     if (this.#remoteListeners === 0) this.#remoteGone?.();
   };
   /** Sessions whose last start failed after its turn's write began (see UNSURE_START_MS). */
-  readonly #unsureStarts = new ExpiringMap<true>();
+  readonly #unsureStarts = new ExpiringMap<true>({ max: MAX_UNSURE_STARTS });
   /** Aborted at close: streams following other instances' replies end with an event to resume from. */
   readonly #stopping = new AbortController();
   #draining = false;
@@ -268,9 +268,7 @@ export class ChatService {
       await Promise.all(taken.map((held) => held.release()));
       const failure = toSluiceError(error);
       // Its turn may be stored though the store said otherwise (a commit whose answer was lost).
-      if (writing && failure.code === 'unavailable' && this.#unsureStarts.size < MAX_UNSURE_STARTS) {
-        this.#unsureStarts.set(sessionKey, true, Date.now() + UNSURE_START_MS);
-      }
+      if (writing && failure.code === 'unavailable') this.#unsureStarts.set(sessionKey, true, Date.now() + UNSURE_START_MS);
       throw failure;
     }
   }

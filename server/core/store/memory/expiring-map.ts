@@ -8,6 +8,14 @@
  */
 export class ExpiringMap<V> {
   readonly #entries = new Map<string, { value: V; until: number }>();
+  readonly #max: number;
+
+  /** `max`: live entries kept at most; a set beyond it lets the oldest go (default: no bound). */
+  constructor(options: { readonly max?: number } = {}) {
+    const max = options.max ?? Number.POSITIVE_INFINITY;
+    if (!(max >= 1)) throw new RangeError(`ExpiringMap: max must be at least 1, got ${options.max}`);
+    this.#max = max;
+  }
 
   get size(): number {
     return this.#entries.size;
@@ -25,7 +33,7 @@ export class ExpiringMap<V> {
   set(key: string, value: V, until: number, now = Date.now()): void {
     this.#entries.delete(key);
     for (const [oldest, entry] of this.#entries) {
-      if (entry.until > now) break;
+      if (entry.until > now && this.#entries.size < this.#max) break;
       this.#entries.delete(oldest);
     }
     this.#entries.set(key, { value, until });
