@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { TRPCClientError } from '@trpc/client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AppRouter } from '../server/router-type.ts';
+import { spawnNode } from './helpers/children.ts';
 import { startSluiceProcess, type SluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
 import { openSseRoute, rawRequest, type SseFrame } from './helpers/sse.ts';
@@ -90,6 +91,33 @@ describe('API_KEYS_FILE is read again on SIGHUP', () => {
     await vi.waitFor(() => expect(sluice.output()).toContain('nothing to reload'), { timeout: 10_000 });
     expect(await statusWith(sluice.url, OLD_KEY)).toBe(200);
     expect(await sluice.stop('SIGTERM')).toBe(0);
+  });
+
+  it('a SIGHUP while the process starts (its store not reachable yet) does not end it: the file is read again once it serves', async () => {
+    // The review of this session's change: the handler came after start-up, and Node's own
+    // answer to SIGHUP is to exit (129).
+    const file = keysFile(OLD_KEY);
+    const child = spawnNode(['--import', 'tsx', 'server/main.ts'], {
+      env: {
+        ...process.env,
+        PORT: '0',
+        LOG_LEVEL: 'info',
+        API_KEYS_FILE: file,
+        REDIS_URL: 'redis://127.0.0.1:1',
+        DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-data-')),
+      },
+    });
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    // It waits up to 3 s for its store before it listens: the signal comes in that wait.
+    await vi.waitFor(() => expect(out).toMatch(/"redis unreachable/), { timeout: 15_000 });
+    expect(out).not.toContain('Sluice listening');
+    writeFileSync(file, `${NEW_KEY}\n`);
+    child.kill('SIGHUP');
+    await vi.waitFor(() => expect(out).toMatch(/"reloaded API keys"/), { timeout: 15_000 });
+    expect(out).toContain('Sluice listening');
+    expect(child.exitCode).toBeNull();
+    child.kill('SIGKILL');
   });
 
   it('with WORKERS, the primary hands SIGHUP to every worker', async () => {
