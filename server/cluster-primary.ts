@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { secretsOf, usesRedis, type Config } from './config.ts';
 import { createLogger } from './observability/logger.ts';
+import { onHangup } from './hangups.ts';
 
 /**
  * One Sluice process per core on one port (Node's cluster: the primary accepts connections and
@@ -58,9 +59,10 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  // Each worker holds its own copy of the keys: each reads the file again.
-  process.on('SIGHUP', () => {
+  // Each worker holds its own copy of the keys: each serving one reads the file again (one still
+  // starting reads it as it starts).
+  onHangup(() => {
     if (stopping) return;
-    for (const worker of Object.values(cluster.workers ?? {})) if (worker && !worker.isDead()) worker.process.kill('SIGHUP');
+    for (const worker of listening) if (!worker.isDead()) worker.process.kill('SIGHUP');
   });
 }

@@ -1,3 +1,5 @@
+// First: SIGHUP must not end a process that is starting (see hangups.ts).
+import './hangups.ts';
 import cluster from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { runPrimary } from './cluster-primary.ts';

@@ -2,6 +2,7 @@ import { createSluice } from './app.ts';
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { within } from '../shared/within.ts';
+import { onHangup } from './hangups.ts';
 
 /** Runs one Sluice server in this process until SIGTERM/SIGINT, then shuts it down gracefully; SIGHUP reads API_KEYS_FILE again. */
 export async function serve(config: Config): Promise<void> {
@@ -39,8 +40,8 @@ export async function serve(config: Config): Promise<void> {
   // A second signal while draining is harmless: shutdown() is idempotent.
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-  // The usual "reload": a rotated key without a restart (Node's default for SIGHUP is to exit).
-  process.on('SIGHUP', () => sluice.reloadKeys());
+  // The usual "reload": a rotated key without a restart.
+  onHangup(() => sluice.reloadKeys());
 }
 
 /**
