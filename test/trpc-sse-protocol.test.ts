@@ -152,4 +152,15 @@ describe("tRPC SSE protocol: Sluice's producer answers as tRPC's own does", () =
     expect(messages(sluice)).toEqual(messages(reference));
     expect(messages(sluice)[1]!.data).toMatchObject({ json: { data: { code: 'UNAUTHORIZED', sluiceCode: 'unauthorized' } } });
   });
+
+  it('a batch (`?batch=1`) is refused before any stream, with the same 400 and body as tRPC answers', async () => {
+    // The tRPC wire hunt: Sluice's producer ignored `batch` and answered 200 with a stream (an
+    // error event, or the reply itself when the batch's input also had the shape of one input).
+    const batch = `batch=1&input=${encodeURIComponent(JSON.stringify({ 0: { json: { message: 'hi' } }, message: 'hi' }))}`;
+    const { sluice, reference, server } = await both({ SSE_PING_MS: 0 }, (base) => get(`${base}/trpc/chat.stream?${batch}`));
+    expect(reference.status).toBe(400);
+    expect([sluice.status, sluice.headers['content-type']]).toEqual([reference.status, reference.headers['content-type']]);
+    expect(JSON.parse(sluice.body.toString())).toEqual(JSON.parse(reference.body.toString()));
+    expect(server.sluice.service.runningCount).toBe(0);
+  });
 });
