@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseConnectionParamsFromString } from '@trpc/server/http';
 import { getErrorShape } from '@trpc/server/unstable-core-do-not-import';
+import { TRPCError } from '@trpc/server';
 import superjson from 'superjson';
 import type { StreamEvent } from '../../../shared/stream-events.ts';
 import type { Attachment } from '../../core/chat-service.ts';
@@ -49,6 +50,15 @@ function dataFrame(event: StreamEvent, id: string): string {
  * transport, so the stock httpSubscriptionLink cannot tell the difference.
  */
 export async function handleTrpcSse(req: IncomingMessage, res: ServerResponse, query: URLSearchParams, o: TrpcSseOptions): Promise<void> {
+  // tRPC answers a batch of subscriptions before any stream: a 400 with the batch's one error.
+  if (query.get('batch') === '1') {
+    const error = new TRPCError({ code: 'BAD_REQUEST', message: 'Cannot batch subscription calls' });
+    o.onError({ error, path: 'chat.stream' });
+    const shape = getErrorShape({ config: o.router._def._config, error, type: 'subscription', path: 'chat.stream', input: undefined, ctx: undefined });
+    res.writeHead(400, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify([{ error: superjson.serialize(shape) }]));
+    return;
+  }
   // writeHead's headers replace those set before: keep the origin policy's `Vary: Origin`.
   const vary = res.getHeader('Vary');
   res.writeHead(200, vary === undefined ? HEADERS : { ...HEADERS, Vary: `${String(vary)}, ${HEADERS.Vary}` });
