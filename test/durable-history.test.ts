@@ -195,6 +195,21 @@ describe('durable history', () => {
     await sluice.stop('SIGTERM');
   });
 
+  it('history in a Redis that keeps nothing across its restart (no RDB, no AOF) is said at start; not in one with the AOF on', async () => {
+    const forgetful = await startRedis();
+    const durable = await startRedis({ persistent: true });
+    if (!forgetful || !durable) return;
+    const warning = /history lives in a Redis that keeps nothing across its restart/;
+    const a = await startSluiceProcess({ REDIS_URL: forgetful.url, SIM_DELAY_MS: 0 });
+    await vi.waitFor(() => expect(a.output()).toMatch(warning));
+    const b = await startSluiceProcess({ REDIS_URL: durable.url, SIM_DELAY_MS: 0 });
+    // Both have answered a turn: any check made at start is over.
+    for (const sluice of [a, b]) expect((await fetch(`${sluice.url}/health`)).status).toBe(200);
+    await vi.waitFor(() => expect(b.output()).toMatch(/"checked the Redis history's persistence"/));
+    expect(b.output()).not.toMatch(warning);
+    await Promise.all([a.stop('SIGTERM'), b.stop('SIGTERM')]);
+  });
+
   it('two instances on PostgreSQL and Redis share history; migrations run once', async () => {
     const [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
     if (!pg || !redis) return;
