@@ -5,6 +5,7 @@ import { RedisLeaseStore } from '../leases/redis.ts';
 import { RedisSignals } from '../signals/redis.ts';
 import type { Store } from '../store.ts';
 import { RedisConnection, type RedisConnectionOptions } from './connection.ts';
+import { checkHistoryPersistence } from './persistence-check.ts';
 
 export interface RedisStoreOptions extends RedisConnectionOptions {
   /** History kept elsewhere (a database); in Redis by default. */
@@ -30,7 +31,12 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     leases: new RedisLeaseStore(connection),
     signals,
     healthy: async () => (await connection.healthy()) && (await history.healthy()),
-    ready: (timeoutMs) => connection.ready(timeoutMs),
+    ready: async (timeoutMs) => {
+      const ready = await connection.ready(timeoutMs);
+      // Once, as the server starts: a history Redis would lose whole in a restart is worth a word.
+      if (ready && !options.history) void checkHistoryPersistence(connection, options.logger);
+      return ready;
+    },
     close: () => {
       closing ??= (async () => {
         signals.close();
