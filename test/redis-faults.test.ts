@@ -374,6 +374,8 @@ describe('faults of a shared Redis', () => {
       LLM_MODEL: 'm',
       RESUME_GRACE_MS: 60_000,
       LIVENESS_TTL_MS: 400,
+      // A short log lifetime: the ending's mark must outlast it, as long as the owner may still wake.
+      EVENT_LOG_TTL_MS: 1000,
     };
     const [a, b] = await Promise.all([startSluiceProcess(env), startSluiceProcess(env)]);
     const head = streamSseRoute(a.url, { message: 'hello', session_id: 'held-end' });
@@ -382,6 +384,12 @@ describe('faults of a shared Redis', () => {
     a.child.kill('SIGSTOP');
     const follower = await drain(streamSseRoute(b.url, { message: 'hello', session_id: 'held-end' }, { headers: { 'last-event-id': shown.at(-1)!.id! } }));
     expect(SseErrorData.parse(JSON.parse(follower.at(-1)!.data))).toMatchObject({ message: expect.stringMatching(/interrupted/i) });
+    // The review of that fix: a mark that lived as long as a settled one (a minute here, five by
+    // default) let an owner that woke later settle the reply as its own all the same.
+    const client = await admin(redis);
+    const mark = (await client.keys('*cx*')).find((key) => key.includes(shown[0]!.id!.split(':')[0]!));
+    expect(await client.get(mark!)).toBe('o');
+    expect(await client.pttl(mark!)).toBeGreaterThan(60 * 60 * 1000);
     // The model finishes; A wakes.
     finish();
     a.child.kill('SIGCONT');
