@@ -280,6 +280,10 @@ describe.each(
     expect(await b.settle('gen-short', 200)).toBe('cancelled');
     expect(await a.cancelled(['gen-short'])).toEqual(['gen-short']);
     await vi.waitFor(async () => expect(await a.cancelled(['gen-short'])).toEqual([]), { timeout: 5_000 });
+    // So too when an instance ends the reply as an orphan: its long mark is for an ending, not a cancel's.
+    expect(await a.requestCancel('gen-orphan', 24 * 60 * 60 * 1000)).toBe(true);
+    expect(await b.settle('gen-orphan', 200, { endingTtlMs: 24 * 60 * 60 * 1000 })).toBe('cancelled');
+    await vi.waitFor(async () => expect(await a.cancelled(['gen-orphan'])).toEqual([]), { timeout: 5_000 });
   });
 
   it('delivers cancels to every instance, and decides each one against the reply settling', async () => {
@@ -311,14 +315,14 @@ describe.each(
     // A reply another instance ended as an orphan first is not its owner's to settle any more;
     // one its owner settled first is ended as an orphan all the same (the owner's final write wins
     // there), and a cancel after either answers false.
-    expect(await b.settle('gen8', 60_000, 'orphan')).toBe('settled');
+    expect(await b.settle('gen8', 60_000, { endingTtlMs: 120_000 })).toBe('settled');
     expect(await a.settle('gen8', 60_000)).toBe('ended');
     expect(await b.requestCancel('gen8', 60_000)).toBe(false);
     expect(await a.settle('gen9', 60_000)).toBe('settled');
-    expect(await b.settle('gen9', 60_000, 'orphan')).toBe('settled');
+    expect(await b.settle('gen9', 60_000, { endingTtlMs: 120_000 })).toBe('settled');
     // A cancel that came first decides for the orphan's ending too.
     expect(await a.requestCancel('gen10', 60_000)).toBe(true);
-    expect(await b.settle('gen10', 60_000, 'orphan')).toBe('cancelled');
+    expect(await b.settle('gen10', 60_000, { endingTtlMs: 120_000 })).toBe('cancelled');
     unsubscribe();
     await a.requestCancel('gen7', 60_000);
     // A round trip later, it would have arrived.

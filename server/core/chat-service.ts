@@ -179,6 +179,7 @@ export class ChatService {
       preamble: options.provider.preamble,
       signals: options.signals,
       settledMarkTtlMs,
+      orphanMarkTtlMs: this.#lockTtlMs,
     };
     this.#cancels = new CancelRouting(options.signals, this.#local, options.logger);
     this.#runner = new ReplyRunner({

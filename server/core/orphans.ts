@@ -27,6 +27,11 @@ export interface OrphanContext {
   readonly signals: Pick<Signals, 'settle'>;
   /** How long a settled outcome stays marked (as for a reply that ended by itself). */
   readonly settledMarkTtlMs: number;
+  /**
+   * How long an orphan's ending stays marked: as long as its owner may still wake and settle the
+   * reply (its record's lifetime), so that the owner learns the reply is not its own any more.
+   */
+  readonly orphanMarkTtlMs: number;
 }
 
 /** What became of a generation that looked orphaned (its liveness mark missing). */
@@ -55,7 +60,8 @@ export async function endOrphan(o: OrphanContext, record: GenerationRecord, seen
   if (logged) return logged;
   if (confirmDead && !(await confirmDead())) return ALIVE;
   // Settled as a running reply settles: a cancel that got there first (it answered true) decides.
-  const code = (await o.signals.settle(record.id, o.settledMarkTtlMs, 'orphan')) === 'cancelled' ? 'cancelled' : 'interrupted';
+  const settled = await o.signals.settle(record.id, o.settledMarkTtlMs, { endingTtlMs: o.orphanMarkTtlMs });
+  const code = settled === 'cancelled' ? 'cancelled' : 'interrupted';
   for (;;) {
     const all = await events.read(record.id, 0, 0);
     const last = all.at(-1);

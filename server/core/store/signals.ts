@@ -15,13 +15,14 @@ export interface Signals {
    */
   requestCancel(generationId: string, ttlMs: number): Promise<boolean>;
   /**
-   * The generation's outcome is settled now, by the instance that runs it (`owner`) or by one that
-   * found that instance dead and ends the reply in its place (`orphan`): `cancelled` when a cancel
-   * came first (it ends as cancelled); for its owner, `ended` when an orphan's ending came first
-   * (the reply is not its own any more); else `settled`. Either way its mark lasts `ttlMs` from now
-   * (a cancel's, made to outlast the reply, no longer).
+   * The generation's outcome is settled now, by the instance that runs it, or (`orphan`) by one that
+   * found that instance dead and ends the reply in its place: `cancelled` when a cancel came first
+   * (it ends as cancelled); for its owner, `ended` when an orphan's ending came first (the reply is
+   * not its own any more); else `settled`. The mark of a settled or cancelled outcome lasts `ttlMs`
+   * from now (a cancel's, made to outlast the reply, no longer); an orphan's ending is marked for
+   * `orphan.endingTtlMs`, as long as its owner may still wake and settle.
    */
-  settle(generationId: string, ttlMs: number, by?: 'owner' | 'orphan'): Promise<Settlement>;
+  settle(generationId: string, ttlMs: number, orphan?: { readonly endingTtlMs: number }): Promise<Settlement>;
   /** Which of these generations a cancel was asked for (to catch up on messages that were missed). */
   cancelled(generationIds: readonly string[]): Promise<string[]>;
   /** Calls `handler` for every cancel asked on any instance; returns the unsubscribe function. */

@@ -16,12 +16,21 @@ export class MemorySignals implements Signals {
     return true;
   }
 
-  async settle(generationId: string, ttlMs: number, by: 'owner' | 'orphan' = 'owner'): Promise<Settlement> {
-    // A cancel's mark was made to last as long as a reply may run: once read, it lasts as a settled one.
+  async settle(generationId: string, ttlMs: number, orphan?: { readonly endingTtlMs: number }): Promise<Settlement> {
     const mark = this.#marks.get(generationId);
-    if (mark === 'c' || mark === 'o') this.#set(generationId, mark, ttlMs);
-    else this.#set(generationId, by === 'orphan' ? 'o' : 's', ttlMs);
-    return mark === 'c' ? 'cancelled' : mark === 'o' && by === 'owner' ? 'ended' : 'settled';
+    // A cancel's mark was made to last as long as a reply may run: once read, it lasts as a settled one.
+    if (mark === 'c') {
+      this.#set(generationId, 'c', ttlMs);
+      return 'cancelled';
+    }
+    if (mark === 'o') {
+      if (orphan) return 'settled';
+      this.#set(generationId, 'o', ttlMs);
+      return 'ended';
+    }
+    if (orphan) this.#set(generationId, 'o', orphan.endingTtlMs);
+    else this.#set(generationId, 's', ttlMs);
+    return 'settled';
   }
 
   async cancelled(generationIds: readonly string[]): Promise<string[]> {

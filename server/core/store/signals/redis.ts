@@ -34,8 +34,9 @@ export class RedisSignals implements Signals {
     return asked;
   }
 
-  settle(generationId: string, ttlMs: number, by: 'owner' | 'orphan' = 'owner'): Promise<Settlement> {
-    return this.#c.call(async (redis) => SETTLEMENTS[(await redis.settle(this.#mark(generationId), ttlMs, by === 'orphan' ? 'o' : 's')) as number]!);
+  settle(generationId: string, ttlMs: number, orphan?: { readonly endingTtlMs: number }): Promise<Settlement> {
+    const mark = orphan ? ['o', orphan.endingTtlMs] : ['s', ttlMs];
+    return this.#c.call(async (redis) => SETTLEMENTS[(await redis.settle(this.#mark(generationId), ttlMs, ...mark)) as number]!);
   }
 
   cancelled(generationIds: readonly string[]): Promise<string[]> {
