@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,5 +138,31 @@ describe('API_KEYS_FILE is read again on SIGHUP', () => {
       expect(await statusWith(sluice.url, OLD_KEY)).toBe(401);
     }
     expect(await sluice.stop('SIGTERM')).toBe(0);
+  });
+
+  it('with WORKERS, a SIGHUP while the workers start (their store not reachable yet) reaches each once it serves', async () => {
+    // The second review: the primary handed the signal only to workers that served, and one still
+    // starting had read the file already: it kept the old keys.
+    const file = keysFile(OLD_KEY);
+    const child = spawnNode(['--import', 'tsx', 'server/main.ts'], {
+      env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', API_KEYS_FILE: file, REDIS_URL: 'redis://127.0.0.1:1', WORKERS: '2' },
+    });
+    let out = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    try {
+      const unreachable = () => new Set([...out.matchAll(/"pid":(\d+)[^\n]*"redis unreachable"/g)].map((m) => m[1]));
+      await vi.waitFor(() => expect(unreachable().size).toBe(2), { timeout: 20_000 });
+      expect(out).not.toContain('"workers":2');
+      writeFileSync(file, `${NEW_KEY}\n`);
+      child.kill('SIGHUP');
+      await vi.waitFor(() => expect(out).toContain('"workers":2'), { timeout: 20_000 });
+      const reloaded = () => new Set([...out.matchAll(/"pid":(\d+)[^\n]*"reloaded API keys"/g)].map((m) => m[1]));
+      await vi.waitFor(() => expect(reloaded()).toEqual(unreachable()), { timeout: 10_000 });
+    } finally {
+      // The primary stops its workers on SIGTERM.
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 });
