@@ -21,11 +21,14 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
   let stopping = false;
   let announced = false;
   const listening = new Set<Worker>();
+  /** Workers that were starting when a SIGHUP came: it is handed on once they serve. */
+  const reloadWhenServing = new Set<Worker>();
 
   const fork = (): void => {
     const worker = cluster.fork();
     worker.on('listening', (address) => {
       listening.add(worker);
+      if (reloadWhenServing.delete(worker)) worker.process.kill('SIGHUP');
       if (announced || listening.size < workers) return;
       announced = true;
       const url = `http://${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${address.port}`;
@@ -33,6 +36,7 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
     });
     worker.on('exit', (code, signal) => {
       listening.delete(worker);
+      reloadWhenServing.delete(worker);
       if (stopping) return;
       // A worker that dies is replaced; its running replies end as the guide describes (resumable elsewhere).
       logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
@@ -59,10 +63,15 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  // Each worker holds its own copy of the keys: each serving one reads the file again (one still
-  // starting reads it as it starts).
+  // Each worker holds its own copy of the keys: each reads the file again, one still starting
+  // once it serves (it may have read the file already, and before it serves the signal could
+  // reach it before it listens for it).
   onHangup(() => {
     if (stopping) return;
-    for (const worker of listening) if (!worker.isDead()) worker.process.kill('SIGHUP');
+    for (const worker of Object.values(cluster.workers ?? {})) {
+      if (!worker || worker.isDead()) continue;
+      if (listening.has(worker)) worker.process.kill('SIGHUP');
+      else reloadWhenServing.add(worker);
+    }
   });
 }
