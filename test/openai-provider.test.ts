@@ -94,6 +94,21 @@ describe('the request sent upstream', () => {
     });
   });
 
+  it("sends a caller's max_tokens below LLM_MAX_TOKENS, never above it", async () => {
+    const upstream = await startFakeUpstream();
+    const { url } = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm', LLM_MAX_TOKENS: 256 });
+    for (const max_tokens of [16, 1000]) {
+      const res = await fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens }),
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+    }
+    expect(upstream.requests.map((r) => (r.body as { max_tokens?: number }).max_tokens)).toEqual([16, 256]);
+  });
+
   it('without a key sends no Authorization header; UPSTREAM_INCLUDE_USAGE=false leaves stream_options out', async () => {
     const upstream = await startFakeUpstream();
     const { url } = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'local', UPSTREAM_INCLUDE_USAGE: false });

@@ -67,6 +67,41 @@ describe('the official openai SDK against Sluice', () => {
     expect(deltas.join('')).toBe(await sseRouteText(url, 'explain caching', 'compare'));
   });
 
+  it('honours a max_tokens (or max_completion_tokens) below the configuration: the reply stops there, finish_reason length', async () => {
+    // A chat app's title or a one-word classification asks for a few tokens: answered in full,
+    // it costs the whole reply and breaks the caller's layout.
+    const { url } = await startServer();
+    const full = simulatedDeltas('explain caching');
+    for (const limit of [{ max_tokens: 5 }, { max_completion_tokens: 3 }]) {
+      const stream = await sdk(url).chat.completions.create({
+        model: SIMULATED_MODEL_ID,
+        messages: [{ role: 'user', content: 'explain caching' }],
+        stream: true,
+        ...limit,
+      });
+      const deltas: string[] = [];
+      let finish: string | null | undefined;
+      for await (const chunk of stream) {
+        if (chunk.choices[0]?.delta.content) deltas.push(chunk.choices[0].delta.content);
+        if (chunk.choices[0]?.finish_reason) finish = chunk.choices[0].finish_reason;
+      }
+      expect(deltas).toEqual(full.slice(0, limit.max_tokens ?? limit.max_completion_tokens));
+      expect(finish).toBe('length');
+    }
+    const whole = await sdk(url).chat.completions.create({
+      model: SIMULATED_MODEL_ID,
+      messages: [{ role: 'user', content: 'explain caching' }],
+      max_tokens: 2,
+    });
+    expect(whole.choices[0]).toMatchObject({ message: { content: full.slice(0, 2).join('') }, finish_reason: 'length' });
+    // Not a number of tokens: refused, naming it.
+    const refused = await sdk(url)
+      .chat.completions.create({ model: SIMULATED_MODEL_ID, messages: [{ role: 'user', content: 'hi' }], max_tokens: 0 })
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(BadRequestError);
+    expect((refused as BadRequestError).param).toBe('max_tokens');
+  });
+
   it('gets usage when asked (stream_options.include_usage), and in a non-streamed completion', async () => {
     const { url } = await startServer({ SIM_USAGE: true });
     const client = sdk(url);
