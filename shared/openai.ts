@@ -36,6 +36,10 @@ export const ChatCompletionRequest = z.object({
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   n: z.literal(1, 'only n=1 is supported').nullish(),
+  // The most tokens the caller wants (max_tokens is OpenAI's older name): honoured below the
+  // server's own limit, never above it.
+  max_tokens: z.number().int().positive('must be a positive integer').nullish(),
+  max_completion_tokens: z.number().int().positive('must be a positive integer').nullish(),
   tools: unsupported('tools'),
   functions: unsupported('functions'),
 });

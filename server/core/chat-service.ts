@@ -67,6 +67,8 @@ export interface StartRequest {
    * that turn is answered again instead of a second one being added.
    */
   readonly retried?: boolean;
+  /** The most tokens the caller wants in the reply (see ProviderRequest.maxTokens). */
+  readonly maxTokens?: number | undefined;
 }
 
 export interface StatelessRequest {
@@ -74,6 +76,8 @@ export interface StatelessRequest {
   /** The whole conversation, as the caller sends it (OpenAI-style): nothing is read or stored. */
   readonly messages: readonly ProviderMessage[];
   readonly transport: string;
+  /** The most tokens the caller wants in the reply (see ProviderRequest.maxTokens). */
+  readonly maxTokens?: number | undefined;
 }
 
 /** A page of history: the newest `limit` messages, before position `before` when given. */
@@ -294,7 +298,14 @@ export class ChatService {
       throw toSluiceError(error);
     });
     // Nobody can resume a reply that belongs to no session: a client that leaves stops it.
-    const listener = this.#runner.launch(record, request.messages, undefined, { slot }, { transport: request.transport, resumable: false }, signal);
+    const listener = this.#runner.launch(
+      record,
+      request.messages,
+      undefined,
+      { slot },
+      { transport: request.transport, resumable: false, maxTokens: request.maxTokens },
+      signal,
+    );
     return { generationId: record.id, listener };
   }
 

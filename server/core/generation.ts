@@ -54,6 +54,8 @@ export interface GenerationOptions {
    * as cancelled, so that a cancel that answered true holds), `ended` when another instance ended
    * the reply as an orphan first (it ends as that instance ended it: interrupted).
    */
+  /** The most tokens the caller wants in the reply (see ProviderRequest.maxTokens). */
+  readonly maxTokens?: number | undefined;
   readonly settle?: () => Promise<Settlement>;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
@@ -132,6 +134,7 @@ export class Generation {
   #refilling: Promise<boolean> | undefined;
   #onEvent: ((seq: number, event: StreamEvent, deadline?: number) => Promise<AppendResult>) | undefined;
   #settle: (() => Promise<Settlement>) | undefined;
+  readonly #maxTokens: number | undefined;
   /** Events 1..#visible may be shown to listeners. */
   #visible = 0;
   /** Copies to the shared log that settled ahead of an earlier one (made on the first). */
@@ -182,6 +185,7 @@ export class Generation {
     this.#storeWaitMs = options.storeWaitMs ?? STORE_WAIT_MS;
     this.#onEvent = options.onEvent;
     this.#settle = options.settle;
+    this.#maxTokens = options.maxTokens;
     this.#keepAlive = options.keepAlive;
     this.#onRefill = options.onRefill;
     this.#onListener = options.onListener;
@@ -226,6 +230,7 @@ export class Generation {
     const generation = this;
     const request: ProviderRequest = {
       messages,
+      ...(this.#maxTokens === undefined ? {} : { maxTokens: this.#maxTokens }),
       get signal() {
         return generation.#signal();
       },

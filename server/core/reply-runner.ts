@@ -28,6 +28,8 @@ export interface RunRequest {
   readonly resumable?: boolean | undefined;
   /** The first event is `start`, naming the reply. */
   readonly announce?: boolean | undefined;
+  /** The most tokens the caller wants in the reply (see ProviderRequest.maxTokens). */
+  readonly maxTokens?: number | undefined;
 }
 
 export interface ReplyRunnerOptions {
@@ -103,6 +105,7 @@ export class ReplyRunner {
       // Replies of a session can be cancelled from anywhere: their outcome is settled in the shared
       // state. Every reply settles (one without a session too): that is what ends a cancel's mark.
       settle: () => o.signals.settle(record.id, o.settledMarkTtlMs),
+      maxTokens: request.maxTokens,
       onListener: o.onListener,
       onFirstDelta: (ms) => o.observer.firstDelta(ms),
     });

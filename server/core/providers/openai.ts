@@ -115,15 +115,18 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): Provider {
     },
   };
   const system: ProviderMessage[] = o.systemPrompt ? [{ role: 'system', content: o.systemPrompt }] : [];
-  const bodyFor = (messages: readonly ProviderMessage[]): string =>
-    JSON.stringify({
+  const bodyFor = (messages: readonly ProviderMessage[], callerMax: number | undefined): string => {
+    // The caller may ask for fewer tokens than the configuration allows, never for more.
+    const maxTokens = callerMax === undefined ? o.maxTokens : Math.min(callerMax, o.maxTokens ?? callerMax);
+    return JSON.stringify({
       model: o.model,
       messages: [...system, ...messages].map((m) => ({ role: m.role, content: m.content })),
       stream: true,
       ...(o.includeUsage ? { stream_options: { include_usage: true } } : {}),
       ...(o.temperature !== undefined ? { temperature: o.temperature } : {}),
-      ...(o.maxTokens !== undefined ? { max_tokens: o.maxTokens } : {}),
+      ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
     });
+  };
   const limits = { firstTokenTimeoutMs: o.firstTokenTimeoutMs, stallTimeoutMs: o.stallTimeoutMs };
   let closed: Promise<void> | undefined;
 
@@ -133,7 +136,7 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): Provider {
     // The pool closes its idle connections at once, and the others as their replies end.
     close: () => (closed ??= endpoint.dispatcher.close()),
     async *stream(request: ProviderRequest): AsyncGenerator<ProviderYield> {
-      const body = bodyFor(request.messages);
+      const body = bodyFor(request.messages, request.maxTokens);
       const { signal } = request;
       for (let n = 0; ; n++) {
         let yielded = false;

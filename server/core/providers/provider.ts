@@ -16,6 +16,11 @@ export interface ProviderRequest {
    * leave it alone, and stops when its consumer stops pulling.
    */
   readonly signal: AbortSignal;
+  /**
+   * The most tokens the caller wants in the reply (the OpenAI route's `max_tokens`): a provider
+   * stops there, reporting `length`; its own limit, when lower, stands.
+   */
+  readonly maxTokens?: number;
   /** Providers that know token counts report them here before they finish. */
   readonly reportUsage?: (usage: TokenUsage) => void;
   /** Providers that know why a reply ended report it here when it was not a natural stop. */

@@ -87,6 +87,9 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
         bpeTokenizer = await bpe;
         deltas = bpeTokenizer.split(words.join(''));
       }
+      // A caller that wants fewer tokens gets the reply's beginning, cut as a token limit cuts it.
+      const cut = request.maxTokens !== undefined && request.maxTokens < deltas.length;
+      if (cut) deltas = deltas.slice(0, request.maxTokens);
       // The pacer clears its timer when the signal aborts, and lets go of the signal when the reply
       // ends (or the consumer stops iterating), so nothing is left behind. Without a delay nothing
       // waits longer than a turn of the event loop: the reply stops when its consumer stops pulling,
@@ -115,9 +118,10 @@ export function createSimulatedProvider(options: SimulatedProviderOptions): Prov
         const count = bpeTokenizer ? (text: string) => bpeTokenizer.count(text) : countWords;
         reportUsage({
           promptTokens: messages.reduce((n, m) => n + count(m.content), 0),
-          completionTokens: bpeTokenizer ? bpeTokenizer.count(words.join('')) : deltas.length,
+          completionTokens: bpeTokenizer && !cut ? bpeTokenizer.count(words.join('')) : deltas.length,
         });
       }
+      if (cut) request.reportFinish?.('length');
     },
   };
 }

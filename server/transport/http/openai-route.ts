@@ -61,10 +61,19 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     const body = parseCompletionRequest(await readJsonBody(req, ANY_JSON, deps.maxBodyBytes));
     const owner = deps.ownerOf(req);
     sessionId = sessionFrom(req);
+    const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
     attachment =
       sessionId === undefined
-        ? await deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai' })
-        : await deps.service.start({ owner, sessionId, message: newUserMessage(body.messages), transport: 'openai', resumable: false, retried: isRetry(req) });
+        ? await deps.service.startStateless({ owner, messages: toProviderMessages(body.messages), transport: 'openai', maxTokens })
+        : await deps.service.start({
+            owner,
+            sessionId,
+            message: newUserMessage(body.messages),
+            transport: 'openai',
+            resumable: false,
+            retried: isRetry(req),
+            maxTokens,
+          });
     stream = body.stream === true;
     meta = {
       id: `chatcmpl-${attachment.generationId}`,
