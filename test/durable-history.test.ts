@@ -210,6 +210,18 @@ describe('durable history', () => {
     await Promise.all([a.stop('SIGTERM'), b.stop('SIGTERM')]);
   });
 
+  it('the persistence of a Redis that was down as the server started is looked at once it is reached', async () => {
+    // The third review: the check ran only when Redis answered at start-up.
+    const redis = await startRedis();
+    if (!redis) return;
+    await redis.stop();
+    const sluice = await startSluiceProcess({ REDIS_URL: redis.url, SIM_DELAY_MS: 0 });
+    expect(sluice.output()).toMatch(/the store is not reachable yet/);
+    await redis.start();
+    await vi.waitFor(() => expect(sluice.output()).toMatch(/history lives in a Redis that keeps nothing across its restart/), { timeout: 15_000 });
+    await sluice.stop('SIGTERM');
+  });
+
   it('two instances on PostgreSQL and Redis share history; migrations run once', async () => {
     const [pg, redis] = await Promise.all([startPostgres(), startRedis()]);
     if (!pg || !redis) return;

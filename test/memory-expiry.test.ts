@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { MemoryLeaseStore } from '../server/core/store/leases/memory.ts';
 import { MemorySignals } from '../server/core/store/signals/memory.ts';
 
@@ -31,6 +31,23 @@ describe('memory store: entries that expire cost O(1) each, however many are liv
     expect(await signals.requestCancel('g0', HOUR)).toBe(false);
     expect(await signals.requestCancel('new', HOUR)).toBe(true);
     expect(await signals.cancelled(['g0', 'new'])).toEqual(['new']);
+  });
+
+  it("signals: an orphan's ending, marked for a day, does not keep the minutes-long marks made after it", async () => {
+    // The third review: one such mark at the front of the map stopped its sweep for a day, and
+    // every settled reply after it stayed in memory that long.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const signals = new MemorySignals();
+      await signals.settle('orphaned', 60_000, { endingTtlMs: 24 * HOUR });
+      for (let i = 0; i < 1000; i++) await signals.settle(`g${i}`, 60_000);
+      vi.setSystemTime(Date.now() + 120_000);
+      await signals.settle('later', 60_000);
+      expect(signals.size).toBeLessThanOrEqual(2);
+      expect(await signals.settle('orphaned', 60_000)).toBe('ended');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('leases: 40,000 held at once, and as many rate windows', async () => {

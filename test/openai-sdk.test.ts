@@ -94,6 +94,9 @@ describe('the official openai SDK against Sluice', () => {
       max_tokens: 2,
     });
     expect(whole.choices[0]).toMatchObject({ message: { content: full.slice(0, 2).join('') }, finish_reason: 'length' });
+    // Its usage never counts more than the caller allowed (the third review: an estimate of the
+    // cut words in BPE tokens said 3 for max_tokens 2).
+    expect(whole.usage?.completion_tokens).toBeLessThanOrEqual(2);
     // Not a number of tokens: refused, naming it.
     const refused = await sdk(url)
       .chat.completions.create({ model: SIMULATED_MODEL_ID, messages: [{ role: 'user', content: 'hi' }], max_tokens: 0 })

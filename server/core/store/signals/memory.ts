@@ -9,6 +9,11 @@ export class MemorySignals implements Signals {
   /** Per generation: cancelled ('c'), settled by its owner ('s') or as an orphan ('o'), until the mark expires. */
   readonly #marks = new ExpiringMap<Mark>();
 
+  /** Marks held, live or expired but not swept yet: what they cost. */
+  get size(): number {
+    return this.#marks.size;
+  }
+
   async requestCancel(generationId: string, ttlMs: number): Promise<boolean> {
     if (this.#marks.get(generationId)) return false;
     this.#set(generationId, 'c', ttlMs);
