@@ -319,7 +319,13 @@ export class Generation {
     // Every reply carries its usage, whatever its outcome: the provider's counts, or Sluice's own
     // (decided after the outcome, so that a stop during the count cannot change it). A reply that
     // failed before its first token was refused or never answered: it consumed nothing.
-    usage ??= failure && deltas === 0 ? NOTHING_CONSUMED : await estimateUsage(provider.preamble ? [...provider.preamble, ...messages] : messages, text);
+    if (!usage) {
+      usage = failure && deltas === 0 ? NOTHING_CONSUMED : await estimateUsage(provider.preamble ? [...provider.preamble, ...messages] : messages, text);
+      // An estimate never says the model wrote more than the caller let it (a limit counts the
+      // model's own tokens, which the estimate's tokenizer only approximates).
+      const cap = this.#maxTokens;
+      if (usage && cap !== undefined && usage.completionTokens > cap) usage = { ...usage, completionTokens: cap };
+    }
     if (usage) terminal.usage = usage;
 
     const reply: ChatMessage = {

@@ -224,6 +224,12 @@ export class RedisConnection {
     return this.#tail;
   }
 
+  /** Calls `fn` once, when the command connection is first ready (at once if it is). */
+  onceReady(fn: () => void): void {
+    if (this.#commands.status === 'ready') fn();
+    else this.#commands.once('ready', fn);
+  }
+
   /** Resolves true once every connection that serves requests is ready (the replica-waiting one too: writes go through it). */
   async ready(timeoutMs: number): Promise<boolean> {
     const clients: Array<Redis | Cluster> = [this.#commands];

@@ -23,6 +23,9 @@ export function createRedisStore(options: RedisStoreOptions): Store {
   const connection = new RedisConnection(options);
   const history = options.history ?? new RedisHistory(connection, { logger: options.logger, idleTtlMs: options.historyIdleTtlMs ?? 0 });
   const signals = new RedisSignals(connection);
+  // Once Redis first answers (at start-up, or later when it was down then): a history Redis would
+  // lose whole in its own restart is worth a word.
+  if (!options.history) connection.onceReady(() => void checkHistoryPersistence(connection, options.logger));
   let closing: Promise<void> | undefined;
   return {
     kind: options.historyKind ? `redis, history in ${options.historyKind}` : 'redis',
@@ -31,12 +34,7 @@ export function createRedisStore(options: RedisStoreOptions): Store {
     leases: new RedisLeaseStore(connection),
     signals,
     healthy: async () => (await connection.healthy()) && (await history.healthy()),
-    ready: async (timeoutMs) => {
-      const ready = await connection.ready(timeoutMs);
-      // Once, as the server starts: a history Redis would lose whole in a restart is worth a word.
-      if (ready && !options.history) void checkHistoryPersistence(connection, options.logger);
-      return ready;
-    },
+    ready: (timeoutMs) => connection.ready(timeoutMs),
     close: () => {
       closing ??= (async () => {
         signals.close();

@@ -6,16 +6,22 @@ type Mark = 'c' | 's' | 'o';
 /** Signals within this process. */
 export class MemorySignals implements Signals {
   readonly #cancelHandlers = new Set<(generationId: string) => void>();
-  /** Per generation: cancelled ('c'), settled by its owner ('s') or as an orphan ('o'), until the mark expires. */
+  /** Per generation: cancelled ('c'), settled ('s'), or ended as an orphan once its owner knows it ('o'), for minutes. */
   readonly #marks = new ExpiringMap<Mark>();
+  /**
+   * Orphans' endings not yet seen by their owners, kept for as long as those may wake (a day): a
+   * map of their own, since the other's sweep stops at its first live entry, and one of these at
+   * its front would keep every mark after it for that day.
+   */
+  readonly #endings = new ExpiringMap<true>();
 
   /** Marks held, live or expired but not swept yet: what they cost. */
   get size(): number {
-    return this.#marks.size;
+    return this.#marks.size + this.#endings.size;
   }
 
   async requestCancel(generationId: string, ttlMs: number): Promise<boolean> {
-    if (this.#marks.get(generationId)) return false;
+    if (this.#marks.get(generationId) || this.#endings.get(generationId)) return false;
     this.#set(generationId, 'c', ttlMs);
     for (const handler of this.#cancelHandlers) handler(generationId);
     return true;
@@ -28,13 +34,17 @@ export class MemorySignals implements Signals {
       this.#set(generationId, 'c', ttlMs);
       return 'cancelled';
     }
-    if (mark === 'o') {
+    if (mark === 'o' || this.#endings.get(generationId)) {
       if (orphan) return 'settled';
+      // Its owner knows now: the mark lasts as a settled one.
+      this.#endings.delete(generationId);
       this.#set(generationId, 'o', ttlMs);
       return 'ended';
     }
-    if (orphan) this.#set(generationId, 'o', orphan.endingTtlMs);
-    else this.#set(generationId, 's', ttlMs);
+    if (orphan) {
+      const now = Date.now();
+      this.#endings.set(generationId, true, now + orphan.endingTtlMs, now);
+    } else this.#set(generationId, 's', ttlMs);
     return 'settled';
   }
 
@@ -55,6 +65,7 @@ export class MemorySignals implements Signals {
   close(): void {
     this.#cancelHandlers.clear();
     this.#marks.clear();
+    this.#endings.clear();
   }
 
   #set(generationId: string, mark: Mark, ttlMs: number): void {
