@@ -550,6 +550,9 @@ describe('faults of a shared Redis', () => {
     const shown: SseFrame[] = [];
     for (let i = 0; i < DEFAULT_TOKENS.length; i++) shown.push((await head.next()).value as SseFrame);
     const follower = drain(streamSseRoute(b.url, { message: 'think', session_id: 'quiet' }, { headers: { 'last-event-id': shown.at(-1)!.id! } }));
+    // Following before Redis goes: a resume that reaches B during the restart is a 503 (the store
+    // is away), which a loaded machine once made of this test's own request.
+    await vi.waitFor(() => expect(b.sluice.service.openListeners).toBe(1));
     await redis.restart();
     // A's heartbeat finds its marks gone and takes them back: A never stopped.
     await vi.waitFor(() => expect(lines.some((line) => line.msg === 'a lease had vanished; taken back')).toBe(true), { timeout: 15_000 });
