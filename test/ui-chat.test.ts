@@ -195,6 +195,34 @@ describe('POST /v1/ui/chat with the AI SDK DefaultChatTransport', () => {
     const raw = await fetch(`${server.url}/v1/ui/chat`, { method: 'POST', headers: { ...auth, 'content-type': 'text/plain' }, body: '{}' });
     expect(raw.status).toBe(415);
   });
+
+  it("refuses an edit of a sent message (useChat's sendMessage with a messageId): history keeps what was said, and is not rewritten behind the page", async () => {
+    // The UI route hunt: the edit was taken for a new last turn, so the page showed the edited
+    // branch while history (and the model's context) held both.
+    const server = await startServer({ SIM_DELAY_MS: 0 });
+    const transport = transportFor(server);
+    await readAll(await send(transport, 'ui-edit', [user('u1', 'my name is Ann')]));
+    const edit = transport.sendMessages({
+      chatId: 'ui-edit',
+      messages: [user('u1', 'my name is Bob')],
+      trigger: 'submit-message',
+      messageId: 'u1',
+      abortSignal: undefined,
+    });
+    await expect(edit).rejects.toThrow(/"messageId: editing a sent message is not supported/);
+    expect((await history(server, 'ui-edit')).messages.map((m) => m.content.slice(0, 14))).toEqual(['my name is Ann', 'Based on your ']);
+  });
+
+  it('the stop route refuses a body past MAX_BODY_BYTES, as every route does (the UI route hunt: it answered 200 to any size)', async () => {
+    const server = await startServer({ MAX_BODY_BYTES: 1024 });
+    const stop = await fetch(`${server.url}/v1/ui/chat/ui-stop/stop`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: 'x'.repeat(4096),
+    });
+    expect(stop.status).toBe(413);
+    expect((await fetch(`${server.url}/v1/ui/chat/ui-stop/stop`, { method: 'POST' })).status).toBe(200);
+  });
 });
 
 describe('uiChatFetch: stop() stops the reply on the server', () => {
