@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UIChatRequest } from '../../../shared/ui-chat.ts';
 import type { Attachment } from '../../core/chat-service.ts';
-import { readJsonBody, sendError, sendJson } from './json-io.ts';
+import { SluiceError } from '../../core/errors.ts';
+import { readBody, readJsonBody, sendError, sendJson } from './json-io.ts';
 import type { TransportName } from '../admission.ts';
 import type { RouteDeps } from './route-context.ts';
 import { streamSse } from './sse-stream.ts';
@@ -20,6 +21,11 @@ export async function handleUIChat(req: IncomingMessage, res: ServerResponse, de
   let attachment: Attachment;
   try {
     const body = await readJsonBody(req, UIChatRequest, deps.maxBodyBytes);
+    // useChat sends an edit as a submission naming the message it replaces, its conversation cut
+    // after it: taken for a new last turn, history would keep both branches behind the page.
+    if (body.trigger !== 'regenerate-message' && body.messageId != null) {
+      throw new SluiceError('invalid_request', 'messageId: editing a sent message is not supported: the chat keeps what was said (send a new message)');
+    }
     const message = newTurnText(body.messages);
     attachment = await deps.admission.open(deps.ownerOf(req), {
       message,
@@ -63,6 +69,8 @@ export async function handleUIChatResume(req: IncomingMessage, res: ServerRespon
  */
 export async function handleUIChatStop(req: IncomingMessage, res: ServerResponse, deps: RouteDeps, params: readonly string[]): Promise<void> {
   try {
+    // No body is expected; one is still bounded, as on every route.
+    await readBody(req, deps.maxBodyBytes);
     const owner = deps.ownerOf(req);
     const chatId = chatIdFrom(params);
     const cancelled = await deps.service.cancel(owner, chatId);
