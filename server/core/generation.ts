@@ -54,9 +54,9 @@ export interface GenerationOptions {
    * as cancelled, so that a cancel that answered true holds), `ended` when another instance ended
    * the reply as an orphan first (it ends as that instance ended it: interrupted).
    */
+  readonly settle?: () => Promise<Settlement>;
   /** The most tokens the caller wants in the reply (see ProviderRequest.maxTokens). */
   readonly maxTokens?: number | undefined;
-  readonly settle?: () => Promise<Settlement>;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
   /**

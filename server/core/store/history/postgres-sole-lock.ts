@@ -75,10 +75,11 @@ export class PostgresSoleLock {
     this.#held = false;
     clearTimeout(this.#retake);
     this.#retake = undefined;
-    this.#schedule(0);
+    this.#schedule(0, LOST_RETAKE_MS);
   }
 
-  #schedule(delayMs = RETAKE_MS): void {
+  /** Asks after `delayMs`; again after RETAKE_MS if another holds it, or `unreachedMs` if PostgreSQL did not answer. */
+  #schedule(delayMs = RETAKE_MS, unreachedMs = RETAKE_MS): void {
     if (this.#closed || this.#retake) return;
     this.#retake = setTimeout(() => {
       this.#retake = undefined;
@@ -88,8 +89,7 @@ export class PostgresSoleLock {
           this.#held = taken;
           if (!taken) this.#schedule();
         },
-        // Not reached (PostgreSQL is away): soon again, as it may come back any moment.
-        () => this.#schedule(delayMs === RETAKE_MS ? RETAKE_MS : LOST_RETAKE_MS),
+        () => this.#schedule(unreachedMs, unreachedMs),
       );
     }, delayMs).unref();
   }

@@ -51,11 +51,11 @@ export class PostgresHistory extends SqlHistory {
     return this.#sole?.heldAtStart ?? false;
   }
 
-  private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions) {
+  private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions, statementTimeoutMs: number) {
     // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
     // (100), past which a transaction's queries go one round trip at a time.
     // A write waits for those before it at most as long as a statement may wait: answered within twice that.
-    super({ logger: options.logger, clock: options.clock, maxBatch: 64, maxWaitMs: options.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS });
+    super({ logger: options.logger, clock: options.clock, maxBatch: 64, maxWaitMs: statementTimeoutMs });
     this.#writer = writer;
     this.#readers = readers;
   }
@@ -117,7 +117,7 @@ export class PostgresHistory extends SqlHistory {
     const sole = options.soleInstance ? await PostgresSoleLock.take(options.url, where, options.logger) : undefined;
     const writer = connect(1);
     const readers = connect(maxConnections - 1);
-    const history = new PostgresHistory(writer, readers, options);
+    const history = new PostgresHistory(writer, readers, options, statementTimeoutMs);
     history.#sole = sole;
     try {
       const result = await writer.begin(async (tx) => {
