@@ -41,6 +41,11 @@ class Peer {
     this.#ws.send(typeof value === 'string' ? value : JSON.stringify(value));
   }
 
+  /** The same text in a binary frame (tRPC's JSON encoder takes text frames only). */
+  sendBinary(value: unknown): void {
+    this.#ws.send(Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)), { binary: true });
+  }
+
   /** Resolves once `done(messages)` holds. */
   until(done: (messages: ReadonlyArray<Message | string>) => boolean, timeoutMs = 5000): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -187,6 +192,8 @@ describe('tRPC WebSocket protocol: Sluice answers as tRPC adapter does', () => {
       p.send({ id: null, method: 'query', params: { path: 'health' } });
       p.send('{not json');
       p.send({ id: 5, method: 'teleport', params: {} });
+      p.sendBinary({ id: 6, method: 'query', params: { path: 'health', input: { json: null } } });
+      p.sendBinary('PING');
       p.send('PING');
       await p.until((m) => m.includes('PONG'));
     });
@@ -199,6 +206,8 @@ describe('tRPC WebSocket protocol: Sluice answers as tRPC adapter does', () => {
       [1, 'BAD_REQUEST'],
       [2, 'NOT_FOUND'],
       [3, 'BAD_REQUEST'],
+      [null, 'PARSE_ERROR'],
+      [null, 'PARSE_ERROR'],
       [null, 'PARSE_ERROR'],
       [null, 'PARSE_ERROR'],
       [null, 'PARSE_ERROR'],
@@ -267,5 +276,12 @@ describe('tRPC WebSocket connection params', () => {
     await malformed.until((m) => m.length > 0);
     expect(malformed.messages[0]).toMatchObject({ id: null, error: { json: { data: { code: 'PARSE_ERROR' } } } });
     await malformed.closed();
+
+    // tRPC's JSON encoder takes text frames only: the same params in a binary frame are malformed.
+    const binary = await peer(url);
+    binary.sendBinary({ method: 'connectionParams', data: { apiKey: 'sk-alice-0123456789abcdef' } });
+    await binary.until((m) => m.length > 0);
+    expect(binary.messages[0]).toMatchObject({ id: null, error: { json: { data: { code: 'PARSE_ERROR' } } } });
+    await binary.closed();
   });
 });

@@ -113,6 +113,19 @@ interface Shared {
   readonly config: AppRouter['_def']['_config'];
 }
 
+/** A binary frame, kept as a mark: its bytes are never read (see decodeFrame). */
+const BINARY_FRAME = Symbol('binary frame');
+type Frame = string | typeof BINARY_FRAME;
+
+/**
+ * tRPC's JSON encoder takes text frames only and refuses a binary one as undecodable (the same
+ * PARSE_ERROR, with its words); a client that sends one has a different encoder, not our protocol.
+ */
+function decodeFrame(frame: Frame): unknown {
+  if (frame === BINARY_FRAME) throw new Error('jsonEncoder received binary data. JSON uses text frames. Use a binary encoder for binary data.');
+  return JSON.parse(frame);
+}
+
 /**
  * One connection: its context, its running subscriptions and its request loop. A class rather
  * than a closure per step: a connection is held as long as its streams run, and a dozen closures
@@ -130,17 +143,21 @@ class WsConnection implements KeptAlive {
   #ctx: TRPCContext | undefined;
   #ctxPromise: Promise<ContextResult> | undefined;
   /** Messages read and not served yet (see #serve). */
-  readonly #inbox: string[] = [];
+  readonly #inbox: Frame[] = [];
   #serving = false;
   // Fields rather than methods: callbacks handed out, made once a connection. Not made where a call
   // starts: a subscription keeps its handler for its whole life, and a closure made in
   // #handleMessage would keep that message's text and parsed calls with it.
   readonly #reportError = (cause: unknown): void => this.#s.options.onError({ error: toTRPCError(cause), path: undefined });
-  readonly #onMessage = (raw: RawData): void => {
+  readonly #onMessage = (raw: RawData, isBinary: boolean): void => {
     this.seenAt = performance.now();
-    const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
-    if (text === 'PONG') return;
-    this.#inbox.push(text);
+    if (isBinary) {
+      this.#inbox.push(BINARY_FRAME);
+    } else {
+      const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
+      if (text === 'PONG') return;
+      this.#inbox.push(text);
+    }
     if (!this.#serving) this.#serve().catch(this.#reportError);
   };
 
@@ -324,7 +341,7 @@ class WsConnection implements KeptAlive {
     if (!responded) this.#respond({ id: null, error: shape });
   }
 
-  async #handleMessage(text: string): Promise<void> {
+  async #handleMessage(text: Frame): Promise<void> {
     if (text === 'PING') {
       this.ws.send('PONG');
       return;
@@ -333,7 +350,7 @@ class WsConnection implements KeptAlive {
       this.#ctxPromise = this.#createCtx(() => {
         let message: unknown;
         try {
-          message = JSON.parse(text);
+          message = decodeFrame(text);
         } catch (cause) {
           throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage', cause });
         }
@@ -347,7 +364,7 @@ class WsConnection implements KeptAlive {
     let json: unknown;
     let messages: TRPCClientOutgoingMessage[] | undefined;
     try {
-      json = JSON.parse(text);
+      json = decodeFrame(text);
       const tooMany = Array.isArray(json) && json.length > this.#s.options.maxBatch;
       if (!tooMany) messages = (Array.isArray(json) ? json : [json]).map((item) => parseTRPCMessage(item, this.#s.config.transformer));
     } catch (cause) {
