@@ -170,3 +170,90 @@ describe('backpressure on answers: a slow reader', () => {
     socket.destroy();
   });
 });
+
+const HOLDER = 'sk-holder-0123456789abcdef';
+const OTHER = 'sk-other-0123456789abcdefg';
+
+/** As sessionWithLongHistory, with keys: the session `long` is HOLDER's; answers held are capped at 4 M characters. */
+async function keyedLongHistory(): Promise<Awaited<ReturnType<typeof startServer>>> {
+  const server = await startServer(
+    { API_KEYS: `${HOLDER},${OTHER}`, SEND_TIMEOUT_MS: 60_000, RESUME_GRACE_MS: 60_000, MAX_HELD_ANSWER_CHARS: 4_000_000 },
+    { provider: flood(3000, 0) },
+  );
+  for (const key of [HOLDER, OTHER]) {
+    const leave = new AbortController();
+    const turn = await fetch(`${server.url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` },
+      body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
+      signal: leave.signal,
+    });
+    expect(turn.status).toBe(200);
+    leave.abort();
+  }
+  await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0), { timeout: 20_000 });
+  return server;
+}
+
+const HISTORY_PATHS = {
+  'the history route': '/v1/sessions/long/messages',
+  'tRPC over HTTP': `/trpc/chat.history?input=${encodeURIComponent('{"json":{"sessionId":"long"}}')}`,
+} as const;
+
+/** A reader that asks for HOLDER's long history over `transport` and takes nothing of the answer; resolves once the answer is out. */
+async function stalledReader(server: Awaited<ReturnType<typeof startServer>>, transport: 'http' | 'ws'): Promise<{ close(): void }> {
+  if (transport === 'ws') {
+    const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/trpc?connectionParams=1`);
+    ws.on('error', () => undefined);
+    await once(ws, 'open');
+    ws.send(JSON.stringify({ method: 'connectionParams', data: { apiKey: HOLDER } }));
+    // The client's socket stops reading before the answer is asked for: all of it stays queued.
+    (ws as unknown as { _socket: Socket })._socket.pause();
+    ws.send(JSON.stringify({ id: 1, method: 'query', params: { path: 'chat.history', input: { json: { sessionId: 'long' } } } }));
+    return { close: () => ws.terminate() };
+  }
+  const socket = connect(server.port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  socket.write(`GET ${HISTORY_PATHS['the history route']} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${HOLDER}\r\n\r\n`);
+  await once(socket, 'data');
+  socket.pause();
+  return { close: () => socket.destroy() };
+}
+
+describe('backpressure on answers: what readers that take nothing can make the server hold', () => {
+  // A reader that takes nothing holds its answer until the send timeout; many of them would each
+  // hold a page of history. What answers wait for readers is bounded (MAX_HELD_ANSWER_CHARS, a
+  // quarter of it per owner): beyond it a long answer is refused, not held.
+  it.each(['http', 'ws'] as const)('answers held for a reader that takes nothing (over %s) are bounded per owner and in all', async (transport) => {
+    const server = await keyedLongHistory();
+    const reader = await stalledReader(server, transport);
+    // Every answer is read whole: a fetch that leaves its body unread is a reader that takes nothing too.
+    const ask = async (key: string, path: string) => {
+      const res = await fetch(`${server.url}${path}`, { headers: { Authorization: `Bearer ${key}` } });
+      const body = await res.text();
+      return {
+        status: res.status,
+        retryAfter: res.headers.get('retry-after'),
+        error: res.status === 200 ? undefined : (JSON.parse(body) as { error: unknown }).error,
+      };
+    };
+
+    // The holder's share is spent: its next long answer is refused, on every route.
+    await vi.waitFor(async () => {
+      const refused = await ask(HOLDER, HISTORY_PATHS['the history route']);
+      expect(refused.status).toBe(429);
+      expect(refused.error).toMatchObject({ code: 'rate_limited', message: expect.stringMatching(/MAX_HELD_ANSWER_CHARS/) });
+    });
+    for (const path of Object.values(HISTORY_PATHS)) expect((await ask(HOLDER, path)).status).toBe(429);
+    // And the process's: another owner's long answer is refused for now, and worth retrying.
+    const pooled = await ask(OTHER, HISTORY_PATHS['the history route']);
+    expect(pooled.status).toBe(503);
+    expect(pooled.retryAfter).not.toBeNull();
+    expect(pooled.error).toMatchObject({ code: 'unavailable', message: expect.stringMatching(/MAX_HELD_ANSWER_CHARS/) });
+
+    // Once the reader is gone, what it held is free again.
+    reader.close();
+    await vi.waitFor(async () => expect((await ask(OTHER, HISTORY_PATHS['tRPC over HTTP'])).status).toBe(200), { timeout: 10_000 });
+    expect((await ask(HOLDER, HISTORY_PATHS['the history route'])).status).toBe(200);
+  });
+});

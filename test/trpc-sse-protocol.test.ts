@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSink } from '../server/transport/backpressure.ts';
+import { HeldAnswers } from '../server/transport/held-answers.ts';
 import { bearerToken } from '../server/transport/http/bearer.ts';
 import { chatApi, type TRPCContext } from '../server/transport/trpc/context.ts';
 import { createAppRouter } from '../server/transport/trpc/router.ts';
@@ -28,7 +29,8 @@ async function referenceServer(sluice: TestServer['sluice']): Promise<string> {
     router: createAppRouter({ ssePingMs: 0 }),
     basePath: '/trpc/',
     createContext: ({ req, res }): TRPCContext => ({
-      chat: chatApi(sluice.admission, sluice.service),
+      chat: chatApi(sluice.admission, sluice.service, new HeldAnswers(1_000_000_000)),
+      answerTaken: () => Promise.resolve(),
       credential: bearerToken(req.headers.authorization),
       transport: 'trpc-http',
       metrics: sluice.metrics,

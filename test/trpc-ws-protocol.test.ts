@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { createSink } from '../server/transport/backpressure.ts';
+import { HeldAnswers } from '../server/transport/held-answers.ts';
 import { chatApi, type TRPCContext } from '../server/transport/trpc/context.ts';
 import { createAppRouter } from '../server/transport/trpc/router.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
@@ -91,7 +92,8 @@ async function referenceServer(sluice: TestServer['sluice']): Promise<string> {
     // Sluice's WS_MAX_BATCH, at its default.
     maxBatchSize: 16,
     createContext: ({ req, res: ws }): TRPCContext => ({
-      chat: chatApi(sluice.admission, sluice.service),
+      chat: chatApi(sluice.admission, sluice.service, new HeldAnswers(1_000_000_000)),
+      answerTaken: () => Promise.resolve(),
       credential: undefined,
       transport: 'trpc-ws',
       metrics: sluice.metrics,

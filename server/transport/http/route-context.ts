@@ -1,3 +1,4 @@
+import type { HeldAnswers } from '../held-answers.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ChatService } from '../../core/chat-service.ts';
@@ -23,6 +24,8 @@ export interface RouteDeps {
   /** False while the store is unreachable or the server shuts down (`GET /ready`). */
   readonly isReady: () => Promise<boolean>;
   /** tRPC over HTTP: Sluice's SSE producer for `chat.stream`, and tRPC's own handler for the rest. */
+  /** What whole answers (pages of history) hold for their readers, across the process. */
+  readonly heldAnswers: HeldAnswers;
   readonly trpc: {
     readonly sse: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
     readonly http: (req: IncomingMessage, res: ServerResponse) => void;

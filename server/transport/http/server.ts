@@ -9,6 +9,7 @@ import { clientIp, type TrustedProxies } from '../../net/client-ip.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { Admission } from '../admission.ts';
 import { createSink } from '../backpressure.ts';
+import { HeldAnswers } from '../held-answers.ts';
 import { chatApi } from '../trpc/context.ts';
 import { createAppRouter } from '../trpc/router.ts';
 import { createTrpcHttpRoutes } from '../trpc/http-routes.ts';
@@ -33,6 +34,8 @@ export interface HttpServerOptions {
   readonly maxBodyBytes: number;
   /** Characters of history one tRPC request over HTTP (a batch) is answered with (MAX_BATCH_ANSWER_CHARS). */
   readonly maxBatchAnswerChars: number;
+  /** Characters of whole answers held for readers that have not taken them (MAX_HELD_ANSWER_CHARS; see HeldAnswers). */
+  readonly maxHeldAnswerChars: number;
   readonly ssePingMs: number;
   readonly wsEnabled: boolean;
   readonly wsMaxMessageBytes: number;
@@ -76,7 +79,8 @@ export interface HttpServer {
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { service, admission, logger, metrics, origins } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
-  const chat = chatApi(admission, service);
+  const heldAnswers = new HeldAnswers(options.maxHeldAnswerChars);
+  const chat = chatApi(admission, service, heldAnswers);
   const owners = new WeakMap<IncomingMessage, string>();
   const sinkFor = (res: ServerResponse) =>
     createSink({
@@ -116,6 +120,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     metrics,
     isReady: options.isReady,
     trpc,
+    heldAnswers,
   };
 
   const handle = createDispatcher({ admission, origins, deps, owners });

@@ -1,3 +1,4 @@
+import { finished } from 'node:stream/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SessionId } from '../../../shared/session.ts';
 import { SseCancelRequest } from '../../../shared/sse-route.ts';
@@ -5,6 +6,7 @@ import { HistoryQuery, type DeleteResult } from '../../../shared/chat-request.ts
 import { DEFAULT_SESSION_ID } from '../../../shared/session.ts';
 import { parseWith } from '../parse-input.ts';
 import { readJsonBody, sendError, sendJson } from './json-io.ts';
+import { historyChars } from '../held-answers.ts';
 import type { RouteDeps } from './route-context.ts';
 
 /** The session id in a route's path, decoded and checked. */
@@ -27,7 +29,14 @@ export async function handleHistory(req: IncomingMessage, res: ServerResponse, d
     const sessionId = sessionIdOf(params);
     const q = req.url?.indexOf('?') ?? -1;
     const page = parseWith(HistoryQuery, Object.fromEntries(new URLSearchParams(q === -1 ? '' : req.url!.slice(q + 1))), 'query');
-    sendJson(res, 200, await deps.service.history(deps.ownerOf(req), sessionId, page));
+    const owner = deps.ownerOf(req);
+    const history = await deps.heldAnswers.answer(
+      owner,
+      () => deps.service.history(owner, sessionId, page),
+      historyChars,
+      () => finished(res),
+    );
+    sendJson(res, 200, history);
   } catch (error) {
     sendError(res, error);
   }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { finished } from 'node:stream/promises';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import type { Sink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
@@ -50,6 +51,7 @@ export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
       sink: o.sinkFor(res),
       metrics: o.metrics,
       answers: new AnswerBudget(o.maxBatchAnswerChars),
+      answerTaken: () => finished(res),
     }),
     onError: o.onError,
     // tRPC writes its own `Vary`, over the origin policy's: an answer to one page must not be kept

@@ -1,8 +1,8 @@
 import { initTRPC, tracked } from '@trpc/server';
 import type { ChatStreamInput } from '../../../shared/chat-request.ts';
-import type { SessionHistory } from '../../../shared/messages.ts';
 import { CancelInput, HistoryInput, SessionRef } from '../../../shared/chat-request.ts';
 import { drainBatches } from '../drain.ts';
+import { historyChars } from '../held-answers.ts';
 import { inputParser } from '../parse-input.ts';
 import type { TRPCContext } from './context.ts';
 import { sluiceCauseOf, sluiceCodeOf, toTRPCError } from './errors.ts';
@@ -23,8 +23,6 @@ const chatStreamInput = (value: unknown): ChatStreamInput => value as ChatStream
 function rethrow(error: unknown): never {
   throw toTRPCError(error);
 }
-
-const historyChars = (history: SessionHistory): number => history.messages.reduce((n, m) => n + m.content.length, 0);
 
 export function createAppRouter(options: RouterOptions) {
   const t = initTRPC.context<TRPCContext>().create({
@@ -67,7 +65,7 @@ export function createAppRouter(options: RouterOptions) {
           for await (const batch of batches) for (const { id, event } of batch) yield tracked(id, event);
         }),
       history: authed.input(inputParser(HistoryInput)).query(({ input: { sessionId, ...page }, ctx }) => {
-        const read = () => ctx.chat.history(ctx.owner, sessionId, page);
+        const read = () => ctx.chat.history(ctx.owner, sessionId, page, ctx.answerTaken);
         return (ctx.answers ? ctx.answers.spend(read, historyChars) : read()).catch(rethrow);
       }),
       cancel: authed

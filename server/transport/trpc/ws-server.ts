@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TRPCError } from '@trpc/server';
@@ -84,6 +85,8 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
         transport: 'trpc-ws',
         metrics,
         sink,
+        // An answer goes out as the call returns: the turn after, it is queued, and taken once the reader has room again.
+        answerTaken: () => nextTurn().then(() => sink.ready()),
       };
     },
     // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
