@@ -56,7 +56,7 @@ export const ConfigSchema = z
     ALLOWED_HOSTS: parsedBy(parseAllowedHosts)
       .optional()
       .describe(
-        "the names browser pages reach Sluice by (the `Host` of their requests), comma-separated hostnames (`chat.example.com`), or `*`; a page on any other name is refused (403), which stops DNS rebinding (a site whose name is pointed at Sluice's address). Unset: `localhost`, `*.localhost`, `127.0.0.1` and `[::1]` when HOST is a loopback address and TRUSTED_PROXIES is unset, else any (behind a proxy, list the site's names). Requests without `Origin` or Fetch Metadata (programs) are not affected",
+        "the names Sluice is reached by (the `Host` of requests), comma-separated hostnames (`chat.example.com`), or `*`; a request to any other name is refused (403), a program's too (a rebound page's GET often carries neither Origin nor Fetch Metadata), which stops DNS rebinding (a site whose name is pointed at Sluice's address); `/health` and `/ready` answer any name. Unset: `localhost`, `*.localhost`, `127.0.0.1` and `[::1]` when HOST is a loopback address and TRUSTED_PROXIES is unset, else any (behind a proxy, list the site's names)",
       ),
     LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),

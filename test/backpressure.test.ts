@@ -44,7 +44,7 @@ describe('backpressure', () => {
     const { port } = server;
     const socket = connect(port, '127.0.0.1');
     const body = JSON.stringify({ message: 'flood me', session_id: 'slow' });
-    socket.write(`POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    socket.write(`POST /v1/chat/stream HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
     await new Promise((resolve) => socket.once('data', resolve));
     socket.pause(); // the reader stops reading
     socket.on('error', () => undefined);
@@ -133,7 +133,7 @@ describe('backpressure on answers', () => {
     const [theirs] = await accepted;
     let closed = false;
     theirs.once('close', () => (closed = true));
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
     const head = (await once(socket, 'data')) as [Buffer];
     expect(head[0].toString('latin1')).toMatch(/^HTTP\/1\.1 200/);
     socket.pause(); // the reader stops reading
@@ -151,7 +151,7 @@ describe('backpressure on answers: a slow reader', () => {
     const server = await sessionWithLongHistory(2000);
 
     const socket = connect(server.port, '127.0.0.1');
-    socket.write(`GET /v1/sessions/long/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    socket.write(`GET /v1/sessions/long/messages HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
     let received = 0;
     socket.on('data', (chunk: Buffer) => (received += chunk.length));
     // Reads for 5 ms every 500 ms: less than a send timeout without taking anything.
@@ -214,7 +214,7 @@ async function stalledReader(server: Awaited<ReturnType<typeof startServer>>, tr
   }
   const socket = connect(server.port, '127.0.0.1');
   socket.on('error', () => undefined);
-  socket.write(`GET ${HISTORY_PATHS['the history route']} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${HOLDER}\r\n\r\n`);
+  socket.write(`GET ${HISTORY_PATHS['the history route']} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${HOLDER}\r\n\r\n`);
   await once(socket, 'data');
   socket.pause();
   return { close: () => socket.destroy() };

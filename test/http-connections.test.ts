@@ -34,7 +34,7 @@ async function open(port: number): Promise<Peer> {
 /** A keep-alive GET /health on the peer's connection; resolves when the whole response is in. */
 async function health(peer: Peer): Promise<string> {
   const start = peer.received().length;
-  peer.socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+  peer.socket.write('GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n');
   await vi.waitFor(() => expect(peer.received().slice(start)).toMatch(/\r\n\r\n\{"status":"ok"\}$/), { timeout: 2000, interval: 5 });
   return peer.received().slice(start);
 }
@@ -60,10 +60,10 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     const { port } = await startServer({ REQUEST_TIMEOUT_MS: TIMEOUT });
     const body = await open(port);
     const startedAt = performance.now();
-    body.socket.write('POST /v1/chat/cancel HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n');
+    body.socket.write('POST /v1/chat/cancel HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n');
     const stopBody = drip(body, '{"session_id":"' + 'x'.repeat(150), 100);
     const headers = await open(port);
-    const stopHeaders = drip(headers, 'GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'y'.repeat(100), 100);
+    const stopHeaders = drip(headers, 'GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ' + 'y'.repeat(100), 100);
     try {
       for (const peer of [body, headers]) {
         const closedAt = await closedWithin(peer, TIMEOUT + 3000);
@@ -81,7 +81,7 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     const chunk = Buffer.from(`10000\r\n${'a'.repeat(0x10000)}\r\n`);
     for (const path of ['/v1/chat/stream', '/trpc/chat.cancel', '/nowhere']) {
       const peer = await open(port);
-      peer.socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      peer.socket.write(`POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
       // A client that goes on sending its body whatever it is told, as fast as it is taken.
       let sent = 0;
       const pump = (): void => {
@@ -132,7 +132,7 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     const peer = await open(server.port);
     const body = (i: number) => JSON.stringify({ message: 'hi', session_id: `pipelined-${i}` });
     const request = (i: number) =>
-      `POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body(i).length}\r\n\r\n${body(i)}`;
+      `POST /v1/chat/stream HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body(i).length}\r\n\r\n${body(i)}`;
     // Three streams: answered one after another, in order, each whole.
     peer.socket.write([0, 1, 2].map(request).join(''));
     await vi.waitFor(() => expect(peer.received().match(/"done": true/g)).toHaveLength(3), { timeout: 20_000 });
@@ -149,7 +149,7 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     const server = await startServer({ SIM_DELAY_MS: 100, REQUEST_TIMEOUT_MS: 1000 });
     const peer = await open(server.port);
     const post = (body: string) =>
-      `POST /v1/chat/stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+      `POST /v1/chat/stream HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
     const second = post(JSON.stringify({ message: 'x'.repeat(30_000), session_id: 'behind' }));
     peer.socket.write(post(JSON.stringify({ message: 'first', session_id: 'ahead' })) + second.slice(0, 20_000));
     await vi.waitFor(() => expect(peer.received()).toContain('"chunk_index": 2'));
@@ -164,10 +164,10 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     const { port } = await startServer({ REQUEST_TIMEOUT_MS: TIMEOUT });
     const slow = await open(port);
     const slowServed = (await health(slow)).length;
-    const stopSlow = drip(slow, 'GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ' + 'y'.repeat(100), 100);
+    const stopSlow = drip(slow, 'GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ' + 'y'.repeat(100), 100);
     const malformed = await open(port);
     const served = (await health(malformed)).length;
-    malformed.socket.write('GET /health HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n');
+    malformed.socket.write('GET /health HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n');
     try {
       await closedWithin(malformed, 3000);
       expect(malformed.received().slice(served)).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
@@ -181,7 +181,7 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
   it('headers too large are answered 431, as Node itself answers them', async () => {
     const { port } = await startServer();
     const peer = await open(port);
-    peer.socket.write(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'z'.repeat(20_000)}\r\n\r\n`);
+    peer.socket.write(`GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'z'.repeat(20_000)}\r\n\r\n`);
     await closedWithin(peer, 3000);
     expect(peer.received()).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
   });
@@ -192,12 +192,12 @@ describe('HTTP connections: request timeout, connection cap, keep-alive', () => 
     for (const peer of held) await health(peer);
     const ws = await open(port);
     ws.socket.write(
-      'GET /trpc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      'GET /trpc HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
     );
     await vi.waitFor(() => expect(ws.received()).toMatch(/^HTTP\/1\.1 101 /));
 
     const refused = await open(port);
-    refused.socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n');
+    refused.socket.write('GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n');
     await closedWithin(refused, 2000);
     expect(refused.received()).toBe('');
 

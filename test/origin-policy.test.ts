@@ -220,7 +220,7 @@ describe('origin policy over HTTP and WebSocket', () => {
 describe('DNS rebinding', () => {
   // A page on evil.example whose name the attacker then points at 127.0.0.1: the browser takes
   // Sluice for the page's own origin (Origin and Host agree), and sends no Origin at all on a GET.
-  it('a page whose name was rebound to a loopback Sluice gets nothing and starts nothing; the real names and programs still pass', async () => {
+  it('a page whose name was rebound to a loopback Sluice gets nothing and starts nothing, with or without Origin; the real names still pass', async () => {
     const server = await startServer({});
     const port = new URL(server.url).port;
     const rebound = `evil.example:${port}`;
@@ -245,8 +245,14 @@ describe('DNS rebinding', () => {
       });
       expect(own.status, name).toBe(200);
     }
-    // A program (no Origin, no Fetch Metadata) is not a browser page, whatever Host it sends.
-    expect((await rawRequest(`${server.url}/v1/sessions/victim/messages`, { method: 'GET', headers: { host: rebound } })).status).toBe(200);
+    // Nor without Origin or Fetch Metadata, which Chromium leaves out for a plain-http name other
+    // than localhost (dns-rebinding-browser.test.ts): the Host must name the server, a program's too.
+    const bare = await rawRequest(`${server.url}/v1/sessions/victim/messages`, { method: 'GET', headers: { host: rebound } });
+    expect(bare.status).toBe(403);
+    expect(JSON.parse(bare.body.toString()).error).toEqual(refusal);
+    expect(await upgradeStatus(server.url, { headers: { host: rebound } })).toBe(403);
+    // Probes answer under any name (a kubelet sends the pod's address): they tell nothing but "up".
+    expect((await rawRequest(`${server.url}/health`, { method: 'GET', headers: { host: rebound } })).status).toBe(200);
     // Named in ALLOWED_HOSTS, the host is served.
     const named = await startServer({ ALLOWED_HOSTS: 'evil.example' });
     const namedPort = new URL(named.url).port;

@@ -39,8 +39,9 @@ const EXPOSED = 'Retry-After, WWW-Authenticate, X-Sluice-Reply-Id, x-should-retr
  * - WebSocket handshakes always carry `Origin` in browsers.
  *
  * The own origin is the request's `Host` (the scheme is not compared: behind a TLS proxy the page is
- * `https` while Sluice sees `http`), when that names the server (ALLOWED_HOSTS): a page whose DNS
- * name was rebound to Sluice's address has an Origin that agrees with its Host too.
+ * `https` while Sluice sees `http`). Every request must name the server in its `Host`
+ * (ALLOWED_HOSTS), programs' too: a page whose DNS name was rebound to Sluice's address has an
+ * Origin that agrees with its Host, and often neither Origin nor Fetch Metadata at all.
  */
 export class OriginPolicy {
   readonly #allowed: AllowedOrigins;
@@ -66,21 +67,19 @@ export class OriginPolicy {
   check(req: IncomingMessage): OriginVerdict {
     const origin = req.headers.origin;
     const host = req.headers.host;
+    // Whatever else it carries: a rebound page's same-origin GET has no Origin and, to a plain-http
+    // name other than localhost, no Fetch Metadata from Chromium either, so it looks like a program.
+    if (!isAllowedHost(this.#hosts, host)) return this.#refusedHost(host);
     if (origin === undefined) {
       const site = req.headers['sec-fetch-site'];
       if (site === 'cross-site' || site === 'same-site') {
         return { kind: 'refused', reason: `Requests from another site must come with an allowed Origin (this one has Sec-Fetch-Site: ${site})` };
       }
-      // A page's same-origin GET carries no Origin: its Host is all that names the page's site.
-      if (site === 'same-origin' && !isAllowedHost(this.#hosts, host)) return this.#refusedHost(host);
       return { kind: 'no-origin' };
     }
     const normalized = normalizeOrigin(origin);
-    const ownOrigin = normalized !== undefined && sameHost(normalized, host);
-    if (ownOrigin && isAllowedHost(this.#hosts, host)) return { kind: 'same-origin' };
+    if (normalized !== undefined && sameHost(normalized, host)) return { kind: 'same-origin' };
     if (this.#allowed === '*' || (normalized !== undefined && this.#allowed.has(normalized))) return { kind: 'allowed', origin };
-    // A page whose name was rebound to this server's address: its Origin and Host agree.
-    if (ownOrigin) return this.#refusedHost(host);
     return { kind: 'refused', reason: `The origin ${origin.slice(0, 200)} is not allowed (ALLOWED_ORIGINS)` };
   }
 
@@ -89,10 +88,9 @@ export class OriginPolicy {
     return { kind: 'refused', reason: `The host ${name} is not allowed (ALLOWED_HOSTS)` };
   }
 
-  /** Whether a WebSocket upgrade may proceed. */
+  /** Whether a WebSocket upgrade may proceed (the same verdict as any request: a handshake is a GET). */
   allowsUpgrade(req: IncomingMessage): boolean {
-    // Browsers always send Origin on a handshake; without one it is a program.
-    return req.headers.origin === undefined || this.check(req).kind !== 'refused';
+    return this.check(req).kind !== 'refused';
   }
 
   /** Lets an allowed page read the answer (set before the handler writes its head). */

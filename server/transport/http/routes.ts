@@ -30,11 +30,13 @@ export interface Route {
 
 /** Every HTTP route Sluice serves, in the order they are tried. */
 export const ROUTES: readonly Route[] = [
-  { method: 'GET', path: /^\/health$/, open: true, handler: async (_req, res) => sendJson(res, 200, { status: 'ok' }) },
+  // Probes from any name (a kubelet sends the pod's address as Host): they tell nothing but "up".
+  { method: 'GET', path: /^\/health$/, open: true, anySite: true, handler: async (_req, res) => sendJson(res, 200, { status: 'ok' }) },
   {
     method: 'GET',
     path: /^\/ready$/,
     open: true,
+    anySite: true,
     handler: async (_req, res, deps) => {
       const ready = await deps.isReady();
       sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'unavailable' });
