@@ -65,6 +65,19 @@ describe('API keys', () => {
       expect(new Set(bodies).size).toBe(1);
       expect(ErrorBody.parse(JSON.parse(bodies[0]!)).error.code).toBe('unauthorized');
     }
+    // tRPC's queries and mutations over HTTP name the scheme too (its handler writes their answers).
+    const input = encodeURIComponent(JSON.stringify({ json: { sessionId: 's' } }));
+    for (const [path, init] of [
+      [`/trpc/chat.history?input=${input}`, { method: 'GET' }],
+      ['/trpc/chat.cancel', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ json: { sessionId: 's' } }) }],
+    ] as Array<[string, RequestInit]>) {
+      for (const key of [undefined, 'wrong-key-0123456789abcdef']) {
+        const res = await fetch(`${url}${path}`, { ...init, headers: { ...(init.headers as Record<string, string>), ...auth(key) } });
+        await res.body?.cancel();
+        expect(res.status, path).toBe(401);
+        expect(res.headers.get('www-authenticate'), path).toBe('Bearer');
+      }
+    }
     // The OpenAI route answers in OpenAI's error shape, and its SDK raises AuthenticationError.
     const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'wrong-key-0123456789abcdef', maxRetries: 0 });
     await expect(openai.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);

@@ -36,6 +36,8 @@ const NOT_SHARED = new Headers([
   ['vary', 'Origin'],
   ['cache-control', 'no-store'],
 ]);
+/** As every route answers a refused credential (RFC 6750): the scheme to use. */
+const NOT_SHARED_UNAUTHORIZED = new Headers([...NOT_SHARED, ['www-authenticate', 'Bearer']]);
 
 /** tRPC over HTTP: the subscription through Sluice's SSE producer, queries and mutations through tRPC's handler. */
 export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
@@ -56,7 +58,7 @@ export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
     onError: o.onError,
     // tRPC writes its own `Vary`, over the origin policy's: an answer to one page must not be kept
     // by a cache for another. And every answer here is one caller's (history, refusals): never kept.
-    responseMeta: () => ({ headers: NOT_SHARED }),
+    responseMeta: ({ errors }) => ({ headers: errors.some((e) => e.code === 'UNAUTHORIZED') ? NOT_SHARED_UNAUTHORIZED : NOT_SHARED }),
   });
   return {
     sse: (req, res) => handleTrpcSse(req, res, new URLSearchParams(queryOf(req.url)), o),
