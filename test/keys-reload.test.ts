@@ -1,11 +1,12 @@
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TRPCClientError } from '@trpc/client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AppRouter } from '../server/router-type.ts';
-import { spawnNode } from './helpers/children.ts';
+import { buildServer } from '../server/tools/server-bundle.ts';
+import { REPO_ROOT, spawnNode } from './helpers/children.ts';
 import { startSluiceProcess, type SluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
 import { openSseRoute, rawRequest, type SseFrame } from './helpers/sse.ts';
@@ -119,6 +120,49 @@ describe('API_KEYS_FILE is read again on SIGHUP', () => {
     expect(out).toContain('Sluice listening');
     expect(child.exitCode).toBeNull();
     child.kill('SIGKILL');
+  });
+
+  it("a SIGHUP while the compiled server's packages load (before any line of the server runs) does not end it either", async () => {
+    // The last review's finding: `npm start`'s bundle loaded every package before its first line
+    // (hangups.ts) ran, half a second in which SIGHUP still ended the process.
+    const outdir = mkdtempSync(join(REPO_ROOT, 'dist', 'test-sighup-'));
+    try {
+      const entry = await buildServer(join(outdir, 'server'));
+      const file = keysFile(OLD_KEY);
+      const go = join(outdir, 'go');
+      const child = spawnNode(['--import', 'tsx', '--import', './test/helpers/hold-packages.ts', entry], {
+        env: {
+          ...process.env,
+          PORT: '0',
+          LOG_LEVEL: 'info',
+          API_KEYS_FILE: file,
+          HOLD_PACKAGES_UNTIL: go,
+          DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-data-')),
+        },
+      });
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+      await vi.waitFor(() => expect(err).toContain('holding packages'), { timeout: 15_000 });
+      writeFileSync(file, `${NEW_KEY}\n`);
+      child.kill('SIGHUP');
+      // The signal is handled (or not) at once; the packages are let go after.
+      const ended = once(child, 'exit');
+      await vi.waitFor(() => {
+        expect(child.signalCode, 'the process ended').toBeNull();
+        expect(readFileSync(`/proc/${child.pid}/status`, 'utf8')).toMatch(/^SigPnd:\s+0+$/m);
+      });
+      writeFileSync(go, '');
+      await Promise.race([
+        vi.waitFor(() => expect(out).toMatch(/"reloaded API keys"/), { timeout: 15_000 }),
+        ended.then(([code, signal]) => expect.fail(`the process ended (${String(code)}, ${String(signal)})`)),
+      ]);
+      expect(out).toContain('Sluice listening');
+      child.kill('SIGKILL');
+    } finally {
+      rmSync(outdir, { recursive: true, force: true });
+    }
   });
 
   it('with WORKERS, the primary hands SIGHUP to every worker', async () => {

@@ -1,4 +1,5 @@
-import { join, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { packageRoot } from '../package-root.ts';
 
 const ROOT = packageRoot();
@@ -32,7 +33,26 @@ export async function bundle(entry: string, outfile: string): Promise<string> {
   return outfile;
 }
 
-/** Writes SERVER_BUNDLE from server/main.ts. */
-export function buildServer(): Promise<string> {
-  return bundle('server/main.ts', SERVER_BUNDLE);
+/**
+ * Writes SERVER_BUNDLE (or `main.mjs` in `outdir`) from server/start.ts, with the server in chunks
+ * beside it (`chunks/`, emptied first): the entry runs its first lines before any package loads.
+ */
+export async function buildServer(outdir: string = dirname(SERVER_BUNDLE)): Promise<string> {
+  const esbuild = await import('esbuild');
+  rmSync(join(outdir, 'chunks'), { recursive: true, force: true });
+  await esbuild.build({
+    entryPoints: { main: resolve(ROOT, 'server/start.ts') },
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    chunkNames: 'chunks/[name]-[hash]',
+    splitting: true,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: true,
+    logLevel: 'warning',
+  });
+  return join(outdir, 'main.mjs');
 }
