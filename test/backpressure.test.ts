@@ -145,6 +145,33 @@ describe('backpressure on answers', () => {
   });
 });
 
+describe('backpressure on answers over WebSocket', () => {
+  // The same send timeout for a WebSocket's answer: its next call would wait for room (and cut it),
+  // but a client that sends nothing more, or only keeps its connection alive, must not hold it.
+  it('a WebSocket reader that takes nothing of a JSON answer, and only keeps its connection alive, is cut after the send timeout', async () => {
+    const server = await sessionWithLongHistory();
+    const accepted = once(server.sluice.http.server, 'upgrade') as Promise<[unknown, Socket]>;
+    const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/trpc`);
+    ws.on('error', () => undefined);
+    await once(ws, 'open');
+    const [, theirs] = await accepted;
+    let closed = false;
+    theirs.once('close', () => (closed = true));
+    (ws as unknown as { _socket: Socket })._socket.pause();
+    ws.send(JSON.stringify({ id: 1, method: 'query', params: { path: 'chat.history', input: { json: { sessionId: 'long' } } } }));
+    const pausedAt = performance.now();
+    // Its keep-alive answers go on (a client's PONG counts as hearing from it).
+    const alive = setInterval(() => ws.send('PONG'), 100);
+    try {
+      await vi.waitFor(() => expect(closed).toBe(true), { timeout: 10_000 });
+    } finally {
+      clearInterval(alive);
+    }
+    expect(performance.now() - pausedAt).toBeGreaterThanOrEqual(700);
+    ws.terminate();
+  });
+});
+
 describe('backpressure on answers: a slow reader', () => {
   it('a reader that takes a long answer in bits, each within the send timeout, gets all of it', async () => {
     // A timeout well past the reader's pauses: on a busy machine its timer may come late.
@@ -168,6 +195,36 @@ describe('backpressure on answers: a slow reader', () => {
     const history = SessionHistory.parse(await (await fetch(`${server.url}/v1/sessions/long/messages`)).json());
     expect(received).toBeGreaterThan(JSON.stringify(history).length);
     socket.destroy();
+  });
+});
+
+describe('backpressure on answers: a slow WebSocket reader', () => {
+  it('a WebSocket reader that takes a long answer in bits, for longer than the send timeout in all, gets all of it', async () => {
+    const server = await sessionWithLongHistory(1500);
+    const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/trpc`);
+    ws.on('error', () => undefined);
+    await once(ws, 'open');
+    const socket = (ws as unknown as { _socket: Socket })._socket;
+    let answer: string | undefined;
+    ws.on('message', (data) => (answer = data.toString()));
+    socket.pause();
+    ws.send(JSON.stringify({ id: 1, method: 'query', params: { path: 'chat.history', input: { json: { sessionId: 'long' } } } }));
+    const started = performance.now();
+    // Reads for 1 ms every 700 ms: less than a send timeout without taking anything.
+    const bits = setInterval(() => {
+      socket.resume();
+      setTimeout(() => socket.pause(), 1);
+    }, 700);
+    try {
+      await vi.waitFor(() => expect(answer ?? ws.readyState).not.toBe(WebSocket.OPEN), { timeout: 60_000, interval: 50 });
+    } finally {
+      clearInterval(bits);
+    }
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    expect(JSON.parse(answer!)).toMatchObject({ id: 1, result: { type: 'data' } });
+    // Longer than the send timeout in all: what it took restarted its time.
+    expect(performance.now() - started).toBeGreaterThan(1500);
+    ws.close();
   });
 });
 

@@ -13,7 +13,19 @@ export interface Sink {
   ready(signal?: AbortSignal): Promise<boolean>;
 }
 
+/** A connection's sink: also says when a reader has taken what it was sent. */
+export interface ConnectionSink extends Sink {
+  /**
+   * Resolves once the reader has room, or is gone, however long it takes: for a reader that is
+   * taking what it was sent (an answer of megabytes drains once, at its end), where `ready` would cut
+   * one still behind at the send timeout. One that takes nothing is cut by the stalled-reader sweep.
+   */
+  caughtUp(): Promise<void>;
+}
+
 const ROOM: Promise<boolean> = Promise.resolve(true);
+/** How often caughtUp looks again without a `drain` (a reader that leaves is told by `close` at once). */
+const CAUGHT_UP_CHECK_MS = 60_000;
 
 export interface SinkOptions {
   /** Bytes queued for the reader and not yet taken by the kernel. */
@@ -27,12 +39,12 @@ export interface SinkOptions {
 }
 
 /** Never queue without bound for a slow reader: wait for `drain`, and give up on one that stays behind. */
-export function createSink(options: SinkOptions): Sink {
+export function createSink(options: SinkOptions): ConnectionSink {
   return new BufferSink(options);
 }
 
 /** A class, not closures: every held stream has one (a WebSocket connection, one for all its streams). */
-class BufferSink implements Sink {
+class BufferSink implements ConnectionSink {
   readonly #o: SinkOptions;
 
   constructor(options: SinkOptions) {
@@ -49,6 +61,14 @@ class BufferSink implements Sink {
 
   ready(signal?: AbortSignal): Promise<boolean> {
     return this.hasRoom() ? ROOM : this.#waitForRoom(signal);
+  }
+
+  async caughtUp(): Promise<void> {
+    while (!this.hasRoom()) if (!(await drainWithin(this.#o.drains, CAUGHT_UP_CHECK_MS, undefined)) && this.#gone()) return;
+  }
+
+  #gone(): boolean {
+    return (this.#o.drains as { destroyed?: boolean }).destroyed === true;
   }
 
   async #waitForRoom(signal: AbortSignal | undefined): Promise<boolean> {

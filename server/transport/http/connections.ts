@@ -45,8 +45,10 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
   };
   /** Open connections not upgraded (each leaves on close or upgrade), for the drain to go through. */
   const httpConnections = new Set<Duplex>();
+  /** Every open connection, upgraded ones too: a WebSocket's reader may stop taking an answer as well. */
+  const allConnections = new Set<Duplex>();
   const stalled = new StalledReaders({
-    sockets: httpConnections,
+    sockets: allConnections,
     sendTimeoutMs,
     onCut: (socket) => logger.debug({ remote: (socket as Partial<Socket>).remoteAddress }, 'reader took nothing for SEND_TIMEOUT_MS: connection cut'),
   });
@@ -55,8 +57,12 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
   server.on('connection', (socket) => {
     metrics.connectionOpened('http');
     httpConnections.add(socket);
+    allConnections.add(socket);
     stalled.wake();
-    socket.once('close', () => httpConnections.delete(socket) && metrics.connectionClosed('http'));
+    socket.once('close', () => {
+      allConnections.delete(socket);
+      if (httpConnections.delete(socket)) metrics.connectionClosed('http');
+    });
   });
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     logger.debug({ code: error.code, reason: (error as { reason?: string }).reason }, 'malformed request');

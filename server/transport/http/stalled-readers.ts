@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 export interface StalledReadersOptions {
-  /** The connections to look at (each leaves the set when it closes or is upgraded). */
+  /** The connections to look at, WebSockets included (each leaves the set when it closes). */
   readonly sockets: ReadonlySet<Duplex>;
   /** A reader that takes nothing of what is queued for it for this long is cut off (SEND_TIMEOUT_MS). */
   readonly sendTimeoutMs: number;
@@ -18,8 +18,8 @@ interface Stuck {
 }
 
 /**
- * The send timeout for every HTTP response, not only streams (whose sinks wait for room and cut a
- * reader that stays full): an answer written whole, a long history or tRPC's answer to a batch, is
+ * The send timeout for every connection, HTTP or WebSocket, not only streams (whose sinks wait for
+ * room and cut a reader that stays full): an answer written whole, a long history or tRPC's answer to a batch, is
  * megabytes queued at once, and a reader that takes none of it would hold it, and its connection,
  * for good (Node's keep-alive timer starts only once a response is out). One timer looks at every
  * connection a few times per timeout; a connection whose queue has neither shrunk nor been written

@@ -5,7 +5,7 @@ import { parseConnectionParamsFromUnknown, type TRPCRequestInfo } from '@trpc/se
 import { parseTRPCMessage, type TRPCClientOutgoingMessage, type TRPCResponseMessage } from '@trpc/server/rpc';
 import { isAsyncIterable, isTrackedEnvelope } from '@trpc/server/unstable-core-do-not-import';
 import type { RawData, WebSocket } from 'ws';
-import type { Sink } from '../backpressure.ts';
+import type { ConnectionSink } from '../backpressure.ts';
 import type { TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
 import { toTRPCError } from './errors.ts';
@@ -27,9 +27,9 @@ export interface TrpcWsHandlerOptions {
    * Once per connection, with the `connectionParams` the client sent (or null) and the connection's
    * sink. May throw to refuse it.
    */
-  readonly createContext: (opts: { ws: WebSocket; connectionParams: TRPCRequestInfo['connectionParams']; sink: Sink }) => Promise<TRPCContext>;
+  readonly createContext: (opts: { ws: WebSocket; connectionParams: TRPCRequestInfo['connectionParams']; sink: ConnectionSink }) => Promise<TRPCContext>;
   /** Flow control towards one connection's client (`socket` is its TCP socket): every reply waits for its room. */
-  readonly sinkFor: (ws: WebSocket, socket: Socket) => Sink;
+  readonly sinkFor: (ws: WebSocket, socket: Socket) => ConnectionSink;
   /** Calls one message may carry (tRPC's `maxBatchSize`); a bigger batch is refused whole. */
   readonly maxBatch: number;
   /** Subscriptions one connection may hold at once; the one beyond is refused. */
@@ -137,7 +137,7 @@ class WsConnection implements KeptAlive {
   seenAt = performance.now();
   pingedAt: number | undefined;
   readonly #socket: Socket;
-  readonly #sink: Sink;
+  readonly #sink: ConnectionSink;
   /** What stops each running subscription (`subscription.stop`, or the connection's close). */
   readonly #subscriptions = new Map<number | string, { abort(): void }>();
   #ctx: TRPCContext | undefined;

@@ -85,8 +85,9 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
         transport: 'trpc-ws',
         metrics,
         sink,
-        // An answer goes out as the call returns: the turn after, it is queued, and taken once the reader has room again.
-        answerTaken: () => nextTurn().then(() => sink.ready()),
+        // An answer goes out as the call returns: the turn after, it is queued, and taken once the
+        // reader has room again (a reader that stops taking it is cut by the keep-alive).
+        answerTaken: () => nextTurn().then(() => sink.caughtUp()),
       };
     },
     // After the upgrade, the request's socket is the connection: its 'drain' is the WebSocket's.
