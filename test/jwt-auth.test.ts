@@ -345,6 +345,21 @@ describe('JwtVerifier', () => {
     for (const iss of [123, ['a'], { a: 1 }]) expect(await verifier.ownerOf(await idp.token('alice', { claims: { iss } }))).toBeUndefined();
   });
 
+  it("a token's expiry is `exp` plus the leeway, on the verifier's clock: refused from that very millisecond, not one before", async () => {
+    const idp = await startIdentityProvider();
+    let clock = Date.now();
+    const verifier = new JwtVerifier({ keys: { jwksUrl: new URL(idp.jwksUrl) }, clockToleranceSeconds: 30, now: () => clock });
+    const exp = Math.floor(clock / 1000) + 60;
+    const token = await idp.token('alice', { claims: { exp } });
+    const identity = await verifier.identityOf(token);
+    expect(identity?.expiry?.at).toBe((exp + 30) * 1000);
+    clock = (exp + 30) * 1000 - 1;
+    expect(identity?.expiry?.now()).toBe(clock);
+    expect(await verifier.ownerOf(token)).toBe(identity?.owner);
+    clock += 1;
+    expect(await verifier.ownerOf(token)).toBeUndefined();
+  });
+
   it('a PEM key verifies only its own algorithm family; an HMAC secret only HS*', async () => {
     const rsa = await generateKeyPair('RS256', { extractable: true });
     const ec = await generateKeyPair('ES256', { extractable: true });

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Credentials } from './credentials.ts';
+import type { Credentials, Identity } from './credentials.ts';
 
 export const ANONYMOUS_OWNER = 'anonymous';
 
@@ -61,6 +61,12 @@ export class ApiKeys implements Credentials {
 
   async ownerOf(credential: string | undefined): Promise<string | undefined> {
     return this.identify(credential);
+  }
+
+  /** A key holds until it is removed from the file (see `reload`): it has no expiry. */
+  async identityOf(credential: string | undefined): Promise<Identity | undefined> {
+    const owner = this.identify(credential);
+    return owner ? { owner } : undefined;
   }
 
   /** The owner for a presented key; `anonymous` when keys are off; undefined when it is missing or wrong. */

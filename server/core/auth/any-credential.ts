@@ -1,5 +1,5 @@
 import { ANONYMOUS_OWNER } from '../api-keys.ts';
-import type { Credentials } from '../credentials.ts';
+import { identityOf, type Credentials, type Identity } from '../credentials.ts';
 
 /**
  * Several kinds of credential at once (API keys and end-user tokens): a credential names the owner
@@ -18,11 +18,15 @@ export class AnyCredential implements Credentials {
   }
 
   async ownerOf(credential: string | undefined): Promise<string | undefined> {
-    if (!this.required) return ANONYMOUS_OWNER;
+    return (await this.identityOf(credential))?.owner;
+  }
+
+  async identityOf(credential: string | undefined): Promise<Identity | undefined> {
+    if (!this.required) return { owner: ANONYMOUS_OWNER };
     if (!credential) return undefined;
     for (const kind of this.#kinds) {
-      const owner = await kind.ownerOf(credential);
-      if (owner) return owner;
+      const identity = await identityOf(kind, credential);
+      if (identity) return identity;
     }
     return undefined;
   }

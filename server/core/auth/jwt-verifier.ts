@@ -1,6 +1,6 @@
 import { createHash, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
-import { END_USER_PREFIX, type Credentials } from '../credentials.ts';
+import { END_USER_PREFIX, type Credentials, type Identity } from '../credentials.ts';
 import { SluiceError } from '../errors.ts';
 import { jwksKeys, KeysUnavailable } from './jwks-keys.ts';
 import { jwksUrlProblem } from './jwks-url.ts';
@@ -99,6 +99,15 @@ export class JwtVerifier implements Credentials {
   }
 
   async ownerOf(credential: string | undefined): Promise<string | undefined> {
+    return (await this.identityOf(credential))?.owner;
+  }
+
+  /**
+   * The owner, and the expiry: `exp` plus the leeway, on the clock `exp` is checked against. jose
+   * refuses a token once `exp + leeway <= now` in whole seconds (`now` rounded down), which is
+   * `now() >= at` here (an `exp` with a fraction rounded up, as that comparison does).
+   */
+  async identityOf(credential: string | undefined): Promise<Identity | undefined> {
     if (!credential || credential.length > MAX_TOKEN_CHARS || !COMPACT_JWS.test(credential)) return undefined;
     let payload;
     try {
@@ -132,7 +141,9 @@ export class JwtVerifier implements Credentials {
       .update('\0')
       .update(name, 'utf8')
       .digest();
-    return `${END_USER_PREFIX}${hash.subarray(0, 12).toString('hex')}`;
+    // `exp` is required, so jose has checked it is a number.
+    const at = Math.ceil((payload.exp as number) + this.#clockTolerance) * 1000;
+    return { owner: `${END_USER_PREFIX}${hash.subarray(0, 12).toString('hex')}`, expiry: { at, now: this.#now } };
   }
 }
 
