@@ -47,7 +47,7 @@ export interface Sluice {
   close(): Promise<void>;
   /**
    * SIGHUP: reads API_KEYS_FILE again, so that a key is rotated without a restart; the keys in use
-   * stay when the file cannot be used. Logs the outcome.
+   * stay when the file cannot be used. Logs the outcome. WebSockets signed in with a removed key end.
    */
   reloadKeys(): void;
 }
@@ -184,7 +184,10 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
         logger.info({ keys: keys.reload() }, 'reloaded API keys');
       } catch (error) {
         logger.error(`could not reload API keys (${(error as Error).message}); the keys in use stay`);
+        return;
       }
+      // What was let in with a key just removed is not let in any longer: its WebSockets end.
+      http.recheckCredentials().catch((error: unknown) => logger.error({ err: error }, 'could not recheck the WebSockets after reloading API keys'));
     },
   };
 }

@@ -125,13 +125,17 @@ describe('a WebSocket whose token expires', () => {
     closers.push(() => closeChatClient(c));
     const events: StreamEvent[] = [];
     const connections: string[] = [];
-    for await (const event of streamChat(c, { message: 'explain caching', sessionId: 'x', onConnection: (state) => connections.push(state) })) {
+    // About 330 deltas at 10 ms: the reply outlasts the server's look at expiries (once a second).
+    const message = 'word '.repeat(300).trim();
+    for await (const event of streamChat(c, { message, sessionId: 'x', onConnection: (state) => connections.push(state) })) {
       events.push(event);
-      // The token expires while the reply streams.
-      if (events.length === 2) clock.now += PAST_EXPIRY_MS;
+      if (events.length !== 2) continue;
+      // The token expires while the reply streams: the connection no longer counts as signed in.
+      clock.now += PAST_EXPIRY_MS;
+      await vi.waitFor(async () => expect(await openWebSockets(server.url)).toEqual({ ws: 0, ws_unauthenticated: 1 }), { timeout: 5_000 });
     }
     expect(events.at(-1)?.type).toBe('done');
-    expect(events.map((e) => (e.type === 'delta' ? e.delta : '')).join('')).toBe(simulatedDeltas('explain caching').join(''));
+    expect(events.map((e) => (e.type === 'delta' ? e.delta : '')).join('')).toBe(simulatedDeltas(message).join(''));
     expect(connections).toEqual([]);
     // Once the reply is over, the connection is replaced by one with a fresh token.
     await vi.waitFor(() => expect(opens).toBe(2), { timeout: 5_000 });

@@ -71,6 +71,8 @@ export interface HttpServer {
    * notification), and every HTTP connection closes once its response is over.
    */
   beginDrain(): void;
+  /** The API keys changed (a reload): WebSockets signed in with a removed key end as revoked. */
+  recheckCredentials(): Promise<void>;
   /** Stops accepting, lets streaming responses end (up to `graceMs`), closes every socket. Safe to call twice. */
   close(graceMs?: number): Promise<void>;
 }
@@ -193,5 +195,5 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     connections.closeAfterResponses();
   };
 
-  return { server, beginDrain, close };
+  return { server, beginDrain, close, recheckCredentials: () => ws.recheckCredentials() };
 }

@@ -21,7 +21,9 @@ export interface WsAuthWindow {
    * answered as such (the check's own error), not as a missing credential; it ends when a check
    * that found no owner settles after the timeout. The wait is the check's own, which is bounded.
    */
-  check(ws: WebSocket, ownerOf: () => Promise<string | undefined>): Promise<string | undefined>;
+  check<T>(ws: WebSocket, ownerOf: () => Promise<T | undefined>): Promise<T | undefined>;
+  /** A connection whose credential ended (expired, revoked) is counted as `ws_unauthenticated` again. */
+  signedOut(ws: WebSocket): void;
 }
 
 interface Pending {
@@ -41,16 +43,26 @@ interface Pending {
 export function createWsAuthWindow(o: WsAuthWindowOptions): WsAuthWindow {
   if (!Number.isInteger(o.timeoutMs) || o.timeoutMs < 1) throw new RangeError(`ws auth window: timeoutMs must be a positive integer, got ${o.timeoutMs}`);
   const pending = new WeakMap<WebSocket, Pending>();
+  // How each connection is counted now (a box, which its 'close' reads).
+  const kinds = new WeakMap<WebSocket, { kind: WsConnectionKind }>();
+  const recount = (ws: WebSocket, from: WsConnectionKind, to: WsConnectionKind): void => {
+    const counted = kinds.get(ws);
+    if (!counted || counted.kind !== from || ws.readyState !== ws.OPEN) return;
+    o.metrics.connectionClosed(from);
+    counted.kind = to;
+    o.metrics.connectionOpened(to);
+  };
   const refuse = (ws: WebSocket): void => {
     pending.delete(ws);
     o.refuse(ws, `No valid credential within ${o.timeoutMs} ms`);
   };
   return {
     track(ws) {
-      let kind: WsConnectionKind = o.required ? 'ws_unauthenticated' : 'ws';
-      o.metrics.connectionOpened(kind);
-      ws.once('close', () => o.metrics.connectionClosed(kind));
-      if (kind === 'ws') return;
+      const counted: { kind: WsConnectionKind } = { kind: o.required ? 'ws_unauthenticated' : 'ws' };
+      kinds.set(ws, counted);
+      o.metrics.connectionOpened(counted.kind);
+      ws.once('close', () => o.metrics.connectionClosed(counted.kind));
+      if (counted.kind === 'ws') return;
       const state: Pending = {
         checks: 0,
         expired: false,
@@ -60,10 +72,7 @@ export function createWsAuthWindow(o: WsAuthWindowOptions): WsAuthWindow {
         }, o.timeoutMs),
         settle: () => {
           clearTimeout(state.timer);
-          if (ws.readyState !== ws.OPEN) return;
-          o.metrics.connectionClosed(kind);
-          kind = 'ws';
-          o.metrics.connectionOpened(kind);
+          recount(ws, 'ws_unauthenticated', 'ws');
         },
       };
       ws.once('close', () => clearTimeout(state.timer));
@@ -73,7 +82,7 @@ export function createWsAuthWindow(o: WsAuthWindowOptions): WsAuthWindow {
       const state = pending.get(ws);
       if (!state) return ownerOf();
       state.checks++;
-      let owner: string | undefined;
+      let owner: Awaited<ReturnType<typeof ownerOf>>;
       try {
         owner = await ownerOf();
       } finally {
@@ -84,6 +93,10 @@ export function createWsAuthWindow(o: WsAuthWindowOptions): WsAuthWindow {
         state.settle();
       } else if (state.expired && state.checks === 0) refuse(ws);
       return owner;
+    },
+    signedOut(ws) {
+      // Only when credentials are required: with none, nothing ends.
+      if (o.required) recount(ws, 'ws', 'ws_unauthenticated');
     },
   };
 }

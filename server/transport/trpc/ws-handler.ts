@@ -44,6 +44,12 @@ export interface TrpcWsHandler {
   handleConnection(ws: WebSocket, req: IncomingMessage): void;
   /** tRPC's reconnect notification, to one client (before a shutdown, say). */
   notifyReconnect(ws: WebSocket): void;
+  /**
+   * Calls `then` once the connection carries no running subscription (at once when it carries none);
+   * never if it closes first. A connection whose credential ended is let go then, not before: a
+   * reply streaming on it goes on to its end (see ws-sign-ins.ts).
+   */
+  afterStreams(ws: WebSocket, then: () => void): void;
   /** Refuses a connection as tRPC refuses one whose context fails: the error (id null), then the close. */
   refuse(ws: WebSocket, error: TRPCError, closeCode: number): void;
 }
@@ -87,11 +93,14 @@ export function createTrpcWsHandler(options: TrpcWsHandlerOptions): TrpcWsHandle
     throw new RangeError(`trpc ws: maxSubscriptions must be a positive integer, got ${maxSubscriptions}`);
   }
   const config = router._def._config;
-  const shared: Shared = { options, router, config, keepAlive: new WsKeepAlive(options.keepAlive) };
+  const shared: Shared = { options, router, config, keepAlive: new WsKeepAlive(options.keepAlive), connections: new WeakMap() };
 
   return {
     notifyReconnect(ws) {
       if (ws.readyState === OPEN) ws.send(RECONNECT);
+    },
+    afterStreams(ws, then) {
+      shared.connections.get(ws)?.afterStreams(then);
     },
     refuse(ws, error, closeCode) {
       onError({ error, path: undefined });
@@ -111,6 +120,7 @@ interface Shared {
   readonly keepAlive: WsKeepAlive;
   readonly router: AppRouter;
   readonly config: AppRouter['_def']['_config'];
+  readonly connections: WeakMap<WebSocket, WsConnection>;
 }
 
 /** A binary frame, kept as a mark: its bytes are never read (see decodeFrame). */
@@ -145,6 +155,8 @@ class WsConnection implements KeptAlive {
   /** Messages read and not served yet (see #serve). */
   readonly #inbox: Frame[] = [];
   #serving = false;
+  /** Waits for the last running subscription to end (see afterStreams). */
+  #afterStreams: (() => void) | undefined;
   // Fields rather than methods: callbacks handed out, made once a connection. Not made where a call
   // starts: a subscription keeps its handler for its whole life, and a closure made in
   // #handleMessage would keep that message's text and parsed calls with it.
@@ -174,14 +186,21 @@ class WsConnection implements KeptAlive {
     this.#ctxPromise = waitsForParams ? undefined : this.#createCtx(() => null);
 
     shared.keepAlive.watch(this);
+    shared.connections.set(ws, this);
     ws.on('message', this.#onMessage);
     ws.once('close', () => {
       shared.keepAlive.forget(this);
+      this.#afterStreams = undefined;
       ws.off('message', this.#onMessage);
       this.#inbox.length = 0;
       for (const stop of this.#subscriptions.values()) stop.abort();
       this.#subscriptions.clear();
     });
+  }
+
+  afterStreams(then: () => void): void {
+    if (this.#subscriptions.size === 0) then();
+    else this.#afterStreams = then;
   }
 
   #respond(message: TRPCResponseMessage): void {
@@ -266,7 +285,15 @@ class WsConnection implements KeptAlive {
       this.#respondWithError(id, jsonrpc, cause, type, path, input);
       return;
     } finally {
-      if (this.#subscriptions.get(id) === stop) this.#subscriptions.delete(id);
+      if (this.#subscriptions.get(id) === stop) {
+        this.#subscriptions.delete(id);
+        const then = this.#afterStreams;
+        if (then && this.#subscriptions.size === 0) {
+          this.#afterStreams = undefined;
+          // Once this subscription's last frame (`stopped`, or its error) has gone.
+          queueMicrotask(then);
+        }
+      }
     }
     if (type === 'subscription') this.#respond({ id, jsonrpc, result: { type: 'stopped' } });
   }

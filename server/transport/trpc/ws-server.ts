@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { TRPCError } from '@trpc/server';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Credentials } from '../../core/credentials.ts';
+import { identityOf, type Credentials } from '../../core/credentials.ts';
 import type { Held, Leases } from '../../core/leases.ts';
 import { createSink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
@@ -13,6 +13,7 @@ import type { ChatApi, TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
 import { createWsAuthWindow, type WsAuthWindowOptions } from './ws-auth-window.ts';
 import { createTrpcWsHandler, type TrpcWsErrorInfo } from './ws-handler.ts';
+import { WsSignIns, type SignInEnd } from './ws-sign-ins.ts';
 
 export interface TrpcWsServerOptions {
   readonly router: AppRouter;
@@ -34,7 +35,10 @@ export interface TrpcWsServerOptions {
   readonly maxBatch: number;
   /** Subscriptions one connection may hold at once. */
   readonly maxSubscriptions: number;
-  /** With credentials required, how long a connection may stay without showing a valid one. */
+  /**
+   * With credentials required, how long a connection may stay without showing a valid one; and how
+   * long one whose credential ended has to go once it was told to reconnect.
+   */
   readonly authTimeoutMs: number;
 }
 
@@ -43,6 +47,8 @@ export interface TrpcWsServer {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Asks every client to reconnect (tRPC's reconnect notification), e.g. before a shutdown. */
   notifyReconnect(): void;
+  /** The keys changed (a reload): connections signed in with a key that was removed end (see ws-sign-ins.ts). */
+  recheckCredentials(): Promise<void>;
   /** Closes every connection (1012: service restart; queued frames go first), then stops. */
   close(): Promise<void>;
   /** Drops whatever is still connected. */
@@ -50,6 +56,11 @@ export interface TrpcWsServer {
 }
 
 const POLICY_VIOLATION = 1008;
+
+/** How often the connections' token expiries are looked for: an expiry is seen within a second. */
+const EXPIRY_TICK_MS = 1000;
+
+const ENDED: Readonly<Record<SignInEnd, string>> = { expired: 'The credential expired', revoked: 'The credential was revoked' };
 
 /** tRPC over WebSocket at `/trpc`: the connections, their context and limits. */
 export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
@@ -73,12 +84,40 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
     ws.once('close', () => void slot.release());
   };
 
+  // A connection whose credential ends stops counting as signed in at once: its slot goes (a client
+  // replacing it opens the new connection before it closes the old one), and its calls are refused
+  // (each checks the credential). What streams on it goes on to its end, as a reply whose token
+  // expires on any transport does; then it is told to reconnect (tRPC's notification: a stock
+  // client opens a new connection, asking connectionParams again, and lets this one go), and if it
+  // has not gone within the auth window it is refused as a connection without a credential is.
+  const signIns = new WsSignIns({
+    tickMs: EXPIRY_TICK_MS,
+    ownerOf: (credential) => o.credentials.ownerOf(credential),
+    ended: (ws, why) => {
+      const slot = slots.get(ws);
+      slots.delete(ws);
+      void slot?.release();
+      authWindow.signedOut(ws);
+      logger.info({ transport: 'ws', why }, 'websocket credential ended');
+      handler.afterStreams(ws, () => {
+        handler.notifyReconnect(ws);
+        const refuse = setTimeout(() => handler.refuse(ws, new TRPCError({ code: 'UNAUTHORIZED', message: ENDED[why] }), POLICY_VIOLATION), o.authTimeoutMs);
+        ws.once('close', () => clearTimeout(refuse));
+      });
+    },
+  });
+
   const handler = createTrpcWsHandler({
     router: o.router,
     createContext: async ({ ws, connectionParams, sink }): Promise<TRPCContext> => {
       const credential = credentialFromParams(connectionParams);
-      const owner = await authWindow.check(ws, () => o.credentials.ownerOf(credential));
-      if (owner) await takeSlot(ws, owner);
+      const revision = signIns.revision;
+      const identity = await authWindow.check(ws, () => identityOf(o.credentials, credential));
+      if (identity) {
+        await takeSlot(ws, identity.owner);
+        // With no credentials required, nothing ends.
+        if (o.credentials.required) signIns.watch(ws, credential, identity, revision);
+      }
       return {
         chat: o.chat,
         credential,
@@ -127,6 +166,7 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
   return {
     handleUpgrade: (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req)),
     notifyReconnect: () => wss.clients.forEach((client) => handler.notifyReconnect(client)),
+    recheckCredentials: () => signIns.recheck(),
     close: async () => {
       for (const client of wss.clients) client.close(1012, 'server restarting');
       await new Promise<void>((resolve) => wss.close(() => resolve()));
