@@ -230,7 +230,7 @@ export const ConfigSchema = z
     WS_AUTH_TIMEOUT_MS: int(100, 600_000)
       .default(5000)
       .describe(
-        'with API keys on, a WebSocket that has not shown a valid key (in its connection params) within this time is closed; its calls until then are refused with UNAUTHORIZED',
+        'with API keys or tokens on, a WebSocket that has not shown a valid key or token (in its connection params) within this time is closed, its calls until then refused with UNAUTHORIZED; one whose key or token ended (expired, removed) is closed this long after it was told to reconnect',
       ),
     WS_PING_MS: int(100, 3_600_000).default(30_000).describe('quiet time after which the server pings a WebSocket client'),
     WS_PONG_WAIT_MS: int(100, 3_600_000).default(10_000).describe('how long a pinged WebSocket client has to answer before it is cut off'),
