@@ -30,11 +30,17 @@ export class SluiceError extends Error {
   readonly code: ErrorCode;
   /** Seconds a client should wait before retrying, when the cause says so. */
   readonly retryAfterSeconds: number | undefined;
+  /**
+   * Why, more precisely than the code, for the metrics and logs only (clients see the code): one
+   * code covers refusals an operator tells apart (`rate_limited`: a rate, or a key's sessions).
+   */
+  readonly reason: string | undefined;
 
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; retryAfterSeconds?: number; reason?: string }) {
     super(message ?? ERROR_MESSAGES[code], { cause: options?.cause });
     this.code = code;
     this.retryAfterSeconds = options?.retryAfterSeconds;
+    this.reason = options?.reason;
   }
 
   static from(error: unknown): SluiceError {

@@ -22,11 +22,11 @@ export function logWhenClosed(req: IncomingMessage, res: ServerResponse, context
   const method = req.method;
   res.once('close', () => {
     const rejection = rejectionOf(res);
-    const reason = rejection?.code;
+    const reason = rejection && (rejection.reason ?? rejection.code);
     if (reason) context.metrics.rejected(reason);
     // The client was told "Internal error" and no more: the log gets what failed, once, whichever
     // step of the request it was.
-    if (reason === 'internal') context.logger.error({ err: rejection!.cause ?? rejection, method, path: pathOf(req) }, 'request failed');
+    if (rejection?.code === 'internal') context.logger.error({ err: rejection.cause ?? rejection, method, path: pathOf(req) }, 'request failed');
     context.logger.info(
       {
         method,

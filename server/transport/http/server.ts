@@ -96,7 +96,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     options.trustedProxies ? clientIp(req.socket.remoteAddress, req.headers['x-forwarded-for'], options.trustedProxies) : req.socket.remoteAddress;
   const onTRPCError = ({ error, path }: { error: { code: string; cause?: unknown }; path?: string }): void => {
     if (error.code === 'INTERNAL_SERVER_ERROR') logger.error({ path, err: error.cause ?? error }, 'tRPC procedure failed');
-    metrics.rejected(error.cause instanceof SluiceError ? error.cause.code : error.code.toLowerCase());
+    metrics.rejected(error.cause instanceof SluiceError ? (error.cause.reason ?? error.cause.code) : error.code.toLowerCase());
   };
 
   const trpc = createTrpcHttpRoutes({
