@@ -46,6 +46,8 @@ interface Backend {
   readonly name: string;
   /** True when what one store wrote is there for the next one opened on the same place. */
   readonly durable: boolean;
+  /** True when several stores may be open on one place at once (instances sharing a database). */
+  readonly shared: boolean;
   /** A fresh, empty place; undefined when the backend is not installed here. */
   place(): Promise<Place | undefined>;
 }
@@ -54,11 +56,13 @@ const backends: Backend[] = [
   {
     name: 'memory',
     durable: false,
+    shared: false,
     place: async () => ({ open: async (clock) => new MemoryHistory({ clock }) }),
   },
   {
     name: 'sqlite',
     durable: true,
+    shared: false,
     place: async () => {
       const dir = mkdtempSync(join(tmpdir(), 'sluice-history-'));
       dirs.push(dir);
@@ -70,6 +74,7 @@ const backends: Backend[] = [
   {
     name: 'redis',
     durable: true,
+    shared: true,
     place: async () => {
       // A redis-server of its own (the helper stops it after the test).
       const redis = await startRedis();
@@ -87,6 +92,7 @@ const backends: Backend[] = [
   {
     name: 'redis cluster',
     durable: true,
+    shared: true,
     place: async () => {
       // The file's cluster (it takes seconds to form); a prefix of its own is an empty place.
       const setup = await (cluster ??= startCluster());
@@ -105,6 +111,7 @@ const backends: Backend[] = [
   {
     name: 'postgres',
     durable: true,
+    shared: true,
     place: async () => {
       const server = await postgresServer();
       if (!server) return undefined;
@@ -456,6 +463,71 @@ describe.each(backends)('history contract: $name', (backend) => {
     expect(await history.read('o/recent')).toHaveLength(1);
   });
 
+  it("limits an owner's sessions (maxSessions): a turn in a new one past it is refused and stores nothing; one in a session it holds never is", async () => {
+    const s = await setup();
+    if (!s) return;
+    const { history } = s;
+    const limited = (replyId: string, maxSessions = 2) => ({ keepLast: 100, replyId, maxSessions });
+    expect(await history.begin('a/s1', user('one'), limited('r1'))).toBe(1);
+    expect(await history.begin('a/s2', user('two'), limited('r2'))).toBe(1);
+    await expect(history.begin('a/s3', user('three'), limited('r3'))).rejects.toMatchObject({
+      code: 'rate_limited',
+      reason: 'too_many_sessions',
+      message: expect.stringMatching(/holds 2 sessions.*delete one/),
+    });
+    expect(await history.read('a/s3')).toEqual([]);
+    // The sessions it holds take turns, even under a lower limit; nothing of them was dropped.
+    expect(await history.begin('a/s1', user('again'), limited('r4'))).toBe(3);
+    expect(await history.begin('a/s2', user('again'), limited('r5', 1))).toBe(3);
+    expect((await history.read('a/s1')).map((m) => m.content)).toEqual(['one', '', 'again', '']);
+    // Each owner counts its own; no limit is no limit.
+    expect(await history.begin('b/s3', user('theirs'), limited('r6'))).toBe(1);
+    expect(await history.begin('a/s3', user('unlimited'), { keepLast: 100, replyId: 'r7' })).toBe(1);
+    expect(await history.begin('a/s4', user('unlimited'), { keepLast: 100, replyId: 'r8', maxSessions: 0 })).toBe(1);
+    await expect(history.begin('a/s5', user('x'), limited('r9', 4))).rejects.toMatchObject({ code: 'rate_limited' });
+    await expect(history.begin('a/s5', user('x'), { keepLast: 100, replyId: 'r9', maxSessions: -1 })).rejects.toThrow(/maxSessions/);
+  });
+
+  it("gives an owner's places back as its sessions are deleted or expire, and counts the sessions made by other writes", async () => {
+    const s = await setup();
+    if (!s) return;
+    const { history, clock } = s;
+    const limited = (replyId: string) => ({ keepLast: 100, replyId, maxSessions: 2 });
+    await history.begin('a/old', user('q'), limited('r1'));
+    // A reply's last message after its session was deleted makes the session again: it is the owner's, counted, never refused.
+    await history.append(
+      'a/made',
+      { role: 'assistant', content: 'late', status: 'complete', createdAt: new Date(T0).toISOString() },
+      { keepLast: 100, replyId: 'r0' },
+    );
+    await expect(history.begin('a/new', user('q'), limited('r2'))).rejects.toMatchObject({ code: 'rate_limited' });
+    expect(await history.deleteSession('a/made')).toBe(true);
+    expect(await history.begin('a/new', user('q'), limited('r3'))).toBe(1);
+    await expect(history.begin('a/newer', user('q'), limited('r4'))).rejects.toMatchObject({ code: 'rate_limited' });
+    clock.now = T0 + 1000;
+    await history.append('a/new', user('still here'), keep);
+    expect(await history.expireIdle(T0 + 1)).toBe(1);
+    expect(await history.begin('a/newer', user('q'), limited('r5'))).toBe(1);
+    // So does a checkpoint that makes a draft in a session that is not there (as late).
+    await history.deleteSession('a/newer');
+    await history.checkpoint('a/drafted', 'r6', 'late');
+    await expect(history.begin('a/newest', user('q'), limited('r7'))).rejects.toMatchObject({ code: 'rate_limited' });
+  });
+
+  it('of new sessions begun together, only as many as the owner has places for get in', async () => {
+    const s = await setup();
+    if (!s) return;
+    const { history } = s;
+    await history.begin('a/first', user('q'), { keepLast: 100, replyId: 'r0', maxSessions: 3 });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, i) => history.begin(`a/race${i}`, user('q'), { keepLast: 100, replyId: `r${i + 1}`, maxSessions: 3 })),
+    );
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(2);
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o.reason as { code: string }).code)).toEqual(Array(6).fill('rate_limited'));
+    const kept = await Promise.all(Array.from({ length: 8 }, (_, i) => history.read(`a/race${i}`)));
+    expect(kept.filter((messages) => messages.length > 0)).toHaveLength(2);
+  });
+
   it('finishes the writes already called for when closed, then refuses calls', async () => {
     const s = await setup();
     if (!s) return;
@@ -499,6 +571,27 @@ describe.each(backends.filter((b) => b.durable))('history contract, durable stor
     expect(before.at(-1)).toMatchObject({ seq: 4, status: 'interrupted', content: 'half of a2', draftOf: 'r2' });
     // The session takes new messages at once, after what was there.
     expect(await again.append('o/s', user('q3'), keep)).toBe(5);
+  });
+});
+
+describe.each(backends.filter((b) => b.shared))('history contract, shared stores: $name', (backend) => {
+  const setup = setupFor(backend);
+
+  it("counts an owner's sessions across the stores open on one place: new sessions begun together through several get only the places left", async () => {
+    const s = await setup();
+    if (!s) return;
+    const { history, place, clock } = s;
+    const [second, third] = await Promise.all([place.open(() => clock.now), place.open(() => clock.now)]);
+    opened.push(second, third);
+    const stores = [history, second, third];
+    await history.begin('a/first', user('q'), { keepLast: 100, replyId: 'r0', maxSessions: 3 });
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 9 }, (_, i) => stores[i % 3]!.begin(`a/race${i}`, user('q'), { keepLast: 100, replyId: `r${i + 1}`, maxSessions: 3 })),
+    );
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(2);
+    // A deletion through one store frees a place for another.
+    expect(await third.deleteSession('a/first')).toBe(true);
+    expect(await second.begin('a/after', user('q'), { keepLast: 100, replyId: 'r10', maxSessions: 3 })).toBe(1);
   });
 });
 

@@ -1,4 +1,5 @@
 import type { ChatMessage } from '../../../shared/messages.ts';
+import { SluiceError } from '../errors.ts';
 
 /** A stored message: always numbered, and marked while it is the draft of a running reply. */
 export interface HistoryMessage extends ChatMessage {
@@ -30,13 +31,52 @@ export interface BeginOptions {
   readonly keepLast: number;
   /** The reply that answers the message: its draft takes the next position. */
   readonly replyId: string;
+  /**
+   * Sessions the key's owner may hold (0 or unset: no limit). When the session is new and its owner
+   * holds this many already, nothing is stored and the call rejects with `tooManySessions`. A
+   * session that exists is never refused, and nothing is dropped to make room.
+   */
+  readonly maxSessions?: number;
+}
+
+/**
+ * A session's key, in every store: its owner, `/`, its id. Session ids hold no `/`
+ * (SESSION_ID_PATTERN), so the owner is what comes before the last one: that is how a store knows
+ * whose session a key is, to count an owner's sessions.
+ */
+export function sessionKeyOf(owner: string, sessionId: string): string {
+  return `${owner}/${sessionId}`;
+}
+
+/** The owner of a session key (see sessionKeyOf); empty for a key without one. */
+export function ownerOfSessionKey(sessionKey: string): string {
+  const slash = sessionKey.lastIndexOf('/');
+  return slash === -1 ? '' : sessionKey.slice(0, slash);
+}
+
+/** The metrics' and logs' name for a turn refused by BeginOptions.maxSessions. */
+export const TOO_MANY_SESSIONS = 'too_many_sessions';
+
+/** What `begin` rejects with when the owner of a new session holds `limit` sessions already. */
+export function tooManySessions(limit: number): SluiceError {
+  return new SluiceError(
+    'rate_limited',
+    `This key holds ${limit} sessions, the most it may: delete one (DELETE /v1/sessions/{session_id}, or chat.deleteSession) before starting another`,
+    { reason: TOO_MANY_SESSIONS },
+  );
+}
+
+export function checkMaxSessions(maxSessions: number | undefined): number {
+  const limit = maxSessions ?? 0;
+  if (!Number.isInteger(limit) || limit < 0) throw new RangeError(`History.begin: maxSessions must be a non-negative integer, got ${limit}`);
+  return limit;
 }
 
 /**
  * Where conversations last: the History port. One implementation per backend (memory, SQLite,
  * PostgreSQL, Redis), each held to the same contract test (test/history-contract.test.ts).
- * Session keys are opaque strings built by the chat service (they include the owner), so one
- * store serves every tenant and deleting a key deletes one owner's session only.
+ * Session keys are built by sessionKeyOf (owner, then session id), so one store serves every
+ * tenant, deleting a key deletes one owner's session only, and a store can count an owner's sessions.
  *
  * The contract:
  * - Positions: every message stored in a session gets the next `seq` (1, 2, 3, ...). A draft takes
@@ -56,6 +96,8 @@ export interface BeginOptions {
  *   died reads back as that reply, `interrupted`, with the last checkpointed text. Checkpoints
  *   are cheap to call (writes are batched) but each one writes the whole text: callers
  *   checkpoint on a cadence (about every second), not on every token.
+ * - Owners: an owner's sessions are the ones whose keys it owns (see sessionKeyOf) and that exist:
+ *   deleting one, or its expiry, frees its place at once for BeginOptions.maxSessions.
  * - Retention: appends touch their session, as do `begin` and the checkpoint that starts a draft
  *   (reads do not; nor do later checkpoints, the draft being seconds old; the final message that
  *   replaces a draft may or may not: its turn touched the session when it began). `expireIdle(cutoff)`
@@ -71,7 +113,10 @@ export interface History {
   /**
    * A turn begins: stores the user's `message` and, right after it, the empty draft of the reply
    * `replyId`, as `append` then `checkpoint(replyId, '')` would (one write where the store can;
-   * a turn's start is on every reply's path). Resolves with the message's position.
+   * a turn's start is on every reply's path). Resolves with the message's position. With
+   * `maxSessions`, a turn in a new session is refused when its owner holds that many: decided
+   * atomically with the session's creation, so that turns starting new sessions together (on
+   * several instances, for a shared store) cannot all get in past the limit.
    */
   begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number>;
   /** Saves the running reply `replyId`'s text so far as its draft (see the contract above). */

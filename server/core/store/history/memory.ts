@@ -1,6 +1,17 @@
 import type { ChatMessage } from '../../../../shared/messages.ts';
 import { SluiceError } from '../../errors.ts';
-import { checkKeepLast, checkReadOptions, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../history.ts';
+import {
+  checkKeepLast,
+  checkMaxSessions,
+  checkReadOptions,
+  ownerOfSessionKey,
+  tooManySessions,
+  type AppendOptions,
+  type BeginOptions,
+  type History,
+  type HistoryMessage,
+  type ReadOptions,
+} from '../history.ts';
 import { isoTime } from '../../iso-time.ts';
 
 export interface MemoryHistoryOptions {
@@ -24,6 +35,7 @@ interface Entry {
 }
 
 interface Session {
+  readonly owner: string;
   touchedAt: number;
   nextSeq: number;
   /** Oldest first, positions increasing by one, so a position minus the first one is an index. */
@@ -37,6 +49,8 @@ export class MemoryHistory implements History {
   readonly #onEvicted: (() => void) | undefined;
   /** In least recently touched order (a touch moves a session to the end), so eviction is O(evicted). */
   readonly #sessions = new Map<string, Session>();
+  /** Sessions held per owner (for BeginOptions.maxSessions): counted as they come and go, not searched. */
+  readonly #owned = new Map<string, number>();
   #closed = false;
 
   constructor(options: MemoryHistoryOptions = {}) {
@@ -85,6 +99,10 @@ export class MemoryHistory implements History {
   }
 
   async begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number> {
+    this.#checkOpen();
+    const limit = checkMaxSessions(options.maxSessions);
+    // Checked and created in one turn of the event loop: no other begin comes between.
+    if (limit > 0 && !this.#sessions.has(sessionKey) && (this.#owned.get(ownerOfSessionKey(sessionKey)) ?? 0) >= limit) throw tooManySessions(limit);
     const seq = await this.append(sessionKey, message, { keepLast: options.keepLast });
     await this.checkpoint(sessionKey, options.replyId, '');
     return seq;
@@ -107,7 +125,9 @@ export class MemoryHistory implements History {
 
   async deleteSession(sessionKey: string): Promise<boolean> {
     this.#checkOpen();
-    return this.#sessions.delete(sessionKey);
+    const session = this.#sessions.get(sessionKey);
+    if (session) this.#drop(sessionKey, session);
+    return session !== undefined;
   }
 
   async expireIdle(cutoff: number): Promise<number> {
@@ -116,7 +136,7 @@ export class MemoryHistory implements History {
     for (const [key, session] of this.#sessions) {
       // Touch order is time order (unless the clock stepped back): the first recent one ends the sweep.
       if (session.touchedAt >= cutoff) break;
-      this.#sessions.delete(key);
+      this.#drop(key, session);
       deleted++;
     }
     return deleted;
@@ -129,6 +149,7 @@ export class MemoryHistory implements History {
   async close(): Promise<void> {
     this.#closed = true;
     this.#sessions.clear();
+    this.#owned.clear();
   }
 
   /** The reply's message; a reply is near the end of its session, so this looks from there. */
@@ -140,9 +161,10 @@ export class MemoryHistory implements History {
     let session = this.#sessions.get(sessionKey);
     if (session) this.#sessions.delete(sessionKey);
     else {
-      session = { touchedAt: 0, nextSeq: 1, entries: [] };
+      session = { owner: ownerOfSessionKey(sessionKey), touchedAt: 0, nextSeq: 1, entries: [] };
       // Over the bound while replies held every session, it comes back within it as they end.
       while (this.#sessions.size >= this.#maxSessions && this.#evictOne());
+      this.#owned.set(session.owner, (this.#owned.get(session.owner) ?? 0) + 1);
     }
     session.touchedAt = this.#clock();
     this.#sessions.set(sessionKey, session);
@@ -157,11 +179,19 @@ export class MemoryHistory implements History {
   #evictOne(): boolean {
     for (const [key, session] of this.#sessions) {
       if (session.entries.some((e) => e.draft)) continue;
-      this.#sessions.delete(key);
+      this.#drop(key, session);
       this.#onEvicted?.();
       return true;
     }
     return false;
+  }
+
+  /** Deletes a session held, and gives its owner its place back. */
+  #drop(sessionKey: string, session: Session): void {
+    this.#sessions.delete(sessionKey);
+    const owned = (this.#owned.get(session.owner) ?? 1) - 1;
+    if (owned > 0) this.#owned.set(session.owner, owned);
+    else this.#owned.delete(session.owner);
   }
 
   #checkOpen(): void {

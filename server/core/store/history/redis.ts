@@ -2,8 +2,11 @@ import type { Logger } from 'pino';
 import { ChatMessage } from '../../../../shared/messages.ts';
 import {
   checkKeepLast,
+  checkMaxSessions,
   checkReadOptions,
   MAX_SEQ,
+  ownerOfSessionKey,
+  tooManySessions,
   type AppendOptions,
   type BeginOptions,
   type History,
@@ -11,7 +14,7 @@ import {
   type ReadOptions,
 } from '../history.ts';
 import { SluiceError } from '../../errors.ts';
-import type { RedisConnection } from '../redis/connection.ts';
+import type { RedisConnection, Scripted } from '../redis/connection.ts';
 import { isoTime } from '../../iso-time.ts';
 
 export interface RedisHistoryOptions {
@@ -27,11 +30,15 @@ export interface RedisHistoryOptions {
 
 /** Sessions swept per round trip. */
 const SWEEP_BATCH = 200;
+/** history-admit.lua's answers. */
+const REFUSED = 0;
+const ADDED = 2;
 
 /**
  * History in Redis: a session's messages in a sorted set scored by position, its reply ids in a
  * hash, its position counter in a key (all three under one hash tag, so that a session's scripts
- * run on one Cluster shard), and every session's last touch in one sorted set, for retention.
+ * run on one Cluster shard), every session's last touch in one sorted set, for retention, and each
+ * owner's sessions in a sorted set of its own (by their last turn's start), for the limit on them.
  */
 export class RedisHistory implements History {
   readonly #c: RedisConnection;
@@ -55,6 +62,11 @@ export class RedisHistory implements History {
   #keys(sessionKey: string): [string, string, string] {
     const tag = `{${sessionKey}}`;
     return [this.#c.key('hm', tag), this.#c.key('hr', tag), this.#c.key('hn', tag)];
+  }
+
+  /** The owner's sessions: a key of its own (on a Cluster, most likely another shard than the session's). */
+  #ownerKey(sessionKey: string): string {
+    return this.#c.key('ho', `{${ownerOfSessionKey(sessionKey)}}`);
   }
 
   async read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]> {
@@ -90,16 +102,43 @@ export class RedisHistory implements History {
           this.#ttlMs,
           message.status,
         )) as number;
-        await redis.zadd(this.#touched, this.#clock(), sessionKey);
+        await this.#touch(redis, sessionKey);
         return at;
       }, true),
     );
   }
 
   async begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number> {
-    // Sent together on the one connection, so they run in this order.
-    const [seq] = await Promise.all([this.append(sessionKey, message, { keepLast: options.keepLast }), this.checkpoint(sessionKey, options.replyId, '')]);
-    return seq;
+    const keepLast = checkKeepLast(options.keepLast);
+    const limit = checkMaxSessions(options.maxSessions);
+    // The owner's set first (a script: its count and its new member are one step), then the turn.
+    const admitted = await this.#run(() => this.#admit(sessionKey, limit));
+    if (admitted === REFUSED) throw tooManySessions(limit);
+    try {
+      // Sent together on the one connection, so they run in this order.
+      const [seq] = await Promise.all([this.append(sessionKey, message, { keepLast }), this.checkpoint(sessionKey, options.replyId, '')]);
+      return seq;
+    } catch (error) {
+      // A session that the turn would have made holds no place (best effort: else it goes with the
+      // idle TTL, or when the session is deleted).
+      if (admitted === ADDED) await this.#run(() => this.#c.call((redis) => redis.zrem(this.#ownerKey(sessionKey), sessionKey))).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** history-admit.lua for the session; a session that is not in its owner's set but exists is added to it, never refused. */
+  #admit(sessionKey: string, limit: number): Promise<number> {
+    const owner = this.#ownerKey(sessionKey);
+    const now = this.#clock();
+    // In order with the turn's writes (the same connection).
+    return this.#c.write(async (redis) => {
+      const admitted = Number(await redis.historyAdmit(owner, sessionKey, now, limit, this.#ttlMs));
+      if (admitted !== REFUSED) return admitted;
+      // Sessions are in their owner's set from their first turn on; not one a release before this
+      // made, nor one a reply's last message made again after its deletion (until its next turn: now).
+      if ((await redis.exists(this.#keys(sessionKey)[2])) === 0) return REFUSED;
+      return Number(await redis.historyAdmit(owner, sessionKey, now, 0, this.#ttlMs));
+    }, false);
   }
 
   checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {
@@ -109,19 +148,38 @@ export class RedisHistory implements History {
     return this.#run(() =>
       this.#c.write(async (redis) => {
         const created = await redis.historyCheckpoint(...this.#keys(sessionKey), replyId, text, JSON.stringify(draft), this.#ttlMs);
-        if (created === 1) await redis.zadd(this.#touched, this.#clock(), sessionKey);
+        if (created === 1) await this.#touch(redis, sessionKey);
       }, false),
     );
+  }
+
+  /**
+   * The session's last touch, for retention, and its place in its owner's set: a session made by a
+   * write that is no turn's start (a reply's last message after its session was deleted) counts
+   * as one made by a turn (never refused: what a reply said is kept).
+   */
+  async #touch(redis: Scripted, sessionKey: string): Promise<void> {
+    const now = this.#clock();
+    const owner = this.#ownerKey(sessionKey);
+    await Promise.all([
+      redis.zadd(this.#touched, now, sessionKey),
+      redis.zadd(owner, now, sessionKey),
+      this.#ttlMs > 0 ? redis.pexpire(owner, this.#ttlMs) : undefined,
+    ]);
   }
 
   deleteSession(sessionKey: string): Promise<boolean> {
     return this.#run(() => this.#delete(sessionKey, true));
   }
 
-  /** Deletes a session's keys (one hash tag: one slot) and its last touch; `replicated`: see RedisConnection.write. */
+  /** Deletes a session's keys (one hash tag: one slot), its last touch and its place in its owner's set; `replicated`: see RedisConnection.write. */
   #delete(sessionKey: string, replicated: boolean): Promise<boolean> {
     return this.#c.write(async (redis) => {
-      const [deleted] = await Promise.all([redis.del(...this.#keys(sessionKey)), redis.zrem(this.#touched, sessionKey)]);
+      const [deleted] = await Promise.all([
+        redis.del(...this.#keys(sessionKey)),
+        redis.zrem(this.#touched, sessionKey),
+        redis.zrem(this.#ownerKey(sessionKey), sessionKey),
+      ]);
       return deleted > 0;
     }, replicated);
   }

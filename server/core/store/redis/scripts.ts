@@ -17,6 +17,7 @@ export const SCRIPTS = {
   hitWindow: { file: 'hit-window.lua', keys: 1 },
   historyAppend: { file: 'history-append.lua', keys: 3 },
   historyCheckpoint: { file: 'history-checkpoint.lua', keys: 3 },
+  historyAdmit: { file: 'history-admit.lua', keys: 1 },
   requestCancel: { file: 'request-cancel.lua', keys: 1 },
   settle: { file: 'settle.lua', keys: 1 },
 } as const;

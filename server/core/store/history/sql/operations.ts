@@ -1,6 +1,6 @@
 import type { ChatMessage } from '../../../../../shared/messages.ts';
 import type { Logger } from 'pino';
-import type { HistoryMessage } from '../../history.ts';
+import { ownerOfSessionKey, type HistoryMessage } from '../../history.ts';
 import type { Dialect, Migration } from './migrations/index.ts';
 import { isoTime } from '../../../iso-time.ts';
 
@@ -25,11 +25,22 @@ const stepOne = (sql: string, ...params: SqlValue[]): Step => ({ sql, params, on
 
 // A position is allocated under the session row's lock: the counter moves even where two
 // PostgreSQL writers append to one session at once.
-const NEXT_SEQ = `INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ($1, $2, 2)
+const NEXT_SEQ = `INSERT INTO history_sessions (session_key, touched_at, next_seq, owner) VALUES ($1, $2, 2, $3)
   ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 1
   RETURNING next_seq - 1 AS seq`;
 // A turn's start takes two positions at once: its user's message and its reply's draft.
-const NEXT_SEQ_PAIR = `INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ($1, $2, 3)
+const NEXT_SEQ_PAIR = `INSERT INTO history_sessions (session_key, touched_at, next_seq, owner) VALUES ($1, $2, 3, $3)
+  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 2
+  RETURNING next_seq - 2 AS seq`;
+// The same for a turn whose owner has a limit on sessions: a session that exists takes its
+// positions; a new one is made only while its owner holds fewer than $4. One statement, so that the
+// count and the insert see the same rows: turns run one after another on a transaction's connection.
+// (Typed: PostgreSQL takes a SELECT's untyped parameters for text.)
+const EXISTING_SEQ_PAIR = `UPDATE history_sessions SET touched_at = $2, next_seq = next_seq + 2
+  WHERE session_key = $1 RETURNING next_seq - 2 AS seq`;
+const NEW_SEQ_PAIR = `INSERT INTO history_sessions (session_key, touched_at, next_seq, owner)
+  SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), 3, CAST($3 AS TEXT) WHERE (SELECT count(*) FROM history_sessions WHERE owner = $3) < $4
+    OR EXISTS (SELECT 1 FROM history_sessions WHERE session_key = $1)
   ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 2
   RETURNING next_seq - 2 AS seq`;
 const INSERT = `INSERT INTO history_messages
@@ -96,9 +107,33 @@ export function* append(sessionKey: string, message: ChatMessage, keepLast: numb
   return seq;
 }
 
-/** A turn's start: the user's message and its reply's empty draft, in two statements. */
-export function* begin(sessionKey: string, message: ChatMessage, keepLast: number, replyId: string, now: number): Op<number> {
-  const [row] = yield stepOne(NEXT_SEQ_PAIR, sessionKey, now);
+export interface BeginLimit {
+  /** Sessions the owner may hold (0: no limit). */
+  readonly maxSessions: number;
+  /**
+   * Run before a new session's count, where other writers may count at once (PostgreSQL's
+   * instances): a lock on the owner until the transaction ends, so that the next count sees this one's session.
+   */
+  readonly ownerLock?: (owner: string) => Step;
+}
+
+/**
+ * A turn's start: the user's message and its reply's empty draft, in two statements (a third and
+ * a lock for a new session under a limit). Resolves with the message's position, or undefined
+ * when the session is new and its owner holds `maxSessions` (then nothing was written).
+ */
+export function* begin(sessionKey: string, message: ChatMessage, keepLast: number, replyId: string, now: number, limit: BeginLimit): Op<number | undefined> {
+  const owner = ownerOfSessionKey(sessionKey);
+  let row: Row | undefined;
+  if (limit.maxSessions === 0) [row] = yield stepOne(NEXT_SEQ_PAIR, sessionKey, now, owner);
+  else {
+    [row] = yield stepOne(EXISTING_SEQ_PAIR, sessionKey, now);
+    if (!row) {
+      if (limit.ownerLock) yield limit.ownerLock(owner);
+      [row] = yield stepOne(NEW_SEQ_PAIR, sessionKey, now, owner, limit.maxSessions);
+      if (!row) return undefined;
+    }
+  }
   const seq = Number(row!.seq);
   yield step(INSERT_PAIR, sessionKey, seq, ...fieldsOf(message), seq + 1, isoTime(now), replyId);
   // As append then checkpoint: the message is trimmed to keepLast, its draft comes on top (the final message trims it).
@@ -122,7 +157,9 @@ export function* checkpoint(sessionKey: string, replyId: string, text: string, n
 }
 
 function* nextSeq(sessionKey: string, now: number): Op<number> {
-  const [row] = yield stepOne(NEXT_SEQ, sessionKey, now);
+  // A session made here (a reply's final message after its session was deleted, say) is its owner's
+  // all the same, and counted; never refused: history must not lose what a reply said.
+  const [row] = yield stepOne(NEXT_SEQ, sessionKey, now, ownerOfSessionKey(sessionKey));
   return Number(row!.seq);
 }
 

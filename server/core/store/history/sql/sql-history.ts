@@ -1,7 +1,17 @@
 import type { Logger } from 'pino';
 import type { ChatMessage } from '../../../../../shared/messages.ts';
 import { SluiceError } from '../../../errors.ts';
-import { checkKeepLast, checkReadOptions, type AppendOptions, type BeginOptions, type History, type HistoryMessage, type ReadOptions } from '../../history.ts';
+import {
+  checkKeepLast,
+  checkMaxSessions,
+  checkReadOptions,
+  tooManySessions,
+  type AppendOptions,
+  type BeginOptions,
+  type History,
+  type HistoryMessage,
+  type ReadOptions,
+} from '../../history.ts';
 import * as sql from './operations.ts';
 import { draftKey, unavailable, WriteQueue, type QueuedWrite } from './write-queue.ts';
 import { within } from '../../../../../shared/within.ts';
@@ -53,6 +63,8 @@ export abstract class SqlHistory implements History {
   protected abstract ping(): Promise<boolean> | boolean;
   /** Closes the connections, once the queue has written what it held. */
   protected abstract closeConnections(): Promise<void> | void;
+  /** See BeginLimit.ownerLock: for a database that other processes write to at once. */
+  protected readonly ownerLock: ((owner: string) => sql.Step) | undefined = undefined;
 
   async read(sessionKey: string, options?: ReadOptions): Promise<HistoryMessage[]> {
     const { limit, before } = checkReadOptions(options);
@@ -78,12 +90,18 @@ export abstract class SqlHistory implements History {
     return this.#queue.push(sessionKey, () => sql.append(sessionKey, message, keepLast, replyId, now), { barrier: replyId && draftKey(sessionKey, replyId) });
   }
 
-  begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number> {
+  async begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number> {
     const keepLast = checkKeepLast(options.keepLast);
+    const limit = { maxSessions: checkMaxSessions(options.maxSessions), ownerLock: this.ownerLock };
     const { replyId } = options;
     const now = this.clock();
     // A barrier like a final append's: a checkpoint called after it cannot be merged into one queued before it.
-    return this.#queue.push(sessionKey, () => sql.begin(sessionKey, message, keepLast, replyId, now), { barrier: draftKey(sessionKey, replyId) });
+    const seq = await this.#queue.push(sessionKey, () => sql.begin(sessionKey, message, keepLast, replyId, now, limit), {
+      barrier: draftKey(sessionKey, replyId),
+    });
+    // Refused in the transaction without failing it: the writes batched with it go through.
+    if (seq === undefined) throw tooManySessions(limit.maxSessions);
+    return seq;
   }
 
   checkpoint(sessionKey: string, replyId: string, text: string): Promise<void> {

@@ -1,6 +1,7 @@
 import { initial } from './0001-initial.ts';
 import { usageEstimated } from './0002-usage-estimated.ts';
 import { draftsIndex } from './0003-drafts-index.ts';
+import { sessionOwners } from './0004-session-owners.ts';
 
 /** The SQL databases the history runs on. */
 export type Dialect = 'sqlite' | 'postgres';
@@ -18,4 +19,4 @@ export interface Migration {
 }
 
 /** In version order, without gaps. */
-export const MIGRATIONS: readonly Migration[] = [initial, usageEstimated, draftsIndex];
+export const MIGRATIONS: readonly Migration[] = [initial, usageEstimated, draftsIndex, sessionOwners];
