@@ -85,6 +85,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     presenceTtlMs: config.LIVENESS_TTL_MS,
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
+    maxSessionsPerOwner: config.MAX_SESSIONS_PER_KEY,
   });
   const ttlMs = sessionTtlMs(config);
   const retention =

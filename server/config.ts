@@ -187,6 +187,11 @@ export const ConfigSchema = z
     RATE_LIMIT_PER_MINUTE: int(0).default(0).describe('requests a minute per key, across instances; 429 with Retry-After above (0: no limit)'),
     MAX_STREAMS_PER_KEY: int(0).default(0).describe('replies a key may have running at once, across instances; 429 above (0: no limit)'),
     MAX_WS_CONNECTIONS_PER_KEY: int(0).default(0).describe('WebSocket connections a key may hold at once, across instances (0: no limit)'),
+    MAX_SESSIONS_PER_KEY: int(0)
+      .default(1000)
+      .describe(
+        'sessions a key (or signed-in user) may hold, across instances: a message that would start a new session beyond it is refused with 429 until one is deleted (`DELETE /v1/sessions/{id}`, `chat.deleteSession`) or expires (SESSION_TTL_DAYS); messages in the sessions it holds never are, and no history is dropped to make room (0: no limit)',
+      ),
     MAX_HISTORY_MESSAGES: int(2).default(1000).describe('messages kept per session; the oldest are trimmed'),
     RESUME_GRACE_MS: int(0, 3_600_000)
       .default(5000)

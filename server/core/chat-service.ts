@@ -12,7 +12,7 @@ import type { Provider, ProviderMessage } from './providers/provider.ts';
 import { remoteListener } from './remote-listener.ts';
 import { within } from '../../shared/within.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
-import type { History, ReadOptions } from './store/history.ts';
+import { sessionKeyOf, TOO_MANY_SESSIONS, type History, type ReadOptions } from './store/history.ts';
 import { CancelRouting } from './cancel-routing.ts';
 import { Checkpoints } from './checkpoints.ts';
 import { promptFrom } from './prompt.ts';
@@ -42,6 +42,8 @@ export interface ChatServiceOptions {
   readonly maxHistoryMessages?: number;
   /** Replies one owner may have running at once, across instances (0: no limit). */
   readonly maxStreamsPerOwner?: number;
+  /** Sessions one owner may hold, across instances: a turn in a new one beyond it is refused (0: no limit). */
+  readonly maxSessionsPerOwner?: number;
   /** How often a running reply's text is saved in history, so that a crash keeps it (default 1000). */
   readonly checkpointMs?: number;
   readonly observer?: GenerationObserver;
@@ -116,6 +118,7 @@ function checkOptions(o: ChatServiceOptions): void {
     'remotePollMs',
     'maxHistoryMessages',
     'maxStreamsPerOwner',
+    'maxSessionsPerOwner',
     'checkpointMs',
     'resumableMaxChars',
   ] as const) {
@@ -225,7 +228,7 @@ export class ChatService {
   }
 
   static sessionKey(owner: string, sessionId: string): string {
-    return `${owner}/${sessionId}`;
+    return sessionKeyOf(owner, sessionId);
   }
 
   /** Starts a reply and attaches the caller as its first listener. */
@@ -261,7 +264,7 @@ export class ChatService {
       const again = retried ? await this.#unansweredTurn(sessionKey, request.message) : undefined;
       writing = true;
       if (again !== undefined) await history.checkpoint(sessionKey, record.id, '');
-      const seq = again ?? (await history.begin(sessionKey, userMessage, { keepLast: this.#keepMessages, replyId: record.id }));
+      const seq = again ?? (await this.#begin(record, userMessage));
       // The prompt is what came before the message (the lock keeps the session still): nothing when
       // the message is the session's first, which saves a conversation's first turn a read.
       const messages = promptFrom(seq > 1 ? [...(await this.#priorMessages(record, seq)), userMessage] : [userMessage]);
@@ -482,6 +485,21 @@ export class ChatService {
     const slot = await this.#o.leases.takeSlot(`streams:${owner}`, limit);
     if (!slot) throw new SluiceError('rate_limited', `Too many replies running at once for this key (limit ${limit})`, { retryAfterSeconds: 1 });
     return slot;
+  }
+
+  /**
+   * The turn's start in history. The limit on sessions is the store's to apply: it knows whether
+   * the session is new, and decides as it makes it (a turn answered again is in a session that exists).
+   */
+  async #begin(record: GenerationRecord, message: ChatMessage): Promise<number> {
+    const options = { keepLast: this.#keepMessages, replyId: record.id, maxSessions: this.#o.maxSessionsPerOwner };
+    try {
+      return await this.#o.history.begin(record.sessionKey, message, options);
+    } catch (error) {
+      // Refused, nothing stored: the reply's record goes now, not in a day (a key at its limit may ask again and again).
+      if (error instanceof SluiceError && error.reason === TOO_MANY_SESSIONS) await this.#o.events.expire(record.id, 0).catch(() => undefined);
+      throw error;
+    }
   }
 
   /**

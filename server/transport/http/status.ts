@@ -1,10 +1,12 @@
 import type { ErrorCode } from '../../../shared/errors.ts';
 import { upstreamRefused } from '../../core/providers/upstream-errors.ts';
+import { TOO_MANY_SESSIONS } from '../../core/store/history.ts';
 
 /**
  * Codes answered with `x-should-retry: false`, which the official `openai` SDKs obey: a busy
  * session's request, retried by default, would run after the reply it collided with, as a turn its
- * caller was never told about. An upstream's refusal is answered so too (see upstreamRefused).
+ * caller was never told about. An upstream's refusal is answered so too (see upstreamRefused), and
+ * a key's limit on sessions, which no wait lifts (its caller must delete one).
  */
 const NOT_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['session_busy']);
 
@@ -17,11 +19,12 @@ export function retryHeaders(error: {
   readonly code: ErrorCode;
   readonly message: string;
   readonly retryAfterSeconds?: number | undefined;
+  readonly reason?: string | undefined;
 }): Record<string, string> {
   const headers: Record<string, string> = {};
   const seconds = error.retryAfterSeconds ?? (error.code === 'unavailable' ? 1 : undefined);
   if (seconds !== undefined) headers['Retry-After'] = String(Math.ceil(seconds));
-  if (NOT_RETRYABLE.has(error.code) || upstreamRefused(error)) headers['x-should-retry'] = 'false';
+  if (NOT_RETRYABLE.has(error.code) || upstreamRefused(error) || error.reason === TOO_MANY_SESSIONS) headers['x-should-retry'] = 'false';
   return headers;
 }
 
