@@ -71,8 +71,6 @@ function serverEnv(scenario: Scenario): Record<string, string> {
     LOG_LEVEL: 'info',
     MAX_MESSAGE_CHARS: String(Math.max(32_000, scenario.prompt.length * 2)),
     MAX_BODY_BYTES: String(Math.max(65_536, scenario.prompt.length * 4 + 4096)),
-    // Every reply is a new conversation of the one (anonymous) owner: thousands of sessions.
-    MAX_SESSIONS_PER_KEY: '0',
   };
 }
 

@@ -106,10 +106,7 @@ async function main(): Promise<void> {
   for (let round = 0; round < ROUNDS; round++) {
     for (const { name, env } of configurations) {
       for (const wait of [0, 1]) {
-        const server = await startServer({
-          entry: 'server/main.ts',
-          env: { ...env, STORE: 'redis', REDIS_WAIT_REPLICAS: String(wait), SIM_DELAY_MS: '0', MAX_SESSIONS_PER_KEY: '0' },
-        });
+        const server = await startServer({ entry: 'server/main.ts', env: { ...env, STORE: 'redis', REDIS_WAIT_REPLICAS: String(wait), SIM_DELAY_MS: '0' } });
         try {
           let n = 0;
           for (let i = 0; i < 50; i++) await turn(server.url, n++); // warm-up

@@ -85,7 +85,8 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     presenceTtlMs: config.LIVENESS_TTL_MS,
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
-    maxSessionsPerOwner: config.MAX_SESSIONS_PER_KEY,
+    // Without keys every caller is the one anonymous owner: a cap would be the whole server's.
+    maxSessionsPerOwner: credentials.required ? config.MAX_SESSIONS_PER_KEY : 0,
   });
   const ttlMs = sessionTtlMs(config);
   const retention =

@@ -190,7 +190,7 @@ export const ConfigSchema = z
     MAX_SESSIONS_PER_KEY: int(0)
       .default(1000)
       .describe(
-        'sessions a key (or signed-in user) may hold, across instances: a message that would start a new session beyond it is refused with 429 until one is deleted (`DELETE /v1/sessions/{id}`, `chat.deleteSession`) or expires (SESSION_TTL_DAYS); messages in the sessions it holds never are, and no history is dropped to make room (0: no limit)',
+        'with keys or tokens on, sessions a key (or signed-in user) may hold, across instances: a message that would start a new session beyond it is refused with 429 until one is deleted (`DELETE /v1/sessions/{id}`, `chat.deleteSession`) or expires (SESSION_TTL_DAYS); messages in the sessions it holds never are, and no history is dropped to make room (0: no limit)',
       ),
     MAX_HISTORY_MESSAGES: int(2).default(1000).describe('messages kept per session; the oldest are trimmed'),
     RESUME_GRACE_MS: int(0, 3_600_000)

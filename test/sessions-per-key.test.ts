@@ -17,10 +17,10 @@ import { collectStream, stockClient, type Kind } from './helpers/trpc-clients.ts
 
 const KEY = 'sessions-key-0123456789abcdef';
 const OTHER = 'sessions-other-0123456789abcdef';
-const auth = (key: string) => ({ authorization: `Bearer ${key}` });
+const auth = (key: string | undefined): Record<string, string> => (key === undefined ? {} : { authorization: `Bearer ${key}` });
 const LIMIT_MESSAGE = /3 sessions.*delete one/;
 
-const post = (url: string, key: string, session: string) =>
+const post = (url: string, key: string | undefined, session: string) =>
   fetch(`${url}/v1/chat/stream`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...auth(key) },
@@ -28,7 +28,11 @@ const post = (url: string, key: string, session: string) =>
   });
 
 /** A turn in `session` over the SSE route: its status, and its error body when refused. */
-async function turn(url: string, key: string, session: string): Promise<{ status: number; error?: { code: string; message: string }; headers?: Headers }> {
+async function turn(
+  url: string,
+  key: string | undefined,
+  session: string,
+): Promise<{ status: number; error?: { code: string; message: string }; headers?: Headers }> {
   const res = await post(url, key, session);
   const text = await res.text();
   return res.status === 200 ? { status: 200 } : { status: res.status, error: ErrorBody.parse(JSON.parse(text)).error, headers: res.headers };
@@ -109,6 +113,13 @@ describe('sessions per key (MAX_SESSIONS_PER_KEY)', () => {
 
     const metrics = await (await fetch(`${url}/metrics`, { headers: auth(KEY) })).text();
     expect(metrics).toMatch(/^sluice_rejected_requests_total\{reason="too_many_sessions"\} 6$/m);
+  });
+
+  it('with keys off there is no key to count by: the limit does not apply to the one (anonymous) owner', async () => {
+    // A server without keys serves one user, or sits behind a gateway that signs its users in: a
+    // server-wide cap would refuse every new conversation once it was reached.
+    const { url } = await startServer({ MAX_SESSIONS_PER_KEY: 2 });
+    for (const session of ['a1', 'a2', 'a3']) expect(await turn(url, undefined, session)).toEqual({ status: 200 });
   });
 
   it("in memory, one key cannot push the others' sessions out of the shared bound (MEMORY_MAX_SESSIONS)", async () => {
