@@ -111,7 +111,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     modelId: servedModelId(config),
     maxBodyBytes: config.MAX_BODY_BYTES,
     maxBatchAnswerChars: config.MAX_BATCH_ANSWER_CHARS,
-    maxHeldAnswerChars: config.MAX_HELD_ANSWER_CHARS,
+    maxHeldAnswerBytes: config.MAX_HELD_ANSWER_BYTES,
     ssePingMs: config.SSE_PING_MS,
     wsEnabled: config.WS_ENABLED,
     wsMaxMessageBytes: config.WS_MAX_MESSAGE_BYTES,

@@ -224,10 +224,10 @@ export const ConfigSchema = z
       .describe(
         'characters of history one HTTP request to tRPC (a batch of chat.history calls) is answered with; the calls after are refused with 413 PAYLOAD_TOO_LARGE (one call is always answered)',
       ),
-    MAX_HELD_ANSWER_CHARS: int(1, 10_000_000_000)
+    MAX_HELD_ANSWER_BYTES: int(1, 10_000_000_000)
       .default(128_000_000)
       .describe(
-        'characters of answers written whole (pages of history) that one process holds for readers that have not taken them yet; beyond it a long answer is refused (503, retried soon), and beyond a quarter of it for one key (429): readers that take nothing cannot make the server hold their answers without bound until the send timeout',
+        'bytes of answers written whole (pages of history, completions answered at once) that one process holds for readers that have not taken them yet (answers of 64 KiB or less are not counted); beyond it a long answer is refused (503, retried soon), and beyond a quarter of it for one key (429; without keys there is one owner, with no share): readers that take nothing cannot make the server hold their answers without bound until the send timeout',
       ),
     WS_MAX_SUBSCRIPTIONS: int(1, 10_000)
       .default(16)

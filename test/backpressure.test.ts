@@ -13,16 +13,16 @@ import { startServer } from './helpers/server.ts';
 const DELTA = 'x'.repeat(4095) + ' ';
 
 /** An upstream stand-in: a fast burst of `burst` deltas, then a slow tail of `tail`. */
-const flood = (burst: number, tail: number): Provider => ({
+const flood = (burst: number, tail: number, delta = DELTA): Provider => ({
   name: 'flood',
   async *stream({ signal }) {
     for (let i = 0; i < burst; i++) {
       if (i % 64 === 0) await nextTurn(undefined, { signal });
-      yield DELTA;
+      yield delta;
     }
     for (let i = 0; i < tail; i++) {
       await sleep(20, undefined, { signal });
-      yield DELTA;
+      yield delta;
     }
   },
 });
@@ -231,17 +231,22 @@ describe('backpressure on answers: a slow WebSocket reader', () => {
 const HOLDER = 'sk-holder-0123456789abcdef';
 const OTHER = 'sk-other-0123456789abcdefg';
 
-/** As sessionWithLongHistory, with keys: the session `long` is HOLDER's; answers held are capped at 4 M characters. */
-async function keyedLongHistory(): Promise<Awaited<ReturnType<typeof startServer>>> {
+/** As sessionWithLongHistory, with keys (each has a session `long`, of `delta`s), and answers held capped at `cap` bytes. */
+async function keyedLongHistory(
+  keys: ReadonlyArray<string | undefined> = [HOLDER, OTHER],
+  cap = 4_000_000,
+  delta = DELTA,
+): Promise<Awaited<ReturnType<typeof startServer>>> {
+  const named = keys.filter((key) => key !== undefined);
   const server = await startServer(
-    { API_KEYS: `${HOLDER},${OTHER}`, SEND_TIMEOUT_MS: 60_000, RESUME_GRACE_MS: 60_000, MAX_HELD_ANSWER_CHARS: 4_000_000 },
-    { provider: flood(3000, 0) },
+    { ...(named.length > 0 ? { API_KEYS: named.join(',') } : {}), SEND_TIMEOUT_MS: 60_000, RESUME_GRACE_MS: 60_000, MAX_HELD_ANSWER_BYTES: cap },
+    { provider: flood(3000, 0, delta) },
   );
-  for (const key of [HOLDER, OTHER]) {
+  for (const key of keys) {
     const leave = new AbortController();
     const turn = await fetch(`${server.url}/v1/chat/stream`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${key}` },
+      headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: `Bearer ${key}` } : {}) },
       body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
       signal: leave.signal,
     });
@@ -250,6 +255,16 @@ async function keyedLongHistory(): Promise<Awaited<ReturnType<typeof startServer
   }
   await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0), { timeout: 20_000 });
   return server;
+}
+
+/** A raw request whose answer's reader takes nothing after its first bytes; resolves with its status line once they came. */
+async function stalledRequest(server: Awaited<ReturnType<typeof startServer>>, request: string): Promise<{ status: string; close(): void }> {
+  const socket = connect(server.port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  socket.write(request);
+  const [head] = (await once(socket, 'data')) as [Buffer];
+  socket.pause();
+  return { status: head.toString('latin1').split('\r\n', 1)[0]!, close: () => socket.destroy() };
 }
 
 const HISTORY_PATHS = {
@@ -279,7 +294,7 @@ async function stalledReader(server: Awaited<ReturnType<typeof startServer>>, tr
 
 describe('backpressure on answers: what readers that take nothing can make the server hold', () => {
   // A reader that takes nothing holds its answer until the send timeout; many of them would each
-  // hold a page of history. What answers wait for readers is bounded (MAX_HELD_ANSWER_CHARS, a
+  // hold a page of history. What answers wait for readers is bounded (MAX_HELD_ANSWER_BYTES, a
   // quarter of it per owner): beyond it a long answer is refused, not held.
   it.each(['http', 'ws'] as const)('answers held for a reader that takes nothing (over %s) are bounded per owner and in all', async (transport) => {
     const server = await keyedLongHistory();
@@ -299,18 +314,50 @@ describe('backpressure on answers: what readers that take nothing can make the s
     await vi.waitFor(async () => {
       const refused = await ask(HOLDER, HISTORY_PATHS['the history route']);
       expect(refused.status).toBe(429);
-      expect(refused.error).toMatchObject({ code: 'rate_limited', message: expect.stringMatching(/MAX_HELD_ANSWER_CHARS/) });
+      expect(refused.error).toMatchObject({ code: 'rate_limited', message: expect.stringMatching(/MAX_HELD_ANSWER_BYTES/) });
     });
     for (const path of Object.values(HISTORY_PATHS)) expect((await ask(HOLDER, path)).status).toBe(429);
     // And the process's: another owner's long answer is refused for now, and worth retrying.
     const pooled = await ask(OTHER, HISTORY_PATHS['the history route']);
     expect(pooled.status).toBe(503);
     expect(pooled.retryAfter).not.toBeNull();
-    expect(pooled.error).toMatchObject({ code: 'unavailable', message: expect.stringMatching(/MAX_HELD_ANSWER_CHARS/) });
+    expect(pooled.error).toMatchObject({ code: 'unavailable', message: expect.stringMatching(/MAX_HELD_ANSWER_BYTES/) });
 
     // Once the reader is gone, what it held is free again.
     reader.close();
     await vi.waitFor(async () => expect((await ask(OTHER, HISTORY_PATHS['tRPC over HTTP'])).status).toBe(200), { timeout: 10_000 });
     expect((await ask(HOLDER, HISTORY_PATHS['the history route'])).status).toBe(200);
+  });
+});
+
+describe('backpressure on answers: what is held is counted in bytes, for every whole answer, fairly', () => {
+  const longPage = (key?: string) => `GET /v1/sessions/long/messages HTTP/1.1\r\nHost: localhost\r\n${key ? `Authorization: Bearer ${key}\r\n` : ''}\r\n`;
+  const ask = async (server: Awaited<ReturnType<typeof startServer>>, key?: string) => {
+    const res = await fetch(`${server.url}/v1/sessions/long/messages`, { headers: key ? { Authorization: `Bearer ${key}` } : {} });
+    await res.text();
+    return res.status;
+  };
+
+  it('without keys every caller is one owner, which has no share of its own: the whole is what bounds it', async () => {
+    const server = await keyedLongHistory([undefined], 40_000_000);
+    // Two readers that take nothing hold about 25 MB of the 40: a quarter of the whole is no bound here.
+    for (let i = 0; i < 2; i++) expect((await stalledRequest(server, longPage())).status).toBe('HTTP/1.1 200 OK');
+    expect(await ask(server)).toBe(200);
+  });
+
+  it('text of several bytes a character counts its bytes', async () => {
+    // 3,000 deltas of 2,047 three-byte characters: 6.1 M characters, 18.4 MB.
+    const server = await keyedLongHistory([HOLDER, OTHER], 16_000_000, '字'.repeat(2047) + ' ');
+    expect((await stalledRequest(server, longPage(HOLDER))).status).toBe('HTTP/1.1 200 OK');
+    expect(await ask(server, OTHER)).toBe(503);
+  });
+
+  it('a completion answered whole (stream: false) is held and bounded as a page of history is', async () => {
+    const server = await keyedLongHistory([], 1_000_000);
+    const body = JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'a long one' }] });
+    const completion = `POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    expect((await stalledRequest(server, completion)).status).toBe('HTTP/1.1 200 OK');
+    const refused = await stalledRequest(server, completion);
+    expect(refused.status).toBe('HTTP/1.1 503 Service Unavailable');
   });
 });

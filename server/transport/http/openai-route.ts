@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { finished } from 'node:stream/promises';
 import { z } from 'zod';
 import type { OpenAIModelList } from '../../../shared/openai.ts';
 import type { DoneEvent, ErrorEvent, StreamEvent } from '../../../shared/stream-events.ts';
@@ -122,8 +123,16 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     const completion = new CompletionOutlet(res);
     await drain({ listener, outlet: completion, first: first.value, sink: ALWAYS_ROOM, metrics: deps.metrics, transport: 'openai' });
     const { terminal } = completion;
-    if (terminal?.type === 'done') sendJson(res, 200, completionBody(meta, completion.text, terminal));
-    else if (terminal?.type === 'error') sendOpenAIError(res, eventError(terminal), stored);
+    if (terminal?.type === 'done') {
+      // Written whole, it waits for its reader like a page of history (see HeldAnswers).
+      try {
+        deps.heldAnswers.hold(deps.ownerOf(req), Buffer.byteLength(completion.text, 'utf8') + COMPLETION_BYTES, () => finished(res));
+      } catch (error) {
+        sendOpenAIError(res, error, stored);
+        return;
+      }
+      sendJson(res, 200, completionBody(meta, completion.text, terminal));
+    } else if (terminal?.type === 'error') sendOpenAIError(res, eventError(terminal), stored);
     // No terminal event: the client left, there is nobody to answer.
   } finally {
     listener.close();
@@ -156,6 +165,9 @@ class CompletionOutlet implements Outlet {
 
   flush(): void {}
 }
+
+/** What a completion's answer holds besides its text (ids, usage, its JSON). */
+const COMPLETION_BYTES = 512;
 
 /** Nothing is written until the reply is whole: there is never a reader to wait for. */
 const ALWAYS_ROOM: Sink = { hasRoom: () => true, room: () => Number.POSITIVE_INFINITY, ready: () => Promise.resolve(true) };

@@ -34,8 +34,8 @@ export interface HttpServerOptions {
   readonly maxBodyBytes: number;
   /** Characters of history one tRPC request over HTTP (a batch) is answered with (MAX_BATCH_ANSWER_CHARS). */
   readonly maxBatchAnswerChars: number;
-  /** Characters of whole answers held for readers that have not taken them (MAX_HELD_ANSWER_CHARS; see HeldAnswers). */
-  readonly maxHeldAnswerChars: number;
+  /** Characters of whole answers held for readers that have not taken them (MAX_HELD_ANSWER_BYTES; see HeldAnswers). */
+  readonly maxHeldAnswerBytes: number;
   readonly ssePingMs: number;
   readonly wsEnabled: boolean;
   readonly wsMaxMessageBytes: number;
@@ -81,7 +81,7 @@ export interface HttpServer {
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { service, admission, logger, metrics, origins } = options;
   const router = createAppRouter({ ssePingMs: options.ssePingMs });
-  const heldAnswers = new HeldAnswers(options.maxHeldAnswerChars);
+  const heldAnswers = new HeldAnswers(options.maxHeldAnswerBytes);
   const chat = chatApi(admission, service, heldAnswers);
   const owners = new WeakMap<IncomingMessage, string>();
   const sinkFor = (res: ServerResponse) =>

@@ -6,7 +6,7 @@ import { HistoryQuery, type DeleteResult } from '../../../shared/chat-request.ts
 import { DEFAULT_SESSION_ID } from '../../../shared/session.ts';
 import { parseWith } from '../parse-input.ts';
 import { readJsonBody, sendError, sendJson } from './json-io.ts';
-import { historyChars } from '../held-answers.ts';
+import { historyBytes } from '../held-answers.ts';
 import type { RouteDeps } from './route-context.ts';
 
 /** The session id in a route's path, decoded and checked. */
@@ -33,7 +33,7 @@ export async function handleHistory(req: IncomingMessage, res: ServerResponse, d
     const history = await deps.heldAnswers.answer(
       owner,
       () => deps.service.history(owner, sessionId, page),
-      historyChars,
+      historyBytes,
       () => finished(res),
     );
     sendJson(res, 200, history);

@@ -1,4 +1,8 @@
+import type { SessionHistory } from '../../../shared/messages.ts';
 import { SluiceError } from '../../core/errors.ts';
+
+/** What a history costs a request's budget: its messages' characters. */
+export const historyChars = (history: SessionHistory): number => history.messages.reduce((n, m) => n + m.content.length, 0);
 
 /**
  * What one HTTP request to tRPC (a batch of calls) may be answered with, in characters of history.

@@ -3,7 +3,7 @@ import type { Attachment, ChatService } from '../../core/chat-service.ts';
 import type { Admission, ChatStreamRequest } from '../admission.ts';
 import type { Sink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
-import { historyChars, type HeldAnswers } from '../held-answers.ts';
+import { historyBytes, type HeldAnswers } from '../held-answers.ts';
 import type { AnswerBudget } from './answer-budget.ts';
 
 /** What the procedures need of Sluice: the way in, and the chat service's other calls. */
@@ -37,7 +37,7 @@ export function chatApi(admission: Admission, service: ChatService, held: HeldAn
   return {
     owner: (credential) => admission.owner(credential),
     chatStream: (request) => admission.chatStream(request),
-    history: (owner, sessionId, page, taken) => held.answer(owner, () => service.history(owner, sessionId, page), historyChars, taken),
+    history: (owner, sessionId, page, taken) => held.answer(owner, () => service.history(owner, sessionId, page), historyBytes, taken),
     cancel: (owner, sessionId, replyId) => service.cancel(owner, sessionId, replyId),
     deleteSession: (owner, sessionId) => service.deleteSession(owner, sessionId),
   };
