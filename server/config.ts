@@ -56,7 +56,7 @@ export const ConfigSchema = z
     ALLOWED_HOSTS: parsedBy(parseAllowedHosts)
       .optional()
       .describe(
-        "the names Sluice is reached by (the `Host` of requests), comma-separated hostnames (`chat.example.com`), or `*`; a request to any other name is refused (403), a program's too (a rebound page's GET often carries neither Origin nor Fetch Metadata), which stops DNS rebinding (a site whose name is pointed at Sluice's address); `/health` and `/ready` answer any name. Unset: `localhost`, `*.localhost`, `127.0.0.1` and `[::1]` when HOST is a loopback address and TRUSTED_PROXIES is unset, else any (behind a proxy, list the site's names)",
+        "the names Sluice is reached by (the `Host` of requests), comma-separated hostnames (`chat.example.com`), or `*`; a request to any other name is refused (403), a program's too (a rebound page's GET often carries neither Origin nor Fetch Metadata), which stops DNS rebinding (a site whose name is pointed at Sluice's address); an IP address (a scraper's, a probe's) is always accepted, as is `/health` and `/ready` under any name. Unset: `localhost`, `*.localhost`, `127.0.0.1` and `[::1]` when HOST is a loopback address and TRUSTED_PROXIES is unset, else any (behind a proxy, list the site's names)",
       ),
     LLM_PROVIDER: z.enum(['simulated', 'openai']).default('simulated').describe('`simulated` or `openai` (any OpenAI-compatible API)'),
     SIM_DELAY_MS: int(0, 60_000).default(50).describe("the simulator's delay between tokens"),

@@ -251,6 +251,18 @@ describe('DNS rebinding', () => {
     expect(bare.status).toBe(403);
     expect(JSON.parse(bare.body.toString()).error).toEqual(refusal);
     expect(await upgradeStatus(server.url, { headers: { host: rebound } })).toBe(403);
+    // An address is not a rebound name: a scraper or a program that reaches Sluice by one is served
+    // (another loopback address, IPv6's long form, the mapped IPv4 form), as is `localhost.` (the
+    // name, fully qualified) and a request with no Host (HTTP/1.0: no browser sends one).
+    for (const host of [`127.0.0.2:${port}`, `[0:0:0:0:0:0:0:1]:${port}`, `[::ffff:127.0.0.1]:${port}`, `localhost.:${port}`]) {
+      expect((await rawRequest(`${server.url}/v1/sessions/victim/messages`, { method: 'GET', headers: { host } })).status, host).toBe(200);
+      expect(await upgradeStatus(server.url, { headers: { host } }), host).toBe(101);
+    }
+    const listed = await startServer({ ALLOWED_HOSTS: 'chat.example.com', TRUSTED_PROXIES: '127.0.0.1' });
+    const metrics = await rawRequest(`${listed.url}/metrics`, { method: 'GET' });
+    expect(metrics.status).toBe(200);
+    expect((await rawRequest(`${listed.url}/health`, { method: 'GET', headers: { host: 'evil.example.' } })).status).toBe(200);
+    expect((await rawRequest(`${listed.url}/v1/sessions/victim/messages`, { method: 'GET', headers: { host: 'evil.example.' } })).status).toBe(403);
     // Probes answer under any name (a kubelet sends the pod's address): they tell nothing but "up".
     expect((await rawRequest(`${server.url}/health`, { method: 'GET', headers: { host: rebound } })).status).toBe(200);
     // Named in ALLOWED_HOSTS, the host is served.
@@ -298,7 +310,10 @@ describe('ALLOWED_HOSTS', () => {
     expect(hostnameOf('a b')).toBeUndefined();
     const local = defaultAllowedHosts('127.0.0.1', false);
     for (const host of ['localhost:8000', '127.0.0.1:8000', '[::1]:8000', 'app.localhost:8000']) expect(isAllowedHost(local, host), host).toBe(true);
-    for (const host of ['evil.example:8000', 'localhost.evil.example', undefined]) expect(isAllowedHost(local, host), String(host)).toBe(false);
+    for (const host of ['evil.example:8000', 'localhost.evil.example', 'evil.example.']) expect(isAllowedHost(local, host), String(host)).toBe(false);
+    // Addresses, and no Host at all, are never a rebound name.
+    for (const host of ['10.0.0.5:8000', '127.0.0.2', '[fe80::1]:8000', 'localhost.:8000', undefined])
+      expect(isAllowedHost(local, host), String(host)).toBe(true);
     expect(defaultAllowedHosts('127.0.0.1', true)).toBe('*');
     expect(defaultAllowedHosts('0.0.0.0', false)).toBe('*');
     // An IPv4-mapped loopback address is one too (only this machine reaches it).

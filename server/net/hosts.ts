@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 /**
  * The names a server answers to browser pages as (ALLOWED_HOSTS): a page's requests carry its
  * site's name in `Host`, so a page whose DNS name an attacker rebinds to Sluice's address (DNS
@@ -57,11 +58,18 @@ export function hostnameOf(hostHeader: string | undefined): string | undefined {
   return match ? match[1]!.toLowerCase() : undefined;
 }
 
-/** Whether a request's `Host` names a host in the list. */
+/**
+ * Whether a request's `Host` names a host in the list. An address is always one: rebinding needs a
+ * name the attacker's DNS answers for (a scraper or a probe that reaches Sluice by its address is
+ * not a rebound page); and so is no `Host` at all, which no browser sends.
+ */
 export function isAllowedHost(allowed: AllowedHosts, hostHeader: string | undefined): boolean {
-  if (allowed === '*') return true;
-  const name = hostnameOf(hostHeader);
-  if (name === undefined) return false;
+  if (allowed === '*' || hostHeader === undefined) return true;
+  const parsed = hostnameOf(hostHeader);
+  if (parsed === undefined) return false;
+  // `localhost.` is `localhost`, fully qualified.
+  const name = parsed.endsWith('.') ? parsed.slice(0, -1) : parsed;
+  if (isIP(name.startsWith('[') ? name.slice(1, -1) : name) !== 0) return true;
   // Browsers resolve `*.localhost` to loopback themselves: `localhost` stands for them too.
   return allowed.has(name) || (name.endsWith('.localhost') && allowed.has('localhost'));
 }
