@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TRPCClientError } from '@trpc/client';
@@ -125,6 +125,8 @@ describe('API_KEYS_FILE is read again on SIGHUP', () => {
   it("a SIGHUP while the compiled server's packages load (before any line of the server runs) does not end it either", async () => {
     // The last review's finding: `npm start`'s bundle loaded every package before its first line
     // (hangups.ts) ran, half a second in which SIGHUP still ended the process.
+    // Inside the repository, so that the bundle finds its packages (a fresh clone has no dist/ yet).
+    mkdirSync(join(REPO_ROOT, 'dist'), { recursive: true });
     const outdir = mkdtempSync(join(REPO_ROOT, 'dist', 'test-sighup-'));
     try {
       const entry = await buildServer(join(outdir, 'server'));
