@@ -30,9 +30,12 @@ type Sql = postgres.Sql;
 // The one lock every migrating instance takes: a second instance waits, then finds the work done.
 const MIGRATION_LOCK = { sql: 'SELECT pg_advisory_xact_lock(hashtext($1))', params: ['sluice history migrations'] };
 // Taken by a turn that makes a session under a limit on sessions, until its transaction ends: the
-// count of another instance's new session of the same owner waits, then sees this one's. Two keys
-// (a class, the owner), a space apart from the migrations' one-key lock.
-const OWNER_LOCK = `SELECT pg_advisory_xact_lock(hashtext('sluice sessions'), hashtext($1))`;
+// count of another instance's new session waits, then sees this one's. One lock for every owner,
+// not one each: a batch makes the new sessions of several owners, in the order they came, and two
+// instances taking two owners' locks in opposite orders would wait on each other (a deadlock, a
+// second's stall); new sessions are a small part of the writes. Two keys (a class and 0), a
+// space apart from the migrations' one-key lock.
+const OWNER_LOCK = `SELECT pg_advisory_xact_lock(hashtext('sluice sessions'), 0)`;
 // PostgreSQL errors of one write, not of the connection: a constraint (23...), a deadlock or
 // serialization failure (40...). Only these make retrying a failed batch's writes one by one worthwhile.
 const ONE_WRITE = /^(23|40)[0-9A-Z]{3}$/;
@@ -49,7 +52,7 @@ export class PostgresHistory extends SqlHistory {
   readonly #writer: Sql;
   readonly #readers: Sql;
   #sole: PostgresSoleLock | undefined;
-  protected override readonly ownerLock = (owner: string): sql.Step => ({ sql: OWNER_LOCK, params: [owner] });
+  protected override readonly ownerLock = (): sql.Step => ({ sql: OWNER_LOCK, params: [] });
 
   /** With `soleInstance`: no other instance without Redis used the database when this one opened it. */
   get aloneAtStart(): boolean {

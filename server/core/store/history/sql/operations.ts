@@ -112,7 +112,7 @@ export interface BeginLimit {
   readonly maxSessions: number;
   /**
    * Run before a new session's count, where other writers may count at once (PostgreSQL's
-   * instances): a lock on the owner until the transaction ends, so that the next count sees this one's session.
+   * instances): a lock until the transaction ends, so that the next count sees this one's session.
    */
   readonly ownerLock?: (owner: string) => Step;
 }
