@@ -62,8 +62,15 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const credentials = overrides.credentials ?? configured!.credentials;
   const metrics: Metrics = new Metrics((): number => service.runningCount);
   const provider = overrides.provider ?? providerFrom(config, logger);
+  // Without keys every caller is the one anonymous owner: a cap would be the whole server's.
+  const maxSessionsPerOwner = credentials.required ? config.MAX_SESSIONS_PER_KEY : 0;
   const store =
-    overrides.store ?? (await storeFrom(config, logger, { onSessionEvicted: () => metrics.sessionsEvicted('capacity'), preamble: provider.preamble }));
+    overrides.store ??
+    (await storeFrom(config, logger, {
+      onSessionEvicted: () => metrics.sessionsEvicted('capacity'),
+      preamble: provider.preamble,
+      countsOwners: maxSessionsPerOwner > 0,
+    }));
   const leases = new Leases({ store: store.leases, ttlMs: config.LIVENESS_TTL_MS, logger });
 
   // Usage estimates need the tokenizer's tables: loaded before the server listens, not on a reply.
@@ -85,8 +92,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     presenceTtlMs: config.LIVENESS_TTL_MS,
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,
-    // Without keys every caller is the one anonymous owner: a cap would be the whole server's.
-    maxSessionsPerOwner: credentials.required ? config.MAX_SESSIONS_PER_KEY : 0,
+    maxSessionsPerOwner,
   });
   const ttlMs = sessionTtlMs(config);
   const retention =

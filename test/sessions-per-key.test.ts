@@ -2,6 +2,7 @@ import { TRPCClientError } from '@trpc/client';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import type { AppRouter } from '../server/router-type.ts';
 import { ErrorBody, OpenAIErrorBody } from '../shared/index.ts';
@@ -129,6 +130,25 @@ describe('sessions per key (MAX_SESSIONS_PER_KEY)', () => {
     for (let i = 0; i < 20; i++) await turn(url, KEY, `flood-${i}`);
     const history = await fetch(`${url}/v1/sessions/theirs/messages`, { headers: auth(OTHER) });
     expect(((await history.json()) as { messages: unknown[] }).messages).toHaveLength(2);
+  });
+
+  it("without a limit, Redis keeps no set of an owner's sessions: a turn costs what it did before the limit", async () => {
+    // From the review of the limit: with keys off (or MAX_SESSIONS_PER_KEY=0) every turn still ran
+    // the owner's script first (a round trip more), and kept one set of every session, on one shard.
+    const redis = await startRedis();
+    if (!redis) return;
+    for (const settings of [{}, { API_KEYS: KEY, MAX_SESSIONS_PER_KEY: 0 }]) {
+      const { url } = await startServer({ REDIS_URL: redis.url, STORE: 'redis', ...settings });
+      const key = 'API_KEYS' in settings ? KEY : undefined;
+      for (const session of ['n1', 'n2']) expect(await turn(url, key, session)).toEqual({ status: 200 });
+      const client = new Redis(redis.url);
+      try {
+        expect(await client.keys('*history-touched*')).not.toEqual([]);
+        expect(await client.keys('*ho:*')).toEqual([]);
+      } finally {
+        client.disconnect();
+      }
+    }
   });
 
   /** Settings of a store that instances share, or undefined when its server is not installed here. */

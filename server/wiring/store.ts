@@ -20,6 +20,8 @@ export interface StoreHooks {
   readonly onSessionEvicted?: () => void;
   /** What the provider puts before every prompt (a system prompt): counted in the usage of the replies a crash left. */
   readonly preamble?: readonly ProviderMessage[] | undefined;
+  /** Whether owners' sessions are counted (MAX_SESSIONS_PER_KEY applies): Redis keeps a set per owner only then. */
+  readonly countsOwners?: boolean;
 }
 
 function memoryHistory(config: Config, hooks: StoreHooks): MemoryHistory {
@@ -50,6 +52,7 @@ export async function storeFrom(config: Config, logger: Logger, hooks: StoreHook
       history,
       historyKind: config.STORE,
       historyIdleTtlMs: sessionTtlMs(config),
+      historyCountsOwners: hooks.countsOwners,
     });
   }
   return createMemoryStore({ history: history ?? memoryHistory(config, hooks), historyKind: config.STORE });

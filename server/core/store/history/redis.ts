@@ -26,6 +26,12 @@ export interface RedisHistoryOptions {
    */
   readonly idleTtlMs?: number;
   readonly logger: Logger;
+  /**
+   * Whether each owner's sessions are kept in a set of their own, for BeginOptions.maxSessions
+   * (default true). Without a limit they cost each turn a round trip and a set per owner that
+   * nothing reads (without keys, one set of every session, on one Cluster shard).
+   */
+  readonly countsOwners?: boolean;
 }
 
 /** Sessions swept per round trip. */
@@ -46,6 +52,7 @@ export class RedisHistory implements History {
   readonly #ttlMs: number;
   readonly #logger: Logger;
   readonly #touched: string;
+  readonly #countsOwners: boolean;
   readonly #pending = new Set<Promise<unknown>>();
   #closed = false;
 
@@ -57,6 +64,7 @@ export class RedisHistory implements History {
     this.#ttlMs = ttl;
     this.#logger = options.logger;
     this.#touched = connection.key('history-touched');
+    this.#countsOwners = options.countsOwners ?? true;
   }
 
   #keys(sessionKey: string): [string, string, string] {
@@ -111,6 +119,11 @@ export class RedisHistory implements History {
   async begin(sessionKey: string, message: ChatMessage, options: BeginOptions): Promise<number> {
     const keepLast = checkKeepLast(options.keepLast);
     const limit = checkMaxSessions(options.maxSessions);
+    if (!this.#countsOwners) {
+      if (limit > 0) throw new RangeError('RedisHistory.begin: maxSessions needs an instance that countsOwners');
+      const [seq] = await Promise.all([this.append(sessionKey, message, { keepLast }), this.checkpoint(sessionKey, options.replyId, '')]);
+      return seq;
+    }
     // The owner's set first (a script: its count and its new member are one step), then the turn.
     const admitted = await this.#run(() => this.#admit(sessionKey, limit));
     if (admitted === REFUSED) throw tooManySessions(limit);
@@ -120,8 +133,15 @@ export class RedisHistory implements History {
       return seq;
     } catch (error) {
       // A session that the turn would have made holds no place (best effort: else it goes with the
-      // idle TTL, or when the session is deleted).
-      if (admitted === ADDED) await this.#run(() => this.#c.call((redis) => redis.zrem(this.#ownerKey(sessionKey), sessionKey))).catch(() => undefined);
+      // idle TTL, or when the session is deleted); one that it made all the same (a write whose
+      // answer was lost) keeps it.
+      if (admitted === ADDED) {
+        await this.#run(() =>
+          this.#c.call(async (redis) => {
+            if ((await redis.exists(this.#keys(sessionKey)[2])) === 0) await redis.zrem(this.#ownerKey(sessionKey), sessionKey);
+          }),
+        ).catch(() => undefined);
+      }
       throw error;
     }
   }
@@ -160,6 +180,10 @@ export class RedisHistory implements History {
    */
   async #touch(redis: Scripted, sessionKey: string): Promise<void> {
     const now = this.#clock();
+    if (!this.#countsOwners) {
+      await redis.zadd(this.#touched, now, sessionKey);
+      return;
+    }
     const owner = this.#ownerKey(sessionKey);
     await Promise.all([
       redis.zadd(this.#touched, now, sessionKey),
@@ -178,7 +202,7 @@ export class RedisHistory implements History {
       const [deleted] = await Promise.all([
         redis.del(...this.#keys(sessionKey)),
         redis.zrem(this.#touched, sessionKey),
-        redis.zrem(this.#ownerKey(sessionKey), sessionKey),
+        this.#countsOwners ? redis.zrem(this.#ownerKey(sessionKey), sessionKey) : undefined,
       ]);
       return deleted > 0;
     }, replicated);

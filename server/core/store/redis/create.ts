@@ -14,6 +14,8 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
   readonly historyKind?: string;
   /** Redis history of a session expires this long after its last write (0: never). */
   readonly historyIdleTtlMs?: number;
+  /** Whether Redis history counts each owner's sessions (RedisHistoryOptions.countsOwners). */
+  readonly historyCountsOwners?: boolean;
   /** How long replies wait for Redis through an outage (see EventLog.outageWaitMs). */
   readonly outageWaitMs?: number;
 }
@@ -21,7 +23,13 @@ export interface RedisStoreOptions extends RedisConnectionOptions {
 /** Every live role in one Redis (a server, the Sentinels' primary, or a Cluster), which several instances share. */
 export function createRedisStore(options: RedisStoreOptions): Store {
   const connection = new RedisConnection(options);
-  const history = options.history ?? new RedisHistory(connection, { logger: options.logger, idleTtlMs: options.historyIdleTtlMs ?? 0 });
+  const history =
+    options.history ??
+    new RedisHistory(connection, {
+      logger: options.logger,
+      idleTtlMs: options.historyIdleTtlMs ?? 0,
+      countsOwners: options.historyCountsOwners,
+    });
   const signals = new RedisSignals(connection);
   // Once Redis first answers (at start-up, or later when it was down then): a history Redis would
   // lose whole in its own restart is worth a word.
