@@ -188,7 +188,7 @@ export const ConfigSchema = z
     MAX_STREAMS_PER_KEY: int(0).default(0).describe('replies a key may have running at once, across instances; 429 above (0: no limit)'),
     MAX_WS_CONNECTIONS_PER_KEY: int(0).default(0).describe('WebSocket connections a key may hold at once, across instances (0: no limit)'),
     MAX_SESSIONS_PER_KEY: int(0)
-      .default(1000)
+      .default(10_000)
       .describe(
         'with keys or tokens on, sessions a key (or signed-in user) may hold, across instances: a message that would start a new session beyond it is refused with 429 until one is deleted (`DELETE /v1/sessions/{id}`, `chat.deleteSession`) or expires (SESSION_TTL_DAYS); messages in the sessions it holds never are, and no history is dropped to make room (0: no limit)',
       ),
