@@ -3,6 +3,10 @@ import { secretsOf, usesRedis, type Config } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 import { onHangup } from './hangups.ts';
 
+/** The pause before replacing a worker that died before it served, doubling with each such death in a row. */
+const FIRST_RETRY_MS = 500;
+const MAX_RETRY_MS = 30_000;
+
 /**
  * One Sluice process per core on one port (Node's cluster: the primary accepts connections and
  * hands them to the workers). Workers share sessions, event logs, locks and limits through Redis,
@@ -24,9 +28,16 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
   /** Workers that were starting when a SIGHUP came: it is handed on once they serve. */
   const reloadWhenServing = new Set<Worker>();
 
+  /** Workers in a row that died before they served: each replacement waits twice as long as the last. */
+  let failedStarts = 0;
+  const retries = new Set<NodeJS.Timeout>();
+
   const fork = (): void => {
     const worker = cluster.fork();
+    let served = false;
     worker.on('listening', (address) => {
+      served = true;
+      failedStarts = 0;
       listening.add(worker);
       if (reloadWhenServing.delete(worker)) worker.process.kill('SIGHUP');
       if (announced || listening.size < workers) return;
@@ -38,9 +49,21 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
       listening.delete(worker);
       reloadWhenServing.delete(worker);
       if (stopping) return;
-      // A worker that dies is replaced; its running replies end as the guide describes (resumable elsewhere).
-      logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
-      fork();
+      // A worker that dies is replaced; its running replies end as the guide describes (resumable
+      // elsewhere). One that died before it served (its files gone, its store refusing it) would
+      // die again as fast: the next try waits, longer each time.
+      if (served) {
+        logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
+        fork();
+        return;
+      }
+      const waitMs = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** failedStarts++);
+      logger.error({ pid: worker.process.pid, code, signal }, `worker exited before it served; next try in ${waitMs} ms`);
+      const retry = setTimeout(() => {
+        retries.delete(retry);
+        if (!stopping) fork();
+      }, waitMs);
+      retries.add(retry);
     });
   };
   for (let i = 0; i < workers; i++) fork();
@@ -48,6 +71,8 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) return;
     stopping = true;
+    for (const retry of retries) clearTimeout(retry);
+    retries.clear();
     logger.info({ signal }, 'stopping workers (each drains its replies)');
     const alive = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
     let failed = false;

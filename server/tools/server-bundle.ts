@@ -1,4 +1,4 @@
-import { rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { packageRoot } from '../package-root.ts';
 
@@ -35,13 +35,22 @@ export async function bundle(entry: string, outfile: string): Promise<string> {
 
 /**
  * Writes SERVER_BUNDLE (or `main.mjs` in `outdir`) from server/start.ts, with the server in chunks
- * beside it (`chunks/`, emptied first): the entry runs its first lines before any package loads.
+ * beside it (`chunks/`): the entry runs its first lines before any package loads.
  */
-export async function buildServer(outdir: string = dirname(SERVER_BUNDLE)): Promise<string> {
+export function buildServer(outdir: string = dirname(SERVER_BUNDLE)): Promise<string> {
+  return buildEntry(resolve(ROOT, 'server/start.ts'), outdir);
+}
+
+/**
+ * Compiles `entry` into `outdir/main.mjs` and its chunks (`chunks/`, content-hashed). A running
+ * server, or a cluster's primary that forks workers from these files, may read them at any time:
+ * nothing is removed before the build has written the new files (esbuild writes nothing when it
+ * fails), and then only the chunks the new build does not name.
+ */
+export async function buildEntry(entry: string, outdir: string): Promise<string> {
   const esbuild = await import('esbuild');
-  rmSync(join(outdir, 'chunks'), { recursive: true, force: true });
-  await esbuild.build({
-    entryPoints: { main: resolve(ROOT, 'server/start.ts') },
+  const built = await esbuild.build({
+    entryPoints: { main: resolve(ROOT, entry) },
     outdir,
     outExtension: { '.js': '.mjs' },
     chunkNames: 'chunks/[name]-[hash]',
@@ -52,7 +61,15 @@ export async function buildServer(outdir: string = dirname(SERVER_BUNDLE)): Prom
     target: 'node20',
     packages: 'external',
     sourcemap: true,
+    metafile: true,
     logLevel: 'warning',
+    absWorkingDir: ROOT,
   });
+  const chunks = join(outdir, 'chunks');
+  const written = new Set(Object.keys(built.metafile.outputs).map((file) => resolve(ROOT, file)));
+  for (const file of existsSync(chunks) ? readdirSync(chunks) : []) {
+    const path = join(chunks, file);
+    if (!written.has(path)) rmSync(path, { force: true });
+  }
   return join(outdir, 'main.mjs');
 }
