@@ -151,6 +151,21 @@ describe('sessions per key (MAX_SESSIONS_PER_KEY)', () => {
     }
   });
 
+  it('on Redis, a session deleted through an instance without the limit frees its place on one with it', async () => {
+    // From the upgrade hunt: an instance that kept no owner sets (the limit off there, or a
+    // release before it, during a rolling deploy) deleted sessions and left them counted.
+    const redis = await startRedis();
+    if (!redis) return;
+    const limited = await startServer({ REDIS_URL: redis.url, STORE: 'redis', API_KEYS: KEY, MAX_SESSIONS_PER_KEY: 3 });
+    const unlimited = await startServer({ REDIS_URL: redis.url, STORE: 'redis', API_KEYS: KEY, MAX_SESSIONS_PER_KEY: 0 });
+    for (const session of ['d1', 'd2', 'd3']) expect(await turn(limited.url, KEY, session)).toEqual({ status: 200 });
+    for (const session of ['d2', 'd3']) {
+      const deleted = await fetch(`${unlimited.url}/v1/sessions/${session}`, { method: 'DELETE', headers: auth(KEY) });
+      expect(await deleted.json()).toEqual({ deleted: true });
+    }
+    expect(await turn(limited.url, KEY, 'd4')).toEqual({ status: 200 });
+  });
+
   /** Settings of a store that instances share, or undefined when its server is not installed here. */
   const stores: Array<[string, () => Promise<Record<string, string> | undefined>]> = [
     ['sqlite (one instance)', async () => ({ STORE: 'sqlite', DATA_DIR: mkdtempSync(join(tmpdir(), 'sluice-sessions-')) })],

@@ -61,7 +61,7 @@ export const TOO_MANY_SESSIONS = 'too_many_sessions';
 export function tooManySessions(limit: number): SluiceError {
   return new SluiceError(
     'rate_limited',
-    `This key holds ${limit} sessions, the most it may: delete one (DELETE /v1/sessions/{session_id}, or chat.deleteSession) before starting another`,
+    `This key (or user) holds ${limit} sessions or more, the most it may (MAX_SESSIONS_PER_KEY): delete one (DELETE /v1/sessions/{session_id}, or chat.deleteSession) before starting another`,
     { reason: TOO_MANY_SESSIONS },
   );
 }

@@ -202,7 +202,8 @@ export class RedisHistory implements History {
       const [deleted] = await Promise.all([
         redis.del(...this.#keys(sessionKey)),
         redis.zrem(this.#touched, sessionKey),
-        this.#countsOwners ? redis.zrem(this.#ownerKey(sessionKey), sessionKey) : undefined,
+        // Whether or not this instance counts owners: one that does may share this Redis.
+        redis.zrem(this.#ownerKey(sessionKey), sessionKey),
       ]);
       return deleted > 0;
     }, replicated);
