@@ -46,6 +46,25 @@ async function expectOwnersCounted(history: History, owners: () => Promise<Array
   expect(await history.begin('u_99ff/new', user, { keepLast: 10, replyId: 'r3', maxSessions: 3 })).toBe(1);
 }
 
+/**
+ * A release before 4, running beside this one in a rolling deploy (or after a downgrade), makes
+ * sessions without an owner: the next turn in one through this release gives it its owner.
+ */
+async function expectOldReleaseSessionsAdopted(
+  history: History,
+  exec: (sql: string) => Promise<unknown>,
+  ownerOf: (key: string) => Promise<string>,
+): Promise<void> {
+  // With and without a limit (they write a session's row in different statements).
+  for (const maxSessions of [0, 10]) {
+    const key = `u_77aa/made-by-an-older-release-${maxSessions}`;
+    await exec(`INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ('${key}', 0, 1)`);
+    expect(await ownerOf(key)).toBe('');
+    await history.begin(key, user, { keepLast: 10, replyId: `r4-${maxSessions}`, maxSessions });
+    expect(await ownerOf(key)).toBe('u_77aa');
+  }
+}
+
 describe('history migration 4: the owners of the sessions kept before it', () => {
   it('trims exactly the characters a session id may hold', () => {
     const chars = [...SESSION_ID_CHARS];
@@ -75,6 +94,16 @@ describe('history migration 4: the owners of the sessions kept before it', () =>
         reader.close();
       }
     });
+    const writer = new DatabaseSync(path);
+    try {
+      await expectOldReleaseSessionsAdopted(
+        history,
+        async (sql) => writer.exec(sql),
+        async (key) => (writer.prepare('SELECT owner FROM history_sessions WHERE session_key = ?').get(key) as { owner: string }).owner,
+      );
+    } finally {
+      writer.close();
+    }
   });
 
   it('PostgreSQL', async () => {
@@ -91,6 +120,11 @@ describe('history migration 4: the owners of the sessions kept before it', () =>
           Array<{ session_key: string; owner: string }>
         >`SELECT session_key, owner FROM history_sessions WHERE next_seq = 1 ORDER BY session_key COLLATE "C"`),
       ]);
+      await expectOldReleaseSessionsAdopted(
+        history,
+        (sql) => client.unsafe(sql),
+        async (key) => (await client<Array<{ owner: string }>>`SELECT owner FROM history_sessions WHERE session_key = ${key}`)[0]!.owner,
+      );
     } finally {
       await client.end();
     }

@@ -23,25 +23,30 @@ export type Op<T> = Generator<Step, T, Row[]>;
 const step = (sql: string, ...params: SqlValue[]): Step => ({ sql, params });
 const stepOne = (sql: string, ...params: SqlValue[]): Step => ({ sql, params, one: true });
 
+// A session a release before schema 4 made (beside this one in a rolling deploy, or after a
+// downgrade) has no owner: the next write to it gives it its owner, so that it counts (a no-op
+// otherwise, and the same value: no index entry changes).
+const ADOPT = `owner = CASE history_sessions.owner WHEN '' THEN excluded.owner ELSE history_sessions.owner END`;
 // A position is allocated under the session row's lock: the counter moves even where two
 // PostgreSQL writers append to one session at once.
 const NEXT_SEQ = `INSERT INTO history_sessions (session_key, touched_at, next_seq, owner) VALUES ($1, $2, 2, $3)
-  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 1
+  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 1, ${ADOPT}
   RETURNING next_seq - 1 AS seq`;
 // A turn's start takes two positions at once: its user's message and its reply's draft.
 const NEXT_SEQ_PAIR = `INSERT INTO history_sessions (session_key, touched_at, next_seq, owner) VALUES ($1, $2, 3, $3)
-  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 2
+  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 2, ${ADOPT}
   RETURNING next_seq - 2 AS seq`;
 // The same for a turn whose owner has a limit on sessions: a session that exists takes its
 // positions; a new one is made only while its owner holds fewer than $4. One statement, so that the
 // count and the insert see the same rows: turns run one after another on a transaction's connection.
 // (Typed: PostgreSQL takes a SELECT's untyped parameters for text.)
-const EXISTING_SEQ_PAIR = `UPDATE history_sessions SET touched_at = $2, next_seq = next_seq + 2
+const EXISTING_SEQ_PAIR = `UPDATE history_sessions SET touched_at = $2, next_seq = next_seq + 2,
+  owner = CASE owner WHEN '' THEN CAST($3 AS TEXT) ELSE owner END
   WHERE session_key = $1 RETURNING next_seq - 2 AS seq`;
 const NEW_SEQ_PAIR = `INSERT INTO history_sessions (session_key, touched_at, next_seq, owner)
   SELECT CAST($1 AS TEXT), CAST($2 AS BIGINT), 3, CAST($3 AS TEXT) WHERE (SELECT count(*) FROM history_sessions WHERE owner = $3) < $4
     OR EXISTS (SELECT 1 FROM history_sessions WHERE session_key = $1)
-  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 2
+  ON CONFLICT (session_key) DO UPDATE SET touched_at = excluded.touched_at, next_seq = history_sessions.next_seq + 2, ${ADOPT}
   RETURNING next_seq - 2 AS seq`;
 const INSERT = `INSERT INTO history_messages
   (session_key, seq, role, status, content, created_at, prompt_tokens, completion_tokens, usage_estimated, reply_id)
@@ -127,7 +132,7 @@ export function* begin(sessionKey: string, message: ChatMessage, keepLast: numbe
   let row: Row | undefined;
   if (limit.maxSessions === 0) [row] = yield stepOne(NEXT_SEQ_PAIR, sessionKey, now, owner);
   else {
-    [row] = yield stepOne(EXISTING_SEQ_PAIR, sessionKey, now);
+    [row] = yield stepOne(EXISTING_SEQ_PAIR, sessionKey, now, owner);
     if (!row) {
       if (limit.ownerLock) yield limit.ownerLock(owner);
       [row] = yield stepOne(NEW_SEQ_PAIR, sessionKey, now, owner, limit.maxSessions);
