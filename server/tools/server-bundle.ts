@@ -4,7 +4,18 @@ import { packageRoot } from '../package-root.ts';
 
 const ROOT = packageRoot();
 
-/** What `npm start` runs: the server compiled into one file. */
+/** Every build's: one ES module for Node 20, packages left as imports, with a source map. */
+const NODE_MODULE = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: true,
+  logLevel: 'warning',
+} as const;
+
+/** What `npm start` runs: the server's entry (its chunks beside it). */
 export const SERVER_BUNDLE = join(ROOT, 'dist/server/main.mjs');
 
 /**
@@ -19,17 +30,7 @@ export const SERVER_BUNDLE = join(ROOT, 'dist/server/main.mjs');
  */
 export async function bundle(entry: string, outfile: string): Promise<string> {
   const esbuild = await import('esbuild');
-  await esbuild.build({
-    entryPoints: [resolve(ROOT, entry)],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: true,
-    logLevel: 'warning',
-  });
+  await esbuild.build({ ...NODE_MODULE, entryPoints: [resolve(ROOT, entry)], outfile });
   return outfile;
 }
 
@@ -55,14 +56,8 @@ export async function buildEntry(entry: string, outdir: string): Promise<string>
     outExtension: { '.js': '.mjs' },
     chunkNames: 'chunks/[name]-[hash]',
     splitting: true,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: true,
+    ...NODE_MODULE,
     metafile: true,
-    logLevel: 'warning',
     absWorkingDir: ROOT,
   });
   const chunks = join(outdir, 'chunks');
