@@ -170,7 +170,11 @@ describe('a WebSocket whose token expires', () => {
     stale.ws.send(historyCall(2));
     expect((await reply(stale, 2)).error?.json.data.code).toBe('UNAUTHORIZED');
     expect(await stale.closed).toBe(1008);
-    expect(stale.messages.at(-1)).toMatchObject({ id: null, error: { json: { data: { code: 'UNAUTHORIZED' } } } });
+    // The same words as every other refused credential: an ended one is not told apart.
+    expect(stale.messages.at(-1)).toMatchObject({
+      id: null,
+      error: { json: { message: 'A valid API key or token is required', data: { code: 'UNAUTHORIZED' } } },
+    });
     expect(await openWebSockets(server.url)).toEqual({ ws: 1, ws_unauthenticated: 0 });
     fresh.ws.close();
     await fresh.closed;

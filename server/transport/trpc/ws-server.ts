@@ -5,6 +5,7 @@ import { TRPCError } from '@trpc/server';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { identityOf, type Credentials } from '../../core/credentials.ts';
+import { ERROR_MESSAGES } from '../../core/errors.ts';
 import type { Held, Leases } from '../../core/leases.ts';
 import { createSink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
@@ -13,7 +14,7 @@ import type { ChatApi, TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
 import { createWsAuthWindow, type WsAuthWindowOptions } from './ws-auth-window.ts';
 import { createTrpcWsHandler, type TrpcWsErrorInfo } from './ws-handler.ts';
-import { WsSignIns, type SignInEnd } from './ws-sign-ins.ts';
+import { WsSignIns } from './ws-sign-ins.ts';
 
 export interface TrpcWsServerOptions {
   readonly router: AppRouter;
@@ -60,8 +61,6 @@ const POLICY_VIOLATION = 1008;
 /** How often the connections' token expiries are looked for: an expiry is seen within a second. */
 const EXPIRY_TICK_MS = 1000;
 
-const ENDED: Readonly<Record<SignInEnd, string>> = { expired: 'The credential expired', revoked: 'The credential was revoked' };
-
 /** tRPC over WebSocket at `/trpc`: the connections, their context and limits. */
 export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
   const { metrics, logger } = o;
@@ -101,7 +100,10 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
       logger.info({ transport: 'ws', why }, 'websocket credential ended');
       handler.afterStreams(ws, () => {
         handler.notifyReconnect(ws);
-        const refuse = setTimeout(() => handler.refuse(ws, new TRPCError({ code: 'UNAUTHORIZED', message: ENDED[why] }), POLICY_VIOLATION), o.authTimeoutMs);
+        const refuse = setTimeout(
+          () => handler.refuse(ws, new TRPCError({ code: 'UNAUTHORIZED', message: ERROR_MESSAGES.unauthorized }), POLICY_VIOLATION),
+          o.authTimeoutMs,
+        );
         ws.once('close', () => clearTimeout(refuse));
       });
     },
