@@ -104,17 +104,24 @@ async function sessionWithLongHistory(sendTimeoutMs = 800): Promise<Awaited<Retu
   // a client on the server's own event loop could fall behind the short send timeout on a busy
   // machine, and be cut before the history these tests read is whole.
   const server = await startServer({ SEND_TIMEOUT_MS: sendTimeoutMs, RESUME_GRACE_MS: 60_000 }, { provider: flood(3000, 0) });
-  const leave = new AbortController();
-  const turn = await fetch(`${server.url}/v1/chat/stream`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
-    signal: leave.signal,
-  });
-  expect(turn.status).toBe(200);
-  leave.abort();
-  await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0), { timeout: 20_000 });
+  await writeLongSessions(server, [undefined]);
   return server;
+}
+
+/** Each key's (or, for undefined, the anonymous owner's) session `long`: a turn whose reply runs to its end unread. */
+async function writeLongSessions(server: Awaited<ReturnType<typeof startServer>>, keys: ReadonlyArray<string | undefined>): Promise<void> {
+  for (const key of keys) {
+    const leave = new AbortController();
+    const turn = await fetch(`${server.url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: `Bearer ${key}` } : {}) },
+      body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
+      signal: leave.signal,
+    });
+    expect(turn.status).toBe(200);
+    leave.abort();
+  }
+  await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0), { timeout: 20_000 });
 }
 
 describe('backpressure on answers', () => {
@@ -242,18 +249,7 @@ async function keyedLongHistory(
     { ...(named.length > 0 ? { API_KEYS: named.join(',') } : {}), SEND_TIMEOUT_MS: 60_000, RESUME_GRACE_MS: 60_000, MAX_HELD_ANSWER_BYTES: cap },
     { provider: flood(3000, 0, delta) },
   );
-  for (const key of keys) {
-    const leave = new AbortController();
-    const turn = await fetch(`${server.url}/v1/chat/stream`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: `Bearer ${key}` } : {}) },
-      body: JSON.stringify({ message: 'a long one', session_id: 'long' }),
-      signal: leave.signal,
-    });
-    expect(turn.status).toBe(200);
-    leave.abort();
-  }
-  await vi.waitFor(() => expect(server.sluice.service.runningCount).toBe(0), { timeout: 20_000 });
+  await writeLongSessions(server, keys);
   return server;
 }
 

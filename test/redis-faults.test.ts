@@ -10,7 +10,7 @@ import { startServer, type TestServer } from './helpers/server.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
 import { pino } from 'pino';
 import { loadConfig } from '../server/config.ts';
-import { ChatService } from '../server/core/chat-service.ts';
+import { sessionKeyOf } from '../server/core/store/history.ts';
 import { Leases } from '../server/core/leases.ts';
 import { storeFrom } from '../server/wiring/store.ts';
 import { cancel, drain, history, parseSse, rawRequest, type SseFrame, streamSseRoute } from './helpers/sse.ts';
@@ -277,7 +277,7 @@ describe('faults of a shared Redis', () => {
     const logger = pino({ level: 'silent' });
     const store = await storeFrom(loadConfig(env), logger);
     expect(await store.ready(5000)).toBe(true);
-    const record = { id: 'died-starting', owner: 'anonymous', sessionId: 'ghost', sessionKey: ChatService.sessionKey('anonymous', 'ghost'), stored: true };
+    const record = { id: 'died-starting', owner: 'anonymous', sessionId: 'ghost', sessionKey: sessionKeyOf('anonymous', 'ghost'), stored: true };
     await store.events.open(record, 60_000);
     const leases = new Leases({ store: store.leases, ttlMs: 400, logger });
     expect(await leases.lockSession(record.sessionKey, record.id, 60_000)).toBeDefined();

@@ -227,10 +227,6 @@ export class ChatService {
     return this.#local.keptCount;
   }
 
-  static sessionKey(owner: string, sessionId: string): string {
-    return sessionKeyOf(owner, sessionId);
-  }
-
   /** Starts a reply and attaches the caller as its first listener. */
   async start(request: StartRequest, signal?: AbortSignal): Promise<Attachment> {
     this.#checkOpen();
@@ -241,7 +237,7 @@ export class ChatService {
     if (problem) throw new SluiceError('invalid_request', `message: ${problem}`);
     this.#local.expire();
     const { history, events, leases } = this.#o;
-    const sessionKey = ChatService.sessionKey(request.owner, request.sessionId);
+    const sessionKey = sessionKeyOf(request.owner, request.sessionId);
     const record: GenerationRecord = { id: newGenerationId(), owner: request.owner, sessionId: request.sessionId, sessionKey, stored: true };
     const taken: Held[] = [];
     // Once running, a reply whose session lock went to another reply stops (within a heartbeat).
@@ -296,7 +292,7 @@ export class ChatService {
     this.#local.expire();
     const id = newGenerationId();
     const sessionId = `stateless:${id}`;
-    const record: GenerationRecord = { id, owner: request.owner, sessionId, sessionKey: ChatService.sessionKey(request.owner, sessionId), stored: false };
+    const record: GenerationRecord = { id, owner: request.owner, sessionId, sessionKey: sessionKeyOf(request.owner, sessionId), stored: false };
     const slot = await this.#takeStreamSlot(record.owner).catch((error: unknown) => {
       throw toSluiceError(error);
     });
@@ -361,7 +357,7 @@ export class ChatService {
    */
   async attachSession(owner: string, sessionId: string, signal?: AbortSignal): Promise<Attachment | undefined> {
     if (this.#closing) throw new SluiceError('unavailable', 'The server is shutting down', { retryAfterSeconds: 1 });
-    const sessionKey = ChatService.sessionKey(owner, sessionId);
+    const sessionKey = sessionKeyOf(owner, sessionId);
     const local = this.#local.runningIn(sessionKey);
     if (local) return { generationId: local.id, listener: local.listen(0, signal) };
     let record: GenerationRecord | undefined;
@@ -383,7 +379,7 @@ export class ChatService {
    * shared state, so a cancel that arrives as the reply completes answers false.
    */
   async cancel(owner: string, sessionId: string, replyId?: string): Promise<boolean> {
-    const sessionKey = ChatService.sessionKey(owner, sessionId);
+    const sessionKey = sessionKeyOf(owner, sessionId);
     const { signals, leases } = this.#o;
     try {
       const local = this.#local.runningIn(sessionKey);
@@ -408,7 +404,7 @@ export class ChatService {
     try {
       // One reply runs at a time, and its draft is left out below: one more keeps the page full.
       const read = page.limit === undefined ? page : { ...page, limit: page.limit + 1 };
-      const stored = await this.#o.history.read(ChatService.sessionKey(owner, sessionId), read);
+      const stored = await this.#o.history.read(sessionKeyOf(owner, sessionId), read);
       const messages: ChatMessage[] = [];
       for (const { draftOf, ...message } of stored) {
         // A reply that is still running is not history yet: its draft is what a crash would leave.
@@ -428,7 +424,7 @@ export class ChatService {
    * there was nothing to delete.
    */
   async deleteSession(owner: string, sessionId: string): Promise<boolean> {
-    const sessionKey = ChatService.sessionKey(owner, sessionId);
+    const sessionKey = sessionKeyOf(owner, sessionId);
     const cancelled = await this.cancel(owner, sessionId);
     try {
       const deadline = Date.now() + DELETE_WAIT_MS;
