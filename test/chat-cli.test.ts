@@ -5,6 +5,7 @@ import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import { EXIT } from '../client/cli/exit-codes.ts';
 import { CHAT_BIN, runChat, spawnChat } from './helpers/chat-cli.ts';
 import { freePort } from './helpers/ports.ts';
+import { startFakeUpstream } from './helpers/fake-upstream.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
 import { startServer, type TestServer } from './helpers/server.ts';
 import { streamSseRoute } from './helpers/sse.ts';
@@ -106,6 +107,40 @@ describe('sluice-chat in a terminal (tmux)', () => {
     await term.press('C-d');
     await term.waitFor(/\[exited 0\]/);
     expect((await history(server, 'tty-3')).map((m) => m.status)).toEqual(['complete', 'complete']);
+  });
+});
+
+// A model's text is not the terminal's to obey: a reply (steered by a page the model read, say)
+// that holds escape sequences must not clear what is on screen, retitle the window, write the
+// clipboard (OSC 52) or move the cursor over earlier text.
+describe("sluice-chat shows a reply's control characters, and a terminal never obeys them", () => {
+  const HOSTILE = ['visible', '\x1b[2K\r', 'after', '\x1b]52;c;cHduZWQ=\x07', ' \x9b31m', 'end'];
+  const upstreamServer = async (): Promise<TestServer> => {
+    const upstream = await startFakeUpstream({ kind: 'ok', tokens: HOSTILE });
+    return startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL, LLM_MODEL: 'm' });
+  };
+
+  it('at a terminal: the reply and /history show each control character as a visible sign', async () => {
+    const server = await upstreamServer();
+    const term = await startInTmux([...CHAT_BIN, '--url', server.url, '--session', 'tty-esc']);
+    if (!term) return;
+    await term.waitFor(/you> $/m);
+    await term.line('hello');
+    let screen = await term.waitFor(/\(first token \d+ ms/);
+    // Obeyed, `ESC [2K` erases "visible" and `CR` puts "after" at the line's start.
+    expect(screen).toContain('visible\u241b[2K\u240dafter\u241b]52;c;cHduZWQ=\u2407 \\x9b31mend');
+    await term.line('/history');
+    screen = await term.waitFor(/Session tty-esc: 2 messages/);
+    expect(screen).toContain('2. assistant [complete]: visible\u241b[2K\u240dafter\u241b]52;c;cHduZWQ=\u2407 \\x9b31mend');
+    await term.line('/quit');
+    await term.waitFor(/\[exited 0\]/);
+  });
+
+  it('into a pipe: the reply is written as the model sent it', async () => {
+    const server = await upstreamServer();
+    const { code, stdout } = await runChat(['--url', server.url, '--message', 'hello', '--quiet']);
+    expect(code).toBe(EXIT.ok);
+    expect(stdout).toBe(`${HOSTILE.join('')}\n`);
   });
 });
 
