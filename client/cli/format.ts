@@ -39,7 +39,7 @@ export function historyText(sessionId: string, messages: readonly ChatMessage[])
   const lines = [`Session ${sessionId}: ${messages.length} message${messages.length === 1 ? '' : 's'}`];
   messages.forEach((m, i) => {
     const head = `${i + 1}. ${m.role} [${m.status}]: `;
-    const [first = '', ...rest] = m.content.split('\n');
+    const [first = '', ...rest] = m.content.split(/\r?\n/);
     lines.push(`  ${head}${first}`);
     for (const line of rest) lines.push(`  ${' '.repeat(head.length)}${line}`);
   });

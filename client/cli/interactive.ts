@@ -5,6 +5,7 @@ import { EXIT, type ExitCode } from './exit-codes.ts';
 import { historyText, outcomeLine, styleFor, transportLabel } from './format.ts';
 import { CONNECT_TIMEOUT_MS, exitCodeFor } from './one-shot.ts';
 import { runReply } from './reply.ts';
+import { textFor } from './terminal-text.ts';
 
 const PROMPT = 'you> ';
 
@@ -18,6 +19,7 @@ Ctrl-C while a reply streams stops it (it is cancelled on the server).`;
 export async function runInteractive(options: CliOptions): Promise<ExitCode> {
   const { stdout } = process;
   const style = styleFor(stdout, process.env);
+  const show = textFor(stdout);
   const sessionId = options.session ?? newSessionId();
   const conn = connect(options);
   const terminal = process.stdin.isTTY === true && stdout.isTTY === true;
@@ -62,7 +64,7 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
     const ready = await preflight(conn.client, CONNECT_TIMEOUT_MS, starting.signal);
     if (!ready.ok) {
       if (starting.signal.aborted) return EXIT.ok;
-      process.stderr.write(`sluice-chat: cannot reach ${options.url}: ${ready.reason}\n`);
+      process.stderr.write(`sluice-chat: cannot reach ${options.url}: ${textFor(process.stderr)(ready.reason)}\n`);
       return ready.refused ? EXIT.refused : EXIT.connection;
     }
     const transport = conn.transport();
@@ -78,9 +80,9 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
       else if (line === '/history') {
         try {
           const history = await conn.client.chat.history.query({ sessionId });
-          stdout.write(`${historyText(sessionId, history.messages)}\n`);
+          stdout.write(`${show(historyText(sessionId, history.messages))}\n`);
         } catch (error) {
-          stdout.write(style.red(`error: could not load the history: ${(error as Error).message}`) + '\n');
+          stdout.write(style.red(`error: could not load the history: ${show((error as Error).message)}`) + '\n');
         }
       } else if (line.startsWith('/')) stdout.write(`unknown command ${line.split(/\s/, 1)[0]}; /help lists them\n`);
       else if (line !== '') {
@@ -91,7 +93,7 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
           { message: line, sessionId, signal: current.signal },
           {
             text: (delta) => {
-              stdout.write(delta);
+              stdout.write(show(delta));
               midLine = !delta.endsWith('\n');
             },
             connection: (state) => (state === 'lost' ? conn.watch.lost() : conn.watch.back()),
@@ -101,7 +103,7 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
         midLine = false;
         conn.watch.replying = false;
         current = undefined;
-        const summary = `(${outcomeLine(outcome)})`;
+        const summary = `(${show(outcomeLine(outcome))})`;
         stdout.write(`${exitCodeFor(outcome) === EXIT.ok || outcome.kind === 'cancelled' ? style.dim(summary) : style.red(summary)}\n`);
       }
       if (closed && terminal) break;

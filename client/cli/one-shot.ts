@@ -3,6 +3,7 @@ import { connect, newSessionId, preflight } from './connection.ts';
 import { EXIT, type ExitCode } from './exit-codes.ts';
 import { outcomeLine, styleFor, transportLabel } from './format.ts';
 import { runReply, type ReplyOutcome } from './reply.ts';
+import { textFor } from './terminal-text.ts';
 
 export const CONNECT_TIMEOUT_MS = 10_000;
 /** One-shot mode gives up on a reply whose connection stays lost this long. */
@@ -27,6 +28,8 @@ export function exitCodeFor(outcome: ReplyOutcome): ExitCode {
 export async function runOneShot(options: CliOptions & { readonly message: string }): Promise<ExitCode> {
   const { stdout, stderr } = process;
   const style = styleFor(stderr, process.env);
+  const show = textFor(stdout);
+  const showErr = textFor(stderr);
   const sessionId = options.session ?? newSessionId();
   const conn = connect(options);
   conn.watch.notice = (text) => stderr.write(`\n${style.dim(`[${text}]`)}\n`);
@@ -44,7 +47,7 @@ export async function runOneShot(options: CliOptions & { readonly message: strin
     const ready = await preflight(conn.client, CONNECT_TIMEOUT_MS, interrupt.signal);
     if (!ready.ok) {
       if (interrupt.signal.aborted) return EXIT.interrupted;
-      stderr.write(`sluice-chat: cannot reach ${options.url}: ${ready.reason}\n`);
+      stderr.write(`sluice-chat: cannot reach ${options.url}: ${showErr(ready.reason)}\n`);
       return ready.refused ? EXIT.refused : EXIT.connection;
     }
     if (!options.quiet) {
@@ -58,15 +61,15 @@ export async function runOneShot(options: CliOptions & { readonly message: strin
       {
         text: (delta) => {
           wrote = true;
-          if (!stdout.destroyed) stdout.write(delta);
+          if (!stdout.destroyed) stdout.write(show(delta));
         },
         connection: (state) => (state === 'lost' ? conn.watch.lost() : conn.watch.back()),
       },
     );
     if (wrote && !stdout.destroyed) stdout.write('\n');
     if (outcome.kind === 'cancelled' && outcome.by === 'user' && stdout.destroyed) return EXIT.interrupted;
-    if (outcome.kind !== 'complete') stderr.write(`sluice-chat: ${outcomeLine(outcome)}\n`);
-    else if (!options.quiet) stderr.write(style.dim(`(${outcomeLine(outcome)})`) + '\n');
+    if (outcome.kind !== 'complete') stderr.write(`sluice-chat: ${showErr(outcomeLine(outcome))}\n`);
+    else if (!options.quiet) stderr.write(style.dim(`(${showErr(outcomeLine(outcome))})`) + '\n');
     return exitCodeFor(outcome);
   } finally {
     process.off('SIGINT', onSignal);
