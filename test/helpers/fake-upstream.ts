@@ -33,7 +33,9 @@ export type UpstreamPlan =
   /** Every token and the finish chunk (with usage when asked), then the connection cut or left silent: no `[DONE]`. */
   | { kind: 'finished-then'; then: 'drop' | 'stall' }
   /** A reasoning model: `reasoning_content` chunks `everyMs` apart for `forMs`, then the tokens as `ok` does (no usage). */
-  | { kind: 'reasoning'; everyMs: number; forMs: number };
+  | { kind: 'reasoning'; everyMs: number; forMs: number }
+  /** Anything else: the test writes the response itself (`gone` aborts when the client leaves). */
+  | { kind: 'custom'; serve: (req: IncomingMessage, res: ServerResponse, gone: AbortSignal, record: UpstreamRequest) => Promise<void> | void };
 
 export interface UpstreamRequest {
   readonly path: string;
@@ -228,6 +230,9 @@ export async function startFakeUpstream(fallback: UpstreamPlan = { kind: 'ok' })
         req.socket.destroy();
         return;
       }
+      case 'custom':
+        await plan.serve(req, res, gone, record);
+        return;
       case 'done-open':
         streamHead();
         if (!(await writeTokens(res, DEFAULT_TOKENS, 0, gone))) return;
