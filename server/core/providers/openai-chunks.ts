@@ -37,12 +37,21 @@ function parseChunk(data: string): Chunk {
   return value as Chunk;
 }
 
+/**
+ * More tokens than any model reads or writes in one reply: a count past it is made up, and is
+ * ignored (Sluice counts the reply itself), so that it reaches neither the history (a PostgreSQL
+ * `INTEGER`, the schema's safe integers) nor the usage counters.
+ */
+export const MAX_REPORTED_TOKENS = 100_000_000;
+
+const plausible = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= MAX_REPORTED_TOKENS;
+
 function usageOf(chunk: Chunk): TokenUsage | undefined {
   const u = chunk.usage;
   if (!u) return undefined;
   const { prompt_tokens: p, completion_tokens: c } = u;
-  if (!Number.isInteger(p) || !Number.isInteger(c) || (p as number) < 0 || (c as number) < 0) return undefined;
-  return { promptTokens: p as number, completionTokens: c as number };
+  if (!plausible(p) || !plausible(c)) return undefined;
+  return { promptTokens: p, completionTokens: c };
 }
 
 /**
