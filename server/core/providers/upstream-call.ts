@@ -172,6 +172,8 @@ class Call implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // An informational answer (102 Processing, 103 Early Hints) comes before the response, as HTTP clients read it.
+    if (statusCode < 200) return;
     this.#started = true;
     if (statusCode !== 200) this.#errorStatus = { status: statusCode, headers, text: '' };
     else if (/^application\/json\b/i.test(String(headers['content-type'] ?? ''))) this.#json = '';
