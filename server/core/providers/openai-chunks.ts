@@ -114,6 +114,9 @@ export class CompletionChunkReader {
       this.#events = [];
       try {
         for (const event of events) {
+          // The SSE standard dispatches no event with empty data (eventsource-parser does): some
+          // proxies send them as keep-alives. Not a sign of life either, as comments are not.
+          if (event.data === '') continue;
           if (event.data === '[DONE]') {
             // Nothing after it is read.
             this.#done = true;
