@@ -63,7 +63,7 @@ export const ConfigSchema = z
     SIM_FIRST_TOKEN_MS: int(0, 600_000)
       .optional()
       .describe("the simulator's wait before its first token (unset: SIM_DELAY_MS); real models take longer to start than to continue"),
-    OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream'),
+    OPENAI_BASE_URL: z.url().optional().describe('base URL of the OpenAI-compatible upstream (`https://user:password@host/v1`: sent as Basic auth)'),
     OPENAI_API_KEY: z
       .string()
       // It goes into a header: a trailing newline (from a file, say) would fail every call as a connection error.
@@ -261,6 +261,13 @@ export const ConfigSchema = z
     }
     if (c.OPENAI_BASE_URL && !/^https?:\/\//i.test(c.OPENAI_BASE_URL)) {
       ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'must be an http:// or https:// URL' });
+    }
+    if (c.OPENAI_BASE_URL && c.OPENAI_API_KEY !== undefined && URL.canParse(c.OPENAI_BASE_URL)) {
+      const { username, password } = new URL(c.OPENAI_BASE_URL);
+      if (username || password) {
+        // Both would be the one Authorization header: Basic for the URL's, Bearer for the key.
+        ctx.addIssue({ code: 'custom', path: ['OPENAI_BASE_URL'], message: 'carries a user and password, and OPENAI_API_KEY is set: use one of them' });
+      }
     }
     const tokenKeys = (['AUTH_JWKS_URL', 'AUTH_JWT_PUBLIC_KEY', 'AUTH_JWT_SECRET'] as const).filter((name) => c[name] !== undefined);
     if (tokenKeys.length > 1) ctx.addIssue({ code: 'custom', path: [tokenKeys[1]!], message: `set only one of ${tokenKeys.join(', ')}` });

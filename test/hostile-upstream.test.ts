@@ -152,7 +152,11 @@ describe('credentials in OPENAI_BASE_URL (https://user:pass@host/v1)', () => {
     });
     let server;
     try {
-      server = await startServer({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: upstream.baseURL.replace('http://', `http://${user}:${password}@`), LLM_MODEL: 'm' });
+      server = await startServer({
+        LLM_PROVIDER: 'openai',
+        OPENAI_BASE_URL: upstream.baseURL.replace('http://', `http://${user}:${password}@`),
+        LLM_MODEL: 'm',
+      });
     } catch {
       return; // refused at start, naming the setting: as good
     }

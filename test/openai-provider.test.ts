@@ -41,6 +41,11 @@ describe('openai provider options', () => {
   it('come from the environment, validated with the variable named', () => {
     expect(() => loadConfig({ LLM_PROVIDER: 'openai', OPENAI_BASE_URL: 'http://h/v1' })).toThrow(/LLM_MODEL: is required when LLM_PROVIDER=openai/);
     expect(() => loadConfig({ OPENAI_BASE_URL: 'ftp://h/v1' })).toThrow(/OPENAI_BASE_URL: must be an http/);
+    // One Authorization header: the URL's user and password (Basic) or the key (Bearer), not both.
+    expect(() => loadConfig({ OPENAI_BASE_URL: 'http://u:p@h/v1', OPENAI_API_KEY: 'sk-1' })).toThrow(
+      /OPENAI_BASE_URL: carries a user and password, and OPENAI_API_KEY is set/,
+    );
+    expect(() => loadConfig({ OPENAI_BASE_URL: 'http://u:p@h/v1' })).not.toThrow();
     expect(() => loadConfig({ UPSTREAM_RETRIES: '11' })).toThrow(ConfigError);
     expect(() => loadConfig({ UPSTREAM_RETRIES: '11' })).toThrow(/UPSTREAM_RETRIES/);
     expect(() => loadConfig({ LLM_TEMPERATURE: 'hot' })).toThrow(/LLM_TEMPERATURE/);

@@ -81,6 +81,17 @@ export function backoffMs(attempt: number, baseMs: number): number {
   return Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
 }
 
+/**
+ * The key as a bearer token, or the base URL's user and password as Basic auth (a proxy in front of
+ * the upstream); neither (local servers): no Authorization header at all.
+ */
+function authorizationOf(base: URL, apiKey: string | undefined): { authorization?: string } {
+  if (apiKey !== undefined) return { authorization: `Bearer ${apiKey}` };
+  if (!base.username && !base.password) return {};
+  const pair = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
+  return { authorization: `Basic ${Buffer.from(pair, 'utf8').toString('base64')}` };
+}
+
 /** The chat completions path under the base URL (`http://host/v1` → `/v1/chat/completions`). */
 function completionsPath(base: URL): string {
   return `${base.pathname.replace(/\/+$/, '')}/chat/completions${base.search}`;
@@ -109,9 +120,10 @@ export function createOpenAIProvider(options: OpenAIProviderOptions): Provider {
     headers: {
       'content-type': 'application/json',
       accept: 'text/event-stream',
+      // undici's dispatcher decodes no content coding: the stream must come as it is.
+      'accept-encoding': 'identity',
       'user-agent': 'sluice',
-      // Without a key no Authorization header at all (local servers).
-      ...(o.apiKey === undefined ? {} : { authorization: `Bearer ${o.apiKey}` }),
+      ...authorizationOf(base, o.apiKey),
     },
   };
   const system: ProviderMessage[] = o.systemPrompt ? [{ role: 'system', content: o.systemPrompt }] : [];
