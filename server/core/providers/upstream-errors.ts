@@ -72,8 +72,16 @@ export class UpstreamConnectionError extends Error {
   }
 }
 
-/** `retry-after-ms` (OpenAI's) or `retry-after` (seconds or an HTTP date), in seconds. */
+/** The longest wait an upstream's hint is taken for: past it, a number written in digits goes on saying "later". */
+export const MAX_RETRY_AFTER_SECONDS = 86_400;
+
+/** `retry-after-ms` (OpenAI's) or `retry-after` (seconds or an HTTP date), in seconds, at most a day. */
 export function retryAfterSeconds(headers: ResponseHeaders | undefined, now = Date.now()): number | undefined {
+  const seconds = hintedSeconds(headers, now);
+  return seconds === undefined ? undefined : Math.min(seconds, MAX_RETRY_AFTER_SECONDS);
+}
+
+function hintedSeconds(headers: ResponseHeaders | undefined, now: number): number | undefined {
   if (!headers) return undefined;
   const ms = Number.parseFloat(header(headers, 'retry-after-ms') ?? '');
   if (Number.isFinite(ms) && ms >= 0) return ms / 1000;
