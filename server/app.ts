@@ -89,6 +89,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     eventLogTtlMs: config.EVENT_LOG_TTL_MS,
     resumableMaxChars: config.RESUMABLE_MAX_CHARS,
     maxMessageChars: config.MAX_MESSAGE_CHARS,
+    maxReplyChars: config.MAX_REPLY_CHARS,
     presenceTtlMs: config.LIVENESS_TTL_MS,
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,

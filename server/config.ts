@@ -211,6 +211,9 @@ export const ConfigSchema = z
       .default(64 * 1024)
       .describe('largest accepted request body (413 above)'),
     MAX_MESSAGE_CHARS: int(1, 10_000_000).default(32_000).describe('longest accepted user message'),
+    MAX_REPLY_CHARS: int(1_000, 100_000_000)
+      .default(1_000_000)
+      .describe('longest reply kept: past it the model is stopped and the reply ends there, with finish reason `length`'),
     WS_MAX_MESSAGE_BYTES: int(1024)
       .default(1024 * 1024)
       .describe('largest WebSocket message accepted (the connection is closed above)'),

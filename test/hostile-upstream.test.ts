@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SessionHistory } from '../shared/index.ts';
 import { DEFAULT_TOKENS, startFakeUpstream } from './helpers/fake-upstream.ts';
 import { startPostgres } from './helpers/postgres.ts';
@@ -197,16 +197,26 @@ const runaway =
   };
 
 describe('an upstream that ignores max_tokens and never stops writing', () => {
-  it('cannot grow a reply without bound: with LLM_MAX_TOKENS=100, a 50 MB reply is not kept whole', async () => {
-    const { server } = await sluiceBehind(runaway(50_000_000, true), { LLM_MAX_TOKENS: 100 });
-    await rawRequest(`${server.url}/v1/chat/stream`, {
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ message: 'hello', session_id: 'runaway' }),
-    });
+  it('cannot grow a reply without bound: past MAX_REPLY_CHARS the upstream is left, and the reply ends there for its length', async () => {
+    const { server, upstream } = await sluiceBehind(runaway(50_000_000, true), { MAX_REPLY_CHARS: 100_000 });
+    const frames = await say(server.url, 'runaway');
+    expect(frames.at(-1)).toMatchObject({ delta: '', done: true });
+    expect(frames.map((f) => f.delta ?? '').join('').length).toBe(100_000);
     const history = SessionHistory.parse(JSON.parse(await historyText(server.url, 'runaway')));
-    const reply = history.messages[1]!;
-    // 100 tokens are a few hundred characters; a million is far past any tokenizer's ratio.
-    expect(reply.content.length).toBeLessThan(1_000_000);
+    expect(history.messages.map((m) => [m.role, m.status, m.content.length])).toEqual([
+      ['user', 'complete', 5],
+      ['assistant', 'complete', 100_000],
+    ]);
+    // Sluice left the upstream at the bound (the upstream would have written 50 MB).
+    await vi.waitFor(() => expect(upstream.requests[0]!.abortedByClient).toBe(true));
+    // The OpenAI route says why the reply ended.
+    const res = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    const body = (await res.json()) as { choices: Array<{ finish_reason: string; message: { content: string } }> };
+    expect([res.status, body.choices[0]!.finish_reason, body.choices[0]!.message.content.length]).toEqual([200, 'length', 100_000]);
   }, 60_000);
 
   it("without the upstream's usage, counting a long reply does not freeze every other stream for seconds", async () => {

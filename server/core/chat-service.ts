@@ -34,6 +34,8 @@ export interface ChatServiceOptions {
   /** Characters of finished replies kept in memory for resumes; the oldest go first beyond it. Default: no bound but their age. */
   readonly resumableMaxChars?: number;
   readonly maxMessageChars: number;
+  /** The longest reply kept, in characters (see GenerationOptions.maxReplyChars; default DEFAULT_MAX_REPLY_CHARS). */
+  readonly maxReplyChars?: number;
   /** Presence entries of listeners on other instances expire after this unless refreshed. */
   readonly presenceTtlMs?: number;
   /** How long a remote listener's blocking read waits before it checks the generation's liveness. */
@@ -121,6 +123,7 @@ function checkOptions(o: ChatServiceOptions): void {
     'maxSessionsPerOwner',
     'checkpointMs',
     'resumableMaxChars',
+    'maxReplyChars',
   ] as const) {
     const value = o[name];
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
@@ -203,6 +206,7 @@ export class ChatService {
       eventLogTtlMs: options.eventLogTtlMs,
       settledMarkTtlMs,
       keepMessages: this.#keepMessages,
+      ...(options.maxReplyChars === undefined ? {} : { maxReplyChars: options.maxReplyChars }),
       onListener: this.#countListener,
     });
   }

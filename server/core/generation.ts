@@ -4,7 +4,7 @@ import { ERROR_MESSAGES, isAbortError, SluiceError, toSluiceError } from './erro
 import type { Provider, ProviderMessage, ProviderRequest } from './providers/provider.ts';
 import type { AppendResult } from './store/event-log.ts';
 import type { Settlement } from './store/signals.ts';
-import { storable } from './text.ts';
+import { clip, storable } from './text.ts';
 import { estimateUsage } from './usage.ts';
 import { isoTime } from './iso-time.ts';
 
@@ -57,6 +57,12 @@ export interface GenerationOptions {
   readonly settle?: () => Promise<Settlement>;
   /** The most tokens the caller wants in the reply (see ProviderRequest.maxTokens). */
   readonly maxTokens?: number | undefined;
+  /**
+   * The longest reply kept, in characters: past it the provider is stopped and the reply ends, kept
+   * up to there, with finish reason `length` (an upstream that ignores `max_tokens` cannot grow a
+   * reply, its history and every later prompt of its session without bound).
+   */
+  readonly maxReplyChars?: number;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
   /**
@@ -96,6 +102,8 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
 }
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+/** Far past any model's longest reply (about 250,000 tokens of English), and a few megabytes at most. */
+export const DEFAULT_MAX_REPLY_CHARS = 1_000_000;
 /** How long one event's copy is tried before the reply ends as `unavailable`, unless told otherwise. */
 const STORE_WAIT_MS = 1_500;
 /** Waits between tries of a copy: 50, 100, 200, 400 ms, then 500 ms each (the store is soon used again once back). */
@@ -135,6 +143,7 @@ export class Generation {
   #onEvent: ((seq: number, event: StreamEvent, deadline?: number) => Promise<AppendResult>) | undefined;
   #settle: (() => Promise<Settlement>) | undefined;
   readonly #maxTokens: number | undefined;
+  readonly #maxReplyChars: number;
   /** Events 1..#visible may be shown to listeners. */
   #visible = 0;
   /** Copies to the shared log that settled ahead of an earlier one (made on the first). */
@@ -177,6 +186,11 @@ export class Generation {
       if (value !== undefined && (!Number.isInteger(value) || value < 0))
         throw new RangeError(`generation: ${name} must be a non-negative integer, got ${value}`);
     }
+    const maxReplyChars = options.maxReplyChars ?? DEFAULT_MAX_REPLY_CHARS;
+    if (!Number.isInteger(maxReplyChars) || maxReplyChars < 1) {
+      throw new RangeError(`generation: maxReplyChars must be a positive integer, got ${maxReplyChars}`);
+    }
+    this.#maxReplyChars = maxReplyChars;
     this.id = options.id;
     this.owner = options.owner;
     this.sessionId = options.sessionId;
@@ -228,6 +242,8 @@ export class Generation {
    */
   async run(provider: Provider, messages: readonly ProviderMessage[], persist: (reply: ChatMessage) => Promise<void>): Promise<GenerationSummary> {
     const generation = this;
+    /** Characters the reply may still take. */
+    let room = this.#maxReplyChars;
     const request: ProviderRequest = {
       messages,
       ...(this.#maxTokens === undefined ? {} : { maxTokens: this.#maxTokens }),
@@ -235,7 +251,8 @@ export class Generation {
         return generation.#signal();
       },
       reportUsage: (u) => (usage = u),
-      reportFinish: (reason) => (finishReason = reason),
+      // A reply cut at maxReplyChars ended for its length, whatever the provider says after.
+      reportFinish: (reason) => void (room > 0 && (finishReason = reason)),
     };
     const startedAt = performance.now();
     let firstDeltaMs: number | undefined;
@@ -252,10 +269,17 @@ export class Generation {
         const count = batch ? batch.length : 1;
         for (let i = 0; i < count; i++) {
           // Stopped: the provider's signal, if it asked for one, is aborted too.
-          if (this.#stopReason) break;
+          if (this.#stopReason || room === 0) break;
           const text = batch ? batch[i]! : (item as string);
           if (text.length === 0) continue;
-          const delta = storable(text);
+          let delta = storable(text);
+          if (delta.length >= room) {
+            // The reply is as long as it may be: what fits is its end (leaving the upstream stops it).
+            delta = clip(delta, room);
+            room = 0;
+            finishReason = 'length';
+            if (delta.length === 0) break;
+          } else room -= delta.length;
           const now = performance.now();
           if (deltas === 0) {
             firstDeltaAt = now;
@@ -266,7 +290,7 @@ export class Generation {
           deltas++;
           this.#appendDelta(delta);
         }
-        if (this.#stopReason) break;
+        if (this.#stopReason || room === 0) break;
       }
     } catch (error) {
       if (!this.#stopReason && !isAbortError(error)) failure = toSluiceError(error);

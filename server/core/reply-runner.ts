@@ -52,6 +52,8 @@ export interface ReplyRunnerOptions {
    */
   readonly settledMarkTtlMs: number;
   readonly keepMessages: number;
+  /** The longest reply kept, in characters (see GenerationOptions.maxReplyChars). */
+  readonly maxReplyChars?: number;
   /** Told when a listener joins (+1) or leaves (-1). */
   readonly onListener: (delta: 1 | -1) => void;
 }
@@ -106,6 +108,7 @@ export class ReplyRunner {
       // state. Every reply settles (one without a session too): that is what ends a cancel's mark.
       settle: () => o.signals.settle(record.id, o.settledMarkTtlMs),
       maxTokens: request.maxTokens,
+      ...(o.maxReplyChars === undefined ? {} : { maxReplyChars: o.maxReplyChars }),
       onListener: o.onListener,
       onFirstDelta: (ms) => o.observer.firstDelta(ms),
     });

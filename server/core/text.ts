@@ -17,3 +17,10 @@ export function storable(text: string): string {
   if (!text.includes('\u0000') && text.isWellFormed()) return text;
   return text.toWellFormed().replaceAll('\u0000', '\uFFFD');
 }
+
+/** The first `length` characters of `text`, without half of a surrogate pair at the end. */
+export function clip(text: string, length: number): string {
+  if (text.length <= length) return text;
+  const code = text.charCodeAt(length - 1);
+  return text.slice(0, code >= 0xd800 && code <= 0xdbff ? length - 1 : length);
+}
