@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Metrics } from '../../observability/metrics.ts';
+import { answerAndClose } from './raw-answer.ts';
 import { StalledReaders } from './stalled-readers.ts';
 
 export interface HttpConnections {
@@ -73,7 +74,7 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
     let answering = false;
     for (const res of underWay.get(socket) ?? []) if (res.headersSent && !res.writableFinished) answering = true;
     if (socket.writable && error.code !== 'ECONNRESET' && !answering) {
-      socket.end(`HTTP/1.1 ${statusLine(error.code)}\r\nConnection: close\r\n\r\n`);
+      answerAndClose(socket, `HTTP/1.1 ${statusLine(error.code)}\r\nConnection: close\r\n\r\n`);
     } else socket.destroy();
   });
   return {

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { HttpConnections } from '../http/connections.ts';
 import { normalizePath } from '../http/normalize-path.ts';
+import { answerAndClose } from '../http/raw-answer.ts';
 import type { OriginPolicy } from '../http/origin-policy.ts';
 import type { TrpcWsServer } from './ws-server.ts';
 
@@ -21,7 +22,7 @@ export interface UpgradeOptions {
  */
 export function createUpgradeHandler(o: UpgradeOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   const refuse = (socket: Duplex, status: string): void => {
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    answerAndClose(socket, `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   };
   return (req, socket, head) => {
     o.connections.upgraded(socket);
