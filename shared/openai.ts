@@ -31,7 +31,8 @@ const unsupported = (what: string) =>
 
 /** Body of `POST /v1/chat/completions`. Sampling parameters are accepted and ignored: Sluice's configuration sets them. */
 export const ChatCompletionRequest = z.object({
-  model: z.string().min(1, 'must be a non-empty string'),
+  // Echoed in every chunk of the reply: unbounded, a client would choose the bytes written per token.
+  model: z.string().min(1, 'must be a non-empty string').max(256, 'must be at most 256 characters'),
   messages: z.array(OpenAIChatMessage).min(1, 'must hold at least one message'),
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
