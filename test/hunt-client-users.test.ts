@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
 import type { StreamEvent } from '../shared/index.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
@@ -52,4 +52,33 @@ describe('an app whose users sign out and in, with one client made once', () => 
     const alicesView = await alice.chat.history.query({ sessionId: 'chat-1' });
     expect(alicesView.messages.map((m) => m.content).filter((_, i) => i % 2 === 0)).toEqual(['alice private question']);
   });
+});
+
+describe('a getToken that throws (the refresh failed: the session at the identity provider ended)', () => {
+  it.each(['ws', 'auto', 'sse'] as const)("over %s, a call fails soon with getToken's error, as it does over SSE, instead of waiting forever", async (transport) => {
+    const idp = await startIdentityProvider();
+    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+    const c = client({
+      url,
+      transport,
+      getToken: async () => {
+        throw new Error('login_required: refresh failed');
+      },
+    });
+    let outcome = 'pending';
+    c.chat.history.query({ sessionId: 'x' }).then(
+      () => (outcome = 'resolved'),
+      (error: unknown) => (outcome = `rejected: ${(error as Error).message}`),
+    );
+    // Over SSE it is at once; ten seconds is getToken's own default time limit (tokenTimeoutMs).
+    await vi.waitFor(() => expect(outcome).not.toBe('pending'), { timeout: 10_000, interval: 50 });
+    expect(outcome).toBe('rejected: login_required: refresh failed');
+
+    // A reply: refused with the same cause, not "the server could not be reached" after giveUpAfterMs.
+    const refused = await collect(streamChat(c, { message: 'hi', sessionId: 'x', giveUpAfterMs: 10_000 })).then(
+      () => 'no error',
+      (error: unknown) => (error as Error).message,
+    );
+    expect(refused).toBe('login_required: refresh failed');
+  }, 40_000);
 });
