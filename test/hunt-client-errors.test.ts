@@ -1,0 +1,67 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
+import type { StreamEvent } from '../shared/index.ts';
+import { startServer } from './helpers/server.ts';
+
+const clients: ChatClient[] = [];
+function client(options: Parameters<typeof createChatClient>[0]): ChatClient {
+  const c = createChatClient(options);
+  clients.push(c);
+  return c;
+}
+afterEach(async () => {
+  for (const c of clients.splice(0)) await closeChatClient(c);
+});
+
+async function collect(iterable: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
+  const events: StreamEvent[] = [];
+  for await (const event of iterable) events.push(event);
+  return events;
+}
+
+/** How a call settled, as an app that reads `error.data.sluiceCode` sees it; 'pending' while it has not. */
+function watch(call: Promise<unknown>): { outcome: string } {
+  const state = { outcome: 'pending' };
+  call.then(
+    () => (state.outcome = 'resolved'),
+    (error: { message?: string; data?: { sluiceCode?: string } }) => (state.outcome = `${error.data?.sluiceCode ?? 'no sluiceCode'}: ${error.message}`),
+  );
+  return state;
+}
+
+const KEY = 'k-alice-0123456789';
+
+describe("errors an app meets, typed by sluiceCode whatever the transport", () => {
+  it.each(['ws', 'auto'] as const)(
+    "over %s, a second connection past MAX_WS_CONNECTIONS_PER_KEY (the user's second tab) is refused as rate_limited, not 'Unknown error' nor 'server could not be reached'",
+    async (transport) => {
+      const { url } = await startServer({ API_KEYS: KEY, MAX_WS_CONNECTIONS_PER_KEY: 1 });
+      const first = client({ url, transport, apiKey: KEY });
+      await first.chat.history.query({ sessionId: 's' });
+
+      const second = client({ url, transport, apiKey: KEY });
+      const query = watch(second.chat.history.query({ sessionId: 's' }));
+      await vi.waitFor(() => expect(query.outcome).not.toBe('pending'), { timeout: 10_000, interval: 50 });
+      expect(query.outcome).toBe('rate_limited: Too many WebSocket connections for this key (limit 1)');
+
+      const stream = watch(collect(streamChat(second, { message: 'hi', sessionId: 's', giveUpAfterMs: 10_000 })));
+      await vi.waitFor(() => expect(stream.outcome).not.toBe('pending'), { timeout: 15_000, interval: 50 });
+      expect(stream.outcome).toBe('rate_limited: Too many WebSocket connections for this key (limit 1)');
+    },
+    40_000,
+  );
+
+  it.each(['ws', 'sse', 'auto'] as const)(
+    'over %s, a request to a name the server does not answer to (ALLOWED_HOSTS) is refused as forbidden, typed, and soon',
+    async (transport) => {
+      const server = await startServer({ ALLOWED_HOSTS: 'chat.example.com' });
+      // The same server by a name it was not told about (a proxy's, a new domain).
+      const url = server.url.replace('127.0.0.1', 'localhost');
+      const c = client({ url, transport });
+      const query = watch(c.chat.history.query({ sessionId: 's' }));
+      await vi.waitFor(() => expect(query.outcome).not.toBe('pending'), { timeout: 10_000, interval: 50 });
+      expect(query.outcome).toMatch(/^forbidden: The host localhost is not allowed/);
+    },
+    40_000,
+  );
+});
