@@ -24,6 +24,11 @@ export class TokenCountCache {
     return this.#chars;
   }
 
+  /** Whether the count of `text` is remembered (without making it the most recently used). */
+  has(text: string): boolean {
+    return this.#counts.has(text);
+  }
+
   /** The count of `text`: remembered, or `count(text)` (then remembered if it is long enough). */
   count(text: string, count: (text: string) => number): number {
     const known = this.#counts.get(text);

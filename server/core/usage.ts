@@ -16,6 +16,8 @@ const REPLY_PRIMING = 3;
 // The messages of a session come back as the prompt of each of its turns: each is counted once
 // while it stays among the 4 M characters (about 8 MB) most recently counted.
 const promptCounts = new TokenCountCache({ minChars: 256, maxChars: 4_000_000 });
+/** Characters of a prompt one estimate counts that were not counted before (about 30 ms). */
+const PROMPT_BUDGET_CHARS = 500_000;
 
 /**
  * Loads the tokenizer's tables (about 0.3 s of blocked event loop and 60 MB, once a process), so
@@ -41,8 +43,31 @@ export async function estimateUsage(messages: readonly ProviderMessage[], reply:
     return undefined;
   }
   const count = (text: string): number => countInPieces(tokenizer, text);
+  // Newest first, and at most PROMPT_BUDGET_CHARS not counted before: a session larger than the
+  // cache would otherwise be counted whole every turn (60 ns a character: 0.3 s at 5 M, every
+  // stream of the process held meanwhile). Beyond the budget, older messages are estimated at the
+  // rate of those counted.
   let promptTokens = REPLY_PRIMING;
-  for (const message of messages) promptTokens += TOKENS_PER_MESSAGE + promptCounts.count(message.content, count);
+  let fresh = 0;
+  let countedChars = 0;
+  let countedTokens = 0;
+  let skippedChars = 0;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const text = messages[i]!.content;
+    promptTokens += TOKENS_PER_MESSAGE;
+    if (!promptCounts.has(text)) {
+      if (fresh + text.length > PROMPT_BUDGET_CHARS) {
+        skippedChars += text.length;
+        continue;
+      }
+      fresh += text.length;
+    }
+    const tokens = promptCounts.count(text, count);
+    countedChars += text.length;
+    countedTokens += tokens;
+    promptTokens += tokens;
+  }
+  if (skippedChars > 0) promptTokens += Math.ceil(skippedChars * (countedChars > 0 ? countedTokens / countedChars : 0.25));
   // The reply is in the prompt of the session's next turn: counted into the cache too.
   return { promptTokens, completionTokens: reply.length === 0 ? 0 : promptCounts.count(reply, count), estimated: true };
 }
