@@ -16,6 +16,7 @@ import type { AppRouter } from '../shared/app-router.ts';
 import { sseUrlBound } from './sse-url-bound.ts';
 import { within } from '../shared/within.ts';
 import { withBatchLimit } from './ws-batches.ts';
+import { identityOf, sameIdentity } from './ws-identity.ts';
 
 export type Transport = 'ws' | 'sse' | 'auto';
 export type ChatClient = TRPCClient<AppRouter>;
@@ -172,26 +173,60 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   // connection closes, before one is replaced to renew it), not once it is open: the server gives a
   // connection WS_AUTH_TIMEOUT_MS to show it, which a slow getToken would otherwise spend.
   let prefetched: Promise<Record<string, string>> | undefined;
+  // A credential being asked for: calls made meanwhile (a burst, a call as its connection opens)
+  // take its answer rather than ask getToken again.
+  let asking: Promise<Record<string, string>> | undefined;
+  const ask = (c: Credentials): Promise<Record<string, string>> => {
+    const params = c.params();
+    asking = params;
+    const done = (): void => {
+      if (asking === params) asking = undefined;
+    };
+    params.then(done, done);
+    return params;
+  };
   const prefetch = (): void => {
     if (!credentials || prefetched) return;
-    prefetched = credentials.params();
+    prefetched = ask(credentials);
     prefetched.catch(() => undefined);
   };
   prefetch();
+  // Whom each socket was given the credential of, and the socket being opened (tRPC opens one at a time).
+  const identities = new WeakMap<WebSocket, string>();
+  let opening: WebSocket | undefined;
+  let openWaiters: Array<() => void> = [];
+  const wakeOpenWaiters = (): void => {
+    const waiters = openWaiters;
+    openWaiters = [];
+    for (const wake of waiters) wake();
+  };
+  const Batched = withBatchLimit(WebSocketImpl, maxBatch);
+  const noteOpening = (socket: WebSocket): void => void (opening = socket);
   const wsClient = createWSClient({
     url: wsUrl,
-    WebSocket: withBatchLimit(WebSocketImpl, maxBatch),
+    WebSocket: class extends Batched {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        noteOpening(this);
+      }
+    },
     ...(credentials
       ? {
           connectionParams: () => {
-            const params = prefetched ?? credentials.params();
+            const socket = opening;
+            const params = prefetched ?? ask(credentials);
             prefetched = undefined;
-            return params;
+            return params.then((p) => {
+              if (socket) identities.set(socket, identityOf(p.token));
+              return p;
+            });
           },
         }
       : {}),
     keepAlive: { enabled: true, intervalMs: 10_000, pongTimeoutMs: 5_000 },
     onOpen: () => {
+      // tRPC calls this before it counts the connection open (its `state`): the waiters look after.
+      setTimeout(wakeOpenWaiters, 0);
       if (decided === 'pending') decide('ws');
       else if (renewals > 0) renewals--;
       else if (decided === 'ws') options.onTransport?.('ws');
@@ -218,7 +253,19 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     renewals++;
     connection.ws.close(RENEW_CLOSE_CODE, 'renewing the credential');
   };
-  const wsLinks = wsLink<AppRouter>({ client: wsClient, transformer: superjson });
+  const wsOnly = wsLink<AppRouter>({ client: wsClient, transformer: superjson });
+  const wsLinks: TRPCLink<AppRouter> =
+    credentials && options.getToken
+      ? sameIdentity(wsOnly, {
+          current: () => asking ?? ask(credentials),
+          openedFor: () => {
+            const connection = wsClient.connection;
+            return connection?.state === 'open' ? (identities.get(connection.ws) ?? '') : undefined;
+          },
+          renew: renewConnection,
+          nextOpen: () => (closing ? Promise.resolve() : new Promise<void>((resolve) => openWaiters.push(resolve))),
+        })
+      : wsOnly;
 
   const links: TRPCLink<AppRouter>[] =
     transport === 'ws'
@@ -252,6 +299,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         clearTimeout(timer);
         // First the calls: a subscription still waiting to be sent would open the socket again.
         calls.close();
+        wakeOpenWaiters();
         await wsClient.close();
       })();
       return closing;

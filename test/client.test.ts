@@ -456,8 +456,9 @@ describe('createChatClient with getToken (users signed in with an identity provi
     await vi.waitFor(() => expect(opens).toBe(2));
     await vi.waitFor(async () => expect(await metric(server.url, 'sluice_open_connections', 'ws')).toBe(1));
     await c.chat.history.query({ sessionId: 'r' });
-    // One call, for the new connection: none to keep, stale, for whenever the next drop comes.
-    expect(calls - before).toBe(1);
+    // One call for the new connection, one for the query (each call over WebSocket asks who is
+    // signed in now): none kept, stale, for whenever the next drop comes.
+    expect(calls - before).toBe(2);
     // The client was never without a connection.
     expect(disconnects).toBe(0);
   });
