@@ -37,9 +37,13 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
   const [status, setStatus] = useState<ChatStream['status']>('loading');
   const [error, setError] = useState<Error | undefined>();
   const running = useRef<AbortController | undefined>(undefined);
+  // The session the state is for now: a turn left behind (another session id, an unmount) ends on
+  // the server, and writes nothing more into the state, which is the next session's.
+  const shown = useRef<object | undefined>(undefined);
 
   useEffect(() => {
     const controller = new AbortController();
+    shown.current = controller;
     setStatus('loading');
     setMessages([]);
     client.chat.history.query({ sessionId }, { signal: controller.signal }).then(
@@ -57,6 +61,7 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
     return () => {
       controller.abort();
       running.current?.abort();
+      running.current = undefined;
     };
   }, [client, sessionId]);
 
@@ -65,11 +70,14 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
       if (running.current) return;
       const controller = new AbortController();
       running.current = controller;
+      const session = shown.current;
+      const current = (): boolean => shown.current === session;
       setError(undefined);
       setStatus('streaming');
       // The reply is the last message until the turn ends.
-      const update = (change: (reply: ChatStreamMessage) => ChatStreamMessage): void =>
-        setMessages((all) => [...all.slice(0, -1), change(all[all.length - 1]!)]);
+      const update = (change: (reply: ChatStreamMessage) => ChatStreamMessage): void => {
+        if (current()) setMessages((all) => [...all.slice(0, -1), change(all[all.length - 1]!)]);
+      };
       setMessages((all) => [...all, { role: 'user', content: message, status: 'complete' }, { role: 'assistant', content: '', status: 'streaming' }]);
       void (async () => {
         try {
@@ -79,14 +87,15 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
             else update((reply) => ({ ...reply, status: STOPPED[event.code] ?? 'failed' }));
           }
           if (controller.signal.aborted) update((reply) => ({ ...reply, status: 'interrupted' }));
-          setStatus('ready');
+          if (current()) setStatus('ready');
         } catch (cause) {
+          if (!current()) return;
           // Refused before any token (busy session, bad input, credential): nothing was stored.
           setMessages((all) => all.slice(0, -2));
           setError(asError(cause));
           setStatus('error');
         } finally {
-          running.current = undefined;
+          if (running.current === controller) running.current = undefined;
         }
       })();
     },
