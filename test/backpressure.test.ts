@@ -11,6 +11,8 @@ import { recordingProvider } from './helpers/recording-provider.ts';
 import { startServer } from './helpers/server.ts';
 
 const DELTA = 'x'.repeat(4095) + ' ';
+/** These replies are megabytes long on purpose: past the default bound on a reply (MAX_REPLY_CHARS). */
+const LONG_REPLIES = { MAX_REPLY_CHARS: 100_000_000 };
 
 /** An upstream stand-in: a fast burst of `burst` deltas, then a slow tail of `tail`. */
 const flood = (burst: number, tail: number, delta = DELTA): Provider => ({
@@ -34,7 +36,10 @@ describe('backpressure', () => {
   it('a reader that stops reading: bounded buffering, cut after the send timeout, reply aborted after the resume window', async () => {
     const HIGH_WATER = 16 * 1024;
     const recorder = recordingProvider(firehose);
-    const server = await startServer({ STREAM_HIGH_WATER_BYTES: HIGH_WATER, SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 400 }, { provider: recorder.provider });
+    const server = await startServer(
+      { ...LONG_REPLIES, STREAM_HIGH_WATER_BYTES: HIGH_WATER, SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 400 },
+      { provider: recorder.provider },
+    );
     // Watch what the server queues for this reader in user space.
     let maxQueued = 0;
     let response: ServerResponse | undefined;
@@ -76,7 +81,7 @@ describe('backpressure on a shared connection', () => {
     // Each of the connection's streams more than its share of the socket's buffers.
     const burst = flood(400, 10_000);
     try {
-      const server = await startServer({ SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 0 }, { provider: burst });
+      const server = await startServer({ ...LONG_REPLIES, SEND_TIMEOUT_MS: 800, RESUME_GRACE_MS: 0 }, { provider: burst });
       const ws = new WebSocket(`${server.url.replace(/^http/, 'ws')}/trpc`);
       ws.on('error', () => undefined);
       await once(ws, 'open');
@@ -103,7 +108,7 @@ async function sessionWithLongHistory(sendTimeoutMs = 800): Promise<Awaited<Retu
   // The reply runs to its end with nobody reading it (its resume window outlasts it): 12 MB read by
   // a client on the server's own event loop could fall behind the short send timeout on a busy
   // machine, and be cut before the history these tests read is whole.
-  const server = await startServer({ SEND_TIMEOUT_MS: sendTimeoutMs, RESUME_GRACE_MS: 60_000 }, { provider: flood(3000, 0) });
+  const server = await startServer({ ...LONG_REPLIES, SEND_TIMEOUT_MS: sendTimeoutMs, RESUME_GRACE_MS: 60_000 }, { provider: flood(3000, 0) });
   await writeLongSessions(server, [undefined]);
   return server;
 }
@@ -246,7 +251,13 @@ async function keyedLongHistory(
 ): Promise<Awaited<ReturnType<typeof startServer>>> {
   const named = keys.filter((key) => key !== undefined);
   const server = await startServer(
-    { ...(named.length > 0 ? { API_KEYS: named.join(',') } : {}), SEND_TIMEOUT_MS: 60_000, RESUME_GRACE_MS: 60_000, MAX_HELD_ANSWER_BYTES: cap },
+    {
+      ...LONG_REPLIES,
+      ...(named.length > 0 ? { API_KEYS: named.join(',') } : {}),
+      SEND_TIMEOUT_MS: 60_000,
+      RESUME_GRACE_MS: 60_000,
+      MAX_HELD_ANSWER_BYTES: cap,
+    },
     { provider: flood(3000, 0, delta) },
   );
   await writeLongSessions(server, keys);
