@@ -51,7 +51,7 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
       if (!route.anySite) {
         const verdict = origins.check(req);
         if (verdict.kind === 'refused') {
-          (route.sendError ?? sendError)(res, new SluiceError('forbidden', verdict.reason));
+          (route.sendError ?? sendError)(res, new SluiceError('forbidden', verdict.reason), req, deps);
           return;
         }
         origins.expose(res, verdict);
@@ -63,14 +63,14 @@ export function createDispatcher(options: DispatchOptions): (req: IncomingMessag
           owners.set(req, owner);
         } catch (error) {
           if (error instanceof SluiceError && error.code === 'unauthorized') res.setHeader('WWW-Authenticate', 'Bearer');
-          (route.sendError ?? sendError)(res, error);
+          (route.sendError ?? sendError)(res, error, req, deps);
           return;
         }
       }
       await route.handler(req, res, deps, match.slice(1));
       return;
     }
-    if (wrongMethod) (wrongMethod.sendError ?? sendError)(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`));
+    if (wrongMethod) (wrongMethod.sendError ?? sendError)(res, new SluiceError('not_found', `${req.method} is not supported on ${path}`), req, deps);
     else sendError(res, new SluiceError('not_found', `No route for ${req.method} ${path ?? url.slice(0, q === -1 ? undefined : q)}`));
   };
 }

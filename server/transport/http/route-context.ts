@@ -29,6 +29,7 @@ export interface RouteDeps {
   readonly trpc: {
     readonly sse: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
     readonly http: (req: IncomingMessage, res: ServerResponse) => void;
+    readonly refuse: (req: IncomingMessage, res: ServerResponse, error: unknown) => void;
   };
 }
 

@@ -1,7 +1,7 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendJson } from './json-io.ts';
 import { handleChatCompletions, handleModel, handleModels, sendOpenAIError } from './openai-route.ts';
-import type { RouteHandler } from './route-context.ts';
+import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleDeleteSession, handleHistory } from './session-routes.ts';
 import { handleChatStream } from './sse-route.ts';
 import { handleUIChat, handleUIChatResume, handleUIChatStop } from './ui-chat-route.ts';
@@ -25,8 +25,13 @@ export interface Route {
   /** A GET that streams a reply: not served to HEAD, which would start or hold one for nobody. */
   readonly stream?: boolean;
   /** How this route answers errors found before its handler runs (origin, auth, rate limit); Sluice's shape by default. */
-  readonly sendError?: (res: ServerResponse, error: unknown) => void;
+  readonly sendError?: (res: ServerResponse, error: unknown, req: IncomingMessage, deps: RouteDeps) => void;
 }
+
+/** The OpenAI routes' refusals in OpenAI's error shape. */
+const refuseOpenAI: NonNullable<Route['sendError']> = (res, error) => sendOpenAIError(res, error);
+/** tRPC's calls are refused in tRPC's words (see TrpcHttpRoutes.refuse). */
+const refuseTrpc: NonNullable<Route['sendError']> = (res, error, req, deps) => deps.trpc.refuse(req, res, error);
 
 /** Every HTTP route Sluice serves, in the order they are tried. */
 export const ROUTES: readonly Route[] = [
@@ -56,16 +61,16 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', path: /^\/v1\/chat\/cancel$/, handler: handleCancel },
   { method: 'GET', path: /^\/v1\/sessions\/([^/]+)\/messages$/, handler: handleHistory },
   { method: 'DELETE', path: /^\/v1\/sessions\/([^/]+)$/, handler: handleDeleteSession },
-  { method: 'POST', path: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: sendOpenAIError },
-  { method: 'GET', path: /^\/v1\/models$/, handler: handleModels, sendError: sendOpenAIError },
-  { method: 'GET', path: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: sendOpenAIError },
+  { method: 'POST', path: /^\/v1\/chat\/completions$/, handler: handleChatCompletions, sendError: refuseOpenAI },
+  { method: 'GET', path: /^\/v1\/models$/, handler: handleModels, sendError: refuseOpenAI },
+  { method: 'GET', path: /^\/v1\/models\/([^/]+)$/, handler: handleModel, sendError: refuseOpenAI },
   // The AI SDK's UI message stream protocol (`useChat`).
   { method: 'POST', path: /^\/v1\/ui\/chat$/, handler: handleUIChat },
   { method: 'GET', path: /^\/v1\/ui\/chat\/([^/]+)\/stream$/, stream: true, handler: handleUIChatResume },
   { method: 'POST', path: /^\/v1\/ui\/chat\/([^/]+)\/stop$/, handler: handleUIChatStop },
   // tRPC: Sluice's own SSE producer for the hot subscription, tRPC's handler for everything else.
   { method: 'GET', path: /^\/trpc\/chat\.stream$/, open: true, stream: true, handler: (req, res, deps) => deps.trpc.sse(req, res) },
-  { method: '*', path: /^\/trpc\/[^/]+$/, open: true, handler: async (req, res, deps) => deps.trpc.http(req, res) },
+  { method: '*', path: /^\/trpc\/[^/]+$/, open: true, handler: async (req, res, deps) => deps.trpc.http(req, res), sendError: refuseTrpc },
   { method: 'GET', path: /^\/$/, open: true, anySite: true, handler: handleWebPage },
   { method: 'GET', path: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, anySite: true, handler: handleWebAsset },
 ];

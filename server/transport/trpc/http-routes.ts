@@ -8,6 +8,9 @@ import { credentialFromParams } from './connection-params.ts';
 import type { ChatApi, TRPCContext } from './context.ts';
 import { AnswerBudget } from './answer-budget.ts';
 import type { AppRouter } from './router.ts';
+import { getErrorShape } from '@trpc/server/unstable-core-do-not-import';
+import superjson from 'superjson';
+import { toTRPCError } from './errors.ts';
 import { handleTrpcSse, type TrpcSseOptions } from './sse-producer.ts';
 
 export interface TrpcHttpRoutesOptions {
@@ -30,6 +33,13 @@ export interface TrpcHttpRoutes {
   readonly sse: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
   /** Every other call under `/trpc/`: tRPC's HTTP handler, with the same bounds as the other routes. */
   readonly http: (req: IncomingMessage, res: ServerResponse) => void;
+  /**
+   * A call refused before tRPC reads it (the origin policy's host or page check), answered in
+   * tRPC's words, so that a tRPC client gets it typed (`data.sluiceCode`): tRPC's HTTP error, one a
+   * call for a batch. (A subscription's refusal keeps its status: an EventSource reads no body of
+   * an answer other than 200.)
+   */
+  readonly refuse: (req: IncomingMessage, res: ServerResponse, error: unknown) => void;
 }
 
 const NOT_SHARED = new Headers([
@@ -63,7 +73,29 @@ export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
   return {
     sse: (req, res) => handleTrpcSse(req, res, new URLSearchParams(queryOf(req.url)), o),
     http: (req, res) => http(req, res),
+    refuse: (req, res, caught) => {
+      const url = req.url ?? '/trpc/';
+      const query = new URLSearchParams(queryOf(url));
+      const batch = query.get('batch') === '1';
+      const paths = safeDecode(url.slice('/trpc/'.length, url.indexOf('?') === -1 ? undefined : url.indexOf('?'))).split(',');
+      const error = toTRPCError(caught);
+      const shapes = paths.map((path) => {
+        o.onError({ error, path });
+        return getErrorShape({ config: o.router._def._config, error, type: 'unknown', path, input: undefined, ctx: undefined });
+      });
+      res.writeHead(shapes[0]!.data.httpStatus, { 'content-type': 'application/json', vary: 'Origin', 'cache-control': 'no-store' });
+      const bodies = shapes.map((shape) => ({ error: superjson.serialize(shape) }));
+      res.end(JSON.stringify(batch ? bodies : bodies[0]));
+    },
   };
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 function queryOf(url: string | undefined): string {
