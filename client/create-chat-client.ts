@@ -17,6 +17,7 @@ import { sseUrlBound } from './sse-url-bound.ts';
 import { within } from '../shared/within.ts';
 import { withBatchLimit } from './ws-batches.ts';
 import { identityOf, sameIdentity } from './ws-identity.ts';
+import { ConnectionRefusals } from './ws-refusals.ts';
 
 export type Transport = 'ws' | 'sse' | 'auto';
 export type ChatClient = TRPCClient<AppRouter>;
@@ -201,7 +202,11 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     for (const wake of waiters) wake();
   };
   const Batched = withBatchLimit(WebSocketImpl, maxBatch);
-  const noteOpening = (socket: WebSocket): void => void (opening = socket);
+  const refusals = new ConnectionRefusals();
+  const noteOpening = (socket: WebSocket): void => {
+    opening = socket;
+    socket.addEventListener('message', (event: MessageEvent) => refusals.observe(socket, event.data));
+  };
   const wsClient = createWSClient({
     url: wsUrl,
     WebSocket: class extends Batched {
@@ -253,7 +258,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     renewals++;
     connection.ws.close(RENEW_CLOSE_CODE, 'renewing the credential');
   };
-  const wsOnly = wsLink<AppRouter>({ client: wsClient, transformer: superjson });
+  const wsOnly = refusals.link(wsLink<AppRouter>({ client: wsClient, transformer: superjson }));
   const wsLinks: TRPCLink<AppRouter> =
     credentials && options.getToken
       ? sameIdentity(wsOnly, {

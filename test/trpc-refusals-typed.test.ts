@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { closeChatClient, createChatClient, type ChatClient } from '../client/index.ts';
+import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
+import type { StreamEvent } from '../shared/index.ts';
 import { startServer } from './helpers/server.ts';
 
 const clients: ChatClient[] = [];
@@ -12,6 +13,14 @@ afterEach(async () => {
   for (const c of clients.splice(0)) await closeChatClient(c);
 });
 
+async function collect(iterable: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
+  const events: StreamEvent[] = [];
+  for await (const event of iterable) events.push(event);
+  return events;
+}
+
+const KEY = 'k-alice-0123456789';
+
 /** How a call settled, as an app that reads `error.data.sluiceCode` sees it; 'pending' while it has not. */
 function watch(call: Promise<unknown>): { outcome: string } {
   const state = { outcome: 'pending' };
@@ -23,6 +32,25 @@ function watch(call: Promise<unknown>): { outcome: string } {
 }
 
 describe('a refusal before tRPC reads the call reaches a tRPC client typed', () => {
+  it.each(['ws', 'auto'] as const)(
+    "over %s, a second connection past MAX_WS_CONNECTIONS_PER_KEY (the user's second tab) is refused as rate_limited, not 'Unknown error' nor 'server could not be reached'",
+    async (transport) => {
+      const { url } = await startServer({ API_KEYS: KEY, MAX_WS_CONNECTIONS_PER_KEY: 1 });
+      const first = client({ url, transport, apiKey: KEY });
+      await first.chat.history.query({ sessionId: 's' });
+
+      const second = client({ url, transport, apiKey: KEY });
+      const query = watch(second.chat.history.query({ sessionId: 's' }));
+      await vi.waitFor(() => expect(query.outcome).not.toBe('pending'), { timeout: 10_000, interval: 50 });
+      expect(query.outcome).toBe('rate_limited: Too many WebSocket connections for this key (limit 1)');
+
+      const stream = watch(collect(streamChat(second, { message: 'hi', sessionId: 's', giveUpAfterMs: 10_000 })));
+      await vi.waitFor(() => expect(stream.outcome).not.toBe('pending'), { timeout: 15_000, interval: 50 });
+      expect(stream.outcome).toBe('rate_limited: Too many WebSocket connections for this key (limit 1)');
+    },
+    40_000,
+  );
+
   it.each(['sse', 'auto'] as const)(
     'over %s, a request to a name the server does not answer to (ALLOWED_HOSTS) is refused as forbidden, typed, and soon',
     async (transport) => {

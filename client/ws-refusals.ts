@@ -1,0 +1,75 @@
+import { TRPCClientError, type TRPCLink } from '@trpc/client';
+import { observable, type Observer, type Unsubscribable } from '@trpc/server/observable';
+import superjson from 'superjson';
+import type { AppRouter } from '../shared/app-router.ts';
+
+// A server that refuses a WebSocket connection (past MAX_WS_CONNECTIONS_PER_KEY, say) says why in
+// an error with `id: null`, then closes it; tRPC's wsClient reads no call's answer in it, and
+// reconnects, so the calls waiting on the connection never learn why (a query pends, a stream is
+// told the server could not be reached). The calls in flight are failed with that error, typed as
+// every other refusal (`data.sluiceCode`).
+
+type AnyObserver = Observer<never, TRPCClientError<AppRouter>>;
+
+export class ConnectionRefusals {
+  readonly #waiting = new Set<AnyObserver>();
+  /** Sockets that have answered a call: an `id: null` error on them is about a frame, not the connection. */
+  readonly #accepted = new WeakSet<object>();
+
+  /** Reads what a socket receives (its `message` listener). */
+  observe(socket: object, data: unknown): void {
+    if (this.#accepted.has(socket) || typeof data !== 'string' || data === 'PING' || data === 'PONG') return;
+    let message: { id?: unknown; result?: unknown; error?: unknown };
+    try {
+      message = JSON.parse(data) as typeof message;
+    } catch {
+      return;
+    }
+    if (message === null || typeof message !== 'object') return;
+    if ('result' in message) {
+      this.#accepted.add(socket);
+      return;
+    }
+    if (message.id !== null || message.error === undefined) return;
+    let shape: unknown;
+    try {
+      shape = superjson.deserialize(message.error as Parameters<typeof superjson.deserialize>[0]);
+    } catch {
+      return;
+    }
+    const error = TRPCClientError.from<AppRouter>({ error: shape } as never);
+    for (const observer of [...this.#waiting]) observer.error(error);
+    this.#waiting.clear();
+  }
+
+  /** Fails the calls through `ws` when their connection is refused. */
+  link(ws: TRPCLink<AppRouter>): TRPCLink<AppRouter> {
+    return (runtime) => {
+      const viaWs = ws(runtime);
+      return ({ op, next }) =>
+        observable((observer) => {
+          const waiting = observer as unknown as AnyObserver;
+          this.#waiting.add(waiting);
+          const inner: Unsubscribable = viaWs({ op, next }).subscribe({
+            next: (value) => {
+              // A query's or mutation's answer ends its wait; a subscription waits on for as long as it runs.
+              if (op.type !== 'subscription') this.#waiting.delete(waiting);
+              observer.next(value);
+            },
+            error: (error) => {
+              this.#waiting.delete(waiting);
+              observer.error(error);
+            },
+            complete: () => {
+              this.#waiting.delete(waiting);
+              observer.complete();
+            },
+          });
+          return () => {
+            this.#waiting.delete(waiting);
+            inner.unsubscribe();
+          };
+        });
+    };
+  }
+}
