@@ -1,0 +1,51 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
+import type { StreamEvent } from '../shared/index.ts';
+import { startIdentityProvider } from './helpers/identity-provider.ts';
+import { startServer } from './helpers/server.ts';
+
+const clients: ChatClient[] = [];
+function client(options: Parameters<typeof createChatClient>[0]): ChatClient {
+  const c = createChatClient(options);
+  clients.push(c);
+  return c;
+}
+afterEach(async () => {
+  for (const c of clients.splice(0)) await closeChatClient(c);
+});
+
+function settle<T>(promise: Promise<T>): { outcome: () => string } {
+  let outcome = 'pending';
+  promise.then(
+    () => (outcome = 'resolved'),
+    (error: unknown) => (outcome = `rejected: ${(error as Error).message}`),
+  );
+  return { outcome: () => outcome };
+}
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('WebSocket identity check with a getToken that takes a moment (a refresh over the network)', () => {
+  it.each(['ws', 'auto'] as const)('over %s, the first call of a client made with a 300 ms getToken is answered', async (transport) => {
+    const idp = await startIdentityProvider();
+    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+    const c = client({ url, transport, getToken: async () => (await delay(300), idp.token('alice')) });
+    const call = settle(c.chat.history.query({ sessionId: 'chat-1' }));
+    await vi.waitFor(() => expect(call.outcome()).not.toBe('pending'), { timeout: 5_000, interval: 50 });
+    expect(call.outcome()).toBe('resolved');
+  }, 20_000);
+
+  it('over ws, the first call after another user signed in is answered (the replacement connection opens while getToken still runs)', async () => {
+    const idp = await startIdentityProvider();
+    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+    let signedIn = 'alice';
+    let slow = false;
+    const c = client({ url, transport: 'ws', getToken: async () => (slow && (await delay(300)), idp.token(signedIn)) });
+    await c.chat.history.query({ sessionId: 'chat-1' });
+    signedIn = 'bob';
+    slow = true;
+    const call = settle(c.chat.history.query({ sessionId: 'chat-1' }));
+    await vi.waitFor(() => expect(call.outcome()).not.toBe('pending'), { timeout: 5_000, interval: 50 });
+    expect(call.outcome()).toBe('resolved');
+  }, 20_000);
+});
