@@ -49,3 +49,20 @@ describe('WebSocket identity check with a getToken that takes a moment (a refres
     expect(call.outcome()).toBe('resolved');
   }, 20_000);
 });
+
+describe('WebSocket identity check with AUTH_JWT_OWNER_CLAIM (the user is named by a claim other than sub)', () => {
+  it("over ws, when bob signs in after alice, bob's calls do not run as alice (tokens share sub, the owner claim differs)", async () => {
+    const idp = await startIdentityProvider();
+    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl, AUTH_JWT_OWNER_CLAIM: 'uid' });
+    let signedIn = 'alice';
+    // A backend-for-frontend's tokens: sub names the app, uid the user (AUTH_JWT_OWNER_CLAIM=uid).
+    const c = client({ url, transport: 'ws', getToken: () => idp.token('web-app', { claims: { uid: signedIn } }) });
+    const events: StreamEvent[] = [];
+    for await (const event of streamChat(c, { message: 'alice private question', sessionId: 'chat-1' })) events.push(event);
+    expect(events.at(-1)?.type).toBe('done');
+
+    signedIn = 'bob';
+    const bobsView = await c.chat.history.query({ sessionId: 'chat-1' });
+    expect(bobsView.messages.map((m) => m.content)).toEqual([]);
+  }, 20_000);
+});
