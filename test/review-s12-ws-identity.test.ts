@@ -66,3 +66,28 @@ describe('WebSocket identity check with AUTH_JWT_OWNER_CLAIM (the user is named 
     expect(bobsView.messages.map((m) => m.content)).toEqual([]);
   }, 20_000);
 });
+
+describe('WebSocket identity check with tokens that do not carry sub', () => {
+  it('over ws, a refreshed token of the same user (owner claim uid, no sub) keeps the connection', async () => {
+    const idp = await startIdentityProvider();
+    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl, AUTH_JWT_OWNER_CLAIM: 'uid' });
+    let opened = 0;
+    const { WebSocket } = await import('ws');
+    class Counting extends WebSocket {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        opened++;
+      }
+    }
+    // Each getToken gives a refreshed token (a new jti, as providers mint them) of the same user.
+    let n = 0;
+    const c = client({
+      url,
+      transport: 'ws',
+      WebSocket: Counting,
+      getToken: () => idp.token('', { claims: { sub: undefined, uid: 'alice', jti: `t${++n}` } }),
+    });
+    for (let i = 0; i < 5; i++) await c.chat.history.query({ sessionId: 'chat-1' });
+    expect(opened).toBe(1);
+  }, 20_000);
+});
