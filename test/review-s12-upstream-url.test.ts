@@ -28,3 +28,33 @@ describe('OPENAI_BASE_URL credentials with a % that starts no escape (a password
     if (started !== 'started') expect(started).toMatch(/OPENAI_BASE_URL/);
   });
 });
+
+describe('OPENAI_BASE_URL credentials in the logs', () => {
+  it('an upstream (a proxy) that echoes the Basic credential it refused does not put the password, base64-encoded, in the logs', async () => {
+    const { startSluiceProcess } = await import('./helpers/process.ts');
+    const { drain, streamSseRoute } = await import('./helpers/sse.ts');
+    const { vi } = await import('vitest');
+    const upstream = await startFakeUpstream({
+      kind: 'custom',
+      serve: (req, res) => {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: `proxy refused credentials: ${req.headers.authorization}` } }));
+      },
+    });
+    const password = 'PLANTED-proxy-pass-0123456789';
+    const sluice = await startSluiceProcess({
+      LLM_PROVIDER: 'openai',
+      OPENAI_BASE_URL: upstream.baseURL.replace('http://', `http://proxy:${password}@`),
+      LLM_MODEL: 'm',
+      UPSTREAM_MAX_RETRIES: 0,
+    });
+    const before = sluice.output().length;
+    await drain(streamSseRoute(sluice.url, { message: 'hi', session_id: 'echo' })).catch(() => []);
+    await vi.waitFor(() => expect(sluice.output().slice(before)).toMatch(/generation (failed|finished)/));
+    const logged = sluice.output().slice(before);
+    expect(logged).not.toContain(password);
+    expect(logged).not.toContain(Buffer.from(`proxy:${password}`).toString('base64'));
+    await sluice.stop();
+    await upstream.close();
+  }, 30_000);
+});
