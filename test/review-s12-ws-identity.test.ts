@@ -26,14 +26,18 @@ function settle<T>(promise: Promise<T>): { outcome: () => string } {
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('WebSocket identity check with a getToken that takes a moment (a refresh over the network)', () => {
-  it.each(['ws', 'auto'] as const)('over %s, the first call of a client made with a 300 ms getToken is answered', async (transport) => {
-    const idp = await startIdentityProvider();
-    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
-    const c = client({ url, transport, getToken: async () => (await delay(300), idp.token('alice')) });
-    const call = settle(c.chat.history.query({ sessionId: 'chat-1' }));
-    await vi.waitFor(() => expect(call.outcome()).not.toBe('pending'), { timeout: 5_000, interval: 50 });
-    expect(call.outcome()).toBe('resolved');
-  }, 20_000);
+  it.each(['ws', 'auto'] as const)(
+    'over %s, the first call of a client made with a 300 ms getToken is answered',
+    async (transport) => {
+      const idp = await startIdentityProvider();
+      const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+      const c = client({ url, transport, getToken: async () => (await delay(300), idp.token('alice')) });
+      const call = settle(c.chat.history.query({ sessionId: 'chat-1' }));
+      await vi.waitFor(() => expect(call.outcome()).not.toBe('pending'), { timeout: 5_000, interval: 50 });
+      expect(call.outcome()).toBe('resolved');
+    },
+    20_000,
+  );
 
   it('over ws, the first call after another user signed in is answered (the replacement connection opens while getToken still runs)', async () => {
     const idp = await startIdentityProvider();
