@@ -29,7 +29,7 @@ describe('useChatStream: a message sent as the session opens (its history still 
       )
       .toBe('complete');
     await expect.poll(() => page.locator('#status').textContent()).toBe('ready');
-    const last = await page.evaluate(() => window.renders.at(-1)!.messages);
+    const last = await page.evaluate(() => window.loadRenders.at(-1)!.messages);
     expect(last.map((m) => [m.role, m.status])).toEqual([
       ['user', 'complete'],
       ['assistant', 'complete'],

@@ -1,5 +1,5 @@
 // A "new chat" button that opens a session and sends its first message at once (while the hook
-// still loads the session's history). Every render's messages are recorded in window.renders.
+// still loads the session's history). Every render's messages are recorded in window.loadRenders.
 import { createElement as h, useEffect, useState } from 'react';
 import { createRoot } from 'react-dom/client';
 import { createChatClient } from '../../client/browser.ts';
@@ -7,17 +7,17 @@ import { useChatStream } from '../../client/react.ts';
 
 declare global {
   interface Window {
-    renders: Array<{ sessionId: string; status: string; messages: Array<{ role?: string; status?: string; content?: string }> }>;
+    loadRenders: Array<{ sessionId: string; status: string; messages: Array<{ role?: string; status?: string; content?: string }> }>;
   }
 }
-window.renders = [];
+window.loadRenders = [];
 const params = new URLSearchParams(location.search);
 const client = createChatClient({ url: params.get('sluice') ?? '', transport: 'ws' });
 
 function Chat({ sessionId, first }: { sessionId: string; first: string }) {
   const { messages, status, send } = useChatStream(client, sessionId);
   useEffect(() => send(first), [send, first]);
-  window.renders.push({ sessionId, status, messages: messages.map((m) => ({ role: m.role, status: m.status, content: m.content })) });
+  window.loadRenders.push({ sessionId, status, messages: messages.map((m) => ({ role: m.role, status: m.status, content: m.content })) });
   return h(
     'main',
     null,
