@@ -223,6 +223,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
             prefetched = undefined;
             return params.then((p) => {
               if (socket) identities.set(socket, identityOf(p.token));
+              // tRPC sends them and counts the connection open in the microtasks that follow.
+              setTimeout(wakeOpenWaiters, 0);
               return p;
             });
           },

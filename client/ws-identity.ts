@@ -8,9 +8,13 @@ import type { AppRouter } from '../shared/app-router.ts';
 // call the client asks for the credential, as HTTP and SSE do with each request, and a connection
 // opened for someone else is replaced first.
 
+/** Claims that change when a provider refreshes a token of the same user. */
+const REFRESHED = new Set(['iat', 'exp', 'nbf', 'jti', 'auth_time', 'nonce', 'at_hash', 'c_hash', 'uti', 'rh']);
+
 /**
- * Who a token names: a JWT's issuer and subject (read, not verified: the server verifies), so that
- * a refreshed token of the same user keeps the connection; any other token stands for itself.
+ * Who a token names: a JWT's claims but those a refresh changes (read, not verified: the server
+ * verifies; all of them, since the server may name the user by any claim, AUTH_JWT_OWNER_CLAIM), so
+ * that a refreshed token of the same user keeps the connection; any other token stands for itself.
  */
 export function identityOf(token: string | undefined): string {
   if (!token) return '';
@@ -19,8 +23,12 @@ export function identityOf(token: string | undefined): string {
     try {
       const base64 = parts[1]!.replaceAll('-', '+').replaceAll('_', '/');
       const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-      const claims = JSON.parse(new TextDecoder().decode(bytes)) as { iss?: unknown; sub?: unknown };
-      if (typeof claims.sub === 'string') return `jwt\u0000${typeof claims.iss === 'string' ? claims.iss : ''}\u0000${claims.sub}`;
+      const claims = JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+      if (claims !== null && typeof claims === 'object' && !Array.isArray(claims)) {
+        const kept = Object.entries(claims).filter(([name]) => !REFRESHED.has(name));
+        kept.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+        return `jwt\u0000${JSON.stringify(kept)}`;
+      }
     } catch {
       // Not a JWT we can read: the token itself.
     }
@@ -35,7 +43,7 @@ export interface ConnectionIdentity {
   readonly openedFor: () => string | undefined;
   /** Replaces the open connection by one opened with a credential asked for anew. */
   readonly renew: () => void;
-  /** Resolves when a connection opens next (or the client closes). */
+  /** Resolves once the connection opening now (or next) is open, its credential shown (or the client closes). */
   readonly nextOpen: () => Promise<void>;
 }
 
@@ -49,12 +57,18 @@ export function sameIdentity(ws: TRPCLink<AppRouter>, c: ConnectionIdentity): TR
         let stopped = false;
         const send = async (): Promise<void> => {
           const wanted = identityOf((await c.current()).token);
-          // A connection replaced for another user opens before the call goes out; one that opens
-          // for someone else again (a credential asked for before the switch) is replaced once more.
+          // A connection opened for someone else (a credential asked for before the switch) is
+          // replaced, and the call waits for the replacement, whose credential is asked for after
+          // the switch; one still opening is looked at once it is open. Past a few looks (a server
+          // that keeps refusing), the call goes to tRPC, which holds it for the next connection.
           for (let look = 0; look < 3 && !stopped; look++) {
             const opened = c.openedFor();
             if (opened === wanted) break;
-            if (opened !== undefined) c.renew();
+            if (opened !== undefined) {
+              c.renew();
+              await c.nextOpen();
+              break;
+            }
             await c.nextOpen();
           }
           if (!stopped) inner = viaWs({ op, next }).subscribe(observer);
