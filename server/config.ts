@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { jwksUrlProblem } from './core/auth/jwks-url.ts';
+import { basicAuthorization } from './core/providers/url-credentials.ts';
 import { parseHostPorts } from './core/store/redis/topology.ts';
 import { parseTrustedProxies } from './net/client-ip.ts';
 import { parseAllowedHosts } from './net/hosts.ts';
@@ -307,19 +308,22 @@ export function secretsOf(c: Config): string[] {
   const secrets = [c.OPENAI_API_KEY, c.AUTH_JWT_SECRET];
   for (const url of [c.REDIS_URL, c.DATABASE_URL, c.OPENAI_BASE_URL]) {
     if (!url) continue;
-    let password = '';
+    let parsed: URL | undefined;
     try {
-      password = new URL(url).password;
+      parsed = new URL(url);
     } catch {
       // Not a URL the schema let through: nothing to take from it.
     }
-    if (!password) continue;
+    const password = parsed?.password;
+    if (!parsed || !password) continue;
     secrets.push(password);
     try {
       secrets.push(decodeURIComponent(password));
     } catch {
       // A `%` that starts no escape: the password as written is all there is.
     }
+    // The upstream's is sent as Basic auth: an upstream that echoes the header shows it in base64.
+    if (url === c.OPENAI_BASE_URL) secrets.push(basicAuthorization(parsed)!.slice('Basic '.length));
   }
   return secrets.filter((s): s is string => typeof s === 'string' && s.length > 0);
 }

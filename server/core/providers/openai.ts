@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
+import { basicAuthorization } from './url-credentials.ts';
 import type { Provider, ProviderMessage, ProviderRequest, ProviderYield } from './provider.ts';
 import { streamCompletion, type UpstreamEndpoint } from './upstream-call.ts';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.ts';
@@ -87,9 +88,8 @@ export function backoffMs(attempt: number, baseMs: number): number {
  */
 function authorizationOf(base: URL, apiKey: string | undefined): { authorization?: string } {
   if (apiKey !== undefined) return { authorization: `Bearer ${apiKey}` };
-  if (!base.username && !base.password) return {};
-  const pair = `${decodeURIComponent(base.username)}:${decodeURIComponent(base.password)}`;
-  return { authorization: `Basic ${Buffer.from(pair, 'utf8').toString('base64')}` };
+  const basic = basicAuthorization(base);
+  return basic === undefined ? {} : { authorization: basic };
 }
 
 /** The chat completions path under the base URL (`http://host/v1` → `/v1/chat/completions`). */
