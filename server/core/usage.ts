@@ -43,7 +43,7 @@ export async function estimateUsage(messages: readonly ProviderMessage[], reply:
     return undefined;
   }
   const count = (text: string): number => countInPieces(tokenizer, text);
-  // Newest first, and at most PROMPT_BUDGET_CHARS not counted before: a session larger than the
+  // Newest first, and of the earlier messages at most PROMPT_BUDGET_CHARS not counted before: a session larger than the
   // cache would otherwise be counted whole every turn (60 ns a character: 0.3 s at 5 M, every
   // stream of the process held meanwhile). Beyond the budget, older messages are estimated at the
   // rate of those counted.
@@ -55,7 +55,8 @@ export async function estimateUsage(messages: readonly ProviderMessage[], reply:
   for (let i = messages.length - 1; i >= 0; i--) {
     const text = messages[i]!.content;
     promptTokens += TOKENS_PER_MESSAGE;
-    if (!promptCounts.has(text)) {
+    // The newest message is counted whole, whatever its length: the budget is for the history before it.
+    if (i < messages.length - 1 && !promptCounts.has(text)) {
       if (fresh + text.length > PROMPT_BUDGET_CHARS) {
         skippedChars += text.length;
         continue;
