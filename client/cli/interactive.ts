@@ -5,7 +5,7 @@ import { EXIT, type ExitCode } from './exit-codes.ts';
 import { historyText, outcomeLine, styleFor, transportLabel } from './format.ts';
 import { CONNECT_TIMEOUT_MS, exitCodeFor } from './one-shot.ts';
 import { runReply } from './reply.ts';
-import { textFor } from './terminal-text.ts';
+import { replyTextFor, textFor } from './terminal-text.ts';
 
 const PROMPT = 'you> ';
 
@@ -88,17 +88,21 @@ export async function runInteractive(options: CliOptions): Promise<ExitCode> {
       else if (line !== '') {
         current = new AbortController();
         conn.watch.replying = true;
+        const replyText = replyTextFor(stdout);
+        const write = (text: string): void => {
+          if (text.length === 0) return;
+          stdout.write(text);
+          midLine = !text.endsWith('\n');
+        };
         const outcome = await runReply(
           conn.client,
           { message: line, sessionId, signal: current.signal },
           {
-            text: (delta) => {
-              stdout.write(show(delta));
-              midLine = !delta.endsWith('\n');
-            },
+            text: (delta) => write(replyText.show(delta)),
             connection: (state) => (state === 'lost' ? conn.watch.lost() : conn.watch.back()),
           },
         );
+        write(replyText.end());
         if (midLine) stdout.write('\n');
         midLine = false;
         conn.watch.replying = false;

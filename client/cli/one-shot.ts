@@ -3,7 +3,7 @@ import { connect, newSessionId, preflight } from './connection.ts';
 import { EXIT, type ExitCode } from './exit-codes.ts';
 import { outcomeLine, styleFor, transportLabel } from './format.ts';
 import { runReply, type ReplyOutcome } from './reply.ts';
-import { textFor } from './terminal-text.ts';
+import { replyTextFor, textFor } from './terminal-text.ts';
 
 export const CONNECT_TIMEOUT_MS = 10_000;
 /** One-shot mode gives up on a reply whose connection stays lost this long. */
@@ -28,7 +28,7 @@ export function exitCodeFor(outcome: ReplyOutcome): ExitCode {
 export async function runOneShot(options: CliOptions & { readonly message: string }): Promise<ExitCode> {
   const { stdout, stderr } = process;
   const style = styleFor(stderr, process.env);
-  const show = textFor(stdout);
+  const replyText = replyTextFor(stdout);
   const showErr = textFor(stderr);
   const sessionId = options.session ?? newSessionId();
   const conn = connect(options);
@@ -61,12 +61,12 @@ export async function runOneShot(options: CliOptions & { readonly message: strin
       {
         text: (delta) => {
           wrote = true;
-          if (!stdout.destroyed) stdout.write(show(delta));
+          if (!stdout.destroyed) stdout.write(replyText.show(delta));
         },
         connection: (state) => (state === 'lost' ? conn.watch.lost() : conn.watch.back()),
       },
     );
-    if (wrote && !stdout.destroyed) stdout.write('\n');
+    if (wrote && !stdout.destroyed) stdout.write(`${replyText.end()}\n`);
     if (outcome.kind === 'cancelled' && outcome.by === 'user' && stdout.destroyed) return EXIT.interrupted;
     if (outcome.kind !== 'complete') stderr.write(`sluice-chat: ${showErr(outcomeLine(outcome))}\n`);
     else if (!options.quiet) stderr.write(style.dim(`(${showErr(outcomeLine(outcome))})`) + '\n');

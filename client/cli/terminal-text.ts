@@ -25,3 +25,40 @@ export function showControls(text: string): string {
 export function textFor(stream: NodeJS.WriteStream): (text: string) => string {
   return stream.isTTY === true ? showControls : (text) => text;
 }
+
+/** A reply's text as it streams, shown delta by delta (see textFor). */
+export interface ReplyText {
+  /** What to write for the next delta. */
+  show(delta: string): string;
+  /** What is left to write once the reply is over. */
+  end(): string;
+}
+
+/**
+ * textFor for a streamed reply: a CRLF the stream split between two deltas (tokenizers have `\r`
+ * and `\n` as tokens of their own) is a line end, as in one delta; a `\r` at a delta's end waits
+ * for the next one to say which it is.
+ */
+export function replyTextFor(stream: NodeJS.WriteStream): ReplyText {
+  if (stream.isTTY !== true) return { show: (delta) => delta, end: () => '' };
+  let held = false;
+  return {
+    show(delta) {
+      let text = delta;
+      if (held) {
+        held = false;
+        if (!text.startsWith('\n')) text = `\r${text}`;
+      }
+      if (text.endsWith('\r')) {
+        held = true;
+        text = text.slice(0, -1);
+      }
+      return showControls(text);
+    },
+    end() {
+      const rest = held ? showControls('\r') : '';
+      held = false;
+      return rest;
+    },
+  };
+}
