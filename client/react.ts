@@ -21,7 +21,7 @@ export interface ChatStream {
   readonly status: 'loading' | 'ready' | 'streaming' | 'error';
   /** Why the last call failed (a refused message, an unreachable server); undefined after a success. */
   readonly error: Error | undefined;
-  /** Sends a message (ignored while a reply streams). */
+  /** Sends a message (ignored while a reply streams; while the history loads, sent once it has). */
   readonly send: (message: string) => void;
   /**
    * Stops the streaming reply: the server cancels it and keeps the partial as `interrupted`. (So
@@ -40,17 +40,29 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
   // The session the state is for now: a turn left behind (another session id, an unmount) ends on
   // the server, and writes nothing more into the state, which is the next session's.
   const shown = useRef<object | undefined>(undefined);
+  // A message sent while the session's history loads (a "new chat" that sends at once) is sent once
+  // it has loaded: the history would otherwise replace the turn under way.
+  const loaded = useRef(false);
+  const queued = useRef<string | undefined>(undefined);
+  const sendNow = useRef<(message: string) => void>(() => undefined);
 
   useEffect(() => {
     const controller = new AbortController();
     shown.current = controller;
+    loaded.current = false;
+    queued.current = undefined;
     setStatus('loading');
     setMessages([]);
     client.chat.history.query({ sessionId }, { signal: controller.signal }).then(
       (history) => {
+        if (controller.signal.aborted) return;
         setMessages(history.messages.map(({ role, content, status: stored }) => ({ role, content, status: stored })));
         setError(undefined);
         setStatus('ready');
+        loaded.current = true;
+        const message = queued.current;
+        queued.current = undefined;
+        if (message !== undefined) sendNow.current(message);
       },
       (cause: unknown) => {
         if (controller.signal.aborted) return;
@@ -68,6 +80,10 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
   const send = useCallback(
     (message: string): void => {
       if (running.current) return;
+      if (!loaded.current) {
+        queued.current ??= message;
+        return;
+      }
       const controller = new AbortController();
       running.current = controller;
       const session = shown.current;
@@ -101,6 +117,7 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
     },
     [client, sessionId],
   );
+  sendNow.current = send;
 
   const stop = useCallback((): void => running.current?.abort(), []);
   return { messages, status, error, send, stop };
