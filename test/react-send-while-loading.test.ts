@@ -6,7 +6,7 @@ import { startServer } from './helpers/server.ts';
 
 describe('useChatStream: a message sent as the session opens (its history still loading) (headless Chromium)', () => {
   it('the turn is shown: the user message and a reply with a role, not overwritten by the history load', async () => {
-    const script = await bundleTestPage('review-s12-send-while-loading.ts');
+    const script = await bundleTestPage('react-send-while-loading.ts');
     const app = await serveOrigin({
       '/': {
         body: '<!doctype html><html><head><script type="module" src="/app.js"></script></head><body><div id="root"></div></body></html>',
