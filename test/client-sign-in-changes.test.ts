@@ -1,24 +1,8 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
-import type { StreamEvent } from '../shared/index.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { streamChat } from '../client/index.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
+import { chatClient, collect } from './helpers/chat-clients.ts';
 import { startServer } from './helpers/server.ts';
-
-const clients: ChatClient[] = [];
-function client(options: Parameters<typeof createChatClient>[0]): ChatClient {
-  const c = createChatClient(options);
-  clients.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) await closeChatClient(c);
-});
-
-async function collect(iterable: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
-  const events: StreamEvent[] = [];
-  for await (const event of iterable) events.push(event);
-  return events;
-}
 
 // The README's React section: "the client is your app's, made once", with
 // `getToken: () => auth.currentToken()`. In a single-page app the signed-in user changes under it.
@@ -27,7 +11,7 @@ describe('an app whose users sign out and in, with one client made once', () => 
     const idp = await startIdentityProvider();
     const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
     let signedIn: string | undefined = 'alice';
-    const c = client({ url, transport, getToken: async () => (signedIn ? idp.token(signedIn) : undefined) });
+    const c = chatClient({ url, transport, getToken: async () => (signedIn ? idp.token(signedIn) : undefined) });
     expect((await collect(streamChat(c, { message: 'alice private question', sessionId: 'chat-1' }))).at(-1)?.type).toBe('done');
 
     signedIn = undefined;
@@ -40,7 +24,7 @@ describe('an app whose users sign out and in, with one client made once', () => 
       const idp = await startIdentityProvider();
       const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
       let signedIn = 'alice';
-      const c = client({ url, transport, getToken: async () => idp.token(signedIn) });
+      const c = chatClient({ url, transport, getToken: async () => idp.token(signedIn) });
       expect((await collect(streamChat(c, { message: 'alice private question', sessionId: 'chat-1' }))).at(-1)?.type).toBe('done');
 
       // Bob signs in on the same page (alice signed out, or an account switcher).
@@ -50,7 +34,7 @@ describe('an app whose users sign out and in, with one client made once', () => 
       expect(bobsView.messages.map((m) => m.content).filter((_, i) => i % 2 === 0)).toEqual(['bob question']);
 
       // Seen by alice's own fresh client, her session holds only her turn.
-      const alice = client({ url, transport, getToken: async () => idp.token('alice') });
+      const alice = chatClient({ url, transport, getToken: async () => idp.token('alice') });
       const alicesView = await alice.chat.history.query({ sessionId: 'chat-1' });
       expect(alicesView.messages.map((m) => m.content).filter((_, i) => i % 2 === 0)).toEqual(['alice private question']);
     },
@@ -63,7 +47,7 @@ describe('a getToken that throws (the refresh failed: the session at the identit
     async (transport) => {
       const idp = await startIdentityProvider();
       const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
-      const c = client({
+      const c = chatClient({
         url,
         transport,
         getToken: async () => {

@@ -1,18 +1,9 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { streamChat } from '../client/index.ts';
 import type { StreamEvent } from '../shared/index.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
+import { chatClient } from './helpers/chat-clients.ts';
 import { startServer } from './helpers/server.ts';
-
-const clients: ChatClient[] = [];
-function client(options: Parameters<typeof createChatClient>[0]): ChatClient {
-  const c = createChatClient(options);
-  clients.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) await closeChatClient(c);
-});
 
 function settle<T>(promise: Promise<T>): { outcome: () => string } {
   let outcome = 'pending';
@@ -31,7 +22,7 @@ describe('WebSocket identity check with a getToken that takes a moment (a refres
     async (transport) => {
       const idp = await startIdentityProvider();
       const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
-      const c = client({ url, transport, getToken: async () => (await delay(300), idp.token('alice')) });
+      const c = chatClient({ url, transport, getToken: async () => (await delay(300), idp.token('alice')) });
       const call = settle(c.chat.history.query({ sessionId: 'chat-1' }));
       await vi.waitFor(() => expect(call.outcome()).not.toBe('pending'), { timeout: 5_000, interval: 50 });
       expect(call.outcome()).toBe('resolved');
@@ -44,7 +35,7 @@ describe('WebSocket identity check with a getToken that takes a moment (a refres
     const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
     let signedIn = 'alice';
     let slow = false;
-    const c = client({ url, transport: 'ws', getToken: async () => (slow && (await delay(300)), idp.token(signedIn)) });
+    const c = chatClient({ url, transport: 'ws', getToken: async () => (slow && (await delay(300)), idp.token(signedIn)) });
     await c.chat.history.query({ sessionId: 'chat-1' });
     signedIn = 'bob';
     slow = true;
@@ -60,7 +51,7 @@ describe('WebSocket identity check with AUTH_JWT_OWNER_CLAIM (the user is named 
     const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl, AUTH_JWT_OWNER_CLAIM: 'uid' });
     let signedIn = 'alice';
     // A backend-for-frontend's tokens: sub names the app, uid the user (AUTH_JWT_OWNER_CLAIM=uid).
-    const c = client({ url, transport: 'ws', getToken: () => idp.token('web-app', { claims: { uid: signedIn } }) });
+    const c = chatClient({ url, transport: 'ws', getToken: () => idp.token('web-app', { claims: { uid: signedIn } }) });
     const events: StreamEvent[] = [];
     for await (const event of streamChat(c, { message: 'alice private question', sessionId: 'chat-1' })) events.push(event);
     expect(events.at(-1)?.type).toBe('done');
@@ -85,7 +76,7 @@ describe('WebSocket identity check with tokens that do not carry sub', () => {
     }
     // Each getToken gives a refreshed token (a new jti, as providers mint them) of the same user.
     let n = 0;
-    const c = client({
+    const c = chatClient({
       url,
       transport: 'ws',
       WebSocket: Counting,

@@ -1,23 +1,7 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { closeChatClient, createChatClient, streamChat, type ChatClient } from '../client/index.ts';
-import type { StreamEvent } from '../shared/index.ts';
+import { describe, expect, it, vi } from 'vitest';
+import { streamChat } from '../client/index.ts';
+import { chatClient, collect } from './helpers/chat-clients.ts';
 import { startServer } from './helpers/server.ts';
-
-const clients: ChatClient[] = [];
-function client(options: Parameters<typeof createChatClient>[0]): ChatClient {
-  const c = createChatClient(options);
-  clients.push(c);
-  return c;
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) await closeChatClient(c);
-});
-
-async function collect(iterable: AsyncIterable<StreamEvent>): Promise<StreamEvent[]> {
-  const events: StreamEvent[] = [];
-  for await (const event of iterable) events.push(event);
-  return events;
-}
 
 const KEY = 'k-alice-0123456789';
 
@@ -36,10 +20,10 @@ describe('a refusal before tRPC reads the call reaches a tRPC client typed', () 
     "over %s, a second connection past MAX_WS_CONNECTIONS_PER_KEY (the user's second tab) is refused as rate_limited, not 'Unknown error' nor 'server could not be reached'",
     async (transport) => {
       const { url } = await startServer({ API_KEYS: KEY, MAX_WS_CONNECTIONS_PER_KEY: 1 });
-      const first = client({ url, transport, apiKey: KEY });
+      const first = chatClient({ url, transport, apiKey: KEY });
       await first.chat.history.query({ sessionId: 's' });
 
-      const second = client({ url, transport, apiKey: KEY });
+      const second = chatClient({ url, transport, apiKey: KEY });
       const query = watch(second.chat.history.query({ sessionId: 's' }));
       await vi.waitFor(() => expect(query.outcome).not.toBe('pending'), { timeout: 10_000, interval: 50 });
       expect(query.outcome).toBe('rate_limited: Too many WebSocket connections for this key (limit 1)');
@@ -57,7 +41,7 @@ describe('a refusal before tRPC reads the call reaches a tRPC client typed', () 
       const server = await startServer({ ALLOWED_HOSTS: 'chat.example.com' });
       // The same server by a name it was not told about (a proxy's, a new domain).
       const url = server.url.replace('127.0.0.1', 'localhost');
-      const c = client({ url, transport });
+      const c = chatClient({ url, transport });
       const query = watch(c.chat.history.query({ sessionId: 's' }));
       await vi.waitFor(() => expect(query.outcome).not.toBe('pending'), { timeout: 10_000, interval: 50 });
       expect(query.outcome).toMatch(/^forbidden: The host localhost is not allowed/);
