@@ -174,16 +174,16 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   // connection closes, before one is replaced to renew it), not once it is open: the server gives a
   // connection WS_AUTH_TIMEOUT_MS to show it, which a slow getToken would otherwise spend.
   let prefetched: Promise<Record<string, string>> | undefined;
-  // A credential being asked for: calls made meanwhile (a burst, a call as its connection opens)
-  // take its answer rather than ask getToken again.
+  // A credential asked for in this same run of code: calls made together (a burst, a call made as
+  // its client is) share its answer. Never one asked before: the user may have switched since, and a
+  // call made after the switch must not be sent with the previous user's token.
   let asking: Promise<Record<string, string>> | undefined;
   const ask = (c: Credentials): Promise<Record<string, string>> => {
     const params = c.params();
     asking = params;
-    const done = (): void => {
+    queueMicrotask(() => {
       if (asking === params) asking = undefined;
-    };
-    params.then(done, done);
+    });
     return params;
   };
   const prefetch = (): void => {
@@ -232,8 +232,6 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       : {}),
     keepAlive: { enabled: true, intervalMs: 10_000, pongTimeoutMs: 5_000 },
     onOpen: () => {
-      // tRPC calls this before it counts the connection open (its `state`): the waiters look after.
-      setTimeout(wakeOpenWaiters, 0);
       if (decided === 'pending') decide('ws');
       else if (renewals > 0) renewals--;
       else if (decided === 'ws') options.onTransport?.('ws');

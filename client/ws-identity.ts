@@ -58,17 +58,13 @@ export function sameIdentity(ws: TRPCLink<AppRouter>, c: ConnectionIdentity): TR
         const send = async (): Promise<void> => {
           const wanted = identityOf((await c.current()).token);
           // A connection opened for someone else (a credential asked for before the switch) is
-          // replaced, and the call waits for the replacement, whose credential is asked for after
-          // the switch; one still opening is looked at once it is open. Past a few looks (a server
-          // that keeps refusing), the call goes to tRPC, which holds it for the next connection.
-          for (let look = 0; look < 3 && !stopped; look++) {
+          // replaced, and the call waits until one opened for the user signed in now is open; one
+          // still opening is looked at once it is open. Past a few looks (a server that keeps
+          // refusing), the call goes to tRPC, which holds it for the next connection.
+          for (let look = 0; look < 4 && !stopped; look++) {
             const opened = c.openedFor();
             if (opened === wanted) break;
-            if (opened !== undefined) {
-              c.renew();
-              await c.nextOpen();
-              break;
-            }
+            if (opened !== undefined) c.renew();
             await c.nextOpen();
           }
           if (!stopped) inner = viaWs({ op, next }).subscribe(observer);

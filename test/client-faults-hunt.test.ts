@@ -69,7 +69,14 @@ describe('ws-refusals: a refused replacement connection while the old one still 
 
   it('over ws with MAX_WS_CONNECTIONS_PER_KEY=1, a reply whose connection went half-open resumes once the server lets the dead connection go', async () => {
     // The server notices a dead peer within WS_PING_MS + WS_PONG_WAIT_MS (here 1.5 s); the reply waits for 5 s.
-    const server = await startServer({ API_KEYS: KEY, MAX_WS_CONNECTIONS_PER_KEY: 1, SIM_DELAY_MS: 40, RESUME_GRACE_MS: 5_000, WS_PING_MS: 500, WS_PONG_WAIT_MS: 1_000 });
+    const server = await startServer({
+      API_KEYS: KEY,
+      MAX_WS_CONNECTIONS_PER_KEY: 1,
+      SIM_DELAY_MS: 40,
+      RESUME_GRACE_MS: 5_000,
+      WS_PING_MS: 500,
+      WS_PONG_WAIT_MS: 1_000,
+    });
     const proxy = await startHalfOpenProxy(server.url);
     try {
       const c = chatClient({ url: proxy.url, transport: 'ws', apiKey: KEY });
@@ -87,38 +94,44 @@ describe('ws-refusals: a refused replacement connection while the old one still 
 });
 
 describe('ws-identity: a call made just after a user switch, while a token asked for before it is still coming', () => {
-  it.each(['ws', 'auto'] as const)("over %s, bob's first message after the switch is not written into alice's session", async (transport) => {
-    const { startIdentityProvider } = await import('./helpers/identity-provider.ts');
-    const { collect } = await import('./helpers/chat-clients.ts');
-    const idp = await startIdentityProvider();
-    const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
-    let signedIn = 'alice';
-    let refreshes = 0;
-    let asked = 0;
-    // A provider SDK's getToken: whose token it is is settled when it is called; the refresh takes a moment.
-    const getToken = async (): Promise<string> => {
-      const user = signedIn;
-      asked++;
-      const token = await idp.token(user);
-      await new Promise<void>((resolve) => setTimeout(resolve, 200));
-      refreshes++;
-      return token;
-    };
-    const c = chatClient({ url, transport, getToken });
-    expect((await collect(streamChat(c, { message: 'alice private question', sessionId: 'chat-1' }))).at(-1)?.type).toBe('done');
+  it.each(['ws', 'auto'] as const)(
+    "over %s, bob's first message after the switch is not written into alice's session",
+    async (transport) => {
+      const { startIdentityProvider } = await import('./helpers/identity-provider.ts');
+      const { collect } = await import('./helpers/chat-clients.ts');
+      const idp = await startIdentityProvider();
+      const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
+      let signedIn = 'alice';
+      let refreshes = 0;
+      let asked = 0;
+      // A provider SDK's getToken: whose token it is is settled when it is called; the refresh takes a moment.
+      const getToken = async (): Promise<string> => {
+        const user = signedIn;
+        asked++;
+        const token = await idp.token(user);
+        await new Promise<void>((resolve) => setTimeout(resolve, 200));
+        refreshes++;
+        return token;
+      };
+      const c = chatClient({ url, transport, getToken });
+      expect((await collect(streamChat(c, { message: 'alice private question', sessionId: 'chat-1' }))).at(-1)?.type).toBe('done');
 
-    // Alice's page reads her history (its getToken call under way) as she switches to bob's account.
-    const before = refreshes;
-    const askedBefore = asked;
-    const aliceRead = c.chat.history.query({ sessionId: 'chat-1' });
-    await vi.waitFor(() => expect(asked).toBeGreaterThan(askedBefore), { interval: 1 });
-    signedIn = 'bob';
-    const bobs = collect(streamChat(c, { message: 'bob question', sessionId: 'chat-1' }));
-    await Promise.all([aliceRead, bobs]);
-    expect(refreshes).toBeGreaterThan(before);
+      // Alice's page reads her history (its getToken call under way) as she switches to bob's account.
+      const before = refreshes;
+      const askedBefore = asked;
+      const aliceRead = c.chat.history.query({ sessionId: 'chat-1' });
+      await vi.waitFor(() => expect(asked).toBeGreaterThan(askedBefore), { interval: 1 });
+      signedIn = 'bob';
+      const bobs = collect(streamChat(c, { message: 'bob question', sessionId: 'chat-1' }));
+      // Alice's read may be cut with her connection (she has signed out); Bob's reply comes whole.
+      await aliceRead.catch(() => undefined);
+      expect((await bobs).at(-1)?.type).toBe('done');
+      expect(refreshes).toBeGreaterThan(before);
 
-    const alice = chatClient({ url, transport, getToken: () => idp.token('alice') });
-    const alicesView = await alice.chat.history.query({ sessionId: 'chat-1' });
-    expect(alicesView.messages.filter((m) => m.role === 'user').map((m) => m.content)).toEqual(['alice private question']);
-  }, 30_000);
+      const alice = chatClient({ url, transport, getToken: () => idp.token('alice') });
+      const alicesView = await alice.chat.history.query({ sessionId: 'chat-1' });
+      expect(alicesView.messages.filter((m) => m.role === 'user').map((m) => m.content)).toEqual(['alice private question']);
+    },
+    30_000,
+  );
 });
