@@ -39,7 +39,10 @@ async function startHalfOpenProxy(targetUrl: string): Promise<{ url: string; aba
       }
     },
     close: () => {
-      for (const [client, upstream] of pairs) (client.destroy(), upstream.destroy());
+      for (const [client, upstream] of pairs) {
+        client.destroy();
+        upstream.destroy();
+      }
       server.close();
     },
   };
