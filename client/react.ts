@@ -68,6 +68,10 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
         if (controller.signal.aborted) return;
         setError(asError(cause));
         setStatus('error');
+        // The load is over: a message sent from now on goes at once (the server may be back), and
+        // one sent while it loaded is not kept for a load that will not come.
+        loaded.current = true;
+        queued.current = undefined;
       },
     );
     return () => {
