@@ -8,8 +8,12 @@ import type { AppRouter } from '../shared/app-router.ts';
 // call the client asks for the credential, as HTTP and SSE do with each request, and a connection
 // opened for someone else is replaced first.
 
-/** Claims that change when a provider refreshes a token of the same user. */
-const REFRESHED = new Set(['iat', 'exp', 'nbf', 'jti', 'auth_time', 'nonce', 'at_hash', 'c_hash', 'uti', 'rh']);
+/**
+ * Claims that change when a provider refreshes a token of the same user: the standard ones, and
+ * those of common providers (Clerk's `fva`, Microsoft Entra's `aio`, `uti`, `rh`, Cognito's
+ * `event_id`, `origin_jti`). One not here costs a reconnection at a refresh, never another user's call.
+ */
+const REFRESHED = new Set(['iat', 'exp', 'nbf', 'jti', 'auth_time', 'nonce', 'at_hash', 'c_hash', 'fva', 'aio', 'uti', 'rh', 'event_id', 'origin_jti']);
 
 /**
  * Who a token names: a JWT's claims but those a refresh changes (read, not verified: the server
