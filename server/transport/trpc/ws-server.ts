@@ -167,7 +167,15 @@ export function createTrpcWsServer(o: TrpcWsServerOptions): TrpcWsServer {
 
   return {
     handleUpgrade: (req, socket, head) => wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req)),
-    notifyReconnect: () => wss.clients.forEach((client) => handler.notifyReconnect(client)),
+    notifyReconnect: () =>
+      wss.clients.forEach((client) => {
+        // A connection told to go (a drain) gives up its place in MAX_WS_CONNECTIONS_PER_KEY: its
+        // client opens the replacement first, and lets it go once the replacement is open.
+        const slot = slots.get(client);
+        slots.delete(client);
+        void slot?.release();
+        handler.notifyReconnect(client);
+      }),
     recheckCredentials: () => signIns.recheck(),
     close: async () => {
       for (const client of wss.clients) client.close(1012, 'server restarting');
