@@ -6,8 +6,8 @@ import type { AppRouter } from '../shared/app-router.ts';
 // A server that refuses a WebSocket connection (past MAX_WS_CONNECTIONS_PER_KEY, say) says why in
 // an error with `id: null`, then closes it; tRPC's wsClient reads no call's answer in it, and
 // reconnects, so the calls waiting on the connection never learn why (a query pends, a stream is
-// told the server could not be reached). The calls in flight are failed with that error, typed as
-// every other refusal (`data.sluiceCode`).
+// told the server could not be reached). The calls sent and not answered yet are failed with that
+// error, typed as every other refusal (`data.sluiceCode`).
 
 type AnyObserver = Observer<never, TRPCClientError<AppRouter>>;
 
@@ -52,8 +52,9 @@ export class ConnectionRefusals {
           this.#waiting.add(waiting);
           const inner: Unsubscribable = viaWs({ op, next }).subscribe({
             next: (value) => {
-              // A query's or mutation's answer ends its wait; a subscription waits on for as long as it runs.
-              if (op.type !== 'subscription') this.#waiting.delete(waiting);
+              // A call answered once was accepted: a later refusal (of a reconnection, on another
+              // socket) is not about it; a subscription resumes, or ends, by its own events.
+              this.#waiting.delete(waiting);
               observer.next(value);
             },
             error: (error) => {
