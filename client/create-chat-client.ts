@@ -18,6 +18,7 @@ import { within } from '../shared/within.ts';
 import { withBatchLimit } from './ws-batches.ts';
 import { identityOf, sameIdentity } from './ws-identity.ts';
 import { ConnectionRefusals } from './ws-refusals.ts';
+import { resumeRefusedStreams } from './resume-refused.ts';
 
 export type Transport = 'ws' | 'sse' | 'auto';
 export type ChatClient = TRPCClient<AppRouter>;
@@ -274,10 +275,11 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
 
   const links: TRPCLink<AppRouter>[] =
     transport === 'ws'
-      ? [calls.link, ...retryWithFreshToken(options, renewConnection), wsLinks]
+      ? [calls.link, ...retryWithFreshToken(options, renewConnection), ...resumeRefusedStreams(), wsLinks]
       : [
           calls.link,
           ...retryWithFreshToken(options, renewConnection),
+          ...resumeRefusedStreams(),
           (runtime) => {
             const viaWs = wsLinks(runtime);
             const viaHttp = httpLinks(runtime);

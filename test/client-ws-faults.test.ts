@@ -3,6 +3,50 @@ import { streamChat } from '../client/index.ts';
 import type { StreamEvent } from '../shared/index.ts';
 import { chatClient } from './helpers/chat-clients.ts';
 import { startServer } from './helpers/server.ts';
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy whose abandon() cuts the client's side of every connection and leaves the server's
+ * side open and silent: the server still holds the connection (as after a phone's network change,
+ * or a NAT that forgot it) until its keep-alive gives up on it.
+ */
+async function startHalfOpenProxy(targetUrl: string): Promise<{ url: string; abandon(): void; close(): void }> {
+  const target = new URL(targetUrl);
+  const pairs = new Set<[Socket, Socket]>();
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    const pair: [Socket, Socket] = [client, upstream];
+    pairs.add(pair);
+    client.on('data', (chunk: Buffer) => upstream.write(chunk));
+    upstream.on('data', (chunk: Buffer) => client.writable && client.write(chunk));
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+    upstream.on('close', () => client.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    abandon: () => {
+      for (const pair of pairs) {
+        pairs.delete(pair);
+        const [client, upstream] = pair;
+        client.removeAllListeners('data');
+        upstream.removeAllListeners('data');
+        upstream.removeAllListeners('close');
+        client.destroy();
+      }
+    },
+    close: () => {
+      for (const [client, upstream] of pairs) {
+        client.destroy();
+        upstream.destroy();
+      }
+      server.close();
+    },
+  };
+}
 
 const KEY = 'k-alice-0123456789';
 
@@ -25,6 +69,31 @@ describe('ws-refusals: a refused replacement connection while the old one still 
     },
     30_000,
   );
+
+  it('over ws with MAX_WS_CONNECTIONS_PER_KEY=1, a reply whose connection went half-open resumes once the server lets the dead connection go', async () => {
+    // The server notices a dead peer within WS_PING_MS + WS_PONG_WAIT_MS (here 1.5 s); the reply waits for 5 s.
+    const server = await startServer({
+      API_KEYS: KEY,
+      MAX_WS_CONNECTIONS_PER_KEY: 1,
+      SIM_DELAY_MS: 40,
+      RESUME_GRACE_MS: 5_000,
+      WS_PING_MS: 500,
+      WS_PONG_WAIT_MS: 1_000,
+    });
+    const proxy = await startHalfOpenProxy(server.url);
+    try {
+      const c = chatClient({ url: proxy.url, transport: 'ws', apiKey: KEY });
+      const events: StreamEvent[] = [];
+      for await (const event of streamChat(c, { message: 'explain caching', sessionId: 's' })) {
+        events.push(event);
+        if (events.length === 3) proxy.abandon();
+      }
+      const last = events.at(-1)!;
+      expect(last.type === 'error' ? `${last.code}: ${last.message}` : last.type).toBe('done');
+    } finally {
+      proxy.close();
+    }
+  }, 30_000);
 });
 
 describe('ws-identity: a call made just after a user switch, while a token asked for before it is still coming', () => {

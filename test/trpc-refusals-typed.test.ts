@@ -20,10 +20,11 @@ describe('a refusal before tRPC reads the call reaches a tRPC client typed', () 
     "over %s, a second connection past MAX_WS_CONNECTIONS_PER_KEY (the user's second tab) is refused as rate_limited, not 'Unknown error' nor 'server could not be reached'",
     async (transport) => {
       const { url } = await startServer({ API_KEYS: KEY, MAX_WS_CONNECTIONS_PER_KEY: 1 });
-      const first = chatClient({ url, transport, apiKey: KEY });
+      // 'auto' must decide for WebSocket even on a busy machine (its default 3 s would fall back to SSE).
+      const first = chatClient({ url, transport, apiKey: KEY, wsConnectTimeoutMs: 15_000 });
       await first.chat.history.query({ sessionId: 's' });
 
-      const second = chatClient({ url, transport, apiKey: KEY });
+      const second = chatClient({ url, transport, apiKey: KEY, wsConnectTimeoutMs: 15_000 });
       const query = watch(second.chat.history.query({ sessionId: 's' }));
       await vi.waitFor(() => expect(query.outcome).not.toBe('pending'), { timeout: 10_000, interval: 50 });
       expect(query.outcome).toBe('rate_limited: Too many WebSocket connections for this key (limit 1)');
