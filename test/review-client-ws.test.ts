@@ -2,7 +2,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { streamChat } from '../client/index.ts';
 import type { StreamEvent } from '../shared/index.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
-import { chatClient, collect } from './helpers/chat-clients.ts';
+import { chatClient } from './helpers/chat-clients.ts';
 import { startServer } from './helpers/server.ts';
 
 describe('review: a call whose token was asked for before the switch, answered after it', () => {

@@ -32,9 +32,13 @@ describe('review: useChatStream when a child component sends as the session chan
       .toEqual(['user: complete', 'assistant: complete']);
     await expect.poll(() => page.locator('#status').textContent()).toBe('ready');
     // What the page shows for it: the same two messages, the user's as typed.
-    const shown = await page.locator('#messages li').evaluateAll((items) =>
-      items.map((li) => `${li.getAttribute('data-role')}: ${li.getAttribute('data-status')}${li.getAttribute('data-role') === 'user' ? `: ${li.textContent}` : ''}`),
-    );
+    const shown = await page
+      .locator('#messages li')
+      .evaluateAll((items) =>
+        items.map(
+          (li) => `${li.getAttribute('data-role')}: ${li.getAttribute('data-status')}${li.getAttribute('data-role') === 'user' ? `: ${li.textContent}` : ''}`,
+        ),
+      );
     expect(shown).toEqual(['user: complete: hello there', 'assistant: complete']);
     expect(browser.errors).toEqual([]);
     await browser.close();

@@ -33,12 +33,7 @@ function Chat({ sessionId, draft }: { sessionId: string; draft: string | undefin
 
 function App() {
   const [chat, setChat] = useState<{ sessionId: string; draft: string | undefined }>({ sessionId: 'first', draft: undefined });
-  return h(
-    'div',
-    null,
-    h('button', { id: 'new', onClick: () => setChat({ sessionId: 'second', draft: 'hello there' }) }, 'New chat'),
-    h(Chat, chat),
-  );
+  return h('div', null, h('button', { id: 'new', onClick: () => setChat({ sessionId: 'second', draft: 'hello there' }) }, 'New chat'), h(Chat, chat));
 }
 
 createRoot(document.getElementById('root')!).render(h(App));
