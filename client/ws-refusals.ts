@@ -15,6 +15,8 @@ export class ConnectionRefusals {
   readonly #waiting = new Set<AnyObserver>();
   /** Sockets that have answered a call: an `id: null` error on them is about a frame, not the connection. */
   readonly #accepted = new WeakSet<object>();
+  /** The last refusal, until a connection is accepted: what a call that fails for want of a connection meanwhile is told. */
+  #refusal: TRPCClientError<AppRouter> | undefined;
 
   /** Reads what a socket receives (its `message` listener). */
   observe(socket: object, data: unknown): void {
@@ -28,6 +30,7 @@ export class ConnectionRefusals {
     if (message === null || typeof message !== 'object') return;
     if ('result' in message) {
       this.#accepted.add(socket);
+      this.#refusal = undefined;
       return;
     }
     if (message.id !== null || message.error === undefined) return;
@@ -38,6 +41,7 @@ export class ConnectionRefusals {
       return;
     }
     const error = TRPCClientError.from<AppRouter>({ error: shape } as never);
+    this.#refusal = error;
     for (const observer of [...this.#waiting]) observer.error(error);
     this.#waiting.clear();
   }
@@ -53,13 +57,16 @@ export class ConnectionRefusals {
           const inner: Unsubscribable = viaWs({ op, next }).subscribe({
             next: (value) => {
               // A call answered once was accepted: a later refusal (of a reconnection, on another
-              // socket) is not about it; a subscription resumes, or ends, by its own events.
-              this.#waiting.delete(waiting);
+              // socket) is not about it; a subscription resumes, or ends, by its own events. (A
+              // subscription's first value is wsLink's own word on the connection's state: no answer.)
+              if ((value.result as { type?: string }).type !== 'state') this.#waiting.delete(waiting);
               observer.next(value);
             },
             error: (error) => {
               this.#waiting.delete(waiting);
-              observer.error(error);
+              // A failure of the client's own (no server data: the socket closed under the call)
+              // while the connection stands refused is that refusal.
+              observer.error(error.data === undefined && this.#refusal ? this.#refusal : error);
             },
             complete: () => {
               this.#waiting.delete(waiting);
