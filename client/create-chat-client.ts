@@ -269,7 +269,19 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
             return connection?.state === 'open' ? (identities.get(connection.ws) ?? '') : undefined;
           },
           renew: renewConnection,
-          nextOpen: () => (closing ? Promise.resolve() : new Promise<void>((resolve) => openWaiters.push(resolve))),
+          nextOpen: () => {
+            if (closing) return { opened: Promise.resolve(), cancel: () => undefined };
+            let wake!: () => void;
+            const opened = new Promise<void>((resolve) => (wake = resolve));
+            openWaiters.push(wake);
+            return {
+              opened,
+              cancel: () => {
+                openWaiters = openWaiters.filter((w) => w !== wake);
+                wake();
+              },
+            };
+          },
         })
       : wsOnly;
 
@@ -287,11 +299,21 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
               observable((observer) => {
                 let inner: Unsubscribable | undefined;
                 let stopped = false;
+                // A call aborted before the decision ends at once, as the links after it would end it.
+                const onAbort = (): void => {
+                  if (stopped || inner) return;
+                  stopped = true;
+                  observer.complete();
+                };
+                op.signal?.addEventListener('abort', onAbort, { once: true });
                 void decision.then((t) => {
-                  if (!stopped) inner = (t === 'ws' ? viaWs : viaHttp)({ op, next }).subscribe(observer);
+                  if (stopped || op.signal?.aborted) return onAbort();
+                  op.signal?.removeEventListener('abort', onAbort);
+                  inner = (t === 'ws' ? viaWs : viaHttp)({ op, next }).subscribe(observer);
                 });
                 return () => {
                   stopped = true;
+                  op.signal?.removeEventListener('abort', onAbort);
                   inner?.unsubscribe();
                 };
               });

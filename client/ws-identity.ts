@@ -47,8 +47,11 @@ export interface ConnectionIdentity {
   readonly openedFor: () => string | undefined;
   /** Replaces the open connection by one opened with a credential asked for anew. */
   readonly renew: () => void;
-  /** Resolves once the connection opening now (or next) is open, its credential shown (or the client closes). */
-  readonly nextOpen: () => Promise<void>;
+  /**
+   * Resolves once the connection opening now (or next) is open, its credential shown (or the client
+   * closes); `cancel` lets go of the wait (a call aborted meanwhile).
+   */
+  readonly nextOpen: () => { readonly opened: Promise<void>; readonly cancel: () => void };
 }
 
 /** Sends each call over a connection opened for the user signed in now; getToken's failure fails the call. */
@@ -59,6 +62,23 @@ export function sameIdentity(ws: TRPCLink<AppRouter>, c: ConnectionIdentity): TR
       observable((observer) => {
         let inner: Unsubscribable | undefined;
         let stopped = false;
+        let waiting: (() => void) | undefined;
+        const stop = (): void => {
+          stopped = true;
+          waiting?.();
+          inner?.unsubscribe();
+        };
+        // As wsLink ends a call whose signal aborts: at once, whatever it waits for.
+        const onAbort = (): void => {
+          if (stopped) return;
+          stop();
+          observer.complete();
+        };
+        if (op.signal?.aborted) {
+          onAbort();
+          return () => undefined;
+        }
+        op.signal?.addEventListener('abort', onAbort, { once: true });
         const send = async (): Promise<void> => {
           const wanted = identityOf((await c.current()).token);
           // A connection opened for someone else (a credential asked for before the switch) is
@@ -69,7 +89,10 @@ export function sameIdentity(ws: TRPCLink<AppRouter>, c: ConnectionIdentity): TR
             const opened = c.openedFor();
             if (opened === wanted) break;
             if (opened !== undefined) c.renew();
-            await c.nextOpen();
+            const wait = c.nextOpen();
+            waiting = wait.cancel;
+            await wait.opened;
+            waiting = undefined;
           }
           if (!stopped) inner = viaWs({ op, next }).subscribe(observer);
         };
@@ -77,8 +100,8 @@ export function sameIdentity(ws: TRPCLink<AppRouter>, c: ConnectionIdentity): TR
           if (!stopped) observer.error(TRPCClientError.from(error instanceof Error ? error : new Error(String(error))));
         });
         return () => {
-          stopped = true;
-          inner?.unsubscribe();
+          op.signal?.removeEventListener('abort', onAbort);
+          stop();
         };
       });
   };
