@@ -179,8 +179,13 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   // its client is) share its answer. Never one asked before: the user may have switched since, and a
   // call made after the switch must not be sent with the previous user's token.
   let asking: Promise<Record<string, string>> | undefined;
+  // Asks in the order they were made: a connection tells which user was signed in when its
+  // credential was asked for, and a call asked for earlier must not replace it (see ws-identity.ts).
+  let asks = 0;
+  const orderOf = new WeakMap<Promise<Record<string, string>>, number>();
   const ask = (c: Credentials): Promise<Record<string, string>> => {
     const params = c.params();
+    orderOf.set(params, ++asks);
     asking = params;
     queueMicrotask(() => {
       if (asking === params) asking = undefined;
@@ -194,7 +199,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   };
   prefetch();
   // Whom each socket was given the credential of, and the socket being opened (tRPC opens one at a time).
-  const identities = new WeakMap<WebSocket, string>();
+  const identities = new WeakMap<WebSocket, { readonly identity: string; readonly order: number }>();
   let opening: WebSocket | undefined;
   let openWaiters: Array<() => void> = [];
   const wakeOpenWaiters = (): void => {
@@ -221,9 +226,10 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
           connectionParams: () => {
             const socket = opening;
             const params = prefetched ?? ask(credentials);
+            const order = orderOf.get(params) ?? 0;
             prefetched = undefined;
             return params.then((p) => {
-              if (socket) identities.set(socket, identityOf(p.token));
+              if (socket) identities.set(socket, { identity: identityOf(p.token), order });
               // tRPC sends them and counts the connection open in the microtasks that follow.
               setTimeout(wakeOpenWaiters, 0);
               return p;
@@ -263,10 +269,13 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const wsLinks: TRPCLink<AppRouter> =
     credentials && options.getToken
       ? sameIdentity(wsOnly, {
-          current: () => asking ?? ask(credentials),
+          current: () => {
+            const params = asking ?? ask(credentials);
+            return { params, order: orderOf.get(params) ?? 0 };
+          },
           openedFor: () => {
             const connection = wsClient.connection;
-            return connection?.state === 'open' ? (identities.get(connection.ws) ?? '') : undefined;
+            return connection?.state === 'open' ? (identities.get(connection.ws) ?? { identity: '', order: 0 }) : undefined;
           },
           renew: renewConnection,
           nextOpen: () => {

@@ -1,6 +1,7 @@
 import { TRPCClientError, type TRPCLink } from '@trpc/client';
 import { observable, type Unsubscribable } from '@trpc/server/observable';
 import type { AppRouter } from '../shared/app-router.ts';
+import { clientRefusal } from './refusal.ts';
 
 // Over WebSocket the credential goes with the connection, not with each call: in an app whose user
 // signs out, or whose account switcher signs another in, a client made once (as the README shows)
@@ -41,10 +42,10 @@ export function identityOf(token: string | undefined): string {
 }
 
 export interface ConnectionIdentity {
-  /** The credential of the user signed in now (connection params). */
-  readonly current: () => Promise<Record<string, string>>;
-  /** Whom the open connection was given the credential of; undefined while none is open. */
-  readonly openedFor: () => string | undefined;
+  /** The credential of the user signed in now (connection params), and the order it was asked for in. */
+  readonly current: () => { readonly params: Promise<Record<string, string>>; readonly order: number };
+  /** Whom the open connection was given the credential of, asked for when; undefined while none is open. */
+  readonly openedFor: () => { readonly identity: string; readonly order: number } | undefined;
   /** Replaces the open connection by one opened with a credential asked for anew. */
   readonly renew: () => void;
   /**
@@ -80,14 +81,22 @@ export function sameIdentity(ws: TRPCLink<AppRouter>, c: ConnectionIdentity): TR
         }
         op.signal?.addEventListener('abort', onAbort, { once: true });
         const send = async (): Promise<void> => {
-          const wanted = identityOf((await c.current()).token);
+          const credential = c.current();
+          const wanted = identityOf((await credential.params).token);
           // A connection opened for someone else (a credential asked for before the switch) is
           // replaced, and the call waits until one opened for the user signed in now is open; one
           // still opening is looked at once it is open. Past a few looks (a server that keeps
           // refusing), the call goes to tRPC, which holds it for the next connection.
           for (let look = 0; look < 4 && !stopped; look++) {
             const opened = c.openedFor();
-            if (opened === wanted) break;
+            if (opened?.identity === wanted) break;
+            // Opened with a credential asked for after this call's: the user changed since the call
+            // was made (a read of the previous user's, answered late). It goes nowhere; the
+            // connection of the user signed in now stays.
+            if (opened !== undefined && opened.order > credential.order) {
+              // Not `unauthorized`: that would have the client renew the connection and try again.
+              throw clientRefusal('cancelled', 'The signed-in user changed while this call was made');
+            }
             if (opened !== undefined) c.renew();
             const wait = c.nextOpen();
             waiting = wait.cancel;
@@ -97,7 +106,8 @@ export function sameIdentity(ws: TRPCLink<AppRouter>, c: ConnectionIdentity): TR
           if (!stopped) inner = viaWs({ op, next }).subscribe(observer);
         };
         send().catch((error: unknown) => {
-          if (!stopped) observer.error(TRPCClientError.from(error instanceof Error ? error : new Error(String(error))));
+          if (stopped) return;
+          observer.error(error instanceof TRPCClientError ? error : TRPCClientError.from(error instanceof Error ? error : new Error(String(error))));
         });
         return () => {
           op.signal?.removeEventListener('abort', onAbort);
