@@ -42,15 +42,17 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
   const shown = useRef<object | undefined>(undefined);
   // A message sent while the session's history loads (a "new chat" that sends at once) is sent once
   // it has loaded: the history would otherwise replace the turn under way.
-  const loaded = useRef(false);
-  const queued = useRef<string | undefined>(undefined);
+  // Both per session: a component's effect can send for the new session before this hook's effect
+  // has run for it (children's effects run first).
+  const loadedFor = useRef<string | undefined>(undefined);
+  const queued = useRef<{ readonly sessionId: string; readonly message: string } | undefined>(undefined);
   const sendNow = useRef<(message: string) => void>(() => undefined);
 
   useEffect(() => {
     const controller = new AbortController();
     shown.current = controller;
-    loaded.current = false;
-    queued.current = undefined;
+    loadedFor.current = undefined;
+    if (queued.current?.sessionId !== sessionId) queued.current = undefined;
     setStatus('loading');
     setMessages([]);
     client.chat.history.query({ sessionId }, { signal: controller.signal }).then(
@@ -59,10 +61,10 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
         setMessages(history.messages.map(({ role, content, status: stored }) => ({ role, content, status: stored })));
         setError(undefined);
         setStatus('ready');
-        loaded.current = true;
-        const message = queued.current;
+        loadedFor.current = sessionId;
+        const waiting = queued.current;
         queued.current = undefined;
-        if (message !== undefined) sendNow.current(message);
+        if (waiting?.sessionId === sessionId) sendNow.current(waiting.message);
       },
       (cause: unknown) => {
         if (controller.signal.aborted) return;
@@ -70,7 +72,7 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
         setStatus('error');
         // The load is over: a message sent from now on goes at once (the server may be back), and
         // one sent while it loaded is not kept for a load that will not come.
-        loaded.current = true;
+        loadedFor.current = sessionId;
         queued.current = undefined;
       },
     );
@@ -84,8 +86,8 @@ export function useChatStream(client: ChatClient, sessionId: string): ChatStream
   const send = useCallback(
     (message: string): void => {
       if (running.current) return;
-      if (!loaded.current) {
-        queued.current ??= message;
+      if (loadedFor.current !== sessionId) {
+        if (queued.current?.sessionId !== sessionId) queued.current = { sessionId, message };
         return;
       }
       const controller = new AbortController();

@@ -6,7 +6,7 @@ import { startServer } from './helpers/server.ts';
 
 describe('review: useChatStream when a child component sends as the session changes (headless Chromium)', () => {
   it("the new chat's first message, sent from the composer's effect, is shown with its reply (not sent under the left session's state and dropped as a left turn)", async () => {
-    const script = await bundleTestPage('review-react-child-send.ts');
+    const script = await bundleTestPage('react-child-send.ts');
     const app = await serveOrigin({
       '/': {
         body: '<!doctype html><html><head><script type="module" src="/app.js"></script></head><body><div id="root"></div></body></html>',
