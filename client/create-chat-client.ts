@@ -212,6 +212,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const noteOpening = (socket: WebSocket): void => {
     opening = socket;
     socket.addEventListener('message', (event: MessageEvent) => refusals.observe(socket, event.data));
+    socket.addEventListener('error', (event: Event) => refusals.observeError(event));
   };
   const wsClient = createWSClient({
     url: wsUrl,

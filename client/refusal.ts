@@ -5,6 +5,8 @@ import type { AppRouter, SluiceErrorShape } from '../shared/app-router.ts';
 /** The refusals the client makes itself, with the tRPC code and HTTP status the server gives each. */
 const REFUSALS = {
   invalid_request: ['BAD_REQUEST', 400],
+  forbidden: ['FORBIDDEN', 403],
+  not_found: ['NOT_FOUND', 404],
   cancelled: ['CLIENT_CLOSED_REQUEST', 499],
   unavailable: ['SERVICE_UNAVAILABLE', 503],
 } as const;

@@ -2,6 +2,7 @@ import { TRPCClientError, type TRPCLink } from '@trpc/client';
 import { observable, type Observer, type Unsubscribable } from '@trpc/server/observable';
 import superjson from 'superjson';
 import type { AppRouter } from '../shared/app-router.ts';
+import { clientRefusal } from './refusal.ts';
 
 // A server that refuses a WebSocket connection (past MAX_WS_CONNECTIONS_PER_KEY, say) says why in
 // an error with `id: null`, then closes it; tRPC's wsClient reads no call's answer in it, and
@@ -40,7 +41,27 @@ export class ConnectionRefusals {
     } catch {
       return;
     }
-    const error = TRPCClientError.from<AppRouter>({ error: shape } as never);
+    this.#refuse(TRPCClientError.from<AppRouter>({ error: shape } as never));
+  }
+
+  /**
+   * Reads a socket's `error` event: an upgrade the server answered 403 (a host or page its origin
+   * policy refuses) or 404 (no WebSocket there) is a refusal too, which tRPC would retry for ever.
+   * Only where the WebSocket says the status (the `ws` package in Node: "Unexpected server
+   * response: 403"); a browser tells a page nothing of it.
+   */
+  observeError(event: unknown): void {
+    const message = (event as { message?: unknown } | null)?.message;
+    const status = typeof message === 'string' ? /^Unexpected server response: (403|404)$/.exec(message)?.[1] : undefined;
+    if (status === undefined) return;
+    const error =
+      status === '403'
+        ? clientRefusal('forbidden', 'The server refused the WebSocket connection (403): this page or host is not allowed there')
+        : clientRefusal('not_found', 'The server has no WebSocket at this address (404)');
+    this.#refuse(error);
+  }
+
+  #refuse(error: TRPCClientError<AppRouter>): void {
     this.#refusal = error;
     for (const observer of [...this.#waiting]) observer.error(error);
     this.#waiting.clear();
