@@ -107,12 +107,15 @@ describe('ws-identity: a call made just after a user switch, while a token asked
       let signedIn = 'alice';
       let refreshes = 0;
       let asked = 0;
-      // A provider SDK's getToken: whose token it is is settled when it is called; the refresh takes a moment.
+      // A provider SDK's getToken: whose token it is is settled when it is called; a refresh under
+      // way at the switch is held until the test lets it (and every ask made meanwhile) answer.
+      let hold: Promise<void> | undefined;
+      let release: () => void = () => undefined;
       const getToken = async (): Promise<string> => {
         const user = signedIn;
         asked++;
         const token = await idp.token(user);
-        await new Promise<void>((resolve) => setTimeout(resolve, 200));
+        if (hold) await hold;
         refreshes++;
         return token;
       };
@@ -122,10 +125,15 @@ describe('ws-identity: a call made just after a user switch, while a token asked
       // Alice's page reads her history (its getToken call under way) as she switches to bob's account.
       const before = refreshes;
       const askedBefore = asked;
+      hold = new Promise<void>((resolve) => (release = resolve));
       const aliceRead = c.chat.history.query({ sessionId: 'chat-1' });
       await vi.waitFor(() => expect(asked).toBeGreaterThan(askedBefore), { interval: 1 });
       signedIn = 'bob';
       const bobs = collect(streamChat(c, { message: 'bob question', sessionId: 'chat-1' }));
+      // Bob's call is made while alice's refresh is still coming; then both answer.
+      await vi.waitFor(() => expect(asked).toBeGreaterThan(askedBefore + 1), { interval: 1 });
+      hold = undefined;
+      release();
       // Alice's read may be cut with her connection (she has signed out); Bob's reply comes whole.
       await aliceRead.catch(() => undefined);
       expect((await bobs).at(-1)?.type).toBe('done');
