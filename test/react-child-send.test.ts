@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { openPage } from './helpers/browser.ts';
-import { bundleTestPage } from './helpers/page-bundle.ts';
-import { serveOrigin } from './helpers/origin-server.ts';
+import { serveTestPage } from './helpers/page-bundle.ts';
 import { startServer } from './helpers/server.ts';
 
 describe('review: useChatStream when a child component sends as the session changes (headless Chromium)', () => {
   it("the new chat's first message, sent from the composer's effect, is shown with its reply (not sent under the left session's state and dropped as a left turn)", async () => {
-    const script = await bundleTestPage('react-child-send.ts');
-    const app = await serveOrigin({
-      '/': {
-        body: '<!doctype html><html><head><script type="module" src="/app.js"></script></head><body><div id="root"></div></body></html>',
-        type: 'text/html',
-      },
-      '/app.js': { body: script, type: 'text/javascript' },
-    });
+    const app = await serveTestPage('react-child-send.ts');
     const server = await startServer({ ALLOWED_ORIGINS: app.origin, SIM_DELAY_MS: 20 });
     const browser = await openPage(`${app.origin}/?sluice=${encodeURIComponent(server.url)}`);
     if (!browser) return;

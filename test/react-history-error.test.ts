@@ -1,20 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { openPage } from './helpers/browser.ts';
-import { bundleTestPage } from './helpers/page-bundle.ts';
-import { serveOrigin } from './helpers/origin-server.ts';
+import { serveTestPage } from './helpers/page-bundle.ts';
 import { startServer } from './helpers/server.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
 
 describe('useChatStream after its history failed to load (headless Chromium)', () => {
   it('a message sent once the server is back is sent, not queued for a history load that already failed', async () => {
-    const script = await bundleTestPage('react-send-after-history-error.ts');
-    const app = await serveOrigin({
-      '/': {
-        body: '<!doctype html><html><head><script type="module" src="/app.js"></script></head><body><div id="root"></div></body></html>',
-        type: 'text/html',
-      },
-      '/app.js': { body: script, type: 'text/javascript' },
-    });
+    const app = await serveTestPage('react-send-after-history-error.ts');
     const server = await startServer({ ALLOWED_ORIGINS: app.origin, SIM_DELAY_MS: 5 });
     const proxy = await startTcpProxy(server.url);
     // The server is unreachable as the page opens (a restart, a network blip)...

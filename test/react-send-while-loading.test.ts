@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { openPage } from './helpers/browser.ts';
-import { bundleTestPage } from './helpers/page-bundle.ts';
-import { serveOrigin } from './helpers/origin-server.ts';
+import { serveTestPage } from './helpers/page-bundle.ts';
 import { startServer } from './helpers/server.ts';
 
 describe('useChatStream: a message sent as the session opens (its history still loading) (headless Chromium)', () => {
   it('the turn is shown: the user message and a reply with a role, not overwritten by the history load', async () => {
-    const script = await bundleTestPage('react-send-while-loading.ts');
-    const app = await serveOrigin({
-      '/': {
-        body: '<!doctype html><html><head><script type="module" src="/app.js"></script></head><body><div id="root"></div></body></html>',
-        type: 'text/html',
-      },
-      '/app.js': { body: script, type: 'text/javascript' },
-    });
+    const app = await serveTestPage('react-send-while-loading.ts');
     const server = await startServer({ ALLOWED_ORIGINS: app.origin, SIM_DELAY_MS: 20 });
     const browser = await openPage(`${app.origin}/?sluice=${encodeURIComponent(server.url)}`);
     if (!browser) return;

@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { openPage } from './helpers/browser.ts';
-import { bundleTestPage } from './helpers/page-bundle.ts';
-import { serveOrigin } from './helpers/origin-server.ts';
+import { serveTestPage } from './helpers/page-bundle.ts';
 import { startServer } from './helpers/server.ts';
 
 describe('useChatStream when the app moves to another session while a reply streams (headless Chromium)', () => {
   it("the other session's messages are shown as stored: nothing of the left reply is written into them", async () => {
-    const script = await bundleTestPage('react-session-switch.ts');
-    const app = await serveOrigin({
-      '/': {
-        body: '<!doctype html><html><head><script type="module" src="/app.js"></script></head><body><div id="root"></div></body></html>',
-        type: 'text/html',
-      },
-      '/app.js': { body: script, type: 'text/javascript' },
-    });
+    const app = await serveTestPage('react-session-switch.ts');
     const server = await startServer({ ALLOWED_ORIGINS: app.origin, SIM_DELAY_MS: 30 });
     // The second chat has one finished turn.
     await fetch(`${server.url}/v1/chat/stream`, {
