@@ -19,6 +19,7 @@ import { withBatchLimit } from './ws-batches.ts';
 import { identityOf, sameIdentity } from './ws-identity.ts';
 import { ConnectionRefusals } from './ws-refusals.ts';
 import { resumeRefusedStreams } from './resume-refused.ts';
+import { deliveredTries } from './delivered.ts';
 
 export type Transport = 'ws' | 'sse' | 'auto';
 export type ChatClient = TRPCClient<AppRouter>;
@@ -400,24 +401,7 @@ const DEFAULT_TOKEN_TIMEOUT_MS = 10_000;
  */
 function retryWithFreshToken(options: ChatClientOptions, renew: () => void): TRPCLink<AppRouter>[] {
   if (!options.getToken) return [];
-  // The tries (each its own operation object, handed to the retry decision) that delivered data.
-  const delivered = new WeakSet<object>();
-  const progress: TRPCLink<AppRouter> =
-    () =>
-    ({ op, next }) =>
-      observable((observer) => {
-        const inner = next(op).subscribe({
-          next: (value) => {
-            // Data only: a subscription also reports its connection's state ('started', 'state').
-            const type = (value.result as { type?: string }).type;
-            if (type === undefined || type === 'data') delivered.add(op);
-            observer.next(value);
-          },
-          error: (error) => observer.error(error),
-          complete: () => observer.complete(),
-        });
-        return () => inner.unsubscribe();
-      });
+  const { link: progress, delivered } = deliveredTries();
   return [
     retryLink<AppRouter>({
       retry: ({ op, error, attempts }) => {

@@ -1,6 +1,6 @@
 import { retryLink, type TRPCLink } from '@trpc/client';
-import { observable } from '@trpc/server/observable';
 import type { AppRouter } from '../shared/app-router.ts';
+import { deliveredTries } from './delivered.ts';
 
 // A reply that has started is resumed on a new connection after a drop; the server may refuse that
 // connection for a while as `rate_limited` (past MAX_WS_CONNECTIONS_PER_KEY while the connection
@@ -13,23 +13,8 @@ const RESUMES = 10;
 const pauseMs = (attempt: number): number => Math.min(250 * 2 ** (attempt - 1), 4_000);
 
 export function resumeRefusedStreams(): TRPCLink<AppRouter>[] {
-  // The tries (each its own operation object) that delivered data: a stream that started.
-  const delivered = new WeakSet<object>();
-  const progress: TRPCLink<AppRouter> =
-    () =>
-    ({ op, next }) =>
-      observable((observer) => {
-        const inner = next(op).subscribe({
-          next: (value) => {
-            const type = (value.result as { type?: string }).type;
-            if (type === undefined || type === 'data') delivered.add(op);
-            observer.next(value);
-          },
-          error: (error) => observer.error(error),
-          complete: () => observer.complete(),
-        });
-        return () => inner.unsubscribe();
-      });
+  // The tries that delivered data: a stream that started.
+  const { link: progress, delivered } = deliveredTries();
   const resumed = (op: { input: unknown }): boolean =>
     op.input !== null && typeof op.input === 'object' && (op.input as { lastEventId?: unknown }).lastEventId !== undefined;
   return [
