@@ -1,4 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
+import NodeWebSocket from 'ws';
 import { streamChat } from '../client/index.ts';
 import type { StreamEvent } from '../shared/index.ts';
 import { startIdentityProvider } from './helpers/identity-provider.ts';
@@ -14,15 +15,37 @@ function settle<T>(promise: Promise<T>): { outcome: () => string } {
   return { outcome: () => outcome };
 }
 
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * A WebSocket class that tells when its sockets open: a getToken that answers only once the next
+ * socket has opened is a refresh slower than the connection (the credential comes after the open).
+ */
+function socketOpens() {
+  const waiters: Array<() => void> = [];
+  class Tracked extends NodeWebSocket {
+    constructor(address: string | URL, protocols?: string | string[]) {
+      super(address, protocols);
+      this.once('open', () => {
+        for (const wake of waiters.splice(0)) wake();
+      });
+    }
+  }
+  return { WebSocket: Tracked, nextOpen: () => new Promise<void>((resolve) => waiters.push(resolve)) };
+}
 
 describe('WebSocket identity check with a getToken that takes a moment (a refresh over the network)', () => {
   it.each(['ws', 'auto'] as const)(
-    'over %s, the first call of a client made with a 300 ms getToken is answered',
+    'over %s, the first call of a client whose getToken answers after the socket has opened is answered',
     async (transport) => {
       const idp = await startIdentityProvider();
       const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
-      const c = chatClient({ url, transport, getToken: async () => (await delay(300), idp.token('alice')) });
+      const opens = socketOpens();
+      // The connection's credential (the first ask) comes after its socket has opened.
+      let asks = 0;
+      const getToken = async (): Promise<string> => {
+        if (++asks === 1) await opens.nextOpen();
+        return idp.token('alice');
+      };
+      const c = chatClient({ url, transport, WebSocket: opens.WebSocket, getToken });
       const call = settle(c.chat.history.query({ sessionId: 'chat-1' }));
       await vi.waitFor(() => expect(call.outcome()).not.toBe('pending'), { timeout: 5_000, interval: 50 });
       expect(call.outcome()).toBe('resolved');
@@ -34,11 +57,19 @@ describe('WebSocket identity check with a getToken that takes a moment (a refres
     const idp = await startIdentityProvider();
     const { url } = await startServer({ AUTH_JWKS_URL: idp.jwksUrl });
     let signedIn = 'alice';
-    let slow = false;
-    const c = chatClient({ url, transport: 'ws', getToken: async () => (slow && (await delay(300)), idp.token(signedIn)) });
+    const opens = socketOpens();
+    // Asks past `slowFrom` (the replacement connection's) answer only once its socket has opened.
+    let asks = 0;
+    let slowFrom = Infinity;
+    const getToken = async (): Promise<string> => {
+      const user = signedIn;
+      if (++asks >= slowFrom) await opens.nextOpen();
+      return idp.token(user);
+    };
+    const c = chatClient({ url, transport: 'ws', WebSocket: opens.WebSocket, getToken });
     await c.chat.history.query({ sessionId: 'chat-1' });
     signedIn = 'bob';
-    slow = true;
+    slowFrom = asks + 2;
     const call = settle(c.chat.history.query({ sessionId: 'chat-1' }));
     await vi.waitFor(() => expect(call.outcome()).not.toBe('pending'), { timeout: 5_000, interval: 50 });
     expect(call.outcome()).toBe('resolved');
