@@ -90,6 +90,7 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
     resumableMaxChars: config.RESUMABLE_MAX_CHARS,
     maxMessageChars: config.MAX_MESSAGE_CHARS,
     maxReplyChars: config.MAX_REPLY_CHARS,
+    maxReplyMs: config.MAX_REPLY_MS,
     presenceTtlMs: config.LIVENESS_TTL_MS,
     maxHistoryMessages: config.MAX_HISTORY_MESSAGES,
     maxStreamsPerOwner: config.MAX_STREAMS_PER_KEY,

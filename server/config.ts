@@ -215,6 +215,11 @@ export const ConfigSchema = z
     MAX_REPLY_CHARS: int(1_000, 100_000_000)
       .default(1_000_000)
       .describe('longest reply kept: past it the model is stopped and the reply ends there, with finish reason `length`'),
+    MAX_REPLY_MS: int(0, 86_400_000)
+      .default(1_800_000)
+      .describe(
+        'longest time a reply may run from its start (0: no limit): past it the model is stopped and the reply fails `upstream_timeout`, keeping what it has',
+      ),
     WS_MAX_MESSAGE_BYTES: int(1024)
       .default(1024 * 1024)
       .describe('largest WebSocket message accepted (the connection is closed above)'),

@@ -248,3 +248,29 @@ describe("an upstream's retry hint", () => {
     expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
   });
 });
+
+describe('an upstream that keeps a reply open without ever finishing it', () => {
+  /** One token, then a chunk without content every 100 ms (a keep-alive, a reasoning step, an empty `choices`) until Sluice leaves. */
+  const endless: Serve = async (_req, res, gone) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write(chunk({ content: 'Thinking ' }));
+    while (!gone.aborted) {
+      res.write(`data: ${JSON.stringify({ id: 'chatcmpl-h', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [] })}\n\n`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+
+  it('cannot hold its reply and its session for ever: past MAX_REPLY_MS the upstream is left and the reply ends upstream_timeout, its partial kept', async () => {
+    const { server, upstream } = await sluiceBehind(endless, { MAX_REPLY_MS: 1500 });
+    const startedAt = Date.now();
+    const frames = await say(server.url, 'endless');
+    expect(Date.now() - startedAt).toBeLessThan(4000);
+    expect(frames.at(-1)).toEqual({ message: 'The model did not finish its reply within the time allowed', partial: 'Thinking ' });
+    await vi.waitFor(() => expect(upstream.requests[0]!.abortedByClient).toBe(true));
+    const history = SessionHistory.parse(JSON.parse(await historyText(server.url, 'endless')));
+    expect(history.messages.map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'complete', 'hello'],
+      ['assistant', 'failed', 'Thinking '],
+    ]);
+  }, 30_000);
+});

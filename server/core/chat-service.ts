@@ -36,6 +36,8 @@ export interface ChatServiceOptions {
   readonly maxMessageChars: number;
   /** The longest reply kept, in characters (see GenerationOptions.maxReplyChars; default DEFAULT_MAX_REPLY_CHARS). */
   readonly maxReplyChars?: number;
+  /** The longest a reply may run, in milliseconds (see GenerationOptions.maxReplyMs; default DEFAULT_MAX_REPLY_MS; 0: none). */
+  readonly maxReplyMs?: number;
   /** Presence entries of listeners on other instances expire after this unless refreshed. */
   readonly presenceTtlMs?: number;
   /** How long a remote listener's blocking read waits before it checks the generation's liveness. */
@@ -124,6 +126,7 @@ function checkOptions(o: ChatServiceOptions): void {
     'checkpointMs',
     'resumableMaxChars',
     'maxReplyChars',
+    'maxReplyMs',
   ] as const) {
     const value = o[name];
     if (value !== undefined && (!Number.isInteger(value) || value < 0)) {
@@ -207,6 +210,7 @@ export class ChatService {
       settledMarkTtlMs,
       keepMessages: this.#keepMessages,
       ...(options.maxReplyChars === undefined ? {} : { maxReplyChars: options.maxReplyChars }),
+      ...(options.maxReplyMs === undefined ? {} : { maxReplyMs: options.maxReplyMs }),
       onListener: this.#countListener,
     });
   }

@@ -12,9 +12,10 @@ export type Outcome = 'completed' | 'cancelled' | 'interrupted' | 'failed';
 /**
  * Why a generation was stopped from outside: a cancel; nobody listening; a shutdown; `lost`: it is
  * no longer this instance's to run (its session lock went to another reply, or another instance
- * ended it as an orphan); `unavailable`: the shared log kept refusing its events.
+ * ended it as an orphan); `unavailable`: the shared log kept refusing its events; `timed_out`: the
+ * reply ran past its time bound (maxReplyMs).
  */
-export type StopReason = 'cancelled' | 'no_listeners' | 'shutdown' | 'lost' | 'unavailable';
+export type StopReason = 'cancelled' | 'no_listeners' | 'shutdown' | 'lost' | 'unavailable' | 'timed_out';
 
 export interface TrackedEvent {
   /** `<generationId>:<seq>`, the id transports send so that a client can resume after it. */
@@ -63,6 +64,13 @@ export interface GenerationOptions {
    * reply, its history and every later prompt of its session without bound).
    */
   readonly maxReplyChars?: number;
+  /**
+   * The longest a reply may run, in milliseconds (0: no bound): past it the provider is stopped and
+   * the reply fails `upstream_timeout`, keeping what it has. The provider's own limits are between
+   * tokens; an upstream that keeps sending chunks without text (keep-alives, a reasoning step, an
+   * empty `choices`) would otherwise hold the reply, its session and its slot for ever.
+   */
+  readonly maxReplyMs?: number;
   /** Asked when the resume window closes; true (someone follows elsewhere) keeps the reply running. */
   readonly keepAlive?: () => Promise<boolean>;
   /**
@@ -104,6 +112,9 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 /** Far past any model's longest reply (about 250,000 tokens of English), and a few megabytes at most. */
 export const DEFAULT_MAX_REPLY_CHARS = 1_000_000;
+/** Longer than a reasoning model's longest thinking and reply, short of holding a session for hours. */
+export const DEFAULT_MAX_REPLY_MS = 30 * 60_000;
+const REPLY_TIME_MESSAGE = 'The model did not finish its reply within the time allowed';
 /** How long one event's copy is tried before the reply ends as `unavailable`, unless told otherwise. */
 const STORE_WAIT_MS = 1_500;
 /** Waits between tries of a copy: 50, 100, 200, 400 ms, then 500 ms each (the store is soon used again once back). */
@@ -144,6 +155,7 @@ export class Generation {
   #settle: (() => Promise<Settlement>) | undefined;
   readonly #maxTokens: number | undefined;
   readonly #maxReplyChars: number;
+  readonly #maxReplyMs: number;
   /** Events 1..#visible may be shown to listeners. */
   #visible = 0;
   /** Copies to the shared log that settled ahead of an earlier one (made on the first). */
@@ -181,7 +193,7 @@ export class Generation {
   #finishedAt: number | undefined;
 
   constructor(options: GenerationOptions) {
-    for (const name of ['resumeGraceMs', 'storeWaitMs'] as const) {
+    for (const name of ['resumeGraceMs', 'storeWaitMs', 'maxReplyMs'] as const) {
       const value = options[name];
       if (value !== undefined && (!Number.isInteger(value) || value < 0))
         throw new RangeError(`generation: ${name} must be a non-negative integer, got ${value}`);
@@ -191,6 +203,7 @@ export class Generation {
       throw new RangeError(`generation: maxReplyChars must be a positive integer, got ${maxReplyChars}`);
     }
     this.#maxReplyChars = maxReplyChars;
+    this.#maxReplyMs = options.maxReplyMs ?? DEFAULT_MAX_REPLY_MS;
     this.id = options.id;
     this.owner = options.owner;
     this.sessionId = options.sessionId;
@@ -263,6 +276,7 @@ export class Generation {
     let usage: TokenUsage | undefined;
     let finishReason: FinishReason | undefined;
     let failure: SluiceError | undefined;
+    const timeBound = this.#maxReplyMs > 0 ? setTimeout(() => this.stop('timed_out'), this.#maxReplyMs) : undefined;
     try {
       for await (const item of provider.stream(request)) {
         const batch = typeof item === 'string' ? undefined : item;
@@ -294,6 +308,8 @@ export class Generation {
       }
     } catch (error) {
       if (!this.#stopReason && !isAbortError(error)) failure = toSluiceError(error);
+    } finally {
+      clearTimeout(timeBound);
     }
     // The reply keeps what reached the shared log (a copy that kept failing cuts it there), and a
     // cancel that got to the shared state before the reply settled decides its outcome.
@@ -327,10 +343,13 @@ export class Generation {
       terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
       // The retry hint (an upstream's 429) travels with the event to the transports that can carry it.
       if (failure.retryAfterSeconds !== undefined) terminal.retryAfterSeconds = failure.retryAfterSeconds;
-    } else if (this.#stopReason === 'unavailable') {
+    } else if (this.#stopReason === 'unavailable' || this.#stopReason === 'timed_out') {
       outcome = 'failed';
-      failure = new SluiceError('unavailable', 'The reply could not be stored; it was stopped');
-      terminal = { type: 'error', code: 'unavailable', message: failure.message, partial: text };
+      failure =
+        this.#stopReason === 'unavailable'
+          ? new SluiceError('unavailable', 'The reply could not be stored; it was stopped')
+          : new SluiceError('upstream_timeout', REPLY_TIME_MESSAGE);
+      terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
     } else if (this.#stopReason) {
       outcome = this.#stopReason === 'cancelled' ? 'cancelled' : 'interrupted';
       const code = outcome === 'cancelled' ? 'cancelled' : 'interrupted';
@@ -400,6 +419,7 @@ export class Generation {
   }
 
   static #abortReason(reason: StopReason): SluiceError {
+    if (reason === 'timed_out') return new SluiceError('upstream_timeout', REPLY_TIME_MESSAGE);
     return new SluiceError(reason === 'cancelled' ? 'cancelled' : 'interrupted');
   }
 

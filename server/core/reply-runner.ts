@@ -54,6 +54,8 @@ export interface ReplyRunnerOptions {
   readonly keepMessages: number;
   /** The longest reply kept, in characters (see GenerationOptions.maxReplyChars). */
   readonly maxReplyChars?: number;
+  /** The longest a reply may run, in milliseconds (see GenerationOptions.maxReplyMs). */
+  readonly maxReplyMs?: number;
   /** Told when a listener joins (+1) or leaves (-1). */
   readonly onListener: (delta: 1 | -1) => void;
 }
@@ -109,6 +111,7 @@ export class ReplyRunner {
       settle: () => o.signals.settle(record.id, o.settledMarkTtlMs),
       maxTokens: request.maxTokens,
       ...(o.maxReplyChars === undefined ? {} : { maxReplyChars: o.maxReplyChars }),
+      ...(o.maxReplyMs === undefined ? {} : { maxReplyMs: o.maxReplyMs }),
       onListener: o.onListener,
       onFirstDelta: (ms) => o.observer.firstDelta(ms),
     });
