@@ -274,3 +274,27 @@ describe('an upstream that keeps a reply open without ever finishing it', () => 
     ]);
   }, 30_000);
 });
+
+describe('an upstream that answers with a tool call (a gateway that adds tools of its own)', () => {
+  const toolCall: Serve = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const call = (fn: Record<string, unknown>) => ({ tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: fn }] });
+    res.end(
+      chunk({ role: 'assistant', content: null, ...call({ name: 'get_weather', arguments: '' }) }) +
+        chunk(call({ arguments: '{"city": "Paris"}' })) +
+        chunk({}, 'tool_calls') +
+        'data: [DONE]\n\n',
+    );
+  };
+
+  it('is not stored as an empty complete reply: Sluice offers no tools, so the reply fails, saying why', async () => {
+    const { server } = await sluiceBehind(toolCall);
+    const frames = await say(server.url, 'tool-call');
+    expect(frames).toEqual([{ message: 'The model asked to call a tool, which this server does not offer', partial: '' }]);
+    const history = SessionHistory.parse(JSON.parse(await historyText(server.url, 'tool-call')));
+    expect(history.messages.map((m) => [m.role, m.status, m.content])).toEqual([
+      ['user', 'complete', 'hello'],
+      ['assistant', 'failed', ''],
+    ]);
+  });
+});

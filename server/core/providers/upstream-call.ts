@@ -314,6 +314,7 @@ export async function* streamCompletion(endpoint: UpstreamEndpoint, body: string
         if (!outcome.ok) throw outcome.error;
         const reason = reader.finishReason;
         if (reason === 'length' || reason === 'content_filter') request.reportFinish?.(reason);
+        else if (reason === 'tool_calls' || reason === 'function_call') throw new UpstreamStreamFault('tool_call', `finish_reason ${reason}`);
         return;
       }
       await current.wait();

@@ -22,10 +22,11 @@ export const UPSTREAM_MESSAGES = {
   malformed: 'The upstream model sent a malformed reply',
   errorInStream: 'The upstream model reported an error',
   endedEarly: 'The upstream model ended its reply unexpectedly',
+  toolCall: 'The model asked to call a tool, which this server does not offer',
 } as const;
 
 /** Our own verdicts on a stream that was answered 200, thrown inside the provider and classified here. */
-export type StreamFault = 'first_token_timeout' | 'stall' | 'malformed' | 'error_chunk' | 'ended_early';
+export type StreamFault = 'first_token_timeout' | 'stall' | 'malformed' | 'error_chunk' | 'ended_early' | 'tool_call';
 
 export class UpstreamStreamFault extends Error {
   override readonly name = 'UpstreamStreamFault';
@@ -108,6 +109,9 @@ function faultFailure(fault: UpstreamStreamFault): UpstreamFailure {
       return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.errorInStream, { cause: fault }), retryable: false, log };
     case 'ended_early':
       return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.endedEarly, { cause: fault }), retryable: true, log };
+    // Sluice sends no tools: a reply that ends in a call (a gateway's own tools) has no answer to show.
+    case 'tool_call':
+      return { error: new SluiceError('upstream_error', UPSTREAM_MESSAGES.toolCall, { cause: fault }), retryable: false, log };
     default: {
       const unexpected: never = fault.fault;
       throw new TypeError(`unknown stream fault ${String(unexpected)}`);
