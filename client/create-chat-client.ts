@@ -13,6 +13,7 @@ import {
 import { observable, type Unsubscribable } from '@trpc/server/observable';
 import superjson from 'superjson';
 import type { AppRouter } from '../shared/app-router.ts';
+import { sseRefusals } from './sse-refusals.ts';
 import { sseUrlBound } from './sse-url-bound.ts';
 import { within } from '../shared/within.ts';
 import { withBatchLimit } from './ws-batches.ts';
@@ -134,6 +135,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
     condition: (op) => op.type === 'subscription',
     true: [
       sseUrlBound(credentials?.params),
+      sseRefusals(),
       httpSubscriptionLink({
         url: httpUrl,
         transformer: superjson,

@@ -21,3 +21,14 @@ export function clientRefusal(sluiceCode: keyof typeof REFUSALS, message: string
   const shape: SluiceErrorShape = { message, code: TRPC_ERROR_CODES_BY_KEY[code], data: { code, httpStatus, sluiceCode } };
   return TRPCClientError.from<AppRouter>({ error: shape });
 }
+
+/**
+ * A connection the server answered 403 (a host or page its origin policy refuses) or 404 (nothing
+ * there) before any call reached tRPC, typed as the server's refusals are; undefined for any other
+ * status. `what` names the connection ("WebSocket connection", "stream").
+ */
+export function statusRefusal(status: string, what: string): TRPCClientError<AppRouter> | undefined {
+  if (status === '403') return clientRefusal('forbidden', `The server refused the ${what} (403): this page or host is not allowed there`);
+  if (status === '404') return clientRefusal('not_found', `The server has no ${what === 'stream' ? 'tRPC stream' : 'WebSocket'} at this address (404)`);
+  return undefined;
+}

@@ -2,7 +2,7 @@ import { TRPCClientError, type TRPCLink } from '@trpc/client';
 import { observable, type Observer, type Unsubscribable } from '@trpc/server/observable';
 import superjson from 'superjson';
 import type { AppRouter } from '../shared/app-router.ts';
-import { clientRefusal } from './refusal.ts';
+import { statusRefusal } from './refusal.ts';
 
 // A server that refuses a WebSocket connection (past MAX_WS_CONNECTIONS_PER_KEY, say) says why in
 // an error with `id: null`, then closes it; tRPC's wsClient reads no call's answer in it, and
@@ -52,13 +52,9 @@ export class ConnectionRefusals {
    */
   observeError(event: unknown): void {
     const message = (event as { message?: unknown } | null)?.message;
-    const status = typeof message === 'string' ? /^Unexpected server response: (403|404)$/.exec(message)?.[1] : undefined;
-    if (status === undefined) return;
-    const error =
-      status === '403'
-        ? clientRefusal('forbidden', 'The server refused the WebSocket connection (403): this page or host is not allowed there')
-        : clientRefusal('not_found', 'The server has no WebSocket at this address (404)');
-    this.#refuse(error);
+    const status = typeof message === 'string' ? /^Unexpected server response: (\d{3})$/.exec(message)?.[1] : undefined;
+    const error = status === undefined ? undefined : statusRefusal(status, 'WebSocket connection');
+    if (error) this.#refuse(error);
   }
 
   #refuse(error: TRPCClientError<AppRouter>): void {

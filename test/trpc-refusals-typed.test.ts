@@ -47,6 +47,14 @@ describe('a refusal before tRPC reads the call reaches a tRPC client typed', () 
     expect(stream.outcome).toMatch(/^forbidden: The server refused the WebSocket connection \(403\)/);
   }, 40_000);
 
+  it('over sse (in Node), a stream refused for a name the server does not answer to (ALLOWED_HOSTS) fails as forbidden, typed, not "Non-200 status code (403)"', async () => {
+    const server = await startServer({ ALLOWED_HOSTS: 'chat.example.com' });
+    const c = chatClient({ url: server.url.replace('127.0.0.1', 'localhost'), transport: 'sse' });
+    const stream = watch(collect(streamChat(c, { message: 'hi', sessionId: 's', giveUpAfterMs: 10_000 })));
+    await vi.waitFor(() => expect(stream.outcome).not.toBe('pending'), { timeout: 15_000, interval: 50 });
+    expect(stream.outcome).toMatch(/^forbidden: The server refused the stream \(403\)/);
+  }, 40_000);
+
   it.each(['sse', 'auto'] as const)(
     'over %s, a request to a name the server does not answer to (ALLOWED_HOSTS) is refused as forbidden, typed, and soon',
     async (transport) => {
