@@ -40,7 +40,9 @@ export async function streamSse(o: SseStreamOptions): Promise<void> {
   res.once('close', onClose);
   if (res.destroyed) listener.close();
   try {
-    await drain({ listener, outlet: new SseOutlet(o), sink: o.sink, metrics: o.metrics, transport: o.transport, first: o.first });
+    const outlet = new SseOutlet(o);
+    await drain({ listener, outlet, sink: o.sink, metrics: o.metrics, transport: o.transport, first: o.first });
+    outlet.endUnstarted();
     res.end();
   } finally {
     res.off('close', onClose);
@@ -103,6 +105,18 @@ class SseOutlet implements Outlet {
       else res.flushHeaders();
       this.#opening = '';
     });
+  }
+
+  /**
+   * A stream that ended with no event to send (resumed after its last one) still opens and ends in
+   * its wire's words (tRPC's `connected`, then `return`): an EventSource reads an empty answer as a
+   * drop, and reconnects with the same id for ever.
+   */
+  endUnstarted(): void {
+    if (this.#started || this.#o.res.destroyed) return;
+    const frames = this.#opening + (this.#o.trailer ?? '');
+    this.#opening = '';
+    if (frames) this.#o.res.write(frames);
   }
 
   close(): void {
