@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream/promises';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
+import { TRPCError } from '@trpc/server';
 import type { Sink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
 import { bearerToken } from '../http/bearer.ts';
@@ -78,6 +79,16 @@ export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
       const query = new URLSearchParams(queryOf(url));
       const batch = query.get('batch') === '1';
       const paths = safeDecode(url.slice('/trpc/'.length, url.indexOf('?') === -1 ? undefined : url.indexOf('?'))).split(',');
+      // As tRPC's handler refuses a batch past its bound: whole, with one error, before any call
+      // (else a 14 KB URL would be answered, and counted, as thousands of refusals).
+      if (batch && paths.length > o.maxBatch) {
+        const error = new TRPCError({ code: 'BAD_REQUEST', message: 'Batch call exceeds maximum size' });
+        o.onError({ error, path: undefined });
+        const shape = getErrorShape({ config: o.router._def._config, error, type: 'unknown', path: undefined, input: undefined, ctx: undefined });
+        res.writeHead(shape.data.httpStatus, { 'content-type': 'application/json', vary: 'Origin', 'cache-control': 'no-store' });
+        res.end(JSON.stringify({ error: superjson.serialize(shape) }));
+        return;
+      }
       const error = toTRPCError(caught);
       const shapes = paths.map((path) => {
         o.onError({ error, path });
