@@ -197,9 +197,13 @@ describe('tRPC WebSocket protocol: Sluice answers as tRPC adapter does', () => {
       p.sendBinary({ id: 6, method: 'query', params: { path: 'health', input: { json: null } } });
       p.sendBinary('PING');
       p.send('PING');
-      await p.until((m) => m.includes('PONG'));
+      await p.until((m) => m.includes('PONG') && m.filter((x) => typeof x === 'object' && x.id === null).length === 5);
     });
-    expect(sluice).toEqual(reference);
+    // A PING is answered as it arrives (tRPC's adapter answers it before anything else), so its
+    // PONG may overtake the answers to frames sent before it: the same answers, PONG apart.
+    const [ours, theirs] = [sluice, reference] as [Array<Message | string>, Array<Message | string>];
+    expect(ours.filter((m) => m !== 'PONG')).toEqual(theirs.filter((m) => m !== 'PONG'));
+    expect([ours.filter((m) => m === 'PONG').length, theirs.filter((m) => m === 'PONG').length]).toEqual([1, 1]);
     const errors = (sluice as Message[]).filter((m) => typeof m === 'object' && 'error' in m) as Array<{
       id: unknown;
       error: { json: { data: { code: string } } };

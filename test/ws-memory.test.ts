@@ -57,4 +57,38 @@ describe('WebSocket memory per connection', () => {
     expect((await page.text()).length).toBeGreaterThan(1_200_000);
     await server.stop();
   }, 60_000);
+
+  it('a client that keeps sending while its calls wait is not read past a small inbox: the rest stays in its own buffers', async () => {
+    const server = await startSluiceProcess({ STORE: 'memory', SIM_DELAY_MS: 0, MAX_MESSAGE_CHARS: 250_000, MAX_BODY_BYTES: 300_000, SEND_TIMEOUT_MS: 60_000 });
+    const pid = server.child.pid!;
+    const res = await fetch(`${server.url}/v1/chat/stream`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: ('x'.repeat(99) + ' ').repeat(2000), session_id: 'big' }),
+    });
+    await res.text();
+    const ws = await rawWebSocket(server.url);
+    // Replies nobody reads: the connection's calls wait for the reader's room (for SEND_TIMEOUT_MS).
+    for (let id = 1; id <= 20; id++) ws.send(JSON.stringify({ id, method: 'query', params: { path: 'chat.history', input: { json: { sessionId: 'big' } } } }));
+    const before = rssOf(pid);
+    const rss = watchRss(pid);
+    // Then 64 MB more, in frames of 64 KB, while those wait.
+    const pad = 'y'.repeat(64 * 1024);
+    for (let id = 100; id < 1100; id++) ws.send(JSON.stringify({ id, method: 'query', params: { path: 'health', input: { json: pad } } }));
+    // Once the transfer has settled (nothing more leaves the client), what is left is what the server would not read.
+    let last = -1;
+    await vi.waitFor(
+      () => {
+        const now = ws.socket.writableLength;
+        const settled = now === last;
+        last = now;
+        expect(settled).toBe(true);
+      },
+      { timeout: 20_000, interval: 300 },
+    );
+    expect(ws.socket.writableLength).toBeGreaterThan(32 * MB);
+    const grown = rss.stop() - before;
+    expect(grown, `the server's RSS grew by ${Math.round(grown / MB)} MB`).toBeLessThan(24 * MB);
+    await server.stop();
+  }, 60_000);
 });

@@ -124,6 +124,9 @@ interface Shared {
 }
 
 /** A binary frame, kept as a mark: its bytes are never read (see decodeFrame). */
+/** Messages, and their characters, read ahead of the one being served before the socket is paused. */
+const INBOX_MAX_FRAMES = 16;
+const INBOX_MAX_CHARS = 64 * 1024;
 const BINARY_FRAME = Symbol('binary frame');
 type Frame = string | typeof BINARY_FRAME;
 
@@ -152,8 +155,9 @@ class WsConnection implements KeptAlive {
   readonly #subscriptions = new Map<number | string, { abort(): void }>();
   #ctx: TRPCContext | undefined;
   #ctxPromise: Promise<ContextResult> | undefined;
-  /** Messages read and not served yet (see #serve). */
+  /** Messages read and not served yet (see #serve), and their characters. */
   readonly #inbox: Frame[] = [];
+  #inboxChars = 0;
   #serving = false;
   /** Waits for the last running subscription to end (see afterStreams). */
   #afterStreams: (() => void) | undefined;
@@ -165,11 +169,21 @@ class WsConnection implements KeptAlive {
     this.seenAt = performance.now();
     if (isBinary) {
       this.#inbox.push(BINARY_FRAME);
+      this.#inboxChars += 1;
     } else {
       const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Buffer.concat(raw instanceof ArrayBuffer ? [Buffer.from(raw)] : raw).toString('utf8');
       if (text === 'PONG') return;
+      // Answered as it comes, as tRPC's adapter does, whatever calls wait: a stock wsLink's
+      // keep-alive drops a connection whose PONG is a second late. (Not for a client that does not
+      // read: its PINGs wait their turn, and the reader's room, as calls do.)
+      if (text === 'PING' && this.#sink.hasRoom()) {
+        this.ws.send('PONG');
+        return;
+      }
       this.#inbox.push(text);
+      this.#inboxChars += text.length;
     }
+    if (this.#inbox.length > INBOX_MAX_FRAMES || this.#inboxChars > INBOX_MAX_CHARS) this.ws.pause();
     if (!this.#serving) this.#serve().catch(this.#reportError);
   };
 
@@ -193,6 +207,7 @@ class WsConnection implements KeptAlive {
       this.#afterStreams = undefined;
       ws.off('message', this.#onMessage);
       this.#inbox.length = 0;
+      this.#inboxChars = 0;
       for (const stop of this.#subscriptions.values()) stop.abort();
       this.#subscriptions.clear();
     });
@@ -412,14 +427,16 @@ class WsConnection implements KeptAlive {
   }
 
   /**
-   * The connection's request loop: one message at a time, with the socket not read meanwhile (what
-   * a chunk already held still arrives, and waits in the inbox).
+   * The connection's request loop: one message at a time. The socket is read meanwhile (a PING, the
+   * client's close, its PONG to the server's keep-alive must get through while a call waits), but
+   * not past a small inbox: beyond it what one socket makes the server hold is its kernel buffer.
    */
   async #serve(): Promise<void> {
     this.#serving = true;
-    this.ws.pause();
     try {
       for (let text = this.#inbox.shift(); text !== undefined; text = this.#inbox.shift()) {
+        this.#inboxChars -= text === BINARY_FRAME ? 1 : text.length;
+        if (this.ws.isPaused && this.#inbox.length <= INBOX_MAX_FRAMES && this.#inboxChars <= INBOX_MAX_CHARS) this.ws.resume();
         if (!(await this.#room())) return;
         await this.#handleMessage(text);
       }
