@@ -396,7 +396,8 @@ class WsConnection implements KeptAlive {
         } catch (cause) {
           throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage', cause });
         }
-        if (message === null || typeof message !== 'object') {
+        // An object, as tRPC's isObject has it: not an array (a batch sent before the params).
+        if (message === null || typeof message !== 'object' || Array.isArray(message)) {
           throw new TRPCError({ code: 'PARSE_ERROR', message: 'Malformed TRPCConnectionParamsMessage' });
         }
         return parseConnectionParamsFromUnknown((message as { data?: unknown }).data);
