@@ -12,7 +12,7 @@ import type { Provider, ProviderMessage } from './providers/provider.ts';
 import { remoteListener } from './remote-listener.ts';
 import { within } from '../../shared/within.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
-import { sessionKeyOf, TOO_MANY_SESSIONS, type History, type ReadOptions } from './store/history.ts';
+import { sessionKeyOf, TOO_MANY_SESSIONS, type History, type HistoryMessage, type ReadOptions } from './store/history.ts';
 import { CancelRouting } from './cancel-routing.ts';
 import { Checkpoints } from './checkpoints.ts';
 import { promptFrom } from './prompt.ts';
@@ -412,18 +412,32 @@ export class ChatService {
     try {
       // One reply runs at a time, and its draft is left out below: one more keeps the page full.
       const read = page.limit === undefined ? page : { ...page, limit: page.limit + 1 };
-      const stored = await this.#o.history.read(sessionKeyOf(owner, sessionId), read);
-      const messages: ChatMessage[] = [];
-      for (const { draftOf, ...message } of stored) {
-        // A reply that is still running is not history yet: its draft is what a crash would leave.
-        if (draftOf !== undefined && (this.#local.get(draftOf)?.ended === false || (await this.#o.leases.isAlive(draftOf)))) continue;
-        messages.push(message);
-      }
+      const sessionKey = sessionKeyOf(owner, sessionId);
+      let messages: ChatMessage[] | undefined;
+      // A draft whose reply no longer runs may have ended between the read and the question (its
+      // final message written just after the read): once read again, it is what a crash left.
+      for (let reads = 1; !messages; reads++) messages = await this.#withoutRunningDrafts(await this.#o.history.read(sessionKey, read), reads > 1);
       if (page.limit !== undefined && messages.length > page.limit) messages.splice(0, messages.length - page.limit);
       return { sessionId, messages };
     } catch (error) {
       throw toSluiceError(error);
     }
+  }
+
+  /**
+   * The messages read, less the drafts of replies still running (not history yet: a draft is what a
+   * crash would leave). Undefined when a draft's reply has ended since, unless `final`.
+   */
+  async #withoutRunningDrafts(stored: readonly HistoryMessage[], final: boolean): Promise<ChatMessage[] | undefined> {
+    const messages: ChatMessage[] = [];
+    for (const { draftOf, ...message } of stored) {
+      if (draftOf !== undefined) {
+        if (this.#local.get(draftOf)?.ended === false || (await this.#o.leases.isAlive(draftOf))) continue;
+        if (!final) return undefined;
+      }
+      messages.push(message);
+    }
+    return messages;
   }
 
   /**
