@@ -12,6 +12,7 @@ import type { Provider, ProviderMessage } from './providers/provider.ts';
 import { remoteListener } from './remote-listener.ts';
 import { within } from '../../shared/within.ts';
 import type { EventLog, GenerationRecord } from './store/event-log.ts';
+import { storedReplyListener } from './stored-reply.ts';
 import { sessionKeyOf, TOO_MANY_SESSIONS, type History, type HistoryMessage, type ReadOptions } from './store/history.ts';
 import { CancelRouting } from './cancel-routing.ts';
 import { Checkpoints } from './checkpoints.ts';
@@ -99,6 +100,11 @@ export interface Attachment {
 const DELETE_WAIT_MS = 5_000;
 /** How far back a turn sent again is looked for (past the unfinished replies of its earlier tries). */
 const UNANSWERED_LOOKBACK = 16;
+/**
+ * How soon after its reply ended a turn sent again is taken for one whose answer was lost on the
+ * way back (an SDK retries within seconds), and answered with that reply.
+ */
+const ANSWER_RESENT_WITHIN_MS = 60_000;
 
 /**
  * How long a start that failed once its turn's write was under way (whether it was stored is not
@@ -259,13 +265,21 @@ export class ChatService {
       const lock = await this.#lockSession(record, () => lost());
       taken.push(lock);
       const userMessage: ChatMessage = { role: 'user', content: request.message, status: 'complete', createdAt: isoTime() };
+      // A client told to try again after a start that failed as its turn was written sends it again
+      // without saying so. A turn sent again whose reply completed (its answer was lost on the way
+      // back) is answered with that reply; one whose reply never finished gets a new one.
+      const retried = request.retried || this.#unsureStarts.get(sessionKey) !== undefined;
+      const last = retried ? await this.#lastTurn(sessionKey, request.message, request.retried === true) : undefined;
+      if (last?.answer) {
+        await Promise.all(taken.map((held) => held.release()));
+        this.#unsureStarts.delete(sessionKey);
+        return { generationId: record.id, listener: storedReplyListener(record.id, last.answer) };
+      }
       // The shared log first: a start that fails there leaves nothing in history.
       const writer = await events.open(record, this.#lockTtlMs);
       // The message, and the reply's place right after it whatever happens to the session meanwhile
-      // (for a turn sent again, only the reply's place: its message is there). A client told to try
-      // again after a start that failed as its turn was written sends it again without saying so.
-      const retried = request.retried || this.#unsureStarts.get(sessionKey) !== undefined;
-      const again = retried ? await this.#unansweredTurn(sessionKey, request.message) : undefined;
+      // (for a turn sent again, only the reply's place: its message is there).
+      const again = last?.unanswered;
       writing = true;
       if (again !== undefined) await history.checkpoint(sessionKey, record.id, '');
       const seq = again ?? (await this.#begin(record, userMessage));
@@ -537,17 +551,31 @@ export class ChatService {
   }
 
   /**
-   * The position of the session's last user message when it is `message` and its reply never
-   * finished (interrupted: its process died; or failed): the turn a client that got no answer sends
-   * again. Read under the session's lock.
+   * The session's last turn when its user message is `message`, the turn a client that got no
+   * answer sends again: its completed reply (`answer`), or, when its reply never finished
+   * (interrupted: its process died; or failed), the message's position. Read under the session's lock.
    */
-  async #unansweredTurn(sessionKey: string, message: string): Promise<number | undefined> {
+  async #lastTurn(sessionKey: string, message: string, sentAgain: boolean): Promise<{ answer?: ChatMessage; unanswered?: number } | undefined> {
     const recent = await this.#o.history.read(sessionKey, { limit: UNANSWERED_LOOKBACK });
+    const reply = recent.at(-1);
+    const asked = recent.at(-2);
+    // Only a request that says it is sent again (a try that got no answer), and soon after the reply
+    // ended: the same words asked again later are a new turn, whose first try may have failed too.
+    const answered =
+      sentAgain &&
+      reply?.role === 'assistant' &&
+      reply.status === 'complete' &&
+      reply.draftOf === undefined &&
+      Date.now() - Date.parse(reply.createdAt) < ANSWER_RESENT_WITHIN_MS;
+    if (answered && asked?.role === 'user' && asked.content === message) {
+      const { seq: _seq, draftOf: _draft, ...answer } = reply;
+      return { answer };
+    }
     // Each earlier try that got no answer left an unfinished reply after the message.
     let at = recent.length - 1;
     while (at >= 0 && recent[at]!.role === 'assistant' && recent[at]!.status !== 'complete') at--;
     const user = recent[at];
-    return at < recent.length - 1 && user?.role === 'user' && user.content === message ? user.seq : undefined;
+    return at < recent.length - 1 && user?.role === 'user' && user.content === message ? { unanswered: user.seq } : undefined;
   }
 
   /** Takes the session's lock; a lock left by a dead instance is repaired and taken over. */
