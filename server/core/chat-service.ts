@@ -464,8 +464,15 @@ export class ChatService {
     const cancelled = await this.cancel(owner, sessionId);
     try {
       const deadline = Date.now() + DELETE_WAIT_MS;
-      while ((await this.#o.leases.sessionHolder(sessionKey)) !== undefined && Date.now() < deadline) {
+      let holder: string | undefined;
+      while ((holder = await this.#o.leases.sessionHolder(sessionKey)) !== undefined && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      // A reply still running (its instance slow to stop it: a long pause) would write its last
+      // message after the deletion, and bring the session back: the deletion is refused instead,
+      // unless that reply's instance is dead (its reply is then ended here).
+      if (holder !== undefined && !(await endIfDead(this.#orphans, sessionKey, holder))) {
+        throw new SluiceError('session_busy', "The session's reply has not stopped yet; delete it again in a moment");
       }
       return (await this.#o.history.deleteSession(sessionKey)) || cancelled;
     } catch (error) {
