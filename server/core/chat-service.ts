@@ -295,8 +295,29 @@ export class ChatService {
       const failure = toSluiceError(error);
       // Its turn may be stored though the store said otherwise (a commit whose answer was lost).
       if (writing && failure.code === 'unavailable') this.#unsureStarts.set(sessionKey, true, Date.now() + UNSURE_START_MS);
+      const rejoined = failure.code === 'session_busy' ? await this.#rejoin(request, sessionKey, signal).catch(() => undefined) : undefined;
+      if (rejoined) return rejoined;
       throw failure;
     }
+  }
+
+  /**
+   * The session's running reply, from its first event, when it answers this very request: the same
+   * owner's same message, with nobody following it. A client whose connection was cut once its turn
+   * was taken, before it learnt the reply's id (a tRPC link reconnects and sends the subscription
+   * again, an EventSource its request), gets its reply, not a conflict with it and then a second turn.
+   */
+  async #rejoin(request: StartRequest, sessionKey: string, signal: AbortSignal | undefined): Promise<Attachment | undefined> {
+    const [asked, draft] = await this.#o.history.read(sessionKey, { limit: 2 });
+    if (asked?.role !== 'user' || asked.content !== request.message || draft?.draftOf === undefined) return undefined;
+    const local = this.#local.get(draft.draftOf);
+    if (local) {
+      if (local.ended || local.owner !== request.owner || local.listenerCount > 0) return undefined;
+      return { generationId: local.id, listener: local.listen(0, signal, request.announce ?? false) };
+    }
+    const record = await this.#o.events.load(draft.draftOf);
+    if (!record || record.owner !== request.owner || (await this.#o.events.countListeners(record.id)) > 0) return undefined;
+    return { generationId: record.id, listener: this.#remoteListener(record, 0, signal) };
   }
 
   /**
