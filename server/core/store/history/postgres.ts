@@ -40,6 +40,8 @@ const OWNER_LOCK = `SELECT pg_advisory_xact_lock(hashtext('sluice sessions'), 0)
 // serialization failure (40...). Only these make retrying a failed batch's writes one by one worthwhile.
 const ONE_WRITE = /^(23|40)[0-9A-Z]{3}$/;
 const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
+/** SQLSTATE read_only_sql_transaction: "cannot execute INSERT in a read-only transaction". */
+const READ_ONLY = '25006';
 
 /**
  * History in PostgreSQL, for fleets: every instance reads and writes the same tables. The schema
@@ -49,8 +51,10 @@ const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
  */
 export class PostgresHistory extends SqlHistory {
   /** One connection, so that statements are prepared once and a batch's queries pipeline on it. */
-  readonly #writer: Sql;
-  readonly #readers: Sql;
+  #writer: Sql;
+  #readers: Sql;
+  readonly #connect: (max: number) => Sql;
+  readonly #maxConnections: number;
   #sole: PostgresSoleLock | undefined;
   protected override readonly ownerLock = (): sql.Step => ({ sql: OWNER_LOCK, params: [] });
 
@@ -59,17 +63,39 @@ export class PostgresHistory extends SqlHistory {
     return this.#sole?.heldAtStart ?? false;
   }
 
-  private constructor(writer: Sql, readers: Sql, options: PostgresHistoryOptions, statementTimeoutMs: number) {
+  private constructor(connect: (max: number) => Sql, maxConnections: number, options: PostgresHistoryOptions, statementTimeoutMs: number) {
     // Each write has one statement in flight: a batch stays under postgres.js's pipeline limit
     // (100), past which a transaction's queries go one round trip at a time.
     // A write waits for those before it at most as long as a statement may wait: answered within twice that.
     super({ logger: options.logger, clock: options.clock, maxBatch: 64, maxWaitMs: statementTimeoutMs });
-    this.#writer = writer;
-    this.#readers = readers;
+    this.#connect = connect;
+    this.#maxConnections = maxConnections;
+    this.#writer = connect(1);
+    this.#readers = connect(maxConnections - 1);
   }
 
-  protected runBatch(writes: readonly QueuedWrite[]): Promise<unknown[]> {
-    return this.#writer.begin<unknown[]>((tx) => pipelined(tx, writes));
+  protected async runBatch(writes: readonly QueuedWrite[]): Promise<unknown[]> {
+    const writer = this.#writer;
+    try {
+      return await writer.begin<unknown[]>((tx) => pipelined(tx, writes));
+    } catch (error) {
+      if ((error as { code?: unknown }).code === READ_ONLY && this.#writer === writer) this.#reconnect();
+      throw error;
+    }
+  }
+
+  /**
+   * A server that refuses writes as read-only (a primary demoted or made read-only in a failover)
+   * refuses them on these connections for good, while the address they were made to may lead to
+   * the new primary now: new connections, for the writes and the reads (the old server's history
+   * is no longer kept up to date). A busy writer is never idle long enough for the pool to do it.
+   */
+  #reconnect(): void {
+    const old = [this.#writer, this.#readers];
+    this.#writer = this.#connect(1);
+    this.#readers = this.#connect(this.#maxConnections - 1);
+    this.logger.warn('PostgreSQL refused a write as read-only (a failover?): reconnecting');
+    for (const sql of old) void sql.end({ timeout: 5 }).catch(() => undefined);
   }
 
   protected isOneWriteError(error: unknown): boolean {
@@ -123,10 +149,10 @@ export class PostgresHistory extends SqlHistory {
         connection: { application_name: 'sluice', statement_timeout: statementTimeoutMs },
       });
     const sole = options.soleInstance ? await PostgresSoleLock.take(options.url, where, options.logger) : undefined;
-    const writer = connect(1);
-    const readers = connect(maxConnections - 1);
-    const history = new PostgresHistory(writer, readers, options, statementTimeoutMs);
+    const history = new PostgresHistory(connect, maxConnections, options, statementTimeoutMs);
     history.#sole = sole;
+    const writer = history.#writer;
+    const readers = history.#readers;
     try {
       const result = await writer.begin(async (tx) => {
         // A migration may take longer than a write may; waiting for another instance's too.
