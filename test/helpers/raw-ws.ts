@@ -27,7 +27,9 @@ export async function rawWebSocket(baseUrl: string, path = '/trpc', options: { r
   const socket = connect(Number(port), hostname);
   open.add(socket);
   socket.on('error', () => undefined);
-  const closed = once(socket, 'close').then(() => undefined);
+  // Not events.once: it rejects on the socket's 'error' (a reset while it still writes), a
+  // rejection nobody may be waiting for.
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
   await once(socket, 'connect');
   socket.write(
     `GET ${path} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
