@@ -171,14 +171,25 @@ function* nextSeq(sessionKey: string, now: number): Op<number> {
 /** How much a probe writes: about a turn's worth. */
 const PROBE_CHARS = 64 * 1024;
 
+/** The probe's session: no owner's session key (those are `<owner>/<session id>`), and gone before its transaction ends. */
+const PROBE_SESSION = 'sluice:probe';
+
 /**
  * A write that leaves nothing behind, to find out whether writes go through (the store's health
- * while they fail). It must take space as a turn does: SQLite commits an update that changes no
- * value without writing a page, so on a full disk it succeeded while every turn failed.
+ * while they fail). It writes where a turn writes, the sessions and messages tables (a lock held
+ * on one of them elsewhere fails turns, not a write to another table), and takes space as a turn
+ * does: SQLite commits an update that changes no value without writing a page, so on a full disk
+ * it succeeded while every turn failed.
  */
 export function* probe(): Op<void> {
-  yield step('INSERT INTO history_migrations (version, name, applied_at) VALUES ($1, $2, 0)', -1, 'x'.repeat(PROBE_CHARS));
-  yield step('DELETE FROM history_migrations WHERE version = $1', -1);
+  yield step('INSERT INTO history_sessions (session_key, touched_at, next_seq) VALUES ($1, 0, 2)', PROBE_SESSION);
+  yield step(
+    "INSERT INTO history_messages (session_key, seq, role, status, content, created_at) VALUES ($1, 1, 'user', 'complete', $2, '')",
+    PROBE_SESSION,
+    'x'.repeat(PROBE_CHARS),
+  );
+  yield step('DELETE FROM history_messages WHERE session_key = $1', PROBE_SESSION);
+  yield step('DELETE FROM history_sessions WHERE session_key = $1', PROBE_SESSION);
 }
 
 export function* deleteSession(sessionKey: string): Op<boolean> {
