@@ -2,6 +2,7 @@ import { pino } from 'pino';
 import postgres from 'postgres';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PostgresSoleLock } from '../server/core/store/history/postgres-sole-lock.ts';
+import { postgresTarget } from '../server/core/store/history/postgres-url.ts';
 import { startPostgres } from './helpers/postgres.ts';
 
 const logger = pino({ level: 'silent' });
@@ -17,7 +18,7 @@ describe('the sole-instance lock of PostgreSQL without Redis', () => {
     const url = await server.createDatabase();
     const admin = postgres(url, { max: 1, onnotice: () => undefined });
     cleanups.push(() => admin.end({ timeout: 1 }));
-    const lock = await PostgresSoleLock.take(url, 'test', logger);
+    const lock = await PostgresSoleLock.take(postgresTarget(url), logger);
     cleanups.push(() => lock.close());
     expect(lock.heldAtStart).toBe(true);
     const held = async (): Promise<boolean> => {
@@ -33,7 +34,7 @@ describe('the sole-instance lock of PostgreSQL without Redis', () => {
     await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sluice-sole-instance'`;
     await vi.waitFor(async () => expect(await held()).toBe(true), { timeout: 5000, interval: 20 });
     expect(performance.now() - cutAt).toBeLessThan(1000);
-    const second = await PostgresSoleLock.take(url, 'test', logger);
+    const second = await PostgresSoleLock.take(postgresTarget(url), logger);
     cleanups.push(() => second.close());
     expect(second.heldAtStart).toBe(false);
   });

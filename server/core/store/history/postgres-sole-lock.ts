@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import postgres from 'postgres';
+import type { PostgresTarget } from './postgres-url.ts';
 import { SluiceError } from '../../errors.ts';
 
 // The key every instance without shared live state takes; instances with Redis never take it.
@@ -38,9 +39,10 @@ export class PostgresSoleLock {
     }
   }
 
-  static async take(url: string, where: string, logger: Logger): Promise<PostgresSoleLock> {
+  static async take({ url, options, where }: PostgresTarget, logger: Logger): Promise<PostgresSoleLock> {
     let lock: PostgresSoleLock | undefined = undefined;
     const sql = postgres(url, {
+      ...options,
       max: 1,
       connect_timeout: 5,
       // The lock lives as long as its connection: the driver must never retire it.

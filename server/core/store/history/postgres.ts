@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import postgres from 'postgres';
 import { PostgresSoleLock } from './postgres-sole-lock.ts';
+import { postgresTarget } from './postgres-url.ts';
 import { SluiceError } from '../../errors.ts';
 import { MIGRATIONS } from './sql/migrations/index.ts';
 import * as sql from './sql/operations.ts';
@@ -125,7 +126,8 @@ export class PostgresHistory extends SqlHistory {
 
   /** Connects and brings the schema up to date (safe when several instances start together). */
   static async open(options: PostgresHistoryOptions): Promise<PostgresHistory> {
-    const where = describe(options.url);
+    const target = postgresTarget(options.url);
+    const { url, where } = target;
     const maxConnections = options.maxConnections ?? 10;
     if (!Number.isInteger(maxConnections) || maxConnections < 2) {
       throw new SluiceError('internal', `PostgresHistory: maxConnections must be an integer of at least 2, got ${maxConnections}`);
@@ -135,7 +137,8 @@ export class PostgresHistory extends SqlHistory {
       throw new SluiceError('internal', `PostgresHistory: statementTimeoutMs must be a positive integer, got ${statementTimeoutMs}`);
     }
     const connect = (max: number): Sql =>
-      postgres(options.url, {
+      postgres(url, {
+        ...target.options,
         max,
         connect_timeout: 5,
         idle_timeout: 60,
@@ -148,7 +151,7 @@ export class PostgresHistory extends SqlHistory {
         // A write stuck behind a lock would hold up the instance's one writer: give up on it instead.
         connection: { application_name: 'sluice', statement_timeout: statementTimeoutMs },
       });
-    const sole = options.soleInstance ? await PostgresSoleLock.take(options.url, where, options.logger) : undefined;
+    const sole = options.soleInstance ? await PostgresSoleLock.take(target, options.logger) : undefined;
     const history = new PostgresHistory(connect, maxConnections, options, statementTimeoutMs);
     history.#sole = sole;
     const writer = history.#writer;
@@ -210,20 +213,6 @@ async function drive<T>(tx: postgres.TransactionSql, op: sql.Op<T>): Promise<T> 
   let next = op.next();
   while (!next.done) next = op.next(await exec(tx, next.value));
   return next.value;
-}
-
-/** The URL without its credentials, for messages and logs. */
-function describe(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new SluiceError('internal', 'DATABASE_URL is not a valid URL');
-  }
-  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
-    throw new SluiceError('internal', `DATABASE_URL must start with postgres:// or postgresql://, got ${parsed.protocol}//`);
-  }
-  return `${parsed.hostname}:${parsed.port || 5432}${parsed.pathname}`;
 }
 
 /** A read of history, or the health check's query, that takes longer than this answers unavailable. */
