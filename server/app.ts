@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { within } from '../shared/within.ts';
 import type { Logger } from 'pino';
 import { secretsOf, type Config } from './config.ts';
 import { ChatService } from './core/chat-service.ts';
@@ -51,6 +52,9 @@ export interface Sluice {
    */
   reloadKeys(): void;
 }
+
+/** How long stopped replies may take to store their partials before the store is closed under them. */
+const STOP_GRACE_MS = 2000;
 
 /**
  * The composition root: configuration in, a wired server out (once its store is open: a database's
@@ -144,7 +148,21 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       service.beginDrain();
-      await service.close();
+      // The replies are stopped and store their partials. A store that does not answer (a frozen
+      // host) would hold them, and the process, for ever: past a grace it is closed, which fails
+      // those writes (the drafts stay, read as interrupted), and the replies end, their clients told.
+      const stopped = service.close();
+      if (
+        !(await within(
+          stopped.then(() => true),
+          STOP_GRACE_MS,
+          () => false,
+        ))
+      ) {
+        logger.warn({ store: store.kind }, 'replies are still storing what they said; closing the store under them');
+        await store.close();
+      }
+      await stopped;
       await http.close();
       await provider.close?.();
       retention?.stop();

@@ -96,10 +96,11 @@ export class PostgresSoleLock {
     }, delayMs).unref();
   }
 
-  async close(): Promise<void> {
+  /** Lets the lock go; past `timeoutSeconds` its connection is cut (a server that does not answer). */
+  async close(timeoutSeconds = 5): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#retake);
-    await this.#sql.end({ timeout: 5 });
+    await this.#sql.end({ timeout: timeoutSeconds });
   }
 }

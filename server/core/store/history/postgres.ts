@@ -41,6 +41,9 @@ const OWNER_LOCK = `SELECT pg_advisory_xact_lock(hashtext('sluice sessions'), 0)
 // serialization failure (40...). Only these make retrying a failed batch's writes one by one worthwhile.
 const ONE_WRITE = /^(23|40)[0-9A-Z]{3}$/;
 const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
+/** Closing: how long the queued writes may take, then how long the statements under way (seconds). */
+const CLOSE_GRACE_MS = 1000;
+const CLOSE_TIMEOUT_S = 2;
 /** SQLSTATE read_only_sql_transaction: "cannot execute INSERT in a read-only transaction". */
 const READ_ONLY = '25006';
 
@@ -119,9 +122,12 @@ export class PostgresHistory extends SqlHistory {
     return within(answered, PING_TIMEOUT_MS, () => false);
   }
 
+  protected override closeGraceMs(): number {
+    return CLOSE_GRACE_MS;
+  }
+
   protected async closeConnections(): Promise<void> {
-    await Promise.all([this.#writer.end({ timeout: 5 }), this.#readers.end({ timeout: 5 })]);
-    await this.#sole?.close();
+    await Promise.all([this.#writer.end({ timeout: CLOSE_TIMEOUT_S }), this.#readers.end({ timeout: CLOSE_TIMEOUT_S }), this.#sole?.close(CLOSE_TIMEOUT_S)]);
   }
 
   /** Connects and brings the schema up to date (safe when several instances start together). */

@@ -9,6 +9,7 @@ import { ReplicaWait } from './replica-wait.ts';
 import { SCRIPTS, scriptSource, variadicScript, VARIADIC_SCRIPTS, type ScriptName, type VariadicScriptName } from './scripts.ts';
 import { ShardTail } from './shard-tail.ts';
 import { RedisTail, type Tail } from './tail.ts';
+import { within } from '../../../../shared/within.ts';
 import type { RedisTopology } from './topology.ts';
 
 export interface RedisConnectionOptions {
@@ -289,6 +290,8 @@ export class RedisConnection {
 
 function noop(): void {}
 
+/** How long closing waits for Redis to answer QUIT before it drops the connection. */
+const QUIT_WAIT_MS = 1000;
 /** How long the probe key of a Redis that refused writes lives (healthy() writes it). */
 const PROBE_TTL_MS = 10_000;
 
@@ -300,9 +303,21 @@ function refusesWrites(error: unknown): boolean {
   return error instanceof Error && /(?:^|\W)(?:OOM|READONLY|MISCONF|NOREPLICAS)\b/.test(error.message);
 }
 
+/**
+ * Closes a connection politely, within a bound: a server that does not answer (a frozen host)
+ * would hold a QUIT for ever on a connection without a command timeout (the subscriber's).
+ */
 async function quit(redis: Redis | Cluster): Promise<void> {
-  if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
-  else redis.disconnect();
+  if (redis.status !== 'ready') return redis.disconnect();
+  const quitted = await within(
+    redis.quit().then(
+      () => true,
+      () => false,
+    ),
+    QUIT_WAIT_MS,
+    () => false,
+  );
+  if (!quitted) redis.disconnect();
 }
 
 function readyWithin(client: Redis | Cluster, timeoutMs: number): Promise<boolean> {

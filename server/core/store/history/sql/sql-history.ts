@@ -137,10 +137,25 @@ export abstract class SqlHistory implements History {
     return within(probe, PROBE_WAIT_MS, () => false);
   }
 
+  /**
+   * How long closing waits for the writes under way before it cuts the connections they are on
+   * (undefined: for as long as they take; a database in this process, whose writes do not hang).
+   */
+  protected closeGraceMs(): number | undefined {
+    return undefined;
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.#queue.close();
+      // The writes queued go first; a batch the database holds (a frozen server answers nothing,
+      // and its statement timeout is its own to enforce) is cut, with its connections, after a
+      // grace: it fails, and what waits on it (a reply's last write, at shutdown) goes on.
+      const drained = this.#queue.close();
+      const grace = this.closeGraceMs();
+      if (grace !== undefined) await within(drained, grace, () => undefined);
+      else await drained;
       await this.closeConnections();
+      await drained;
     })();
     return this.#closing;
   }
