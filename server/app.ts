@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { AddressInfo } from 'node:net';
 import { within } from '../shared/within.ts';
 import type { Logger } from 'pino';
@@ -64,7 +65,8 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const logger = overrides.logger ?? createLogger(config.LOG_LEVEL, { service: 'sluice', pid: process.pid }, secretsOf(config));
   const configured = overrides.credentials ? undefined : credentialsFrom(config, logger);
   const credentials = overrides.credentials ?? configured!.credentials;
-  const metrics: Metrics = new Metrics((): number => service.runningCount);
+  // A worker of WORKERS answers a scrape with every worker's metrics (the service has one port).
+  const metrics: Metrics = new Metrics((): number => service.runningCount, { clusterWide: cluster.isWorker });
   const provider = overrides.provider ?? providerFrom(config, logger);
   // Without keys every caller is the one anonymous owner: a cap would be the whole server's.
   const maxSessionsPerOwner = credentials.required ? config.MAX_SESSIONS_PER_KEY : 0;

@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { secretsOf, usesRedis, type Config } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 import { onHangup } from './hangups.ts';
+import { serveClusterMetrics } from './observability/cluster-metrics.ts';
 
 /** The pause before replacing a worker that died before it served, doubling with each such death in a row. */
 const FIRST_RETRY_MS = 500;
@@ -66,6 +67,7 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
       retries.add(retry);
     });
   };
+  serveClusterMetrics();
   for (let i = 0; i < workers; i++) fork();
 
   const stop = (signal: NodeJS.Signals): void => {

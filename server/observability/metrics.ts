@@ -3,6 +3,8 @@ import type { ErrorCode } from '../../shared/errors.ts';
 import type { TokenUsage } from '../../shared/messages.ts';
 import type { Outcome } from '../core/generation.ts';
 import type { GenerationObserver } from '../core/observer.ts';
+import { SluiceError } from '../core/errors.ts';
+import { clusterWideMetrics } from './cluster-metrics.ts';
 
 // Process metrics are per process, not per server: collected once, into a registry of their own.
 let processRegistry: Registry | undefined;
@@ -138,7 +140,11 @@ export class Metrics implements GenerationObserver {
     registers: [this.#registry],
   });
 
-  constructor(runningGenerations: () => number) {
+  /** With WORKERS: the text of every worker's metrics (see cluster-metrics.ts). */
+  readonly #clusterWide: (() => Promise<string>) | undefined;
+
+  constructor(runningGenerations: () => number, options: { readonly clusterWide?: boolean } = {}) {
+    this.#clusterWide = options.clusterWide ? clusterWideMetrics([processMetrics(), this.#registry]) : undefined;
     new Gauge({
       name: 'sluice_running_generations',
       help: 'Generations producing on this instance now',
@@ -151,6 +157,12 @@ export class Metrics implements GenerationObserver {
 
   /** The exposition text for `GET /metrics`, with process metrics. */
   async render(): Promise<{ contentType: string; body: string }> {
+    if (this.#clusterWide) {
+      const body = await this.#clusterWide().catch((error: unknown) => {
+        throw new SluiceError('unavailable', "The workers' metrics could not be collected; try again shortly", { cause: error });
+      });
+      return { contentType: Registry.PROMETHEUS_CONTENT_TYPE, body };
+    }
     const merged = Registry.merge([processMetrics(), this.#registry]);
     return { contentType: merged.contentType, body: await merged.metrics() };
   }
