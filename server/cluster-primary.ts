@@ -81,8 +81,9 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
     let left = alive.length;
     if (left === 0) process.exit(0);
     for (const worker of alive) {
-      worker.once('exit', (code) => {
-        if (code !== 0) failed = true;
+      worker.once('exit', (code, signal) => {
+        // Ended by the SIGTERM itself: a worker still starting, before its handler (nothing to drain).
+        if (code !== 0 && signal !== 'SIGTERM') failed = true;
         if (--left === 0) process.exit(failed ? 1 : 0);
       });
       worker.process.kill('SIGTERM');
