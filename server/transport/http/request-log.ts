@@ -43,6 +43,15 @@ export function logWhenClosed(req: IncomingMessage, res: ServerResponse, context
   });
 }
 
+/**
+ * The line of an upgrade refused before a WebSocket exists (a page of another site, another path),
+ * which no response's close would write, and its rejection counted: as any request's.
+ */
+export function logRefusedUpgrade(req: IncomingMessage, status: number, reason: string, context: RequestLogContext): void {
+  context.metrics.rejected(reason);
+  context.logger.info({ method: req.method, path: pathOf(req), status, durationMs: 0, clientIp: context.clientIp, reason }, 'request');
+}
+
 /** Characters of a path a line keeps: a request's line is up to 16 KB, and anyone can send one. */
 const MAX_LOGGED_PATH = 512;
 

@@ -18,7 +18,7 @@ import { createTrpcWsServer } from '../trpc/ws-server.ts';
 import { watchConnections } from './connections.ts';
 import { createDispatcher } from './dispatch.ts';
 import { sendError } from './json-io.ts';
-import { logWhenClosed } from './request-log.ts';
+import { logRefusedUpgrade, logWhenClosed } from './request-log.ts';
 import type { OriginPolicy } from './origin-policy.ts';
 import type { RouteDeps } from './route-context.ts';
 
@@ -167,7 +167,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     highWaterBytes: options.highWaterBytes,
     sendTimeoutMs: options.sendTimeoutMs,
   });
-  server.on('upgrade', createUpgradeHandler({ enabled: options.wsEnabled, origins, metrics, connections, ws }));
+  const refused = (req: IncomingMessage, status: number, reason: string): void =>
+    logRefusedUpgrade(req, status, reason, { logger, metrics, clientIp: clientIpOf(req), ownerOf: () => undefined });
+  server.on('upgrade', createUpgradeHandler({ enabled: options.wsEnabled, origins, refused, connections, ws }));
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 2000): Promise<void> => {

@@ -1,6 +1,5 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { Metrics } from '../../observability/metrics.ts';
 import type { HttpConnections } from '../http/connections.ts';
 import { normalizePath } from '../http/normalize-path.ts';
 import { answerAndClose } from '../http/raw-answer.ts';
@@ -10,7 +9,8 @@ import type { TrpcWsServer } from './ws-server.ts';
 export interface UpgradeOptions {
   readonly enabled: boolean;
   readonly origins: OriginPolicy;
-  readonly metrics: Metrics;
+  /** Logs and counts a refused upgrade, as every request is (see logRefusedUpgrade). */
+  readonly refused: (req: IncomingMessage, status: number, reason: 'not_found' | 'forbidden') => void;
   readonly connections: HttpConnections;
   readonly ws: TrpcWsServer;
 }
@@ -21,8 +21,9 @@ export interface UpgradeOptions {
  * WebSocket exists.
  */
 export function createUpgradeHandler(o: UpgradeOptions): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  const refuse = (socket: Duplex, status: string): void => {
-    answerAndClose(socket, `HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  const refuse = (req: IncomingMessage, socket: Duplex, status: 403 | 404): void => {
+    o.refused(req, status, status === 404 ? 'not_found' : 'forbidden');
+    answerAndClose(socket, `HTTP/1.1 ${status === 404 ? '404 Not Found' : '403 Forbidden'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   };
   return (req, socket, head) => {
     o.connections.upgraded(socket);
@@ -30,12 +31,11 @@ export function createUpgradeHandler(o: UpgradeOptions): (req: IncomingMessage, 
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     if (!o.enabled || normalizePath(q === -1 ? url : url.slice(0, q)) !== '/trpc') {
-      refuse(socket, o.enabled ? '404 Not Found' : '403 Forbidden');
+      refuse(req, socket, o.enabled ? 404 : 403);
       return;
     }
     if (!o.origins.allowsUpgrade(req)) {
-      o.metrics.rejected('forbidden');
-      refuse(socket, '403 Forbidden');
+      refuse(req, socket, 403);
       return;
     }
     o.ws.handleUpgrade(req, socket, head);
