@@ -29,15 +29,18 @@ const STREAM_HEADERS: Readonly<Record<string, string>> = {
 /**
  * Answers an error in OpenAI's shape; a started stream is cut instead (there is no status to send).
  * `stored`: the request's turn is in a session's history already, so that a retry (the `openai`
- * SDKs retry a 5xx twice by default) would be a second turn, not the same one again.
+ * SDKs retry a 5xx twice by default) would be a second turn, not the same one again. `ofReply`:
+ * the error ended the reply (its generation failed), rather than refused the request.
  */
-export function sendOpenAIError(res: ServerResponse, error: unknown, stored = false): void {
+export function sendOpenAIError(res: ServerResponse, error: unknown, stored = false, ofReply = false): void {
   const sluice = toSluiceError(error);
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  markRejected(res, sluice);
+  // A reply that failed before its first token is counted (and logged) as a failed generation: it
+  // is no request Sluice refused, as it is not on the SSE route.
+  if (!ofReply) markRejected(res, sluice);
   const param = error instanceof InvalidParamError ? error.param : null;
   const headers = retryHeaders(sluice);
   if (stored) headers['x-should-retry'] = 'false';
@@ -100,7 +103,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
     const first = await listener.next();
     if (first.done || res.destroyed) return;
     if (first.value.event.type === 'error') {
-      sendOpenAIError(res, eventError(first.value.event), stored);
+      sendOpenAIError(res, eventError(first.value.event), stored, true);
       return;
     }
     if (stream) {
@@ -132,7 +135,7 @@ export async function handleChatCompletions(req: IncomingMessage, res: ServerRes
         return;
       }
       sendJson(res, 200, completionBody(meta, completion.text, terminal));
-    } else if (terminal?.type === 'error') sendOpenAIError(res, eventError(terminal), stored);
+    } else if (terminal?.type === 'error') sendOpenAIError(res, eventError(terminal), stored, true);
     // No terminal event: the client left, there is nobody to answer.
   } finally {
     listener.close();
