@@ -54,8 +54,8 @@ export interface Sluice {
   reloadKeys(): void;
 }
 
-/** How long stopped replies may take to store their partials before the store is closed under them. */
-const STOP_GRACE_MS = 2000;
+/** How often, while stopped replies still store their partials, the store is asked whether it answers. */
+const STOP_GRACE_MS = 1000;
 
 /**
  * The composition root: configuration in, a wired server out (once its store is open: a database's
@@ -150,21 +150,18 @@ export async function createSluice(config: Config, overrides: SluiceOverrides = 
   const close = (): Promise<void> => {
     closing ??= (async () => {
       service.beginDrain();
-      // The replies are stopped and store their partials. A store that does not answer (a frozen
-      // host) would hold them, and the process, for ever: past a grace it is closed, which fails
-      // those writes (the drafts stay, read as interrupted), and the replies end, their clients told.
-      const stopped = service.close();
-      if (
-        !(await within(
-          stopped.then(() => true),
-          STOP_GRACE_MS,
-          () => false,
-        ))
-      ) {
-        logger.warn({ store: store.kind }, 'replies are still storing what they said; closing the store under them');
+      // The replies are stopped and store their partials. A store that answers is waited for (its
+      // own timeouts bound a write); one that does not (a frozen host) would hold them, and the
+      // process, for ever: it is closed under them, which fails those writes (the drafts stay, read
+      // as interrupted), and the replies end, their clients told.
+      const stopped = service.close().then(() => true);
+      while (!(await within(stopped, STOP_GRACE_MS, () => false))) {
+        if (await within(store.healthy(), STOP_GRACE_MS, () => false)) continue;
+        logger.warn({ store: store.kind }, 'replies are still storing what they said, and the store does not answer; closing it under them');
         await store.close();
+        await stopped;
+        break;
       }
-      await stopped;
       await http.close();
       await provider.close?.();
       retention?.stop();

@@ -147,14 +147,15 @@ export abstract class SqlHistory implements History {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      // The writes queued go first; a batch the database holds (a frozen server answers nothing,
-      // and its statement timeout is its own to enforce) is cut, with its connections, after a
-      // grace: it fails, and what waits on it (a reply's last write, at shutdown) goes on.
-      const drained = this.#queue.close();
+      // The writes queued go first. A database that still answers has them finished (its statement
+      // timeout bounds them); a batch one that no longer answers holds (a frozen server enforces
+      // no timeout) is cut, with its connections, after a grace: it fails, and what waits on it (a
+      // reply's last write, at shutdown) goes on.
+      const drained = this.#queue.close().then(() => true);
       const grace = this.closeGraceMs();
-      if (grace !== undefined) await within(drained, grace, () => undefined);
-      else await drained;
+      if (grace === undefined || (await within(drained, grace, () => false)) || (await within(Promise.resolve(this.ping()), grace, () => false))) await drained;
       await this.closeConnections();
+      // Cut, the writes under way fail, and the queue's loop ends.
       await drained;
     })();
     return this.#closing;
