@@ -311,12 +311,14 @@ export class ChatService {
     const [asked, draft] = await this.#o.history.read(sessionKey, { limit: 2 });
     if (asked?.role !== 'user' || asked.content !== request.message || draft?.draftOf === undefined) return undefined;
     const local = this.#local.get(draft.draftOf);
+    // A reply that is ending (stopped: the user pressed stop and sent the words again) is not this request's.
     if (local) {
-      if (local.ended || local.owner !== request.owner || local.listenerCount > 0) return undefined;
+      if (local.ended || local.stopping || local.owner !== request.owner || local.listenerCount > 0) return undefined;
       return { generationId: local.id, listener: local.listen(0, signal, request.announce ?? false) };
     }
     const record = await this.#o.events.load(draft.draftOf);
     if (!record || record.owner !== request.owner || (await this.#o.events.countListeners(record.id)) > 0) return undefined;
+    if ((await this.#o.signals.cancelled([record.id])).length > 0) return undefined;
     return { generationId: record.id, listener: this.#remoteListener(record, 0, signal) };
   }
 

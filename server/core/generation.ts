@@ -222,6 +222,10 @@ export class Generation {
   get ended(): boolean {
     return this.#ended;
   }
+  /** Stopped from outside (a cancel, a shutdown, ...), or its outcome settled: it is ending. */
+  get stopping(): boolean {
+    return this.#stopReason !== undefined || this.#decided;
+  }
   get finishedAt(): number | undefined {
     return this.#finishedAt;
   }
