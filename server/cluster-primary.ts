@@ -67,7 +67,7 @@ export async function runPrimary(config: Config, workers: number): Promise<void>
       retries.add(retry);
     });
   };
-  serveClusterMetrics();
+  serveClusterMetrics(() => listening);
   for (let i = 0; i < workers; i++) fork();
 
   const stop = (signal: NodeJS.Signals): void => {
