@@ -273,7 +273,7 @@ export class ChatService {
       if (last?.answer) {
         await Promise.all(taken.map((held) => held.release()));
         this.#unsureStarts.delete(sessionKey);
-        return { generationId: record.id, listener: storedReplyListener(record.id, last.answer) };
+        return { generationId: record.id, listener: storedReplyListener(record.id, last.answer, request.maxTokens) };
       }
       // The shared log first: a start that fails there leaves nothing in history.
       const writer = await events.open(record, this.#lockTtlMs);

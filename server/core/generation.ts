@@ -109,7 +109,7 @@ export interface Listener extends AsyncIterableIterator<TrackedEvent> {
   readonly over: boolean;
 }
 
-const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
+export const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 /** Far past any model's longest reply (about 250,000 tokens of English), and a few megabytes at most. */
 export const DEFAULT_MAX_REPLY_CHARS = 1_000_000;
 /** Longer than a reasoning model's longest thinking and reply, short of holding a session for hours. */
