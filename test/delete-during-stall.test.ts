@@ -31,16 +31,13 @@ describe('deleting a session whose reply runs on a stalled instance', () => {
     const rest = await drain(reply);
     expect(rest.at(-1)!.event).toBe('error');
     const after = (await history(b.url, 'stalled')).messages.map((m) => [m.role, m.status]);
-    if (deleted.ok) {
-      // The deletion said it was done: nothing of the session may come back.
-      expect(after).toEqual([]);
-    } else {
-      // Refused (still busy): the session is as the reply left it, its message and its reply.
-      expect(after).toEqual([
-        ['user', 'complete'],
-        ['assistant', 'interrupted'],
-      ]);
-    }
+    // The reply still held the session after the deletion's wait: the deletion is refused (409),
+    // and the session is as the reply left it, its message and its reply.
+    expect(deleted.status).toBe(409);
+    expect(after).toEqual([
+      ['user', 'complete'],
+      ['assistant', 'interrupted'],
+    ]);
     await a.stop();
   }, 40_000);
 });
