@@ -60,14 +60,14 @@ describe('peers that keep their side of the connection open after the server has
     await healthAnswers(server.url);
   });
 
-  it('a refused upgrade (404 for another path, 403 for a page of another site, any other Upgrade) is let go: it holds no place in MAX_CONNECTIONS', async () => {
+  it('a refused upgrade (404 for another path, 403 for a page of another site) is let go, as is a request offering another protocol (served over HTTP/1.1): none holds a place in MAX_CONNECTIONS', async () => {
     const TIMEOUT = 300;
     const server = await startServer({ REQUEST_TIMEOUT_MS: TIMEOUT, KEEP_ALIVE_TIMEOUT_MS: TIMEOUT, MAX_CONNECTIONS: 3 });
     const upgrade = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
     const requests = [
       { head: `GET /elsewhere HTTP/1.1\r\nHost: localhost\r\n${upgrade}\r\n`, status: '404 Not Found' },
       { head: `GET /trpc HTTP/1.1\r\nHost: localhost\r\nOrigin: https://evil.example\r\n${upgrade}\r\n`, status: '403 Forbidden' },
-      { head: 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n', status: '404 Not Found' },
+      { head: 'GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n', status: '200 OK' },
     ];
     const peers = await Promise.all(requests.map(() => openHalfOpen(server.port)));
     peers.forEach((peer, i) => peer.socket.write(requests[i]!.head));

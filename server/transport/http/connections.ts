@@ -56,6 +56,8 @@ export function watchConnections(server: Server, metrics: Metrics, logger: Logge
   server.once('close', () => stalled.stop());
   server.on('drop', () => metrics.rejected('too_many_connections'));
   server.on('connection', (socket) => {
+    // A connection given back to the parser (see ignored-upgrade.ts) is counted already.
+    if (allConnections.has(socket)) return;
     metrics.connectionOpened('http');
     httpConnections.add(socket);
     allConnections.add(socket);

@@ -1,8 +1,10 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ZodType } from 'zod';
 import type { ErrorBody } from '../../../shared/errors.ts';
 import { SluiceError, toSluiceError } from '../../core/errors.ts';
 import { parseWith } from '../parse-input.ts';
+import { inviteBody } from './expect-continue.ts';
 import { HTTP_STATUS, retryHeaders } from './status.ts';
 
 const rejections = new WeakMap<ServerResponse, SluiceError>();
@@ -54,6 +56,7 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   if (declared !== undefined && Number(declared) > maxBytes) {
     throw new SluiceError('payload_too_large', `The request body must be at most ${maxBytes} bytes`);
   }
+  inviteBody(req);
   if (declared !== undefined && req.readableLength === Number(declared)) {
     // A small body arrives with its headers, and the parser has buffered it before any handler
     // runs: take it now instead of over two more turns of the stream ('data', then 'end'). The
@@ -87,10 +90,22 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
 
 /** Reads a JSON body and validates it, with an error naming the problem (415, 413, 400, 422). */
 export async function readJsonBody<T>(req: IncomingMessage, schema: ZodType<T>, maxBytes: number): Promise<T> {
-  if (!isJsonContentType(req.headers['content-type'])) {
+  const type = req.headers['content-type'];
+  if (!isJsonContentType(type)) {
     throw new SluiceError('unsupported_media_type', 'Content-Type must be application/json');
   }
+  // JSON is UTF-8 (RFC 8259 8.1), and a body is taken as sent: another charset or a content coding
+  // would be read as something else than what the client meant (a message stored with U+FFFD).
+  const charset = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(type!)?.[1];
+  if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+    throw new SluiceError('unsupported_media_type', `Content-Type's charset must be utf-8, got ${charset.slice(0, 40)}`);
+  }
+  const coding = req.headers['content-encoding'];
+  if (coding !== undefined && coding.trim().toLowerCase() !== 'identity') {
+    throw new SluiceError('unsupported_media_type', 'Content-Encoding is not accepted: send the body as it is');
+  }
   const raw = await readBody(req, maxBytes);
+  if (!isUtf8(raw)) throw new SluiceError('invalid_json', 'The request body is not valid JSON: it is not UTF-8');
   let value: unknown;
   try {
     value = JSON.parse(raw.toString('utf8'));

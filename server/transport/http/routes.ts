@@ -5,6 +5,7 @@ import type { RouteDeps, RouteHandler } from './route-context.ts';
 import { handleCancel, handleDeleteSession, handleHistory } from './session-routes.ts';
 import { handleChatStream } from './sse-route.ts';
 import { handleUIChat, handleUIChatResume, handleUIChatStop } from './ui-chat-route.ts';
+import { inviteBody } from './expect-continue.ts';
 import { handleWebAsset, handleWebPage } from './web-routes.ts';
 
 export interface Route {
@@ -70,7 +71,17 @@ export const ROUTES: readonly Route[] = [
   { method: 'POST', path: /^\/v1\/ui\/chat\/([^/]+)\/stop$/, handler: handleUIChatStop },
   // tRPC: Sluice's own SSE producer for the hot subscription, tRPC's handler for everything else.
   { method: 'GET', path: /^\/trpc\/chat\.stream$/, open: true, stream: true, handler: (req, res, deps) => deps.trpc.sse(req, res) },
-  { method: '*', path: /^\/trpc\/[^/]+$/, open: true, handler: async (req, res, deps) => deps.trpc.http(req, res), sendError: refuseTrpc },
+  {
+    method: '*',
+    path: /^\/trpc\/[^/]+$/,
+    open: true,
+    handler: async (req, res, deps) => {
+      // tRPC's handler reads the body itself.
+      inviteBody(req);
+      deps.trpc.http(req, res);
+    },
+    sendError: refuseTrpc,
+  },
   { method: 'GET', path: /^\/$/, open: true, anySite: true, handler: handleWebPage },
   { method: 'GET', path: /^\/assets\/([A-Za-z0-9._-]+)$/, open: true, anySite: true, handler: handleWebAsset },
 ];

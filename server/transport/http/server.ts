@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Credentials } from '../../core/credentials.ts';
@@ -19,6 +20,9 @@ import { watchConnections } from './connections.ts';
 import { createDispatcher } from './dispatch.ts';
 import { sendError } from './json-io.ts';
 import { logRefusedUpgrade, logWhenClosed } from './request-log.ts';
+import { toOriginForm } from './request-target.ts';
+import { asksForWebSocket, serveIgnoringUpgrade } from './ignored-upgrade.ts';
+import { awaitsInvitation } from './expect-continue.ts';
 import type { OriginPolicy } from './origin-policy.ts';
 import type { RouteDeps } from './route-context.ts';
 
@@ -139,10 +143,16 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     },
     (req, res) => onRequest(req, res),
   );
+  // The body of an `Expect: 100-continue` request is invited once its headers pass (see expect-continue.ts).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitsInvitation(req, res);
+    onRequest(req, res);
+  });
   server.maxConnections = options.maxConnections;
   const connections = watchConnections(server, metrics, logger, options.sendTimeoutMs);
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    toOriginForm(req);
     logWhenClosed(req, res, { logger, metrics, clientIp: clientIpOf(req), ownerOf: (r) => owners.get(r) });
     // What a handler did not answer itself (the request log logs an internal error's cause).
     connections.serve(req, res, () => void handle(req, res).catch((error: unknown) => sendError(res, SluiceError.from(error))));
@@ -169,7 +179,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   });
   const refused = (req: IncomingMessage, status: number, reason: string): void =>
     logRefusedUpgrade(req, status, reason, { logger, metrics, clientIp: clientIpOf(req), ownerOf: () => undefined });
-  server.on('upgrade', createUpgradeHandler({ enabled: options.wsEnabled, origins, refused, connections, ws }));
+  const upgrade = createUpgradeHandler({ enabled: options.wsEnabled, origins, refused, connections, ws });
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!asksForWebSocket(req)) return serveIgnoringUpgrade(server, req, socket, head);
+    toOriginForm(req);
+    upgrade(req, socket, head);
+  });
 
   let closing: Promise<void> | undefined;
   const close = (graceMs = 2000): Promise<void> => {

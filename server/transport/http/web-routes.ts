@@ -50,7 +50,7 @@ async function serve(path: string, req: IncomingMessage, res: ServerResponse, de
     return;
   }
   const headers = { ETag: file.etag, 'Cache-Control': 'no-cache', ...securityHeaders(req) };
-  if (req.headers['if-none-match'] === file.etag) {
+  if (matchesNoneMatch(req.headers['if-none-match'], file.etag)) {
     res.writeHead(304, headers).end();
     return;
   }
@@ -63,3 +63,13 @@ export const handleWebPage: RouteHandler = (req, res, deps) => serve('/', req, r
 
 /** `GET /assets/<name>`: the page's script and style sheet. */
 export const handleWebAsset: RouteHandler = (req, res, deps, params) => serve(`/assets/${params[0] ?? ''}`, req, res, deps);
+
+/**
+ * If-None-Match as RFC 9110 13.1.2 reads it: `*`, or a list of tags compared weakly (`W/"x"` is
+ * `"x"`), as caches and proxies that weaken tags send them.
+ */
+function matchesNoneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((tag) => tag.trim().replace(/^W\//, '') === etag);
+}
