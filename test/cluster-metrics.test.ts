@@ -1,19 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
+import { metricTotal } from './helpers/metrics-text.ts';
 import { parseSse, rawRequest } from './helpers/sse.ts';
-
-/** The sum of a metric's samples whose labels include `labels`, in Prometheus exposition text. */
-function total(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const match = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const have = Object.fromEntries([...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(match[3]);
-  }
-  return sum;
-}
 
 describe('metrics with WORKERS', () => {
   it("GET /metrics on the service's one port counts the replies of every worker, whichever worker answers the scrape", async () => {
@@ -37,7 +26,7 @@ describe('metrics with WORKERS', () => {
     for (let i = 0; i < 4; i++) {
       const res = await rawRequest(`${sluice.url}/metrics`, { method: 'GET', headers: { connection: 'close' } });
       expect(res.status).toBe(200);
-      seen.push(total(res.body.toString(), 'sluice_generations_total', { outcome: 'completed' }));
+      seen.push(metricTotal(res.body.toString(), 'sluice_generations_total', { outcome: 'completed' }));
     }
     // Each scrape must count all six replies: a counter that reads 3, then 3 from the other worker
     // (or 2 then 4) looks to Prometheus like resets, and rate()/increase() over it are wrong.

@@ -1,12 +1,10 @@
-import { createTRPCClient, createWSClient, httpBatchLink, httpSubscriptionLink, splitLink, wsLink, type TRPCClient } from '@trpc/client';
-import { EventSource } from 'eventsource';
-import superjson from 'superjson';
-import { afterEach, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import type { TRPCClient } from '@trpc/client';
+import { describe, expect, it } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { AppRouter } from '../server/router-type.ts';
 import { SessionHistory, type StreamEvent } from '../shared/index.ts';
 import { startServer } from './helpers/server.ts';
+import { stockClient } from './helpers/trpc-clients.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
 
 // early-cut.test.ts covers a connection cut once the client has the reply's `start` event (it then
@@ -17,29 +15,6 @@ import { startTcpProxy } from './helpers/tcp-proxy.ts';
 
 const PROMPT = 'cut before start';
 const FULL = simulatedDeltas(PROMPT);
-const closers: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
-
-function wsClientVia(url: string): TRPCClient<AppRouter> {
-  const wsClient = createWSClient({ url: `${url.replace('http', 'ws')}/trpc`, WebSocket: WebSocket as never, retryDelayMs: () => 20 });
-  closers.push(() => wsClient.close());
-  return createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient, transformer: superjson })] });
-}
-
-function sseClientVia(url: string): TRPCClient<AppRouter> {
-  return createTRPCClient<AppRouter>({
-    links: [
-      splitLink({
-        condition: (op) => op.type === 'subscription',
-        true: httpSubscriptionLink({ url: `${url}/trpc`, transformer: superjson, EventSource }),
-        false: httpBatchLink({ url: `${url}/trpc`, transformer: superjson }),
-      }),
-    ],
-  });
-}
-
 function subscribe(client: TRPCClient<AppRouter>, sessionId: string): Promise<{ events: StreamEvent[]; error?: unknown }> {
   return new Promise((resolve) => {
     const events: StreamEvent[] = [];
@@ -70,7 +45,7 @@ describe('a connection cut as the reply is announced (before the client has any 
       const proxy = await startTcpProxy(server.url);
       // The server's frame that carries the `start` event (it names the reply) is lost with its connection.
       proxy.loseAnswer('"replyId"');
-      const client = kind === 'ws' ? wsClientVia(proxy.url) : sseClientVia(proxy.url);
+      const client = stockClient(proxy.url, kind, { retryDelayMs: 20 }).client;
       const result = await subscribe(client, `cut-${kind}`);
       expect(result.error).toBeUndefined();
       const deltas = result.events.filter((e) => e.type === 'delta');

@@ -1,14 +1,12 @@
 import { once } from 'node:events';
-import { createTRPCClient, createWSClient, httpBatchLink, httpSubscriptionLink, splitLink, wsLink, type TRPCClient } from '@trpc/client';
-import { EventSource } from 'eventsource';
-import superjson from 'superjson';
-import { afterEach, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
+import type { TRPCClient } from '@trpc/client';
+import { describe, expect, it } from 'vitest';
 import { simulatedDeltas } from '../server/core/providers/simulated.ts';
 import type { AppRouter } from '../server/router-type.ts';
 import { SessionHistory, type StreamEvent } from '../shared/index.ts';
 import { startSluiceProcess } from './helpers/process.ts';
 import { startServer } from './helpers/server.ts';
+import { stockClient } from './helpers/trpc-clients.ts';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
 
 // A stock tRPC client whose connection drops after `started` but before the first token (a model
@@ -17,30 +15,6 @@ import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.ts';
 
 const PROMPT = 'slow to start';
 const FULL = simulatedDeltas(PROMPT);
-const closers: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
-
-function wsClientVia(url: string): TRPCClient<AppRouter> {
-  const wsClient = createWSClient({ url: `${url.replace('http', 'ws')}/trpc`, WebSocket: WebSocket as never, retryDelayMs: () => 20 });
-  closers.push(() => wsClient.close());
-  return createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient, transformer: superjson })] });
-}
-
-function sseClientVia(url: string): TRPCClient<AppRouter> {
-  return createTRPCClient<AppRouter>({
-    links: [
-      splitLink({
-        condition: (op) => op.type === 'subscription',
-        true: httpSubscriptionLink({ url: `${url}/trpc`, transformer: superjson, EventSource }),
-        false: httpBatchLink({ url: `${url}/trpc`, transformer: superjson }),
-      }),
-    ],
-  });
-}
-
-/** Subscribes; `onStarted` runs once the server has accepted the subscription. Resolves with the reply's deltas and end, or the error. */
 function subscribe(client: TRPCClient<AppRouter>, sessionId: string, onStarted: () => void): Promise<{ events: StreamEvent[]; error?: unknown }> {
   return new Promise((resolve) => {
     const events: StreamEvent[] = [];
@@ -79,7 +53,7 @@ describe('a connection cut before the first token', () => {
     it(`${kind}: the stock link reconnects and gets the whole reply, once`, async () => {
       const server = await startServer({ SIM_DELAY_MS: 5, SIM_FIRST_TOKEN_MS: 600, RESUME_GRACE_MS: 10_000 });
       const proxy: TcpProxy = await startTcpProxy(server.url);
-      const client = kind === 'ws' ? wsClientVia(proxy.url) : sseClientVia(proxy.url);
+      const client = stockClient(proxy.url, kind, { retryDelayMs: 20 }).client;
       const result = await subscribe(client, `early-${kind}`, () => setTimeout(() => proxy.dropAll(), 50));
       expectWhole(result);
       const history = SessionHistory.parse(await (await fetch(`${server.url}/v1/sessions/early-${kind}/messages`)).json());
@@ -92,7 +66,7 @@ describe('a connection cut before the first token', () => {
 
   it('SIGTERM: a reply that has no token yet finishes within the drain window, over the stock wsLink', async () => {
     const sluice = await startSluiceProcess({ SIM_DELAY_MS: 5, SIM_FIRST_TOKEN_MS: 800, SHUTDOWN_DRAIN_MS: 8000, RESUME_GRACE_MS: 5000 });
-    const client = wsClientVia(sluice.url);
+    const client = stockClient(sluice.url, 'ws', { retryDelayMs: 20 }).client;
     const exited = once(sluice.child, 'exit');
     const result = await subscribe(client, 'drain', () => sluice.child.kill('SIGTERM'));
     expectWhole(result);

@@ -114,7 +114,7 @@ export const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true,
 export const DEFAULT_MAX_REPLY_CHARS = 1_000_000;
 /** Longer than a reasoning model's longest thinking and reply, short of holding a session for hours. */
 export const DEFAULT_MAX_REPLY_MS = 30 * 60_000;
-const REPLY_TIME_MESSAGE = 'The model did not finish its reply within the time allowed';
+const replyTimedOut = (): SluiceError => new SluiceError('upstream_timeout', 'The model did not finish its reply within the time allowed');
 /** How long one event's copy is tried before the reply ends as `unavailable`, unless told otherwise. */
 const STORE_WAIT_MS = 1_500;
 /** Waits between tries of a copy: 50, 100, 200, 400 ms, then 500 ms each (the store is soon used again once back). */
@@ -349,10 +349,7 @@ export class Generation {
       if (failure.retryAfterSeconds !== undefined) terminal.retryAfterSeconds = failure.retryAfterSeconds;
     } else if (this.#stopReason === 'unavailable' || this.#stopReason === 'timed_out') {
       outcome = 'failed';
-      failure =
-        this.#stopReason === 'unavailable'
-          ? new SluiceError('unavailable', 'The reply could not be stored; it was stopped')
-          : new SluiceError('upstream_timeout', REPLY_TIME_MESSAGE);
+      failure = this.#stopReason === 'unavailable' ? new SluiceError('unavailable', 'The reply could not be stored; it was stopped') : replyTimedOut();
       terminal = { type: 'error', code: failure.code, message: failure.message, partial: text };
     } else if (this.#stopReason) {
       outcome = this.#stopReason === 'cancelled' ? 'cancelled' : 'interrupted';
@@ -423,7 +420,7 @@ export class Generation {
   }
 
   static #abortReason(reason: StopReason): SluiceError {
-    if (reason === 'timed_out') return new SluiceError('upstream_timeout', REPLY_TIME_MESSAGE);
+    if (reason === 'timed_out') return replyTimedOut();
     return new SluiceError(reason === 'cancelled' ? 'cancelled' : 'interrupted');
   }
 

@@ -14,13 +14,18 @@ afterEach(async () => {
 export type Kind = 'ws' | 'sse';
 
 /** A stock tRPC client: wsLink, or httpSubscriptionLink (with the `eventsource` package) + httpBatchLink. */
-export function stockClient(baseUrl: string, kind: Kind, options: { apiKey?: string } = {}): { client: TRPCClient<AppRouter>; close: () => Promise<void> } {
-  const { apiKey } = options;
+export function stockClient(
+  baseUrl: string,
+  kind: Kind,
+  options: { apiKey?: string; retryDelayMs?: number } = {},
+): { client: TRPCClient<AppRouter>; close: () => Promise<void> } {
+  const { apiKey, retryDelayMs } = options;
   if (kind === 'ws') {
     const wsClient = createWSClient({
       url: `${baseUrl.replace(/^http/, 'ws')}/trpc`,
       WebSocket: WebSocket as never,
       ...(apiKey ? { connectionParams: { apiKey } } : {}),
+      ...(retryDelayMs === undefined ? {} : { retryDelayMs: () => retryDelayMs }),
     });
     const client = createTRPCClient<AppRouter>({ links: [wsLink({ client: wsClient, transformer: superjson })] });
     const close = () => wsClient.close();

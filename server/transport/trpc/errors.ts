@@ -68,3 +68,8 @@ for (const [sluice, trpc] of Object.entries(TRPC_CODES) as Array<[ErrorCode, TRP
 export function sluiceCodeOf(error: TRPCError, cause: SluiceError | undefined): ErrorCode | null {
   return cause?.code ?? SLUICE_CODES.get(error.code) ?? null;
 }
+
+/** tRPC's refusal of a batch past its bound (`maxBatchSize`), whole, in its words. */
+export function batchTooLarge(): TRPCError {
+  return new TRPCError({ code: 'BAD_REQUEST', message: 'Batch call exceeds maximum size' });
+}

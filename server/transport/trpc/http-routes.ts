@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream/promises';
 import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { TRPCError } from '@trpc/server';
 import type { Sink } from '../backpressure.ts';
 import type { StreamMetrics } from '../drain.ts';
 import { bearerToken } from '../http/bearer.ts';
@@ -11,7 +10,7 @@ import { AnswerBudget } from './answer-budget.ts';
 import type { AppRouter } from './router.ts';
 import { getErrorShape } from '@trpc/server/unstable-core-do-not-import';
 import superjson from 'superjson';
-import { toTRPCError } from './errors.ts';
+import { batchTooLarge, toTRPCError } from './errors.ts';
 import { handleTrpcSse, type TrpcSseOptions } from './sse-producer.ts';
 
 export interface TrpcHttpRoutesOptions {
@@ -82,7 +81,7 @@ export function createTrpcHttpRoutes(o: TrpcHttpRoutesOptions): TrpcHttpRoutes {
       // As tRPC's handler refuses a batch past its bound: whole, with one error, before any call
       // (else a 14 KB URL would be answered, and counted, as thousands of refusals).
       if (batch && paths.length > o.maxBatch) {
-        const error = new TRPCError({ code: 'BAD_REQUEST', message: 'Batch call exceeds maximum size' });
+        const error = batchTooLarge();
         o.onError({ error, path: undefined });
         const shape = getErrorShape({ config: o.router._def._config, error, type: 'unknown', path: undefined, input: undefined, ctx: undefined });
         res.writeHead(shape.data.httpStatus, { 'content-type': 'application/json', vary: 'Origin', 'cache-control': 'no-store' });

@@ -8,7 +8,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { ConnectionSink } from '../backpressure.ts';
 import type { TRPCContext } from './context.ts';
 import type { AppRouter } from './router.ts';
-import { toTRPCError } from './errors.ts';
+import { batchTooLarge, toTRPCError } from './errors.ts';
 import { runWsChatStream, WsStreamStop } from './ws-chat-stream.ts';
 import { WsKeepAlive, type KeptAlive } from './ws-keepalive.ts';
 
@@ -368,7 +368,7 @@ class WsConnection implements KeptAlive {
 
   // As tRPC's adapter answers a batch over its `maxBatchSize`: each call with an id is refused.
   async #refuseBatch(items: unknown[]): Promise<void> {
-    const error = new TRPCError({ code: 'BAD_REQUEST', message: 'Batch call exceeds maximum size' });
+    const error = batchTooLarge();
     this.#s.options.onError({ error, path: undefined });
     const shape = this.#errorShape(error, 'unknown', undefined, undefined);
     let responded = false;
