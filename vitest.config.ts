@@ -7,8 +7,12 @@ export default defineConfig({
     globalSetup: ['test/setup/temp-root.ts', 'test/setup/build-client.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
-    // Integration tests start real servers and child processes; two workers match the 2-core budget.
-    maxWorkers: 2,
+    // Integration tests start real servers and child processes, and mostly wait on them (timers,
+    // sockets, other processes): three workers keep 2 cores busy.
+    maxWorkers: 3,
+    // A poll waits for what a page or a server does next: a second (vitest's default) is short on a
+    // loaded machine; only a failing test waits longer.
+    expect: { poll: { timeout: 10_000 } },
     reporters: ['default'],
   },
 });
