@@ -43,7 +43,8 @@ describe("one session's long history and the event loop", () => {
     delay.disable();
     const heldMs = Math.round(delay.max / 1e6);
     // SIM_DELAY_MS (50 ms) is the pace every stream keeps; the turns before the history outgrew the
-    // remembered counts held the loop for under 10 ms each.
-    expect(heldMs, 'longest time the event loop was held during one turn (ms)').toBeLessThan(100);
+    // remembered counts held the loop for under 10 ms each, and the defect this guards against for
+    // 329 ms to 2 s. The bound leaves room for a 2-core machine running three test files at once.
+    expect(heldMs, 'longest time the event loop was held during one turn (ms)').toBeLessThan(200);
   }, 120_000);
 });
