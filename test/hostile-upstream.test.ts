@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { gzipSync } from 'node:zlib';
@@ -254,10 +255,11 @@ describe('an upstream that keeps a reply open without ever finishing it', () => 
   const endless: Serve = async (_req, res, gone) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' });
     res.write(chunk({ content: 'Thinking ' }));
-    while (!gone.aborted) {
-      res.write(`data: ${JSON.stringify({ id: 'chatcmpl-h', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [] })}\n\n`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    const empty = `data: ${JSON.stringify({ id: 'chatcmpl-h', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [] })}\n\n`;
+    // The upstream's own pace, until Sluice leaves (the abort is the event waited on).
+    const pace = setInterval(() => res.write(empty), 100);
+    if (!gone.aborted) await once(gone, 'abort');
+    clearInterval(pace);
   };
 
   it('cannot hold its reply and its session for ever: past MAX_REPLY_MS the upstream is left and the reply ends upstream_timeout, its partial kept', async () => {
