@@ -1,21 +1,7 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it, vi } from 'vitest';
 import { startSluiceProcess } from './helpers/process.ts';
+import { childrenOf } from './helpers/proc.ts';
 import { startRedis } from './helpers/redis.ts';
-
-/** The pids of a process's children (from /proc). */
-function childrenOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((name) => {
-      try {
-        return Number(readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 describe('WORKERS: stopping the primary', () => {
   it('SIGTERM while a replacement worker is still starting exits 0: a worker with nothing to drain is a clean stop, not a failure', async () => {

@@ -12,6 +12,7 @@ import { startNginx, type Nginx, type SiteFile } from './helpers/nginx.ts';
 import { startSluiceProcess, type SluiceProcess } from './helpers/process.ts';
 import { startRedis } from './helpers/redis.ts';
 import { parseSse } from './helpers/sse.ts';
+import { metricTotal } from './helpers/metrics-text.ts';
 import { startTcpProxy } from './helpers/tcp-proxy.ts';
 
 const PROMPT = 'explain caching';
@@ -79,15 +80,7 @@ const sseBody = (sessionId: string, message = PROMPT): string => JSON.stringify(
 
 /** The value of one sample in an instance's /metrics (scraped from the instance itself), summed over matching series. */
 async function metric(instance: SluiceProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${instance.url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[3]);
-  }
-  return sum;
+  return metricTotal(await (await fetch(`${instance.url}/metrics`)).text(), name, labels);
 }
 
 const logLines = (instance: SluiceProcess): Array<Record<string, unknown>> =>

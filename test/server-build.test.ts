@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { buildEntry, buildServer } from '../server/tools/server-bundle.ts';
 import { REPO_ROOT, spawnNode } from './helpers/children.ts';
+import { childrenOf } from './helpers/proc.ts';
 import { startRedis } from './helpers/redis.ts';
 
 // `npm start` rebuilds the server where a running one (or a cluster's primary, which forks workers
@@ -81,18 +82,3 @@ describe('a cluster whose workers cannot start', () => {
     child.kill('SIGKILL');
   });
 });
-
-/** The pids of a process's children (from /proc). */
-function childrenOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((name) => {
-      try {
-        // The ppid is the fourth field, after the command name in parentheses.
-        return Number(readFileSync(`/proc/${name}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}

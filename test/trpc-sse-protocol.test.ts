@@ -1,47 +1,12 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createSink } from '../server/transport/backpressure.ts';
-import { HeldAnswers } from '../server/transport/held-answers.ts';
-import { bearerToken } from '../server/transport/http/bearer.ts';
-import { chatApi, type TRPCContext } from '../server/transport/trpc/context.ts';
-import { createAppRouter } from '../server/transport/trpc/router.ts';
+import { describe, expect, it } from 'vitest';
 import { startServer, type TestServer } from './helpers/server.ts';
+import { referenceServer } from './helpers/trpc-reference.ts';
 import { parseSse, rawRequest, type RawResponse } from './helpers/sse.ts';
 
 // Sluice serves `GET /trpc/chat.stream` with an SSE producer of its own (server/transport/trpc/
 // sse-producer.ts). These tests hold it to tRPC's own producer: the same raw requests go to Sluice
 // and to tRPC's standalone HTTP handler serving the same router on the same chat service, and the
 // answers must match message for message (generation ids aside).
-
-const references: Server[] = [];
-afterEach(async () => {
-  for (const server of references.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-});
-
-/** tRPC's own HTTP handler, serving Sluice's router on the Sluice instance's chat service. */
-async function referenceServer(sluice: TestServer['sluice']): Promise<string> {
-  const handler = createHTTPHandler({
-    router: createAppRouter({ ssePingMs: 0 }),
-    basePath: '/trpc/',
-    createContext: ({ req, res }): TRPCContext => ({
-      chat: chatApi(sluice.admission, sluice.service, new HeldAnswers(1_000_000_000)),
-      answerTaken: () => Promise.resolve(),
-      credential: bearerToken(req.headers.authorization),
-      transport: 'trpc-http',
-      metrics: sluice.metrics,
-      sink: createSink({ buffered: () => res.writableLength, drains: res, cut: () => res.destroy(), highWaterBytes: 65536, sendTimeoutMs: 30000 }),
-    }),
-  });
-  const server = createServer((req, res) => handler(req, res));
-  references.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
 
 interface Message {
   readonly event: string | undefined;

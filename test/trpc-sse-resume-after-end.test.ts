@@ -1,16 +1,10 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createTRPCClient, httpSubscriptionLink } from '@trpc/client';
-import { createHTTPHandler } from '@trpc/server/adapters/standalone';
 import { EventSource } from 'eventsource';
 import superjson from 'superjson';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AppRouter } from '../server/router-type.ts';
-import { createSink } from '../server/transport/backpressure.ts';
-import { HeldAnswers } from '../server/transport/held-answers.ts';
-import { chatApi, type TRPCContext } from '../server/transport/trpc/context.ts';
-import { createAppRouter } from '../server/transport/trpc/router.ts';
-import { startServer, type TestServer } from './helpers/server.ts';
+import { startServer } from './helpers/server.ts';
+import { referenceServer } from './helpers/trpc-reference.ts';
 import { parseSse, rawRequest } from './helpers/sse.ts';
 
 // A client that resumes a reply from its last event (the terminal `done`) has nothing left to
@@ -18,34 +12,6 @@ import { parseSse, rawRequest } from './helpers/sse.ts';
 // `return` after the data iterable ends) answers `connected` then `return`, and
 // httpSubscriptionLink completes the subscription on `return`. An answer with neither is, for an
 // EventSource, a stream that dropped: it reconnects with the same Last-Event-ID, for ever.
-
-const references: Server[] = [];
-afterEach(async () => {
-  for (const server of references.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((resolve) => server.close(resolve));
-  }
-});
-
-/** tRPC's own HTTP handler, serving Sluice's router on the Sluice instance's chat service. */
-async function referenceServer(sluice: TestServer['sluice']): Promise<string> {
-  const handler = createHTTPHandler({
-    router: createAppRouter({ ssePingMs: 0 }),
-    basePath: '/trpc/',
-    createContext: ({ res }): TRPCContext => ({
-      chat: chatApi(sluice.admission, sluice.service, new HeldAnswers(1_000_000_000)),
-      answerTaken: () => Promise.resolve(),
-      credential: undefined,
-      transport: 'trpc-http',
-      metrics: sluice.metrics,
-      sink: createSink({ buffered: () => res.writableLength, drains: res, cut: () => res.destroy(), highWaterBytes: 65536, sendTimeoutMs: 30000 }),
-    }),
-  });
-  const server = createServer((req, res) => handler(req, res));
-  references.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
 
 const query = (input: unknown): string => `input=${encodeURIComponent(JSON.stringify({ json: input }))}`;
 
